@@ -1,0 +1,43 @@
+# The two commands of the README:
+#   make serve   set up and start the server on SQLite in ./var at http://127.0.0.1:8000
+#   make test    install what the tests need and run the whole suite
+# and the benchmark:
+#   make bench
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test bench system-packages clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/tokensmith serve
+
+# Debian packages the tests drive for real: chromium (pages), PostgreSQL (the PostgreSQL
+# path), git; wrk and nginx for the benchmark. Installed only when missing.
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium chromium-driver"; \
+	command -v git >/dev/null || missing="$$missing git"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "Missing Debian packages:$$missing (run as root, or install them)"; exit 1; fi; \
+	fi
+
+test: $(STAMP) system-packages
+	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+bench: $(STAMP) system-packages
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .coverage* .pytest_cache

@@ -1,0 +1,3 @@
+from tokensmith.cli.main import main
+
+main()

@@ -1,0 +1,141 @@
+"""Who is calling: credentials in, an Identity (or the reason for refusal) out.
+
+Non-browser clients present a token (HTTP Basic ``username:token`` or Bearer). A password is
+refused there unless the password policy is ``warn``. The browser's sign-in form takes a
+password and refuses a token. Every outcome is counted by reason for ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from tokensmith import accounts, audit, metrics, personal_tokens, tokens
+from tokensmith.config import PasswordPolicy, Settings
+from tokensmith.errors import (
+    AuthenticationFailed,
+    CredentialMalformed,
+    PasswordRefused,
+    TokenNotForSignIn,
+    TokenUnknown,
+)
+from tokensmith.models import PersonalToken, User
+from tokensmith.server_keys import ServerKeys
+
+
+@dataclass(frozen=True)
+class BasicCredentials:
+    username: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class BearerCredentials:
+    secret: str
+
+
+Credentials = BasicCredentials | BearerCredentials
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: User
+    method: str  # "token", "password" or "session"
+    token: PersonalToken | None = None
+    warning: str | None = None
+
+
+class Authenticator:
+    """Checks credentials against the store under one deployment's settings and keys."""
+
+    def __init__(self, settings: Settings, keys: ServerKeys) -> None:
+        self.settings = settings
+        self.keys = keys
+
+    def authenticate(
+        self, session: Session, credentials: Credentials, *, ip: str | None, agent: str | None
+    ) -> Identity:
+        method = "token" if self._is_token(credentials) else "password"
+        try:
+            identity = self._authenticate(session, credentials, ip=ip, agent=agent)
+        except AuthenticationFailed as error:
+            metrics.count_authentication(method, error.reason)
+            raise self._advise(error) from None
+        metrics.count_authentication(identity.method, "ok")
+        return identity
+
+    def _is_token(self, credentials: Credentials) -> bool:
+        return tokens.looks_like_token(_secret_of(credentials), self.settings.token_prefix)
+
+    def _authenticate(
+        self, session: Session, credentials: Credentials, *, ip: str | None, agent: str | None
+    ) -> Identity:
+        secret = _secret_of(credentials)
+        if self._is_token(credentials):
+            row = personal_tokens.verify_token(
+                session, self.keys, secret, prefix=self.settings.token_prefix
+            )
+            claimed = credentials.username if isinstance(credentials, BasicCredentials) else ""
+            if claimed and claimed.lower() != row.owner.username.lower():
+                # Same words as an unknown token: a stranger learns nothing about usernames.
+                error = TokenUnknown("Unknown or mistyped token for this username.")
+                error.reason = "wrong_user"
+                raise error
+            personal_tokens.record_use(session, row, ip=ip, agent=agent)
+            return Identity(user=row.owner, method="token", token=row)
+        if isinstance(credentials, BearerCredentials):
+            raise CredentialMalformed("A Bearer credential must be a personal access token.")
+        return self._authenticate_password(session, credentials, ip=ip, agent=agent)
+
+    def _authenticate_password(
+        self, session: Session, credentials: BasicCredentials, *, ip: str | None, agent: str | None
+    ) -> Identity:
+        if self.settings.password_policy is PasswordPolicy.DENY:
+            # Refused before the password is even checked: the answer is the same for
+            # every username, so it tells nothing about which accounts exist.
+            raise PasswordRefused("Passwords are not accepted here.")
+        user = accounts.check_password(session, credentials.username, credentials.secret)
+        audit.record(
+            session, "auth.password_used", actor=user.username, user_id=user.id, ip=ip,
+            agent=(agent or "unknown client")[:200],
+        )
+        return Identity(
+            user=user,
+            method="password",
+            warning=(
+                "Password authentication is deprecated here and will be refused. Use a personal "
+                f"access token as the password instead: create one at {self.settings.tokens_page_url}"
+            ),
+        )
+
+    def sign_in(self, session: Session, username: str, password: str) -> User:
+        """The browser's sign-in form: a password, never a token."""
+        try:
+            if tokens.looks_like_token(password, self.settings.token_prefix):
+                raise TokenNotForSignIn(
+                    "A personal access token cannot sign in to the web site. Use your password."
+                )
+            user = accounts.check_password(session, username, password)
+        except AuthenticationFailed as error:
+            metrics.count_authentication("sign_in", error.reason)
+            raise
+        metrics.count_authentication("sign_in", "ok")
+        return user
+
+    def _advise(self, error: AuthenticationFailed) -> AuthenticationFailed:
+        url = self.settings.tokens_page_url
+        if isinstance(error, PasswordRefused):
+            error.advice = (
+                "Use a personal access token as the password: create one on the My Tokens "
+                f"page, {url}"
+            )
+        elif error.reason in ("malformed", "unknown", "wrong_user"):
+            error.advice = f"Copy the token again, or create a new one at {url}"
+        elif error.reason in ("revoked", "expired"):
+            error.advice = f"Create a new token at {url}"
+        return error
+
+
+def _secret_of(credentials: Credentials) -> str:
+    return credentials.secret

@@ -1,0 +1,41 @@
+"""First start: an empty store gets an ``admin`` user with a generated password."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tokensmith import accounts
+from tokensmith.config import Settings
+from tokensmith.models import User
+
+ADMIN_USERNAME = "admin"
+
+
+def bootstrap_admin(session: Session, settings: Settings) -> str | None:
+    """Create ``admin`` when there are no users at all; return its password, else None.
+
+    The password is returned once for the console and never stored in plain.
+    """
+    if session.scalars(select(User.id).limit(1)).first() is not None:
+        return None
+    password = _generate_password(settings.token_prefix)
+    accounts.create_user(
+        session,
+        ADMIN_USERNAME,
+        "admin@localhost.localdomain",
+        password=password,
+        is_admin=True,
+        token_prefix=settings.token_prefix,
+        actor="first start",
+    )
+    return password
+
+
+def _generate_password(token_prefix: str) -> str:
+    while True:
+        password = secrets.token_urlsafe(18)
+        if not password.startswith(token_prefix) and not password.startswith("-"):
+            return password

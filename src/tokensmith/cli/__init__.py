@@ -1,0 +1,1 @@
+"""The ``tokensmith`` command: server administration (and, later, the client)."""

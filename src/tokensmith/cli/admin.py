@@ -1,0 +1,118 @@
+"""Administration from the server's shell: users and tokens, straight on the store."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session
+
+from tokensmith import accounts, personal_tokens
+from tokensmith.clock import display
+from tokensmith.config import Settings, load_settings
+from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.errors import InvalidInput, StoreUnavailable
+from tokensmith.cli.main import tokens_app, users_app
+from tokensmith.server_keys import ServerKeys, load_server_keys
+
+ACTOR = "admin (shell)"
+
+
+@dataclass
+class AdminContext:
+    session: Session
+    settings: Settings
+    keys: ServerKeys
+
+
+@contextlib.contextmanager
+def admin_store() -> Iterator[AdminContext]:
+    """The store, migrated, in one transaction committed when the command succeeds."""
+    settings = load_settings()
+    engine = create_store_engine(settings)
+    try:
+        try:
+            migrate(engine)
+        except Exception as error:
+            raise StoreUnavailable(f"Cannot open the store: {type(error).__name__}.") from error
+        with unit_of_work(session_factory(engine)) as session:
+            yield AdminContext(session, settings, load_server_keys(settings))
+    finally:
+        engine.dispose()
+
+
+def note(message: str) -> None:
+    """Information for the person at the terminal, kept off stdout (which carries results)."""
+    typer.echo(message, err=True)
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="Login name, unique (case-insensitive).")],
+    email: Annotated[str, typer.Option("--email", help="The user's email address.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+    ] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+) -> None:
+    """Create a user. Without --password-stdin the user has no password (token-only, or IdP)."""
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise InvalidInput("--password-stdin was given but stdin held no password.")
+    with admin_store() as ctx:
+        user = accounts.create_user(
+            ctx.session, username, email, password=password, is_admin=admin,
+            token_prefix=ctx.settings.token_prefix, actor=ACTOR,
+        )
+        name = user.username
+    note(f"Created user {name}{' (administrator)' if admin else ''}.")
+    if password is None:
+        note("They have no password: they sign in through the identity provider, or use tokens "
+             f"minted with `tokensmith tokens create --user {name}`.")
+
+
+@users_app.command("disable")
+def users_disable(username: Annotated[str, typer.Argument(help="The user to disable.")]) -> None:
+    """Disable a user: their sessions end and every token stops working at once."""
+    with admin_store() as ctx:
+        user = accounts.get_user(ctx.session, username)
+        revoked = accounts.disable_user(ctx.session, user, actor=ACTOR)
+        name = user.username
+    note(f"Disabled {name}: signed out everywhere, {revoked} token(s) revoked.")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Option("--user", help="Whose token it is.")],
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")],
+    expires_in: Annotated[
+        int | None, typer.Option("--expires-in", help="Days until it expires (default: never).", min=1)
+    ] = None,
+) -> None:
+    """Mint a token for a user (service accounts, provisioning). Printed once, on stdout."""
+    with admin_store() as ctx:
+        owner = accounts.get_user(ctx.session, user)
+        expires_at = personal_tokens.expiry_in_days(expires_in) if expires_in else None
+        secret, row = personal_tokens.create_token(
+            ctx.session, ctx.keys, owner, name, prefix=ctx.settings.token_prefix,
+            actor=ACTOR, expires_at=expires_at,
+        )
+        summary = f"Created token “{row.name}” ({row.hint}) for {owner.username}, expires: {display(row.expires_at)}."
+    typer.echo(secret)
+    note(summary + " It will not be shown again.")
+
+
+@tokens_app.command("revoke-all")
+def tokens_revoke_all(user: Annotated[str, typer.Option("--user", help="Whose tokens to revoke.")]) -> None:
+    """Revoke every live token of a user (a lost laptop, a departure). Their password stays."""
+    with admin_store() as ctx:
+        owner = accounts.get_user(ctx.session, user)
+        count = personal_tokens.revoke_all_tokens(ctx.session, owner, actor=ACTOR, reason="admin")
+        name = owner.username
+    note(f"Revoked {count} token(s) of {name}.")

@@ -1,0 +1,71 @@
+"""The ``tokensmith`` command. Errors become one line on stderr and a documented exit code.
+
+Exit codes: 0 success; 1 unexpected error; 2 bad usage or invalid input; 3 not found;
+4 conflict (already exists); 5 refused (authentication or permission); 6 the store or the
+server is unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tokensmith.errors import (
+    AuthenticationFailed,
+    AuthenticationRequired,
+    ConfigurationError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    StoreUnavailable,
+    TokensmithError,
+)
+
+app = typer.Typer(
+    name="tokensmith",
+    help="Tokensmith: personal access tokens for the platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+users_app = typer.Typer(help="Manage user accounts (server administration).", no_args_is_help=True)
+tokens_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+
+EXIT_CODES: list[tuple[type[TokensmithError], int]] = [
+    (InvalidInput, 2),
+    (ConfigurationError, 2),
+    (NotFound, 3),
+    (Conflict, 4),
+    (AuthenticationFailed, 5),
+    (AuthenticationRequired, 5),
+    (NotPermitted, 5),
+    (StoreUnavailable, 6),
+]
+
+
+def exit_code_for(error: TokensmithError) -> int:
+    return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
+
+
+def fail(error: TokensmithError) -> None:
+    message = error.full_message if isinstance(error, AuthenticationFailed) else error.message
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    raise SystemExit(exit_code_for(error))
+
+
+def _register_commands() -> None:
+    from tokensmith.cli import admin, serve  # noqa: F401  (commands register themselves)
+
+
+def main() -> None:
+    _register_commands()
+    try:
+        app()
+    except TokensmithError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,73 @@
+"""``tokensmith serve``: migrate the store, create the first admin if needed, serve HTTP."""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated
+
+import typer
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from tokensmith.bootstrap import ADMIN_USERNAME, bootstrap_admin
+from tokensmith.cli.main import app
+from tokensmith.config import Settings, load_settings
+from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.server_keys import load_server_keys
+
+
+def prepare_store(settings: Settings) -> str | None:
+    """Apply migrations and bootstrap; returns the new admin password on the very first start."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    load_server_keys(settings)  # generated now, on first start, rather than mid-request
+    engine = create_store_engine(settings)
+    try:
+        migrate(engine)
+        with unit_of_work(session_factory(engine)) as session:
+            return bootstrap_admin(session, settings)
+    finally:
+        engine.dispose()
+
+
+def print_first_start_banner(password: str, settings: Settings) -> None:
+    rule = "=" * 72
+    typer.echo(
+        f"\n{rule}\n"
+        f" First start: created user '{ADMIN_USERNAME}' with this password:\n\n"
+        f"     {password}\n\n"
+        f" It is shown only this once. Sign in at {settings.public_url}/login\n"
+        f"{rule}\n"
+    )
+
+
+def logging_config() -> dict:
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["tokensmith"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    access_log: Annotated[bool, typer.Option(help="Log each request (method, path, status).")] = True,
+) -> None:
+    """Run the server (web pages, REST API) on the configured store."""
+    from tokensmith.web.app import create_app
+
+    settings = load_settings()
+    if not settings.public_url_configured:
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        settings = settings.with_overrides(public_url=f"http://{shown_host}:{port}")
+    password = prepare_store(settings)
+    if password is not None:
+        print_first_start_banner(password, settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=access_log,
+        log_config=logging_config(),
+        proxy_headers=True,
+        server_header=False,
+    )

@@ -1,0 +1,16 @@
+"""The one source of "now", always timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def display(moment: datetime | None, never: str = "Never") -> str:
+    """How a timestamp reads on a page or in a message: ``2026-11-27 23:41 UTC``."""
+    if moment is None:
+        return never
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

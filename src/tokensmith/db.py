@@ -1,0 +1,105 @@
+"""The store: engine, sessions, migrations, and what an outage looks like to the rest."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+
+from tokensmith.config import Settings
+from tokensmith.errors import StoreUnavailable
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Errors that mean "the store cannot answer right now", as opposed to a bug or bad data.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, PoolTimeout)
+
+
+def is_outage(error: BaseException) -> bool:
+    if isinstance(error, OUTAGE_ERRORS):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def create_store_engine(settings: Settings) -> Engine:
+    url = settings.store_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            hide_parameters=True,  # errors and logs never show bound values
+            connect_args={"check_same_thread": False, "timeout": 5},
+            pool_size=8,
+            max_overflow=16,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        hide_parameters=True,
+        # A down server must fail fast with 503, not hang a client.
+        connect_args={"connect_timeout": 5} if "psycopg" in url else {},
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=10,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest migration. Run on every start; a no-op when current."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def ping(engine: Engine) -> None:
+    """Raise StoreUnavailable unless the store answers a trivial query."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:
+        if is_outage(error):
+            raise StoreUnavailable() from error
+        raise
+
+
+@contextlib.contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: committed when the block succeeds, rolled back when it raises.
+
+    Store outages surface as StoreUnavailable whatever the caller was doing.
+    """
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except Exception as error:
+        with contextlib.suppress(Exception):  # a dead connection cannot roll back either
+            session.rollback()
+        if is_outage(error):
+            raise StoreUnavailable() from error
+        raise
+    finally:
+        session.close()

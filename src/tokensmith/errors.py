@@ -1,0 +1,122 @@
+"""The domain's exceptions.
+
+Each carries a message a person can act on. The web layer maps them to HTTP answers in one
+place (``web/errors.py``); the CLI maps them to messages and exit codes. None of them ever
+carries a secret.
+"""
+
+from __future__ import annotations
+
+
+class TokensmithError(Exception):
+    """Base class. ``code`` is a stable machine-readable name for the failure."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(TokensmithError):
+    code = "configuration_error"
+
+
+class StoreUnavailable(TokensmithError):
+    """The database cannot be reached. Never an authentication failure."""
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str = "The token store is unreachable; try again in a moment.") -> None:
+        super().__init__(message)
+
+
+# --- authentication -----------------------------------------------------------------------
+
+
+class AuthenticationFailed(TokensmithError):
+    """A credential was presented and refused. ``reason`` labels the metrics counter."""
+
+    code = "authentication_failed"
+    reason = "unknown"
+    advice: str | None = None  # what to do next, filled in by whoever knows the URLs
+
+    @property
+    def full_message(self) -> str:
+        return f"{self.message} {self.advice}." if self.advice else self.message
+
+
+class CredentialMalformed(AuthenticationFailed):
+    code = "credential_malformed"
+    reason = "malformed"
+
+
+class TokenUnknown(AuthenticationFailed):
+    code = "token_unknown"
+    reason = "unknown"
+
+
+class TokenRevoked(AuthenticationFailed):
+    code = "token_revoked"
+    reason = "revoked"
+
+
+class TokenExpired(AuthenticationFailed):
+    code = "token_expired"
+    reason = "expired"
+
+
+class AccountDisabled(AuthenticationFailed):
+    code = "account_disabled"
+    reason = "disabled"
+
+
+class PasswordRefused(AuthenticationFailed):
+    """A password was offered where the policy demands a token."""
+
+    code = "password_not_accepted"
+    reason = "password_refused"
+
+
+class PasswordIncorrect(AuthenticationFailed):
+    code = "bad_credentials"
+    reason = "bad_password"
+
+
+class TokenNotForSignIn(AuthenticationFailed):
+    """A personal access token was typed into the browser's password field."""
+
+    code = "token_not_for_sign_in"
+    reason = "token_in_browser"
+
+
+class AuthenticationRequired(TokensmithError):
+    code = "authentication_required"
+
+
+# --- authorisation and input ----------------------------------------------------------------
+
+
+class NotPermitted(TokensmithError):
+    code = "forbidden"
+
+
+class NotFound(TokensmithError):
+    code = "not_found"
+
+
+class InvalidInput(TokensmithError):
+    code = "invalid_input"
+
+
+class Conflict(TokensmithError):
+    code = "conflict"
+
+
+class CsrfFailed(TokensmithError):
+    code = "csrf_failed"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This form has expired or did not come from this site. Reload the page and try again."
+        )

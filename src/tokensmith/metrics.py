@@ -1,0 +1,36 @@
+"""Prometheus metrics. One process, one registry: with several workers, scrape each."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, disable_created_metrics
+
+disable_created_metrics()  # the *_created series only add noise to every scrape
+
+AUTHENTICATIONS = Counter(
+    "tokensmith_authentications",
+    "Authentication attempts by credential method and outcome.",
+    ["method", "outcome"],
+)
+
+METHODS = ("token", "password", "session", "sign_in")
+OUTCOMES = (
+    "ok",
+    "unknown",
+    "wrong_user",
+    "revoked",
+    "expired",
+    "password_refused",
+    "bad_password",
+    "malformed",
+    "disabled",
+    "token_in_browser",
+)
+
+# Every series exists from the start, at 0, so that rates and alerts work before the first event.
+for _method in METHODS:
+    for _outcome in OUTCOMES:
+        AUTHENTICATIONS.labels(_method, _outcome)
+
+
+def count_authentication(method: str, outcome: str) -> None:
+    AUTHENTICATIONS.labels(method, outcome).inc()

@@ -1,0 +1,33 @@
+"""Alembic environment: migrations run on the connection ``db.migrate`` hands over.
+
+To write a new migration from a development checkout:
+``alembic -c migrations.ini revision --autogenerate -m "what changed"``
+(``migrations.ini`` at the repository root points here and at ``var/tokensmith.db``).
+"""
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from tokensmith.models import Base
+
+config = context.config
+connection = config.attributes.get("connection")
+
+
+def run(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if connection is not None:
+    run(connection)
+else:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.begin() as own_connection:
+        run(own_connection)

@@ -1,0 +1,1 @@
+"""HTTP adapters around the domain: no business rule lives here."""

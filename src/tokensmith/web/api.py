@@ -1,0 +1,82 @@
+"""The REST API under ``/api/v1``: token-authenticated, JSON in and out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, status
+
+from tokensmith import personal_tokens
+from tokensmith.errors import NotPermitted
+from tokensmith.web.auth import ClientIdentity, Db
+from tokensmith.web.runtime import client_ip, get_runtime
+from tokensmith.web.schemas import LeakReport, LeakReportReceived, Me, TokenCreated, TokenPublic, UserPublic
+
+router = APIRouter(prefix="/api/v1", tags=["tokens"])
+TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id")]
+
+
+@router.get("/me", response_model=Me)
+def read_me(identity: ClientIdentity) -> Me:
+    """Who the credential belongs to, and which token made the request."""
+    return Me(
+        user=UserPublic.of(identity.user),
+        authenticated_with=identity.method,
+        token=TokenPublic.of(identity.token) if identity.token else None,
+    )
+
+
+@router.get("/tokens", response_model=list[TokenPublic])
+def list_tokens(identity: ClientIdentity, db: Db) -> list[TokenPublic]:
+    """The caller's tokens that are not revoked (expired ones included). Never a secret."""
+    return [TokenPublic.of(row) for row in personal_tokens.list_tokens(db, identity.user)]
+
+
+@router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: Request) -> Response:
+    """Revoke one of the caller's tokens. Anybody else's token is a 404."""
+    personal_tokens.revoke_token(
+        db, token_id, identity.user, actor=identity.user.username, ip=client_ip(request)
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/tokens/{token_id}/rotate", response_model=TokenCreated, status_code=201)
+def rotate_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: Request) -> TokenCreated:
+    """A token replaces its own secret: same name, expiry and scopes; the old one is revoked."""
+    if identity.token is None or identity.token.id != token_id:
+        raise NotPermitted(
+            "A token can rotate only itself: authenticate with the token you want to rotate."
+        )
+    runtime = get_runtime(request)
+    secret, row = personal_tokens.rotate_token(
+        db,
+        runtime.keys,
+        token_id,
+        identity.user,
+        prefix=runtime.settings.token_prefix,
+        actor=identity.user.username,
+        ip=client_ip(request),
+    )
+    return TokenCreated(**TokenPublic.of(row).model_dump(), token=secret)
+
+
+@router.post(
+    "/tokens/revoke",
+    response_model=LeakReportReceived,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["leaks"],
+)
+def report_leaked_tokens(report: LeakReport, db: Db, request: Request) -> LeakReportReceived:
+    """Found tokens where they should not be? Send them here, no credentials needed.
+
+    Every live one is revoked and its owner told. The answer is the same whether any of
+    them existed or not.
+    """
+    runtime = get_runtime(request)
+    personal_tokens.revoke_reported_tokens(
+        db, runtime.keys, report.tokens, prefix=runtime.settings.token_prefix, ip=client_ip(request)
+    )
+    return LeakReportReceived(
+        message="Thank you. Every live token among those you sent is now revoked, and its owner told."
+    )

@@ -1,0 +1,111 @@
+"""Domain exceptions to HTTP answers, in one place.
+
+Non-browser routes get JSON ``{"error": CODE, "message": WORDS}``; pages get an HTML page.
+A 401 always carries the Basic challenge, since git and Maven only send credentials after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tokensmith.errors import (
+    AuthenticationFailed,
+    AuthenticationRequired,
+    Conflict,
+    CsrfFailed,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    StoreUnavailable,
+    TokensmithError,
+)
+from tokensmith.web.auth import SignInRequired
+from tokensmith.web.templates import render
+
+log = logging.getLogger("tokensmith.web")
+
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="tokensmith", charset="UTF-8"'}
+STATUS = {
+    AuthenticationRequired: 401,
+    AuthenticationFailed: 401,
+    NotPermitted: 403,
+    CsrfFailed: 403,
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 422,
+    StoreUnavailable: 503,
+}
+# Paths whose clients are programs; everything else is a page for a person.
+MACHINE_PREFIXES = ("/api/", "/git/", "/maven/", "/packages/", "/studio/", "/scim/", "/healthz", "/metrics")
+
+
+def status_of(error: TokensmithError) -> int:
+    for kind, status in STATUS.items():
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+def wants_page(request: Request) -> bool:
+    return not request.url.path.startswith(MACHINE_PREFIXES)
+
+
+def error_response(request: Request, status: int, code: str, message: str) -> Response:
+    headers = dict(CHALLENGE) if status == 401 and not wants_page(request) else {}
+    if status == 503:
+        headers["Retry-After"] = "5"
+    if wants_page(request):
+        return render(request, "error.html", {"status": status, "message": message}, status=status,
+                      headers=headers)
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+async def handle_domain_error(request: Request, error: TokensmithError) -> Response:
+    status = status_of(error)
+    message = error.full_message if isinstance(error, AuthenticationFailed) else error.message
+    if isinstance(error, AuthenticationFailed):
+        log.info("authentication refused: %s on %s %s", error.reason, request.method, request.url.path)
+    elif isinstance(error, StoreUnavailable):
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path,
+                    type(error.__cause__).__name__)
+    return error_response(request, status, error.code, message)
+
+
+async def handle_sign_in_required(request: Request, _error: SignInRequired) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+async def handle_validation_error(request: Request, error: RequestValidationError) -> Response:
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}"
+        for problem in error.errors()
+    )
+    return error_response(request, 422, "invalid_input", f"The request is not valid: {problems}.")
+
+
+async def handle_http_error(request: Request, error: StarletteHTTPException) -> Response:
+    messages = {404: "Nothing here.", 405: "This method is not allowed here."}
+    message = messages.get(error.status_code, str(error.detail))
+    return error_response(request, error.status_code, "http_error", message)
+
+
+async def handle_unexpected(request: Request, error: Exception) -> Response:
+    log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path,
+              exc_info=error)
+    return error_response(request, 500, "internal_error",
+                          "Something went wrong on our side. Try again; if it persists, tell an administrator.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TokensmithError, handle_domain_error)
+    app.add_exception_handler(SignInRequired, handle_sign_in_required)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_exception_handler(Exception, handle_unexpected)

@@ -1,0 +1,209 @@
+"""The web site: sign in, My Tokens, My Applications, sign out. Forms only; no rules here."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from tokensmith import audit, personal_tokens, sessions
+from tokensmith.authentication import Identity
+from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput
+from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
+from tokensmith.web.runtime import client_agent, client_ip, get_runtime
+from tokensmith.web.templates import PRESESSION_COOKIE, SESSION_COOKIE, csrf_binding, render
+
+router = APIRouter(include_in_schema=False)
+
+EXPIRATION_CHOICES = [
+    ("never", "No expiration"),
+    ("7", "7 days"),
+    ("30", "30 days"),
+    ("90", "90 days"),
+    ("date", "On a date…"),
+]
+FormText = Annotated[str, Form(max_length=4096)]
+OptionalIdentity = Annotated[Identity | None, Depends(optional_browser_identity)]
+
+
+def check_csrf(request: Request, submitted: str) -> None:
+    if not sessions.csrf_valid(get_runtime(request).keys, csrf_binding(request), submitted):
+        raise CsrfFailed()
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/tokens"
+
+
+@router.get("/")
+def home(identity: OptionalIdentity) -> Response:
+    return RedirectResponse("/tokens" if identity else "/login", status_code=303)
+
+
+# --- signing in and out ---------------------------------------------------------------------
+
+
+def _login_page(request: Request, *, next_path: str, error: str | None = None,
+                username: str = "", status: int = 200) -> Response:
+    fresh = request.cookies.get(PRESESSION_COOKIE) is None
+    if fresh:
+        request.state.presession = secrets.token_urlsafe(24)
+    response = render(
+        request, "login.html",
+        {"next": next_path, "error": error, "username": username},
+        status=status,
+    )
+    if fresh:
+        response.set_cookie(
+            PRESESSION_COOKIE, request.state.presession, httponly=True, samesite="lax",
+            secure=get_runtime(request).settings.secure_cookies, path="/",
+        )
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request, identity: OptionalIdentity, next: str = "/tokens") -> Response:
+    if identity is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return _login_page(request, next_path=safe_next(next))
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    db: Db,
+    username: FormText = "",
+    password: FormText = "",
+    csrf_token: FormText = "",
+    next: FormText = "/tokens",
+) -> Response:
+    runtime = get_runtime(request)
+    next_path = safe_next(next)
+    if not sessions.csrf_valid(runtime.keys, request.cookies.get(PRESESSION_COOKIE), csrf_token):
+        return _login_page(request, next_path=next_path, username=username, status=403,
+                           error=CsrfFailed().message)
+    try:
+        user = runtime.authenticator.sign_in(db, username, password)
+    except AuthenticationFailed as error:
+        return _login_page(request, next_path=next_path, username=username, status=401,
+                           error=error.message)
+    secret, _row = sessions.start_session(
+        db, runtime.keys, user, days=runtime.settings.session_days,
+        ip=client_ip(request), user_agent=client_agent(request),
+    )
+    response = RedirectResponse(next_path, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, secret, max_age=runtime.settings.session_days * 86400, httponly=True,
+        samesite="lax", secure=runtime.settings.secure_cookies, path="/",
+    )
+    response.delete_cookie(PRESESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, db: Db, csrf_token: FormText = "") -> Response:
+    check_csrf(request, csrf_token)
+    sessions.end_session(db, get_runtime(request).keys, session_secret(request))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- My Tokens --------------------------------------------------------------------------------
+
+
+def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 200,
+                 **context: object) -> Response:
+    user = identity.user
+    events = audit.events_for_user(db, user.id, limit=15)
+    return render(
+        request,
+        "tokens.html",
+        {
+            "tokens": personal_tokens.list_tokens(db, user),
+            "events": events,
+            "choices": EXPIRATION_CHOICES,
+            "now": datetime.now(timezone.utc),
+            "form": {"name": "", "expiration": "never", "expires_on": ""},
+            **context,
+        },
+        status=status,
+    )
+
+
+@router.get("/tokens")
+def tokens_page(request: Request, db: Db, identity: BrowserIdentity, revoked: int | None = None) -> Response:
+    notice = None
+    if revoked is not None:
+        notice = "The token was revoked. Any tool still using it will now be refused."
+    return _tokens_page(request, db, identity, notice=notice)
+
+
+def parse_expiration(choice: str, expires_on: str, today: date) -> datetime | None:
+    """The form's Expiration choice as a moment; a date means through the end of that day, UTC."""
+    if choice == "never":
+        return None
+    if choice in ("7", "30", "90"):
+        return personal_tokens.expiry_in_days(int(choice))
+    if choice == "date":
+        try:
+            day = date.fromisoformat(expires_on.strip())
+        except ValueError:
+            raise InvalidInput("Pick the expiration date (YYYY-MM-DD).") from None
+        if day <= today:
+            raise InvalidInput("The expiration date must be after today.")
+        if day > today + timedelta(days=personal_tokens.MAX_EXPIRY_DAYS):
+            raise InvalidInput("The expiration date is more than ten years away.")
+        return datetime.combine(day + timedelta(days=1), time(), tzinfo=timezone.utc)
+    raise InvalidInput("Choose an expiration from the list.")
+
+
+@router.post("/tokens")
+def create_token(
+    request: Request,
+    db: Db,
+    identity: BrowserIdentity,
+    name: FormText = "",
+    expiration: FormText = "never",
+    expires_on: FormText = "",
+    csrf_token: FormText = "",
+) -> Response:
+    check_csrf(request, csrf_token)
+    runtime = get_runtime(request)
+    form = {"name": name, "expiration": expiration, "expires_on": expires_on}
+    try:
+        expires_at = parse_expiration(expiration, expires_on, datetime.now(timezone.utc).date())
+        secret, row = personal_tokens.create_token(
+            db, runtime.keys, identity.user, name,
+            prefix=runtime.settings.token_prefix, actor=identity.user.username,
+            expires_at=expires_at, ip=client_ip(request),
+        )
+    except (InvalidInput, Conflict) as error:
+        status = 409 if isinstance(error, Conflict) else 422
+        return _tokens_page(request, db, identity, status=status, error=error.message, form=form)
+    return _tokens_page(request, db, identity, status=201, new_token=secret, new_row=row)
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(
+    token_id: int, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = ""
+) -> Response:
+    check_csrf(request, csrf_token)
+    personal_tokens.revoke_token(
+        db, token_id, identity.user, actor=identity.user.username, ip=client_ip(request)
+    )
+    return RedirectResponse(f"/tokens?revoked={token_id}", status_code=303)
+
+
+# --- My Applications --------------------------------------------------------------------------
+
+
+@router.get("/applications")
+def applications_page(request: Request, identity: BrowserIdentity) -> Response:
+    return render(request, "applications.html", {"projects": []})

@@ -1,0 +1,61 @@
+"""What every request shares: settings, the store, the keys; and the per-request session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tokensmith.authentication import Authenticator
+from tokensmith.config import Settings
+from tokensmith.db import create_store_engine, session_factory, unit_of_work
+from tokensmith.server_keys import ServerKeys, load_server_keys
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keys: ServerKeys
+    authenticator: Authenticator
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        keys = load_server_keys(settings)
+        engine = create_store_engine(settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=session_factory(engine),
+            keys=keys,
+            authenticator=Authenticator(settings, keys),
+        )
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """The request's one transaction, committed at the edge once the route has returned.
+
+    Declared with ``scope="function"`` so the commit happens before the response is sent:
+    a client never sees success for a write that did not land.
+    """
+    with unit_of_work(get_runtime(request).sessions) as session:
+        yield session
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def client_agent(request: Request) -> str | None:
+    agent = request.headers.get("user-agent")
+    if not agent:
+        return None
+    return "".join(char for char in agent if char.isprintable())[:200]

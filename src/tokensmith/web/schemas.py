@@ -1,0 +1,66 @@
+"""What the REST API reads and writes. ``TokenCreated`` is the only one with a secret in it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from tokensmith.clock import utcnow
+from tokensmith.models import PersonalToken, User
+
+
+class TokenPublic(BaseModel):
+    id: int
+    name: str
+    hint: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    expired: bool
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    last_used_agent: str | None
+
+    @classmethod
+    def of(cls, row: PersonalToken) -> TokenPublic:
+        return cls(
+            id=row.id,
+            name=row.name,
+            hint=row.hint,
+            scopes=list(row.scopes),
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            expired=row.expires_at is not None and row.expires_at <= utcnow(),
+            last_used_at=row.last_used_at,
+            last_used_ip=row.last_used_ip,
+            last_used_agent=row.last_used_agent,
+        )
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The secret. Shown this once: store it now.")
+
+
+class UserPublic(BaseModel):
+    username: str
+    email: str
+    is_admin: bool
+
+    @classmethod
+    def of(cls, user: User) -> UserPublic:
+        return cls(username=user.username, email=user.email, is_admin=user.is_admin)
+
+
+class Me(BaseModel):
+    user: UserPublic
+    authenticated_with: str = Field(description='"token", or "password" under the warn policy')
+    token: TokenPublic | None = Field(description="The token this request was made with")
+
+
+class LeakReport(BaseModel):
+    tokens: list[str] = Field(min_length=1, max_length=100)
+
+
+class LeakReportReceived(BaseModel):
+    message: str

@@ -1,0 +1,66 @@
+"""Rendering pages: one Jinja environment (autoescaped) and the headers every page carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+
+from tokensmith import audit, sessions
+from tokensmith.clock import display
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+SESSION_COOKIE = "tokensmith_session"
+PRESESSION_COOKIE = "tokensmith_presession"
+
+PAGE_HEADERS = {
+    # Pages can show a token once: no cache may keep them.
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+_environment = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=True)
+_environment.filters["when"] = display
+_environment.filters["describe_event"] = audit.describe
+_environment.tests["attention"] = audit.needs_attention
+templates = Jinja2Templates(env=_environment)
+
+
+def csrf_binding(request: Request) -> str:
+    """What the page's CSRF token is bound to: the session, or before sign-in a nonce cookie."""
+    return (
+        request.cookies.get(SESSION_COOKIE)
+        or getattr(request.state, "presession", None)
+        or request.cookies.get(PRESESSION_COOKIE, "")
+    )
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    runtime = request.app.state.runtime
+    binding = csrf_binding(request)
+    page_context = {
+        "identity": getattr(request.state, "identity", None),
+        "csrf_token": sessions.csrf_token(runtime.keys, binding) if binding else "",
+        "settings": runtime.settings,
+        **(context or {}),
+    }
+    return templates.TemplateResponse(
+        request, name, page_context, status_code=status, headers={**PAGE_HEADERS, **(headers or {})}
+    )
