@@ -1,0 +1,160 @@
+"""A real Tokensmith server, started as a separate process on a loopback port.
+
+Started with ``python -m tokensmith serve`` exactly as a person would, its console captured to
+a log file the ledger watches, stopped by its own process id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy.orm import Session
+
+from tests.support.ledger import remember, watch
+from tests.support.ports import free_port
+from tokensmith import accounts, personal_tokens
+from tokensmith.config import load_settings
+from tokensmith.db import create_store_engine, session_factory, unit_of_work
+from tokensmith.models import PersonalToken, User
+from tokensmith.server_keys import load_server_keys
+
+BANNER_PASSWORD = re.compile(r"First start: created user 'admin' with this password:\s+(\S+)")
+
+
+class ServerFailed(RuntimeError):
+    pass
+
+
+class LiveServer:
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, name: str = "server") -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = watch(data_dir.parent / f"{data_dir.name}.{name}.log")
+        self.env = {
+            **os.environ,
+            "TOKENSMITH_DATA_DIR": str(data_dir),
+            "TOKENSMITH_PUBLIC_URL": self.base_url,
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.admin_password: str | None = None
+        if "TOKENSMITH_DATABASE_URL" not in self.env:
+            watch(data_dir / "tokensmith.db")
+            watch(data_dir / "tokensmith.db-wal")
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30) -> LiveServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        offset = log.tell()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tokensmith", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.data_dir.parent,
+        )
+        log.close()
+        self._wait_until_ready(timeout)
+        console = self.console(since=offset)
+        match = BANNER_PASSWORD.search(console)
+        if match:
+            self.admin_password = remember(match.group(1))
+        return self
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerFailed(f"server exited with {self.process.returncode}:\n{self.console()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code in (200, 503):
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise ServerFailed(f"server did not answer within {timeout}s:\n{self.console()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def restart(self) -> LiveServer:
+        self.stop()
+        return self.start()
+
+    def console(self, since: int = 0) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
+
+    # --- clients --------------------------------------------------------------------------------
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
+
+    def cli(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the ``tokensmith`` command against this server's store, from its shell."""
+        return subprocess.run(
+            [sys.executable, "-m", "tokensmith", *args],
+            env={**self.env, **(env or {})}, input=input, capture_output=True, text=True,
+            cwd=self.data_dir.parent, timeout=120,
+        )
+
+    # --- the store, as an administrator on the server's machine sees it --------------------------
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Session]:
+        settings = load_settings(self.env)
+        engine = create_store_engine(settings)
+        try:
+            with unit_of_work(session_factory(engine)) as session:
+                yield session
+        finally:
+            engine.dispose()
+
+    def create_user(self, username: str, *, password: str | None = None, admin: bool = False) -> None:
+        with self.store() as session:
+            accounts.create_user(
+                session, username, f"{username}@example.test", password=password and remember(password),
+                is_admin=admin, actor="tests",
+            )
+
+    def create_token(self, username: str, name: str, *, expires_at: datetime | None = None) -> str:
+        settings = load_settings(self.env)
+        with self.store() as session:
+            owner = accounts.get_user(session, username)
+            secret, _row = personal_tokens.create_token(
+                session, load_server_keys(settings), owner, name, prefix=settings.token_prefix,
+                actor="tests", expires_at=expires_at,
+            )
+        return remember(secret)
+
+    def token_row(self, username: str, name: str) -> PersonalToken:
+        with self.store() as session:
+            rows = [row for row in personal_tokens.list_tokens(session, accounts.get_user(session, username))
+                    if row.name == name]
+            session.expunge_all()
+        assert len(rows) == 1, f"expected one live token {name!r} of {username}, found {len(rows)}"
+        return rows[0]
+
+    def user(self, username: str) -> User:
+        with self.store() as session:
+            user = accounts.get_user(session, username)
+            session.expunge(user)
+        return user
