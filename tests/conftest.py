@@ -39,16 +39,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the whole run, stopped by its pid at the end."""
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server = PostgresServer()
     try:
         server.init().start()
     except (PostgresUnavailable, OSError) as error:
+        server.remove()
         unavailable(f"PostgreSQL cannot start here: {error}")
     watch(server.log_path)
     yield server
-    server.stop()
+    server.remove()
 
 
 _database_count = 0

@@ -7,7 +7,7 @@ password and refuses a token. Every outcome is counted by reason for ``/metrics`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,11 @@ class Identity:
     method: str  # "token", "password" or "session"
     token: PersonalToken | None = None
     warning: str | None = None
+    # A plain copy, readable even after the request's transaction is gone (error pages).
+    username: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "username", self.user.username)
 
 
 class Authenticator:

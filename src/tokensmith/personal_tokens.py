@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tokensmith import audit, tokens
 from tokensmith.clock import display, utcnow
@@ -172,12 +173,13 @@ def record_use(
     now = utcnow()
     if row.last_used_at is not None and now - row.last_used_at < USE_RECORD_INTERVAL:
         return
-    # The ORM update also refreshes ``row`` in the session (synchronize_session="auto").
+    values = {"last_used_at": now, "last_used_ip": ip, "last_used_agent": agent[:200] if agent else None}
     session.execute(
-        update(PersonalToken)
-        .where(PersonalToken.id == row.id)
-        .values(last_used_at=now, last_used_ip=ip, last_used_agent=agent[:200] if agent else None)
+        update(PersonalToken).where(PersonalToken.id == row.id).values(**values),
+        execution_options={"synchronize_session": False},
     )
+    for key, value in values.items():  # what was just written, without marking the row dirty
+        set_committed_value(row, key, value)
 
 
 def list_tokens(session: Session, owner: User) -> list[PersonalToken]:

@@ -12,6 +12,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,8 +46,18 @@ def _ensure_postgres_user() -> None:
         subprocess.run(["useradd", "-r", "-m", "postgres"], check=True)
 
 
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PostgresUnavailable(f"{' '.join(command[:5])}... failed: {result.stderr.strip()}")
+
+
 class PostgresServer:
-    def __init__(self, base_dir: Path) -> None:
+    """``base_dir`` must be reachable by the ``postgres`` user: by default a fresh folder in
+    the system temp dir (pytest's own tmp folders are private to root)."""
+
+    def __init__(self, base_dir: Path | None = None) -> None:
+        base_dir = base_dir or Path(tempfile.mkdtemp(prefix="tokensmith-pg-"))
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
         self.log_path = base_dir / "postgres.log"
@@ -70,13 +81,10 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.base_dir, "postgres", "postgres")
             shutil.chown(pwfile, "postgres")
-        subprocess.run(
-            _as_owner([
-                initdb, "-D", str(self.data_dir), "-U", "postgres", "--auth=scram-sha-256",
-                f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8",
-            ]),
-            check=True, capture_output=True,
-        )
+        _run(_as_owner([
+            initdb, "-D", str(self.data_dir), "-U", "postgres", "--auth=scram-sha-256",
+            f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8",
+        ]))
         pwfile.unlink()
         return self
 
@@ -88,10 +96,7 @@ class PostgresServer:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base_dir} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        subprocess.run(
-            _as_owner([pg_ctl, "-D", str(self.data_dir), "-l", str(self.log_path), "-w", "-o", options, "start"]),
-            check=True, capture_output=True,
-        )
+        _run(_as_owner([pg_ctl, "-D", str(self.data_dir), "-l", str(self.log_path), "-w", "-o", options, "start"]))
         self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
         return self
 
@@ -114,6 +119,11 @@ class PostgresServer:
         else:
             os.kill(self.pid, signal.SIGKILL)
         self.pid = None
+
+    def remove(self) -> None:
+        """Stop, then delete the cluster's folder."""
+        self.stop()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def create_database(self, name: str) -> str:
         import psycopg

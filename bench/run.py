@@ -1,0 +1,125 @@
+"""``make bench``: what a token costs on the request path, against /healthz on the same server.
+
+1. In process, on SQLite: one ``personal_tokens.verify_token`` call and each of its pieces
+   (parse, digest, lookup), in microseconds.
+2. Over HTTP, for SQLite and for PostgreSQL: a real ``tokensmith serve`` pinned to one core,
+   wrk on another, ``GET /api/v1/me`` with a Bearer token against ``GET /healthz``, alternated
+   over several rounds; medians and their ratio.
+
+It prints figures and whether each target is met; a missed target does not fail the command,
+a broken measurement does. ``--write-docs`` rewrites the figures section of
+docs/benchmarks.md. Every process started (the server, PostgreSQL) is stopped by its own pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, Python puts bench/ first on the path; the repository root belongs there,
+# so that `bench`, `tests.support` and `tokensmith` import (and no bench module shadows the stdlib).
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+from bench import report  # noqa: E402
+from bench.load import (  # noqa: E402
+    CLIENT_CPU, SERVER_CPU, BenchError, LoadOptions, can_pin, cpu_affinity, measure_postgres, measure_server,
+)
+from bench.token_check import measure_token_check  # noqa: E402
+from tests.support.postgres import PostgresUnavailable  # noqa: E402
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+
+
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make bench BENCH_ARGS=...", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds of each timed wrk run (5)")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per route (1; 0: none)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per route (3)")
+    parser.add_argument("--connections", type=int, default=20, help="wrk connections (20)")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="stores to serve from (sqlite,postgresql)")
+    parser.add_argument("--calls", type=int, default=4000, help="token checks per timed batch (4000)")
+    parser.add_argument("--batches", type=int, default=5, help="timed batches of token checks (5)")
+    parser.add_argument("--filler", type=int, default=10_000, help="other tokens in the in-process store (10000)")
+    parser.add_argument("--skip-http", action="store_true", help="only the in-process token check")
+    parser.add_argument("--skip-check", action="store_true", help="only the HTTP runs")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
+    parser.add_argument("--write-docs", action="store_true", help=f"rewrite the figures section of {DOCS.relative_to(ROOT)}")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, stores)")
+    args = parser.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(args.backends) - set(report.BACKEND_NAMES)
+    if unknown:
+        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    if args.write_docs and (args.skip_http or args.skip_check or set(args.backends) != set(report.BACKEND_NAMES)):
+        parser.error("--write-docs needs the full run (both parts, both stores)")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    started = time.monotonic()
+    args = arguments(argv)
+    # A SIGTERM (a CI timeout, `kill`) unwinds through the finally blocks that stop our processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    pin = not args.no_pin and can_pin()
+    if not args.no_pin and not pin:
+        print("Note: fewer than 2 CPUs or no taskset: server and wrk are not pinned.")
+    options = LoadOptions(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
+                          connections=args.connections, pin=pin)
+    info = report.machine()
+    timings, backends = [], []
+    workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
+    workdir.chmod(0o711)  # the postgres user must reach its cluster below
+    try:
+        if not args.skip_check:
+            print(f"In-process token check on SQLite ({args.batches} batches of {args.calls:,} calls):")
+            with cpu_affinity(SERVER_CPU, options):
+                timings = measure_token_check(workdir / "inprocess", calls=args.calls,
+                                              batches=args.batches, filler=args.filler)
+        if not args.skip_http:
+            print(f"HTTP: wrk -t1 -c{options.connections} -d{options.duration}s, {options.rounds} rounds"
+                  + (f" (server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})" if pin else ""))
+            for backend in args.backends:
+                if backend == "sqlite":
+                    backends.append(measure_server("sqlite", workdir / "sqlite", None, options))
+                else:
+                    try:
+                        figures, info["postgresql"] = measure_postgres(workdir / "postgresql", options)
+                    except PostgresUnavailable as error:
+                        print(f"  PostgreSQL skipped: {error}")
+                        continue
+                    backends.append(figures)
+    except BenchError as error:
+        print(f"\nBenchmark failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"Kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    elapsed = time.monotonic() - started
+    figures = report.figures_markdown(info, options, backends, timings, elapsed)
+    print("\n" + figures + "\n")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "machine": info, "options": asdict(options), "elapsed_seconds": elapsed,
+        "http": [b.as_dict() for b in backends], "token_check": [asdict(t) for t in timings],
+    }, indent=2) + "\n")
+    print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
+    if args.write_docs:
+        report.rewrite_docs(DOCS, figures)
+        print(f"Rewrote the figures in {DOCS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""Users and passwords, on both stores."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from tokensmith import accounts
+from tokensmith.errors import AccountDisabled, Conflict, InvalidInput, NotFound, PasswordIncorrect
+from tokensmith.models import User
+
+PASSWORD = "correct horse battery"
+
+
+def test_passwords_are_stored_as_argon2id_only(db, make_user):
+    user = make_user("carol", password=PASSWORD)
+    stored = db.scalars(select(User.password_hash).where(User.id == user.id)).one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    assert accounts.check_password(db, "carol", PASSWORD).id == user.id
+
+
+def test_usernames_are_unique_whatever_the_case(db, make_user):
+    make_user("Dave")
+    with pytest.raises(Conflict, match="already exists"):
+        make_user("dave")
+    assert accounts.find_user(db, "DAVE").username == "Dave"
+
+
+@pytest.mark.parametrize("username", ["", "-x", "x-", "a b", "a/b", "x" * 65, "<script>", "é"])
+def test_bad_usernames_are_refused(db, username):
+    with pytest.raises(InvalidInput, match="username"):
+        accounts.create_user(db, username, "someone@example.test", actor="tests")
+
+
+@pytest.mark.parametrize(
+    "password, words",
+    [("short", "at least 12"), ("tks_" + "a" * 20, "token prefix"), ("bell\x07bell-bell", "control"),
+     ("x" * 1025, "at most")],
+)
+def test_weak_or_confusing_passwords_are_refused(db, make_user, password, words):
+    with pytest.raises(InvalidInput, match=words):
+        make_user(password=password)
+
+
+def test_bad_email_is_refused(db):
+    with pytest.raises(InvalidInput, match="not an email"):
+        accounts.create_user(db, "erin", "erin-at-example", actor="tests")
+
+
+def test_wrong_password_and_unknown_user_read_the_same(db, make_user):
+    make_user("frank", password=PASSWORD)
+    with pytest.raises(PasswordIncorrect) as wrong_password:
+        accounts.check_password(db, "frank", PASSWORD + "!")
+    with pytest.raises(PasswordIncorrect) as unknown_user:
+        accounts.check_password(db, "nobody-here", PASSWORD)
+    assert wrong_password.value.message == unknown_user.value.message == "Incorrect username or password."
+
+
+def test_a_user_without_password_cannot_use_one(db, make_user):
+    make_user("grace")
+    with pytest.raises(PasswordIncorrect):
+        accounts.check_password(db, "grace", "")
+
+
+def test_disabled_users_cannot_sign_in(db, make_user):
+    user = make_user("heidi", password=PASSWORD)
+    accounts.disable_user(db, user, actor="tests")
+    with pytest.raises(AccountDisabled):
+        accounts.check_password(db, "heidi", PASSWORD)
+
+
+def test_get_user_names_the_missing_one(db):
+    with pytest.raises(NotFound, match="'ghost'"):
+        accounts.get_user(db, "ghost")

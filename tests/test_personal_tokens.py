@@ -1,0 +1,247 @@
+"""The token lifecycle against a real store: SQLite and PostgreSQL (each test runs on both)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, select
+
+from tokensmith import audit, personal_tokens, tokens
+from tokensmith.clock import utcnow
+from tokensmith.errors import (
+    AccountDisabled,
+    Conflict,
+    CredentialMalformed,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    TokenExpired,
+    TokenRevoked,
+    TokenUnknown,
+)
+from tokensmith.models import AuditEvent, PersonalToken
+
+PREFIX = "tks_"
+
+
+def verify(db, keys, secret):
+    return personal_tokens.verify_token(db, keys, secret, prefix=PREFIX)
+
+
+def test_a_created_token_verifies_and_is_stored_only_as_a_digest(db, keys, make_user, make_token):
+    alice = make_user("alice")
+    secret, row = make_token(alice, "CI Chain")
+    assert verify(db, keys, secret).id == row.id
+    stored = db.scalars(select(PersonalToken).where(PersonalToken.id == row.id)).one()
+    assert stored.digest == keys.digest("token", secret) and len(stored.digest) == 32
+    assert secret.encode() not in stored.digest and secret not in stored.hint
+    assert stored.hint == f"tks_…{secret[-4:]}"
+    assert stored.expires_at is None and stored.scopes == ["api", "git", "maven"]
+
+
+def test_the_digest_depends_on_the_server_key(db, keys, make_user, make_token):
+    from tokensmith.server_keys import parse_keys
+
+    secret, _row = make_token(make_user())
+    other_server = parse_keys("1:" + "x" * 40)
+    with pytest.raises(TokenUnknown):
+        verify(db, other_server, secret)
+
+
+def test_a_rotated_server_key_still_verifies_old_tokens(db, keys, make_user, make_token):
+    from tokensmith.server_keys import parse_keys
+
+    secret, _row = make_token(make_user())
+    rotated = parse_keys("2:" + "n" * 40 + ",1:" + "k" * 40)
+    assert verify(db, rotated, secret)
+    new_secret, new_row = personal_tokens.create_token(
+        db, rotated, make_user(), "new", prefix=PREFIX, actor="tests"
+    )
+    assert new_row.key_version == 2 and verify(db, rotated, new_secret)
+
+
+def test_a_wrong_checksum_is_refused_without_asking_the_store(db, keys, make_user, make_token, store_engine):
+    secret, _row = make_token(make_user())
+    forged = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    db.flush()  # so that only the checks' own statements are counted
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(store_engine, "before_cursor_execute", listener)
+    try:
+        with pytest.raises(CredentialMalformed, match="checksum"):
+            verify(db, keys, forged)
+        assert statements == []
+        verify(db, keys, secret)  # the listener does see a real check's one lookup
+        assert len(statements) == 1
+    finally:
+        event.remove(store_engine, "before_cursor_execute", listener)
+
+
+def test_an_unknown_well_formed_token_is_unknown(db, keys):
+    with pytest.raises(TokenUnknown):
+        verify(db, keys, tokens.generate(PREFIX))
+
+
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("", "Give the token a name"),
+        ("   ", "Give the token a name"),
+        ("x" * 101, "at most 100"),
+        ("bad\x07name", "control"),
+        ("tab\tname", "control"),
+        ("line\nbreak", "control"),
+        ("bidi\u202etrick", "control"),
+    ],
+)
+def test_bad_names_are_refused_and_nothing_is_created(db, keys, make_user, name, words):
+    alice = make_user()
+    with pytest.raises(InvalidInput, match=words):
+        personal_tokens.create_token(db, keys, alice, name, prefix=PREFIX, actor="tests")
+    assert personal_tokens.list_tokens(db, alice) == []
+
+
+def test_a_name_of_100_characters_and_markup_are_fine(db, keys, make_user, make_token):
+    alice = make_user()
+    make_token(alice, "x" * 100)
+    _secret, row = make_token(alice, "<script>alert(1)</script>")
+    assert row.name == "<script>alert(1)</script>"
+
+
+def test_names_are_unique_among_live_tokens_only(db, keys, make_user, make_token):
+    alice, bob = make_user(), make_user()
+    _secret, first = make_token(alice, "laptop")
+    with pytest.raises(Conflict, match="already have a token named"):
+        make_token(alice, "laptop")
+    make_token(bob, "laptop")  # another person's names are theirs
+    personal_tokens.revoke_token(db, first.id, alice, actor="tests")
+    make_token(alice, "laptop")  # a revoked token gives its name back
+
+
+def test_an_expired_token_keeps_its_name_until_revoked(db, keys, make_user, make_token):
+    alice = make_user()
+    _secret, row = make_token(alice, "old")
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    db.flush()
+    with pytest.raises(Conflict, match="expired token"):
+        make_token(alice, "old")
+
+
+def test_expiry(db, keys, make_user, make_token):
+    alice = make_user()
+    secret, row = make_token(alice, "short", expires_at=personal_tokens.expiry_in_days(7))
+    assert verify(db, keys, secret)
+    with pytest.raises(TokenExpired, match="expired on"):
+        personal_tokens.verify_token(db, keys, secret, prefix=PREFIX, now=row.expires_at + timedelta(seconds=1))
+    with pytest.raises(InvalidInput, match="in the future"):
+        make_token(alice, "past", expires_at=utcnow() - timedelta(days=1))
+    for days in (0, -1, 3651):
+        with pytest.raises(InvalidInput):
+            personal_tokens.expiry_in_days(days)
+
+
+def test_revoking_stops_that_token_only_and_is_audited(db, keys, make_user, make_token):
+    alice = make_user()
+    lost, lost_row = make_token(alice, "lost laptop")
+    kept, _kept_row = make_token(alice, "desktop")
+    personal_tokens.revoke_token(db, lost_row.id, alice, actor=alice.username)
+    with pytest.raises(TokenRevoked, match=r"revoked on .* \(by its owner\)"):
+        verify(db, keys, lost)
+    assert verify(db, keys, kept)
+    assert [row.name for row in personal_tokens.list_tokens(db, alice)] == ["desktop"]
+    events = [e for e in audit.events_for_user(db, alice.id) if e.action == "token.revoked"]
+    assert events[0].details["token_id"] == lost_row.id and events[0].details["reason"] == "owner"
+
+
+def test_nobody_revokes_someone_elses_token(db, keys, make_user, make_token):
+    alice, mallory = make_user(), make_user()
+    secret, row = make_token(alice)
+    with pytest.raises(NotFound):
+        personal_tokens.revoke_token(db, row.id, mallory, actor=mallory.username)
+    assert verify(db, keys, secret)
+    personal_tokens.revoke_token(db, row.id, alice, actor="tests")
+    with pytest.raises(NotFound):  # twice is not found either: it is no longer live
+        personal_tokens.revoke_token(db, row.id, alice, actor="tests")
+
+
+def test_rotation_keeps_name_expiry_and_scopes_and_kills_the_old_secret(db, keys, make_user, make_token):
+    alice = make_user()
+    expires = personal_tokens.expiry_in_days(30)
+    old_secret, old = make_token(alice, "CI Chain", expires_at=expires, scopes=["api"])
+    new_secret, new = personal_tokens.rotate_token(db, keys, old.id, alice, prefix=PREFIX, actor="tests")
+    assert new_secret != old_secret and new.id != old.id
+    assert (new.name, new.expires_at, new.scopes) == ("CI Chain", expires, ["api"])
+    with pytest.raises(TokenRevoked, match="rotated"):
+        verify(db, keys, old_secret)
+    assert verify(db, keys, new_secret).id == new.id
+    actions = [e.action for e in audit.events_for_user(db, alice.id)]
+    assert "token.rotated" in actions
+
+
+def test_an_expired_token_cannot_be_rotated(db, keys, make_user, make_token):
+    alice = make_user()
+    _secret, row = make_token(alice)
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    db.flush()
+    with pytest.raises(NotPermitted, match="expired"):
+        personal_tokens.rotate_token(db, keys, row.id, alice, prefix=PREFIX, actor="tests")
+
+
+def test_reported_leaks_are_revoked_and_their_owners_told(db, keys, make_user, make_token):
+    alice, bob = make_user(), make_user()
+    leaked, leaked_row = make_token(alice, "pasted in a gist")
+    safe, _safe_row = make_token(alice, "safe")
+    bobs, _bobs_row = make_token(bob, "also leaked")
+    reported = [leaked, bobs, leaked, tokens.generate(PREFIX), "not a token", leaked[:-1] + "x"]
+    count = personal_tokens.revoke_reported_tokens(db, keys, reported, prefix=PREFIX, ip="192.0.2.1")
+    assert count == 2
+    for secret in (leaked, bobs):
+        with pytest.raises(TokenRevoked, match="reported leaked"):
+            verify(db, keys, secret)
+    assert verify(db, keys, safe)
+    event_ = db.scalars(
+        select(AuditEvent).where(AuditEvent.user_id == alice.id, AuditEvent.action == "token.leak_reported")
+    ).one()
+    assert event_.details["name"] == "pasted in a gist" and event_.actor == "leak report"
+    assert audit.needs_attention(event_)
+    assert "reported leaked" in audit.describe(event_)
+    # Reporting again changes nothing and says nothing different.
+    assert personal_tokens.revoke_reported_tokens(db, keys, [leaked], prefix=PREFIX, ip=None) == 0
+
+
+def test_use_is_recorded_at_most_once_a_minute(db, keys, make_user, make_token, store_engine):
+    secret, row = make_token(make_user())
+    personal_tokens.record_use(db, row, ip="127.0.0.1", agent="git/2.39.5")
+    first = row.last_used_at
+    db.flush()
+    assert (row.last_used_ip, row.last_used_agent) == ("127.0.0.1", "git/2.39.5") and first is not None
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(store_engine, "before_cursor_execute", listener)
+    try:
+        personal_tokens.record_use(db, row, ip="127.0.0.2", agent="curl/8")
+    finally:
+        event.remove(store_engine, "before_cursor_execute", listener)
+    assert statements == [] and row.last_used_at == first and row.last_used_ip == "127.0.0.1"
+    row.last_used_at = first - timedelta(minutes=2)
+    db.flush()
+    personal_tokens.record_use(db, row, ip="127.0.0.2", agent="x" * 500)
+    assert row.last_used_ip == "127.0.0.2" and len(row.last_used_agent) == 200
+
+
+def test_a_disabled_account_stops_every_token(db, keys, make_user, make_token):
+    from tokensmith import accounts
+
+    alice = make_user()
+    first, _ = make_token(alice, "one")
+    second, second_row = make_token(alice, "two")
+    assert accounts.disable_user(db, alice, actor="tests") == 2
+    for secret in (first, second):
+        with pytest.raises(TokenRevoked, match="account was disabled"):
+            verify(db, keys, secret)
+    # Even a token that escaped revocation would be refused while the account is disabled.
+    second_row.revoked_at = None
+    db.flush()
+    with pytest.raises(AccountDisabled):
+        verify(db, keys, second)

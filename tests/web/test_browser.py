@@ -1,0 +1,337 @@
+"""The web pages in a real browser: Debian's chromium driven through Playwright.
+
+Each test signs in as its own user on the shared live server and uses the pages the way a
+person does: by labels and roles, reading what is on the screen. Tokens the pages show are
+then used over real HTTP against the same server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+
+from tests.conftest import unavailable
+from tests.support.browser import chromium_missing, launch_chromium
+from tests.support.ledger import remember
+from tests.support.servers import LiveServer
+from tokensmith import accounts, personal_tokens
+
+pytestmark = pytest.mark.browser
+
+# How the pages write a moment: "2026-11-27 23:41 UTC".
+MOMENT = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"
+# The columns of the tokens table, left to right; the last one holds the Revoke control.
+COLUMNS = ("Name", "Token", "Created", "Last used", "Expires")
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    reason = chromium_missing()
+    if reason:
+        unavailable(reason)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser, server: LiveServer) -> Iterator[BrowserContext]:
+    """A fresh profile per test: no cookie or session leaks from one test into the next."""
+    # Clipboard allowed, as on a desktop where the person accepted it: the Copy button then
+    # takes its navigator.clipboard path and the test can read what it copied.
+    context = browser.new_context(base_url=server.base_url, permissions=["clipboard-read", "clipboard-write"])
+    # A person would give up long before Playwright's 30 s default; fail fast and say where.
+    context.set_default_timeout(10_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    password: str
+
+
+_people = itertools.count(1)
+
+
+@pytest.fixture
+def person(server: LiveServer, request: pytest.FixtureRequest) -> Person:
+    """A user of its own for each test, so that no test sees another's tokens."""
+    # Named after the test for readable logs; the counter keeps parametrised cases apart.
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.originalname.removeprefix("test_").lower())[:40]
+    username = f"browser-{slug.strip('-')}-{next(_people)}"
+    password = remember("pw-" + secrets.token_urlsafe(18))
+    server.create_user(username, password=password)
+    return Person(username, password)
+
+
+# --- what a person does ---------------------------------------------------------------------------
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    """Fill the sign-in form and submit it; the caller checks where that led."""
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def signed_in(page: Page, person: Person) -> Page:
+    sign_in(page, person.username, person.password)
+    expect(page.get_by_role("heading", name="My Tokens", level=1)).to_be_visible()
+    return page
+
+
+def create_token(page: Page, name: str, expiration: str = "No expiration", expires_on: str | None = None) -> None:
+    """Submit the "Create a token" form of the My Tokens page the page is on."""
+    page.get_by_label("Token name").fill(name)
+    # exact: "Expiration date (when …)" is a second label starting with the same word.
+    page.get_by_label("Expiration", exact=True).select_option(label=expiration)
+    if expires_on is not None:
+        page.get_by_label("Expiration date").fill(expires_on)
+    page.get_by_role("button", name="Create token").click()
+
+
+def shown_token(page: Page) -> str:
+    """The token the page shows once, registered with the ledger before anything else."""
+    shown = page.get_by_test_id("new-token")
+    expect(shown).to_have_count(1)
+    return remember(shown.inner_text().strip())
+
+
+def create_and_read_token(page: Page, name: str, **kwargs: str) -> str:
+    create_token(page, name, **kwargs)
+    return shown_token(page)
+
+
+def token_row(page: Page, name: str) -> Locator:
+    """The row of the tokens table whose Name cell is exactly ``name``."""
+    return page.get_by_role("row").filter(has=page.get_by_role("cell", name=name, exact=True))
+
+
+def read_row(page: Page, name: str) -> dict[str, str]:
+    """The row a person reads, as {column heading: text}."""
+    row = token_row(page, name)
+    expect(row).to_have_count(1)
+    cells = row.get_by_role("cell").all_inner_texts()
+    return dict(zip(COLUMNS, (" ".join(text.split()) for text in cells), strict=False))
+
+
+# --- the store, as checked from the server's machine ------------------------------------------------
+
+
+def live_token_names(server: LiveServer, username: str) -> list[str]:
+    with server.store() as session:
+        return [row.name for row in personal_tokens.list_tokens(session, accounts.get_user(session, username))]
+
+
+def call_me(server: LiveServer, username: str, token: str) -> httpx.Response:
+    """What curl, git or the client would do with the token: HTTP Basic, username + token."""
+    return httpx.get(f"{server.base_url}/api/v1/me", auth=(username, token), timeout=30)
+
+
+# --- tests ------------------------------------------------------------------------------------------
+
+
+def test_a_person_creates_uses_and_revokes_a_token_in_the_browser(
+    page: Page, server: LiveServer, person: Person
+) -> None:
+    signed_in(page, person)
+    page.get_by_role("link", name="My Tokens").click()
+    expect(page.get_by_role("link", name="My Tokens")).to_have_attribute("aria-current", "page")
+
+    # Created with no expiration: shown once, with the Copy button and the warning.
+    token = create_and_read_token(page, "CI Chain", expiration="No expiration")
+    assert re.fullmatch(r"tks_[0-9A-Za-z]{38}", token)
+    assert page.content().count(token) == 1
+    expect(page.get_by_text("will not be shown again")).to_be_visible()
+    page.get_by_role("button", name="Copy", exact=True).click()
+    expect(page.get_by_role("button", name="Copied", exact=True)).to_be_visible()
+    assert page.evaluate("() => navigator.clipboard.readText()") == token
+
+    # Never again: not after a reload, not when coming back through the tab.
+    page.reload()
+    expect(page.get_by_test_id("new-token")).to_have_count(0)
+    # A reload is a plain GET of /tokens: no re-posted form, so no "name taken" error either.
+    expect(page.get_by_role("alert")).to_have_count(0)
+    assert token not in page.content()
+    assert token not in page.url
+    page.get_by_role("link", name="My Applications").click()
+    page.get_by_role("link", name="My Tokens").click()
+    expect(page.get_by_role("heading", name="My Tokens", level=1)).to_be_visible()
+    assert token not in page.content()
+
+    row = read_row(page, "CI Chain")
+    assert row["Token"] == f"tks_…{token[-4:]}"
+    assert re.fullmatch(MOMENT, row["Created"])
+    assert row["Last used"] == "Never used"
+    assert row["Expires"] == "Never"
+
+    # A second token, made before the first is revoked, must outlive that revocation.
+    other = create_and_read_token(page, "Laptop git")
+
+    # Used where a password would go; the page then says when, from where and by what.
+    answer = call_me(server, person.username, token)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["user"]["username"] == person.username
+    assert answer.json()["token"]["name"] == "CI Chain"
+    page.goto("/tokens")
+    last_used = read_row(page, "CI Chain")["Last used"]
+    assert re.fullmatch(rf"{MOMENT} from 127\.0\.0\.1 python-httpx/{re.escape(httpx.__version__)}", last_used), last_used
+
+    # Revoked from the page, after confirming: the row goes, the very next request fails.
+    token_row(page, "CI Chain").get_by_role("button", name="Revoke", exact=True).click()
+    page.get_by_role("button", name="Yes, revoke “CI Chain”").click()
+    expect(page.get_by_role("status")).to_contain_text("The token was revoked")
+    expect(token_row(page, "CI Chain")).to_have_count(0)
+    refused = call_me(server, person.username, token)
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["message"]
+    assert call_me(server, person.username, other).status_code == 200
+
+    # Signing out ends the session; the password still signs in.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.goto("/tokens")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    signed_in(page, person)
+    expect(token_row(page, "Laptop git")).to_have_count(1)
+
+
+def test_a_token_typed_as_the_password_does_not_sign_in(
+    context: BrowserContext, page: Page, server: LiveServer, person: Person
+) -> None:
+    token = server.create_token(person.username, "typed into the browser")
+    sign_in(page, person.username, token)
+    expect(page.get_by_role("alert")).to_contain_text("personal access token cannot sign in")
+    # The username is kept for the retry; the token is not echoed back into the page.
+    expect(page.get_by_label("Username")).to_have_value(person.username)
+    assert token not in page.content()
+    assert not any(cookie["name"] == "tokensmith_session" for cookie in context.cookies())
+    page.goto("/tokens")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Ftokens$"))
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        pytest.param("", "Give the token a name", id="empty"),
+        pytest.param("x" * 101, "at most 100 characters; this one has 101", id="101-characters"),
+        pytest.param("bad\u0007name", "cannot contain control", id="control-character"),
+        pytest.param("Laptop git", "You already have a token named “Laptop git”", id="taken"),
+    ],
+)
+def test_a_bad_token_name_is_refused_on_the_page(
+    page: Page, server: LiveServer, person: Person, name: str, message: str
+) -> None:
+    signed_in(page, person)
+    create_and_read_token(page, "Laptop git")
+    page.goto("/tokens")
+
+    create_token(page, name)
+
+    expect(page.get_by_role("alert")).to_contain_text(message)
+    expect(page.get_by_test_id("new-token")).to_have_count(0)
+    # Nothing typed is lost: the name is still in the field to correct.
+    assert page.get_by_label("Token name").input_value() == name
+    assert live_token_names(server, person.username) == ["Laptop git"]
+    expect(page.get_by_role("row")).to_have_count(2)  # the headings and "Laptop git"
+
+
+def test_a_name_that_looks_like_html_is_shown_as_text(page: Page, server: LiveServer, person: Person) -> None:
+    name = "<script>alert(1)</script>"
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    signed_in(page, person)
+
+    create_and_read_token(page, name)
+    expect(page.get_by_role("heading", name=f"Your new token “{name}”")).to_be_visible()
+    page.reload()
+
+    assert read_row(page, name)["Name"] == name
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.content()
+    assert dialogs == []
+    assert live_token_names(server, person.username) == [name]
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(
+    context: BrowserContext, page: Page, server: LiveServer, person: Person
+) -> None:
+    signed_in(page, person)
+    # The session cookie does ride along on context.request: the refusal is the CSRF check's.
+    assert "My Tokens" in context.request.get(f"{server.base_url}/tokens").text()
+
+    answer = context.request.post(f"{server.base_url}/tokens", form={"name": "no-csrf"})
+
+    assert answer.status == 403
+    assert "did not come from this site" in answer.text()
+    assert "no-csrf" not in live_token_names(server, person.username)
+
+
+def test_revoking_in_a_stale_tab_says_the_token_is_gone(
+    context: BrowserContext, page: Page, server: LiveServer, person: Person
+) -> None:
+    # Two tabs on My Tokens, as happens: the token is revoked in one, then again in the other.
+    signed_in(page, person)
+    create_and_read_token(page, "Old laptop")
+    page.goto("/tokens")
+    stale = context.new_page()
+    stale.goto("/tokens")
+    token_row(page, "Old laptop").get_by_role("button", name="Revoke", exact=True).click()
+    page.get_by_role("button", name="Yes, revoke “Old laptop”").click()
+    expect(page.get_by_role("status")).to_contain_text("The token was revoked")
+
+    token_row(stale, "Old laptop").get_by_role("button", name="Revoke", exact=True).click()
+    stale.get_by_role("button", name="Yes, revoke “Old laptop”").click()
+
+    # A page that says what happened and leads back, not a bare server error.
+    expect(stale.get_by_role("alert")).to_contain_text("no live token")
+    expect(stale.get_by_role("link", name="Back")).to_be_visible()
+
+
+def test_the_chosen_expiration_is_shown_in_the_row(page: Page, server: LiveServer, person: Person) -> None:
+    signed_in(page, person)
+    before = datetime.now(timezone.utc)
+    create_and_read_token(page, "Thirty days", expiration="30 days")
+    after = datetime.now(timezone.utc)
+    day = date.today() + timedelta(days=10)
+    create_and_read_token(page, "Dated", expiration="On a date…", expires_on=day.isoformat())
+    page.goto("/tokens")
+
+    # Either side of midnight UTC, the date is the one 30 days from the click.
+    expires = read_row(page, "Thirty days")["Expires"]
+    assert re.fullmatch(MOMENT, expires), expires
+    assert expires[:10] in {f"{before + timedelta(days=30):%Y-%m-%d}", f"{after + timedelta(days=30):%Y-%m-%d}"}
+
+    # A date means "through the end of that day, UTC", which the page writes as the next
+    # midnight (see the report: a person picking the 20th reads "21st 00:00 UTC").
+    assert read_row(page, "Dated")["Expires"] == f"{day + timedelta(days=1)} 00:00 UTC"
+    assert server.token_row(person.username, "Dated").expires_at == datetime.combine(
+        day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc
+    )
+
+
+def test_my_applications_tab_opens(page: Page, person: Person) -> None:
+    signed_in(page, person)
+    page.get_by_role("link", name="My Applications").click()
+    expect(page.get_by_role("heading", name="My Applications", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="My Applications")).to_have_attribute("aria-current", "page")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()

@@ -1,0 +1,62 @@
+"""The server on a real PostgreSQL, and what people see when that store goes away."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import unavailable
+from tests.support.ledger import watch
+from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.support.pages import sign_in
+from tests.support.servers import LiveServer
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL of this test's own, since the test stops it."""
+    server = PostgresServer()
+    try:
+        server.init().start()
+    except (PostgresUnavailable, OSError) as error:
+        server.remove()
+        unavailable(f"PostgreSQL cannot start here: {error}")
+    watch(server.log_path)
+    yield server
+    server.remove()
+
+
+def test_a_store_outage_is_503_with_words_never_401(own_postgres, tmp_path):
+    live = LiveServer(tmp_path / "data", env={"TOKENSMITH_DATABASE_URL": own_postgres.url}).start()
+    try:
+        assert live.admin_password, "the first start on PostgreSQL prints the admin password"
+        live.create_user("olga", password="olga's long password")
+        token = live.create_token("olga", "CI Chain")
+        with live.client() as client, live.client() as browser:
+            assert client.get("/api/v1/me", auth=("olga", token)).json()["token"]["name"] == "CI Chain"
+            assert sign_in(browser, "olga", "olga's long password").status_code == 303
+
+            own_postgres.stop()
+            health = client.get("/healthz")
+            assert health.status_code == 503 and health.json()["status"] == "unavailable"
+            for _ in range(3):  # also once the pool has noticed the dead connections
+                response = client.get("/api/v1/me", auth=("olga", token))
+                assert response.status_code == 503, response.text
+                assert response.json() == {
+                    "error": "store_unavailable",
+                    "message": "The token store is unreachable; try again in a moment.",
+                }
+                assert response.headers["retry-after"] == "5"
+            page = browser.get("/tokens")
+            assert page.status_code == 503 and "Temporarily unavailable" in page.text
+            assert "Traceback" not in page.text
+
+            own_postgres.start()
+            recovered = [client.get("/api/v1/me", auth=("olga", token)).status_code for _ in range(3)]
+            assert recovered[-1] == 200 and 401 not in recovered
+            assert client.get("/healthz").status_code == 200
+            assert browser.get("/tokens").status_code == 200
+    finally:
+        live.stop()
+    assert "Traceback" not in live.console()
