@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from tests.support.ledger import remember, watch
+from tests.support.ledger import remember, watch, watch_database
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.servers import LiveServer
 from tokensmith import accounts, personal_tokens
@@ -58,7 +58,7 @@ _database_count = 0
 def new_postgres_database(postgres: PostgresServer) -> str:
     global _database_count
     _database_count += 1
-    return postgres.create_database(f"tokensmith_{_database_count}")
+    return watch_database(postgres.create_database(f"tokensmith_{_database_count}"))
 
 
 # --- stores for domain tests --------------------------------------------------------------------

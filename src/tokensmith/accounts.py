@@ -6,6 +6,7 @@ the API for a while). Passwords are hashed with argon2id; a user may have none a
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import unicodedata
@@ -32,9 +33,13 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 
 _hasher = PasswordHasher()
-# Verified when the username is unknown, so that a wrong username takes as long as a wrong
-# password and the timing does not tell which usernames exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the username is unknown, so that a wrong username takes as long as a
+    wrong password and the timing does not tell which usernames exist."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def validate_username(username: str) -> str:
@@ -117,7 +122,7 @@ def create_user(
 def check_password(session: Session, username: str, password: str) -> User:
     """The user whose password this is; PasswordIncorrect otherwise, in the same time."""
     user = find_user(session, username)
-    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):

@@ -8,9 +8,13 @@ from pathlib import Path
 SECRETS: set[str] = set()
 # Files a secret must never be written to: server logs, SQLite files, PostgreSQL data.
 WATCHED: set[Path] = set()
+# SQLAlchemy URLs of PostgreSQL databases the tests wrote to; dumped and searched at the end.
+DATABASES: set[str] = set()
 
 
 def remember(secret: str) -> str:
+    # Short strings would match innocent text; real tokens and passwords are longer.
+    assert len(secret) >= 12, "only real secrets belong in the ledger"
     SECRETS.add(secret)
     return secret
 
@@ -18,3 +22,8 @@ def remember(secret: str) -> str:
 def watch(path: Path) -> Path:
     WATCHED.add(path)
     return path
+
+
+def watch_database(url: str) -> str:
+    DATABASES.add(url)
+    return url

@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 
 import httpx
 import pytest
@@ -100,7 +100,9 @@ def signed_in(page: Page, person: Person) -> Page:
     return page
 
 
-def create_token(page: Page, name: str, expiration: str = "No expiration", expires_on: str | None = None) -> None:
+def create_token(
+    page: Page, name: str, expiration: str = "No expiration", expires_on: str | None = None
+) -> None:
     """Submit the "Create a token" form of the My Tokens page the page is on."""
     page.get_by_label("Token name").fill(name)
     # exact: "Expiration date (when …)" is a second label starting with the same word.
@@ -140,7 +142,8 @@ def read_row(page: Page, name: str) -> dict[str, str]:
 
 def live_token_names(server: LiveServer, username: str) -> list[str]:
     with server.store() as session:
-        return [row.name for row in personal_tokens.list_tokens(session, accounts.get_user(session, username))]
+        owner = accounts.get_user(session, username)
+        return [row.name for row in personal_tokens.list_tokens(session, owner)]
 
 
 def call_me(server: LiveServer, username: str, token: str) -> httpx.Response:
@@ -195,7 +198,8 @@ def test_a_person_creates_uses_and_revokes_a_token_in_the_browser(
     assert answer.json()["token"]["name"] == "CI Chain"
     page.goto("/tokens")
     last_used = read_row(page, "CI Chain")["Last used"]
-    assert re.fullmatch(rf"{MOMENT} from 127\.0\.0\.1 python-httpx/{re.escape(httpx.__version__)}", last_used), last_used
+    client = re.escape(f"python-httpx/{httpx.__version__}")
+    assert re.fullmatch(rf"{MOMENT} from 127\.0\.0\.1 {client}", last_used), last_used
 
     # Revoked from the page, after confirming: the row goes, the very next request fails.
     token_row(page, "CI Chain").get_by_role("button", name="Revoke", exact=True).click()
@@ -287,7 +291,7 @@ def test_a_form_posted_without_its_csrf_token_is_refused(
 
 
 def test_revoking_in_a_stale_tab_says_the_token_is_gone(
-    context: BrowserContext, page: Page, server: LiveServer, person: Person
+    context: BrowserContext, page: Page, person: Person
 ) -> None:
     # Two tabs on My Tokens, as happens: the token is revoked in one, then again in the other.
     signed_in(page, person)
@@ -312,20 +316,20 @@ def test_the_chosen_expiration_is_shown_in_the_row(page: Page, server: LiveServe
     before = datetime.now(timezone.utc)
     create_and_read_token(page, "Thirty days", expiration="30 days")
     after = datetime.now(timezone.utc)
-    day = date.today() + timedelta(days=10)
+    # The server judges "after today" in UTC, so the date is counted from UTC's today.
+    day = datetime.now(timezone.utc).date() + timedelta(days=10)
     create_and_read_token(page, "Dated", expiration="On a date…", expires_on=day.isoformat())
     page.goto("/tokens")
 
     # Either side of midnight UTC, the date is the one 30 days from the click.
     expires = read_row(page, "Thirty days")["Expires"]
     assert re.fullmatch(MOMENT, expires), expires
-    assert expires[:10] in {f"{before + timedelta(days=30):%Y-%m-%d}", f"{after + timedelta(days=30):%Y-%m-%d}"}
+    assert expires[:10] in {f"{moment + timedelta(days=30):%Y-%m-%d}" for moment in (before, after)}
 
-    # A date means "through the end of that day, UTC", which the page writes as the next
-    # midnight (see the report: a person picking the 20th reads "21st 00:00 UTC").
-    assert read_row(page, "Dated")["Expires"] == f"{day + timedelta(days=1)} 00:00 UTC"
+    # A date means "until the end of that day, UTC": the row shows the very date picked.
+    assert read_row(page, "Dated")["Expires"] == f"{day} 23:59 UTC"
     assert server.token_row(person.username, "Dated").expires_at == datetime.combine(
-        day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc
+        day, time(23, 59, 59), tzinfo=timezone.utc
     )
 
 

@@ -146,8 +146,9 @@ def test_expiration_choices(server, person):
     assert create(client, "garbled", expiration="date", expires_on="soon").status_code == 422
     assert create(client, "odd", expiration="12").status_code == 422
     page = client.get("/tokens").text
-    # Valid through the whole of the chosen day.
-    assert f"{(day + timedelta(days=1)).isoformat()} 00:00 UTC" in page
+    assert f"{day.isoformat()} 23:59 UTC" in page  # valid through the whole of the chosen day
+    ignored = create(client, "ambiguous", expiration="never", expires_on=day.isoformat())
+    assert ignored.status_code == 422 and "did not choose" in html.unescape(ignored.text)
 
 
 def test_revoke_on_the_page(server, person):

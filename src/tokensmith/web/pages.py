@@ -146,7 +146,12 @@ def tokens_page(request: Request, db: Db, identity: BrowserIdentity, revoked: in
 
 
 def parse_expiration(choice: str, expires_on: str, today: date) -> datetime | None:
-    """The form's Expiration choice as a moment; a date means through the end of that day, UTC."""
+    """The form's Expiration choice as a moment; a date means until the end of that day, UTC."""
+    if choice != "date" and expires_on.strip():
+        raise InvalidInput(
+            "You filled in an expiration date but did not choose “On a date…”: choose it to "
+            "use the date, or clear the date."
+        )
     if choice == "never":
         return None
     if choice in ("7", "30", "90"):
@@ -160,7 +165,7 @@ def parse_expiration(choice: str, expires_on: str, today: date) -> datetime | No
             raise InvalidInput("The expiration date must be after today.")
         if day > today + timedelta(days=personal_tokens.MAX_EXPIRY_DAYS):
             raise InvalidInput("The expiration date is more than ten years away.")
-        return datetime.combine(day + timedelta(days=1), time(), tzinfo=timezone.utc)
+        return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc)
     raise InvalidInput("Choose an expiration from the list.")
 
 

@@ -17,6 +17,14 @@
       }
     });
   });
+  // Picking a date means "expire on that date": select that choice for the person.
+  var dateField = document.getElementById("expires-on");
+  var choice = document.getElementById("expiration");
+  if (dateField && choice) {
+    dateField.addEventListener("change", function () {
+      if (dateField.value) { choice.value = "date"; }
+    });
+  }
   function selectText(element) {
     var range = document.createRange();
     range.selectNodeContents(element);

@@ -1,0 +1,96 @@
+"""Administration from the server's shell, run as the real `tokensmith` command."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.support.ledger import remember
+from tests.support.pages import sign_in
+from tokensmith import tokens
+
+PASSWORD = "admin-made password"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def me(server, username, token):
+    with server.client() as client:
+        return client.get("/api/v1/me", auth=(username, token))
+
+
+def test_users_create_with_a_password_from_stdin_then_sign_in(server):
+    name = unique("ursula")
+    remember(PASSWORD)
+    result = server.cli("users", "create", name, "--email", f"{name}@example.test", "--password-stdin",
+                        input=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    assert f"Created user {name}." in result.stderr and PASSWORD not in result.stdout + result.stderr
+    with server.client() as client:
+        assert sign_in(client, name, PASSWORD).status_code == 303
+
+
+def test_users_create_refuses_duplicates_and_bad_input_with_exit_codes(server):
+    name = unique("victor")
+    assert server.cli("users", "create", name, "--email", "v@example.test").returncode == 0
+    again = server.cli("users", "create", name.upper(), "--email", "v@example.test")
+    assert again.returncode == 4 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    bad_email = server.cli("users", "create", unique("w"), "--email", "nope")
+    assert bad_email.returncode == 2 and "not an email address" in bad_email.stderr
+    weak = server.cli("users", "create", unique("w"), "--email", "w@example.test", "--password-stdin", input="short\n")
+    assert weak.returncode == 2 and "at least 12" in weak.stderr
+    empty = server.cli("users", "create", unique("w"), "--email", "w@example.test", "--password-stdin", input="")
+    assert empty.returncode == 2 and "stdin held no password" in empty.stderr
+
+
+def test_admin_flag_makes_an_administrator(server):
+    name = unique("ada")
+    result = server.cli("users", "create", name, "--email", "ada@example.test", "--admin")
+    assert result.returncode == 0 and "(administrator)" in result.stderr
+    assert server.user(name).is_admin
+
+
+def test_tokens_create_prints_the_token_once_on_stdout(server):
+    name = unique("svc")
+    server.cli("users", "create", name, "--email", "svc@example.test")
+    result = server.cli("tokens", "create", "--user", name, "--name", "deploy bot", "--expires-in", "30")
+    assert result.returncode == 0, result.stderr
+    token = remember(result.stdout.strip())
+    assert tokens.parse(token, "tks_") and result.stdout == token + "\n"
+    assert token not in result.stderr and "will not be shown again" in result.stderr
+    body = me(server, name, token).json()
+    assert body["token"]["name"] == "deploy bot" and body["token"]["expires_at"] is not None
+    duplicate = server.cli("tokens", "create", "--user", name, "--name", "deploy bot")
+    assert duplicate.returncode == 4 and duplicate.stdout == ""
+    ghost = server.cli("tokens", "create", "--user", "ghost-" + name, "--name", "x")
+    assert ghost.returncode == 3 and "no user named" in ghost.stderr
+    for bad in ("0", "-5", "soon"):
+        refused = server.cli("tokens", "create", "--user", name, "--name", f"bad {bad}", "--expires-in", bad)
+        assert refused.returncode == 2 and refused.stdout == ""
+
+
+def test_revoke_all_stops_every_token_but_not_the_password(server):
+    name = unique("lost")
+    server.create_user(name, password=PASSWORD)
+    first = server.create_token(name, "laptop")
+    second = server.create_token(name, "phone")
+    result = server.cli("tokens", "revoke-all", "--user", name)
+    assert result.returncode == 0 and "Revoked 2 token(s)" in result.stderr
+    for token in (first, second):
+        assert "revoked" in me(server, name, token).json()["message"]
+    with server.client() as client:
+        assert sign_in(client, name, PASSWORD).status_code == 303
+
+
+def test_users_disable_reports_and_unknown_users_are_named(server):
+    missing = server.cli("users", "disable", "nobody-at-all")
+    assert missing.returncode == 3 and "no user named 'nobody-at-all'" in missing.stderr
+
+
+def test_help_lists_the_admin_commands(server):
+    result = server.cli("--help")
+    assert result.returncode == 0
+    for command in ("serve", "users", "tokens"):
+        assert command in result.stdout
+    assert "revoke-all" in server.cli("tokens", "--help").stdout

@@ -1,0 +1,28 @@
+"""The first start on an empty store, and every start after it."""
+
+from __future__ import annotations
+
+from tests.support.pages import sign_in
+from tests.support.servers import LiveServer
+
+
+def test_first_start_prints_the_admin_password_once_and_later_starts_reuse_the_store(tmp_path):
+    live = LiveServer(tmp_path / "var", name="first-start").start()
+    try:
+        first_console = live.console()
+        password = live.admin_password
+        assert password and first_console.count(password) == 1
+        assert (tmp_path / "var" / "tokensmith.db").exists()
+        assert oct((tmp_path / "var" / "secret-keys").stat().st_mode & 0o777) == "0o600"
+        with live.client() as client:
+            assert sign_in(client, "admin", password).status_code == 303
+
+        offset = len(live.console().encode())
+        live.restart()
+        assert live.admin_password == password
+        later = live.console(since=offset)
+        assert "First start" not in later and password not in later
+        with live.client() as client:
+            assert sign_in(client, "admin", password).status_code == 303
+    finally:
+        live.stop()
