@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -72,6 +73,72 @@ def tokensmith_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "tokensmith"]
 
 
+# --- what else ran on the machine meanwhile -----------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def system_busy_seconds() -> float:
+    """CPU seconds spent busy on all CPUs since boot (steal included: time the host took)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of its children that have exited (PostgreSQL backends)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+class ForeignLoad:
+    """How much CPU processes other than ours used during a block, in % of one CPU.
+
+    Busy time of the whole machine minus that of our own processes (this one, the server,
+    PostgreSQL and its backends, wrk). Another test run on the machine shows up here.
+    """
+
+    def __init__(self, own_pids: Callable[[], list[int]] = lambda: []) -> None:
+        self.own_pids = own_pids
+        self.percent = 0.0
+
+    def _own(self) -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pids = {os.getpid(), *self.own_pids()}
+        return children.ru_utime + children.ru_stime + sum(process_cpu_seconds(p) for p in pids)
+
+    def __enter__(self) -> ForeignLoad:
+        self.started, self.busy, self.own = time.monotonic(), system_busy_seconds(), self._own()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        wall = time.monotonic() - self.started
+        foreign = (system_busy_seconds() - self.busy) - (self._own() - self.own)
+        self.percent = max(0.0, foreign / wall * 100) if wall > 0 else 0.0
+
+
+def idle_check(seconds: float = 1.0) -> float:
+    """% of one CPU used by others while we do nothing."""
+    with ForeignLoad() as load:
+        time.sleep(seconds)
+    return load.percent
+
+
 # --- wrk ----------------------------------------------------------------------------------------
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -87,6 +154,7 @@ class WrkResult:
     requests: int
     socket_errors: int
     output: str = field(repr=False)
+    foreign_cpu_percent: float = 0.0
 
 
 def parse_wrk(route: str, output: str) -> WrkResult:
@@ -110,7 +178,8 @@ def parse_wrk(route: str, output: str) -> WrkResult:
     )
 
 
-def run_wrk(route: str, url: str, options: LoadOptions, *, seconds: int, headers: dict[str, str]) -> WrkResult:
+def run_wrk(route: str, url: str, options: LoadOptions, *, seconds: int, headers: dict[str, str],
+            own_pids: Callable[[], list[int]] = lambda: []) -> WrkResult:
     command = [
         *pinned(CLIENT_CPU, options), "wrk", f"-t{options.threads}", f"-c{options.connections}",
         f"-d{seconds}s", "--latency",
@@ -118,10 +187,13 @@ def run_wrk(route: str, url: str, options: LoadOptions, *, seconds: int, headers
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     command.append(url)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    with ForeignLoad(own_pids) as load:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}) on {route}:\n{done.stdout}{done.stderr}")
-    return parse_wrk(route, done.stdout)
+    result = parse_wrk(route, done.stdout)
+    result.foreign_cpu_percent = load.percent
+    return result
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -210,6 +282,7 @@ class RouteFigures:
     requests_per_second: float
     p50_ms: float
     p99_ms: float
+    foreign_cpu_percent: float = 0.0  # the worst run's
     runs: list[dict] = field(default_factory=list)
 
 
@@ -234,12 +307,14 @@ def _median_figures(route: str, runs: list[WrkResult]) -> RouteFigures:
         requests_per_second=statistics.median(r.requests_per_second for r in runs),
         p50_ms=statistics.median(r.p50_ms for r in runs),
         p99_ms=statistics.median(r.p99_ms for r in runs),
+        foreign_cpu_percent=max(r.foreign_cpu_percent for r in runs),
         runs=[{k: v for k, v in asdict(r).items() if k != "output"} for r in runs],
     )
 
 
 def measure_server(backend: str, workdir: Path, database_url: str | None, options: LoadOptions,
-                   log: Callable[[str], None] = print) -> BackendFigures:
+                   log: Callable[[str], None] = print,
+                   store_pids: Callable[[], list[int]] = lambda: []) -> BackendFigures:
     """Start a server on ``database_url`` (SQLite in ``workdir`` when None), mint a token with
     the admin CLI, then alternate wrk runs on the two routes. The server is always stopped."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +335,9 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
                 raise BenchError(f"{route} answered {status}: {body[:300]!r}")
         if json.loads(http_get(*routes[TOKEN])[1])["user"]["username"] != "bench":
             raise BenchError(f"{TOKEN} did not answer as the bench user")
+        def own_pids() -> list[int]:
+            return [server.process.pid, *store_pids()]
+
         order = [HEALTH, TOKEN]
         if options.warmup:
             for route in order:
@@ -267,12 +345,12 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
         for round_number in range(options.rounds):
             for route in order if round_number % 2 == 0 else order[::-1]:
                 result = run_wrk(route, routes[route][0], options, seconds=options.duration,
-                                 headers=routes[route][1])
+                                 headers=routes[route][1], own_pids=own_pids)
                 runs[route].append(result)
                 errors = f", {result.socket_errors} socket errors" if result.socket_errors else ""
                 log(f"  {backend:<10} round {round_number + 1}  {route:<16} "
                     f"{result.requests_per_second:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                    f"p99 {result.p99_ms:6.2f} ms{errors}")
+                    f"p99 {result.p99_ms:6.2f} ms  other load {result.foreign_cpu_percent:3.0f}%{errors}")
     finally:
         server.stop()
     return BackendFigures(backend, _median_figures(HEALTH, runs[HEALTH]), _median_figures(TOKEN, runs[TOKEN]))
@@ -287,7 +365,11 @@ def measure_postgres(workdir: Path, options: LoadOptions, log: Callable[[str], N
             postgres.init().start()
         url = postgres.create_database("tokensmith_bench")
         version = postgres_version(postgres)
-        return measure_server("postgresql", workdir / "server", url, options, log), version
+        def store_pids() -> list[int]:
+            return [postgres.pid, *children_of(postgres.pid)] if postgres.pid else []
+
+        figures = measure_server("postgresql", workdir / "server", url, options, log, store_pids)
+        return figures, version
     finally:
         postgres.stop()
 

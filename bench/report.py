@@ -15,6 +15,7 @@ from bench.token_check import Timing
 
 RATIO_TARGET = 0.85
 CHECK_TARGET_US = 50.0
+NOISE_PERCENT = 10.0  # other processes' CPU use, in % of one CPU, above which figures are flagged
 BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 START_MARK = "<!-- bench:figures:start -->"
 END_MARK = "<!-- bench:figures:end -->"
@@ -71,9 +72,19 @@ def http_table(backends: list[BackendFigures]) -> str:
         name = BACKEND_NAMES.get(figures.backend, figures.backend)
         for route in (figures.health, figures.token):
             label = route.route + (" (Bearer token)" if route is figures.token else "")
-            rows.append([name, label, f"{route.requests_per_second:,.0f}", f"{route.p50_ms:.2f}", f"{route.p99_ms:.2f}"])
-        rows.append([name, "ratio token / healthz (req/s)", f"{figures.ratio:.2f}", "", ""])
-    return table(["store", "route", "requests/s", "p50 ms", "p99 ms"], rows, right={2, 3, 4})
+            rows.append([name, label, f"{route.requests_per_second:,.0f}", f"{route.p50_ms:.2f}",
+                         f"{route.p99_ms:.2f}", f"{route.foreign_cpu_percent:.0f}"])
+        rows.append([name, "ratio token / healthz (req/s)", f"{figures.ratio:.2f}", "", "", ""])
+    return table(["store", "route", "requests/s", "p50 ms", "p99 ms", "other load %"], rows, right={2, 3, 4, 5})
+
+
+def noise_warning(backends: list[BackendFigures], idle_load: float | None) -> str | None:
+    worst = max([r.foreign_cpu_percent for b in backends for r in (b.health, b.token)], default=0.0)
+    if max(worst, idle_load or 0.0) < NOISE_PERCENT:
+        return None
+    return (f"**Warning: the machine was not quiet.** Other processes used {idle_load or 0:.0f}% of a CPU "
+            f"before the run and up to {worst:.0f}% during a timed run: these figures are noisy; run "
+            "`make bench` again on a quiet machine.")
 
 
 def check_table(timings: list[Timing]) -> str:
@@ -97,7 +108,7 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing]) -> str:
 
 
 def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[BackendFigures],
-                     timings: list[Timing], elapsed: float) -> str:
+                     timings: list[Timing], elapsed: float, idle_load: float | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -105,11 +116,15 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
         f"Measured {info['date']} on {info['nproc']} CPUs ({info['cpu']}), {info['system']}, "
         f"Python {info['python']}; {versions}{pg}; {info['wrk']}. The whole run took {elapsed:.0f} s.",
     ]
+    warning = noise_warning(backends, idle_load)
+    if warning:
+        parts.append(warning)
     if backends:
         parts += [
             f"**HTTP, one uvicorn worker** ({pin}; `wrk -t{options.threads} -c{options.connections} "
             f"-d{options.duration}s --latency`; medians of {options.rounds} alternating rounds after a "
-            f"{options.warmup} s warm-up of each route):",
+            f"{options.warmup} s warm-up of each route; *other load*: CPU used meanwhile by processes "
+            "not ours, worst run, in % of one CPU):",
             http_table(backends),
         ]
     if timings:

@@ -30,7 +30,8 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from bench import report  # noqa: E402
 from bench.load import (  # noqa: E402
-    CLIENT_CPU, SERVER_CPU, BenchError, LoadOptions, can_pin, cpu_affinity, measure_postgres, measure_server,
+    CLIENT_CPU, SERVER_CPU, BenchError, LoadOptions, can_pin, cpu_affinity, idle_check, measure_postgres,
+    measure_server,
 )
 from bench.token_check import measure_token_check  # noqa: E402
 from tests.support.postgres import PostgresUnavailable  # noqa: E402
@@ -75,6 +76,9 @@ def main(argv: list[str]) -> int:
     options = LoadOptions(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
                           connections=args.connections, pin=pin)
     info = report.machine()
+    idle_load = idle_check()
+    if idle_load >= report.NOISE_PERCENT:
+        print(f"Warning: other processes are using {idle_load:.0f}% of a CPU right now; the figures will be noisy.")
     timings, backends = [], []
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
@@ -107,11 +111,12 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     elapsed = time.monotonic() - started
-    figures = report.figures_markdown(info, options, backends, timings, elapsed)
+    figures = report.figures_markdown(info, options, backends, timings, elapsed, idle_load)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": info, "options": asdict(options), "elapsed_seconds": elapsed,
+        "foreign_cpu_percent_before": idle_load,
         "http": [b.as_dict() for b in backends], "token_check": [asdict(t) for t in timings],
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
