@@ -38,9 +38,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the whole run, stopped by its pid at the end."""
+def started_postgres() -> PostgresServer:
+    """A new PostgreSQL cluster, running; the caller removes it (stopped by its pid)."""
     server = PostgresServer()
     try:
         server.init().start()
@@ -48,6 +47,13 @@ def postgres() -> Iterator[PostgresServer]:
         server.remove()
         unavailable(f"PostgreSQL cannot start here: {error}")
     watch(server.log_path)
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run."""
+    server = started_postgres()
     yield server
     server.remove()
 
@@ -121,7 +127,7 @@ def make_user(db: Session):
 @pytest.fixture
 def make_token(db: Session, keys: ServerKeys):
     def make(owner: User, name: str = "laptop", **kwargs: object) -> tuple[str, PersonalToken]:
-        secret, row = personal_tokens.create_token(db, keys, owner, name, prefix="tks_", actor="tests", **kwargs)
+        secret, row = personal_tokens.create_token(db, keys, owner.id, name, prefix="tks_", actor="tests", **kwargs)
         return remember(secret), row
 
     return make

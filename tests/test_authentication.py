@@ -36,6 +36,7 @@ def test_basic_and_bearer_tokens_identify_the_owner_and_the_token(db, keys, make
         identity = authenticator(keys).authenticate(db, credentials, ip="127.0.0.1", agent="curl/8")
         assert (identity.user.id, identity.method, identity.token.id) == (alice.id, "token", row.id)
     assert counted("token", "ok") == before + 3
+    db.refresh(row)
     assert row.last_used_agent == "curl/8"
 
 

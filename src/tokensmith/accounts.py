@@ -11,6 +11,8 @@ import re
 import secrets
 import unicodedata
 
+from dataclasses import dataclass
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
@@ -33,6 +35,20 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 
 _hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as a request sees them: plain values, still readable after the transaction."""
+
+    id: int
+    username: str
+    email: str
+    is_admin: bool
+
+    @classmethod
+    def of(cls, user: User) -> Account:
+        return cls(id=user.id, username=user.username, email=user.email, is_admin=user.is_admin)
 
 
 @functools.cache
@@ -149,4 +165,4 @@ def disable_user(session: Session, user: User, *, actor: str) -> int:
         user.disabled_at = utcnow()
         audit.record(session, "user.disabled", actor=actor, user_id=user.id)
     session.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id))
-    return revoke_all_tokens(session, user, actor=actor, reason="account_disabled")
+    return revoke_all_tokens(session, user.id, actor=actor, reason="account_disabled")

@@ -7,7 +7,7 @@ password and refuses a token. Every outcome is counted by reason for ``/metrics`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,9 @@ from tokensmith.errors import (
     TokenNotForSignIn,
     TokenUnknown,
 )
-from tokensmith.models import PersonalToken, User
+from tokensmith.accounts import Account
+from tokensmith.models import User
+from tokensmith.personal_tokens import VerifiedToken
 from tokensmith.server_keys import ServerKeys
 
 
@@ -40,15 +42,16 @@ Credentials = BasicCredentials | BearerCredentials
 
 @dataclass(frozen=True)
 class Identity:
-    user: User
-    method: str  # "token", "password" or "session"
-    token: PersonalToken | None = None
-    warning: str | None = None
-    # A plain copy, readable even after the request's transaction is gone (error pages).
-    username: str = field(init=False)
+    """Who made a request and how. Plain values: readable after the transaction is gone."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "username", self.user.username)
+    user: Account
+    method: str  # "token", "password" or "session"
+    token: VerifiedToken | None = None
+    warning: str | None = None
+
+    @property
+    def username(self) -> str:
+        return self.user.username
 
 
 class Authenticator:
@@ -78,17 +81,17 @@ class Authenticator:
     ) -> Identity:
         secret = _secret_of(credentials)
         if self._is_token(credentials):
-            row = personal_tokens.verify_token(
+            token = personal_tokens.verify_token(
                 session, self.keys, secret, prefix=self.settings.token_prefix
             )
             claimed = credentials.username if isinstance(credentials, BasicCredentials) else ""
-            if claimed and claimed.lower() != row.owner.username.lower():
+            if claimed and claimed.lower() != token.owner.username.lower():
                 # Same words as an unknown token: a stranger learns nothing about usernames.
                 error = TokenUnknown("Unknown or mistyped token for this username.")
                 error.reason = "wrong_user"
                 raise error
-            personal_tokens.record_use(session, row, ip=ip, agent=agent)
-            return Identity(user=row.owner, method="token", token=row)
+            personal_tokens.record_use(session, token, ip=ip, agent=agent)
+            return Identity(user=token.owner, method="token", token=token)
         if isinstance(credentials, BearerCredentials):
             raise CredentialMalformed("A Bearer credential must be a personal access token.")
         return self._authenticate_password(session, credentials, ip=ip, agent=agent)
@@ -106,7 +109,7 @@ class Authenticator:
             agent=(agent or "unknown client")[:200],
         )
         return Identity(
-            user=user,
+            user=Account.of(user),
             method="password",
             warning=(
                 "Password authentication is deprecated here and will be refused. Use a personal "

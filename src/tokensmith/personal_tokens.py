@@ -10,14 +10,15 @@ from __future__ import annotations
 import hmac
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from tokensmith import audit, tokens
+from tokensmith.accounts import Account
 from tokensmith.clock import display, utcnow
 from tokensmith.errors import (
     AccountDisabled,
@@ -69,7 +70,7 @@ def _digest(keys: ServerKeys, secret: str) -> bytes:
 def create_token(
     session: Session,
     keys: ServerKeys,
-    owner: User,
+    owner_id: int,
     name: str,
     *,
     prefix: str,
@@ -83,10 +84,10 @@ def create_token(
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise InvalidInput("The expiration date must be in the future.")
-    _ensure_name_free(session, owner, name, now)
+    _ensure_name_free(session, owner_id, name, now)
     secret = tokens.generate(prefix)
     row = PersonalToken(
-        user_id=owner.id,
+        user_id=owner_id,
         name=name,
         digest=_digest(keys, secret),
         key_version=keys.current,
@@ -100,12 +101,11 @@ def create_token(
             session.add(row)
     except IntegrityError:
         raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
-    row.owner = owner
     audit.record(
         session,
         "token.created",
         actor=actor,
-        user_id=owner.id,
+        user_id=owner_id,
         ip=ip,
         token_id=row.id,
         name=name,
@@ -115,10 +115,10 @@ def create_token(
     return secret, row
 
 
-def _ensure_name_free(session: Session, owner: User, name: str, now: datetime) -> None:
+def _ensure_name_free(session: Session, owner_id: int, name: str, now: datetime) -> None:
     existing = session.scalars(
         select(PersonalToken).where(
-            PersonalToken.user_id == owner.id,
+            PersonalToken.user_id == owner_id,
             PersonalToken.name == name,
             PersonalToken.revoked_at.is_(None),
         )
@@ -133,71 +133,118 @@ def _ensure_name_free(session: Session, owner: User, name: str, now: datetime) -
     raise Conflict(f"You already have a token named “{name}”. Choose another name.")
 
 
-def find_by_secret(session: Session, keys: ServerKeys, secret: str) -> PersonalToken | None:
-    """The token row whose digest matches: one indexed lookup, one constant-time compare."""
+@dataclass(slots=True)
+class VerifiedToken:
+    """A token the credential check found, with its owner: plain values, no ORM on the hot path.
+
+    The first eleven fields are in the order of ``_LOOKUP``'s first columns.
+    """
+
+    id: int
+    name: str
+    hint: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    last_used_agent: str | None
+    revoked_at: datetime | None
+    revoked_reason: str | None
+    owner: Account
+    owner_active: bool
+
+
+_TOKENS = PersonalToken.__table__
+_USERS = User.__table__
+_LOOKUP = select(
+    *(_TOKENS.c[name] for name in VerifiedToken.__slots__[:11]),
+    _TOKENS.c.digest,
+    _TOKENS.c.user_id,
+    _USERS.c.username,
+    _USERS.c.email,
+    _USERS.c.is_admin,
+    _USERS.c.is_active,
+).join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
+# Built once: the token check runs on every request.
+_BY_DIGEST = _LOOKUP.where(_TOKENS.c.digest == bindparam("digest"))
+_BY_ANY_DIGEST = _LOOKUP.where(_TOKENS.c.digest.in_(bindparam("digests", expanding=True)))
+
+
+def _lookup(session: Session, keys: ServerKeys, secret: str) -> VerifiedToken | None:
+    """The token whose digest matches: one indexed lookup, one constant-time compare.
+
+    Revoked and expired tokens are found too: the caller says why they are refused.
+    """
     digests = keys.all_digests(PURPOSE, secret)
-    column = PersonalToken.digest
-    condition = column == digests[0] if len(digests) == 1 else column.in_(digests)
-    row = session.scalars(select(PersonalToken).where(condition)).one_or_none()
-    if row is None or not any(hmac.compare_digest(row.digest, digest) for digest in digests):
+    # A Core statement on the session's connection: no ORM machinery on the hot path.
+    connection = session.connection()
+    if len(digests) == 1:
+        row = connection.execute(_BY_DIGEST, {"digest": digests[0]}).one_or_none()
+    else:
+        row = connection.execute(_BY_ANY_DIGEST, {"digests": digests}).one_or_none()
+    if row is None:
         return None
-    return row
+    *fields, digest, user_id, username, email, is_admin, is_active = row
+    if not any(hmac.compare_digest(digest, candidate) for candidate in digests):
+        return None
+    return VerifiedToken(*fields, Account(user_id, username, email, is_admin), is_active)
 
 
 def verify_token(
     session: Session, keys: ServerKeys, secret: str, *, prefix: str, now: datetime | None = None
-) -> PersonalToken:
+) -> VerifiedToken:
     """The live token behind ``secret``, or the reason it is refused.
 
     A token whose checksum is wrong is refused here, before the store is asked.
     """
     tokens.parse(secret, prefix)
-    row = find_by_secret(session, keys, secret)
-    if row is None:
+    token = _lookup(session, keys, secret)
+    if token is None:
         raise TokenUnknown("Unknown or mistyped token.")
-    if row.revoked_at is not None:
-        cause = audit.REVOKE_CAUSES.get(row.revoked_reason or "")
+    if token.revoked_at is not None:
+        cause = audit.REVOKE_CAUSES.get(token.revoked_reason or "")
         because = f" ({cause})" if cause else ""
-        raise TokenRevoked(f"This token was revoked on {display(row.revoked_at)}{because}.")
-    if row.expires_at is not None and row.expires_at <= (now or utcnow()):
-        raise TokenExpired(f"This token expired on {display(row.expires_at)}.")
-    if not row.owner.is_active:
+        raise TokenRevoked(f"This token was revoked on {display(token.revoked_at)}{because}.")
+    if token.expires_at is not None and token.expires_at <= (now or utcnow()):
+        raise TokenExpired(f"This token expired on {display(token.expires_at)}.")
+    if not token.owner_active:
         raise AccountDisabled("The account this token belongs to is disabled.")
-    return row
+    return token
 
 
 def record_use(
-    session: Session, row: PersonalToken, *, ip: str | None, agent: str | None
+    session: Session, token: VerifiedToken, *, ip: str | None, agent: str | None
 ) -> None:
     """Note when and from where a token was used: at most one targeted write a minute."""
     now = utcnow()
-    if row.last_used_at is not None and now - row.last_used_at < USE_RECORD_INTERVAL:
+    if token.last_used_at is not None and now - token.last_used_at < USE_RECORD_INTERVAL:
         return
-    values = {"last_used_at": now, "last_used_ip": ip, "last_used_agent": agent[:200] if agent else None}
+    token.last_used_at, token.last_used_ip = now, ip
+    token.last_used_agent = agent[:200] if agent else None
     session.execute(
-        update(PersonalToken).where(PersonalToken.id == row.id).values(**values),
-        execution_options={"synchronize_session": False},
+        update(_TOKENS)
+        .where(_TOKENS.c.id == token.id)
+        .values(last_used_at=now, last_used_ip=ip, last_used_agent=token.last_used_agent)
     )
-    for key, value in values.items():  # what was just written, without marking the row dirty
-        set_committed_value(row, key, value)
 
 
-def list_tokens(session: Session, owner: User) -> list[PersonalToken]:
+def list_tokens(session: Session, owner_id: int) -> list[PersonalToken]:
     """The owner's tokens that are not revoked, expired ones included, newest first."""
     query = (
         select(PersonalToken)
-        .where(PersonalToken.user_id == owner.id, PersonalToken.revoked_at.is_(None))
+        .where(PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))
         .order_by(PersonalToken.created_at.desc(), PersonalToken.id.desc())
     )
     return list(session.scalars(query))
 
 
-def get_live_token(session: Session, token_id: int, owner: User) -> PersonalToken:
+def get_live_token(session: Session, token_id: int, owner_id: int) -> PersonalToken:
     """One of the owner's unrevoked tokens. Anybody else's is NotFound, never NotPermitted."""
     row = session.scalars(
         select(PersonalToken).where(
             PersonalToken.id == token_id,
-            PersonalToken.user_id == owner.id,
+            PersonalToken.user_id == owner_id,
             PersonalToken.revoked_at.is_(None),
         )
     ).one_or_none()
@@ -229,22 +276,22 @@ def _revoke(
 def revoke_token(
     session: Session,
     token_id: int,
-    owner: User,
+    owner_id: int,
     *,
     actor: str,
     reason: str = "owner",
     ip: str | None = None,
 ) -> PersonalToken:
-    """Revoke one of ``owner``'s tokens: the page, the API, the client and admins call this."""
-    row = get_live_token(session, token_id, owner)
+    """Revoke one of the owner's tokens: the page, the API, the client and admins call this."""
+    row = get_live_token(session, token_id, owner_id)
     _revoke(session, row, actor=actor, reason=reason, ip=ip)
     return row
 
 
-def revoke_all_tokens(session: Session, owner: User, *, actor: str, reason: str) -> int:
+def revoke_all_tokens(session: Session, owner_id: int, *, actor: str, reason: str) -> int:
     rows = session.scalars(
         select(PersonalToken).where(
-            PersonalToken.user_id == owner.id, PersonalToken.revoked_at.is_(None)
+            PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None)
         )
     ).all()
     for row in rows:
@@ -256,21 +303,21 @@ def rotate_token(
     session: Session,
     keys: ServerKeys,
     token_id: int,
-    owner: User,
+    owner_id: int,
     *,
     prefix: str,
     actor: str,
     ip: str | None = None,
 ) -> tuple[str, PersonalToken]:
     """Replace a token's secret: same name, expiry and scopes; the old secret stops at once."""
-    old = get_live_token(session, token_id, owner)
+    old = get_live_token(session, token_id, owner_id)
     if old.expires_at is not None and old.expires_at <= utcnow():
         raise NotPermitted("An expired token cannot be rotated: create a new one instead.")
     _revoke(session, old, actor=actor, reason="rotated", ip=ip)
     secret, new = create_token(
         session,
         keys,
-        owner,
+        owner_id,
         old.name,
         prefix=prefix,
         actor=actor,
@@ -282,7 +329,7 @@ def rotate_token(
         session,
         "token.rotated",
         actor=actor,
-        user_id=owner.id,
+        user_id=owner_id,
         ip=ip,
         token_id=new.id,
         replaced_token_id=old.id,
@@ -303,8 +350,9 @@ def revoke_reported_tokens(
             tokens.parse(secret, prefix)
         except CredentialMalformed:
             continue
-        row = find_by_secret(session, keys, secret)
-        if row is not None and row.revoked_at is None:
+        found = _lookup(session, keys, secret)
+        if found is not None and found.revoked_at is None:
+            row = session.get(PersonalToken, found.id)
             _revoke(session, row, actor="leak report", reason="leak_reported", ip=ip)
             revoked += 1
     return revoked

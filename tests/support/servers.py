@@ -140,14 +140,14 @@ class LiveServer:
         with self.store() as session:
             owner = accounts.get_user(session, username)
             secret, _row = personal_tokens.create_token(
-                session, load_server_keys(settings), owner, name, prefix=settings.token_prefix,
+                session, load_server_keys(settings), owner.id, name, prefix=settings.token_prefix,
                 actor="tests", expires_at=expires_at,
             )
         return remember(secret)
 
     def token_row(self, username: str, name: str) -> PersonalToken:
         with self.store() as session:
-            rows = [row for row in personal_tokens.list_tokens(session, accounts.get_user(session, username))
+            rows = [row for row in personal_tokens.list_tokens(session, accounts.get_user(session, username).id)
                     if row.name == name]
             session.expunge_all()
         assert len(rows) == 1, f"expected one live token {name!r} of {username}, found {len(rows)}"

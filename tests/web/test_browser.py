@@ -143,7 +143,7 @@ def read_row(page: Page, name: str) -> dict[str, str]:
 def live_token_names(server: LiveServer, username: str) -> list[str]:
     with server.store() as session:
         owner = accounts.get_user(session, username)
-        return [row.name for row in personal_tokens.list_tokens(session, owner)]
+        return [row.name for row in personal_tokens.list_tokens(session, owner.id)]
 
 
 def call_me(server: LiveServer, username: str, token: str) -> httpx.Response:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import unavailable
-from tests.support.ledger import watch
-from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.conftest import started_postgres
 from tests.support.pages import sign_in
 from tests.support.servers import LiveServer
 
@@ -16,13 +14,7 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL of this test's own, since the test stops it."""
-    server = PostgresServer()
-    try:
-        server.init().start()
-    except (PostgresUnavailable, OSError) as error:
-        server.remove()
-        unavailable(f"PostgreSQL cannot start here: {error}")
-    watch(server.log_path)
+    server = started_postgres()
     yield server
     server.remove()
 

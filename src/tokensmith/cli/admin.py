@@ -100,7 +100,7 @@ def tokens_create(
         owner = accounts.get_user(ctx.session, user)
         expires_at = personal_tokens.expiry_in_days(expires_in) if expires_in else None
         secret, row = personal_tokens.create_token(
-            ctx.session, ctx.keys, owner, name, prefix=ctx.settings.token_prefix,
+            ctx.session, ctx.keys, owner.id, name, prefix=ctx.settings.token_prefix,
             actor=ACTOR, expires_at=expires_at,
         )
         summary = f"Created token “{row.name}” ({row.hint}) for {owner.username}, expires: {display(row.expires_at)}."
@@ -113,6 +113,6 @@ def tokens_revoke_all(user: Annotated[str, typer.Option("--user", help="Whose to
     """Revoke every live token of a user (a lost laptop, a departure). Their password stays."""
     with admin_store() as ctx:
         owner = accounts.get_user(ctx.session, user)
-        count = personal_tokens.revoke_all_tokens(ctx.session, owner, actor=ACTOR, reason="admin")
+        count = personal_tokens.revoke_all_tokens(ctx.session, owner.id, actor=ACTOR, reason="admin")
         name = owner.username
     note(f"Revoked {count} token(s) of {name}.")

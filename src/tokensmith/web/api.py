@@ -29,14 +29,14 @@ def read_me(identity: ClientIdentity) -> Me:
 @router.get("/tokens", response_model=list[TokenPublic])
 def list_tokens(identity: ClientIdentity, db: Db) -> list[TokenPublic]:
     """The caller's tokens that are not revoked (expired ones included). Never a secret."""
-    return [TokenPublic.of(row) for row in personal_tokens.list_tokens(db, identity.user)]
+    return [TokenPublic.of(row) for row in personal_tokens.list_tokens(db, identity.user.id)]
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: Request) -> Response:
     """Revoke one of the caller's tokens. Anybody else's token is a 404."""
     personal_tokens.revoke_token(
-        db, token_id, identity.user, actor=identity.user.username, ip=client_ip(request)
+        db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request)
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -53,9 +53,9 @@ def rotate_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: R
         db,
         runtime.keys,
         token_id,
-        identity.user,
+        identity.user.id,
         prefix=runtime.settings.token_prefix,
-        actor=identity.user.username,
+        actor=identity.username,
         ip=client_ip(request),
     )
     return TokenCreated(**TokenPublic.of(row).model_dump(), token=secret)

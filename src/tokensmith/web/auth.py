@@ -15,6 +15,7 @@ from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from tokensmith import metrics, sessions, tokens
+from tokensmith.accounts import Account
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
 from tokensmith.errors import AuthenticationRequired, CredentialMalformed
 from tokensmith.web.runtime import client_agent, client_ip, get_db, get_runtime
@@ -113,7 +114,7 @@ def optional_browser_identity(request: Request, db: Db) -> Identity | None:
     if row is None:
         return None
     metrics.count_authentication("session", "ok")
-    identity = Identity(user=row.user, method="session")
+    identity = Identity(user=Account.of(row.user), method="session")
     request.state.identity = identity
     return identity
 

@@ -126,7 +126,7 @@ def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 
         request,
         "tokens.html",
         {
-            "tokens": personal_tokens.list_tokens(db, user),
+            "tokens": personal_tokens.list_tokens(db, user.id),
             "events": events,
             "choices": EXPIRATION_CHOICES,
             "now": datetime.now(timezone.utc),
@@ -185,8 +185,8 @@ def create_token(
     try:
         expires_at = parse_expiration(expiration, expires_on, datetime.now(timezone.utc).date())
         secret, row = personal_tokens.create_token(
-            db, runtime.keys, identity.user, name,
-            prefix=runtime.settings.token_prefix, actor=identity.user.username,
+            db, runtime.keys, identity.user.id, name,
+            prefix=runtime.settings.token_prefix, actor=identity.username,
             expires_at=expires_at, ip=client_ip(request),
         )
     except (InvalidInput, Conflict) as error:
@@ -201,7 +201,7 @@ def revoke_token(
 ) -> Response:
     check_csrf(request, csrf_token)
     personal_tokens.revoke_token(
-        db, token_id, identity.user, actor=identity.user.username, ip=client_ip(request)
+        db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request)
     )
     return RedirectResponse(f"/tokens?revoked={token_id}", status_code=303)
 

@@ -6,8 +6,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from tokensmith.accounts import Account
 from tokensmith.clock import utcnow
-from tokensmith.models import PersonalToken, User
+from tokensmith.models import PersonalToken
+from tokensmith.personal_tokens import VerifiedToken
 
 
 class TokenPublic(BaseModel):
@@ -23,7 +25,7 @@ class TokenPublic(BaseModel):
     last_used_agent: str | None
 
     @classmethod
-    def of(cls, row: PersonalToken) -> TokenPublic:
+    def of(cls, row: PersonalToken | VerifiedToken) -> TokenPublic:
         return cls(
             id=row.id,
             name=row.name,
@@ -48,7 +50,7 @@ class UserPublic(BaseModel):
     is_admin: bool
 
     @classmethod
-    def of(cls, user: User) -> UserPublic:
+    def of(cls, user: Account) -> UserPublic:
         return cls(username=user.username, email=user.email, is_admin=user.is_admin)
 
 
