@@ -91,8 +91,22 @@ def test_bearer_must_be_a_token(db, keys):
 def test_the_sign_in_form_takes_a_password_never_a_token(db, keys, make_user, make_token):
     alice = make_user("alice", password=PASSWORD)
     secret, _row = make_token(alice)
-    assert authenticator(keys).sign_in(db, "alice", PASSWORD).id == alice.id
+    assert authenticator(keys).sign_in(db, "alice", PASSWORD, ip="127.0.0.1").id == alice.id
     before = counted("sign_in", "token_in_browser")
     with pytest.raises(TokenNotForSignIn, match="cannot sign in"):
-        authenticator(keys).sign_in(db, "alice", secret)
+        authenticator(keys).sign_in(db, "alice", secret, ip="127.0.0.1")
     assert counted("sign_in", "token_in_browser") == before + 1
+
+
+def test_password_guessing_on_the_api_is_throttled_under_warn(db, keys, make_user):
+    from tokensmith.errors import TooManyAttempts
+    from tokensmith.throttle import SignInThrottle
+
+    make_user("alice", password=PASSWORD)
+    checker = Authenticator(Settings(password_policy=PasswordPolicy.WARN), keys, SignInThrottle(per_account=2))
+    for _ in range(2):
+        with pytest.raises(PasswordIncorrect):
+            checker.authenticate(db, BasicCredentials("alice", "a wrong guess!"), ip="192.0.2.1", agent=None)
+    with pytest.raises(TooManyAttempts):
+        checker.authenticate(db, BasicCredentials("alice", PASSWORD), ip="192.0.2.1", agent=None)
+    assert counted("password", "throttled") >= 1

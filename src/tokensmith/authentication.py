@@ -16,6 +16,7 @@ from tokensmith.config import PasswordPolicy, Settings
 from tokensmith.errors import (
     AuthenticationFailed,
     CredentialMalformed,
+    PasswordIncorrect,
     PasswordRefused,
     TokenNotForSignIn,
     TokenUnknown,
@@ -24,6 +25,7 @@ from tokensmith.accounts import Account
 from tokensmith.models import User
 from tokensmith.personal_tokens import VerifiedToken
 from tokensmith.server_keys import ServerKeys
+from tokensmith.throttle import SignInThrottle
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,10 @@ class Identity:
 class Authenticator:
     """Checks credentials against the store under one deployment's settings and keys."""
 
-    def __init__(self, settings: Settings, keys: ServerKeys) -> None:
+    def __init__(self, settings: Settings, keys: ServerKeys, throttle: SignInThrottle | None = None) -> None:
         self.settings = settings
         self.keys = keys
+        self.throttle = throttle or SignInThrottle()
 
     def authenticate(
         self, session: Session, credentials: Credentials, *, ip: str | None, agent: str | None
@@ -103,7 +106,7 @@ class Authenticator:
             # Refused before the password is even checked: the answer is the same for
             # every username, so it tells nothing about which accounts exist.
             raise PasswordRefused("Passwords are not accepted here.")
-        user = accounts.check_password(session, credentials.username, credentials.secret)
+        user = self._check_password(session, credentials.username, credentials.secret, ip)
         audit.record(
             session, "auth.password_used", actor=user.username, user_id=user.id, ip=ip,
             agent=(agent or "unknown client")[:200],
@@ -117,14 +120,24 @@ class Authenticator:
             ),
         )
 
-    def sign_in(self, session: Session, username: str, password: str) -> User:
+    def _check_password(self, session: Session, username: str, password: str, ip: str | None) -> User:
+        self.throttle.check(username, ip)
+        try:
+            user = accounts.check_password(session, username, password)
+        except PasswordIncorrect:
+            self.throttle.failed(username, ip)
+            raise
+        self.throttle.succeeded(username, ip)
+        return user
+
+    def sign_in(self, session: Session, username: str, password: str, *, ip: str | None) -> User:
         """The browser's sign-in form: a password, never a token."""
         try:
             if tokens.looks_like_token(password, self.settings.token_prefix):
                 raise TokenNotForSignIn(
                     "A personal access token cannot sign in to the web site. Use your password."
                 )
-            user = accounts.check_password(session, username, password)
+            user = self._check_password(session, username, password, ip)
         except AuthenticationFailed as error:
             metrics.count_authentication("sign_in", error.reason)
             raise

@@ -90,6 +90,17 @@ class TokenNotForSignIn(AuthenticationFailed):
     reason = "token_in_browser"
 
 
+class TooManyAttempts(AuthenticationFailed):
+    """Too many wrong passwords lately: refused before the password is even checked."""
+
+    code = "too_many_attempts"
+    reason = "throttled"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class AuthenticationRequired(TokensmithError):
     code = "authentication_required"
 

@@ -24,6 +24,7 @@ OUTCOMES = (
     "malformed",
     "disabled",
     "token_in_browser",
+    "throttled",
 )
 
 # Every series exists from the start, at 0, so that rates and alerts work before the first event.

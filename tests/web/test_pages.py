@@ -193,3 +193,23 @@ def test_next_never_leaves_the_site(server):
         response = client.post("/login", data={"username": name, "password": PASSWORD,
                                                "csrf_token": csrf_of(form), "next": "https://evil.example/"})
         assert response.headers["location"] == "/tokens"
+
+
+def test_password_guessing_is_stopped_with_a_clear_429(tmp_path):
+    from tests.conftest import start_server
+
+    live = start_server(tmp_path, name="throttle")
+    try:
+        live.create_user("guessed", password=PASSWORD)
+        token = live.create_token("guessed", "still works")
+        with live.client() as client:
+            for attempt in range(10):
+                assert sign_in(client, "guessed", f"guess number {attempt}").status_code == 401
+            refused = sign_in(client, "guessed", PASSWORD)  # even the right one, for now
+            assert refused.status_code == 429 and "Too many failed sign-ins" in refused.text
+            assert int(refused.headers["retry-after"]) > 0
+            assert "tokensmith_session" not in client.cookies
+        with live.client(auth=("guessed", token)) as api:
+            assert api.get("/api/v1/me").status_code == 200  # tokens are not throttled
+    finally:
+        live.stop()

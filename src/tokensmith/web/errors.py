@@ -24,6 +24,7 @@ from tokensmith.errors import (
     NotPermitted,
     StoreUnavailable,
     TokensmithError,
+    TooManyAttempts,
 )
 from tokensmith.web.auth import SignInRequired
 from tokensmith.web.templates import render
@@ -32,6 +33,7 @@ log = logging.getLogger("tokensmith.web")
 
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="tokensmith", charset="UTF-8"'}
 STATUS = {
+    TooManyAttempts: 429,
     AuthenticationRequired: 401,
     AuthenticationFailed: 401,
     NotPermitted: 403,
@@ -67,14 +69,16 @@ def error_response(request: Request, status: int, code: str, message: str) -> Re
 
 
 async def handle_domain_error(request: Request, error: TokensmithError) -> Response:
-    status = status_of(error)
     message = error.full_message if isinstance(error, AuthenticationFailed) else error.message
     if isinstance(error, AuthenticationFailed):
         log.info("authentication refused: %s on %s %s", error.reason, request.method, request.url.path)
     elif isinstance(error, StoreUnavailable):
         log.warning("store unavailable on %s %s: %s", request.method, request.url.path,
                     type(error.__cause__).__name__)
-    return error_response(request, status, error.code, message)
+    response = error_response(request, status_of(error), error.code, message)
+    if isinstance(error, TooManyAttempts):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 async def handle_sign_in_required(request: Request, _error: SignInRequired) -> Response:

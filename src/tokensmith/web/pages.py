@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from tokensmith import audit, personal_tokens, sessions
 from tokensmith.authentication import Identity
-from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput
+from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
 from tokensmith.web.runtime import client_agent, client_ip, get_runtime
 from tokensmith.web.templates import PRESESSION_COOKIE, SESSION_COOKIE, csrf_binding, render
@@ -50,7 +50,7 @@ def home(identity: OptionalIdentity) -> Response:
 
 
 def _login_page(request: Request, *, next_path: str, error: str | None = None,
-                username: str = "", status: int = 200) -> Response:
+                username: str = "", status: int = 200, headers: dict[str, str] | None = None) -> Response:
     fresh = request.cookies.get(PRESESSION_COOKIE) is None
     if fresh:
         request.state.presession = secrets.token_urlsafe(24)
@@ -58,6 +58,7 @@ def _login_page(request: Request, *, next_path: str, error: str | None = None,
         request, "login.html",
         {"next": next_path, "error": error, "username": username},
         status=status,
+        headers=headers,
     )
     if fresh:
         response.set_cookie(
@@ -89,10 +90,12 @@ def login(
         return _login_page(request, next_path=next_path, username=username, status=403,
                            error=CsrfFailed().message)
     try:
-        user = runtime.authenticator.sign_in(db, username, password)
+        user = runtime.authenticator.sign_in(db, username, password, ip=client_ip(request))
     except AuthenticationFailed as error:
-        return _login_page(request, next_path=next_path, username=username, status=401,
-                           error=error.message)
+        throttled = isinstance(error, TooManyAttempts)
+        return _login_page(request, next_path=next_path, username=username,
+                           status=429 if throttled else 401, error=error.message,
+                           headers={"Retry-After": str(error.retry_after)} if throttled else None)
     secret, _row = sessions.start_session(
         db, runtime.keys, user, days=runtime.settings.session_days,
         ip=client_ip(request), user_agent=client_agent(request),
