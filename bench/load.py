@@ -10,8 +10,6 @@ import contextlib
 import json
 import os
 import re
-import resource
-import shutil
 import signal
 import statistics
 import subprocess
@@ -19,15 +17,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.machine import (
+    CLIENT_CPU, SERVER_CPU, ForeignLoad, children_of, cpu_affinity, cpu_speed_ms, process_cpu_seconds,
+)
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
 
-SERVER_CPU = 0
-CLIENT_CPU = 1
 HEALTH = "GET /healthz"
 TOKEN = "GET /api/v1/me"
 
@@ -46,97 +45,13 @@ class LoadOptions:
     pin: bool = True
 
 
-def can_pin() -> bool:
-    return shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) >= 2
-
-
 def pinned(cpu: int, options: LoadOptions) -> list[str]:
     return ["taskset", "-c", str(cpu)] if options.pin else []
-
-
-@contextlib.contextmanager
-def cpu_affinity(cpu: int, options: LoadOptions) -> Iterator[None]:
-    """Run the block (and every process it starts) on one CPU; children inherit it."""
-    if not options.pin:
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 def tokensmith_command() -> list[str]:
     script = Path(sys.executable).parent / "tokensmith"
     return [str(script)] if script.exists() else [sys.executable, "-m", "tokensmith"]
-
-
-# --- what else ran on the machine meanwhile -----------------------------------------------------
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def system_busy_seconds() -> float:
-    """CPU seconds spent busy on all CPUs since boot (steal included: time the host took)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    )
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and of its children that have exited (PostgreSQL backends)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-class ForeignLoad:
-    """How much CPU processes other than ours used during a block, in % of one CPU.
-
-    Busy time of the whole machine minus that of our own processes (this one, the server,
-    PostgreSQL and its backends, wrk). Another test run on the machine shows up here.
-    """
-
-    def __init__(self, own_pids: Callable[[], list[int]] = lambda: []) -> None:
-        self.own_pids = own_pids
-        self.percent = 0.0
-
-    def _own(self) -> float:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        pids = {os.getpid(), *self.own_pids()}
-        return children.ru_utime + children.ru_stime + sum(process_cpu_seconds(p) for p in pids)
-
-    def __enter__(self) -> ForeignLoad:
-        self.started, self.busy, self.own = time.monotonic(), system_busy_seconds(), self._own()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        wall = time.monotonic() - self.started
-        foreign = (system_busy_seconds() - self.busy) - (self._own() - self.own)
-        self.percent = max(0.0, foreign / wall * 100) if wall > 0 else 0.0
-
-
-def idle_check(seconds: float = 1.0) -> float:
-    """% of one CPU used by others while we do nothing."""
-    with ForeignLoad() as load:
-        time.sleep(seconds)
-    return load.percent
 
 
 # --- wrk ----------------------------------------------------------------------------------------
@@ -155,6 +70,9 @@ class WrkResult:
     socket_errors: int
     output: str = field(repr=False)
     foreign_cpu_percent: float = 0.0
+    server_cpu_percent: float = 0.0
+    server_cpu_us_per_request: float = 0.0
+    cpu_probe_ms: float = 0.0  # the speed probe on the server's CPU just before the run
 
 
 def parse_wrk(route: str, output: str) -> WrkResult:
@@ -167,6 +85,8 @@ def parse_wrk(route: str, output: str) -> WrkResult:
     if non_2xx:
         raise BenchError(f"{route}: {non_2xx.group(1)} answers were not 2xx; figures discarded.\n{output}")
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if int(total.group(1)) == 0:
+        raise BenchError(f"{route}: no request completed.\n{output}")
     return WrkResult(
         route=route,
         requests_per_second=float(rps.group(1)),
@@ -179,7 +99,7 @@ def parse_wrk(route: str, output: str) -> WrkResult:
 
 
 def run_wrk(route: str, url: str, options: LoadOptions, *, seconds: int, headers: dict[str, str],
-            own_pids: Callable[[], list[int]] = lambda: []) -> WrkResult:
+            own_pids: Callable[[], list[int]] = lambda: [], server_pid: int | None = None) -> WrkResult:
     command = [
         *pinned(CLIENT_CPU, options), "wrk", f"-t{options.threads}", f"-c{options.connections}",
         f"-d{seconds}s", "--latency",
@@ -187,12 +107,16 @@ def run_wrk(route: str, url: str, options: LoadOptions, *, seconds: int, headers
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     command.append(url)
+    server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
     with ForeignLoad(own_pids) as load:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    server_cpu = process_cpu_seconds(server_pid) - server_cpu if server_pid else 0.0
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}) on {route}:\n{done.stdout}{done.stderr}")
     result = parse_wrk(route, done.stdout)
     result.foreign_cpu_percent = load.percent
+    result.server_cpu_percent = server_cpu / load.wall * 100 if load.wall else 0.0
+    result.server_cpu_us_per_request = server_cpu / result.requests * 1e6
     return result
 
 
@@ -282,6 +206,7 @@ class RouteFigures:
     requests_per_second: float
     p50_ms: float
     p99_ms: float
+    server_cpu_us_per_request: float = 0.0
     foreign_cpu_percent: float = 0.0  # the worst run's
     runs: list[dict] = field(default_factory=list)
 
@@ -296,9 +221,19 @@ class BackendFigures:
     def ratio(self) -> float:
         return self.token.requests_per_second / self.health.requests_per_second
 
+    @property
+    def round_ratios(self) -> list[float]:
+        """Each round's own ratio: the two routes of a round ran seconds apart."""
+        return [t["requests_per_second"] / h["requests_per_second"]
+                for h, t in zip(self.health.runs, self.token.runs)]
+
+    @property
+    def cpu_probes_ms(self) -> list[float]:
+        return [run["cpu_probe_ms"] for run in self.health.runs + self.token.runs]
+
     def as_dict(self) -> dict:
-        return {"backend": self.backend, "ratio": self.ratio, "health": asdict(self.health),
-                "token": asdict(self.token)}
+        return {"backend": self.backend, "ratio": self.ratio, "round_ratios": self.round_ratios,
+                "health": asdict(self.health), "token": asdict(self.token)}
 
 
 def _median_figures(route: str, runs: list[WrkResult]) -> RouteFigures:
@@ -307,6 +242,7 @@ def _median_figures(route: str, runs: list[WrkResult]) -> RouteFigures:
         requests_per_second=statistics.median(r.requests_per_second for r in runs),
         p50_ms=statistics.median(r.p50_ms for r in runs),
         p99_ms=statistics.median(r.p99_ms for r in runs),
+        server_cpu_us_per_request=statistics.median(r.server_cpu_us_per_request for r in runs),
         foreign_cpu_percent=max(r.foreign_cpu_percent for r in runs),
         runs=[{k: v for k, v in asdict(r).items() if k != "output"} for r in runs],
     )
@@ -335,6 +271,7 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
                 raise BenchError(f"{route} answered {status}: {body[:300]!r}")
         if json.loads(http_get(*routes[TOKEN])[1])["user"]["username"] != "bench":
             raise BenchError(f"{TOKEN} did not answer as the bench user")
+
         def own_pids() -> list[int]:
             return [server.process.pid, *store_pids()]
 
@@ -344,27 +281,40 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
                 run_wrk(route, routes[route][0], options, seconds=options.warmup, headers=routes[route][1])
         for round_number in range(options.rounds):
             for route in order if round_number % 2 == 0 else order[::-1]:
+                probe = cpu_speed_ms(SERVER_CPU, options.pin)
                 result = run_wrk(route, routes[route][0], options, seconds=options.duration,
-                                 headers=routes[route][1], own_pids=own_pids)
+                                 headers=routes[route][1], own_pids=own_pids,
+                                 server_pid=server.process.pid)
+                if server.process.poll() is not None:
+                    raise BenchError(f"The server died during {route}:\n{server.console()}")
+                result.cpu_probe_ms = probe
                 runs[route].append(result)
                 errors = f", {result.socket_errors} socket errors" if result.socket_errors else ""
                 log(f"  {backend:<10} round {round_number + 1}  {route:<16} "
                     f"{result.requests_per_second:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                    f"p99 {result.p99_ms:6.2f} ms  other load {result.foreign_cpu_percent:3.0f}%{errors}")
+                    f"p99 {result.p99_ms:6.2f} ms  server CPU {result.server_cpu_percent:3.0f}%  "
+                    f"other load {result.foreign_cpu_percent:3.0f}%  CPU probe {probe:4.1f} ms{errors}")
     finally:
         server.stop()
     return BackendFigures(backend, _median_figures(HEALTH, runs[HEALTH]), _median_figures(TOKEN, runs[TOKEN]))
 
 
-def measure_postgres(workdir: Path, options: LoadOptions, log: Callable[[str], None] = print) -> tuple[BackendFigures, str]:
+def measure_postgres(workdir: Path, options: LoadOptions,
+                     log: Callable[[str], None] = print) -> tuple[BackendFigures, str]:
     """The same on a fresh PostgreSQL cluster (on the client's core), stopped by its pid."""
     workdir.mkdir(parents=True, exist_ok=True)
     postgres = PostgresServer(workdir / "postgres")
     try:
-        with cpu_affinity(CLIENT_CPU, options):  # the postmaster and every backend it forks
-            postgres.init().start()
+        try:
+            with cpu_affinity(CLIENT_CPU, options.pin):  # the postmaster and every backend it forks
+                postgres.init().start()
+        except subprocess.CalledProcessError as error:
+            output = (error.stderr or b"").decode(errors="replace")
+            log_tail = postgres.log_path.read_text(errors="replace")[-2000:] if postgres.log_path.exists() else ""
+            raise BenchError(f"PostgreSQL did not start: {output}{log_tail}") from error
         url = postgres.create_database("tokensmith_bench")
         version = postgres_version(postgres)
+
         def store_pids() -> list[int]:
             return [postgres.pid, *children_of(postgres.pid)] if postgres.pid else []
 

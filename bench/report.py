@@ -15,6 +15,7 @@ from bench.token_check import Timing
 
 RATIO_TARGET = 0.85
 CHECK_TARGET_US = 50.0
+SPEED_SPREAD = 1.3  # the slowest CPU probe over the fastest above which the figures are flagged
 NOISE_PERCENT = 10.0  # other processes' CPU use, in % of one CPU, above which figures are flagged
 BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 START_MARK = "<!-- bench:figures:start -->"
@@ -41,12 +42,31 @@ def machine() -> dict[str, str]:
         "system": f"{platform.system()} {platform.release()}",
         "wrk": wrk,
     }
+    info["source"] = source_state()
     for package in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"):
         try:
             info[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             info[package] = "absent"
     return info
+
+
+def source_state() -> str:
+    """The commit measured, and whether src/ had uncommitted changes."""
+    import tokensmith
+
+    root = Path(__file__).resolve().parent.parent
+    imported = Path(tokensmith.__file__).resolve().parent
+    if imported != root / "src" / "tokensmith":
+        return f"unknown (tokensmith imported from {imported})"
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{head} with uncommitted changes in src/" if dirty else head
 
 
 def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
@@ -73,18 +93,35 @@ def http_table(backends: list[BackendFigures]) -> str:
         for route in (figures.health, figures.token):
             label = route.route + (" (Bearer token)" if route is figures.token else "")
             rows.append([name, label, f"{route.requests_per_second:,.0f}", f"{route.p50_ms:.2f}",
-                         f"{route.p99_ms:.2f}", f"{route.foreign_cpu_percent:.0f}"])
-        rows.append([name, "ratio token / healthz (req/s)", f"{figures.ratio:.2f}", "", "", ""])
-    return table(["store", "route", "requests/s", "p50 ms", "p99 ms", "other load %"], rows, right={2, 3, 4, 5})
+                         f"{route.p99_ms:.2f}", f"{route.server_cpu_us_per_request:,.0f}",
+                         f"{route.foreign_cpu_percent:.0f}"])
+        rounds = figures.round_ratios
+        rows.append([name, f"ratio token / healthz (rounds: {min(rounds):.2f}–{max(rounds):.2f})",
+                     f"{figures.ratio:.2f}", "", "", "", ""])
+    return table(["store", "route", "requests/s", "p50 ms", "p99 ms", "server CPU µs/request", "other load %"],
+                 rows, right={2, 3, 4, 5, 6})
 
 
-def noise_warning(backends: list[BackendFigures], idle_load: float | None) -> str | None:
-    worst = max([r.foreign_cpu_percent for b in backends for r in (b.health, b.token)], default=0.0)
-    if max(worst, idle_load or 0.0) < NOISE_PERCENT:
+def speed_warning(probes: list[float]) -> str | None:
+    if not probes or max(probes) / min(probes) < SPEED_SPREAD:
         return None
-    return (f"**Warning: the machine was not quiet.** Other processes used {idle_load or 0:.0f}% of a CPU "
-            f"before the run and up to {worst:.0f}% during a timed run: these figures are noisy; run "
-            "`make bench` again on a quiet machine.")
+    return (f"**Note: the CPU's speed varied ×{max(probes) / min(probes):.1f} during the run** (a fixed "
+            f"Python loop took {min(probes):.1f} to {max(probes):.1f} ms on CPU 0 between runs): the host "
+            "shares its CPUs with other machines. Read the ratios, which the alternating rounds protect, "
+            "rather than the absolute figures.")
+
+
+def noise_warning(backends: list[BackendFigures], loads: dict[str, float]) -> str | None:
+    loads = dict(loads)
+    for figures in backends:
+        name = BACKEND_NAMES.get(figures.backend, figures.backend)
+        loads[f"{name} wrk runs (worst)"] = max(r.foreign_cpu_percent for r in (figures.health, figures.token))
+    noisy = {part: load for part, load in loads.items() if load >= NOISE_PERCENT}
+    if not noisy:
+        return None
+    where = ", ".join(f"{load:.0f}% {part}" for part, load in noisy.items())
+    return (f"**Warning: the machine was not quiet.** Other processes used CPU ({where}; in % of one "
+            "CPU): these figures are noisy. Run `make bench` again on a quiet machine.")
 
 
 def check_table(timings: list[Timing]) -> str:
@@ -108,23 +145,25 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing]) -> str:
 
 
 def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[BackendFigures],
-                     timings: list[Timing], elapsed: float, idle_load: float | None = None) -> str:
+                     timings: list[Timing], elapsed: float, loads: dict[str, float],
+                     probes: list[float]) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
     parts = [
-        f"Measured {info['date']} on {info['nproc']} CPUs ({info['cpu']}), {info['system']}, "
+        f"Measured {info['date']} at commit {info['source']}, on {info['nproc']} CPUs ({info['cpu']}), {info['system']}, "
         f"Python {info['python']}; {versions}{pg}; {info['wrk']}. The whole run took {elapsed:.0f} s.",
     ]
-    warning = noise_warning(backends, idle_load)
-    if warning:
-        parts.append(warning)
+    for warning in (noise_warning(backends, loads), speed_warning(probes)):
+        if warning:
+            parts.append(warning)
     if backends:
         parts += [
             f"**HTTP, one uvicorn worker** ({pin}; `wrk -t{options.threads} -c{options.connections} "
             f"-d{options.duration}s --latency`; medians of {options.rounds} alternating rounds after a "
-            f"{options.warmup} s warm-up of each route; *other load*: CPU used meanwhile by processes "
-            "not ours, worst run, in % of one CPU):",
+            f"{options.warmup} s warm-up of each route; *server CPU*: the server process's CPU time over the "
+            "requests wrk completed; *other load*: CPU used meanwhile by processes not ours, worst run, "
+            "in % of one CPU):",
             http_table(backends),
         ]
     if timings:

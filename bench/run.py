@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench import report  # noqa: E402
-from bench.load import (  # noqa: E402
-    CLIENT_CPU, SERVER_CPU, BenchError, LoadOptions, can_pin, cpu_affinity, idle_check, measure_postgres,
-    measure_server,
+from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
+from bench.machine import (  # noqa: E402
+    CLIENT_CPU, SERVER_CPU, ForeignLoad, can_pin, cpu_affinity, cpu_speed_ms, idle_check,
 )
 from bench.token_check import measure_token_check  # noqa: E402
 from tests.support.postgres import PostgresUnavailable  # noqa: E402
@@ -76,18 +76,22 @@ def main(argv: list[str]) -> int:
     options = LoadOptions(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
                           connections=args.connections, pin=pin)
     info = report.machine()
-    idle_load = idle_check()
-    if idle_load >= report.NOISE_PERCENT:
-        print(f"Warning: other processes are using {idle_load:.0f}% of a CPU right now; the figures will be noisy.")
-    timings, backends = [], []
+    loads = {"before the run": idle_check()}  # other processes' CPU use, % of one CPU
+    if loads["before the run"] >= report.NOISE_PERCENT:
+        print(f"Warning: other processes are using {loads['before the run']:.0f}% of a CPU right now; "
+              "the figures will be noisy.")
+    timings, backends, probes = [], [], []
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
         if not args.skip_check:
             print(f"In-process token check on SQLite ({args.batches} batches of {args.calls:,} calls):")
-            with cpu_affinity(SERVER_CPU, options):
+            probes.append(cpu_speed_ms(SERVER_CPU, options.pin))
+            with cpu_affinity(SERVER_CPU, options.pin), ForeignLoad() as check_load:
                 timings = measure_token_check(workdir / "inprocess", calls=args.calls,
                                               batches=args.batches, filler=args.filler)
+            loads["token check"] = check_load.percent
+            probes.append(cpu_speed_ms(SERVER_CPU, options.pin))
         if not args.skip_http:
             print(f"HTTP: wrk -t1 -c{options.connections} -d{options.duration}s, {options.rounds} rounds"
                   + (f" (server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})" if pin else ""))
@@ -111,12 +115,13 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     elapsed = time.monotonic() - started
-    figures = report.figures_markdown(info, options, backends, timings, elapsed, idle_load)
+    probes += [p for figures in backends for p in figures.cpu_probes_ms]
+    figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": info, "options": asdict(options), "elapsed_seconds": elapsed,
-        "foreign_cpu_percent_before": idle_load,
+        "other_load_percent": loads, "cpu_probes_ms": probes,
         "http": [b.as_dict() for b in backends], "token_check": [asdict(t) for t in timings],
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")

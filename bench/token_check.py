@@ -7,6 +7,7 @@ microseconds per call.
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import statistics
 import time
@@ -39,17 +40,30 @@ class Timing:
     note: str = ""
 
 
-def time_calls(fn: Callable[[], object], calls: int, batches: int) -> tuple[float, float, float]:
-    """(median, min, max) microseconds per call over ``batches`` batches of ``calls``."""
-    for _ in range(min(calls, 200)):  # warm caches: statement cache, pool, identity map
-        fn()
-    per_call = []
-    for _ in range(batches):
-        start = time.perf_counter_ns()
-        for _ in range(calls):
+def time_round_robin(cases: list[tuple[str, str, Callable[[], object], int, str]], batches: int,
+                     log: Callable[[str], None]) -> list[Timing]:
+    """Time every case in ``batches`` rounds, one batch of each case per round.
+
+    Interleaved, so that the machine speeding up or slowing down (a shared host does) hits
+    every case alike; each figure is the median batch, in microseconds per call.
+    """
+    for _key, _label, fn, calls, _note in cases:  # warm: statement cache, pool
+        for _ in range(min(calls, 200)):
             fn()
-        per_call.append((time.perf_counter_ns() - start) / calls / 1000)
-    return statistics.median(per_call), min(per_call), max(per_call)
+    per_call: dict[str, list[float]] = {key: [] for key, *_ in cases}
+    for _ in range(batches):
+        for key, _label, fn, calls, _note in cases:
+            start = time.perf_counter_ns()
+            for _ in range(calls):
+                fn()
+            per_call[key].append((time.perf_counter_ns() - start) / calls / 1000)
+    timings = []
+    for key, label, _fn, calls, note in cases:
+        values = per_call[key]
+        timing = Timing(label, key, statistics.median(values), min(values), max(values), calls, batches, note)
+        log(f"  {label:<52} {timing.median_us:8.2f} µs  (min {timing.min_us:.2f}, max {timing.max_us:.2f})")
+        timings.append(timing)
+    return timings
 
 
 def _fill(session: Session, user_id: int, count: int) -> None:
@@ -74,8 +88,10 @@ def measure_token_check(data_dir: Path, *, calls: int, batches: int, filler: int
         factory = session_factory(engine)
         with unit_of_work(factory) as session:
             user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
+            # create_token takes the owner (a User) or, since the hot-path rework, its id.
+            owner = user.id if "owner_id" in inspect.signature(personal_tokens.create_token).parameters else user
             secret, _row = personal_tokens.create_token(
-                session, keys, user, "bench", prefix=PREFIX, actor="bench"
+                session, keys, owner, "bench", prefix=PREFIX, actor="bench"
             )
             _fill(session, user.id, filler)
         return _measure(engine, factory, keys, secret, calls=calls, batches=batches, log=log)
@@ -85,17 +101,10 @@ def measure_token_check(data_dir: Path, *, calls: int, batches: int, filler: int
 
 def _measure(engine, factory, keys, secret: str, *, calls: int, batches: int,
              log: Callable[[str], None]) -> list[Timing]:
-    results: list[Timing] = []
-
-    def record(key: str, label: str, fn: Callable[[], object], n: int = calls, note: str = "") -> None:
-        median, low, high = time_calls(fn, n, batches)
-        results.append(Timing(label, key, median, low, high, n, batches, note))
-        log(f"  {label:<52} {median:8.2f} µs  (min {low:.2f}, max {high:.2f})")
-
     digest = keys.digest(personal_tokens.PURPOSE, secret)
     tokens_table, users_table = PersonalToken.__table__, User.__table__
-    # Built once, with a bound parameter: what each call builds (and hashes for the statement
-    # cache) anew in find_by_secret.
+    # Built once, with a bound parameter, as opposed to a statement built (and hashed for the
+    # statement cache) anew on every call.
     orm_lookup = select(PersonalToken).where(PersonalToken.digest == bindparam("digest"))
     core_lookup = (
         select(tokens_table, users_table)
@@ -106,34 +115,33 @@ def _measure(engine, factory, keys, secret: str, *, calls: int, batches: int,
     raw_sql = str(orm_lookup.compile(dialect=engine.dialect))
     params = {"digest": digest}
 
-    session = factory()
-    try:
-        record("verify", "verify_token (one session)",
-               lambda: personal_tokens.verify_token(session, keys, secret, prefix=PREFIX),
-               note="parse + digest + one indexed SELECT (owner joined); the target")
-        record("parse", "  tokens.parse (shape + CRC32 checksum)", lambda: tokens.parse(secret, PREFIX))
-        record("digest", "  keys.all_digests (HMAC-SHA256, one key)",
-               lambda: keys.all_digests(personal_tokens.PURPOSE, secret))
-        record("find_by_secret", "  find_by_secret (digest + SELECT built per call + ORM)",
-               lambda: personal_tokens.find_by_secret(session, keys, secret))
-        record("lookup_orm", "  lookup, ORM, SELECT built once",
-               lambda: session.scalars(orm_lookup, params).one_or_none())
-        connection = session.connection()
-        record("lookup_core", "  lookup, Core, same join built once (tuples)",
-               lambda: connection.execute(core_lookup, params).one_or_none())
-        cursor = connection.connection.dbapi_connection.cursor()
-        record("lookup_driver", "  lookup, sqlite3 driver alone (same SQL)",
-               lambda: cursor.execute(raw_sql, (digest,)).fetchone())
-    finally:
-        session.close()
-
     def per_request() -> None:
         with unit_of_work(factory) as request_session:
-            row = personal_tokens.verify_token(request_session, keys, secret, prefix=PREFIX)
-            row.owner.username
+            personal_tokens.verify_token(request_session, keys, secret, prefix=PREFIX).owner.username
 
-    record("verify_fresh_session", "verify_token in a fresh session + commit",
-           per_request, n=max(calls // 10, 100),
-           note="what each HTTP request pays in the store: new session, row loaded, commit, close")
-    return results
-
+    session = factory()
+    try:
+        connection = session.connection()
+        cursor = connection.connection.dbapi_connection.cursor()
+        return time_round_robin([
+            ("verify", "verify_token (one session)",
+             lambda: personal_tokens.verify_token(session, keys, secret, prefix=PREFIX), calls,
+             "parse + checksum + digest + one indexed SELECT with the owner; the target"),
+            ("parse", "  tokens.parse (shape + CRC32 checksum)", lambda: tokens.parse(secret, PREFIX), calls, ""),
+            ("digest", "  keys.all_digests (HMAC-SHA256, one key)",
+             lambda: keys.all_digests(personal_tokens.PURPOSE, secret), calls, ""),
+            ("lookup_orm_per_call", "  lookup, ORM, SELECT built per call",
+             lambda: session.scalars(select(PersonalToken).where(PersonalToken.digest == digest)).one_or_none(),
+             calls, "as find_by_secret did it up to 1e53b94"),
+            ("lookup_orm", "  lookup, ORM, SELECT built once",
+             lambda: session.scalars(orm_lookup, params).one_or_none(), calls, ""),
+            ("lookup_core", "  lookup, Core, same join built once (tuples)",
+             lambda: connection.execute(core_lookup, params).one_or_none(), calls, ""),
+            ("lookup_driver", "  lookup, sqlite3 driver alone (same SQL)",
+             lambda: cursor.execute(raw_sql, (digest,)).fetchone(), calls, ""),
+            ("verify_fresh_session", "verify_token in a fresh session + commit", per_request,
+             max(calls // 10, 100),
+             "what each HTTP request pays in the store: new session, lookup, commit, close"),
+        ], batches, log)
+    finally:
+        session.close()
