@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from tokensmith import accounts, audit, metrics, personal_tokens, tokens
 from tokensmith.config import PasswordPolicy, Settings
+from tokensmith.db import Connectable
 from tokensmith.errors import (
     AuthenticationFailed,
     CredentialMalformed,
@@ -65,11 +66,13 @@ class Authenticator:
         self.throttle = throttle or SignInThrottle()
 
     def authenticate(
-        self, session: Session, credentials: Credentials, *, ip: str | None, agent: str | None
+        self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None
     ) -> Identity:
+        """Check a non-browser client's credentials on ``store``: a connection (the hot path)
+        or a session."""
         method = "token" if self._is_token(credentials) else "password"
         try:
-            identity = self._authenticate(session, credentials, ip=ip, agent=agent)
+            identity = self._authenticate(store, credentials, ip=ip, agent=agent)
         except AuthenticationFailed as error:
             metrics.count_authentication(method, error.reason)
             raise self._advise(error) from None
@@ -80,12 +83,12 @@ class Authenticator:
         return tokens.looks_like_token(_secret_of(credentials), self.settings.token_prefix)
 
     def _authenticate(
-        self, session: Session, credentials: Credentials, *, ip: str | None, agent: str | None
+        self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None
     ) -> Identity:
         secret = _secret_of(credentials)
         if self._is_token(credentials):
             token = personal_tokens.verify_token(
-                session, self.keys, secret, prefix=self.settings.token_prefix
+                store, self.keys, secret, prefix=self.settings.token_prefix
             )
             claimed = credentials.username if isinstance(credentials, BasicCredentials) else ""
             if claimed and claimed.lower() != token.owner.username.lower():
@@ -93,19 +96,24 @@ class Authenticator:
                 error = TokenUnknown("Unknown or mistyped token for this username.")
                 error.reason = "wrong_user"
                 raise error
-            personal_tokens.record_use(session, token, ip=ip, agent=agent)
+            personal_tokens.record_use(store, token, ip=ip, agent=agent)
             return Identity(user=token.owner, method="token", token=token)
         if isinstance(credentials, BearerCredentials):
             raise CredentialMalformed("A Bearer credential must be a personal access token.")
-        return self._authenticate_password(session, credentials, ip=ip, agent=agent)
-
-    def _authenticate_password(
-        self, session: Session, credentials: BasicCredentials, *, ip: str | None, agent: str | None
-    ) -> Identity:
         if self.settings.password_policy is PasswordPolicy.DENY:
             # Refused before the password is even checked: the answer is the same for
             # every username, so it tells nothing about which accounts exist.
             raise PasswordRefused("Passwords are not accepted here.")
+        if isinstance(store, Session):
+            return self._authenticate_password(store, credentials, ip=ip, agent=agent)
+        with Session(bind=store) as session:
+            identity = self._authenticate_password(session, credentials, ip=ip, agent=agent)
+            session.commit()
+            return identity
+
+    def _authenticate_password(
+        self, session: Session, credentials: BasicCredentials, *, ip: str | None, agent: str | None
+    ) -> Identity:
         user = self._check_password(session, credentials.username, credentials.secret, ip)
         audit.record(
             session, "auth.password_used", actor=user.username, user_id=user.id, ip=ip,

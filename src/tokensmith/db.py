@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +17,10 @@ from tokensmith.config import Settings
 from tokensmith.errors import StoreUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# What the hot path's domain functions run their Core statements on: a plain connection,
+# or a session when they are part of a larger unit of work.
+Connectable = Connection | Session
 
 # Errors that mean "the store cannot answer right now", as opposed to a bug or bad data.
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, PoolTimeout)
@@ -74,15 +78,35 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def ping(engine: Engine) -> None:
-    """Raise StoreUnavailable unless the store answers a trivial query."""
+def for_single_statements(engine: Engine) -> Engine:
+    """The engine for work of one or two independent statements, like a token check and its
+    once-a-minute ``last_used`` write.
+
+    On PostgreSQL each statement then commits on its own: one round trip instead of three
+    (BEGIN, the query, COMMIT). SQLite's driver already begins a transaction only before a
+    write, and its autocommit mode is slower there, so SQLite keeps the engine as it is.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextlib.contextmanager
+def connection_to(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection, committed when the block succeeds; outages become StoreUnavailable."""
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with engine.begin() as connection:
+            yield connection
     except Exception as error:
         if is_outage(error):
             raise StoreUnavailable() from error
         raise
+
+
+def ping(engine: Engine) -> None:
+    """Raise StoreUnavailable unless the store answers a trivial query."""
+    with connection_to(engine) as connection:
+        connection.execute(text("SELECT 1"))
 
 
 @contextlib.contextmanager

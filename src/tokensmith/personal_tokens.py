@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from tokensmith import audit, tokens
 from tokensmith.accounts import Account
 from tokensmith.clock import display, utcnow
+from tokensmith.db import Connectable
 from tokensmith.errors import (
     AccountDisabled,
     Conflict,
@@ -171,18 +172,16 @@ _BY_DIGEST = _LOOKUP.where(_TOKENS.c.digest == bindparam("digest"))
 _BY_ANY_DIGEST = _LOOKUP.where(_TOKENS.c.digest.in_(bindparam("digests", expanding=True)))
 
 
-def _lookup(session: Session, keys: ServerKeys, secret: str) -> VerifiedToken | None:
+def _lookup(store: Connectable, keys: ServerKeys, secret: str) -> VerifiedToken | None:
     """The token whose digest matches: one indexed lookup, one constant-time compare.
 
     Revoked and expired tokens are found too: the caller says why they are refused.
     """
     digests = keys.all_digests(PURPOSE, secret)
-    # A Core statement on the session's connection: no ORM machinery on the hot path.
-    connection = session.connection()
     if len(digests) == 1:
-        row = connection.execute(_BY_DIGEST, {"digest": digests[0]}).one_or_none()
+        row = store.execute(_BY_DIGEST, {"digest": digests[0]}).one_or_none()
     else:
-        row = connection.execute(_BY_ANY_DIGEST, {"digests": digests}).one_or_none()
+        row = store.execute(_BY_ANY_DIGEST, {"digests": digests}).one_or_none()
     if row is None:
         return None
     *fields, digest, user_id, username, email, is_admin, is_active = row
@@ -192,14 +191,15 @@ def _lookup(session: Session, keys: ServerKeys, secret: str) -> VerifiedToken | 
 
 
 def verify_token(
-    session: Session, keys: ServerKeys, secret: str, *, prefix: str, now: datetime | None = None
+    store: Connectable, keys: ServerKeys, secret: str, *, prefix: str, now: datetime | None = None
 ) -> VerifiedToken:
     """The live token behind ``secret``, or the reason it is refused.
 
-    A token whose checksum is wrong is refused here, before the store is asked.
+    A token whose checksum is wrong is refused here, before the store is asked. Runs on a
+    plain connection (Core only), so the hot path pays for no ORM session.
     """
     tokens.parse(secret, prefix)
-    token = _lookup(session, keys, secret)
+    token = _lookup(store, keys, secret)
     if token is None:
         raise TokenUnknown("Unknown or mistyped token.")
     if token.revoked_at is not None:
@@ -214,7 +214,7 @@ def verify_token(
 
 
 def record_use(
-    session: Session, token: VerifiedToken, *, ip: str | None, agent: str | None
+    store: Connectable, token: VerifiedToken, *, ip: str | None, agent: str | None
 ) -> None:
     """Note when and from where a token was used: at most one targeted write a minute."""
     now = utcnow()
@@ -222,7 +222,7 @@ def record_use(
         return
     token.last_used_at, token.last_used_ip = now, ip
     token.last_used_agent = agent[:200] if agent else None
-    session.execute(
+    store.execute(
         update(_TOKENS)
         .where(_TOKENS.c.id == token.id)
         .values(last_used_at=now, last_used_ip=ip, last_used_agent=token.last_used_agent)

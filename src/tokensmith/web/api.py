@@ -17,7 +17,7 @@ TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id")]
 
 
 @router.get("/me", response_model=Me)
-def read_me(identity: ClientIdentity) -> Me:
+async def read_me(identity: ClientIdentity) -> Me:
     """Who the credential belongs to, and which token made the request."""
     return Me(
         user=UserPublic.of(identity.user),

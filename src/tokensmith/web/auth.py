@@ -13,12 +13,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics, sessions, tokens
 from tokensmith.accounts import Account
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
 from tokensmith.errors import AuthenticationRequired, CredentialMalformed
-from tokensmith.web.runtime import client_agent, client_ip, get_db, get_runtime
+from tokensmith.db import connection_to
+from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get_runtime
 from tokensmith.web.templates import SESSION_COOKIE
 
 MAX_AUTHORIZATION_LENGTH = 4096
@@ -76,8 +78,18 @@ def _parse_basic(value: str, token_prefix: str) -> Credentials:
     return BasicCredentials(username, secret)
 
 
-def client_identity(request: Request, response: Response, db: Db) -> Identity:
-    """The identity of a non-browser client: git, Maven, Nexus, curl, the CLI."""
+def _check_client(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None) -> Identity:
+    with connection_to(runtime.statement_engine) as connection:
+        return runtime.authenticator.authenticate(connection, credentials, ip=ip, agent=agent)
+
+
+async def client_identity(request: Request, response: Response) -> Identity:
+    """The identity of a non-browser client: git, Maven, Nexus, curl, the CLI.
+
+    The check is its own unit of work, on a connection of its own, in one trip to the
+    threadpool: it runs on every request, and its only write (``last_used``) stands on its
+    own whatever the route then does.
+    """
     runtime = get_runtime(request)
     settings = runtime.settings
     try:
@@ -93,8 +105,8 @@ def client_identity(request: Request, response: Response, db: Db) -> Identity:
             "Authentication required: send your username and a personal access token "
             f"(HTTP Basic) or the token alone (Bearer). Create one at {settings.tokens_page_url}."
         )
-    identity = runtime.authenticator.authenticate(
-        db, credentials, ip=client_ip(request), agent=client_agent(request)
+    identity = await run_in_threadpool(
+        _check_client, runtime, credentials, client_ip(request), client_agent(request)
     )
     if identity.warning:
         response.headers["Deprecation"] = "true"

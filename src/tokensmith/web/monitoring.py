@@ -17,7 +17,7 @@ router = APIRouter(tags=["operations"])
 def health(request: Request) -> JSONResponse:
     """200 when the store answers, 503 when it does not."""
     try:
-        ping(get_runtime(request).engine)
+        ping(get_runtime(request).statement_engine)
     except StoreUnavailable as error:
         return JSONResponse(
             {"status": "unavailable", "message": error.message},

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tokensmith.authentication import Authenticator
 from tokensmith.config import Settings
-from tokensmith.db import create_store_engine, session_factory, unit_of_work
+from tokensmith.db import create_store_engine, for_single_statements, session_factory, unit_of_work
 from tokensmith.server_keys import ServerKeys, load_server_keys
 
 
@@ -19,6 +19,8 @@ from tokensmith.server_keys import ServerKeys, load_server_keys
 class Runtime:
     settings: Settings
     engine: Engine
+    # The same pool, for token checks and health checks: see db.for_single_statements.
+    statement_engine: Engine
     sessions: sessionmaker[Session]
     keys: ServerKeys
     authenticator: Authenticator
@@ -30,6 +32,7 @@ class Runtime:
         return cls(
             settings=settings,
             engine=engine,
+            statement_engine=for_single_statements(engine),
             sessions=session_factory(engine),
             keys=keys,
             authenticator=Authenticator(settings, keys),
