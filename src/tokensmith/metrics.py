@@ -27,11 +27,15 @@ OUTCOMES = (
     "throttled",
 )
 
-# Every series exists from the start, at 0, so that rates and alerts work before the first event.
-for _method in METHODS:
-    for _outcome in OUTCOMES:
-        AUTHENTICATIONS.labels(_method, _outcome)
+# Every series exists from the start, at 0, so that rates and alerts work before the first
+# event; and counting is a dict lookup, not a label resolution, on every request.
+_SERIES = {
+    (method, outcome): AUTHENTICATIONS.labels(method, outcome)
+    for method in METHODS
+    for outcome in OUTCOMES
+}
 
 
 def count_authentication(method: str, outcome: str) -> None:
-    AUTHENTICATIONS.labels(method, outcome).inc()
+    series = _SERIES.get((method, outcome))
+    (series or AUTHENTICATIONS.labels(method, outcome)).inc()

@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics, sessions, tokens
 from tokensmith.accounts import Account
@@ -86,9 +85,9 @@ def _check_client(runtime: Runtime, credentials: Credentials, ip: str | None, ag
 async def client_identity(request: Request, response: Response) -> Identity:
     """The identity of a non-browser client: git, Maven, Nexus, curl, the CLI.
 
-    The check is its own unit of work, on a connection of its own, in one trip to the
-    threadpool: it runs on every request, and its only write (``last_used``) stands on its
-    own whatever the route then does.
+    The check runs on every request: it is its own unit of work, on a connection of its
+    own, with at most one trip to the threadpool (none on SQLite); its only write
+    (``last_used``) stands whatever the route then does.
     """
     runtime = get_runtime(request)
     settings = runtime.settings
@@ -105,7 +104,7 @@ async def client_identity(request: Request, response: Response) -> Identity:
             "Authentication required: send your username and a personal access token "
             f"(HTTP Basic) or the token alone (Bearer). Create one at {settings.tokens_page_url}."
         )
-    identity = await run_in_threadpool(
+    identity = await runtime.run_on_store(
         _check_client, runtime, credentials, client_ip(request), client_agent(request)
     )
     if identity.warning:

@@ -14,10 +14,11 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-def health(request: Request) -> JSONResponse:
+async def health(request: Request) -> JSONResponse:
     """200 when the store answers, 503 when it does not."""
+    runtime = get_runtime(request)
     try:
-        ping(get_runtime(request).statement_engine)
+        await runtime.run_on_store(ping, runtime.statement_engine)
     except StoreUnavailable as error:
         return JSONResponse(
             {"status": "unavailable", "message": error.message},
