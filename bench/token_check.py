@@ -7,7 +7,6 @@ microseconds per call.
 
 from __future__ import annotations
 
-import inspect
 import secrets
 import statistics
 import time
@@ -21,7 +20,14 @@ from sqlalchemy.orm import Session
 from tokensmith import accounts, personal_tokens, tokens
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
-from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.db import (
+    connection_to,
+    create_store_engine,
+    for_single_statements,
+    migrate,
+    session_factory,
+    unit_of_work,
+)
 from tokensmith.models import PersonalToken, User
 from tokensmith.server_keys import load_server_keys
 
@@ -88,10 +94,8 @@ def measure_token_check(data_dir: Path, *, calls: int, batches: int, filler: int
         factory = session_factory(engine)
         with unit_of_work(factory) as session:
             user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
-            # create_token takes the owner (a User) or, since the hot-path rework, its id.
-            owner = user.id if "owner_id" in inspect.signature(personal_tokens.create_token).parameters else user
             secret, _row = personal_tokens.create_token(
-                session, keys, owner, "bench", prefix=PREFIX, actor="bench"
+                session, keys, user.id, "bench", prefix=PREFIX, actor="bench"
             )
             _fill(session, user.id, filler)
         return _measure(engine, factory, keys, secret, calls=calls, batches=batches, log=log)
@@ -115,33 +119,36 @@ def _measure(engine, factory, keys, secret: str, *, calls: int, batches: int,
     raw_sql = str(orm_lookup.compile(dialect=engine.dialect))
     params = {"digest": digest}
 
+    statement_engine = for_single_statements(engine)
+
     def per_request() -> None:
-        with unit_of_work(factory) as request_session:
-            personal_tokens.verify_token(request_session, keys, secret, prefix=PREFIX).owner.username
+        # What the server does for each request: a pooled connection of its own, committed.
+        with connection_to(statement_engine) as request_connection:
+            personal_tokens.verify_token(request_connection, keys, secret, prefix=PREFIX)
 
     session = factory()
     try:
         connection = session.connection()
         cursor = connection.connection.dbapi_connection.cursor()
         return time_round_robin([
-            ("verify", "verify_token (one session)",
-             lambda: personal_tokens.verify_token(session, keys, secret, prefix=PREFIX), calls,
+            ("verify", "verify_token (on a connection, as the server runs it)",
+             lambda: personal_tokens.verify_token(connection, keys, secret, prefix=PREFIX), calls,
              "parse + checksum + digest + one indexed SELECT with the owner; the target"),
             ("parse", "  tokens.parse (shape + CRC32 checksum)", lambda: tokens.parse(secret, PREFIX), calls, ""),
             ("digest", "  keys.all_digests (HMAC-SHA256, one key)",
              lambda: keys.all_digests(personal_tokens.PURPOSE, secret), calls, ""),
             ("lookup_orm_per_call", "  lookup, ORM, SELECT built per call",
              lambda: session.scalars(select(PersonalToken).where(PersonalToken.digest == digest)).one_or_none(),
-             calls, "as find_by_secret did it up to 1e53b94"),
+             calls, "as the first version of the check did"),
             ("lookup_orm", "  lookup, ORM, SELECT built once",
              lambda: session.scalars(orm_lookup, params).one_or_none(), calls, ""),
             ("lookup_core", "  lookup, Core, same join built once (tuples)",
              lambda: connection.execute(core_lookup, params).one_or_none(), calls, ""),
             ("lookup_driver", "  lookup, sqlite3 driver alone (same SQL)",
              lambda: cursor.execute(raw_sql, (digest,)).fetchone(), calls, ""),
-            ("verify_fresh_session", "verify_token in a fresh session + commit", per_request,
+            ("verify_fresh_connection", "verify_token on a fresh pooled connection + commit", per_request,
              max(calls // 10, 100),
-             "what each HTTP request pays in the store: new session, lookup, commit, close"),
+             "what each HTTP request pays in the store: checkout, lookup, commit, checkin"),
         ], batches, log)
     finally:
         session.close()
