@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from bench.machine import (
     CLIENT_CPU, SERVER_CPU, ForeignLoad, children_of, cpu_affinity, cpu_speed_ms, process_cpu_seconds,
 )
+from tests.support.processes import stop_process
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
 
@@ -174,14 +174,7 @@ class BenchServer:
         raise BenchError(f"The server did not answer within {timeout:.0f}s:\n{self.console()}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process)
 
     def console(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

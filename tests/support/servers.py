@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import httpx
 from sqlalchemy.orm import Session
 
 from tests.support.ledger import remember, watch
+from tests.support.processes import stop_process
 from tests.support.ports import free_port
 from tokensmith import accounts, personal_tokens
 from tokensmith.config import load_settings
@@ -85,14 +85,7 @@ class LiveServer:
         raise ServerFailed(f"server did not answer within {timeout}s:\n{self.console()}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process)
 
     def restart(self) -> LiveServer:
         self.stop()
