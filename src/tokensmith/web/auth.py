@@ -111,7 +111,6 @@ async def client_identity(request: Request, response: Response) -> Identity:
         response.headers["Deprecation"] = "true"
         response.headers["Warning"] = f'299 tokensmith "{identity.warning}"'
         response.headers["Link"] = f'<{settings.tokens_page_url}>; rel="deprecation"'
-    request.state.identity = identity
     return identity
 
 
