@@ -70,7 +70,7 @@ class Authenticator:
     ) -> Identity:
         """Check a non-browser client's credentials on ``store``: a connection (the hot path)
         or a session."""
-        method = "token" if self._is_token(credentials) else "password"
+        method = "token" if self.is_token(credentials) else "password"
         try:
             identity = self._authenticate(store, credentials, ip=ip, agent=agent)
         except AuthenticationFailed as error:
@@ -79,14 +79,15 @@ class Authenticator:
         metrics.count_authentication(identity.method, "ok")
         return identity
 
-    def _is_token(self, credentials: Credentials) -> bool:
+    def is_token(self, credentials: Credentials) -> bool:
+        """Whether the credentials carry a token (as opposed to a password)."""
         return tokens.looks_like_token(_secret_of(credentials), self.settings.token_prefix)
 
     def _authenticate(
         self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None
     ) -> Identity:
         secret = _secret_of(credentials)
-        if self._is_token(credentials):
+        if self.is_token(credentials):
             token = personal_tokens.verify_token(
                 store, self.keys, secret, prefix=self.settings.token_prefix
             )

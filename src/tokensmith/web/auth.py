@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics, sessions, tokens
 from tokensmith.accounts import Account
@@ -104,9 +105,11 @@ async def client_identity(request: Request, response: Response) -> Identity:
             "Authentication required: send your username and a personal access token "
             f"(HTTP Basic) or the token alone (Bearer). Create one at {settings.tokens_page_url}."
         )
-    identity = await runtime.run_on_store(
-        _check_client, runtime, credentials, client_ip(request), client_agent(request)
-    )
+    arguments = (runtime, credentials, client_ip(request), client_agent(request))
+    if runtime.authenticator.is_token(credentials):
+        identity = await runtime.run_on_store(_check_client, *arguments)
+    else:  # a password is hashed for tens of milliseconds: never on the event loop
+        identity = await run_in_threadpool(_check_client, *arguments)
     if identity.warning:
         response.headers["Deprecation"] = "true"
         response.headers["Warning"] = f'299 tokensmith "{identity.warning}"'
