@@ -16,6 +16,10 @@ def test_first_start_prints_the_admin_password_once_and_later_starts_reuse_the_s
         assert oct((tmp_path / "var" / "secret-keys").stat().st_mode & 0o777) == "0o600"
         with live.client() as client:
             assert sign_in(client, "admin", password).status_code == 303
+            applications = client.get("/applications").text
+        # The sample project, with its repository ready to clone.
+        assert f"{live.base_url}/git/demo.git" in applications and "com.example.studio:demo" in applications
+        assert (tmp_path / "var" / "git" / "demo.git" / "HEAD").exists()
 
         offset = len(live.console().encode())
         live.restart()

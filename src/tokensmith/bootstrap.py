@@ -1,4 +1,5 @@
-"""First start: an empty store gets an ``admin`` user with a generated password."""
+"""First start: an empty store gets an ``admin`` user with a generated password, and a
+sample project ``demo`` owned by it."""
 
 from __future__ import annotations
 
@@ -7,22 +8,24 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts
+from tokensmith import accounts, projects
 from tokensmith.config import Settings
 from tokensmith.models import User
 
 ADMIN_USERNAME = "admin"
+DEMO_PROJECT = "demo"
+DEMO_GROUP_ID = "com.example.studio"
 
 
-def bootstrap_admin(session: Session, settings: Settings) -> str | None:
-    """Create ``admin`` when there are no users at all; return its password, else None.
+def first_start(session: Session, settings: Settings) -> str | None:
+    """Create ``admin`` and ``demo`` when there are no users at all; return the password, else None.
 
     The password is returned once for the console and never stored in plain.
     """
     if session.scalars(select(User.id).limit(1)).first() is not None:
         return None
     password = _generate_password(settings.token_prefix)
-    accounts.create_user(
+    admin = accounts.create_user(
         session,
         ADMIN_USERNAME,
         "admin@localhost.localdomain",
@@ -30,6 +33,9 @@ def bootstrap_admin(session: Session, settings: Settings) -> str | None:
         is_admin=True,
         token_prefix=settings.token_prefix,
         actor="first start",
+    )
+    projects.create_project(
+        session, settings.data_dir, DEMO_PROJECT, DEMO_GROUP_ID, admin.id, actor="first start"
     )
     return password
 

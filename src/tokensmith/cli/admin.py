@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, personal_tokens
+from tokensmith import accounts, personal_tokens, projects
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.errors import InvalidInput, StoreUnavailable
-from tokensmith.cli.main import tokens_app, users_app
+from tokensmith.cli.main import projects_app, tokens_app, users_app
 from tokensmith.server_keys import ServerKeys, load_server_keys
 
 ACTOR = "admin (shell)"
@@ -116,3 +116,34 @@ def tokens_revoke_all(user: Annotated[str, typer.Option("--user", help="Whose to
         count = personal_tokens.revoke_all_tokens(ctx.session, owner.id, actor=ACTOR, reason="admin")
         name = owner.username
     note(f"Revoked {count} token(s) of {name}.")
+
+
+@projects_app.command("create")
+def projects_create(
+    project_id: Annotated[str, typer.Argument(help="The project id, like acme-contracts.")],
+    group_id: Annotated[str, typer.Option("--group-id", help="Maven groupId of its releases.")],
+    owner: Annotated[str, typer.Option("--owner", help="User who gets write access.")],
+) -> None:
+    """Create a project: a bare Git repository, and a Maven coordinate for its releases."""
+    with admin_store() as ctx:
+        user = accounts.get_user(ctx.session, owner)
+        project = projects.create_project(
+            ctx.session, ctx.settings.data_dir, project_id, group_id, user.id, actor=ACTOR
+        )
+        summary = f"Created project {project.id} ({project.group_id}), owned by {user.username}."
+    note(summary)
+    note(f"Git: {ctx.settings.public_url}/git/{project_id}.git")
+
+
+@projects_app.command("add-member")
+def projects_add_member(
+    project_id: Annotated[str, typer.Argument(help="The project id.")],
+    username: Annotated[str, typer.Argument(help="The user to add.")],
+    role: Annotated[str, typer.Option("--role", help="read (clone, download) or write (push, release).")] = "read",
+) -> None:
+    """Give a user a role on a project (or change it)."""
+    with admin_store() as ctx:
+        user = accounts.get_user(ctx.session, username)
+        projects.add_member(ctx.session, project_id, user.id, role, actor=ACTOR)
+        name = user.username
+    note(f"{name} now has {role} access to {project_id}.")

@@ -32,8 +32,10 @@ app = typer.Typer(
 )
 users_app = typer.Typer(help="Manage user accounts (server administration).", no_args_is_help=True)
 tokens_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
+projects_app = typer.Typer(help="Studio projects and their members (server administration).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(projects_app, name="projects")
 
 EXIT_CODES: list[tuple[type[TokensmithError], int]] = [
     (InvalidInput, 2),

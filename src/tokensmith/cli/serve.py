@@ -9,7 +9,7 @@ import typer
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from tokensmith.bootstrap import ADMIN_USERNAME, bootstrap_admin
+from tokensmith.bootstrap import ADMIN_USERNAME, first_start
 from tokensmith.cli.main import app
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
@@ -24,7 +24,7 @@ def prepare_store(settings: Settings) -> str | None:
     try:
         migrate(engine)
         with unit_of_work(session_factory(engine)) as session:
-            return bootstrap_admin(session, settings)
+            return first_start(session, settings)
     finally:
         engine.dispose()
 

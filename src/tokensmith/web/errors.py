@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tokensmith.errors import (
@@ -44,6 +44,7 @@ STATUS = {
     StoreUnavailable: 503,
 }
 # Paths whose clients are programs; everything else is a page for a person.
+PLAIN_TEXT_PREFIXES = ("/git/",)
 MACHINE_PREFIXES = ("/api/", "/git/", "/maven/", "/packages/", "/studio/", "/scim/", "/healthz", "/metrics")
 
 
@@ -65,6 +66,9 @@ def error_response(request: Request, status: int, code: str, message: str) -> Re
     if wants_page(request):
         return render(request, "error.html", {"status": status, "message": message}, status=status,
                       headers=headers)
+    if request.url.path.startswith(PLAIN_TEXT_PREFIXES):
+        # git and Maven print a text/plain error body to the person ("remote: ..."); JSON they drop.
+        return PlainTextResponse(message + "\n", status_code=status, headers=headers)
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tokensmith import audit, personal_tokens, sessions
+from tokensmith import audit, personal_tokens, projects, sessions
 from tokensmith.authentication import Identity
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
@@ -17,6 +17,8 @@ from tokensmith.web.runtime import client_agent, client_ip, get_runtime
 from tokensmith.web.templates import PRESESSION_COOKIE, SESSION_COOKIE, csrf_binding, render
 
 router = APIRouter(include_in_schema=False)
+# The <server><id> of the Studio repository in people's settings.xml.
+MAVEN_SERVER_ID = "tokensmith-studio"
 
 EXPIRATION_CHOICES = [
     ("never", "No expiration"),
@@ -213,5 +215,11 @@ def revoke_token(
 
 
 @router.get("/applications")
-def applications_page(request: Request, identity: BrowserIdentity) -> Response:
-    return render(request, "applications.html", {"projects": []})
+def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Response:
+    base = get_runtime(request).settings.public_url
+    return render(request, "applications.html", {
+        "projects": projects.projects_of(db, identity.user.id),
+        "git_base": f"{base}/git",
+        "maven_url": f"{base}/maven/studio/",
+        "server_id": MAVEN_SERVER_ID,
+    })

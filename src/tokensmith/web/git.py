@@ -1,0 +1,171 @@
+"""Git smart HTTP: ``/git/{project}.git``, served by git's own ``http-backend``, streamed.
+
+Clone and fetch need the ``read`` role, push needs ``write``. Credentials are a username and a
+token (git asks for them after the 401 challenge, or a credential helper supplies them). The
+request body goes to the backend as it arrives and its answer comes back as it is produced,
+so a large push or clone never sits in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+
+from tokensmith import projects, repositories
+from tokensmith.authentication import Identity
+from tokensmith.db import unit_of_work
+from tokensmith.errors import NotFound, NotPermitted
+from tokensmith.web.auth import ClientIdentity
+from tokensmith.web.runtime import Runtime, client_ip, get_runtime
+
+log = logging.getLogger("tokensmith.git")
+router = APIRouter(tags=["git"], include_in_schema=False)
+
+SERVICES = {"git-upload-pack": "read", "git-receive-pack": "write"}
+CHUNK = 64 * 1024
+
+
+def needed_role(method: str, path: str, service: str | None) -> str:
+    """The role a smart-HTTP request needs; NotFound for anything else (no dumb HTTP)."""
+    if method == "GET" and path == "info/refs" and service in SERVICES:
+        return SERVICES[service]
+    if method == "POST" and path in SERVICES:
+        return SERVICES[path]
+    raise NotFound("Only Git's smart HTTP protocol is served here: use git clone, fetch or push.")
+
+
+def _authorize(runtime: Runtime, project_id: str, identity: Identity, role: str) -> Path:
+    if identity.token is not None and "git" not in identity.token.scopes:
+        raise NotPermitted("This token may not be used with Git: create one with the git scope.")
+    with unit_of_work(runtime.sessions) as session:
+        project = projects.require_role(session, project_id, identity.user.id, role)
+    return repositories.repository_path(runtime.settings.data_dir, project.id)
+
+
+def cgi_environment(request: Request, repository: Path, path: str, identity: Identity) -> dict[str, str]:
+    headers = request.headers
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GIT_PROJECT_ROOT": str(repository.parent),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": f"/{repository.name}/{path}",
+        "QUERY_STRING": request.url.query,
+        "REQUEST_METHOD": request.method,
+        "REMOTE_USER": identity.username,
+        "REMOTE_ADDR": client_ip(request) or "",
+        "CONTENT_TYPE": headers.get("content-type", ""),
+    }
+    # No CONTENT_LENGTH: git sends large pushes chunked, and the backend reads to EOF.
+    for header, variable in (("content-encoding", "HTTP_CONTENT_ENCODING"), ("git-protocol", "GIT_PROTOCOL")):
+        if header in headers:
+            environment[variable] = headers[header]
+    return environment
+
+
+async def _feed(request: Request, process: asyncio.subprocess.Process) -> None:
+    stdin = process.stdin
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                stdin.write(chunk)
+                await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the backend stopped reading; its answer says why
+    except ClientDisconnect:
+        # A push cut off midway: the backend reads end-of-file where the pack should go on,
+        # refuses it, removes what it had received, and leaves every ref where it was.
+        log.info("client left in the middle of a request body")
+    finally:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.close()
+
+
+async def _read_cgi_headers(stdout: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    status, headers = 200, {}
+    while True:
+        line = (await stdout.readline()).decode("latin-1").rstrip("\r\n")
+        if not line:
+            return status, headers
+        name, _, value = line.partition(":")
+        if name.lower() == "status":
+            status = int(value.strip().split()[0])
+        else:
+            headers[name.strip()] = value.strip()
+
+
+@router.api_route("/git/{project_id}.git/{path:path}", methods=["GET", "POST"])
+async def smart_http(project_id: str, path: str, request: Request, identity: ClientIdentity) -> Response:
+    runtime = get_runtime(request)
+    role = needed_role(request.method, path, request.query_params.get("service"))
+    repository = await run_in_threadpool(_authorize, runtime, project_id, identity, role)
+    process = await asyncio.create_subprocess_exec(
+        repositories.git_executable(), "http-backend",
+        env=cgi_environment(request, repository, path, identity),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        limit=CHUNK,
+    )
+    feeding = asyncio.create_task(_feed(request, process))
+    try:
+        status, headers = await _read_cgi_headers(process.stdout)
+    except BaseException:
+        feeding.cancel()
+        _kill(process)
+        raise
+    return BackendResponse(
+        _stream(process, feeding, project_id, identity.username),
+        status_code=status,
+        headers={name: value for name, value in headers.items() if name.lower() != "content-length"},
+    )
+
+
+class BackendResponse(Response):
+    """The backend's answer, streamed as it comes.
+
+    Not Starlette's StreamingResponse: that one reads ``receive()`` to watch for the client
+    leaving, and would swallow the parts of a push still on their way to the backend.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], *, status_code: int, headers: dict[str, str]) -> None:
+        super().__init__(status_code=status_code, headers=headers)
+        # Its length is unknown until the backend is done: chunked, not "Content-Length: 0".
+        self.raw_headers = [(name, value) for name, value in self.raw_headers if name != b"content-length"]
+        self.body_iterator = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _stream(process: asyncio.subprocess.Process, feeding: asyncio.Task, project_id: str,
+                  username: str) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await process.stdout.read(CHUNK):
+            yield chunk
+        await feeding
+        errors = (await process.stderr.read()).decode(errors="replace").strip()
+        if await process.wait() != 0 or errors:
+            log.warning("git http-backend for %s (%s) exited %s: %s", project_id, username,
+                        process.returncode, errors[:500])
+    finally:
+        # The client went away mid-transfer: stop the backend. An interrupted push leaves the
+        # repository as it was, since refs move only once the whole pack is in.
+        feeding.cancel()
+        _kill(process)
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
