@@ -21,13 +21,16 @@ serve: $(STAMP)
 	$(VENV)/bin/tokensmith serve
 
 # Debian packages the tests drive for real: chromium (pages), PostgreSQL (the PostgreSQL
-# path), git; wrk and nginx for the benchmark. Installed only when missing.
+# path), git, Maven with the dependency plugin (central is not reachable: Debian's
+# /usr/share/maven-repo stands in for it); wrk for the benchmark. Installed only when missing.
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium chromium-driver"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	[ -d /usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin ] || missing="$$missing libmaven-dependency-plugin-java junit4"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "Missing Debian packages:$$missing (run as root, or install them)"; exit 1; fi; \

@@ -26,7 +26,7 @@ from tokensmith.authentication import Identity
 from tokensmith.db import unit_of_work
 from tokensmith.errors import NotFound, NotPermitted
 from tokensmith.web.auth import ClientIdentity
-from tokensmith.web.runtime import Runtime, client_ip, get_runtime
+from tokensmith.web.runtime import Runtime, client_ip, get_runtime, has_encoded_separators
 
 log = logging.getLogger("tokensmith.git")
 router = APIRouter(tags=["git"], include_in_schema=False)
@@ -106,6 +106,8 @@ async def _read_cgi_headers(stdout: asyncio.StreamReader) -> tuple[int, dict[str
 @router.api_route("/git/{project_id}.git/{path:path}", methods=["GET", "POST"])
 async def smart_http(project_id: str, path: str, request: Request, identity: ClientIdentity) -> Response:
     runtime = get_runtime(request)
+    if has_encoded_separators(request):
+        raise projects.not_found(project_id[:64])
     role = needed_role(request.method, path, request.query_params.get("service"))
     repository = await run_in_threadpool(_authorize, runtime, project_id, identity, role)
     process = await asyncio.create_subprocess_exec(

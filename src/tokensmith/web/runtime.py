@@ -85,3 +85,10 @@ def client_agent(request: Request) -> str | None:
     if not agent.isprintable():
         agent = "".join(char for char in agent if char.isprintable())
     return agent[:200]
+
+
+def has_encoded_separators(request: Request) -> bool:
+    """Whether the raw path hides a '/', '\\' or NUL behind percent-encoding: such paths mean
+    something else to every proxy on the way, so repositories refuse them outright."""
+    raw = request.scope.get("raw_path", b"").lower()
+    return any(encoded in raw for encoded in (b"%2f", b"%5c", b"%00"))

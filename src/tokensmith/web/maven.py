@@ -1,0 +1,68 @@
+"""The Studio Maven repository, ``/maven/studio/``: a static Maven 2 repository behind tokens.
+
+GET and HEAD, ETag with If-None-Match, Range. Readable by the members of the project an
+artifact belongs to; to anyone else a file reads as missing. Like a static repository, it
+answers 401 with a Basic challenge first: Maven and Nexus send credentials only after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from tokensmith import maven_repository, projects
+from tokensmith.authentication import Identity
+from tokensmith.db import unit_of_work
+from tokensmith.errors import NotFound, NotPermitted
+from tokensmith.releases import studio_root
+from tokensmith.web.auth import ClientIdentity
+from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
+
+router = APIRouter(tags=["maven"], include_in_schema=False)
+
+CONTENT_TYPES = {".pom": "application/xml", ".xml": "application/xml", ".jar": "application/java-archive",
+                 ".md5": "text/plain", ".sha1": "text/plain", ".sha256": "text/plain", ".sha512": "text/plain"}
+
+
+def file_response(request: Request, path: Path) -> Response:
+    """A repository file as a static server sends it: ETag, 304, Range, HEAD."""
+    stat = os.stat(path)
+    etag = '"' + hashlib.md5(f"{stat.st_mtime}-{stat.st_size}".encode(), usedforsecurity=False).hexdigest() + '"'
+    wanted = request.headers.get("if-none-match", "")
+    if etag in [tag.strip().removeprefix("W/") for tag in wanted.split(",")] or wanted.strip() == "*":
+        return Response(status_code=304, headers={"ETag": etag})
+    suffix = "".join(path.suffixes[-1:])
+    return FileResponse(path, stat_result=stat, media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"),
+                        headers={"Cache-Control": "private, max-age=0, must-revalidate"})
+
+
+def _authorize_studio_file(runtime: Runtime, identity: Identity, path: str) -> Path:
+    if identity.token is not None and "maven" not in identity.token.scopes:
+        raise NotPermitted("This token may not be used with Maven: create one with the maven scope.")
+    segments = maven_repository.split_path(path)
+    owner = maven_repository.owner_of(segments)
+    if owner is None:
+        raise NotFound("No such file in this repository.")
+    group_id, artifact_id = owner
+    with unit_of_work(runtime.sessions) as session:
+        try:
+            project = projects.require_role(session, artifact_id, identity.user.id, "read")
+        except NotFound:
+            raise NotFound("No such file in this repository.") from None
+    if project.group_id != group_id:
+        raise NotFound("No such file in this repository.")
+    return maven_repository.resolve(studio_root(runtime.settings.data_dir), segments)
+
+
+@router.api_route("/maven/studio/{path:path}", methods=["GET", "HEAD"])
+async def studio_file(path: str, request: Request, identity: ClientIdentity) -> Response:
+    runtime = get_runtime(request)
+    if has_encoded_separators(request):
+        raise NotFound("No such file in this repository.")
+    file = await run_in_threadpool(_authorize_studio_file, runtime, identity, path)
+    return file_response(request, file)
