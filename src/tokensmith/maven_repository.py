@@ -22,6 +22,16 @@ from xml.sax.saxutils import escape
 
 from tokensmith.errors import Conflict, InvalidInput, NotFound
 
+def studio_root(data_dir: Path) -> Path:
+    """The Studio repository: project releases."""
+    return data_dir / "maven" / "studio"
+
+
+def hotfix_root(data_dir: Path) -> Path:
+    """The package (hotfix) repository: packages for registered instances."""
+    return data_dir / "packages" / "hotfix"
+
+
 CHECKSUMS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([A-Za-z0-9_.\-]+))?$")
@@ -54,6 +64,21 @@ class Coordinates:
 
     def file_name(self, extension: str) -> str:
         return f"{self.artifact_id}-{self.version}.{extension}"
+
+
+def pom(coordinates: Coordinates, *, packaging: str = "jar", name: str | None = None) -> bytes:
+    """A minimal pom for an artifact without dependencies."""
+    named = f"  <name>{escape(name)}</name>\n" if name else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
+        "  <modelVersion>4.0.0</modelVersion>\n"
+        f"  <groupId>{escape(coordinates.group_id)}</groupId>\n"
+        f"  <artifactId>{escape(coordinates.artifact_id)}</artifactId>\n"
+        f"  <version>{escape(coordinates.version)}</version>\n"
+        f"  <packaging>{escape(packaging)}</packaging>\n"
+        f"{named}</project>\n"
+    ).encode()
 
 
 def checksum_files(path: Path) -> None:

@@ -163,3 +163,19 @@ class Release(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     __table_args__ = (Index("uq_releases_project_version", "project_id", "version", unique=True),)
+
+
+class Instance(Base):
+    """A registered instance of a project: the credential of the package (hotfix) repository."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(String(200))
+    key_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    key_version: Mapped[int] = mapped_column(Integer)
+    key_hint: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

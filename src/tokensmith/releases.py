@@ -12,7 +12,6 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from xml.sax.saxutils import escape
 
 from tokensmith import audit, maven_repository, projects, repositories
 from tokensmith.clock import utcnow
@@ -23,10 +22,6 @@ from tokensmith.models import Project, Release
 BUMPS = {"MAJOR": 0, "MINOR": 1, "PATCH": 2}
 FIRST = {"MAJOR": "1.0.0", "MINOR": "0.1.0", "PATCH": "0.0.1"}
 REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,199}$")
-
-
-def studio_root(data_dir: Path) -> Path:
-    return data_dir / "maven" / "studio"
 
 
 @dataclass(frozen=True)
@@ -102,20 +97,6 @@ def build_jar(repository: Path, commit: str, project_id: str, version: str) -> b
     return result.stdout
 
 
-def build_pom(coordinates: Coordinates, project_id: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
-        "  <modelVersion>4.0.0</modelVersion>\n"
-        f"  <groupId>{escape(coordinates.group_id)}</groupId>\n"
-        f"  <artifactId>{escape(coordinates.artifact_id)}</artifactId>\n"
-        f"  <version>{escape(coordinates.version)}</version>\n"
-        "  <packaging>jar</packaging>\n"
-        f"  <name>{escape(bundle_symbolic_name(project_id))}</name>\n"
-        "</project>\n"
-    ).encode()
-
-
 def release(
     session: Session, data_dir: Path, project_id: str, user_id: int, *, revision: str, version_name: str,
     actor: str,
@@ -132,9 +113,9 @@ def release(
     except IntegrityError:
         raise Conflict(f"{project.id} {version} is already released.") from None
     coordinates = Coordinates(project.group_id, project.id, version)
-    maven_repository.publish(studio_root(data_dir), coordinates, {
+    maven_repository.publish(maven_repository.studio_root(data_dir), coordinates, {
         "jar": build_jar(repository, commit, project.id, version),
-        "pom": build_pom(coordinates, project.id),
+        "pom": maven_repository.pom(coordinates, name=bundle_symbolic_name(project.id)),
     })
     audit.record(session, "release.published", actor=actor, user_id=user_id, project=project.id,
                  version=version, revision=commit)

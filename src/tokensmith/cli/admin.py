@@ -8,15 +8,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+from pathlib import Path
+
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, personal_tokens, projects
+from tokensmith import accounts, maven_repository, personal_tokens, projects
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.errors import InvalidInput, StoreUnavailable
-from tokensmith.cli.main import projects_app, tokens_app, users_app
+from tokensmith.cli.main import packages_app, projects_app, tokens_app, users_app
+from tokensmith.maven_repository import Coordinates
 from tokensmith.server_keys import ServerKeys, load_server_keys
 
 ACTOR = "admin (shell)"
@@ -147,3 +150,21 @@ def projects_add_member(
         projects.add_member(ctx.session, project_id, user.id, role, actor=ACTOR)
         name = user.username
     note(f"{name} now has {role} access to {project_id}.")
+
+
+@packages_app.command("publish")
+def packages_publish(
+    file: Annotated[Path, typer.Argument(help="The package file (.jar, .zip).", exists=True, dir_okay=False)],
+    coordinates: Annotated[str, typer.Option("--coordinates", help="GROUP:ARTIFACT:VERSION")],
+) -> None:
+    """Publish a package to the hotfix repository, for registered instances to download."""
+    target = Coordinates.parse(coordinates)
+    extension = file.suffix.lstrip(".").lower()
+    if not extension.isalnum():
+        raise InvalidInput(f"{file.name} has no file extension Maven can use (like .jar or .zip).")
+    settings = load_settings()
+    maven_repository.publish(maven_repository.hotfix_root(settings.data_dir), target, {
+        extension: file.read_bytes(),
+        "pom": maven_repository.pom(target, packaging=extension),
+    })
+    note(f"Published {target} to {settings.public_url}/packages/hotfix/.")

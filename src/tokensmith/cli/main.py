@@ -35,7 +35,9 @@ tokens_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
 projects_app = typer.Typer(help="Studio projects and their members (server administration).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+packages_app = typer.Typer(help="The package (hotfix) repository (server administration).", no_args_is_help=True)
 app.add_typer(projects_app, name="projects")
+app.add_typer(packages_app, name="packages")
 
 EXIT_CODES: list[tuple[type[TokensmithError], int]] = [
     (InvalidInput, 2),

@@ -6,11 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
-from tokensmith import personal_tokens
+from tokensmith import instances, personal_tokens
 from tokensmith.errors import NotPermitted
 from tokensmith.web.auth import ClientIdentity, Db
 from tokensmith.web.runtime import client_ip, get_runtime
-from tokensmith.web.schemas import LeakReport, LeakReportReceived, Me, TokenCreated, TokenPublic, UserPublic
+from tokensmith.web.schemas import (
+    InstanceRegistered,
+    InstanceRegistration,
+    LeakReport,
+    LeakReportReceived,
+    Me,
+    TokenCreated,
+    TokenPublic,
+    UserPublic,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id")]
@@ -80,3 +89,16 @@ def report_leaked_tokens(report: LeakReport, db: Db, request: Request) -> LeakRe
     return LeakReportReceived(
         message="Thank you. Every live token among those you sent is now revoked, and its owner told."
     )
+
+
+@router.post("/instances", response_model=InstanceRegistered, status_code=201, tags=["instances"])
+def register_instance(body: InstanceRegistration, identity: ClientIdentity, db: Db, request: Request) -> InstanceRegistered:
+    """Register an instance of a project you can read, as `nuxeoctl register` does.
+
+    Answers its instance id and instance key: the credentials of the package repository
+    (and of nothing else). The key is shown this once.
+    """
+    row, key = instances.register_instance(
+        db, get_runtime(request).keys, body.project, identity.user.id, body.description, actor=identity.username
+    )
+    return InstanceRegistered(instance_id=row.id, instance_key=key, project=row.project_id, description=row.description)

@@ -19,7 +19,6 @@ from tokensmith import maven_repository, projects
 from tokensmith.authentication import Identity
 from tokensmith.db import unit_of_work
 from tokensmith.errors import NotFound, NotPermitted
-from tokensmith.releases import studio_root
 from tokensmith.web.auth import ClientIdentity
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
@@ -56,7 +55,7 @@ def _authorize_studio_file(runtime: Runtime, identity: Identity, path: str) -> P
             raise NotFound("No such file in this repository.") from None
     if project.group_id != group_id:
         raise NotFound("No such file in this repository.")
-    return maven_repository.resolve(studio_root(runtime.settings.data_dir), segments)
+    return maven_repository.resolve(maven_repository.studio_root(runtime.settings.data_dir), segments)
 
 
 @router.api_route("/maven/studio/{path:path}", methods=["GET", "HEAD"])

@@ -66,3 +66,15 @@ class LeakReport(BaseModel):
 
 class LeakReportReceived(BaseModel):
     message: str
+
+
+class InstanceRegistration(BaseModel):
+    project: str = Field(min_length=1, max_length=64, description="The project id, like acme-contracts")
+    description: str = Field(default="", max_length=200)
+
+
+class InstanceRegistered(BaseModel):
+    instance_id: str = Field(description="The package repository's username for this instance")
+    instance_key: str = Field(description="The package repository's password. Shown this once: store it now.")
+    project: str
+    description: str
