@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -13,11 +15,17 @@ README = Path(__file__).parents[1] / "README.md"
 PLACEHOLDER = "TOKEN=tks_...paste-yours-here..."
 
 
-def shell_blocks(section: str) -> list[str]:
+def blocks(section: str, language: str = "sh") -> list[str]:
+    """The code blocks of a section (``## Title`` or ``### Title``), up to the next heading."""
     text = README.read_text()
-    start = text.index(f"## {section}\n")
-    end = text.find("\n## ", start + 1)
-    return re.findall(r"```sh\n(.*?)```", text[start:end if end > 0 else None], re.S)
+    start = re.search(rf"^##+ {re.escape(section)}\n", text, re.M).end()
+    following = re.search(r"^##+ ", text[start:], re.M)  # (a shell comment is "# ")
+    body = text[start:start + following.start()] if following else text[start:]
+    return re.findall(rf"```{language}\n(.*?)```", body, re.S)
+
+
+def shell_blocks(section: str) -> list[str]:
+    return blocks(section)
 
 
 def run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -51,3 +59,42 @@ def test_the_administration_examples_run_as_written(server):
     minted = remember(result.stdout.strip())
     assert re.fullmatch(r"tks_[0-9A-Za-z]{38}", minted)
     assert "Disabled alice" in result.stderr
+
+
+def test_the_git_release_maven_and_instance_examples_run_as_written(server, tmp_path):
+    import shutil
+
+    user, project = "readme-dev", "readme-project"
+    server.create_user(user, password="readme developer password")
+    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", user).returncode == 0
+    token = server.create_token(user, "README git")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
+           "TOKENSMITH_URL": server.base_url, "TOKENSMITH_USER": user, "TOKEN": token, "PROJECT": project,
+           "GIT_AUTHOR_NAME": "Readme", "GIT_AUTHOR_EMAIL": "readme@example.test",
+           "GIT_COMMITTER_NAME": "Readme", "GIT_COMMITTER_EMAIL": "readme@example.test"}
+    register = "\n".join(blocks("Instances and the hotfix repository")[0].splitlines()[:2])  # the curl
+    script = "\n".join([blocks("Git")[1], blocks("Releases (curl)")[0], register])
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f'"mavenCoordinates":"com.acme.studio:{project}:0.1.0"' in result.stdout
+    instance = json.loads(re.search(r'\{"instance_id".*?\}', result.stdout).group(0))
+    remember(instance["instance_key"])
+    assert instance["project"] == project and instance["description"] == "staging"
+    assert token not in (tmp_path / "work" / ".git" / "config").read_text()
+
+    if not shutil.which("mvn"):
+        return
+    settings = blocks("Maven", "xml")[0].replace("<username>alice</username>", f"<username>{user}</username>")
+    settings = settings.replace("PASTE-A-PERSONAL-ACCESS-TOKEN-HERE", token).replace("http://127.0.0.1:8000", server.base_url)
+    # Central is out of reach here: Debian's copy of it stands in (as in RECIPES).
+    settings = settings.replace("<settings>", "<settings><mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf>"
+                                "<url>file:///usr/share/maven-repo</url></mirror></mirrors>", 1)
+    (tmp_path / ".m2").mkdir()
+    (tmp_path / ".m2" / "settings.xml").write_text(settings)
+    command = blocks("Maven")[0].strip().replace("acme-contracts", project)
+    # Java finds ~ in /etc/passwd, not in $HOME: name this HOME's settings.xml explicitly.
+    maven = subprocess.run(["bash", "-c", f"{command} -B -q -s {tmp_path / '.m2' / 'settings.xml'} -Dmaven.repo.local={tmp_path / 'm2'}"], env=env,
+                           capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert maven.returncode == 0, maven.stdout[-2000:]
+    assert (tmp_path / "m2" / "com" / "acme" / "studio" / project / "0.1.0" / f"{project}-0.1.0.jar").exists()
