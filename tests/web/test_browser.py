@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -333,9 +334,24 @@ def test_the_chosen_expiration_is_shown_in_the_row(page: Page, server: LiveServe
     )
 
 
-def test_my_applications_tab_opens(page: Page, person: Person) -> None:
+def test_my_applications_shows_each_project_and_how_to_reach_it(
+    page: Page, server: LiveServer, person: Person
+) -> None:
+    project_id = f"browser-app-{uuid.uuid4().hex[:8]}"
+    created = server.cli("projects", "create", project_id, "--group-id", "com.acme.studio", "--owner", person.username)
+    assert created.returncode == 0, created.stderr
     signed_in(page, person)
     page.get_by_role("link", name="My Applications").click()
     expect(page.get_by_role("heading", name="My Applications", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="My Applications")).to_have_attribute("aria-current", "page")
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+    card = page.locator(f'[data-project="{project_id}"]')
+    expect(card.get_by_role("heading", name=project_id)).to_be_visible()
+    expect(card.get_by_test_id("clone-url")).to_have_text(f"{server.base_url}/git/{project_id}.git")
+    expect(card.get_by_test_id("maven-coordinates")).to_have_text(f"com.acme.studio:{project_id}")
+    expect(card.get_by_test_id("maven-url")).to_have_text(f"{server.base_url}/maven/studio/")
+    expect(card.get_by_text("No releases yet.")).to_be_visible()
+    settings = card.get_by_test_id("settings-xml").inner_text()
+    assert f"<username>{person.username}</username>" in settings
+    assert "<password>PASTE-A-PERSONAL-ACCESS-TOKEN-HERE</password>" in settings
