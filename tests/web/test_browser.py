@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 import re
-import uuid
 import secrets
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
