@@ -40,6 +40,7 @@ test: $(STAMP) system-packages
 	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 bench: $(STAMP) system-packages
+	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:

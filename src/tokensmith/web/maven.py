@@ -28,6 +28,12 @@ CONTENT_TYPES = {".pom": "application/xml", ".xml": "application/xml", ".jar": "
                  ".md5": "text/plain", ".sha1": "text/plain", ".sha256": "text/plain", ".sha512": "text/plain"}
 
 
+class RepositoryFile(FileResponse):
+    # Artifacts are large and read sequentially: 1 MiB reads instead of Starlette's 64 KiB
+    # take a 100 MB download from ~0.4 of nginx's throughput to about nginx's (make bench).
+    chunk_size = 1024 * 1024
+
+
 def file_response(request: Request, path: Path) -> Response:
     """A repository file as a static server sends it: ETag, 304, Range, HEAD."""
     stat = os.stat(path)
@@ -36,7 +42,7 @@ def file_response(request: Request, path: Path) -> Response:
     if etag in [tag.strip().removeprefix("W/") for tag in wanted.split(",")] or wanted.strip() == "*":
         return Response(status_code=304, headers={"ETag": etag})
     suffix = "".join(path.suffixes[-1:])
-    return FileResponse(path, stat_result=stat, media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"),
+    return RepositoryFile(path, stat_result=stat, media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"),
                         headers={"Cache-Control": "private, max-age=0, must-revalidate"})
 
 
