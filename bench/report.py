@@ -10,11 +10,13 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from bench.git_clone import GitFigures
 from bench.load import BackendFigures, LoadOptions
 from bench.token_check import Timing
 
 RATIO_TARGET = 0.85
 CHECK_TARGET_US = 50.0
+GIT_RATIO_TARGET = 1.25  # git clone through the server, at most this × git clone file://
 SPEED_SPREAD = 1.3  # the slowest CPU probe over the fastest above which the figures are flagged
 NOISE_PERCENT = 10.0  # other processes' CPU use, in % of one CPU, above which figures are flagged
 BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
@@ -111,17 +113,35 @@ def speed_warning(probes: list[float]) -> str | None:
             "rather than the absolute figures.")
 
 
-def noise_warning(backends: list[BackendFigures], loads: dict[str, float]) -> str | None:
+def noise_warning(backends: list[BackendFigures], loads: dict[str, float],
+                  git: GitFigures | None = None) -> str | None:
     loads = dict(loads)
     for figures in backends:
         name = BACKEND_NAMES.get(figures.backend, figures.backend)
         loads[f"{name} wrk runs (worst)"] = max(r.foreign_cpu_percent for r in (figures.health, figures.token))
+    if git is not None:
+        loads["git clones (worst)"] = max(git.http.foreign_cpu_percent, git.file.foreign_cpu_percent)
     noisy = {part: load for part, load in loads.items() if load >= NOISE_PERCENT}
     if not noisy:
         return None
     where = ", ".join(f"{load:.0f}% {part}" for part, load in noisy.items())
     return (f"**Warning: the machine was not quiet.** Other processes used CPU ({where}; in % of one "
             "CPU): these figures are noisy. Run `make bench` again on a quiet machine.")
+
+
+def git_table(git: GitFigures) -> str:
+    rows = []
+    for clone in (git.file, git.http):
+        served = clone is git.http
+        rows.append([clone.label, f"{clone.median_seconds * 1000:,.0f}",
+                     f"{clone.min_seconds * 1000:,.0f}–{clone.max_seconds * 1000:,.0f}",
+                     f"{clone.server_python_ms:,.0f}" if served else "",
+                     f"{clone.server_git_ms:,.0f}" if served else "", f"{clone.foreign_cpu_percent:.0f}"])
+    rounds = git.round_ratios
+    rows.append([f"ratio server / file:// (rounds: {min(rounds):.2f}–{max(rounds):.2f})",
+                 f"{git.ratio:.2f}", "", "", "", ""])
+    return table(["clone", "ms (median)", "range ms", "server CPU ms: Python", "server CPU ms: git",
+                  "other load %"], rows, right={1, 2, 3, 4, 5})
 
 
 def check_table(timings: list[Timing]) -> str:
@@ -131,12 +151,21 @@ def check_table(timings: list[Timing]) -> str:
     return table(["step", "µs per call (median)", "batch range", "batches × calls"], rows, right={1, 2, 3})
 
 
-def targets_table(backends: list[BackendFigures], timings: list[Timing]) -> str:
+def _near(value: float, target: float) -> str:
+    """Two decimals, or three when two would read as the target itself (1.251 is not 1.25)."""
+    return f"{value:.3f}" if f"{value:.2f}" == f"{target:.2f}" and value != target else f"{value:.2f}"
+
+
+def targets_table(backends: list[BackendFigures], timings: list[Timing], git: GitFigures | None = None) -> str:
     rows = []
     for figures in backends:
         name = BACKEND_NAMES.get(figures.backend, figures.backend)
         rows.append([f"token route ≥ {RATIO_TARGET} × /healthz requests/s, one worker, {name}",
                      f"{figures.ratio:.2f} ×", verdict(figures.ratio >= RATIO_TARGET)])
+    if git is not None:
+        rows.append([f"git clone through the server ≤ {GIT_RATIO_TARGET} × git clone file://, "
+                     f"{BACKEND_NAMES.get(git.backend, git.backend)}",
+                     _near(git.ratio, GIT_RATIO_TARGET) + " ×", verdict(git.ratio <= GIT_RATIO_TARGET)])
     verify = next((t for t in timings if t.key == "verify"), None)
     if verify is not None:
         rows.append([f"one token check < {CHECK_TARGET_US:.0f} µs (SQLite, in process)",
@@ -146,7 +175,7 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing]) -> str:
 
 def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[BackendFigures],
                      timings: list[Timing], elapsed: float, loads: dict[str, float],
-                     probes: list[float]) -> str:
+                     probes: list[float], git: GitFigures | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -154,7 +183,7 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
         f"Measured {info['date']} at commit {info['source']}, on {info['nproc']} CPUs ({info['cpu']}), {info['system']}, "
         f"Python {info['python']}; {versions}{pg}; {info['wrk']}. The whole run took {elapsed:.0f} s.",
     ]
-    for warning in (noise_warning(backends, loads), speed_warning(probes)):
+    for warning in (noise_warning(backends, loads, git), speed_warning(probes)):
         if warning:
             parts.append(warning)
     if backends:
@@ -166,10 +195,25 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             "in % of one CPU):",
             http_table(backends),
         ]
+    if git is not None:
+        shape = git.repository
+        placement = ("server and the file:// clone's `git-upload-pack` on `taskset -c 0`, "
+                     "`git clone` on `taskset -c 1`" if options.pin else "not pinned")
+        parts += [
+            f"**Git clone, {BACKEND_NAMES.get(git.backend, git.backend)}** ({placement}; a repository of "
+            f"{shape.files:,} files in {shape.directories} directories, {shape.bytes / 1e6:.1f} MB "
+            f"({shape.binary_files:,} files of random bytes, the rest pseudo-text), {shape.commits} commits, "
+            f"{shape.pack_bytes / 1e6:.1f} MB in the server's bare repository, pushed through the server; "
+            f"a normal `git clone` with checkout into /dev/shm; medians of {git.rounds} alternating rounds "
+            "after one warm-up clone of each; *server CPU*: the server process's own CPU time per clone, "
+            "and that of the `git http-backend` processes it ran, in steps of 10 ms; *other load*: as above, "
+            "worst clone):",
+            git_table(git),
+        ]
     if timings:
         parts += ["**One token check, in process, SQLite** (microseconds per call, median batch):",
                   check_table(timings)]
-    parts += ["**Targets:**", targets_table(backends, timings)]
+    parts += ["**Targets:**", targets_table(backends, timings, git)]
     return "\n\n".join(parts)
 
 

@@ -5,10 +5,13 @@
 2. Over HTTP, for SQLite and for PostgreSQL: a real ``tokensmith serve`` pinned to one core,
    wrk on another, ``GET /api/v1/me`` with a Bearer token against ``GET /healthz``, alternated
    over several rounds; medians and their ratio.
+3. Git over HTTP, on SQLite: ``git clone`` of a repository of about 2,000 files and 20 MB
+   through the server against ``git clone file://`` of the server's own bare repository,
+   alternated over several rounds; medians and their ratio.
 
 It prints figures and whether each target is met; a missed target does not fail the command,
 a broken measurement does. ``--write-docs`` rewrites the figures section of
-docs/benchmarks.md. Every process started (the server, PostgreSQL) is stopped by its own pid.
+docs/benchmarks.md. Every process started (the servers, PostgreSQL) is stopped by its own pid.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench import report  # noqa: E402
+from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
 from bench.machine import (  # noqa: E402
     CLIENT_CPU, SERVER_CPU, ForeignLoad, can_pin, cpu_affinity, cpu_speed_ms, idle_check,
@@ -50,8 +54,10 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=4000, help="token checks per timed batch (4000)")
     parser.add_argument("--batches", type=int, default=5, help="timed batches of token checks (5)")
     parser.add_argument("--filler", type=int, default=10_000, help="other tokens in the in-process store (10000)")
-    parser.add_argument("--skip-http", action="store_true", help="only the in-process token check")
-    parser.add_argument("--skip-check", action="store_true", help="only the HTTP runs")
+    parser.add_argument("--git-rounds", type=int, default=5, help="alternating rounds of git clones (5)")
+    parser.add_argument("--skip-http", action="store_true", help="only the in-process token check (no wrk, no git)")
+    parser.add_argument("--skip-check", action="store_true", help="only the HTTP runs (wrk and git)")
+    parser.add_argument("--skip-git", action="store_true", help="no git clone timing")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
     parser.add_argument("--write-docs", action="store_true", help=f"rewrite the figures section of {DOCS.relative_to(ROOT)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, stores)")
@@ -60,8 +66,11 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
-    if args.write_docs and (args.skip_http or args.skip_check or set(args.backends) != set(report.BACKEND_NAMES)):
-        parser.error("--write-docs needs the full run (both parts, both stores)")
+    if args.git_rounds < 1:
+        parser.error("--git-rounds must be at least 1")
+    if args.write_docs and (args.skip_http or args.skip_check or args.skip_git
+                            or set(args.backends) != set(report.BACKEND_NAMES)):
+        parser.error("--write-docs needs the full run (every part, both stores)")
     return args
 
 
@@ -81,6 +90,7 @@ def main(argv: list[str]) -> int:
         print(f"Warning: other processes are using {loads['before the run']:.0f}% of a CPU right now; "
               "the figures will be noisy.")
     timings, backends, probes = [], [], []
+    git: GitFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -105,6 +115,10 @@ def main(argv: list[str]) -> int:
                         print(f"  PostgreSQL skipped: {error}")
                         continue
                     backends.append(figures)
+        if not args.skip_http and not args.skip_git:
+            print(f"Git clone on SQLite: through the server against file://, {args.git_rounds} rounds"
+                  + (f" (server and upload-pack on CPU {SERVER_CPU}, git clone on CPU {CLIENT_CPU})" if pin else ""))
+            git = measure_git_clone(workdir / "git", options, rounds=args.git_rounds)
     except BenchError as error:
         print(f"\nBenchmark failed: {error}", file=sys.stderr)
         return 1
@@ -116,13 +130,15 @@ def main(argv: list[str]) -> int:
 
     elapsed = time.monotonic() - started
     probes += [p for figures in backends for p in figures.cpu_probes_ms]
-    figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes)
+    probes += git.cpu_probes_ms if git else []
+    figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": info, "options": asdict(options), "elapsed_seconds": elapsed,
         "other_load_percent": loads, "cpu_probes_ms": probes,
         "http": [b.as_dict() for b in backends], "token_check": [asdict(t) for t in timings],
+        "git_clone": git.as_dict() if git else None,
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
     if args.write_docs:

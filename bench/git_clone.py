@@ -1,0 +1,310 @@
+"""``git clone`` through the server against ``git clone file://`` of the same bare repository.
+
+A repository of about 2,000 files and 20 MB is built in the bench's temporary directory,
+pushed with real ``git push`` over HTTP into a project of a real ``tokensmith serve`` (pinned
+to its core, as for wrk), then cloned alternately from the server and straight from the
+server's own bare repository with ``file://``, into /dev/shm (the disk here makes clone times
+jump). Every process started is stopped by its own process id; every clone is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, pinned
+from bench.machine import CLIENT_CPU, SERVER_CPU, CLOCK_TICKS, ForeignLoad, cpu_speed_ms
+
+PROJECT = "bench"
+USERNAME = "bench"
+FILES = 2000
+DIRECTORIES = 40  # 8 modules of 5 packages each
+TARGET_BYTES = 20_000_000
+COMMITS = 2  # each adds half of the directories
+HTTP, FILE = "http", "file"
+LABELS = {HTTP: "git clone http://…/git/bench.git (server)", FILE: "git clone file:// (same bare repository)"}
+CLONE_ROOT = Path("/dev/shm")
+_WORDS_SEED = 20261128
+
+
+# --- the repository ------------------------------------------------------------------------------
+
+
+@dataclass
+class RepositoryShape:
+    files: int
+    directories: int
+    commits: int
+    bytes: int  # of the files checked out
+    binary_files: int  # random bytes: do not compress at all
+    pack_bytes: int = 0  # of the server's bare repository after the push
+    build_seconds: float = 0.0
+    push_seconds: float = 0.0
+
+
+def _vocabulary(rng: random.Random) -> list[str]:
+    letters = "etaoinshrdlucmfwypvbgkqjxz"
+    weights = [12, 9, 8, 8, 7, 7, 6, 6, 4, 4, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    return ["".join(rng.choices(letters, weights, k=rng.randint(2, 10))) for _ in range(5000)]
+
+
+def _text(rng: random.Random, words: list[str], size: int) -> bytes:
+    """Pseudo-text of about ``size`` bytes: lines of words, which zlib packs to about a half."""
+    out, length = [], 0
+    while length < size:
+        line = " ".join(rng.choices(words, k=rng.randint(4, 14))) + "\n"
+        out.append(line)
+        length += len(line)
+    return "".join(out).encode()[:size]
+
+
+def write_tree(work: Path, seed: int = _WORDS_SEED) -> RepositoryShape:
+    """The files: every other one random bytes, the rest pseudo-text; sizes vary around 10 KB."""
+    rng = random.Random(seed)
+    words = _vocabulary(rng)
+    mean = TARGET_BYTES // FILES
+    total = binary = 0
+    for number in range(FILES):
+        directory = DIRECTORIES * number // FILES
+        folder = work / f"module-{directory // 5}" / f"package-{directory % 5}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(mean // 5, mean * 9 // 5)
+        if number % 2:
+            (folder / f"data-{number:04d}.bin").write_bytes(rng.randbytes(size))
+            binary += 1
+        else:
+            (folder / f"notes-{number:04d}.txt").write_bytes(_text(rng, words, size))
+        total += size
+    return RepositoryShape(files=FILES, directories=DIRECTORIES, commits=COMMITS, bytes=total, binary_files=binary)
+
+
+class GitClient:
+    """git as a person runs it: a HOME of its own, no system config, the `store` credential
+    helper; the token goes to the helper on stdin, never on a command line or in a URL."""
+
+    def __init__(self, home: Path, options: LoadOptions) -> None:
+        self.home = home
+        self.options = options
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C",
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.test",
+            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.test",
+        }
+
+    def run(self, *args: str, cwd: Path | None = None, input: str | None = None,
+            timeout: float = 120) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd or self.home, env=self.env, input=input,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise BenchError(f"git {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def remember(self, base_url: str, username: str, token: str) -> None:
+        store = self.home / ".git-credentials"
+        store.touch(mode=0o600)
+        self.run("config", "--global", "credential.helper", f"store --file={store}")
+        self.run("credential", "approve", input=(
+            f"protocol=http\nhost={urllib.parse.urlsplit(base_url).netloc}\n"
+            f"username={username}\npassword={token}\n\n"))
+
+    def clone_command(self, source: str, destination: Path) -> list[str]:
+        """A normal clone (full history, checkout), the client on its own CPU.
+
+        Through the server, the serving side (uvicorn, http-backend, upload-pack, pack-objects)
+        runs on the server's CPU. Over ``file://`` git starts ``git-upload-pack`` itself, which
+        would then share the client's CPU: it is started on the server's CPU instead, so that
+        both clones have one CPU serving and one cloning, and differ only by the server.
+        """
+        command = [*pinned(CLIENT_CPU, self.options), "git", "clone", "--quiet"]
+        if self.options.pin and source.startswith("file://"):
+            command.append(f"--upload-pack=taskset -c {SERVER_CPU} git-upload-pack")
+        return [*command, source, str(destination)]
+
+
+def build_and_push(client: GitClient, work: Path, url: str) -> RepositoryShape:
+    started = time.monotonic()
+    shape = write_tree(work)
+    client.run("init", "--quiet", "--initial-branch=master", str(work))
+    modules = sorted(p.name for p in work.iterdir() if p.name.startswith("module-"))
+    half = len(modules) // 2
+    for number, part in enumerate((modules[:half], modules[half:]), 1):
+        client.run("add", "--", *part, cwd=work)
+        client.run("commit", "--quiet", "-m", f"Bench repository, part {number} of {COMMITS}", cwd=work)
+    shape.build_seconds = time.monotonic() - started
+    started = time.monotonic()
+    client.run("push", "--quiet", url, "HEAD:master", cwd=work, timeout=300)
+    shape.push_seconds = time.monotonic() - started
+    return shape
+
+
+# --- the timed clones ----------------------------------------------------------------------------
+
+
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """A process's own CPU seconds, and its exited children's (the http-backends it reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0, 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+
+
+@dataclass
+class CloneRun:
+    source: str
+    seconds: float
+    server_python_ms: float = 0.0  # the server process itself (uvicorn, FastAPI, the streaming)
+    server_git_ms: float = 0.0  # the git http-backend processes it ran (upload-pack, pack-objects)
+    foreign_cpu_percent: float = 0.0
+    cpu_probe_ms: float = 0.0
+    warmup: bool = False
+
+
+@dataclass
+class CloneFigures:
+    source: str
+    label: str
+    median_seconds: float
+    min_seconds: float
+    max_seconds: float
+    server_python_ms: float
+    server_git_ms: float
+    foreign_cpu_percent: float  # the worst run's
+
+
+@dataclass
+class GitFigures:
+    backend: str
+    repository: RepositoryShape
+    rounds: int
+    http: CloneFigures
+    file: CloneFigures
+    runs: list[CloneRun] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.http.median_seconds / self.file.median_seconds
+
+    @property
+    def round_ratios(self) -> list[float]:
+        timed = [r for r in self.runs if not r.warmup]
+        http = [r.seconds for r in timed if r.source == HTTP]
+        file = [r.seconds for r in timed if r.source == FILE]
+        return [h / f for h, f in zip(http, file)]
+
+    @property
+    def cpu_probes_ms(self) -> list[float]:
+        return [r.cpu_probe_ms for r in self.runs if not r.warmup]
+
+    def as_dict(self) -> dict:
+        return {"backend": self.backend, "ratio": self.ratio, "round_ratios": self.round_ratios,
+                "rounds": self.rounds, "repository": asdict(self.repository),
+                "http": asdict(self.http), "file": asdict(self.file),
+                "runs": [asdict(r) for r in self.runs]}
+
+
+def _summary(source: str, runs: list[CloneRun]) -> CloneFigures:
+    seconds = [r.seconds for r in runs]
+    return CloneFigures(
+        source=source, label=LABELS[source], median_seconds=statistics.median(seconds),
+        min_seconds=min(seconds), max_seconds=max(seconds),
+        server_python_ms=statistics.median(r.server_python_ms for r in runs),
+        server_git_ms=statistics.median(r.server_git_ms for r in runs),
+        foreign_cpu_percent=max(r.foreign_cpu_percent for r in runs),
+    )
+
+
+def count_files(root: Path) -> int:
+    return sum(len(files) for folder, _dirs, files in os.walk(root)
+               if ".git" not in Path(folder).relative_to(root).parts)
+
+
+def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
+                      log: Callable[[str], None] = print) -> GitFigures:
+    """Serve a project from SQLite, push the bench repository into it, then time clones."""
+    backend = "sqlite"  # the store only answers the auth check: one store is enough
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = clean_environment(workdir / "data", None)
+    server = BenchServer(workdir, env, options)
+    clones = Path(tempfile.mkdtemp(prefix="tokensmith-bench-clones-", dir=CLONE_ROOT if CLONE_ROOT.is_dir() else None))
+    runs: list[CloneRun] = []
+    try:
+        server.start()
+        server.admin("users", "create", USERNAME, "--email", "bench@example.test")
+        token = server.admin("tokens", "create", "--user", USERNAME, "--name", "bench git").strip()
+        server.admin("projects", "create", PROJECT, "--group-id", "com.example.bench", "--owner", USERNAME)
+        bare = (workdir / "data" / "git" / f"{PROJECT}.git").resolve()
+        if not (bare / "HEAD").is_file():
+            raise BenchError(f"`tokensmith projects create` made no bare repository at {bare}")
+        sources = {HTTP: f"{server.base_url}/git/{PROJECT}.git", FILE: bare.as_uri()}
+
+        client = GitClient(workdir / "home", options)
+        client.remember(server.base_url, USERNAME, token)
+        shape = build_and_push(client, workdir / "source", sources[HTTP])
+        head = client.run("rev-parse", "HEAD", cwd=workdir / "source").strip()
+        shape.pack_bytes = sum(p.stat().st_size for p in (bare / "objects").rglob("*") if p.is_file())
+        log(f"  repository: {shape.files:,} files in {shape.directories} directories, "
+            f"{shape.bytes / 1e6:.1f} MB ({shape.binary_files:,} of random bytes), {shape.commits} commits; "
+            f"{shape.pack_bytes / 1e6:.1f} MB in the server's bare repository; "
+            f"built in {shape.build_seconds:.1f} s, pushed over HTTP in {shape.push_seconds:.1f} s")
+
+        def clone(source: str, number: int, *, timed: bool) -> CloneRun:
+            destination = clones / f"{source}-{number}"
+            probe = cpu_speed_ms(SERVER_CPU, options.pin) if timed else 0.0
+            python_before, git_before = _cpu_split(server.process.pid)
+            with ForeignLoad(lambda: [server.process.pid]) as load:
+                started = time.perf_counter()
+                done = subprocess.run(client.clone_command(sources[source], destination), env=client.env,
+                                      cwd=clones, capture_output=True, text=True, timeout=300)
+                seconds = time.perf_counter() - started
+            python_after, git_after = _cpu_split(server.process.pid)
+            try:
+                if done.returncode != 0:
+                    raise BenchError(f"git clone {sources[source]} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+                                     + (f"\nServer log:\n{server.console()}" if source == HTTP else ""))
+                if server.process.poll() is not None:
+                    raise BenchError(f"The server died during a clone:\n{server.console()}")
+                cloned = client.run("rev-parse", "HEAD", cwd=destination).strip()
+                if cloned != head:
+                    raise BenchError(f"The clone from {source} is at {cloned}, the push was {head}")
+                if not timed and count_files(destination) != shape.files:
+                    raise BenchError(f"The clone from {source} checked out {count_files(destination)} "
+                                     f"files, not {shape.files}")
+            finally:
+                shutil.rmtree(destination, ignore_errors=True)
+            return CloneRun(source, seconds, (python_after - python_before) * 1000,
+                            (git_after - git_before) * 1000, load.percent, probe, warmup=not timed)
+
+        for source in (FILE, HTTP):  # one warm-up each: page cache, the server's first request
+            runs.append(clone(source, 0, timed=False))
+        order = [FILE, HTTP]
+        for round_number in range(rounds):
+            for source in order if round_number % 2 == 0 else order[::-1]:
+                run = clone(source, round_number + 1, timed=True)
+                runs.append(run)
+                server_cpu = (f"  server CPU {run.server_python_ms:4.0f} ms Python + {run.server_git_ms:4.0f} ms git"
+                              if source == HTTP else "")
+                log(f"  git clone  round {round_number + 1}  {source:<5} {run.seconds * 1000:7.0f} ms"
+                    f"  other load {run.foreign_cpu_percent:3.0f}%  CPU probe {run.cpu_probe_ms:4.1f} ms{server_cpu}")
+        warnings = [line for line in server.log_path.read_text(errors="replace").splitlines()
+                    if "http-backend" in line or "Traceback" in line]
+        if warnings:
+            raise BenchError("The server logged errors during the clones:\n" + "\n".join(warnings[-20:]))
+    finally:
+        server.stop()
+        shutil.rmtree(clones, ignore_errors=True)
+    timed = [r for r in runs if not r.warmup]
+    return GitFigures(backend, shape, rounds,
+                      _summary(HTTP, [r for r in timed if r.source == HTTP]),
+                      _summary(FILE, [r for r in timed if r.source == FILE]), runs)
