@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import os
 import platform
 import re
@@ -10,6 +12,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from bench.download import TARGET_RATIO as DOWNLOAD_RATIO_TARGET
+from bench.download import DownloadFigures
 from bench.git_clone import GitFigures
 from bench.load import BackendFigures, LoadOptions
 from bench.token_check import Timing
@@ -156,7 +160,16 @@ def _near(value: float, target: float) -> str:
     return f"{value:.3f}" if f"{value:.2f}" == f"{target:.2f}" and value != target else f"{value:.2f}"
 
 
-def targets_table(backends: list[BackendFigures], timings: list[Timing], git: GitFigures | None = None) -> str:
+def download_table(download: DownloadFigures) -> str:
+    rows = []
+    for name, speeds in (("nginx (sendfile)", download.nginx_mb_s), ("Tokensmith /maven/studio/, token", download.tokensmith_mb_s)):
+        rows.append([name, f"{statistics.median(speeds):,.0f}", f"{min(speeds):,.0f}–{max(speeds):,.0f}"])
+    rows.append(["ratio Tokensmith / nginx", f"{download.ratio:.2f}", ""])
+    return table(["server", "MB/s (median)", "range MB/s"], rows, right={1, 2})
+
+
+def targets_table(backends: list[BackendFigures], timings: list[Timing], git: GitFigures | None = None,
+                  download: DownloadFigures | None = None) -> str:
     rows = []
     for figures in backends:
         name = BACKEND_NAMES.get(figures.backend, figures.backend)
@@ -166,6 +179,9 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing], git: Gi
         rows.append([f"git clone through the server ≤ {GIT_RATIO_TARGET} × git clone file://, "
                      f"{BACKEND_NAMES.get(git.backend, git.backend)}",
                      _near(git.ratio, GIT_RATIO_TARGET) + " ×", verdict(git.ratio <= GIT_RATIO_TARGET)])
+    if download is not None:
+        rows.append([f"100 MB download ≥ {DOWNLOAD_RATIO_TARGET} × nginx's throughput",
+                     f"{download.ratio:.2f} ×", verdict(download.ratio >= DOWNLOAD_RATIO_TARGET)])
     verify = next((t for t in timings if t.key == "verify"), None)
     if verify is not None:
         rows.append([f"one token check < {CHECK_TARGET_US:.0f} µs (SQLite, in process)",
@@ -175,7 +191,8 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing], git: Gi
 
 def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[BackendFigures],
                      timings: list[Timing], elapsed: float, loads: dict[str, float],
-                     probes: list[float], git: GitFigures | None = None) -> str:
+                     probes: list[float], git: GitFigures | None = None,
+                     download: DownloadFigures | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -210,10 +227,18 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             "worst clone):",
             git_table(git),
         ]
+    if download is not None:
+        parts += [
+            "**Download of a 100 MB artifact** (random bytes, published in the Studio repository; "
+            "Tokensmith and then nginx serving the same file from the same folder, each alone on "
+            "`taskset -c 0`; `curl` into /dev/null on `taskset -c 1`, the token from a netrc file; "
+            f"medians of {len(download.nginx_mb_s)} alternating rounds after one warm-up download of each):",
+            download_table(download),
+        ]
     if timings:
         parts += ["**One token check, in process, SQLite** (microseconds per call, median batch):",
                   check_table(timings)]
-    parts += ["**Targets:**", targets_table(backends, timings, git)]
+    parts += ["**Targets:**", targets_table(backends, timings, git, download)]
     return "\n\n".join(parts)
 
 

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench import report  # noqa: E402
+from bench.download import DownloadFigures, measure_download  # noqa: E402
 from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
 from bench.machine import (  # noqa: E402
@@ -58,6 +59,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-http", action="store_true", help="only the in-process token check (no wrk, no git)")
     parser.add_argument("--skip-check", action="store_true", help="only the HTTP runs (wrk and git)")
     parser.add_argument("--skip-git", action="store_true", help="no git clone timing")
+    parser.add_argument("--skip-download", action="store_true", help="no 100 MB download against nginx")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
     parser.add_argument("--write-docs", action="store_true", help=f"rewrite the figures section of {DOCS.relative_to(ROOT)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, stores)")
@@ -68,7 +70,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     if args.git_rounds < 1:
         parser.error("--git-rounds must be at least 1")
-    if args.write_docs and (args.skip_http or args.skip_check or args.skip_git
+    if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_download
                             or set(args.backends) != set(report.BACKEND_NAMES)):
         parser.error("--write-docs needs the full run (every part, both stores)")
     return args
@@ -91,6 +93,7 @@ def main(argv: list[str]) -> int:
               "the figures will be noisy.")
     timings, backends, probes = [], [], []
     git: GitFigures | None = None
+    download: DownloadFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -119,6 +122,9 @@ def main(argv: list[str]) -> int:
             print(f"Git clone on SQLite: through the server against file://, {args.git_rounds} rounds"
                   + (f" (server and upload-pack on CPU {SERVER_CPU}, git clone on CPU {CLIENT_CPU})" if pin else ""))
             git = measure_git_clone(workdir / "git", options, rounds=args.git_rounds)
+        if not args.skip_http and not args.skip_download:
+            print("Download of a 100 MB artifact from /maven/studio/ (token) against nginx, 5 rounds")
+            download = measure_download(workdir / "download", options)
     except BenchError as error:
         print(f"\nBenchmark failed: {error}", file=sys.stderr)
         return 1
@@ -131,7 +137,8 @@ def main(argv: list[str]) -> int:
     elapsed = time.monotonic() - started
     probes += [p for figures in backends for p in figures.cpu_probes_ms]
     probes += git.cpu_probes_ms if git else []
-    figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git)
+    probes += download.cpu_probes_ms if download else []
+    figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -139,6 +146,7 @@ def main(argv: list[str]) -> int:
         "other_load_percent": loads, "cpu_probes_ms": probes,
         "http": [b.as_dict() for b in backends], "token_check": [asdict(t) for t in timings],
         "git_clone": git.as_dict() if git else None,
+        "download": download.as_dict() if download else None,
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
     if args.write_docs:
