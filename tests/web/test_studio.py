@@ -238,3 +238,13 @@ def test_real_maven_is_refused_with_a_revoked_token(server, studio, mvn, tmp_pat
         capture_output=True, text=True, timeout=240,
     )
     assert result.returncode != 0 and "401" in result.stdout
+
+
+def test_my_applications_lists_the_releases(server, studio):
+    from tests.support.pages import sign_in
+
+    release(server, studio, "MINOR")
+    with server.client() as browser:
+        assert sign_in(browser, studio["names"]["bob"], PASSWORD).status_code == 303
+        page = browser.get("/applications").text
+    assert f"<code>{GROUP}:{studio['id']}:0.1.0</code>" in page

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tokensmith import audit, personal_tokens, projects, sessions
+from tokensmith import audit, personal_tokens, projects, releases, sessions
 from tokensmith.authentication import Identity
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
@@ -217,8 +217,10 @@ def revoke_token(
 @router.get("/applications")
 def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Response:
     base = get_runtime(request).settings.public_url
+    mine = projects.projects_of(db, identity.user.id)
     return render(request, "applications.html", {
-        "projects": projects.projects_of(db, identity.user.id),
+        "projects": mine,
+        "releases": {project.id: releases.released_versions(db, project.id)[::-1] for project, _role in mine},
         "git_base": f"{base}/git",
         "maven_url": f"{base}/maven/studio/",
         "server_id": MAVEN_SERVER_ID,
