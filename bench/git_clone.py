@@ -121,7 +121,7 @@ class GitClient:
     def clone_command(self, source: str, destination: Path) -> list[str]:
         """A normal clone (full history, checkout), the client on its own CPU.
 
-        Through the server, the serving side (uvicorn, http-backend, upload-pack, pack-objects)
+        Through the server, the serving side (uvicorn, upload-pack, pack-objects)
         runs on the server's CPU. Over ``file://`` git starts ``git-upload-pack`` itself, which
         would then share the client's CPU: it is started on the server's CPU instead, so that
         both clones have one CPU serving and one cloning, and differ only by the server.
@@ -152,7 +152,7 @@ def build_and_push(client: GitClient, work: Path, url: str) -> RepositoryShape:
 
 
 def _cpu_split(pid: int) -> tuple[float, float]:
-    """A process's own CPU seconds, and its exited children's (the http-backends it reaped)."""
+    """A process's own CPU seconds, and its exited children's (the git backends it reaped)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
@@ -165,7 +165,7 @@ class CloneRun:
     source: str
     seconds: float
     server_python_ms: float = 0.0  # the server process itself (uvicorn, FastAPI, the streaming)
-    server_git_ms: float = 0.0  # the git http-backend processes it ran (upload-pack, pack-objects)
+    server_git_ms: float = 0.0  # the git processes it ran (upload-pack, pack-objects)
     foreign_cpu_percent: float = 0.0
     cpu_probe_ms: float = 0.0
     warmup: bool = False
@@ -298,7 +298,7 @@ def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
                 log(f"  git clone  round {round_number + 1}  {source:<5} {run.seconds * 1000:7.0f} ms"
                     f"  other load {run.foreign_cpu_percent:3.0f}%  CPU probe {run.cpu_probe_ms:4.1f} ms{server_cpu}")
         warnings = [line for line in server.log_path.read_text(errors="replace").splitlines()
-                    if "http-backend" in line or "Traceback" in line]
+                    if "git backend" in line or "Traceback" in line]
         if warnings:
             raise BenchError("The server logged errors during the clones:\n" + "\n".join(warnings[-20:]))
     finally:

@@ -223,7 +223,7 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             f"{shape.pack_bytes / 1e6:.1f} MB in the server's bare repository, pushed through the server; "
             f"a normal `git clone` with checkout into /dev/shm; medians of {git.rounds} alternating rounds "
             "after one warm-up clone of each; *server CPU*: the server process's own CPU time per clone, "
-            "and that of the `git http-backend` processes it ran, in steps of 10 ms; *other load*: as above, "
+            "and that of the git processes it ran (`upload-pack`, `pack-objects`), in steps of 10 ms; *other load*: as above, "
             "worst clone):",
             git_table(git),
         ]

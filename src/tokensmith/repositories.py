@@ -40,7 +40,7 @@ def create_bare_repository(path: Path) -> None:
         [git_executable(), "init", "--quiet", "--bare", f"--initial-branch={DEFAULT_BRANCH}", str(path)],
         check=True, capture_output=True,
     )
-    # Pushes arrive through http-backend with REMOTE_USER set; refs are updated atomically.
+    # Refs of a push are updated all together or not at all; their reflog says who pushed.
     for key, value in (("http.receivepack", "true"), ("receive.atomic", "true"),
                        ("core.logAllRefUpdates", "true")):
         subprocess.run([git_executable(), "-C", str(path), "config", key, value], check=True, capture_output=True)

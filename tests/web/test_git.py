@@ -204,3 +204,34 @@ def test_project_administration_refuses_bad_input(server, project):
     for args, code, words in cases:
         result = server.cli(*args)
         assert result.returncode == code and words in result.stderr, (args, result.stderr)
+
+
+@pytest.mark.parametrize("version", ["0", "1", "2"])
+def test_every_protocol_version_clones(server, project, tmp_path, version):
+    alice = person(server, tmp_path, project["alice"])
+    pushed = commit_and_push(alice, project["url"], tmp_path / "work", f"v{version}.txt")
+    alice.git("-c", f"protocol.version={version}", "clone", project["url"], str(tmp_path / "clone"))
+    assert alice.git("rev-parse", "HEAD", cwd=tmp_path / "clone").stdout.strip() == pushed
+
+
+def test_a_gzipped_fetch_request_is_understood(server, project, tmp_path):
+    import gzip
+
+    alice = person(server, tmp_path, project["alice"])
+    head = commit_and_push(alice, project["url"], tmp_path / "work", "gzip.txt")
+    body = f"0032want {head}\n".encode() + b"0000" + b"0009done\n"
+    with server.client(auth=(alice.username, alice.token)) as client:
+        response = client.post(f"/git/{project['id']}.git/git-upload-pack", content=gzip.compress(body),
+                               headers={"Content-Type": "application/x-git-upload-pack-request",
+                                        "Content-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-git-upload-pack-result"
+    assert response.content.startswith(b"0008NAK\n") and b"PACK" in response.content[:64]
+
+
+def test_a_request_of_the_wrong_type_is_refused(server, project, tmp_path):
+    alice = person(server, tmp_path, project["alice"])
+    with server.client(auth=(alice.username, alice.token)) as client:
+        response = client.post(f"/git/{project['id']}.git/git-upload-pack", content=b"0000",
+                               headers={"Content-Type": "text/plain"})
+    assert response.status_code == 422 and "application/x-git-upload-pack-request" in response.text

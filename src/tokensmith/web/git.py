@@ -1,9 +1,13 @@
-"""Git smart HTTP: ``/git/{project}.git``, served by git's own ``http-backend``, streamed.
+"""Git smart HTTP: ``/git/{project}.git``, served by git's own ``upload-pack`` and
+``receive-pack`` in their stateless-RPC mode, streamed.
 
 Clone and fetch need the ``read`` role, push needs ``write``. Credentials are a username and a
 token (git asks for them after the 401 challenge, or a credential helper supplies them). The
 request body goes to the backend as it arrives and its answer comes back as it is produced,
 so a large push or clone never sits in memory.
+
+The protocol's HTTP framing is the little that ``git http-backend`` adds; doing it here saves
+starting that CGI program (and its child) on each of the three requests of a clone.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,9 +29,9 @@ from starlette.types import Receive, Scope, Send
 from tokensmith import projects, repositories
 from tokensmith.authentication import Identity
 from tokensmith.db import unit_of_work
-from tokensmith.errors import NotFound, NotPermitted
+from tokensmith.errors import InvalidInput, NotFound, NotPermitted
 from tokensmith.web.auth import ClientIdentity
-from tokensmith.web.runtime import Runtime, client_ip, get_runtime, has_encoded_separators
+from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 log = logging.getLogger("tokensmith.git")
 router = APIRouter(tags=["git"], include_in_schema=False)
@@ -52,30 +57,36 @@ def _authorize(runtime: Runtime, project_id: str, identity: Identity, role: str)
     return repositories.repository_path(runtime.settings.data_dir, project.id)
 
 
-def cgi_environment(request: Request, repository: Path, path: str, identity: Identity) -> dict[str, str]:
-    headers = request.headers
+def backend_environment(request: Request, identity: Identity) -> dict[str, str]:
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GIT_PROJECT_ROOT": str(repository.parent),
-        "GIT_HTTP_EXPORT_ALL": "1",
-        "PATH_INFO": f"/{repository.name}/{path}",
-        "QUERY_STRING": request.url.query,
-        "REQUEST_METHOD": request.method,
-        "REMOTE_USER": identity.username,
-        "REMOTE_ADDR": client_ip(request) or "",
-        "CONTENT_TYPE": headers.get("content-type", ""),
+        # Who pushed, for the repository's reflog (what http-backend derives from REMOTE_USER).
+        "GIT_COMMITTER_NAME": identity.username,
+        "GIT_COMMITTER_EMAIL": f"{identity.username}@tokensmith",
     }
-    # No CONTENT_LENGTH: git sends large pushes chunked, and the backend reads to EOF.
-    for header, variable in (("content-encoding", "HTTP_CONTENT_ENCODING"), ("git-protocol", "GIT_PROTOCOL")):
-        if header in headers:
-            environment[variable] = headers[header]
+    if "git-protocol" in request.headers:
+        environment["GIT_PROTOCOL"] = request.headers["git-protocol"]
     return environment
+
+
+def _pkt_line(text: str) -> bytes:
+    data = text.encode()
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+NO_CACHE = {"Cache-Control": "no-cache, max-age=0, must-revalidate", "Pragma": "no-cache",
+            "Expires": "Fri, 01 Jan 1980 00:00:00 GMT"}
 
 
 async def _feed(request: Request, process: asyncio.subprocess.Process) -> None:
     stdin = process.stdin
+    # git compresses large fetch requests; the backend reads them plain.
+    gzipped = request.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip")
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
     try:
         async for chunk in request.stream():
+            if inflate is not None:
+                chunk = inflate.decompress(chunk)
             if chunk:
                 stdin.write(chunk)
                 await stdin.drain()
@@ -90,43 +101,33 @@ async def _feed(request: Request, process: asyncio.subprocess.Process) -> None:
             stdin.close()
 
 
-async def _read_cgi_headers(stdout: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    status, headers = 200, {}
-    while True:
-        line = (await stdout.readline()).decode("latin-1").rstrip("\r\n")
-        if not line:
-            return status, headers
-        name, _, value = line.partition(":")
-        if name.lower() == "status":
-            status = int(value.strip().split()[0])
-        else:
-            headers[name.strip()] = value.strip()
-
-
 @router.api_route("/git/{project_id}.git/{path:path}", methods=["GET", "POST"])
 async def smart_http(project_id: str, path: str, request: Request, identity: ClientIdentity) -> Response:
     runtime = get_runtime(request)
     if has_encoded_separators(request):
         raise projects.not_found(project_id[:64])
-    role = needed_role(request.method, path, request.query_params.get("service"))
+    service = request.query_params.get("service") if path == "info/refs" else path
+    role = needed_role(request.method, path, service)
     repository = await run_in_threadpool(_authorize, runtime, project_id, identity, role)
+    advertising = request.method == "GET"
+    if not advertising and request.headers.get("content-type") != f"application/x-{service}-request":
+        raise InvalidInput(f"A {service} request must have the type application/x-{service}-request.")
     process = await asyncio.create_subprocess_exec(
-        repositories.git_executable(), "http-backend",
-        env=cgi_environment(request, repository, path, identity),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        limit=CHUNK,
+        repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
+        *(["--advertise-refs"] if advertising else []), str(repository),
+        env=backend_environment(request, identity),
+        stdin=asyncio.subprocess.DEVNULL if advertising else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK,
     )
-    feeding = asyncio.create_task(_feed(request, process))
-    try:
-        status, headers = await _read_cgi_headers(process.stdout)
-    except BaseException:
-        feeding.cancel()
-        _kill(process)
-        raise
+    feeding = asyncio.create_task(_feed(request, process)) if not advertising else None
+    preamble = b""
+    if advertising and not (service == "git-upload-pack" and "version=2" in request.headers.get("git-protocol", "")):
+        preamble = _pkt_line(f"# service={service}\n") + b"0000"  # protocol v0/v1 only
+    kind = "advertisement" if advertising else "result"
     return BackendResponse(
-        _stream(process, feeding, project_id, identity.username),
-        status_code=status,
-        headers={name: value for name, value in headers.items() if name.lower() != "content-length"},
+        _stream(process, feeding, preamble, project_id, identity.username),
+        status_code=200,
+        headers={**NO_CACHE, "Content-Type": f"application/x-{service}-{kind}"},
     )
 
 
@@ -150,20 +151,24 @@ class BackendResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _stream(process: asyncio.subprocess.Process, feeding: asyncio.Task, project_id: str,
-                  username: str) -> AsyncIterator[bytes]:
+async def _stream(process: asyncio.subprocess.Process, feeding: asyncio.Task | None, preamble: bytes,
+                  project_id: str, username: str) -> AsyncIterator[bytes]:
     try:
+        if preamble:
+            yield preamble
         while chunk := await process.stdout.read(CHUNK):
             yield chunk
-        await feeding
+        if feeding is not None:
+            await feeding
         errors = (await process.stderr.read()).decode(errors="replace").strip()
         if await process.wait() != 0 or errors:
-            log.warning("git http-backend for %s (%s) exited %s: %s", project_id, username,
+            log.warning("git backend for %s (%s) exited %s: %s", project_id, username,
                         process.returncode, errors[:500])
     finally:
         # The client went away mid-transfer: stop the backend. An interrupted push leaves the
         # repository as it was, since refs move only once the whole pack is in.
-        feeding.cancel()
+        if feeding is not None:
+            feeding.cancel()
         _kill(process)
 
 
