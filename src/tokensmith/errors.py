@@ -31,6 +31,12 @@ class StoreUnavailable(TokensmithError):
         super().__init__(message)
 
 
+class ServerUnreachable(TokensmithError):
+    """The client cannot reach the server (down, wrong URL, TLS trouble)."""
+
+    code = "server_unreachable"
+
+
 # --- authentication -----------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage or invalid input; 3 not found;
 4 conflict (already exists); 5 refused (authentication or permission); 6 the store or the
-server is unreachable.
+server is unreachable (or answers 503).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tokensmith.errors import (
     InvalidInput,
     NotFound,
     NotPermitted,
+    ServerUnreachable,
     StoreUnavailable,
     TokensmithError,
 )
@@ -48,6 +49,7 @@ EXIT_CODES: list[tuple[type[TokensmithError], int]] = [
     (AuthenticationRequired, 5),
     (NotPermitted, 5),
     (StoreUnavailable, 6),
+    (ServerUnreachable, 6),
 ]
 
 
@@ -62,7 +64,7 @@ def fail(error: TokensmithError) -> None:
 
 
 def _register_commands() -> None:
-    from tokensmith.cli import admin, serve  # noqa: F401  (commands register themselves)
+    from tokensmith.cli import admin, client, serve  # noqa: F401  (commands register themselves)
 
 
 def main() -> None:
