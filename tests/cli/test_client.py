@@ -15,6 +15,7 @@ import pexpect
 import pytest
 
 from tests.support.git import GitUser
+from tests.support.ledger import remember
 from tests.support.ports import free_port
 
 PASSWORD = "client person's password"
@@ -146,3 +147,72 @@ def test_git_uses_the_stored_token_and_forgets_it_once_revoked(server, person, t
     assert refused.returncode != 0 and "revoked" in refused.stderr
     # git told the helper to erase the refused credential: the revoked token is gone.
     assert tokensmith("whoami", env=env).returncode == 5
+
+
+def logged_in(server, person, tmp_path, name="client") -> tuple[str, dict[str, str]]:
+    token = server.create_token(person, name)
+    env = client_env(tmp_path)
+    assert login_at_terminal(server, person, token, env)[0] == 0
+    return token, env
+
+
+def test_tokens_revoke_asks_first_unless_told_yes(server, person, tmp_path):
+    _token, env = logged_in(server, person, tmp_path)
+    server.create_token(person, "old phone")
+    server.create_token(person, "old tablet")
+    no_terminal = tokensmith("tokens", "revoke", "old phone", env=env)
+    assert no_terminal.returncode == 2 and "--yes" in no_terminal.stderr
+    child = pexpect.spawn(sys.executable, ["-m", "tokensmith", "tokens", "revoke", "old phone"], env=env,
+                          encoding="utf-8", timeout=30)
+    child.expect(r"Revoke token “old phone” \(tks_…\w{4}\)\? \[y/N\]: ")
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "Revoked token “old phone”" in child.before
+    tablet_id = server.token_row(person, "old tablet").id
+    assert tokensmith("tokens", "revoke", str(tablet_id), "--yes", env=env).returncode == 0
+    names = [t["name"] for t in json.loads(tokensmith("tokens", "list", "--json", env=env).stdout)]
+    assert "old phone" not in names and "old tablet" not in names and "client" in names
+    missing = tokensmith("tokens", "revoke", "nope", "--yes", env=env)
+    assert missing.returncode == 3 and "tokens list" in missing.stderr
+
+
+def test_tokens_rotate_replaces_the_stored_token(server, person, tmp_path):
+    old, env = logged_in(server, person, tmp_path)
+    result = tokensmith("tokens", "rotate", env=env)
+    assert result.returncode == 0 and "the old secret no longer works" in result.stdout
+    assert old not in result.stdout
+    assert tokensmith("whoami", env=env).returncode == 0  # with the new, stored token
+    with server.client(auth=(person, old)) as client:
+        assert "rotated" in client.get("/api/v1/me").json()["message"]
+    stored = json.loads((tmp_path / "config" / "tokensmith" / "credentials").read_text())
+    remember(stored[server.base_url]["token"])
+
+
+def test_release_and_register_from_the_client(server, person, tmp_path):
+    _token, env = logged_in(server, person, tmp_path)
+    project = f"cli-rel-{uuid.uuid4().hex[:6]}"
+    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
+    git = GitUser(tmp_path / "git", person, server.create_token(person, "git"))
+    git.remember_credentials(server.base_url)
+    git.git("clone", f"{server.base_url}/git/{project}.git", str(tmp_path / "work"))
+    (tmp_path / "work" / "README.md").write_text("hello\n")
+    git.git("add", ".", cwd=tmp_path / "work")
+    git.git("commit", "-m", "first", cwd=tmp_path / "work")
+    git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+
+    plain = tokensmith("release", project, "--revision", "master", "--version", "MINOR", env=env)
+    assert plain.returncode == 0 and plain.stdout == f"Released {project} 0.1.0: com.acme.studio:{project}:0.1.0\n"
+    as_json = tokensmith("release", project, "--version", "1.0.0-rc1", "--json", env=env)
+    assert json.loads(as_json.stdout)["mavenCoordinates"] == f"com.acme.studio:{project}:1.0.0-rc1"
+    again = tokensmith("release", project, "--version", "0.1.0", env=env)
+    assert again.returncode == 4 and "already released" in again.stderr
+
+    key_file = tmp_path / "staging.key"
+    registered = tokensmith("register", "--project", project, "--description", "staging",
+                            "--key-file", str(key_file), env=env)
+    assert registered.returncode == 0 and str(key_file) in registered.stdout
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    instance_id, key = key_file.read_text().strip().split(":", 1)
+    remember(key)
+    assert key not in registered.stdout and instance_id in registered.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -17,10 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tokensmith.cli import credentials
-from tokensmith.cli.credentials import Credential
+from tokensmith.cli.credentials import Credential, config_dir
 from tokensmith.cli.main import app, tokens_app
 from tokensmith.cli.server_api import ServerApi
-from tokensmith.errors import AuthenticationFailed, AuthenticationRequired
+from tokensmith.errors import AuthenticationFailed, AuthenticationRequired, InvalidInput, NotFound
 
 Server = Annotated[str | None, typer.Option("--server", help="The server's URL (default: the one you logged in to).")]
 
@@ -137,3 +138,85 @@ def git_credential(operation: Annotated[str, typer.Argument(help="get, store or 
         sys.stdout.write(f"username={stored.username}\npassword={stored.token}\n")
     elif operation == "erase" and request.get("password") in (None, stored.token) and stored.source != "environment":
         credentials.forget(stored.server)  # git says the token was refused: a revoked one is no use
+
+
+def _find_token(listed: list[dict], name_or_id: str) -> dict:
+    by_id = [t for t in listed if name_or_id.isdigit() and t["id"] == int(name_or_id)]
+    by_name = [t for t in listed if t["name"] == name_or_id]
+    found = by_id or by_name
+    if not found:
+        raise NotFound(f"You have no live token named or numbered {name_or_id!r}: see `tokensmith tokens list`.")
+    return found[0]
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    name_or_id: Annotated[str, typer.Argument(help="The token's name or id (tokensmith tokens list).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    server: Server = None,
+) -> None:
+    """Revoke one of your tokens: every tool using it is refused from the next request."""
+    with ServerApi(current(server)) as api:
+        token = _find_token(api.tokens(), name_or_id)
+        if not yes:
+            if not interactive():
+                raise InvalidInput("Revoking asks for confirmation: add --yes to revoke without a terminal.")
+            if not typer.confirm(f"Revoke token “{token['name']}” ({token['hint']})?", default=False):
+                raise typer.Exit(1)
+        api.revoke(token["id"])
+    typer.echo(f"Revoked token “{token['name']}” ({token['hint']}).")
+
+
+@tokens_app.command("rotate")
+def tokens_rotate(server: Server = None) -> None:
+    """Replace the stored token with a new secret (same name, expiry, scopes) and store it."""
+    credential = current(server)
+    if credential.source == "environment":
+        raise InvalidInput("The token comes from TOKENSMITH_TOKEN: rotate it where that variable is set "
+                           "(the My Tokens page, or `tokensmith tokens rotate` where it is stored).")
+    with ServerApi(credential) as api:
+        me = api.me()
+        rotated = api.rotate(me["token"]["id"])
+    where = credentials.save(credential.server, credential.username, rotated["token"])
+    typer.echo(f"Rotated token “{rotated['name']}”: the old secret no longer works; the new one "
+               f"({rotated['hint']}) is stored in {where}.")
+
+
+@app.command()
+def release(
+    project: Annotated[str, typer.Argument(help="The project id, like acme-contracts.")],
+    revision: Annotated[str, typer.Option("--revision", help="Branch, tag or commit.")] = "master",
+    version: Annotated[str, typer.Option("--version", help="1.2.0, 1.2.0-rc1, MAJOR, MINOR or PATCH.")] = "MINOR",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    server: Server = None,
+) -> None:
+    """Release a revision of a Studio project to its Maven repository."""
+    with ServerApi(current(server)) as api:
+        if sys.stdout.isatty() and not as_json:
+            with Console().status(f"Releasing {project} {version} from {revision}…"):
+                published = api.release(project, revision, version)
+        else:
+            published = api.release(project, revision, version)
+    if as_json:
+        typer.echo(json.dumps(published))
+        return
+    typer.echo(f"Released {project} {published['version']}: {published['mavenCoordinates']}")
+
+
+@app.command()
+def register(
+    project: Annotated[str, typer.Option("--project", help="The project this instance runs.")],
+    description: Annotated[str, typer.Option("--description", help="What this instance is, like staging.")] = "",
+    key_file: Annotated[Path | None, typer.Option("--key-file", help="Where to write the instance key.")] = None,
+) -> None:
+    """Register an instance (as `nuxeoctl register` does) and save its key to a private file."""
+    with ServerApi(current()) as api:
+        registered = api.register(project, description)
+    path = key_file or (config_dir() / "instances" / f"{registered['instance_id']}.key")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{registered['instance_id']}:{registered['instance_key']}\n")
+    typer.echo(f"Registered instance {registered['instance_id']} of {registered['project']}.")
+    typer.echo(f"Its instance key is in {path} (mode 0600): the package repository's username is the "
+               "instance id, its password the instance key.")

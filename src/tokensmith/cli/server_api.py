@@ -78,3 +78,16 @@ class ServerApi:
 
     def tokens(self) -> list[dict]:
         return self.call("GET", "/api/v1/tokens").json()
+
+    def revoke(self, token_id: int) -> None:
+        self.call("DELETE", f"/api/v1/tokens/{token_id}")
+
+    def rotate(self, token_id: int) -> dict:
+        return self.call("POST", f"/api/v1/tokens/{token_id}/rotate").json()
+
+    def release(self, project: str, revision: str, version: str) -> dict:
+        return self.call("POST", f"/studio/v2/project/{project}/releases",
+                         json={"revision": revision, "versionName": version}, timeout=600).json()
+
+    def register(self, project: str, description: str) -> dict:
+        return self.call("POST", "/api/v1/instances", json={"project": project, "description": description}).json()
