@@ -216,3 +216,39 @@ def test_release_and_register_from_the_client(server, person, tmp_path):
     instance_id, key = key_file.read_text().strip().split(":", 1)
     remember(key)
     assert key not in registered.stdout and instance_id in registered.stdout
+
+
+def test_studio_link_git_setup_and_maven_settings(server, person, tmp_path):
+    token, env = logged_in(server, person, tmp_path, name="workstation")
+    project = f"cli-link-{uuid.uuid4().hex[:6]}"
+    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    linked = subprocess.run([sys.executable, "-m", "tokensmith", "studio", "link", project], env=env, cwd=folder,
+                            capture_output=True, text=True, timeout=60)
+    assert linked.returncode == 0, linked.stderr
+    assert f"Git:   {server.base_url}/git/{project}.git" in linked.stdout
+    assert f"Maven: com.acme.studio:{project} from {server.base_url}/maven/studio/" in linked.stdout
+    assert json.loads((folder / ".tokensmith.json").read_text()) == {"server": server.base_url, "project": project}
+    hidden = tokensmith("studio", "link", "someone-elses", env=env)
+    assert hidden.returncode == 3 and "not a member" in hidden.stderr
+
+    assert tokensmith("git", "setup", env=env).returncode == 0
+    gitconfig = (tmp_path / ".gitconfig").read_text()
+    assert f'[credential "{server.base_url}"]' in gitconfig and "helper = tokensmith git-credential" in gitconfig
+
+    settings = tmp_path / ".m2" / "settings.xml"
+    printed = tokensmith("maven-settings", "--print", env=env)
+    assert "<id>tokensmith-studio</id>" in printed.stdout and token not in printed.stdout
+    written = tokensmith("maven-settings", env=env)
+    assert written.returncode == 0 and f"Created {settings}" in written.stdout and token not in written.stdout
+    assert f"<password>{token}</password>" in settings.read_text()
+
+
+def test_errors_are_one_line_without_a_traceback_unless_debug(tmp_path):
+    env = client_env(tmp_path, TOKENSMITH_SERVER=f"http://127.0.0.1:{free_port()}", TOKENSMITH_USERNAME="x",
+                     TOKENSMITH_TOKEN="tks_" + "B" * 38)
+    plain = tokensmith("whoami", env=env)
+    assert plain.returncode == 6 and len(plain.stderr.strip().splitlines()) == 1 and "Traceback" not in plain.stderr
+    debug = tokensmith("--debug", "whoami", env=env)
+    assert debug.returncode == 6 and "Traceback" in debug.stderr and "Cannot reach" in debug.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,9 +18,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tokensmith.cli import credentials
+from tokensmith.cli import credentials, maven_settings
 from tokensmith.cli.credentials import Credential, config_dir
-from tokensmith.cli.main import app, tokens_app
+from tokensmith.cli.main import app, git_app, studio_app, tokens_app
 from tokensmith.cli.server_api import ServerApi
 from tokensmith.errors import AuthenticationFailed, AuthenticationRequired, InvalidInput, NotFound
 
@@ -220,3 +221,51 @@ def register(
     typer.echo(f"Registered instance {registered['instance_id']} of {registered['project']}.")
     typer.echo(f"Its instance key is in {path} (mode 0600): the package repository's username is the "
                "instance id, its password the instance key.")
+
+
+LINK_FILE = ".tokensmith.json"
+
+
+@studio_app.command("link")
+def studio_link(
+    project: Annotated[str, typer.Argument(help="The project id, like acme-contracts.")],
+    server: Server = None,
+) -> None:
+    """Link the current folder to a Studio project, and show how to reach it."""
+    credential = current(server)
+    with ServerApi(credential) as api:
+        found = [p for p in api.projects() if p["id"] == project]
+    if not found:
+        raise NotFound(f"There is no project {project!r}, or you are not a member of it.")
+    details = found[0]
+    Path(LINK_FILE).write_text(json.dumps({"server": credential.server, "project": project}, indent=2) + "\n")
+    typer.echo(f"Linked {Path.cwd()} to {project} ({details['role']} access), in {LINK_FILE}.")
+    typer.echo(f"Git:   {details['git_url']}")
+    typer.echo(f"Maven: {details['maven_coordinates']} from {details['maven_url']}")
+
+
+@git_app.command("setup")
+def git_setup(server: Server = None) -> None:
+    """Make git use the stored token for this server (and only for it)."""
+    credential = current(server)
+    command = ["git", "config", "--global", f"credential.{credential.server}.helper", "tokensmith git-credential"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InvalidInput(f"git config failed: {result.stderr.strip()}")
+    typer.echo(f"git now asks tokensmith for {credential.server}: clone and push there without a prompt.")
+
+
+@app.command("maven-settings")
+def maven_settings_command(
+    settings_file: Annotated[Path, typer.Option("--file", help="The settings file.")] = Path.home() / ".m2" / "settings.xml",
+    print_only: Annotated[bool, typer.Option("--print", help="Show the entry instead of writing it.")] = False,
+    server: Server = None,
+) -> None:
+    """Add (or update) the Studio repository's <server> entry in ~/.m2/settings.xml."""
+    credential = current(server)
+    if print_only:
+        typer.echo(maven_settings.server_entry(credential.username, "PASTE-A-PERSONAL-ACCESS-TOKEN-HERE", ""))
+        return
+    created = maven_settings.write(settings_file, credential.username, credential.token)
+    typer.echo(f"{'Created' if created else 'Updated'} {settings_file}: <server> {maven_settings.SERVER_ID} "
+               f"for {credential.username}, everything else kept as it was.")

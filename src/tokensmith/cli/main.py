@@ -8,6 +8,7 @@ server is unreachable (or answers 503).
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 
@@ -37,6 +38,10 @@ projects_app = typer.Typer(help="Studio projects and their members (server admin
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 packages_app = typer.Typer(help="The package (hotfix) repository (server administration).", no_args_is_help=True)
+studio_app = typer.Typer(help="Studio projects from a work folder.", no_args_is_help=True)
+git_app = typer.Typer(help="Git integration.", no_args_is_help=True)
+app.add_typer(studio_app, name="studio")
+app.add_typer(git_app, name="git")
 app.add_typer(projects_app, name="projects")
 app.add_typer(packages_app, name="packages")
 
@@ -63,6 +68,18 @@ def fail(error: TokensmithError) -> None:
     raise SystemExit(exit_code_for(error))
 
 
+class Options:
+    debug = False
+
+
+@app.callback()
+def options(
+    debug: bool = typer.Option(False, "--debug", help="On an error, show the traceback too."),
+) -> None:
+    """Tokensmith: personal access tokens for the platform."""
+    Options.debug = debug
+
+
 def _register_commands() -> None:
     from tokensmith.cli import admin, client, serve  # noqa: F401  (commands register themselves)
 
@@ -72,6 +89,15 @@ def main() -> None:
     try:
         app()
     except TokensmithError as error:
+        if Options.debug:
+            traceback.print_exc()
         fail(error)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as error:
+        if Options.debug:
+            raise
+        # The exception's own words could quote anything, a secret included: its kind only.
+        typer.secho(f"Error: an unexpected {type(error).__name__}. Run again with --debug to see where.",
+                    err=True, fg=typer.colors.RED)
+        sys.exit(1)

@@ -91,3 +91,6 @@ class ServerApi:
 
     def register(self, project: str, description: str) -> dict:
         return self.call("POST", "/api/v1/instances", json={"project": project, "description": description}).json()
+
+    def projects(self) -> list[dict]:
+        return self.call("GET", "/api/v1/projects").json()

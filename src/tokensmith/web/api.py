@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
-from tokensmith import instances, personal_tokens
+from tokensmith import instances, personal_tokens, projects
 from tokensmith.errors import NotPermitted
 from tokensmith.web.auth import ClientIdentity, Db
 from tokensmith.web.runtime import client_ip, get_runtime
@@ -16,6 +16,7 @@ from tokensmith.web.schemas import (
     LeakReport,
     LeakReportReceived,
     Me,
+    ProjectPublic,
     TokenCreated,
     TokenPublic,
     UserPublic,
@@ -102,3 +103,14 @@ def register_instance(body: InstanceRegistration, identity: ClientIdentity, db: 
         db, get_runtime(request).keys, body.project, identity.user.id, body.description, actor=identity.username
     )
     return InstanceRegistered(instance_id=row.id, instance_key=key, project=row.project_id, description=row.description)
+
+
+@router.get("/projects", response_model=list[ProjectPublic], tags=["projects"])
+def list_projects(identity: ClientIdentity, db: Db, request: Request) -> list[ProjectPublic]:
+    """The projects you are a member of, with how to reach each (Git, Maven)."""
+    base = get_runtime(request).settings.public_url
+    return [
+        ProjectPublic(id=project.id, role=role, group_id=project.group_id, git_url=f"{base}/git/{project.id}.git",
+                      maven_coordinates=f"{project.group_id}:{project.id}", maven_url=f"{base}/maven/studio/")
+        for project, role in projects.projects_of(db, identity.user.id)
+    ]

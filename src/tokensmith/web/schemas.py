@@ -78,3 +78,12 @@ class InstanceRegistered(BaseModel):
     instance_key: str = Field(description="The package repository's password. Shown this once: store it now.")
     project: str
     description: str
+
+
+class ProjectPublic(BaseModel):
+    id: str
+    role: str
+    group_id: str
+    git_url: str
+    maven_coordinates: str = Field(description="groupId:artifactId of the project's releases")
+    maven_url: str = Field(description="The Studio Maven repository")
