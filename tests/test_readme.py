@@ -98,3 +98,17 @@ def test_the_git_release_maven_and_instance_examples_run_as_written(server, tmp_
                            capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert maven.returncode == 0, maven.stdout[-2000:]
     assert (tmp_path / "m2" / "com" / "acme" / "studio" / project / "0.1.0" / f"{project}-0.1.0.jar").exists()
+
+
+def test_the_ci_example_of_the_client_runs_as_written(server, tmp_path):
+    server.create_user("readme-ci", password="readme ci password")
+    token = server.create_token("readme-ci", "README CI")
+    script = blocks("The command-line client")[1].replace("tokensmith ", f"{Path(sys.executable).parent}/tokensmith ")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TOKENSMITH_URL": server.base_url,
+           "TOKENSMITH_USER": "readme-ci", "TOKEN": token}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "readme-ci with token “README CI”" in result.stdout and '"name": "README CI"' in result.stdout
+    assert token not in result.stdout
+    assert not (tmp_path / ".config").exists()  # nothing stored

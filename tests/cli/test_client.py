@@ -252,3 +252,41 @@ def test_errors_are_one_line_without_a_traceback_unless_debug(tmp_path):
     assert plain.returncode == 6 and len(plain.stderr.strip().splitlines()) == 1 and "Traceback" not in plain.stderr
     debug = tokensmith("--debug", "whoami", env=env)
     assert debug.returncode == 6 and "Traceback" in debug.stderr and "Cannot reach" in debug.stderr
+
+
+def test_commands_ask_for_credentials_on_a_terminal_when_not_logged_in(server, person, tmp_path):
+    project = f"cli-ask-{uuid.uuid4().hex[:6]}"
+    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
+    token = server.create_token(person, "asked")
+    key_file = tmp_path / "asked.key"
+    child = pexpect.spawn(sys.executable, ["-m", "tokensmith", "register", "--server", server.base_url, "--project",
+                                           project, "--key-file", str(key_file)],
+                          env=client_env(tmp_path), encoding="utf-8", timeout=30)
+    child.expect("Username: ")
+    child.sendline(person)
+    child.expect("Token: ")
+    child.sendline(token)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "Registered instance" in child.before and token not in child.before
+    remember(key_file.read_text().strip().split(":", 1)[1])
+
+
+def test_a_release_shows_progress_on_a_terminal_only(server, person, tmp_path):
+    _token, env = logged_in(server, person, tmp_path)
+    project = f"cli-spin-{uuid.uuid4().hex[:6]}"
+    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
+    git = GitUser(tmp_path / "git", person, server.create_token(person, "spin git"))
+    git.remember_credentials(server.base_url)
+    git.git("clone", f"{server.base_url}/git/{project}.git", str(tmp_path / "work"))
+    (tmp_path / "work" / "a.txt").write_text("a\n")
+    git.git("add", ".", cwd=tmp_path / "work")
+    git.git("commit", "-m", "a", cwd=tmp_path / "work")
+    git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+    child = pexpect.spawn(sys.executable, ["-m", "tokensmith", "release", project], env=env, encoding="utf-8", timeout=60)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and f"Released {project} 0.1.0" in child.before
+    assert "Releasing" in child.before  # the spinner's line, drawn on the terminal
+    piped = tokensmith("release", project, "--version", "PATCH", env=env)
+    assert piped.stdout == f"Released {project} 0.1.1: com.acme.studio:{project}:0.1.1\n"

@@ -209,9 +209,10 @@ def register(
     project: Annotated[str, typer.Option("--project", help="The project this instance runs.")],
     description: Annotated[str, typer.Option("--description", help="What this instance is, like staging.")] = "",
     key_file: Annotated[Path | None, typer.Option("--key-file", help="Where to write the instance key.")] = None,
+    server: Server = None,
 ) -> None:
     """Register an instance (as `nuxeoctl register` does) and save its key to a private file."""
-    with ServerApi(current()) as api:
+    with ServerApi(current(server)) as api:
         registered = api.register(project, description)
     path = key_file or (config_dir() / "instances" / f"{registered['instance_id']}.key")
     path.parent.mkdir(parents=True, exist_ok=True)
