@@ -156,6 +156,20 @@ def logged_in(server, person, tmp_path, name="client") -> tuple[str, dict[str, s
     return token, env
 
 
+def project_with_a_commit(server, person: str, tmp_path: Path) -> str:
+    """A new project of ``person``'s with one commit on master, pushed with real git."""
+    project = f"cli-{uuid.uuid4().hex[:8]}"
+    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
+    git = GitUser(tmp_path / "git", person, server.create_token(person, f"git {project}"))
+    git.remember_credentials(server.base_url)
+    git.git("clone", f"{server.base_url}/git/{project}.git", str(tmp_path / "work"))
+    (tmp_path / "work" / "README.md").write_text("hello\n")
+    git.git("add", ".", cwd=tmp_path / "work")
+    git.git("commit", "-m", "first", cwd=tmp_path / "work")
+    git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+    return project
+
+
 def test_tokens_revoke_asks_first_unless_told_yes(server, person, tmp_path):
     _token, env = logged_in(server, person, tmp_path)
     server.create_token(person, "old phone")
@@ -191,15 +205,7 @@ def test_tokens_rotate_replaces_the_stored_token(server, person, tmp_path):
 
 def test_release_and_register_from_the_client(server, person, tmp_path):
     _token, env = logged_in(server, person, tmp_path)
-    project = f"cli-rel-{uuid.uuid4().hex[:6]}"
-    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
-    git = GitUser(tmp_path / "git", person, server.create_token(person, "git"))
-    git.remember_credentials(server.base_url)
-    git.git("clone", f"{server.base_url}/git/{project}.git", str(tmp_path / "work"))
-    (tmp_path / "work" / "README.md").write_text("hello\n")
-    git.git("add", ".", cwd=tmp_path / "work")
-    git.git("commit", "-m", "first", cwd=tmp_path / "work")
-    git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+    project = project_with_a_commit(server, person, tmp_path)
 
     plain = tokensmith("release", project, "--revision", "master", "--version", "MINOR", env=env)
     assert plain.returncode == 0 and plain.stdout == f"Released {project} 0.1.0: com.acme.studio:{project}:0.1.0\n"
@@ -274,15 +280,7 @@ def test_commands_ask_for_credentials_on_a_terminal_when_not_logged_in(server, p
 
 def test_a_release_shows_progress_on_a_terminal_only(server, person, tmp_path):
     _token, env = logged_in(server, person, tmp_path)
-    project = f"cli-spin-{uuid.uuid4().hex[:6]}"
-    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
-    git = GitUser(tmp_path / "git", person, server.create_token(person, "spin git"))
-    git.remember_credentials(server.base_url)
-    git.git("clone", f"{server.base_url}/git/{project}.git", str(tmp_path / "work"))
-    (tmp_path / "work" / "a.txt").write_text("a\n")
-    git.git("add", ".", cwd=tmp_path / "work")
-    git.git("commit", "-m", "a", cwd=tmp_path / "work")
-    git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+    project = project_with_a_commit(server, person, tmp_path)
     child = pexpect.spawn(sys.executable, ["-m", "tokensmith", "release", project], env=env, encoding="utf-8", timeout=60)
     child.expect(pexpect.EOF)
     child.close()
