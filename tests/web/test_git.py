@@ -235,3 +235,13 @@ def test_a_request_of_the_wrong_type_is_refused(server, project, tmp_path):
         response = client.post(f"/git/{project['id']}.git/git-upload-pack", content=b"0000",
                                headers={"Content-Type": "text/plain"})
     assert response.status_code == 422 and "application/x-git-upload-pack-request" in response.text
+
+
+def test_a_corrupt_gzipped_request_fails_cleanly(server, project, tmp_path):
+    alice = person(server, tmp_path, project["alice"])
+    with server.client(auth=(alice.username, alice.token)) as client:
+        response = client.post(f"/git/{project['id']}.git/git-upload-pack", content=b"\x1f\x8b\x08\x00garbage",
+                               headers={"Content-Type": "application/x-git-upload-pack-request",
+                                        "Content-Encoding": "gzip"})
+    assert response.status_code == 200 and b"PACK" not in response.content  # the backend got nothing usable
+    assert "Traceback" not in server.console()[-5000:]

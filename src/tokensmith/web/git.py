@@ -92,6 +92,8 @@ async def _feed(request: Request, process: asyncio.subprocess.Process) -> None:
                 await stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
         pass  # the backend stopped reading; its answer says why
+    except zlib.error:
+        log.info("a gzipped git request body did not inflate")  # the backend reads it cut short
     except ClientDisconnect:
         # A push cut off midway: the backend reads end-of-file where the pack should go on,
         # refuses it, removes what it had received, and leaves every ref where it was.
