@@ -41,6 +41,5 @@ def create_bare_repository(path: Path) -> None:
         check=True, capture_output=True,
     )
     # Refs of a push are updated all together or not at all; their reflog says who pushed.
-    for key, value in (("http.receivepack", "true"), ("receive.atomic", "true"),
-                       ("core.logAllRefUpdates", "true")):
+    for key, value in (("receive.atomic", "true"), ("core.logAllRefUpdates", "true")):
         subprocess.run([git_executable(), "-C", str(path), "config", key, value], check=True, capture_output=True)

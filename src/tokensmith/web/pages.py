@@ -102,6 +102,7 @@ def login(
         db, runtime.keys, user, days=runtime.settings.session_days,
         ip=client_ip(request), user_agent=client_agent(request),
     )
+    sessions.purge_expired_sessions(db)  # sign-ins are rare: the right moment to tidy up
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         SESSION_COOKIE, secret, max_age=runtime.settings.session_days * 86400, httponly=True,
