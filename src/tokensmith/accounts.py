@@ -88,6 +88,15 @@ def validate_password(password: str, token_prefix: str) -> str:
     return password
 
 
+def validate_display_name(name: str | None) -> str | None:
+    if name is None or not name.strip():
+        return None
+    name = name.strip()
+    if len(name) > 200 or any(unicodedata.category(char) == "Cc" for char in name):
+        raise InvalidInput("A display name is at most 200 characters, without control characters.")
+    return name
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -95,6 +104,11 @@ def hash_password(password: str) -> str:
 def find_user(session: Session, username: str) -> User | None:
     query = select(User).where(func.lower(User.username) == username.strip().lower())
     return session.scalars(query).one_or_none()
+
+
+def find_user_by_email(session: Session, email: str) -> User | None:
+    query = select(User).where(func.lower(User.email) == email.strip().lower()).limit(1)
+    return session.scalars(query).first()
 
 
 def get_user(session: Session, username: str) -> User:
@@ -112,10 +126,13 @@ def create_user(
     password: str | None = None,
     is_admin: bool = False,
     token_prefix: str = "tks_",
+    display_name: str | None = None,
+    origin: str = "local",
     actor: str,
 ) -> User:
     username = validate_username(username)
     email = validate_email(email)
+    display_name = validate_display_name(display_name)
     if find_user(session, username) is not None:
         raise Conflict(f"A user named {username!r} already exists.")
     password_hash = None
@@ -128,10 +145,12 @@ def create_user(
         is_admin=is_admin,
         is_active=True,
         created_at=utcnow(),
+        origin=origin,
+        display_name=display_name,
     )
     session.add(user)
     session.flush()
-    audit.record(session, "user.created", actor=actor, user_id=user.id, admin=is_admin)
+    audit.record(session, "user.created", actor=actor, user_id=user.id, admin=is_admin, origin=origin)
     return user
 
 
@@ -166,3 +185,12 @@ def disable_user(session: Session, user: User, *, actor: str) -> int:
         audit.record(session, "user.disabled", actor=actor, user_id=user.id)
     session.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id))
     return revoke_all_tokens(session, user.id, actor=actor, reason="account_disabled")
+
+
+def enable_user(session: Session, user: User, *, actor: str) -> None:
+    """Let a disabled account sign in again. Its revoked tokens stay revoked: the person
+    creates new ones."""
+    if not user.is_active:
+        user.is_active = True
+        user.disabled_at = None
+        audit.record(session, "user.enabled", actor=actor, user_id=user.id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from tokensmith.errors import ConfigurationError
 
@@ -24,6 +25,21 @@ class PasswordPolicy(str, Enum):
 
 
 _TOKEN_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}_$")
+MIN_SCIM_TOKEN_LENGTH = 24
+
+
+@dataclass(frozen=True)
+class IdentityProviderSettings:
+    """An OpenID Connect provider that browsers sign in through."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    name: str = "your identity provider"
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,9 @@ class Settings:
     token_prefix: str = "tks_"
     password_policy: PasswordPolicy = PasswordPolicy.DENY
     session_days: int = 7
+    identity_provider: IdentityProviderSettings | None = None
+    local_login: bool = True
+    scim_token: str | None = field(default=None, repr=False)
 
     @property
     def store_url(self) -> str:
@@ -46,6 +65,11 @@ class Settings:
     @property
     def tokens_page_url(self) -> str:
         return f"{self.public_url.rstrip('/')}/tokens"
+
+    @property
+    def oidc_redirect_uri(self) -> str:
+        """The address to register at the identity provider."""
+        return f"{self.public_url.rstrip('/')}/login/oidc/callback"
 
     @property
     def secure_cookies(self) -> bool:
@@ -70,6 +94,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigurationError(
             f"TOKENSMITH_PASSWORD_POLICY must be 'deny' or 'warn'; got {policy!r}"
         ) from None
+    identity_provider = _identity_provider(env)
+    local_login = _flag(env, "TOKENSMITH_LOCAL_LOGIN", default=True)
+    if not local_login and identity_provider is None:
+        raise ConfigurationError(
+            "TOKENSMITH_LOCAL_LOGIN=false turns off passwords, so TOKENSMITH_OIDC_ISSUER must name "
+            "the identity provider people sign in through instead."
+        )
+    scim_token = env.get("TOKENSMITH_SCIM_TOKEN") or None
+    if scim_token is not None and len(scim_token) < MIN_SCIM_TOKEN_LENGTH:
+        raise ConfigurationError(
+            f"TOKENSMITH_SCIM_TOKEN must be at least {MIN_SCIM_TOKEN_LENGTH} characters; generate "
+            "one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+        )
     return Settings(
         data_dir=Path(env.get("TOKENSMITH_DATA_DIR", "var")),
         database_url=env.get("TOKENSMITH_DATABASE_URL") or None,
@@ -78,4 +115,46 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_key=env.get("TOKENSMITH_SECRET_KEY") or None,
         token_prefix=prefix,
         password_policy=password_policy,
+        identity_provider=identity_provider,
+        local_login=local_login,
+        scim_token=scim_token,
+    )
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name} must be 'true' or 'false'; got {value!r}")
+
+
+def _identity_provider(env: Mapping[str, str]) -> IdentityProviderSettings | None:
+    # Kept exactly as given: the ID token's "iss" must equal it character for character (Auth0's
+    # ends with a slash, Okta's does not).
+    issuer = env.get("TOKENSMITH_OIDC_ISSUER", "").strip()
+    if not issuer:
+        return None
+    parts = urlsplit(issuer)
+    secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"})
+    if not parts.netloc or not secure or parts.query or parts.fragment:
+        raise ConfigurationError(
+            "TOKENSMITH_OIDC_ISSUER must be the provider's https:// issuer URL (plain http only "
+            f"on loopback), as its discovery document names it; got {issuer!r}"
+        )
+    client_id = env.get("TOKENSMITH_OIDC_CLIENT_ID", "").strip()
+    if not client_id:
+        raise ConfigurationError(
+            "TOKENSMITH_OIDC_ISSUER is set but TOKENSMITH_OIDC_CLIENT_ID is not: register "
+            "Tokensmith as an application at the provider and give its client id."
+        )
+    name = env.get("TOKENSMITH_OIDC_PROVIDER_NAME", "").strip() or parts.hostname or issuer
+    return IdentityProviderSettings(
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=env.get("TOKENSMITH_OIDC_CLIENT_SECRET") or None,
+        name=name,
     )

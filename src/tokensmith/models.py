@@ -65,8 +65,23 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Where the account came from: "local" (shell, first start), "oidc" (first sign-in at the
+    # identity provider) or "scim" (provisioned by the identity provider).
+    origin: Mapped[str] = mapped_column(String(10), default="local")
+    display_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The identity provider's name for the person: issuer + subject, never the email alone.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(255), default=None)
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), default=None)
+    # SCIM: the provisioning client's own id for the user, and the deletion (the row stays for
+    # the audit trail, disabled and out of SCIM's sight).
+    external_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
-    __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
+    __table_args__ = (
+        Index("uq_users_username_lower", func.lower(username), unique=True),
+        Index("uq_users_oidc_identity", "oidc_issuer", "oidc_subject", unique=True),
+    )
 
 
 class PersonalToken(Base):
