@@ -29,7 +29,9 @@ from tokensmith.errors import (
 )
 from tokensmith.models import BrowserSession, User
 
-USERNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
+# '@' because identity providers' logins are often email addresses (Okta's are); never ':'
+# (it ends a Basic username) nor '/' (git and Maven URLs).
+USERNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._@-]{0,62}[A-Za-z0-9])?$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -62,7 +64,7 @@ def validate_username(username: str) -> str:
     username = username.strip()
     if not USERNAME.match(username):
         raise InvalidInput(
-            "A username is 1 to 64 letters, digits, '.', '_' or '-', starting and ending "
+            "A username is 1 to 64 letters, digits, '.', '_', '@' or '-', starting and ending "
             "with a letter or digit."
         )
     return username
