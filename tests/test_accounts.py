@@ -26,12 +26,12 @@ def test_usernames_are_unique_whatever_the_case(db, make_user):
     assert accounts.find_user(db, "DAVE").username == "Dave"
 
 
-@pytest.mark.parametrize("username", ["", "-x", "x-", "a b", "a/b", "a:b", "x" * 65, "<script>", "é", "a@"])
 def test_an_email_address_is_a_username(db, make_user):
     accounts.create_user(db, "jane.doe@example.test", "jane.doe@example.test", actor="tests")
     assert accounts.find_user(db, "Jane.Doe@example.test") is not None
 
 
+@pytest.mark.parametrize("username", ["", "-x", "x-", "a b", "a/b", "a:b", "x" * 65, "<script>", "é", "a@"])
 def test_bad_usernames_are_refused(db, username):
     with pytest.raises(InvalidInput, match="username"):
         accounts.create_user(db, username, "someone@example.test", actor="tests")
