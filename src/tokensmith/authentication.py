@@ -101,7 +101,7 @@ class Authenticator:
             return Identity(user=token.owner, method="token", token=token)
         if isinstance(credentials, BearerCredentials):
             raise CredentialMalformed("A Bearer credential must be a personal access token.")
-        if self.settings.password_policy is PasswordPolicy.DENY:
+        if self.settings.password_policy is PasswordPolicy.DENY or not self.settings.local_login:
             # Refused before the password is even checked: the answer is the same for
             # every username, so it tells nothing about which accounts exist.
             raise PasswordRefused("Passwords are not accepted here.")
@@ -142,6 +142,10 @@ class Authenticator:
     def sign_in(self, session: Session, username: str, password: str, *, ip: str | None) -> User:
         """The browser's sign-in form: a password, never a token."""
         try:
+            if not self.settings.local_login:
+                raise PasswordRefused(
+                    "Passwords are turned off on this server: sign in through the identity provider."
+                )
             if tokens.looks_like_token(password, self.settings.token_prefix):
                 raise TokenNotForSignIn(
                     "A personal access token cannot sign in to the web site. Use your password."

@@ -20,11 +20,13 @@ DEMO_GROUP_ID = "com.example.studio"
 def first_start(session: Session, settings: Settings) -> str | None:
     """Create ``admin`` and ``demo`` when there are no users at all; return the password, else None.
 
-    The password is returned once for the console and never stored in plain.
+    The password is returned once for the console and never stored in plain. With local
+    sign-in turned off, ``admin`` gets no password (nobody could use it): people come from the
+    identity provider, and the administrator mints tokens from the shell.
     """
     if session.scalars(select(User.id).limit(1)).first() is not None:
         return None
-    password = _generate_password(settings.token_prefix)
+    password = _generate_password(settings.token_prefix) if settings.local_login else None
     admin = accounts.create_user(
         session,
         ADMIN_USERNAME,

@@ -37,6 +37,19 @@ class ServerUnreachable(TokensmithError):
     code = "server_unreachable"
 
 
+class IdentityProviderUnavailable(TokensmithError):
+    """The identity provider is down, or answers something we cannot use."""
+
+    code = "identity_provider_unavailable"
+
+
+class SignInRejected(TokensmithError):
+    """A sign-in through the identity provider that must not go through (bad state, replayed
+    code, an ID token that fails its checks, an account that cannot be matched)."""
+
+    code = "sign_in_rejected"
+
+
 # --- authentication -----------------------------------------------------------------------
 
 

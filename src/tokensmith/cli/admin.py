@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, maven_repository, personal_tokens, projects
+from tokensmith import accounts, maven_repository, personal_tokens, projects, provider_accounts
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
@@ -88,6 +88,41 @@ def users_disable(username: Annotated[str, typer.Argument(help="The user to disa
         revoked = accounts.disable_user(ctx.session, user, actor=ACTOR)
         name = user.username
     note(f"Disabled {name}: signed out everywhere, {revoked} token(s) revoked.")
+
+
+@users_app.command("enable")
+def users_enable(username: Annotated[str, typer.Argument(help="The user to enable.")]) -> None:
+    """Let a disabled user sign in again. Their revoked tokens stay revoked."""
+    with admin_store() as ctx:
+        user = accounts.get_user(ctx.session, username)
+        accounts.enable_user(ctx.session, user, actor=ACTOR)
+        name = user.username
+    note(f"Enabled {name}. Tokens revoked while disabled stay revoked: they create new ones.")
+
+
+@users_app.command("link")
+def users_link(
+    username: Annotated[str, typer.Argument(help="The existing Tokensmith account.")],
+    subject: Annotated[str, typer.Option("--subject", help="The person's 'sub' at the identity provider.")],
+    issuer: Annotated[
+        str | None, typer.Option("--issuer", help="The provider's issuer (default: TOKENSMITH_OIDC_ISSUER).")
+    ] = None,
+) -> None:
+    """Link an existing account to a person at the identity provider (signing in there opens it).
+
+    The sign-in page shows the exact command when a first sign-in meets an existing account.
+    """
+    with admin_store() as ctx:
+        provider = ctx.settings.identity_provider
+        issuer = issuer or (provider.issuer if provider else None)
+        if not issuer:
+            raise InvalidInput("No identity provider is configured: give --issuer, or set TOKENSMITH_OIDC_ISSUER.")
+        if not subject.strip() or len(subject) > 255:
+            raise InvalidInput("--subject is the provider's 'sub' claim: 1 to 255 characters.")
+        user = accounts.get_user(ctx.session, username)
+        provider_accounts.link(ctx.session, user, issuer=issuer, subject=subject.strip(), actor=ACTOR)
+        name = user.username
+    note(f"Linked {name} to subject {subject.strip()} at {issuer}: signing in there now opens this account.")
 
 
 @tokens_app.command("create")

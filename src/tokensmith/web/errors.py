@@ -19,9 +19,11 @@ from tokensmith.errors import (
     AuthenticationRequired,
     Conflict,
     CsrfFailed,
+    IdentityProviderUnavailable,
     InvalidInput,
     NotFound,
     NotPermitted,
+    SignInRejected,
     StoreUnavailable,
     TokensmithError,
     TooManyAttempts,
@@ -42,6 +44,8 @@ STATUS = {
     Conflict: 409,
     InvalidInput: 422,
     StoreUnavailable: 503,
+    IdentityProviderUnavailable: 502,
+    SignInRejected: 400,
 }
 # Paths whose clients are programs; everything else is a page for a person.
 PLAIN_TEXT_PREFIXES = ("/git/",)

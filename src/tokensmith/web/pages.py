@@ -8,13 +8,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tokensmith import audit, personal_tokens, projects, releases, sessions
 from tokensmith.authentication import Identity
+from tokensmith.models import User
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
 from tokensmith.web.runtime import client_agent, client_ip, get_runtime
-from tokensmith.web.templates import PRESESSION_COOKIE, SESSION_COOKIE, csrf_binding, render
+from tokensmith.web.templates import (
+    PRESESSION_COOKIE,
+    PROVIDER_SESSION_COOKIE,
+    SESSION_COOKIE,
+    csrf_binding,
+    render,
+)
 
 router = APIRouter(include_in_schema=False)
 # The <server><id> of the Studio repository in people's settings.xml.
@@ -51,7 +60,7 @@ def home(identity: OptionalIdentity) -> Response:
 # --- signing in and out ---------------------------------------------------------------------
 
 
-def _login_page(request: Request, *, next_path: str, error: str | None = None,
+def login_page(request: Request, *, next_path: str, error: str | None = None,
                 username: str = "", status: int = 200, headers: dict[str, str] | None = None) -> Response:
     fresh = request.cookies.get(PRESESSION_COOKIE) is None
     if fresh:
@@ -74,7 +83,7 @@ def _login_page(request: Request, *, next_path: str, error: str | None = None,
 def login_form(request: Request, identity: OptionalIdentity, next: str = "/tokens") -> Response:
     if identity is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return _login_page(request, next_path=safe_next(next))
+    return login_page(request, next_path=safe_next(next))
 
 
 @router.post("/login")
@@ -88,16 +97,26 @@ def login(
 ) -> Response:
     runtime = get_runtime(request)
     next_path = safe_next(next)
+    if not runtime.settings.local_login:
+        return login_page(request, next_path=next_path, status=403,
+                           error="Passwords are turned off on this server: sign in with the button below.")
     if not sessions.csrf_valid(runtime.keys, request.cookies.get(PRESESSION_COOKIE), csrf_token):
-        return _login_page(request, next_path=next_path, username=username, status=403,
+        return login_page(request, next_path=next_path, username=username, status=403,
                            error=CsrfFailed().message)
     try:
         user = runtime.authenticator.sign_in(db, username, password, ip=client_ip(request))
     except AuthenticationFailed as error:
         throttled = isinstance(error, TooManyAttempts)
-        return _login_page(request, next_path=next_path, username=username,
+        return login_page(request, next_path=next_path, username=username,
                            status=429 if throttled else 401, error=error.message,
                            headers={"Retry-After": str(error.retry_after)} if throttled else None)
+    return start_browser_session(request, db, user, next_path)
+
+
+def start_browser_session(request: Request, db: Session, user: User, next_path: str) -> Response:
+    """The answer to a sign-in that succeeded: a new session, and on to where the person
+    was going."""
+    runtime = get_runtime(request)
     secret, _row = sessions.start_session(
         db, runtime.keys, user, days=runtime.settings.session_days,
         ip=client_ip(request), user_agent=client_agent(request),
@@ -113,11 +132,22 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, db: Db, csrf_token: FormText = "") -> Response:
+async def logout(request: Request, db: Db, csrf_token: FormText = "") -> Response:
+    """End the session here and, for people who came through the identity provider, there too
+    (where it advertises an end_session_endpoint)."""
     check_csrf(request, csrf_token)
-    sessions.end_session(db, get_runtime(request).keys, session_secret(request))
-    response = RedirectResponse("/login", status_code=303)
+    runtime = get_runtime(request)
+    await run_in_threadpool(sessions.end_session, db, runtime.keys, session_secret(request))
+    target = "/login"
+    id_token_hint = request.cookies.get(PROVIDER_SESSION_COOKIE)
+    if runtime.identity_provider is not None and id_token_hint is not None:
+        at_provider = await runtime.identity_provider.end_session_url(
+            id_token_hint or None, after=f"{runtime.settings.public_url}/login",
+        )
+        target = at_provider or target
+    response = RedirectResponse(target, status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(PROVIDER_SESSION_COOKIE, path="/logout")
     return response
 
 

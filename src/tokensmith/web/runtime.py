@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokensmith.authentication import Authenticator
 from tokensmith.config import Settings
+from tokensmith.identity_provider import OpenIdProvider
 from tokensmith.db import create_store_engine, for_single_statements, session_factory, unit_of_work
 from tokensmith.server_keys import ServerKeys, load_server_keys
 
@@ -28,6 +29,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     keys: ServerKeys
     authenticator: Authenticator
+    identity_provider: OpenIdProvider | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -40,6 +42,10 @@ class Runtime:
             sessions=session_factory(engine),
             keys=keys,
             authenticator=Authenticator(settings, keys),
+            identity_provider=(
+                OpenIdProvider(settings.identity_provider, settings.oidc_redirect_uri)
+                if settings.identity_provider else None
+            ),
         )
 
 

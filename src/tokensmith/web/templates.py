@@ -16,6 +16,10 @@ from tokensmith.clock import display
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 SESSION_COOKIE = "tokensmith_session"
 PRESESSION_COOKIE = "tokensmith_presession"
+# A sign-in in progress at the identity provider (state, nonce, PKCE verifier; signed).
+PENDING_SIGN_IN_COOKIE = "tokensmith_oidc"
+# The provider's ID token, sent back to it as id_token_hint at sign-out, and only there.
+PROVIDER_SESSION_COOKIE = "tokensmith_idp"
 
 PAGE_HEADERS = {
     # Pages can show a token once: no cache may keep them.
@@ -61,6 +65,14 @@ def render(
         "settings": runtime.settings,
         **(context or {}),
     }
+    page_headers = PAGE_HEADERS
+    if runtime.identity_provider is not None:
+        # Signing out redirects the form's submission on to the provider: allow its origin.
+        origins = " ".join(sorted(runtime.identity_provider.origins()))
+        policy = PAGE_HEADERS["Content-Security-Policy"].replace(
+            "form-action 'self'", f"form-action 'self' {origins}"
+        )
+        page_headers = {**PAGE_HEADERS, "Content-Security-Policy": policy}
     return templates.TemplateResponse(
-        request, name, page_context, status_code=status, headers={**PAGE_HEADERS, **(headers or {})}
+        request, name, page_context, status_code=status, headers={**page_headers, **(headers or {})}
     )
