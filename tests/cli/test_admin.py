@@ -88,6 +88,32 @@ def test_users_disable_reports_and_unknown_users_are_named(server):
     assert missing.returncode == 3 and "no user named 'nobody-at-all'" in missing.stderr
 
 
+def test_users_enable_lets_a_disabled_user_back_in_without_their_old_tokens(server):
+    name = unique("rita")
+    server.create_user(name, password=PASSWORD)
+    token = server.create_token(name, "laptop")
+    assert server.cli("users", "disable", name).returncode == 0
+    result = server.cli("users", "enable", name)
+    assert result.returncode == 0 and "stay revoked" in result.stderr
+    assert "revoked" in me(server, name, token).json()["message"]
+    with server.client() as client:
+        assert sign_in(client, name, PASSWORD).status_code == 303
+
+
+def test_users_link_ties_an_account_to_a_provider_identity(server):
+    name = unique("lena")
+    server.create_user(name)
+    no_provider = server.cli("users", "link", name, "--subject", "00u42")
+    assert no_provider.returncode == 2 and "--issuer" in no_provider.stderr
+    result = server.cli("users", "link", name, "--subject", "00u42", "--issuer", "https://idp.example.test")
+    assert result.returncode == 0, result.stderr
+    assert (server.user(name).oidc_issuer, server.user(name).oidc_subject) == ("https://idp.example.test", "00u42")
+    other = unique("lars")
+    server.create_user(other)
+    taken = server.cli("users", "link", other, "--subject", "00u42", "--issuer", "https://idp.example.test")
+    assert taken.returncode == 2 and f"already linked to the account '{name}'" in taken.stderr
+
+
 def test_help_lists_the_admin_commands(server):
     result = server.cli("--help")
     assert result.returncode == 0
