@@ -8,8 +8,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+OIDC_DIR := tests/support/oidc
 
-.PHONY: serve test bench system-packages clean
+.PHONY: serve test bench system-packages oidc-provider clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,10 +23,13 @@ serve: $(STAMP)
 
 # Debian packages the tests drive for real: chromium (pages), PostgreSQL (the PostgreSQL
 # path), git, Maven with the dependency plugin (central is not reachable: Debian's
-# /usr/share/maven-repo stands in for it); wrk for the benchmark. Installed only when missing.
+# /usr/share/maven-repo stands in for it), Node.js for the OpenID Connect provider; wrk for
+# the benchmark. Installed only when missing. (The provider needs Node 20.18 or later, which
+# the machines come with; Debian 12's own nodejs is 18: there the provider fails at its start.)
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium chromium-driver"; \
+	{ command -v node >/dev/null && command -v npm >/dev/null; } || missing="$$missing nodejs npm"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
@@ -36,7 +40,11 @@ system-packages:
 	  else echo "Missing Debian packages:$$missing (run as root, or install them)"; exit 1; fi; \
 	fi
 
-test: $(STAMP) system-packages
+# The OpenID Connect provider the sign-in tests run (node-oidc-provider), from its lock file.
+oidc-provider: system-packages
+	@[ -d $(OIDC_DIR)/node_modules/oidc-provider ] || npm ci --no-audit --no-fund --prefix $(OIDC_DIR)
+
+test: $(STAMP) system-packages oidc-provider
 	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 bench: $(STAMP) system-packages
