@@ -12,6 +12,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -74,8 +75,10 @@ def signed_in_client(server: LiveServer, login: str) -> Iterator[httpx.Client]:
     with server.client() as browser:
         start = browser.get("/login/oidc")
         back = sign_in_with_forms(browser, start.headers["location"], login)
+        remember(parse_qs(urlsplit(back.headers["location"]).query)["code"][0])
         done = browser.get(back.headers["location"])
         assert done.status_code == 303, done.text
+        remember(browser.cookies["tokensmith_idp"])  # the ID token, kept for sign-out only
         yield browser
 
 

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tokensmith import __version__
 from tokensmith.config import Settings, load_settings
-from tokensmith.web import api, git, maven, monitoring, oidc, packages, pages, studio
+from tokensmith.web import api, git, maven, monitoring, oidc, packages, pages, scim, studio
 from tokensmith.web.errors import install_error_handlers
 from tokensmith.web.runtime import Runtime
 
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(maven.router)
     app.include_router(studio.router)
     app.include_router(packages.router)
+    app.include_router(scim.router)
     app.include_router(pages.router)
     app.include_router(oidc.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
