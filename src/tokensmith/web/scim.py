@@ -1,0 +1,314 @@
+"""SCIM 2.0 provisioning at ``/scim/v2`` (RFC 7644), as Okta and Microsoft Entra ID call it.
+
+One credential opens it: the provisioning secret ``TOKENSMITH_SCIM_TOKEN`` as a Bearer token.
+A personal access token or a password never does. Every answer, refusals included, is
+``application/scim+json``; errors are RFC 7644 §3.12 documents. Provisioning clients read
+nothing else, so this router answers its own errors (``ScimRoute``) rather than through
+``web/errors.py``, and runs each request's store work as one unit of work inside the route,
+where a failed commit still becomes a SCIM answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from tokensmith import metrics, scim
+from tokensmith.db import unit_of_work
+from tokensmith.errors import StoreUnavailable
+from tokensmith.scim import ScimError
+from tokensmith.web.runtime import client_ip, get_runtime
+
+log = logging.getLogger("tokensmith.scim")
+
+MEDIA_TYPE = "application/scim+json"
+BODY_TYPES = ("application/scim+json", "application/json")
+MAX_BODY = 64 * 1024
+MAX_AUTHORIZATION_LENGTH = 4096
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tokensmith-scim"'}
+ENDPOINTS = ("Users", "ServiceProviderConfig", "ResourceTypes", "Schemas")
+T = TypeVar("T")
+
+
+def scim_response(document: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(document, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def error_response(error: ScimError) -> Response:
+    headers = dict(CHALLENGE) if error.status == 401 else {}
+    if error.status == 503:
+        headers["Retry-After"] = "5"
+    return scim_response(error.document(), error.status, headers)
+
+
+class ScimRoute(APIRoute):
+    """A route whose every failure, whatever raised it, is answered as a SCIM error document,
+    and never with a traceback."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handle = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except ScimError as error:
+                return error_response(error)
+            except StoreUnavailable as error:
+                log.warning("store unavailable on %s %s: %s", request.method, request.url.path,
+                            type(error.__cause__).__name__)
+                return error_response(ScimError(503, None, error.message))
+            except Exception as error:
+                log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path,
+                          exc_info=error)
+                return error_response(ScimError(500, None, "Something went wrong on Tokensmith's side; "
+                                                "try again, and tell its administrator if it persists."))
+
+        return answer
+
+
+def _same_secret(presented: str, expected: str) -> bool:
+    # Digests first, so that the comparison does not even tell the secret's length.
+    return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+
+
+async def require_provisioning_secret(request: Request) -> None:
+    """Lets through only ``Authorization: Bearer <TOKENSMITH_SCIM_TOKEN>``. Never echoes a credential."""
+    expected = get_runtime(request).settings.scim_token
+    if expected is None:
+        raise ScimError(404, None, "SCIM provisioning is off on this server. To turn it on, set "
+                        "TOKENSMITH_SCIM_TOKEN to a random secret of at least 24 characters, restart "
+                        "Tokensmith, and give the identity provider the same secret as its Bearer token.")
+    header = request.headers.get("authorization")
+    scheme, _, presented = (header or "").strip().partition(" ")
+    if header is None:
+        detail = "Authentication required: send the SCIM provisioning secret as Authorization: Bearer SECRET."
+    elif (len(header) <= MAX_AUTHORIZATION_LENGTH and scheme.lower() == "bearer"
+          and _same_secret(presented.strip(), expected)):
+        metrics.count_authentication("scim", "ok")
+        return
+    else:
+        detail = ("That is not this server's SCIM provisioning secret (TOKENSMITH_SCIM_TOKEN), sent as "
+                  "Authorization: Bearer SECRET. Personal access tokens and passwords do not open SCIM.")
+    metrics.count_authentication("scim", "unknown")
+    log.info("SCIM authentication refused on %s %s", request.method, request.url.path)
+    raise ScimError(401, None, detail)
+
+
+router = APIRouter(prefix="/scim/v2", tags=["scim"], route_class=ScimRoute, include_in_schema=False,
+                   dependencies=[Depends(require_provisioning_secret)])
+
+
+async def read_document(request: Request) -> object:
+    """The request's JSON body, at most MAX_BODY bytes."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type and media_type not in BODY_TYPES:
+        raise ScimError(415, None, f"Send the body as {MEDIA_TYPE} or application/json, not {media_type[:80]}.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ScimError(413, None, f"The body is larger than {MAX_BODY // 1024} KiB.")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise ScimError(400, "invalidSyntax", "The body is not valid JSON.") from None
+
+
+async def on_store(request: Request, work: Callable[[Session], T]) -> T:
+    """Run ``work`` as one unit of work, off the event loop; committed before the answer."""
+    sessions = get_runtime(request).sessions
+
+    def unit() -> T:
+        with unit_of_work(sessions) as session:
+            return work(session)
+
+    try:
+        return await run_in_threadpool(unit)
+    except IntegrityError:
+        # Two requests provisioned the same userName at once; the store's unique index kept one.
+        raise ScimError(409, "uniqueness", "Another request took this userName at the same moment; "
+                        "look the user up and retry.") from None
+
+
+def _integer(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ScimError(400, "invalidValue", f"{name} must be a whole number.") from None
+
+
+def _public_url(request: Request) -> str:
+    return get_runtime(request).settings.public_url
+
+
+# --- Users ---------------------------------------------------------------------------------------
+
+
+@router.get("/Users")
+async def list_users(request: Request) -> Response:
+    start_index = _integer(request, "startIndex", 1)
+    count = _integer(request, "count", scim.DEFAULT_COUNT)
+    filter_text = request.query_params.get("filter")
+    base = _public_url(request)
+    return scim_response(await on_store(request, lambda session: scim.list_response(
+        scim.list_users(session, filter_text, start_index=start_index, count=count), base)))
+
+
+@router.post("/Users")
+async def create_user(request: Request) -> Response:
+    document, ip, base = await read_document(request), client_ip(request), _public_url(request)
+    created = await on_store(request, lambda session: scim.resource(scim.create_user(session, document, ip=ip), base))
+    return scim_response(created, 201, {"Location": created["meta"]["location"]})
+
+
+@router.get("/Users/{user_id}")
+async def get_user(user_id: str, request: Request) -> Response:
+    base = _public_url(request)
+    return scim_response(await on_store(request, lambda session: scim.resource(scim.get_user(session, user_id), base)))
+
+
+@router.put("/Users/{user_id}")
+async def replace_user(user_id: str, request: Request) -> Response:
+    document, ip, base = await read_document(request), client_ip(request), _public_url(request)
+    return scim_response(await on_store(request, lambda session: scim.resource(
+        scim.replace_user(session, user_id, document, ip=ip), base)))
+
+
+@router.patch("/Users/{user_id}")
+async def patch_user(user_id: str, request: Request) -> Response:
+    document, ip, base = await read_document(request), client_ip(request), _public_url(request)
+    return scim_response(await on_store(request, lambda session: scim.resource(
+        scim.patch_user(session, user_id, document, ip=ip), base)))
+
+
+@router.delete("/Users/{user_id}")
+async def remove_user(user_id: str, request: Request) -> Response:
+    ip = client_ip(request)
+    await on_store(request, lambda session: scim.remove_user(session, user_id, ip=ip))
+    return Response(status_code=204)
+
+
+# --- discovery (RFC 7644 §4) --------------------------------------------------------------------
+
+
+def _meta(base: str, resource_type: str, path: str) -> dict[str, str]:
+    return {"resourceType": resource_type, "location": f"{base}/scim/v2/{path}"}
+
+
+def _attribute(name: str, description: str, *, kind: str = "string", required: bool = False,
+               multi: bool = False, uniqueness: str = "none", sub: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    attribute = {
+        "name": name, "type": kind, "multiValued": multi, "description": description,
+        "required": required, "caseExact": False, "mutability": "readWrite", "returned": "default",
+        "uniqueness": uniqueness,
+    }
+    if sub:
+        attribute["subAttributes"] = sub
+    return attribute
+
+
+def user_schema(base: str) -> dict[str, Any]:
+    """The core User schema, restricted to the attributes Tokensmith keeps."""
+    name_parts = [
+        _attribute("formatted", "The person's full name: Tokensmith's display name."),
+        _attribute("givenName", "Derived from, and written into, the display name."),
+        _attribute("familyName", "Derived from, and written into, the display name."),
+    ]
+    email_parts = [
+        _attribute("value", "The address.", required=True),
+        _attribute("type", 'Always "work": Tokensmith keeps one address.'),
+        _attribute("primary", "Always true.", kind="boolean"),
+    ]
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": scim.USER_SCHEMA, "name": "User", "description": "A Tokensmith account",
+        "attributes": [
+            _attribute("userName", "The login: 1 to 64 letters, digits, '.', '_', '@' or '-'; unique "
+                       "whatever the case.", required=True, uniqueness="server"),
+            _attribute("name", "The person's name.", kind="complex", sub=name_parts),
+            _attribute("displayName", "The name shown for the person."),
+            _attribute("emails", "The person's (one) email address.", kind="complex", required=True,
+                       multi=True, sub=email_parts),
+            _attribute("active", "false disables the account: sessions end and every token is revoked.",
+                       kind="boolean"),
+        ],
+        "meta": _meta(base, "Schema", f"Schemas/{scim.USER_SCHEMA}"),
+    }
+
+
+def user_resource_type(base: str) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "User", "name": "User", "endpoint": "/Users", "description": "A Tokensmith account",
+        "schema": scim.USER_SCHEMA, "meta": _meta(base, "ResourceType", "ResourceTypes/User"),
+    }
+
+
+def _one_of(resources: list[dict[str, Any]], wanted: str, what: str) -> dict[str, Any]:
+    for resource in resources:
+        if resource["id"].lower() == wanted.lower():
+            return resource
+    raise ScimError(404, None, f"There is no {what} {wanted[:100]!r}.")
+
+
+@router.get("/ServiceProviderConfig")
+async def service_provider_config(request: Request) -> Response:
+    base = _public_url(request)
+    return scim_response({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "patch": {"supported": True},
+        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": True, "maxResults": scim.MAX_RESULTS},
+        "changePassword": {"supported": False},
+        "sort": {"supported": False},
+        "etag": {"supported": False},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken", "name": "Bearer token", "primary": True,
+            "description": "The provisioning secret TOKENSMITH_SCIM_TOKEN, as Authorization: Bearer SECRET.",
+        }],
+        "meta": _meta(base, "ServiceProviderConfig", "ServiceProviderConfig"),
+    })
+
+
+@router.get("/ResourceTypes")
+async def resource_types(request: Request) -> Response:
+    return scim_response(scim.listed([user_resource_type(_public_url(request))]))
+
+
+@router.get("/ResourceTypes/{name}")
+async def resource_type(name: str, request: Request) -> Response:
+    return scim_response(_one_of([user_resource_type(_public_url(request))], name, "resource type"))
+
+
+@router.get("/Schemas")
+async def schemas(request: Request) -> Response:
+    return scim_response(scim.listed([user_schema(_public_url(request))]))
+
+
+@router.get("/Schemas/{schema_id}")
+async def schema(schema_id: str, request: Request) -> Response:
+    return scim_response(_one_of([user_schema(_public_url(request))], schema_id, "schema"))
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+async def elsewhere(rest: str, request: Request) -> Response:
+    """What no route above serves, answered in SCIM's words rather than as a web page."""
+    if rest.split("/")[0] in ENDPOINTS and rest.count("/") <= 1:
+        raise ScimError(405, None, f"{request.method} is not supported on /scim/v2/{rest[:100]}.")
+    raise ScimError(404, None, f"Tokensmith serves no /scim/v2/{rest[:100]}: it provisions /Users "
+                    "(no /Groups, no /Bulk, no /Me).")

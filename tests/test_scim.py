@@ -1,0 +1,446 @@
+"""SCIM provisioning in the domain: resources <-> accounts, PATCH, filters; on both stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import select
+
+from tests.support.ledger import remember
+from tokensmith import accounts, personal_tokens, scim, sessions
+from tokensmith.clock import utcnow
+from tokensmith.models import AuditEvent, PersonalToken, User
+from tokensmith.scim import ScimError
+
+BASE = "https://tokens.example.com"
+PATCH = scim.PATCH_OP_SCHEMA
+
+
+def okta_user(user_name: str = "ada@example.com", **changes: object) -> dict:
+    """What Okta's SCIM connector sends on "Push new users"."""
+    body = {
+        "schemas": [scim.USER_SCHEMA],
+        "userName": user_name,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"primary": True, "value": user_name if "@" in user_name else f"{user_name}@example.com",
+                    "type": "work"}],
+        "displayName": "Ada Lovelace",
+        "locale": "en-US",
+        "externalId": "00u1abcd",
+        "groups": [],
+        "active": True,
+    }
+    return body | changes
+
+
+def patch(*operations: dict) -> dict:
+    return {"schemas": [PATCH], "Operations": list(operations)}
+
+
+@contextmanager
+def refused(status: int, scim_type: str | None, *words: str) -> Iterator[None]:
+    """The block raises this ScimError, whose detail says these words."""
+    with pytest.raises(ScimError) as raised:
+        yield
+    error = raised.value
+    assert (error.status, error.scim_type) == (status, scim_type), error.detail
+    for word in words:
+        assert word in error.detail, error.detail
+
+
+def events(db, user: User) -> list[AuditEvent]:
+    return list(db.scalars(select(AuditEvent).where(AuditEvent.user_id == user.id).order_by(AuditEvent.id)))
+
+
+# --- creating and reading --------------------------------------------------------------------------
+
+
+def test_okta_push_creates_a_provisioned_account_without_password(db):
+    password = remember("the password Okta syncs along")
+    user = scim.create_user(db, okta_user(password=password))
+    stored = db.get(User, user.id)
+    assert (stored.username, stored.email, stored.origin) == ("ada@example.com", "ada@example.com", "scim")
+    assert stored.password_hash is None and stored.is_active
+    assert (stored.display_name, stored.external_id) == ("Ada Lovelace", "00u1abcd")
+    created = events(db, user)[0]
+    assert (created.action, created.actor, created.details["origin"]) == ("user.created", "scim", "scim")
+    assert password not in repr([event.details for event in events(db, user)])
+
+
+def test_the_resource_of_an_account(db):
+    user = scim.create_user(db, okta_user())
+    document = scim.resource(user, BASE + "/")
+    assert document == {
+        "schemas": [scim.USER_SCHEMA],
+        "id": str(user.id),
+        "userName": "ada@example.com",
+        "externalId": "00u1abcd",
+        "name": {"formatted": "Ada Lovelace", "givenName": "Ada", "familyName": "Lovelace"},
+        "displayName": "Ada Lovelace",
+        "emails": [{"value": "ada@example.com", "type": "work", "primary": True}],
+        "active": True,
+        "meta": {
+            "resourceType": "User",
+            "created": scim.timestamp(user.created_at),
+            "lastModified": scim.timestamp(user.created_at),
+            "location": f"{BASE}/scim/v2/Users/{user.id}",
+        },
+    }
+    assert document["meta"]["created"].endswith("Z") and "T" in document["meta"]["created"]
+
+
+def test_the_name_comes_from_name_when_there_is_no_display_name(db):
+    body = okta_user(displayName=None, name={"givenName": "Grace", "familyName": "Brewster Hopper"})
+    document = scim.resource(scim.create_user(db, body), BASE)
+    assert document["displayName"] == "Grace Brewster Hopper"
+    assert document["name"] == {"formatted": "Grace Brewster Hopper", "givenName": "Grace", "familyName": "Brewster Hopper"}
+    bare = scim.resource(scim.create_user(db, okta_user("nameless", displayName=None, name=None,
+                                                            emails=[{"value": "n@example.com"}])), BASE)
+    assert "name" not in bare and "displayName" not in bare
+
+
+def test_the_primary_email_wins_else_the_first(db):
+    emails = [{"value": "home@example.com", "type": "home"}, {"value": "work@example.com", "primary": "True"}]
+    assert scim.create_user(db, okta_user("one", emails=emails)).email == "work@example.com"
+    assert scim.create_user(db, okta_user("two", emails=emails[:1])).email == "home@example.com"
+
+
+def test_created_inactive_is_disabled(db):
+    user = scim.create_user(db, okta_user(active=False))
+    assert not user.is_active and user.disabled_at is not None
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"userName": None}, ["userName is required"]),
+    ({"userName": "a b"}, ["A username is 1 to 64"]),
+    ({"userName": "x" * 65}, ["A username is 1 to 64"]),
+    ({"userName": 42}, ["userName must be a string"]),
+    ({"emails": []}, ["needs an email address"]),
+    ({"emails": [{"value": "not-an-address"}]}, ["is not an email address"]),
+    ({"emails": ["ada@example.com"]}, ["Each emails entry must be an object"]),
+    ({"active": "yes"}, ["active is true or false"]),
+    ({"externalId": "x" * 256}, ["at most 255"]),
+    ({"displayName": "bell\x07"}, ["display name"]),
+])
+def test_invalid_values_are_refused_with_the_reason(db, changes, words):
+    body = okta_user(**changes)
+    if changes.get("userName", "") is None:
+        del body["userName"]
+    with refused(400, "invalidValue", *words):
+        scim.create_user(db, body)
+
+
+@pytest.mark.parametrize("body, words", [
+    ([okta_user()], ["must be a JSON object"]),
+    ({key: value for key, value in okta_user().items() if key != "schemas"}, ['needs "schemas"']),
+    (okta_user(schemas=[scim.PATCH_OP_SCHEMA]), ['must list "urn:ietf:params:scim:schemas:core:2.0:User"']),
+    (okta_user(schemas=[scim.USER_SCHEMA, 7]), ['needs "schemas"']),
+    (okta_user(schemas=[scim.USER_SCHEMA, "urn:example:group"]), ["not a User schema extension"]),
+    (okta_user(favouriteColour="teal"), ["Unknown attribute 'favouriteColour'"]),
+    (okta_user(**{scim.ENTERPRISE_USER_SCHEMA: {"department": "R&D"}}), ["Unknown attribute", "enterprise"]),
+])
+def test_malformed_resources_are_invalid_syntax(db, body, words):
+    with refused(400, "invalidSyntax", *words):
+        scim.create_user(db, body)
+
+
+def test_unstored_core_attributes_and_listed_extensions_are_ignored(db):
+    body = okta_user(
+        schemas=[scim.USER_SCHEMA, scim.ENTERPRISE_USER_SCHEMA],
+        title="Analyst", phoneNumbers=[{"value": "+44 20 7946 0000", "type": "work"}], nickName="Ada",
+        preferredLanguage="en", addresses=[{"locality": "London"}], userType="Employee",
+        **{scim.ENTERPRISE_USER_SCHEMA: {"department": "Engines", "employeeNumber": "1815"}},
+    )
+    body["USERNAME"] = body.pop("userName")  # attribute names are case-insensitive
+    user = scim.create_user(db, body)
+    assert user.username == "ada@example.com"
+
+
+def test_a_user_name_is_unique_whatever_the_case(db):
+    first = scim.create_user(db, okta_user("Ada@Example.com"))
+    with refused(409, "uniqueness", "already exists", f"(id {first.id})"):
+        scim.create_user(db, okta_user("ada@example.COM"))
+
+
+def test_local_accounts_are_out_of_provisioning_sight(db, make_user):
+    local = make_user("operator")
+    with refused(409, "uniqueness", "local account named 'operator'", "tokensmith users link operator"):
+        scim.create_user(db, okta_user("OPERATOR"))
+    with refused(404, None, "no user with id"):
+        scim.get_user(db, str(local.id))
+    assert local.id not in [user.id for user in scim.list_users(db, count=scim.MAX_RESULTS).users]
+    assert scim.list_users(db, 'userName eq "operator"').total == 0
+
+
+def test_a_local_account_linked_to_the_provider_is_provisioned(db, make_user):
+    local = make_user("linked")
+    local.oidc_issuer, local.oidc_subject = "https://idp.example.com", "00u-linked"
+    db.flush()
+    assert scim.get_user(db, str(local.id)) is local
+    scim.patch_user(db, str(local.id), patch({"op": "replace", "value": {"active": False}}))
+    assert not local.is_active
+
+
+@pytest.mark.parametrize("user_id", ["999999", "abc", "", "1.0", "-1", "99999999999", "٣"])
+def test_unknown_ids_are_404(db, user_id):
+    with refused(404, None, "no user with id"):
+        scim.get_user(db, user_id)
+
+
+# --- PUT -------------------------------------------------------------------------------------------
+
+
+def test_put_replaces_the_profile_and_clears_what_it_leaves_out(db):
+    user = scim.create_user(db, okta_user())
+    body = okta_user("ada.king@example.com", name={"givenName": "Ada", "familyName": "King"}, displayName=None,
+                     emails=[{"value": "ada.king@example.com", "primary": True}], id="ignored", meta={"x": 1})
+    del body["externalId"], body["active"]
+    scim.replace_user(db, str(user.id), body)
+    assert (user.username, user.email, user.display_name, user.external_id) == (
+        "ada.king@example.com", "ada.king@example.com", "Ada King", None)
+    assert user.is_active, "an omitted active leaves the account as it is"
+    assert user.updated_at is not None
+    updated = [event for event in events(db, user) if event.action == "user.updated"]
+    assert updated[-1].details["attributes"] == ["userName", "emails", "displayName", "externalId"]
+    assert updated[-1].actor == "scim"
+
+
+def test_an_unchanged_put_changes_nothing(db):
+    user = scim.create_user(db, okta_user())
+    scim.replace_user(db, str(user.id), okta_user())
+    assert user.updated_at is None
+    assert [event.action for event in events(db, user)] == ["user.created"]
+
+
+def test_renaming_onto_another_user_is_refused(db):
+    scim.create_user(db, okta_user("taken"))
+    user = scim.create_user(db, okta_user("mine"))
+    with refused(409, "uniqueness", "'taken' already exists"):
+        scim.replace_user(db, str(user.id), okta_user("TAKEN"))
+    scim.replace_user(db, str(user.id), okta_user("Mine"))  # a change of case is one's own name
+    assert user.username == "Mine"
+
+
+# --- PATCH -----------------------------------------------------------------------------------------
+
+
+def test_okta_deactivation_revokes_every_token_and_ends_sessions(db, keys, make_token):
+    user = scim.create_user(db, okta_user())
+    make_token(user, "laptop")
+    make_token(user, "ci")
+    cookie, _row = sessions.start_session(db, keys, user, days=7, ip=None, user_agent=None)
+    scim.patch_user(db, str(user.id), patch({"op": "replace", "value": {"active": False}}))
+    assert not user.is_active and user.updated_at is not None
+    assert personal_tokens.list_tokens(db, user.id) == []
+    reasons = db.scalars(select(PersonalToken.revoked_reason).where(PersonalToken.user_id == user.id)).all()
+    assert reasons == ["account_disabled", "account_disabled"]
+    assert sessions.find_session(db, keys, cookie) is None
+    scim.patch_user(db, str(user.id), patch({"op": "replace", "value": {"active": True}}))
+    assert user.is_active
+    assert personal_tokens.list_tokens(db, user.id) == [], "reactivation brings no token back"
+    actions = [(event.action, event.actor) for event in events(db, user)]
+    assert ("user.disabled", "scim") in actions and ("user.enabled", "scim") in actions
+
+
+@pytest.mark.parametrize("value, active", [("False", False), ("false", False), (False, False), ("True", True)])
+def test_entra_sends_active_as_a_string_and_op_names_capitalised(db, value, active):
+    user = scim.create_user(db, okta_user(active=not active))
+    scim.patch_user(db, str(user.id), patch({"op": "Replace", "path": "active", "value": value}))
+    assert user.is_active is active
+
+
+def test_entra_attribute_updates(db):
+    user = scim.create_user(db, okta_user())
+    scim.patch_user(db, str(user.id), patch(
+        {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "ada.l@example.com"},
+        {"op": "Replace", "path": "name.givenName", "value": "Augusta"},
+        {"op": "Replace", "path": "name.familyName", "value": "King"},
+        {"op": "Add", "path": "externalId", "value": "ada"},
+        {"op": "Replace", "path": "title", "value": "Countess"},
+        {"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+44 7700 900000"},
+        {"op": "Replace", "path": f"{scim.ENTERPRISE_USER_SCHEMA}:department", "value": "Engines"},
+        {"op": "Replace", "path": f"{scim.USER_SCHEMA}:userName", "value": "ada.l@example.com"},
+    ))
+    assert (user.email, user.display_name, user.external_id, user.username) == (
+        "ada.l@example.com", "Augusta King", "ada", "ada.l@example.com")
+    document = scim.resource(user, BASE)
+    assert document["name"] == {"formatted": "Augusta King", "givenName": "Augusta", "familyName": "King"}
+
+
+def test_patch_without_path_takes_attributes_and_sub_attribute_paths(db):
+    user = scim.create_user(db, okta_user())
+    scim.patch_user(db, str(user.id), patch({"op": "replace", "value": {
+        "displayName": "Countess of Lovelace", "emails": [{"value": "countess@example.com", "primary": True}],
+        "password": remember("not kept anywhere"), scim.ENTERPRISE_USER_SCHEMA: {"manager": {"value": "babbage"}},
+    }}))
+    assert (user.display_name, user.email, user.password_hash) == ("Countess of Lovelace", "countess@example.com", None)
+    scim.patch_user(db, str(user.id), patch({"op": "add", "value": {"name.givenName": "Augusta", "active": "False"}}))
+    assert (user.display_name, user.is_active) == ("Augusta of Lovelace", False)
+
+
+def test_remove_clears_what_may_be_empty(db):
+    user = scim.create_user(db, okta_user())
+    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "name.familyName"}))
+    assert user.display_name == "Ada"
+    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "externalId"},
+                                            {"op": "remove", "path": "displayName"}))
+    assert (user.display_name, user.external_id) == (None, None)
+    scim.patch_user(db, str(user.id), patch({"op": "replace", "path": "name", "value": {"givenName": "Ada"}},
+                                            {"op": "add", "path": "name.familyName", "value": "Byron"}))
+    assert user.display_name == "Ada Byron"
+    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "name"}))
+    assert user.display_name is None
+
+
+@pytest.mark.parametrize("operation, scim_type, words", [
+    ({"op": "replace", "path": "name[givenName eq \"x\"]", "value": "x"}, "invalidPath", ["sub-attributes"]),
+    ({"op": "replace", "path": "favouriteColour", "value": "teal"}, "invalidPath", ["Unknown path 'favouriteColour'"]),
+    ({"op": "replace", "path": "name.nickname", "value": "x"}, "invalidPath", ["sub-attributes"]),
+    ({"op": "replace", "path": "userName.value", "value": "x"}, "invalidPath", ["no sub-attributes"]),
+    ({"op": "replace", "path": "emails[value co \"x\"].value", "value": "x"}, "invalidPath", ["not understood"]),
+    ({"op": "replace", "path": "emails[value eq \"x\"].value", "value": "x"}, "invalidPath", ["Filter emails by type"]),
+    ({"op": "replace", "path": "emails[type eq work].value", "value": "x"}, "invalidPath", ["not understood"]),
+    ({"op": "replace", "path": "urn:example:other:department", "value": "x"}, "invalidPath", []),
+    ({"op": "remove"}, "noTarget", ['needs a "path"']),
+    ({"op": "replace", "path": "id", "value": "7"}, "mutability", ["read-only"]),
+    ({"op": "move", "path": "active", "value": False}, "invalidSyntax", ['"add", "replace" or "remove"']),
+    ({"path": "active", "value": False}, "invalidSyntax", []),
+    ({"op": "replace", "path": 5, "value": False}, "invalidPath", []),
+    ({"op": "replace", "value": "not an object"}, "invalidValue", ["must be an object"]),
+    ({"op": "remove", "path": "userName"}, "invalidValue", ["cannot be removed"]),
+    ({"op": "remove", "path": "active"}, "invalidValue", ["cannot be removed"]),
+    ({"op": "remove", "path": "emails"}, "invalidValue", ["needs one"]),
+    ({"op": "replace", "path": "emails[type eq \"work\"].value", "value": None}, "invalidValue", ["needs one"]),
+    ({"op": "replace", "path": "active", "value": 0}, "invalidValue", ["true or false"]),
+])
+def test_bad_operations_are_refused_and_nothing_changes(db, operation, scim_type, words):
+    user = scim.create_user(db, okta_user())
+    first = {"op": "replace", "path": "displayName", "value": "Changed first"}
+    with refused(400, scim_type, *words):
+        scim.patch_user(db, str(user.id), patch(first, operation))
+    assert user.display_name == "Ada Lovelace" and user.updated_at is None
+
+
+@pytest.mark.parametrize("body", [
+    {"Operations": [{"op": "replace", "path": "active", "value": False}]},
+    {"schemas": [PATCH]},
+    {"schemas": [PATCH], "Operations": []},
+    {"schemas": [PATCH], "Operations": ["replace"]},
+    "replace",
+])
+def test_malformed_patch_requests_are_invalid_syntax(db, body):
+    user = scim.create_user(db, okta_user())
+    with refused(400, "invalidSyntax"):
+        scim.patch_user(db, str(user.id), body)
+
+
+def test_other_kinds_of_email_are_ignored(db):
+    user = scim.create_user(db, okta_user())
+    scim.patch_user(db, str(user.id), patch(
+        {"op": "add", "path": "emails[type eq \"home\"].value", "value": "ada@home.example"},
+        {"op": "replace", "path": "emails[type eq \"work\"].primary", "value": True},
+    ))
+    assert user.email == "ada@example.com" and user.updated_at is None
+    scim.patch_user(db, str(user.id), patch(
+        {"op": "replace", "path": "emails[primary eq true]", "value": {"value": "ada@work.example"}}))
+    assert user.email == "ada@work.example"
+
+
+# --- DELETE ----------------------------------------------------------------------------------------
+
+
+def test_delete_disables_hides_and_keeps_the_row(db, make_token):
+    user = scim.create_user(db, okta_user())
+    make_token(user)
+    scim.remove_user(db, str(user.id))
+    assert not user.is_active and user.removed_at is not None
+    assert personal_tokens.list_tokens(db, user.id) == []
+    for call in (scim.get_user, scim.remove_user):
+        with refused(404, None):
+            call(db, str(user.id))
+    assert scim.list_users(db, 'userName eq "ada@example.com"').total == 0
+    assert db.get(User, user.id) is not None
+    assert [event.action for event in events(db, user)][-1] == "user.removed"
+
+
+def test_a_deleted_users_name_can_be_provisioned_again_as_a_new_account(db):
+    old = scim.create_user(db, okta_user())
+    scim.remove_user(db, str(old.id))
+    new = scim.create_user(db, okta_user())
+    assert new.id != old.id and new.username == "ada@example.com" and new.is_active
+    assert old.username == f"ada@example.com~removed-{old.id}" and not old.is_active
+    renamed = events(db, old)[-1]
+    assert (renamed.action, renamed.details["previous"]) == ("user.renamed", "ada@example.com")
+    assert accounts.find_user(db, "ada@example.com") is new
+
+
+# --- filters and pages -----------------------------------------------------------------------------
+
+
+def test_filters(db):
+    ada = scim.create_user(db, okta_user())
+    grace = scim.create_user(db, okta_user("grace@example.com", externalId="00u2", active=False))
+
+    def found(text: str) -> list[int]:
+        return [user.id for user in scim.list_users(db, text).users]
+
+    assert found('userName eq "ADA@example.com"') == [ada.id]
+    assert found('externalId eq "00u2"') == [grace.id]
+    assert found('externalId eq "00U2"') == [], "externalId is case-exact"
+    assert found(f'id eq "{ada.id}"') == [ada.id]
+    assert found('id eq "nope"') == [] and found('id eq "99999999999"') == []
+    assert found('emails.value eq "Grace@Example.com"') == [grace.id]
+    assert found('emails eq "grace@example.com"') == [grace.id]
+    assert found("active eq false") == [grace.id]
+    assert found("active eq TRUE") == [ada.id]
+    assert found('userName eq "grace@example.com" and active eq false') == [grace.id]
+    assert found('userName eq "grace@example.com" AND active eq true') == []
+    assert found(f'{scim.USER_SCHEMA}:userName eq "ada@example.com"') == [ada.id]
+    assert found('userName eq "with \\"quotes\\" and and"') == []
+    assert found("")[-2:] == [ada.id, grace.id]
+
+
+@pytest.mark.parametrize("text", [
+    'userName co "ada"', 'userName sw "a"', 'userName pr', 'title eq "x"', 'userName eq "a" or userName eq "b"',
+    '(userName eq "a")', 'not (userName eq "a")', 'userName eq "unterminated', 'emails[type eq "work"]',
+    'userName eq ada', 'userName eq "a" and', 'userName eq "a" and and', 'active eq "maybe"',
+    'userName eq true', 'userName eq "\\x"', "x" * 1001, 'emails.value eq null', 'userName "a" eq',
+])
+def test_other_filters_are_refused(db, text):
+    with refused(400, "invalidFilter"):
+        scim.list_users(db, text)
+
+
+def test_pages(db):
+    before = scim.list_users(db, count=0).total  # what other tests on this store left, if anything
+    users = [scim.create_user(db, okta_user(f"page{index}")) for index in range(5)]
+    page = scim.list_users(db, start_index=before + 2, count=2)
+    assert (page.total, [user.id for user in page.users]) == (before + 5, [user.id for user in users[1:3]])
+    assert scim.list_users(db, count=0).users == [] and scim.list_users(db, count=0).total == before + 5
+    assert scim.list_users(db, start_index=0, count=-3).start_index == 1
+    assert len(scim.list_users(db, start_index=before + 5, count=10).users) == 1
+    assert scim.list_users(db, start_index=before + 6).users == []
+    assert scim.list_users(db, start_index=10**30).users == []
+    document = scim.list_response(page, BASE)
+    assert document["schemas"] == [scim.LIST_RESPONSE_SCHEMA]
+    assert (document["totalResults"], document["itemsPerPage"], document["startIndex"]) == (before + 5, 2, before + 2)
+    assert [item["userName"] for item in document["Resources"]] == ["page1", "page2"]
+
+
+def test_at_most_max_results_a_page(db):
+    before = scim.list_users(db, count=0).total
+    for index in range(scim.MAX_RESULTS + 1):
+        db.add(User(username=f"bulk{index}", email=f"bulk{index}@example.com", origin="scim", created_at=utcnow()))
+    db.flush()
+    page = scim.list_users(db, count=1000)
+    assert page.total == before + scim.MAX_RESULTS + 1 and len(page.users) == scim.MAX_RESULTS
+
+
+def test_errors_are_rfc_7644_documents():
+    assert ScimError(409, "uniqueness", "taken").document() == {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "409", "scimType": "uniqueness",
+        "detail": "taken",
+    }
+    assert "scimType" not in ScimError(404, None, "gone").document()
