@@ -249,3 +249,25 @@ def test_a_disabled_account_stops_every_token(db, keys, make_user, make_token):
     db.flush()
     with pytest.raises(AccountDisabled):
         verify(db, keys, second)
+
+
+def test_the_request_path_reads_a_token_exactly_as_the_orm_path_does(db, keys, make_user, make_token):
+    """On SQLite a plain connection reads on the driver's cursor and converts the values
+    itself; whatever a token holds, it must come out as SQLAlchemy's types would have it."""
+    owner = make_user("ines", admin=True)
+    fresh, _ = make_token(owner, "fresh")
+    used, used_row = make_token(owner, "used", expires_at=utcnow() + timedelta(days=3))
+    personal_tokens.record_use(db, personal_tokens.verify_token(db, keys, used, prefix=PREFIX),
+                               ip="2001:db8::1", agent="git/2.47")
+    revoked, revoked_row = make_token(owner, "revoked")
+    personal_tokens.revoke_token(db, revoked_row.id, owner.id, actor="tests")
+    db.flush()
+    for secret in (fresh, used, revoked):
+        on_request_path = personal_tokens._lookup(db.connection(), keys, secret)
+        through_session = personal_tokens._lookup(db, keys, secret)
+        assert on_request_path == through_session
+        assert on_request_path.created_at.tzinfo is not None and on_request_path.owner.is_admin is True
+    used_token = personal_tokens._lookup(db.connection(), keys, used)
+    assert used_token.last_used_ip == "2001:db8::1" and used_token.expires_at.utcoffset() == timedelta(0)
+    assert personal_tokens._lookup(db.connection(), keys, revoked).revoked_reason == "owner"
+    assert personal_tokens._lookup(db.connection(), keys, "tks_" + "x" * 38) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,21 @@ def connection_to(engine: Engine) -> Iterator[Connection]:
         if is_outage(error):
             raise StoreUnavailable() from error
         raise
+
+
+def fetch_one_on_driver(connection: Connection, sql: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """One read straight on the SQLite driver's cursor, for the statement every request runs.
+
+    SQLAlchemy's execution machinery (context, result, type processing) costs about 30 µs of
+    a 45 µs token lookup; ``sqlite3`` itself caches the prepared statement. Values come back
+    as the driver has them (text timestamps, JSON as text, integers for booleans): the caller
+    converts. A driver error that means the store cannot answer (locked past the busy
+    timeout, I/O) is an outage, as it is through SQLAlchemy.
+    """
+    try:
+        return connection.connection.driver_connection.execute(sql, parameters).fetchone()
+    except sqlite3.OperationalError as error:
+        raise StoreUnavailable() from error
 
 
 def ping(engine: Engine) -> None:
