@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -96,27 +97,35 @@ def for_single_statements(engine: Engine) -> Engine:
 def connection_to(engine: Engine) -> Iterator[Connection]:
     """A pooled connection, committed when the block succeeds; outages become StoreUnavailable."""
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection:
             yield connection
+            if connection.in_transaction():  # something was written: a read alone needs no commit
+                connection.commit()
     except Exception as error:
         if is_outage(error):
             raise StoreUnavailable() from error
         raise
 
 
-def fetch_one_on_driver(connection: Connection, sql: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """One read straight on the SQLite driver's cursor, for the statement every request runs.
+def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tuple[Any, ...] | None:
+    """One read straight on the driver's cursor, for the statement every request runs.
 
     SQLAlchemy's execution machinery (context, result, type processing) costs about 30 µs of
-    a 45 µs token lookup; ``sqlite3`` itself caches the prepared statement. Values come back
-    as the driver has them (text timestamps, JSON as text, integers for booleans): the caller
-    converts. A driver error that means the store cannot answer (locked past the busy
-    timeout, I/O) is an outage, as it is through SQLAlchemy.
+    a 45 µs token lookup; the drivers prepare and cache the statement themselves. Values come
+    back as the driver has them: the caller types them. Errors keep their meaning: a driver
+    error that means the store cannot answer (SQLite locked past the busy timeout or failing
+    I/O; a PostgreSQL connection lost) is an outage, and a lost connection leaves the pool,
+    as it does through SQLAlchemy.
     """
     try:
         return connection.connection.driver_connection.execute(sql, parameters).fetchone()
     except sqlite3.OperationalError as error:
         raise StoreUnavailable() from error
+    except psycopg.Error as error:
+        if isinstance(error, psycopg.OperationalError) or connection.connection.driver_connection.closed:
+            connection.invalidate()
+            raise StoreUnavailable() from error
+        raise
 
 
 def ping(engine: Engine) -> None:

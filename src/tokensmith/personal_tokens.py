@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.dialects import postgresql as postgresql_dialect, sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -175,9 +175,10 @@ _BY_DIGEST = _LOOKUP.where(_TOKENS.c.digest == bindparam("digest"))
 _BY_ANY_DIGEST = _LOOKUP.where(_TOKENS.c.digest.in_(bindparam("digests", expanding=True)))
 
 
-# The same SELECT as SQLite's driver reads it, for the driver's cursor: see _lookup.
+# The same SELECT as each driver reads it, for the driver's cursor: see _lookup.
 _BY_DIGEST_SQLITE = str(_BY_DIGEST.compile(dialect=sqlite_dialect.dialect()))
-_SQLITE_TIMES = tuple(VerifiedToken.__slots__.index(name) for name in (
+_BY_DIGEST_POSTGRESQL = str(_BY_DIGEST.compile(dialect=postgresql_dialect.dialect()))
+_TIMES = tuple(VerifiedToken.__slots__.index(name) for name in (
     "created_at", "expires_at", "last_used_at", "revoked_at"))
 
 
@@ -185,24 +186,43 @@ def _from_sqlite(row: tuple[Any, ...]) -> list[Any]:
     """A row as SQLite's driver returns it, typed as SQLAlchemy would type it."""
     values = list(row)
     values[3] = json.loads(values[3])  # scopes
-    for index in _SQLITE_TIMES:
+    for index in _TIMES:
         if values[index] is not None:
             values[index] = datetime.fromisoformat(values[index]).replace(tzinfo=timezone.utc)
     values[-2], values[-1] = bool(values[-2]), bool(values[-1])  # is_admin, is_active
     return values
 
 
+def _from_postgresql(row: tuple[Any, ...]) -> list[Any]:
+    """A row as psycopg returns it (typed already), with timestamps in UTC as UTCDateTime has them."""
+    values = list(row)
+    for index in _TIMES:
+        if values[index] is not None:
+            values[index] = values[index].astimezone(timezone.utc)
+    return values
+
+
+_DRIVER_READS = ("sqlite", "postgresql")
+
+
+def _read_on_driver(store: Connection, digest: bytes) -> list[Any] | None:
+    if store.dialect.name == "sqlite":
+        found = fetch_one_on_driver(store, _BY_DIGEST_SQLITE, (digest,))
+        return None if found is None else _from_sqlite(found)
+    found = fetch_one_on_driver(store, _BY_DIGEST_POSTGRESQL, {"digest": digest})
+    return None if found is None else _from_postgresql(found)
+
+
 def _lookup(store: Connectable, keys: ServerKeys, secret: str) -> VerifiedToken | None:
     """The token whose digest matches: one indexed lookup, one constant-time compare.
 
     Revoked and expired tokens are found too: the caller says why they are refused. On a
-    plain SQLite connection (the request path) the one statement runs on the driver's
-    cursor, which halves the cost of every authenticated request.
+    plain connection (the request path) the one statement runs on the driver's cursor,
+    which halves the cost of every authenticated request.
     """
     digests = keys.all_digests(PURPOSE, secret)
-    if len(digests) == 1 and isinstance(store, Connection) and store.dialect.name == "sqlite":
-        found = fetch_one_on_driver(store, _BY_DIGEST_SQLITE, (digests[0],))
-        row = None if found is None else _from_sqlite(found)
+    if len(digests) == 1 and isinstance(store, Connection) and store.dialect.name in _DRIVER_READS:
+        row = _read_on_driver(store, digests[0])
     elif len(digests) == 1:
         row = store.execute(_BY_DIGEST, {"digest": digests[0]}).one_or_none()
     else:

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics, sessions, tokens
 from tokensmith.accounts import Account
+from tokensmith.config import Settings
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
 from tokensmith.errors import AuthenticationRequired, CredentialMalformed
 from tokensmith.db import connection_to
@@ -83,7 +84,7 @@ def _check_client(runtime: Runtime, credentials: Credentials, ip: str | None, ag
         return runtime.authenticator.authenticate(connection, credentials, ip=ip, agent=agent)
 
 
-async def client_identity(request: Request, response: Response) -> Identity:
+async def identify_client(request: Request) -> Identity:
     """The identity of a non-browser client: git, Maven, Nexus, curl, the CLI.
 
     The check runs on every request: it is its own unit of work, on a connection of its
@@ -110,10 +111,21 @@ async def client_identity(request: Request, response: Response) -> Identity:
         identity = await runtime.run_on_store(_check_client, *arguments)
     else:  # a password is hashed for tens of milliseconds: never on the event loop
         identity = await run_in_threadpool(_check_client, *arguments)
+    return identity
+
+
+def add_deprecation_headers(response: Response, identity: Identity, settings: Settings) -> None:
+    """A password accepted under the ``warn`` policy: say so in every answer."""
     if identity.warning:
         response.headers["Deprecation"] = "true"
         response.headers["Warning"] = f'299 tokensmith "{identity.warning}"'
         response.headers["Link"] = f'<{settings.tokens_page_url}>; rel="deprecation"'
+
+
+async def client_identity(request: Request, response: Response) -> Identity:
+    """The dependency of non-browser routes: ``identify_client``, and the headers it calls for."""
+    identity = await identify_client(request)
+    add_deprecation_headers(response, identity, get_runtime(request).settings)
     return identity
 
 
