@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
-from tokensmith import accounts, personal_tokens, provider_accounts
+from tokensmith import accounts, audit, personal_tokens, provider_accounts
 from tokensmith.errors import SignInRejected, TokenRevoked
 from tokensmith.identity_provider import VerifiedIdentity
+from tokensmith.models import AuditEvent
 
 ISSUER = "https://idp.example.test"
 
@@ -104,3 +106,18 @@ def test_a_disabled_account_cannot_sign_in_and_its_tokens_stay_dead(db, keys):
     assert sign_in(db, person()).id == user.id
     with pytest.raises(TokenRevoked):
         personal_tokens.verify_token(db.connection(), keys, secret, prefix="tks_")
+
+
+def test_what_the_provider_did_reads_as_words_on_my_tokens(db):
+    user = sign_in(db, person())
+    accounts.disable_user(db, user, actor="scim")
+    accounts.enable_user(db, user, actor="scim")
+    db.flush()
+    events = db.scalars(select(AuditEvent).where(AuditEvent.user_id == user.id).order_by(AuditEvent.id)).all()
+    described = [audit.describe(event) for event in events]
+    assert described == [
+        "Account created",
+        "Account linked to your identity at the identity provider",
+        "Account disabled",
+        "Account enabled again (tokens revoked meanwhile stay revoked)",
+    ]

@@ -15,6 +15,11 @@ from tokensmith.models import AuditEvent
 _DESCRIPTIONS = {
     "user.created": "Account created",
     "user.disabled": "Account disabled",
+    "user.enabled": "Account enabled again (tokens revoked meanwhile stay revoked)",
+    "user.updated": "Profile updated by the identity provider",
+    "user.linked": "Account linked to your identity at the identity provider",
+    "user.removed": "Account removed by the identity provider",
+    "user.renamed": "Account renamed from {previous} to {username}",
     "token.created": "Token “{name}” created",
     "token.revoked": "Token “{name}” revoked{reason_phrase}",
     "token.rotated": "Token “{name}” rotated: a new secret replaced the old one",
