@@ -188,7 +188,7 @@ def _from_sqlite(row: tuple[Any, ...]) -> list[Any]:
     values[3] = json.loads(values[3])  # scopes
     for index in _TIMES:
         if values[index] is not None:
-            values[index] = datetime.fromisoformat(values[index]).replace(tzinfo=timezone.utc)
+            values[index] = datetime.fromisoformat(values[index] + "+00:00")  # stored in UTC
     values[-2], values[-1] = bool(values[-2]), bool(values[-1])  # is_admin, is_active
     return values
 
