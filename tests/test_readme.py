@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.support.ledger import remember
+from tests.support.servers import LiveServer
 
 README = Path(__file__).parents[1] / "README.md"
 PLACEHOLDER = "TOKEN=tks_...paste-yours-here..."
@@ -112,3 +113,25 @@ def test_the_ci_example_of_the_client_runs_as_written(server, tmp_path):
     assert "readme-ci with token “README CI”" in result.stdout and '"name": "README CI"' in result.stdout
     assert token not in result.stdout
     assert not (tmp_path / ".config").exists()  # nothing stored
+
+
+def test_the_scim_example_runs_as_written(tmp_path):
+    scim_token = remember("readme-scim-secret-" + "s" * 20)
+    live = LiveServer(tmp_path / "data", env={"TOKENSMITH_SCIM_TOKEN": scim_token}, name="readme-scim").start()
+    try:
+        script = "\n".join(shell_blocks("Deprovisioning with SCIM"))
+        # A token grace made before she left: it must stop working.
+        script = script.replace("# She leaves:", f"{sys.executable} -m tokensmith tokens create --user grace --name laptop > grace.token\n# She leaves:")
+        env = {**live.env, "TOKENSMITH_URL": live.base_url, "SCIM_TOKEN": scim_token}
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True,
+                                text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        listed, patched = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")][-2:]
+        assert listed["totalResults"] == 1 and listed["Resources"][0]["name"]["familyName"] == "Hopper"
+        assert patched["active"] is False
+        token = remember((tmp_path / "grace.token").read_text().strip())
+        with live.client() as client:
+            refused = client.get("/api/v1/me", auth=("grace", token))
+        assert refused.status_code == 401 and "the account was disabled" in refused.json()["message"]
+    finally:
+        live.stop()
