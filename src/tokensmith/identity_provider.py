@@ -245,12 +245,18 @@ class OpenIdProvider:
                 "This answer from the identity provider does not belong to the sign-in started "
                 "in this browser (state mismatch). Start again from the sign-in page."
             )
+        metadata = await self.metadata()
+        if "iss" in params and params["iss"] != metadata.issuer:
+            # RFC 9207: the answer names another provider (a mix-up attack, or a misconfiguration).
+            raise SignInRejected(
+                f"This answer comes from another identity provider than {self.name}. Start again "
+                "from the sign-in page."
+            )
         if "error" in params:
             raise SignInRejected(_provider_error(self.name, params))
         code = params.get("code", "")
         if not code:
             raise SignInRejected(f"{self.name} sent no authorization code. Start again from the sign-in page.")
-        metadata = await self.metadata()
         async with self._client() as client:
             try:
                 token = await client.fetch_token(

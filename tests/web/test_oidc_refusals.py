@@ -119,6 +119,16 @@ def test_a_state_that_does_not_match_is_refused_before_the_code_is_redeemed(serv
         assert rogue.token_requests == before
 
 
+def test_an_answer_naming_another_issuer_is_refused(server, rogue):
+    """RFC 9207's iss parameter: an answer from another provider (mix-up) is not redeemed."""
+    with server.client() as browser:
+        callback = urlsplit(to_callback(browser, rogue))
+        before = rogue.token_requests
+        page = browser.get(f"{callback.path}?{callback.query}&iss=https%3A%2F%2Fevil.example")
+        refused(page, 400, "comes from another identity provider")
+        assert rogue.token_requests == before
+
+
 def test_a_callback_in_another_browser_is_refused(server, rogue):
     with server.client() as browser, server.client() as other_browser:
         page = other_browser.get(to_callback(browser, rogue))
