@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from tests.support.browser import chromium_missing, launch_chromium
 from tests.support.ledger import remember, watch, watch_database
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.servers import LiveServer
@@ -33,6 +35,21 @@ def unavailable(reason: str) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``last`` run after all others: they inspect what the whole run left."""
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+# --- the browser --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's chromium through Playwright, headless: one per test module."""
+    reason = chromium_missing()
+    if reason:
+        unavailable(reason)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------

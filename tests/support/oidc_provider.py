@@ -17,7 +17,6 @@ login and consent pages, and ``sign_out_with_forms`` through the sign-out confir
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import os
@@ -25,7 +24,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -34,7 +32,7 @@ import httpx
 
 from tests.support.ledger import remember, watch
 from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from tests.support.processes import stop_process, wait_until_answering
 
 PACKAGE_DIR = Path(__file__).parent / "oidc"
 SCRIPT = PACKAGE_DIR / "provider.mjs"
@@ -148,16 +146,8 @@ class OidcProvider:
         return self
 
     def _wait_until_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise OidcProviderFailed(f"oidc-provider exited with {self.process.returncode}:\n{self.console()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.discovery_url, timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise OidcProviderFailed(f"oidc-provider did not answer within {timeout}s:\n{self.console()}")
+        wait_until_answering(self.process, self.discovery_url, statuses=(200,), timeout=timeout,
+                             name="oidc-provider", console=self.console, failure=OidcProviderFailed)
 
     def stop(self) -> None:
         stop_process(self.process)

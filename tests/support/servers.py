@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 from sqlalchemy.orm import Session
 
 from tests.support.ledger import remember, watch
-from tests.support.processes import stop_process
+from tests.support.processes import stop_process, wait_until_answering
 from tests.support.ports import free_port
 from tokensmith import accounts, personal_tokens
 from tokensmith.config import load_settings
@@ -73,16 +72,8 @@ class LiveServer:
         return self
 
     def _wait_until_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerFailed(f"server exited with {self.process.returncode}:\n{self.console()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code in (200, 503):
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise ServerFailed(f"server did not answer within {timeout}s:\n{self.console()}")
+        wait_until_answering(self.process, f"{self.base_url}/healthz", statuses=(200, 503), timeout=timeout,
+                             name="server", console=self.console, failure=ServerFailed)
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -17,10 +17,8 @@ from datetime import datetime, time, timedelta, timezone
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.conftest import unavailable
-from tests.support.browser import chromium_missing, launch_chromium
 from tests.support.ledger import remember
 from tests.support.servers import LiveServer
 from tokensmith import accounts, personal_tokens
@@ -36,23 +34,12 @@ COLUMNS = ("Name", "Token", "Created", "Last used", "Expires")
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    reason = chromium_missing()
-    if reason:
-        unavailable(reason)
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def context(browser: Browser, server: LiveServer) -> Iterator[BrowserContext]:
+def context(chromium: Browser, server: LiveServer) -> Iterator[BrowserContext]:
     """A fresh profile per test: no cookie or session leaks from one test into the next."""
     # Clipboard allowed, as on a desktop where the person accepted it: the Copy button then
     # takes its navigator.clipboard path and the test can read what it copied.
-    context = browser.new_context(base_url=server.base_url, permissions=["clipboard-read", "clipboard-write"])
+    context = chromium.new_context(base_url=server.base_url, permissions=["clipboard-read", "clipboard-write"])
     # A person would give up long before Playwright's 30 s default; fail fast and say where.
     context.set_default_timeout(10_000)
     yield context

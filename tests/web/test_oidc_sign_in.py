@@ -15,10 +15,9 @@ from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests.conftest import unavailable
-from tests.support.browser import chromium_missing, launch_chromium
 from tests.support.git import GitUser
 from tests.support.ledger import remember
 from tests.support.oidc_provider import OidcProvider, OidcProviderUnavailable, sign_in_with_forms
@@ -148,17 +147,6 @@ def test_profile_claims_are_read_from_userinfo_when_the_id_token_leaves_them_out
 
 
 # --- in the browser -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    reason = chromium_missing()
-    if reason:
-        unavailable(reason)
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def sign_in_at_provider(page: Page, login: str) -> None:
