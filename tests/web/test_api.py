@@ -15,6 +15,7 @@ from tests.support.ledger import remember
 from tokensmith import tokens
 from tokensmith.clock import utcnow
 from tokensmith.models import AuditEvent, PersonalToken
+from tokensmith.web.schemas import Me
 
 PASSWORD = "the web site's password"
 
@@ -63,6 +64,22 @@ def test_basic_and_bearer_name_the_user_and_the_token(server, alice):
     row = server.token_row(alice, "CI Chain")
     assert row.last_used_at is not None and row.last_used_ip == "127.0.0.1"
     assert row.last_used_agent.startswith("python-httpx/")
+
+
+def test_me_answers_exactly_its_documented_schema(server, alice):
+    """/api/v1/me serialises its answer itself: it must still be exactly the Me model, with the
+    token's fields as GET /api/v1/tokens shows them."""
+    token = server.create_token(alice, "schema check", expires_at=utcnow() + timedelta(days=2))
+    me(server, auth=(alice, token))  # a first use, so that "last used" is filled in
+    response = me(server, auth=(alice, token))
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert Me.model_validate(body).model_dump(mode="json") == body
+    with server.client() as client:
+        listed = [item for item in client.get("/api/v1/tokens", auth=(alice, token)).json() if item["name"] == "schema check"]
+    assert body["token"] == listed[0]
+    assert body["token"]["expires_at"].endswith("Z") and body["token"]["last_used_ip"] == "127.0.0.1"
+    assert body["user"] == {"username": alice, "email": f"{alice}@example.test", "is_admin": False}
 
 
 def test_the_token_list_never_shows_a_secret(server, alice):

@@ -19,7 +19,6 @@ from tokensmith.web.schemas import (
     ProjectPublic,
     TokenCreated,
     TokenPublic,
-    UserPublic,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
@@ -31,15 +30,10 @@ async def read_me(request: Request) -> Response:
     """Who the credential belongs to, and which token made the request."""
     # Every client checks its token here (the CLI's login, CI jobs), so this route is lean:
     # it calls the one credential extractor itself rather than through FastAPI's dependency
-    # machinery, and lets pydantic serialise its model once rather than FastAPI validate and
-    # encode it again; together a quarter of the route's cost. response_model documents it.
+    # machinery, and serialises its answer once (Me.json_of) rather than have FastAPI
+    # validate and encode it; together a quarter of the route's cost. response_model documents it.
     identity = await identify_client(request)
-    me = Me(
-        user=UserPublic.of(identity.user),
-        authenticated_with=identity.method,
-        token=TokenPublic.of(identity.token) if identity.token else None,
-    )
-    answer = Response(me.model_dump_json(), media_type="application/json")
+    answer = Response(Me.json_of(identity), media_type="application/json")
     add_deprecation_headers(answer, identity, get_runtime(request).settings)
     return answer
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tokensmith.accounts import Account
+from tokensmith.authentication import Identity
 from tokensmith.clock import utcnow
 from tokensmith.models import PersonalToken
 from tokensmith.personal_tokens import VerifiedToken
@@ -26,7 +27,11 @@ class TokenPublic(BaseModel):
 
     @classmethod
     def of(cls, row: PersonalToken | VerifiedToken) -> TokenPublic:
-        return cls(
+        return cls(**cls.fields_of(row))
+
+    @staticmethod
+    def fields_of(row: PersonalToken | VerifiedToken) -> dict[str, Any]:
+        return dict(
             id=row.id,
             name=row.name,
             hint=row.hint,
@@ -49,15 +54,23 @@ class UserPublic(BaseModel):
     email: str
     is_admin: bool
 
-    @classmethod
-    def of(cls, user: Account) -> UserPublic:
-        return cls(username=user.username, email=user.email, is_admin=user.is_admin)
-
 
 class Me(BaseModel):
     user: UserPublic
     authenticated_with: str = Field(description='"token", or "password" under the warn policy')
     token: TokenPublic | None = Field(description="The token this request was made with")
+
+    @classmethod
+    def json_of(cls, identity: Identity) -> bytes:
+        """The answer of GET /api/v1/me, serialised by this model's serializer straight from
+        the identity's typed values: the route every client calls skips validating what the
+        store just typed (3 µs instead of 7)."""
+        user = identity.user
+        return cls.__pydantic_serializer__.to_json({
+            "user": {"username": user.username, "email": user.email, "is_admin": user.is_admin},
+            "authenticated_with": identity.method,
+            "token": TokenPublic.fields_of(identity.token) if identity.token else None,
+        })
 
 
 class LeakReport(BaseModel):
