@@ -269,6 +269,8 @@ class OpenIdProvider:
                     f"{self.name} refused to complete the sign-in ({error.error}): the sign-in "
                     "link was used already or is too old. Start again from the sign-in page."
                 ) from None
+            except httpx2.HTTPStatusError as error:
+                raise self._unavailable(f"its token endpoint answered HTTP {error.response.status_code}") from None
             except httpx2.HTTPError as error:
                 raise self._unavailable(f"its token endpoint cannot be reached ({type(error).__name__})") from None
             except ValueError:

@@ -33,7 +33,7 @@ CLIENT_ID = "tokensmith-tests"
 class RogueProvider:
     """``mode`` picks the misbehaviour of the next token answer: "honest", "wrong_key",
     "expired", "wrong_audience", "wrong_nonce", "wrong_issuer", "unsigned", "garbage_token",
-    "no_id_token"; ``discovery`` picks the discovery answer: "ok", "garbage", "not_json",
+    "no_id_token", "token_endpoint_broken", "token_answer_odd", "jwks_garbage"; ``discovery`` picks the discovery answer: "ok", "garbage", "not_json",
     "wrong_issuer", "500"."""
 
     def __init__(self) -> None:
@@ -76,8 +76,12 @@ class RogueProvider:
         self.codes[code] = query
         return f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query['state']})}"
 
-    def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any] | bytes]:
         self.token_requests += 1
+        if self.mode == "token_endpoint_broken":
+            return 500, b"<html>Internal Server Error</html>"
+        if self.mode == "token_answer_odd":
+            return 200, {"hello": "world"}
         request = self.codes.pop(form.get("code", ""), None)
         if request is None:
             return 400, {"error": "invalid_grant", "error_description": "code unknown or used"}
@@ -109,7 +113,9 @@ class RogueProvider:
         key = self.other_key if self.mode == "wrong_key" else self.key
         return jwt.encode({"alg": "RS256", "kid": "good"}, claims, key)
 
-    def jwks(self) -> dict[str, Any]:
+    def jwks(self) -> dict[str, Any] | bytes:
+        if self.mode == "jwks_garbage":
+            return {"keys": [{"kty": "nonsense"}]}
         return KeySet([self.key]).as_dict(private=False)
 
     # --- life cycle ------------------------------------------------------------------------
@@ -151,7 +157,10 @@ class RogueProvider:
                     self._send(404, b"{}")
                     return
                 status, answer = provider.token(form)
-                self._send(status, json.dumps(answer).encode())
+                if isinstance(answer, bytes):
+                    self._send(status, answer, content_type="text/html")
+                else:
+                    self._send(status, json.dumps(answer).encode())
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -100,6 +100,8 @@ def test_an_honest_provider_signs_the_person_in(server, rogue):
     ("unsigned", 400, "identity token from Rogue IdP was refused"),
     ("garbage_token", 400, "not a well-formed signed token"),
     ("no_id_token", 502, "answered without an ID token"),
+    ("token_endpoint_broken", 502, "its token endpoint answered HTTP 500"),
+    ("token_answer_odd", 502, "answered without an ID token"),
 ])
 def test_a_bad_id_token_is_refused_with_the_reason(server, rogue, mode, status, words):
     rogue.mode = mode
@@ -185,7 +187,10 @@ def test_a_provider_answering_garbage_gets_a_page_that_says_so(broken_provider):
         ]:
             provider.discovery = discovery
             refused(browser.get("/login/oidc"), 502, "Sign-in with Rogue IdP is not possible right now", words)
-        provider.discovery = "ok"  # back up: sign-in works again, nothing was cached
+        provider.discovery = "ok"
+        provider.mode = "jwks_garbage"
+        refused(browser.get(to_callback(browser, provider)), 502, "its signing keys (JWKS) cannot be read")
+        provider.mode = "honest"  # back up: sign-in works again, nothing broken was cached
         assert browser.get(to_callback(browser, provider)).status_code == 303
     assert "Traceback" not in live.console()
 
