@@ -146,6 +146,21 @@ def test_profile_claims_are_read_from_userinfo_when_the_id_token_leaves_them_out
     assert (user.email, user.display_name, user.oidc_subject) == ("dana@corp.example.test", "Dana Scully", "00u1dana2subject3")
 
 
+def test_a_provider_that_rotated_its_signing_key_is_followed(request, tmp_path):
+    """The provider restarts with a new key: the ID token names a key id Tokensmith has not
+    seen, and it fetches the provider's keys again instead of refusing the sign-in."""
+    idp, live = start_pair(tmp_path, request, name="rotation")
+    with signed_in_client(live, "erin"):
+        pass
+    kids_before = {key["kid"] for key in httpx.get(idp.discovery()["jwks_uri"]).json()["keys"]}
+    idp.restart()  # a new signing key (and no sessions)
+    kids_after = {key["kid"] for key in httpx.get(idp.discovery()["jwks_uri"]).json()["keys"]}
+    assert kids_before.isdisjoint(kids_after)
+    with signed_in_client(live, "erin"):
+        pass
+    assert "Traceback" not in live.console()
+
+
 # --- in the browser -------------------------------------------------------------------------------
 
 
