@@ -33,6 +33,9 @@ ACCOUNTS = {
 }
 
 
+SCIM_TOKEN = remember("scim-secret-for-the-sign-in-tests-0123")
+
+
 def start_pair(base, request: pytest.FixtureRequest, *, name: str, **provider_options) -> tuple[OidcProvider, LiveServer]:
     """A provider and a Tokensmith registered at it, both stopped at the end."""
     live = LiveServer(base / "data", name=name, env={})  # not started: its URL is needed first
@@ -52,6 +55,7 @@ def start_pair(base, request: pytest.FixtureRequest, *, name: str, **provider_op
         "TOKENSMITH_OIDC_CLIENT_SECRET": idp.client_secret,
         "TOKENSMITH_OIDC_PROVIDER_NAME": PROVIDER_NAME,
         "TOKENSMITH_LOCAL_LOGIN": "false",
+        "TOKENSMITH_SCIM_TOKEN": SCIM_TOKEN,
     })
     request.addfinalizer(live.stop)
     live.start()
@@ -136,6 +140,35 @@ def test_passwords_open_nothing_and_tokens_are_the_credential(server):
         assert client.get("/api/v1/me", auth=("svc-bot", token)).status_code == 200
         refused = client.get("/api/v1/me", auth=("svc-bot", "a password of some length"))
         assert refused.status_code == 401 and "Passwords are not accepted here" in refused.json()["message"]
+
+
+def test_deactivation_at_the_provider_ends_the_session_and_every_token(server):
+    """The gap the issue closes: the person leaves, the provider's SCIM call deactivates them,
+    and their browser session and tokens stop on the next request. Reactivation lets them
+    sign in again, without the old tokens."""
+    scim = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
+    deactivate = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                  "Operations": [{"op": "replace", "value": {"active": False}}]}
+    with signed_in_client(server, "gina") as browser, server.client() as provider:
+        token = server.create_token("gina", "laptop")
+        assert browser.get("/tokens").status_code == 200
+        found = provider.get("/scim/v2/Users", params={"filter": 'userName eq "gina"'}, headers=scim).json()
+        user_id = found["Resources"][0]["id"]
+        assert provider.patch(f"/scim/v2/Users/{user_id}", json=deactivate, headers=scim).json()["active"] is False
+
+        assert browser.get("/tokens").headers["location"] == "/login?next=%2Ftokens"
+        refused = provider.get("/api/v1/me", auth=("gina", token))
+        assert refused.status_code == 401 and "the account was disabled" in refused.json()["message"]
+        start = browser.get("/login/oidc")
+        back = sign_in_with_forms(browser, start.headers["location"], "gina")
+        page = browser.get(back.headers["location"])
+        assert page.status_code == 400 and "is disabled" in page.text
+
+        deactivate["Operations"][0]["value"]["active"] = True
+        assert provider.patch(f"/scim/v2/Users/{user_id}", json=deactivate, headers=scim).json()["active"] is True
+    with signed_in_client(server, "gina") as browser:
+        assert "Signed in as <strong>gina</strong>" in browser.get("/tokens").text
+        assert browser.get("/api/v1/me", auth=("gina", token)).status_code == 401
 
 
 def test_profile_claims_are_read_from_userinfo_when_the_id_token_leaves_them_out(request, tmp_path):
