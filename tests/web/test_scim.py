@@ -156,6 +156,18 @@ def test_okta_deactivation_revokes_the_users_tokens_at_once(scim_server, idp):
     assert me(scim_server, name, scim_server.create_token(name, "new laptop")).status_code == 200
 
 
+def test_a_put_with_active_false_deactivates_too(scim_server, idp):
+    name = unique("ida")
+    user = provision(idp, name)
+    token = scim_server.create_token(name, "laptop")
+    replaced = send(idp, "PUT", f"/Users/{user['id']}", okta_user(name, active=False))
+    assert replaced.status_code == 200 and replaced.json()["active"] is False
+    refused = me(scim_server, name, token)
+    assert refused.status_code == 401 and "the account was disabled" in refused.json()["message"]
+    assert send(idp, "PUT", f"/Users/{user['id']}", okta_user(name, active=True)).json()["active"] is True
+    assert me(scim_server, name, token).status_code == 401, "reactivation brings no token back"
+
+
 def test_entra_matches_then_deactivates_with_its_own_dialect(scim_server, idp):
     name = unique("hedy")
     probe = idp.get("/Users", params={"filter": f'userName eq "{name}"'})
