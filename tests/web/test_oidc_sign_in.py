@@ -109,6 +109,17 @@ def test_the_first_sign_in_creates_the_account_and_the_next_finds_it_by_subject(
     assert server.user("erin").id == user.id
 
 
+def test_signing_in_again_ends_the_session_it_replaces(server):
+    with signed_in_client(server, "erin") as browser:
+        first = browser.cookies["tokensmith_session"]
+        start = browser.get("/login/oidc")  # the provider still knows erin: no form this time
+        again = browser.get(sign_in_with_forms(browser, start.headers["location"], "erin").headers["location"])
+        assert again.status_code == 303 and browser.cookies["tokensmith_session"] != first
+    with server.client() as thief:
+        thief.cookies.set("tokensmith_session", first)
+        assert thief.get("/tokens").status_code == 303
+
+
 def test_a_local_account_with_the_same_name_is_not_taken_over(server):
     with server.client() as browser:
         start = browser.get("/login/oidc")

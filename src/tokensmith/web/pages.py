@@ -117,6 +117,8 @@ def start_browser_session(request: Request, db: Session, user: User, next_path: 
     """The answer to a sign-in that succeeded: a new session, and on to where the person
     was going."""
     runtime = get_runtime(request)
+    # A sign-in over an earlier one in this browser (another account, say) ends that one.
+    sessions.end_session(db, runtime.keys, session_secret(request))
     secret, _row = sessions.start_session(
         db, runtime.keys, user, days=runtime.settings.session_days,
         ip=client_ip(request), user_agent=client_agent(request),
