@@ -70,11 +70,11 @@ class Authenticator:
     ) -> Identity:
         """Check a non-browser client's credentials on ``store``: a connection (the hot path)
         or a session."""
-        method = "token" if self.is_token(credentials) else "password"
+        is_token = self.is_token(credentials)
         try:
-            identity = self._authenticate(store, credentials, ip=ip, agent=agent)
+            identity = self._authenticate(store, credentials, is_token, ip=ip, agent=agent)
         except AuthenticationFailed as error:
-            metrics.count_authentication(method, error.reason)
+            metrics.count_authentication("token" if is_token else "password", error.reason)
             raise self._advise(error) from None
         metrics.count_authentication(identity.method, "ok")
         return identity
@@ -84,10 +84,11 @@ class Authenticator:
         return tokens.looks_like_token(_secret_of(credentials), self.settings.token_prefix)
 
     def _authenticate(
-        self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None
+        self, store: Connectable, credentials: Credentials, is_token: bool, *, ip: str | None,
+        agent: str | None,
     ) -> Identity:
         secret = _secret_of(credentials)
-        if self.is_token(credentials):
+        if is_token:
             token = personal_tokens.verify_token(
                 store, self.keys, secret, prefix=self.settings.token_prefix
             )

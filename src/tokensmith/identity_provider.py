@@ -278,13 +278,12 @@ class OpenIdProvider:
             id_token = token.get("id_token") if isinstance(token, dict) else None
             if not isinstance(id_token, str) or not id_token:
                 raise self._unavailable("it answered without an ID token")
-            claims = await self._verified_claims(id_token, pending.nonce)
+            claims = await self._verified_claims(metadata, id_token, pending.nonce)
             profile = await self._userinfo(client, metadata, token, claims["sub"])
         merged = {**profile, **{k: v for k, v in claims.items() if v is not None}}
         return VerifiedIdentity(issuer=metadata.issuer, subject=claims["sub"], claims=merged, id_token=id_token)
 
-    async def _verified_claims(self, id_token: str, nonce: str) -> dict[str, Any]:
-        metadata = await self.metadata()
+    async def _verified_claims(self, metadata: ProviderMetadata, id_token: str, nonce: str) -> dict[str, Any]:
         registry = JWSRegistry(algorithms=list(metadata.signing_algorithms), strict_check_header=False)
         try:
             try:

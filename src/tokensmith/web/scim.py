@@ -28,6 +28,7 @@ from tokensmith import metrics, scim
 from tokensmith.db import unit_of_work
 from tokensmith.errors import StoreUnavailable
 from tokensmith.scim import ScimError
+from tokensmith.web.auth import MAX_AUTHORIZATION_LENGTH
 from tokensmith.web.runtime import client_ip, get_runtime
 
 log = logging.getLogger("tokensmith.scim")
@@ -35,7 +36,6 @@ log = logging.getLogger("tokensmith.scim")
 MEDIA_TYPE = "application/scim+json"
 BODY_TYPES = ("application/scim+json", "application/json")
 MAX_BODY = 64 * 1024
-MAX_AUTHORIZATION_LENGTH = 4096
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tokensmith-scim"'}
 ENDPOINTS = ("Users", "ServiceProviderConfig", "ResourceTypes", "Schemas")
 T = TypeVar("T")
