@@ -77,7 +77,7 @@ def test_the_resource_of_an_account(db):
         "id": str(user.id),
         "userName": "ada@example.com",
         "externalId": "00u1abcd",
-        "name": {"formatted": "Ada Lovelace", "givenName": "Ada", "familyName": "Lovelace"},
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
         "displayName": "Ada Lovelace",
         "emails": [{"value": "ada@example.com", "type": "work", "primary": True}],
         "active": True,
@@ -91,20 +91,59 @@ def test_the_resource_of_an_account(db):
     assert document["meta"]["created"].endswith("Z") and "T" in document["meta"]["created"]
 
 
-def test_the_name_comes_from_name_when_there_is_no_display_name(db):
-    body = okta_user(displayName=None, name={"givenName": "Grace", "familyName": "Brewster Hopper"})
-    document = scim.resource(scim.create_user(db, body), BASE)
-    assert document["displayName"] == "Grace Brewster Hopper"
-    assert document["name"] == {"formatted": "Grace Brewster Hopper", "givenName": "Grace", "familyName": "Brewster Hopper"}
+def test_the_account_name_is_display_name_else_formatted_else_given_and_family(db):
+    user = scim.create_user(db, okta_user(displayName=None, name={"givenName": "Grace", "familyName": "Brewster Hopper"}))
+    assert user.display_name == "Grace Brewster Hopper"
+    document = scim.resource(user, BASE)
+    assert "displayName" not in document, "what was not sent is not made up"
+    assert document["name"] == {"givenName": "Grace", "familyName": "Brewster Hopper"}
+    formatted = scim.create_user(db, okta_user("f", displayName=None, name={"formatted": "Dr. G. Hopper", "givenName": "G"}))
+    assert formatted.display_name == "Dr. G. Hopper"
+    both = scim.create_user(db, okta_user("b", displayName="Amazing Grace", name={"formatted": "Grace Hopper"}))
+    assert both.display_name == "Amazing Grace"
     bare = scim.resource(scim.create_user(db, okta_user("nameless", displayName=None, name=None,
                                                             emails=[{"value": "n@example.com"}])), BASE)
     assert "name" not in bare and "displayName" not in bare
+    assert bare["emails"] == [{"value": "n@example.com"}]
 
 
-def test_the_primary_email_wins_else_the_first(db):
-    emails = [{"value": "home@example.com", "type": "home"}, {"value": "work@example.com", "primary": "True"}]
-    assert scim.create_user(db, okta_user("one", emails=emails)).email == "work@example.com"
-    assert scim.create_user(db, okta_user("two", emails=emails[:1])).email == "home@example.com"
+def test_the_account_email_is_the_primary_else_the_first_work_one_else_the_first(db):
+    emails = [{"value": "home@example.com", "type": "home"}, {"value": "work@example.com", "type": "Work"},
+              {"value": "chosen@example.com", "primary": "True"}]
+    assert scim.create_user(db, okta_user("one", emails=emails)).email == "chosen@example.com"
+    assert scim.create_user(db, okta_user("two", emails=emails[:2])).email == "work@example.com"
+    assert scim.create_user(db, okta_user("three", emails=emails[:1])).email == "home@example.com"
+
+
+def test_names_and_emails_read_back_exactly_as_sent(db):
+    name = {"formatted": "Ms. Ada King, Countess", "givenName": "Ada", "familyName": "King"}
+    emails = [{"value": "ada@home.example", "type": "home", "primary": False},
+              {"value": "ada@example.com", "type": "Engines", "primary": True}, {"value": "ada@old.example"}]
+    user = scim.create_user(db, okta_user(name=name, emails=emails, displayName=None))
+    document = scim.resource(user, BASE)
+    assert (document["name"], document["emails"]) == (name, emails)
+    assert (user.email, user.display_name) == ("ada@example.com", "Ms. Ada King, Countess")
+    assert scim.get_user(db, str(user.id)).scim_profile == {"displayName": None, "name": name, "emails": emails}
+    scim.replace_user(db, str(user.id), okta_user(name=name, emails=emails[::-1], displayName="Ada"))
+    document = scim.resource(user, BASE)
+    assert (document["emails"], document["displayName"], user.display_name) == (emails[::-1], "Ada", "Ada")
+
+
+def test_the_account_wins_when_its_name_or_email_changed_elsewhere(db):
+    """A sign-in at the provider updates the account's name and email: SCIM then reads those."""
+    user = scim.create_user(db, okta_user(emails=[{"value": "ada@example.com", "type": "home"}]))
+    user.display_name, user.email = "Ada B. Lovelace", "ada.b@example.com"
+    db.flush()
+    document = scim.resource(user, BASE)
+    assert document["displayName"] == "Ada B. Lovelace"
+    assert document["name"] == {"formatted": "Ada B. Lovelace", "givenName": "Ada", "familyName": "B. Lovelace"}
+    assert document["emails"] == [{"value": "ada.b@example.com", "type": "work", "primary": True}]
+
+
+def test_at_most_one_email_is_primary(db):
+    emails = [{"value": "a@example.com", "primary": True}, {"value": "b@example.com", "primary": True}]
+    with refused(400, "invalidValue", "At most one email is primary"):
+        scim.create_user(db, okta_user(emails=emails))
 
 
 def test_created_inactive_is_disabled(db):
@@ -123,6 +162,12 @@ def test_created_inactive_is_disabled(db):
     ({"active": "yes"}, ["active is true or false"]),
     ({"externalId": "x" * 256}, ["at most 255"]),
     ({"displayName": "bell\x07"}, ["display name"]),
+    ({"name": {"givenName": "x" * 201}}, ["name.givenName is at most 200 characters"]),
+    ({"name": {"givenName": "x" * 150, "familyName": "y" * 100}, "displayName": None}, ["display name"]),
+    ({"name": "Ada"}, ["name must be an object"]),
+    ({"emails": [{"value": "a@example.com", "type": 7}]}, ["An email's type must be a string"]),
+    ({"emails": [{"value": "a@example.com", "primary": "yes"}]}, ["An email's primary is true or false"]),
+    ({"emails": [{"value": f"{index}@example.com"} for index in range(21)]}, ["at most 20 email addresses"]),
 ])
 def test_invalid_values_are_refused_with_the_reason(db, changes, words):
     body = okta_user(**changes)
@@ -203,7 +248,7 @@ def test_put_replaces_the_profile_and_clears_what_it_leaves_out(db):
     assert user.is_active, "an omitted active leaves the account as it is"
     assert user.updated_at is not None
     updated = [event for event in events(db, user) if event.action == "user.updated"]
-    assert updated[-1].details["attributes"] == ["userName", "emails", "displayName", "externalId"]
+    assert updated[-1].details["attributes"] == ["userName", "emails", "name", "displayName", "externalId"]
     assert updated[-1].actor == "scim"
 
 
@@ -264,9 +309,10 @@ def test_entra_attribute_updates(db):
         {"op": "Replace", "path": f"{scim.USER_SCHEMA}:userName", "value": "ada.l@example.com"},
     ))
     assert (user.email, user.display_name, user.external_id, user.username) == (
-        "ada.l@example.com", "Augusta King", "ada", "ada.l@example.com")
+        "ada.l@example.com", "Ada Lovelace", "ada", "ada.l@example.com")
     document = scim.resource(user, BASE)
-    assert document["name"] == {"formatted": "Augusta King", "givenName": "Augusta", "familyName": "King"}
+    assert document["name"] == {"givenName": "Augusta", "familyName": "King"}
+    assert document["emails"] == [{"value": "ada.l@example.com", "type": "work", "primary": True}]
 
 
 def test_patch_without_path_takes_attributes_and_sub_attribute_paths(db):
@@ -277,21 +323,50 @@ def test_patch_without_path_takes_attributes_and_sub_attribute_paths(db):
     }}))
     assert (user.display_name, user.email, user.password_hash) == ("Countess of Lovelace", "countess@example.com", None)
     scim.patch_user(db, str(user.id), patch({"op": "add", "value": {"name.givenName": "Augusta", "active": "False"}}))
-    assert (user.display_name, user.is_active) == ("Augusta of Lovelace", False)
+    assert (user.display_name, user.is_active) == ("Countess of Lovelace", False)
+    assert scim.resource(user, BASE)["name"] == {"givenName": "Augusta", "familyName": "Lovelace"}
+    assert scim.resource(user, BASE)["emails"] == [{"value": "countess@example.com", "primary": True}]
 
 
 def test_remove_clears_what_may_be_empty(db):
     user = scim.create_user(db, okta_user())
-    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "name.familyName"}))
-    assert user.display_name == "Ada"
-    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "externalId"},
-                                            {"op": "remove", "path": "displayName"}))
-    assert (user.display_name, user.external_id) == (None, None)
-    scim.patch_user(db, str(user.id), patch({"op": "replace", "path": "name", "value": {"givenName": "Ada"}},
+    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "displayName"}))
+    assert user.display_name == "Ada Lovelace", "given and family name make it now"
+    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "name.familyName"},
+                                            {"op": "remove", "path": "externalId"}))
+    assert (user.display_name, user.external_id) == ("Ada", None)
+    scim.patch_user(db, str(user.id), patch({"op": "replace", "path": "name", "value": {"formatted": "Lady Byron"}},
                                             {"op": "add", "path": "name.familyName", "value": "Byron"}))
-    assert user.display_name == "Ada Byron"
+    assert user.display_name == "Lady Byron"
+    assert scim.resource(user, BASE)["name"] == {"givenName": "Ada", "formatted": "Lady Byron", "familyName": "Byron"}
     scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "name"}))
-    assert user.display_name is None
+    assert user.display_name is None and "name" not in scim.resource(user, BASE)
+
+
+def test_patch_paths_set_exactly_what_they_name(db):
+    user = scim.create_user(db, okta_user(name={"formatted": "Ada Lovelace"}))
+    scim.patch_user(db, str(user.id), patch(
+        {"op": "replace", "path": "name.givenName", "value": "Augusta"},
+        {"op": "add", "path": "name.middleName", "value": "Ada"},  # not kept: ignored
+        {"op": "replace", "path": 'emails[type eq "work"].type', "value": "office"},
+        {"op": "add", "path": 'emails[type eq "home"].value', "value": "ada@home.example"},
+        {"op": "replace", "path": 'emails[type eq "home"].primary', "value": True},
+    ))
+    document = scim.resource(user, BASE)
+    assert document["name"] == {"formatted": "Ada Lovelace", "givenName": "Augusta"}
+    assert document["emails"] == [{"value": "ada@example.com", "type": "office", "primary": False},
+                                  {"value": "ada@home.example", "type": "home", "primary": True}]
+    assert user.email == "ada@home.example", "the primary address is the account's"
+    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": 'emails[type eq "home"]'}))
+    assert user.email == "ada@example.com"
+    scim.patch_user(db, str(user.id), patch({"op": "add", "path": "emails", "value": [
+        {"value": "ada@new.example", "type": "work", "primary": True}, {"value": "ada@example.com", "type": "office",
+                                                                       "primary": False}]}))
+    assert [email.get("primary") for email in scim.resource(user, BASE)["emails"]] == [False, True]
+    assert user.email == "ada@new.example"
+    scim.patch_user(db, str(user.id), patch({"op": "remove", "path": "emails[primary eq true].primary"}))
+    assert scim.resource(user, BASE)["emails"][1] == {"value": "ada@new.example", "type": "work"}
+    assert user.email == "ada@new.example", "no primary: the first of type work"
 
 
 @pytest.mark.parametrize("operation, scim_type, words", [
@@ -336,16 +411,21 @@ def test_malformed_patch_requests_are_invalid_syntax(db, body):
         scim.patch_user(db, str(user.id), body)
 
 
-def test_other_kinds_of_email_are_ignored(db):
+def test_other_kinds_of_email_are_kept_and_the_account_keeps_the_primary_one(db):
     user = scim.create_user(db, okta_user())
     scim.patch_user(db, str(user.id), patch(
         {"op": "add", "path": "emails[type eq \"home\"].value", "value": "ada@home.example"},
         {"op": "replace", "path": "emails[type eq \"work\"].primary", "value": True},
     ))
-    assert user.email == "ada@example.com" and user.updated_at is None
+    assert user.email == "ada@example.com"
+    assert scim.resource(user, BASE)["emails"][1] == {"value": "ada@home.example", "type": "home"}
     scim.patch_user(db, str(user.id), patch(
         {"op": "replace", "path": "emails[primary eq true]", "value": {"value": "ada@work.example"}}))
     assert user.email == "ada@work.example"
+    assert scim.resource(user, BASE)["emails"][0] == {"value": "ada@work.example"}, "a selected entry is replaced"
+    with refused(400, "noTarget", "No email matches primary eq True"):
+        scim.patch_user(db, str(user.id), patch({"op": "replace", "path": "emails[primary eq true].value",
+                                                 "value": "x@example.com"}))
 
 
 # --- DELETE ----------------------------------------------------------------------------------------
@@ -399,12 +479,15 @@ def test_filters(db):
     assert found('userName eq "grace@example.com" AND active eq true') == []
     assert found(f'{scim.USER_SCHEMA}:userName eq "ada@example.com"') == [ada.id]
     assert found('userName eq "with \\"quotes\\" and and"') == []
+    assert found('(userName eq "ada@example.com")') == [ada.id], "parentheses that change nothing"
+    assert found(f"id eq {grace.id}") == [grace.id]
     assert found("")[-2:] == [ada.id, grace.id]
 
 
 @pytest.mark.parametrize("text", [
     'userName co "ada"', 'userName sw "a"', 'userName pr', 'title eq "x"', 'userName eq "a" or userName eq "b"',
-    '(userName eq "a")', 'not (userName eq "a")', 'userName eq "unterminated', 'emails[type eq "work"]',
+    'not (userName eq "a")', 'userName eq "a" and (active eq true or active eq false)', 'id eq 1' + '0' * 5000,
+    'urn:example:other:userName eq "a"', 'userName eq "unterminated', 'emails[type eq "work"]',
     'userName eq ada', 'userName eq "a" and', 'userName eq "a" and and', 'active eq "maybe"',
     'userName eq true', 'userName eq "\\x"', "x" * 1001, 'emails.value eq null', 'userName "a" eq',
 ])

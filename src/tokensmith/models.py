@@ -77,6 +77,9 @@ class User(Base):
     external_id: Mapped[str | None] = mapped_column(String(255), default=None)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # SCIM: displayName, name and emails exactly as the provider last sent them, so that they
+    # read back as sent; display_name and email above are derived from them (scim_resources.py).
+    scim_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     __table_args__ = (
         Index("uq_users_username_lower", func.lower(username), unique=True),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import uuid
 from collections.abc import Iterator
 
@@ -12,30 +11,28 @@ import httpx
 import pytest
 
 from tests.support.ledger import remember
+from tests.support.scim import SCIM_JSON, provider_client, provisioning_secret, provisioning_server
 from tests.support.servers import LiveServer
 
-SECRET = remember("scim-" + secrets.token_urlsafe(32))
+SECRET = provisioning_secret()
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-SCIM_JSON = "application/scim+json"
 
 
 @pytest.fixture(scope="module")
 def scim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server with provisioning on: TOKENSMITH_SCIM_TOKEN set."""
-    live = LiveServer(tmp_path_factory.mktemp("scim") / "data", env={"TOKENSMITH_SCIM_TOKEN": SECRET}, name="scim")
-    live.start()
-    yield live
-    live.stop()
+    with provisioning_server(tmp_path_factory.mktemp("scim") / "data", SECRET, "scim") as live:
+        yield live
 
 
 @pytest.fixture
 def idp(scim_server: LiveServer) -> Iterator[httpx.Client]:
     """The identity provider's SCIM client."""
-    with httpx.Client(base_url=f"{scim_server.base_url}/scim/v2", timeout=30,
-                      headers={"Authorization": f"Bearer {SECRET}"}) as client:
+    with provider_client(scim_server, SECRET) as client:
         yield client
 
 
@@ -109,7 +106,7 @@ def test_okta_provisions_reads_updates_and_deletes_a_user(scim_server, idp):
     assert created.headers["location"] == user["meta"]["location"] == location
     assert (user["userName"], user["externalId"], user["active"]) == (name, "00u1", True)
     assert user["emails"] == [{"value": name, "type": "work", "primary": True}]
-    assert user["name"] == {"formatted": "Ada Lovelace", "givenName": "Ada", "familyName": "Lovelace"}
+    assert user["name"] == {"givenName": "Ada", "familyName": "Lovelace"}, "as sent"
     assert "password" not in created.text and password not in created.text
 
     assert idp.get(f"/Users/{user['id']}").json() == user
@@ -123,11 +120,11 @@ def test_okta_provisions_reads_updates_and_deletes_a_user(scim_server, idp):
         renamed, id=user["id"], name={"givenName": "Augusta", "familyName": "King"}, displayName=None,
         emails=[{"primary": True, "value": renamed, "type": "work"}]))
     assert replaced.status_code == 200, replaced.text
-    assert (replaced.json()["userName"], replaced.json()["displayName"]) == (renamed, "Augusta King")
-    assert "externalId" not in replaced.json(), "PUT clears what it leaves out"
+    assert (replaced.json()["userName"], replaced.json()["name"]) == (renamed, {"givenName": "Augusta", "familyName": "King"})
+    assert "externalId" not in replaced.json() and "displayName" not in replaced.json(), "PUT clears what it leaves out"
     assert replaced.json()["meta"]["lastModified"] >= user["meta"]["lastModified"]
     stored = scim_server.user(renamed)
-    assert (stored.origin, stored.password_hash, stored.email) == ("scim", None, renamed)
+    assert (stored.origin, stored.password_hash, stored.email, stored.display_name) == ("scim", None, renamed, "Augusta King")
 
     assert idp.delete(f"/Users/{user['id']}").status_code == 204
     assert_scim_error(idp.get(f"/Users/{user['id']}"), 404, None, "no user with id")

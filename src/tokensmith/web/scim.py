@@ -45,8 +45,8 @@ def scim_response(document: dict[str, Any], status: int = 200, headers: dict[str
     return JSONResponse(document, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def error_response(error: ScimError) -> Response:
-    headers = dict(CHALLENGE) if error.status == 401 else {}
+def error_response(error: ScimError, headers: dict[str, str] | None = None) -> Response:
+    headers = {**(CHALLENGE if error.status == 401 else {}), **(headers or {})}
     if error.status == 503:
         headers["Retry-After"] = "5"
     return scim_response(error.document(), error.status, headers)
@@ -122,8 +122,9 @@ async def read_document(request: Request) -> object:
             raise ScimError(413, None, f"The body is larger than {MAX_BODY // 1024} KiB.")
     try:
         return json.loads(body)
-    except (ValueError, RecursionError):
-        raise ScimError(400, "invalidSyntax", "The body is not valid JSON.") from None
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
+        raise ScimError(400, "invalidSyntax", "The body is not valid JSON (or it nests deeper, or holds a "
+                        "longer number, than a SCIM resource ever does).") from None
 
 
 async def on_store(request: Request, work: Callable[[Session], T]) -> T:
@@ -148,8 +149,26 @@ def _integer(request: Request, name: str, default: int) -> int:
         return default
     try:
         return int(value)
-    except ValueError:
+    except ValueError:  # not a number, or one of more than 4300 digits
         raise ScimError(400, "invalidValue", f"{name} must be a whole number.") from None
+
+
+def _names(request: Request, name: str) -> list[str] | None:
+    return scim.names(request.query_params.get(name), name)
+
+
+def _projection(request: Request) -> scim.Projection:
+    """``attributes`` or ``excludedAttributes`` (RFC 7644 §3.9), on every answer with a resource."""
+    return scim.Projection.of(_names(request, "attributes"), _names(request, "excludedAttributes"))
+
+
+def _query(request: Request) -> scim.Query:
+    return scim.Query(
+        filter=request.query_params.get("filter") or "",
+        start_index=_integer(request, "startIndex", 1),
+        count=_integer(request, "count", scim.DEFAULT_COUNT),
+        projection=_projection(request),
+    )
 
 
 def _public_url(request: Request) -> str:
@@ -161,39 +180,55 @@ def _public_url(request: Request) -> str:
 
 @router.get("/Users")
 async def list_users(request: Request) -> Response:
-    start_index = _integer(request, "startIndex", 1)
-    count = _integer(request, "count", scim.DEFAULT_COUNT)
-    filter_text = request.query_params.get("filter")
-    base = _public_url(request)
-    return scim_response(await on_store(request, lambda session: scim.list_response(
-        scim.list_users(session, filter_text, start_index=start_index, count=count), base)))
+    query, base = _query(request), _public_url(request)
+    return scim_response(await on_store(request, lambda session: scim.search(session, query, base)))
+
+
+@router.post("/Users/.search")
+@router.post("/.search")
+async def search(request: Request) -> Response:
+    """RFC 7644 §3.4.3. At the root too: Users are the only resources Tokensmith serves."""
+    query, base = scim.search_request(await read_document(request)), _public_url(request)
+    return scim_response(await on_store(request, lambda session: scim.search(session, query, base)))
+
+
+@router.api_route("/Users/.search", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def search_otherwise(request: Request) -> Response:
+    """Before /Users/{user_id}, so that a GET here is a 405, not a search for a user ".search"."""
+    return await elsewhere("Users/.search", request)
 
 
 @router.post("/Users")
 async def create_user(request: Request) -> Response:
-    document, ip, base = await read_document(request), client_ip(request), _public_url(request)
-    created = await on_store(request, lambda session: scim.resource(scim.create_user(session, document, ip=ip), base))
-    return scim_response(created, 201, {"Location": created["meta"]["location"]})
+    document, ip, base, projection = await read_document(request), client_ip(request), _public_url(request), _projection(request)
+
+    def create(session: Session) -> tuple[dict[str, Any], str]:
+        user = scim.create_user(session, document, ip=ip)
+        return projection.apply(scim.resource(user, base)), scim.location(user, base)
+
+    created, location = await on_store(request, create)
+    return scim_response(created, 201, {"Location": location})
 
 
 @router.get("/Users/{user_id}")
 async def get_user(user_id: str, request: Request) -> Response:
-    base = _public_url(request)
-    return scim_response(await on_store(request, lambda session: scim.resource(scim.get_user(session, user_id), base)))
+    base, projection = _public_url(request), _projection(request)
+    return scim_response(await on_store(request, lambda session: projection.apply(
+        scim.resource(scim.get_user(session, user_id), base))))
 
 
 @router.put("/Users/{user_id}")
 async def replace_user(user_id: str, request: Request) -> Response:
-    document, ip, base = await read_document(request), client_ip(request), _public_url(request)
-    return scim_response(await on_store(request, lambda session: scim.resource(
-        scim.replace_user(session, user_id, document, ip=ip), base)))
+    document, ip, base, projection = await read_document(request), client_ip(request), _public_url(request), _projection(request)
+    return scim_response(await on_store(request, lambda session: projection.apply(scim.resource(
+        scim.replace_user(session, user_id, document, ip=ip), base))))
 
 
 @router.patch("/Users/{user_id}")
 async def patch_user(user_id: str, request: Request) -> Response:
-    document, ip, base = await read_document(request), client_ip(request), _public_url(request)
-    return scim_response(await on_store(request, lambda session: scim.resource(
-        scim.patch_user(session, user_id, document, ip=ip), base)))
+    document, ip, base, projection = await read_document(request), client_ip(request), _public_url(request), _projection(request)
+    return scim_response(await on_store(request, lambda session: projection.apply(scim.resource(
+        scim.patch_user(session, user_id, document, ip=ip), base))))
 
 
 @router.delete("/Users/{user_id}")
@@ -225,14 +260,15 @@ def _attribute(name: str, description: str, *, kind: str = "string", required: b
 def user_schema(base: str) -> dict[str, Any]:
     """The core User schema, restricted to the attributes Tokensmith keeps."""
     name_parts = [
-        _attribute("formatted", "The person's full name: Tokensmith's display name."),
-        _attribute("givenName", "Derived from, and written into, the display name."),
-        _attribute("familyName", "Derived from, and written into, the display name."),
+        _attribute("formatted", "The person's full name, as sent; the display name when there is no displayName."),
+        _attribute("givenName", "As sent; with familyName, the display name when there is no other."),
+        _attribute("familyName", "As sent."),
     ]
     email_parts = [
-        _attribute("value", "The address.", required=True),
-        _attribute("type", 'Always "work": Tokensmith keeps one address.'),
-        _attribute("primary", "Always true.", kind="boolean"),
+        _attribute("value", "The address. The account's own is the primary one, else the first of type "
+                   '"work", else the first.', required=True),
+        _attribute("type", 'As sent, like "work" or "home".'),
+        _attribute("primary", "At most one address is primary.", kind="boolean"),
     ]
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
@@ -242,10 +278,12 @@ def user_schema(base: str) -> dict[str, Any]:
                        "whatever the case.", required=True, uniqueness="server"),
             _attribute("name", "The person's name.", kind="complex", sub=name_parts),
             _attribute("displayName", "The name shown for the person."),
-            _attribute("emails", "The person's (one) email address.", kind="complex", required=True,
-                       multi=True, sub=email_parts),
+            _attribute("emails", "The person's email addresses, as sent (at most 20).", kind="complex",
+                       required=True, multi=True, sub=email_parts),
+            # Required: an account is always enabled or disabled, there is no third state to
+            # remove it to. A POST without it makes an enabled account, a PUT leaves it as it was.
             _attribute("active", "false disables the account: sessions end and every token is revoked.",
-                       kind="boolean"),
+                       kind="boolean", required=True),
         ],
         "meta": _meta(base, "Schema", f"Schemas/{scim.USER_SCHEMA}"),
     }
@@ -305,10 +343,24 @@ async def schema(schema_id: str, request: Request) -> Response:
     return scim_response(_one_of([user_schema(_public_url(request))], schema_id, "schema"))
 
 
-@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def allowed_methods(rest: str) -> str | None:
+    """The methods the path ``/scim/v2/{rest}`` serves, for a 405's ``Allow``; None: no such path."""
+    parts = rest.strip("/").split("/")
+    if parts == [".search"] or parts[1:] == [".search"] and parts[0] == "Users":
+        return "POST"
+    if parts[0] == "Users":
+        return {1: "GET, POST", 2: "GET, PUT, PATCH, DELETE"}.get(len(parts))
+    if parts[0] in ENDPOINTS and len(parts) <= 2 and (len(parts) == 1 or parts[0] != "ServiceProviderConfig"):
+        return "GET"
+    return None
+
+
+@router.api_route("/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 async def elsewhere(rest: str, request: Request) -> Response:
     """What no route above serves, answered in SCIM's words rather than as a web page."""
-    if rest.split("/")[0] in ENDPOINTS and rest.count("/") <= 1:
-        raise ScimError(405, None, f"{request.method} is not supported on /scim/v2/{rest[:100]}.")
+    allowed = allowed_methods(rest)
+    if allowed is not None:
+        return error_response(ScimError(405, None, f"{request.method} is not supported on /scim/v2/{rest[:100]}: "
+                                        f"it takes {allowed}."), {"Allow": allowed})
     raise ScimError(404, None, f"Tokensmith serves no /scim/v2/{rest[:100]}: it provisions /Users "
                     "(no /Groups, no /Bulk, no /Me).")
