@@ -527,3 +527,32 @@ def test_errors_are_rfc_7644_documents():
         "detail": "taken",
     }
     assert "scimType" not in ScimError(404, None, "gone").document()
+
+
+# --- attributes and excludedAttributes -------------------------------------------------------------
+
+
+def test_projections_keep_what_is_asked_and_always_id_and_schemas(db):
+    document = scim.resource(scim.create_user(db, okta_user()), BASE)
+
+    def shaped(attributes: list[str] | None = None, excluded: list[str] | None = None) -> dict:
+        return scim.Projection.of(attributes, excluded).apply(document)
+
+    assert shaped() == document
+    assert shaped(["USERNAME", "emails.Type", "meta.location"]) == {
+        "schemas": [scim.USER_SCHEMA], "id": document["id"], "userName": "ada@example.com",
+        "emails": [{"type": "work"}], "meta": {"location": document["meta"]["location"]}}
+    assert shaped(["name", "name.givenName"])["name"] == document["name"], "the whole attribute wins"
+    assert set(shaped(["nickName", f"{scim.ENTERPRISE_USER_SCHEMA}:department"])) == {"schemas", "id"}
+    assert set(shaped(excluded=["id", "schemas", "name", "emails", "meta.created", "userName.x"])) == {
+        "schemas", "id", "userName", "externalId", "displayName", "active", "meta"}
+    assert "created" not in shaped(excluded=["meta.created"])["meta"]
+    assert "name" not in shaped(excluded=["name.givenName", "name.familyName"]), "nothing left of it"
+
+
+def test_a_search_request_is_read_like_the_query_parameters():
+    query = scim.search_request({"schemas": [scim.SEARCH_REQUEST_SCHEMA], "FILTER": 'userName eq "a"',
+                                 "startIndex": 3, "count": 10**4000, "excludedAttributes": "name, emails"})
+    assert (query.filter, query.start_index, query.count) == ('userName eq "a"', 3, 10**4000)
+    assert [name.attribute for name in query.projection.excluded] == ["name", "emails"]
+    assert scim.search_request({"schemas": [scim.SEARCH_REQUEST_SCHEMA]}) == scim.Query()

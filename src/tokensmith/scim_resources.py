@@ -26,7 +26,9 @@ from tokensmith.models import User
 from tokensmith.scim_filters import AttributeName, parse_attribute_names
 from tokensmith.scim_protocol import (
     CORE_ATTRIBUTES,
+    EMAIL_PARTS,
     EXTENSION_PREFIX,
+    NAME_PARTS,
     USER_SCHEMA,
     as_invalid_value,
     boolean,
@@ -159,7 +161,7 @@ def external_id(value: object) -> str | None:
 def name_changes(value: object) -> dict[str, str | None]:
     """The sub-attributes of ``name`` Tokensmith keeps that ``value`` sets (None: cleared);
     the others (middleName, honorificPrefix, ...) are accepted and ignored."""
-    parts = lowered(value, "name")
+    parts = _known(lowered(value, "name"), NAME_PARTS, "name")
     return {kept: text(parts[part], f"name.{kept}", MAX_NAME_LENGTH) for part, kept in NAME_KEPT.items() if part in parts}
 
 
@@ -192,7 +194,7 @@ def emails_from(value: object) -> tuple[Email, ...]:
 
 
 def email_entry(value: object) -> dict[str, Any]:
-    fields = lowered(value, "Each emails entry")
+    fields = _known(lowered(value, "Each emails entry"), EMAIL_PARTS, "emails")
     email: dict[str, Any] = {"value": email_address(fields.get("value"))}
     kind = text(fields.get("type"), "An email's type", MAX_EMAIL_TYPE_LENGTH)
     if kind is not None:
@@ -200,6 +202,14 @@ def email_entry(value: object) -> dict[str, Any]:
     if fields.get("primary") is not None:
         email["primary"] = boolean(fields["primary"], "An email's primary")
     return email
+
+
+def _known(fields: dict[str, Any], known: frozenset[str], attribute: str) -> dict[str, Any]:
+    """``fields``, if each is a sub-attribute of ``attribute`` in the core User schema."""
+    for key in fields.keys() - known:
+        raise invalid("invalidSyntax", f"Unknown sub-attribute {attribute}.{key[:100]}: it is not in the "
+                      "core User schema.")
+    return fields
 
 
 def email_address(value: object) -> str:

@@ -332,3 +332,62 @@ def test_a_deleted_user_can_be_provisioned_again_as_a_new_account(scim_server, i
     new = provision(idp, name)
     assert new["id"] != old["id"] and new["active"] is True
     assert me(scim_server, name, token).status_code == 401, "the old account's tokens open nothing"
+
+
+# --- attributes, excludedAttributes and .search --------------------------------------------------
+
+
+def test_attributes_and_excluded_attributes_shape_every_answer_with_a_resource(scim_server, idp):
+    name = unique("shaped")
+    created = idp.post("/Users", params={"excludedAttributes": "emails,meta"}, json=okta_user(name))
+    assert created.status_code == 201 and "emails" not in created.json() and "meta" not in created.json()
+    user_id = created.json()["id"]
+    assert created.headers["location"] == f"{scim_server.base_url}/scim/v2/Users/{user_id}"
+    one = idp.get(f"/Users/{user_id}", params={"attributes": f"userName,name.givenName,{USER_SCHEMA}:active"})
+    assert one.json() == {"schemas": [USER_SCHEMA], "id": user_id, "userName": name, "name": {"givenName": "Ada"},
+                          "active": True}
+    listed = idp.get("/Users", params={"filter": f'userName eq "{name}"', "excludedAttributes": "id,name,emails.type"})
+    assert listed.json()["Resources"][0]["id"] == user_id, "id is always returned"
+    assert "name" not in listed.json()["Resources"][0]
+    assert listed.json()["Resources"][0]["emails"] == [{"value": name, "primary": True}]
+    replaced = send(idp, "PUT", f"/Users/{user_id}?attributes=displayName", okta_user(name, displayName="Ada L."))
+    assert replaced.json() == {"schemas": [USER_SCHEMA], "id": user_id, "displayName": "Ada L."}
+    patched = send(idp, "PATCH", f"/Users/{user_id}?attributes=emails.value,title", patch_op(
+        {"op": "add", "path": 'emails[type eq "home"].value', "value": f"home.{name}"}))
+    assert patched.json()["emails"] == [{"value": name}, {"value": f"home.{name}"}]
+    assert_scim_error(idp.get(f"/Users/{user_id}", params={"attributes": "userName", "excludedAttributes": "name"}),
+                      400, "invalidValue", "not both")
+    assert_scim_error(idp.get("/Users", params={"attributes": 'emails[type eq "work"]'}), 400, "invalidValue",
+                      "names attributes")
+
+
+def test_post_search_at_users_and_at_the_root(idp):
+    name = unique("searched")
+    user = provision(idp, name, externalId="searched-1")
+    request = {"schemas": [SEARCH], "filter": f'userName eq "{name}" and externalId eq "searched-1"',
+               "attributes": ["userName", "externalId"], "startIndex": 1, "count": 10, "sortBy": "userName"}
+    for path in ("/Users/.search", "/.search"):
+        found = send(idp, "POST", path, request)
+        assert found.status_code == 200 and found.headers["content-type"] == SCIM_JSON, found.text
+        assert found.json() == {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 1,
+                                "itemsPerPage": 1, "startIndex": 1, "Resources": [
+                                    {"schemas": [USER_SCHEMA], "id": user["id"], "userName": name,
+                                     "externalId": "searched-1"}]}
+    counted = send(idp, "POST", "/.search", {"schemas": [SEARCH], "count": 0}).json()
+    assert counted["totalResults"] >= 1 and counted["Resources"] == []
+
+
+@pytest.mark.parametrize("body, scim_type, words", [
+    ({"filter": 'userName eq "x"'}, "invalidSyntax", ['"schemas"']),
+    ({"schemas": [USER_SCHEMA]}, "invalidSyntax", [SEARCH]),
+    ({"schemas": [SEARCH], "count": "ten"}, "invalidValue", ["count must be a whole number"]),
+    ({"schemas": [SEARCH], "startIndex": True}, "invalidValue", ["startIndex must be a whole number"]),
+    ({"schemas": [SEARCH], "filter": 'userName co "x"'}, "invalidFilter", ['"eq" on userName']),
+    ({"schemas": [SEARCH], "filter": ["userName"]}, "invalidValue", ["filter must be a string"]),
+    ({"schemas": [SEARCH], "attributes": "userName", "excludedAttributes": ["name"]}, "invalidValue", ["not both"]),
+    ({"schemas": [SEARCH], "attributes": [7]}, "invalidValue", ["list of attribute names"]),
+    ({"schemas": [SEARCH], "cursor": ""}, "invalidSyntax", ["Unknown SearchRequest attribute 'cursor'"]),
+])
+def test_malformed_search_requests_get_scim_errors(idp, body, scim_type, words):
+    for path in ("/Users/.search", "/.search"):
+        assert_scim_error(send(idp, "POST", path, body), 400, scim_type, *words)

@@ -38,6 +38,7 @@ BODY_TYPES = ("application/scim+json", "application/json")
 MAX_BODY = 64 * 1024
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tokensmith-scim"'}
 ENDPOINTS = ("Users", "ServiceProviderConfig", "ResourceTypes", "Schemas")
+READ = ["GET", "HEAD"]  # HEAD wherever GET (RFC 9110 §9.3.2): the same answer, without its body
 T = TypeVar("T")
 
 
@@ -178,7 +179,7 @@ def _public_url(request: Request) -> str:
 # --- Users ---------------------------------------------------------------------------------------
 
 
-@router.get("/Users")
+@router.api_route("/Users", methods=READ)
 async def list_users(request: Request) -> Response:
     query, base = _query(request), _public_url(request)
     return scim_response(await on_store(request, lambda session: scim.search(session, query, base)))
@@ -210,7 +211,7 @@ async def create_user(request: Request) -> Response:
     return scim_response(created, 201, {"Location": location})
 
 
-@router.get("/Users/{user_id}")
+@router.api_route("/Users/{user_id}", methods=READ)
 async def get_user(user_id: str, request: Request) -> Response:
     base, projection = _public_url(request), _projection(request)
     return scim_response(await on_store(request, lambda session: projection.apply(
@@ -304,7 +305,7 @@ def _one_of(resources: list[dict[str, Any]], wanted: str, what: str) -> dict[str
     raise ScimError(404, None, f"There is no {what} {wanted[:100]!r}.")
 
 
-@router.get("/ServiceProviderConfig")
+@router.api_route("/ServiceProviderConfig", methods=READ)
 async def service_provider_config(request: Request) -> Response:
     base = _public_url(request)
     return scim_response({
@@ -323,22 +324,22 @@ async def service_provider_config(request: Request) -> Response:
     })
 
 
-@router.get("/ResourceTypes")
+@router.api_route("/ResourceTypes", methods=READ)
 async def resource_types(request: Request) -> Response:
     return scim_response(scim.listed([user_resource_type(_public_url(request))]))
 
 
-@router.get("/ResourceTypes/{name}")
+@router.api_route("/ResourceTypes/{name}", methods=READ)
 async def resource_type(name: str, request: Request) -> Response:
     return scim_response(_one_of([user_resource_type(_public_url(request))], name, "resource type"))
 
 
-@router.get("/Schemas")
+@router.api_route("/Schemas", methods=READ)
 async def schemas(request: Request) -> Response:
     return scim_response(scim.listed([user_schema(_public_url(request))]))
 
 
-@router.get("/Schemas/{schema_id}")
+@router.api_route("/Schemas/{schema_id}", methods=READ)
 async def schema(schema_id: str, request: Request) -> Response:
     return scim_response(_one_of([user_schema(_public_url(request))], schema_id, "schema"))
 
@@ -349,9 +350,9 @@ def allowed_methods(rest: str) -> str | None:
     if parts == [".search"] or parts[1:] == [".search"] and parts[0] == "Users":
         return "POST"
     if parts[0] == "Users":
-        return {1: "GET, POST", 2: "GET, PUT, PATCH, DELETE"}.get(len(parts))
+        return {1: "GET, HEAD, POST", 2: "GET, HEAD, PUT, PATCH, DELETE"}.get(len(parts))
     if parts[0] in ENDPOINTS and len(parts) <= 2 and (len(parts) == 1 or parts[0] != "ServiceProviderConfig"):
-        return "GET"
+        return "GET, HEAD"
     return None
 
 
