@@ -236,13 +236,13 @@ def resource(user: User, public_url: str) -> dict[str, Any]:
         "resourceType": "User",
         "created": timestamp(user.created_at),
         "lastModified": timestamp(user.updated_at or user.created_at),
-        "location": location(user, public_url),
+        "location": location(str(user.id), public_url),
     }
     return document
 
 
-def location(user: User, public_url: str) -> str:
-    return f"{public_url.rstrip('/')}/scim/v2/Users/{user.id}"
+def location(user_id: str, public_url: str) -> str:
+    return f"{public_url.rstrip('/')}/scim/v2/Users/{user_id}"
 
 
 def timestamp(moment: datetime) -> str:

@@ -199,37 +199,36 @@ async def search_otherwise(request: Request) -> Response:
     return await elsewhere("Users/.search", request)
 
 
+async def _resource_answer(request: Request, act: Callable[[Session], Any]) -> dict[str, Any]:
+    """The resource of the user ``act`` returns, shaped by attributes/excludedAttributes."""
+    base, projection = _public_url(request), _projection(request)
+    return await on_store(request, lambda session: projection.apply(scim.resource(act(session), base)))
+
+
 @router.post("/Users")
 async def create_user(request: Request) -> Response:
-    document, ip, base, projection = await read_document(request), client_ip(request), _public_url(request), _projection(request)
-
-    def create(session: Session) -> tuple[dict[str, Any], str]:
-        user = scim.create_user(session, document, ip=ip)
-        return projection.apply(scim.resource(user, base)), scim.location(user, base)
-
-    created, location = await on_store(request, create)
-    return scim_response(created, 201, {"Location": location})
+    document, ip = await read_document(request), client_ip(request)
+    created = await _resource_answer(request, lambda session: scim.create_user(session, document, ip=ip))
+    return scim_response(created, 201, {"Location": scim.location(created["id"], _public_url(request))})
 
 
 @router.api_route("/Users/{user_id}", methods=READ)
 async def get_user(user_id: str, request: Request) -> Response:
-    base, projection = _public_url(request), _projection(request)
-    return scim_response(await on_store(request, lambda session: projection.apply(
-        scim.resource(scim.get_user(session, user_id), base))))
+    return scim_response(await _resource_answer(request, lambda session: scim.get_user(session, user_id)))
 
 
 @router.put("/Users/{user_id}")
 async def replace_user(user_id: str, request: Request) -> Response:
-    document, ip, base, projection = await read_document(request), client_ip(request), _public_url(request), _projection(request)
-    return scim_response(await on_store(request, lambda session: projection.apply(scim.resource(
-        scim.replace_user(session, user_id, document, ip=ip), base))))
+    document, ip = await read_document(request), client_ip(request)
+    return scim_response(await _resource_answer(
+        request, lambda session: scim.replace_user(session, user_id, document, ip=ip)))
 
 
 @router.patch("/Users/{user_id}")
 async def patch_user(user_id: str, request: Request) -> Response:
-    document, ip, base, projection = await read_document(request), client_ip(request), _public_url(request), _projection(request)
-    return scim_response(await on_store(request, lambda session: projection.apply(scim.resource(
-        scim.patch_user(session, user_id, document, ip=ip), base))))
+    document, ip = await read_document(request), client_ip(request)
+    return scim_response(await _resource_answer(
+        request, lambda session: scim.patch_user(session, user_id, document, ip=ip)))
 
 
 @router.delete("/Users/{user_id}")
