@@ -75,17 +75,18 @@ class WrkResult:
     cpu_probe_ms: float = 0.0  # the speed probe on the server's CPU just before the run
 
 
-def parse_wrk(route: str, output: str) -> WrkResult:
+def parse_wrk(route: str, output: str, *, refuse_errors: bool = True) -> WrkResult:
+    """wrk's figures; with ``refuse_errors``, a run with any non-2xx answer is discarded."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     total = re.search(r"(\d+) requests in", output)
     percentiles = {int(p): float(v) * _UNITS[unit] for p, v, unit in _PERCENTILE.findall(output)}
     if rps is None or total is None or 50 not in percentiles or 99 not in percentiles:
         raise BenchError(f"Cannot read wrk's output for {route}:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    if non_2xx:
+    if non_2xx and refuse_errors:
         raise BenchError(f"{route}: {non_2xx.group(1)} answers were not 2xx; figures discarded.\n{output}")
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    if int(total.group(1)) == 0:
+    if int(total.group(1)) == 0 and refuse_errors:
         raise BenchError(f"{route}: no request completed.\n{output}")
     return WrkResult(
         route=route,

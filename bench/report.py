@@ -16,6 +16,8 @@ from bench.download import TARGET_RATIO as DOWNLOAD_RATIO_TARGET
 from bench.download import DownloadFigures
 from bench.git_clone import GitFigures
 from bench.load import BackendFigures, LoadOptions
+from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS
+from bench.mixed_load import MixedFigures
 from bench.token_check import Timing
 
 RATIO_TARGET = 0.85
@@ -148,6 +150,21 @@ def git_table(git: GitFigures) -> str:
                   "other load %"], rows, right={1, 2, 3, 4, 5})
 
 
+def mixed_table(mixed: list[MixedFigures]) -> str:
+    rows = []
+    for figures in mixed:
+        name = BACKEND_NAMES.get(figures.backend, figures.backend)
+        for connections in MIXED_CONNECTIONS:
+            if not figures.at(connections):
+                continue
+            summary = figures.summary(connections)
+            rows.append([name, str(connections), f"{summary['requests_per_second']:,.0f}", f"{summary['p99_ms']:,.1f}",
+                         f"{summary['max_ms']:,.0f}", f"{summary['server_errors']:,}", f"{summary['socket_errors']:,}",
+                         f"{summary['tokens_created_per_second']:,.1f}"])
+    return table(["store", "connections", "requests/s", "p99 ms", "slowest ms", "5xx", "no answer",
+                  "tokens created/s"], rows, right={1, 2, 3, 4, 5, 6, 7})
+
+
 def check_table(timings: list[Timing]) -> str:
     rows = [[t.label.replace("  ", "↳ ", 1) if t.label.startswith("  ") else t.label,
              f"{t.median_us:.1f}", f"{t.min_us:.1f}–{t.max_us:.1f}", f"{t.batches} × {t.calls_per_batch:,}"]
@@ -169,7 +186,7 @@ def download_table(download: DownloadFigures) -> str:
 
 
 def targets_table(backends: list[BackendFigures], timings: list[Timing], git: GitFigures | None = None,
-                  download: DownloadFigures | None = None) -> str:
+                  download: DownloadFigures | None = None, mixed: list[MixedFigures] = ()) -> str:
     rows = []
     for figures in backends:
         name = BACKEND_NAMES.get(figures.backend, figures.backend)
@@ -182,6 +199,14 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing], git: Gi
     if download is not None:
         rows.append([f"100 MB download ≥ {DOWNLOAD_RATIO_TARGET} × nginx's throughput",
                      f"{download.ratio:.2f} ×", verdict(download.ratio >= DOWNLOAD_RATIO_TARGET)])
+    for figures in mixed:
+        failed = sum(run.server_errors + run.socket_errors for run in figures.runs)
+        stalled = sum(run.requests == 0 for run in figures.runs)
+        slowest = max(run.max_ms for run in figures.runs)
+        rows.append([f"mixed load: no 5xx, no request unanswered after 2 s, no run stalled, "
+                     f"{BACKEND_NAMES.get(figures.backend, figures.backend)}",
+                     f"{failed:,} failed, {stalled} runs stalled (slowest {slowest:,.0f} ms)",
+                     verdict(failed == 0 and stalled == 0)])
     verify = next((t for t in timings if t.key == "verify"), None)
     if verify is not None:
         rows.append([f"one token check < {CHECK_TARGET_US:.0f} µs (SQLite, in process)",
@@ -192,7 +217,7 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing], git: Gi
 def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[BackendFigures],
                      timings: list[Timing], elapsed: float, loads: dict[str, float],
                      probes: list[float], git: GitFigures | None = None,
-                     download: DownloadFigures | None = None) -> str:
+                     download: DownloadFigures | None = None, mixed: list[MixedFigures] = ()) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -211,6 +236,16 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             "requests wrk completed; *other load*: CPU used meanwhile by processes not ours, worst run, "
             "in % of one CPU):",
             http_table(backends),
+        ]
+    if mixed:
+        parts += [
+            f"**Mixed load, one uvicorn worker** ({pin}; `wrk -t1 -cN -d{options.duration}s --timeout 2s "
+            "-s bench/mixed.lua`: of every 20 requests 17 present a token never used before, so that each "
+            "check writes *last used*, 1 creates a token on My Tokens as one of 32 signed-in people, 1 reads "
+            f"My Tokens, 1 is `/healthz`; medians of {options.rounds} alternating rounds, *slowest*: the "
+            "slowest request of all rounds, *5xx* and *no answer* (socket errors, and timeouts: wrk counts a "
+            "request unanswered after 2 s, and again every 2 s it stays so): sums of all rounds):",
+            mixed_table(mixed),
         ]
     if git is not None:
         shape = git.repository
@@ -238,7 +273,7 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
     if timings:
         parts += ["**One token check, in process, SQLite** (microseconds per call, median batch):",
                   check_table(timings)]
-    parts += ["**Targets:**", targets_table(backends, timings, git, download)]
+    parts += ["**Targets:**", targets_table(backends, timings, git, download, mixed)]
     return "\n\n".join(parts)
 
 

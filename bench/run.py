@@ -5,7 +5,10 @@
 2. Over HTTP, for SQLite and for PostgreSQL: a real ``tokensmith serve`` pinned to one core,
    wrk on another, ``GET /api/v1/me`` with a Bearer token against ``GET /healthz``, alternated
    over several rounds; medians and their ratio.
-3. Git over HTTP, on SQLite: ``git clone`` of a repository of about 2,000 files and 20 MB
+3. The mixed load, for SQLite and for PostgreSQL: people creating tokens on My Tokens, clients
+   presenting never-used tokens and a monitor on /healthz at once, from one wrk at 64 and 256
+   connections (``bench/mixed_load.py``); requests/s, p99, the slowest request, 5xx answers.
+4. Git over HTTP, on SQLite: ``git clone`` of a repository of about 2,000 files and 20 MB
    through the server against ``git clone file://`` of the server's own bare repository,
    alternated over several rounds; medians and their ratio.
 
@@ -35,6 +38,8 @@ from bench import report  # noqa: E402
 from bench.download import DownloadFigures, measure_download  # noqa: E402
 from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
+from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS  # noqa: E402
+from bench.mixed_load import MixedFigures, measure_mixed, measure_mixed_postgres  # noqa: E402
 from bench.machine import (  # noqa: E402
     CLIENT_CPU, SERVER_CPU, ForeignLoad, can_pin, cpu_affinity, cpu_speed_ms, idle_check,
 )
@@ -58,6 +63,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--git-rounds", type=int, default=5, help="alternating rounds of git clones (5)")
     parser.add_argument("--skip-http", action="store_true", help="only the in-process token check (no wrk, no git)")
     parser.add_argument("--skip-check", action="store_true", help="only the HTTP runs (wrk and git)")
+    parser.add_argument("--skip-routes", action="store_true", help="no /healthz against /api/v1/me runs")
+    parser.add_argument("--skip-mixed", action="store_true", help="no mixed load")
     parser.add_argument("--skip-git", action="store_true", help="no git clone timing")
     parser.add_argument("--skip-download", action="store_true", help="no 100 MB download against nginx")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
@@ -71,6 +78,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     if args.git_rounds < 1:
         parser.error("--git-rounds must be at least 1")
     if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_download
+                            or args.skip_routes or args.skip_mixed
                             or set(args.backends) != set(report.BACKEND_NAMES)):
         parser.error("--write-docs needs the full run (every part, both stores)")
     return args
@@ -92,6 +100,7 @@ def main(argv: list[str]) -> int:
         print(f"Warning: other processes are using {loads['before the run']:.0f}% of a CPU right now; "
               "the figures will be noisy.")
     timings, backends, probes = [], [], []
+    mixed: list[MixedFigures] = []
     git: GitFigures | None = None
     download: DownloadFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
@@ -105,7 +114,7 @@ def main(argv: list[str]) -> int:
                                               batches=args.batches, filler=args.filler)
             loads["token check"] = check_load.percent
             probes.append(cpu_speed_ms(SERVER_CPU, options.pin))
-        if not args.skip_http:
+        if not args.skip_http and not args.skip_routes:
             print(f"HTTP: wrk -t1 -c{options.connections} -d{options.duration}s, {options.rounds} rounds"
                   + (f" (server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})" if pin else ""))
             for backend in args.backends:
@@ -118,6 +127,17 @@ def main(argv: list[str]) -> int:
                         print(f"  PostgreSQL skipped: {error}")
                         continue
                     backends.append(figures)
+        if not args.skip_http and not args.skip_mixed:
+            print(f"Mixed load: wrk -t1 at {' and '.join(map(str, MIXED_CONNECTIONS))} connections, "
+                  f"-d{options.duration}s, {options.rounds} rounds")
+            for backend in args.backends:
+                if backend == "sqlite":
+                    mixed.append(measure_mixed("sqlite", workdir / "mixed-sqlite", None, options))
+                    continue
+                try:
+                    mixed.append(measure_mixed_postgres(workdir / "mixed-postgresql", options))
+                except PostgresUnavailable as error:
+                    print(f"  PostgreSQL skipped: {error}")
         if not args.skip_http and not args.skip_git:
             print(f"Git clone on SQLite: through the server against file://, {args.git_rounds} rounds"
                   + (f" (server and upload-pack on CPU {SERVER_CPU}, git clone on CPU {CLIENT_CPU})" if pin else ""))
@@ -138,13 +158,15 @@ def main(argv: list[str]) -> int:
     probes += [p for figures in backends for p in figures.cpu_probes_ms]
     probes += git.cpu_probes_ms if git else []
     probes += download.cpu_probes_ms if download else []
-    figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download)
+    figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download,
+                                      mixed)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": info, "options": asdict(options), "elapsed_seconds": elapsed,
         "other_load_percent": loads, "cpu_probes_ms": probes,
         "http": [b.as_dict() for b in backends], "token_check": [asdict(t) for t in timings],
+        "mixed": [m.as_dict() for m in mixed],
         "git_clone": git.as_dict() if git else None,
         "download": download.as_dict() if download else None,
     }, indent=2) + "\n")
