@@ -22,8 +22,8 @@ from tokensmith.clock import utcnow
 from tokensmith.config import Settings
 from tokensmith.db import (
     connection_to,
+    create_check_engine,
     create_store_engine,
-    for_single_statements,
     migrate,
     session_factory,
     unit_of_work,
@@ -98,12 +98,13 @@ def measure_token_check(data_dir: Path, *, calls: int, batches: int, filler: int
                 session, keys, user.id, "bench", prefix=PREFIX, actor="bench"
             )
             _fill(session, user.id, filler)
-        return _measure(engine, factory, keys, secret, calls=calls, batches=batches, log=log)
+        return _measure(engine, create_check_engine(settings), factory, keys, secret, calls=calls,
+                        batches=batches, log=log)
     finally:
         engine.dispose()
 
 
-def _measure(engine, factory, keys, secret: str, *, calls: int, batches: int,
+def _measure(engine, check_engine, factory, keys, secret: str, *, calls: int, batches: int,
              log: Callable[[str], None]) -> list[Timing]:
     digest = keys.digest(personal_tokens.PURPOSE, secret)
     tokens_table, users_table = PersonalToken.__table__, User.__table__
@@ -119,11 +120,9 @@ def _measure(engine, factory, keys, secret: str, *, calls: int, batches: int,
     raw_sql = str(orm_lookup.compile(dialect=engine.dialect))
     params = {"digest": digest}
 
-    statement_engine = for_single_statements(engine)
-
     def per_request() -> None:
         # What the server does for each request: a pooled connection of its own, committed.
-        with connection_to(statement_engine) as request_connection:
+        with connection_to(check_engine) as request_connection:
             personal_tokens.verify_token(request_connection, keys, secret, prefix=PREFIX)
 
     session = factory()

@@ -27,6 +27,7 @@ from tokensmith.models import User
 from tokensmith.personal_tokens import VerifiedToken
 from tokensmith.server_keys import ServerKeys
 from tokensmith.throttle import SignInThrottle
+from tokensmith.usage import RECORD_INLINE, UsageRecorder
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,12 @@ class Identity:
 class Authenticator:
     """Checks credentials against the store under one deployment's settings and keys."""
 
-    def __init__(self, settings: Settings, keys: ServerKeys, throttle: SignInThrottle | None = None) -> None:
+    def __init__(self, settings: Settings, keys: ServerKeys, throttle: SignInThrottle | None = None,
+                 usage: UsageRecorder = RECORD_INLINE) -> None:
         self.settings = settings
         self.keys = keys
         self.throttle = throttle or SignInThrottle()
+        self.usage = usage
 
     def authenticate(
         self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None
@@ -78,6 +81,14 @@ class Authenticator:
             raise self._advise(error) from None
         metrics.count_authentication(identity.method, "ok")
         return identity
+
+    def screen(self, credentials: Credentials) -> None:
+        """Refuse a token whose shape or checksum is wrong, before the store is asked at all."""
+        try:
+            tokens.parse(credentials.secret, self.settings.token_prefix)
+        except AuthenticationFailed as error:
+            metrics.count_authentication("token", error.reason)
+            raise self._advise(error) from None
 
     def is_token(self, credentials: Credentials) -> bool:
         """Whether the credentials carry a token (as opposed to a password)."""
@@ -98,7 +109,7 @@ class Authenticator:
                 error = TokenUnknown("Unknown or mistyped token for this username.")
                 error.reason = "wrong_user"
                 raise error
-            personal_tokens.record_use(store, token, ip=ip, agent=agent)
+            personal_tokens.record_use(store, token, ip=ip, agent=agent, usage=self.usage)
             return Identity(user=token.owner, method="token", token=token)
         if isinstance(credentials, BearerCredentials):
             raise CredentialMalformed("A Bearer credential must be a personal access token.")

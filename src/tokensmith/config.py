@@ -57,10 +57,13 @@ class Settings:
     scim_token: str | None = field(default=None, repr=False)
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The embedded store's file, unless TOKENSMITH_DATABASE_URL names another store."""
+        return None if self.database_url else self.data_dir.resolve() / "tokensmith.db"
+
+    @property
     def store_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.data_dir.resolve() / 'tokensmith.db'}"
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
 
     @property
     def tokens_page_url(self) -> str:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import SingletonThreadPool
 
+from tokensmith import data_dir, sqlite_store
 from tokensmith.config import Settings
 from tokensmith.errors import StoreUnavailable
 
@@ -34,37 +37,60 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
-def create_store_engine(settings: Settings) -> Engine:
+@dataclass(frozen=True)
+class Pool:
+    """How many connections an engine keeps (``size``) and may open beyond them (``overflow``)."""
+
+    size: int
+    overflow: int
+
+    @property
+    def capacity(self) -> int:
+        return self.size + self.overflow
+
+
+# The pool of the units of work: a request's transaction, an admin command. The server admits
+# at most its capacity of units at once (web/runtime.py), so a unit never waits for a connection.
+SESSION_POOL = Pool(size=10, overflow=20)
+# What a writer waits for another writer's lock on SQLite, in a thread: never on the event loop.
+SQLITE_WRITE_WAIT_MS = 5000
+
+
+def create_store_engine(
+    settings: Settings, *, pool: Pool = SESSION_POOL, busy_timeout_ms: int = SQLITE_WRITE_WAIT_MS,
+    per_thread: bool = False, checkpoints: bool = True,
+) -> Engine:
+    """An engine on the configured store. SQLite only (see sqlite_store.py): ``per_thread`` keeps
+    one connection per thread instead of a pool; ``checkpoints=False`` leaves the write-ahead
+    log's checkpoints to a ``WalCheckpointer``; ``busy_timeout_ms`` bounds what a statement waits
+    for another process's write lock."""
     url = settings.store_url
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.sqlite_path is not None:
+            data_dir.create_private_file(settings.sqlite_path)  # before SQLite makes it world-readable
         engine = create_engine(
             url,
             hide_parameters=True,  # errors and logs never show bound values
-            connect_args={"check_same_thread": False, "timeout": 5},
-            pool_size=8,
-            max_overflow=16,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            **({"poolclass": SingletonThreadPool} if per_thread else
+               {"pool_size": pool.size, "max_overflow": pool.overflow}),
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        # The event loop's own connections (per_thread) only read: a write there fails at once
+        # rather than wait on the loop. Everyone else's writes take turns.
+        queue = None if per_thread or settings.sqlite_path is None else \
+            sqlite_store.WriterQueue.of(settings.sqlite_path, SQLITE_WRITE_WAIT_MS / 1000)
+        sqlite_store.configure(engine, busy_timeout_ms=busy_timeout_ms, checkpoints=checkpoints, queue=queue,
+                               read_only=per_thread)
         return engine
     return create_engine(
         url,
         hide_parameters=True,
         # A down server must fail fast with 503, not hang a client.
         connect_args={"connect_timeout": 5} if "psycopg" in url else {},
-        pool_size=10,
-        max_overflow=20,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
         pool_timeout=10,
     )
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -80,17 +106,24 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def for_single_statements(engine: Engine) -> Engine:
-    """The engine for work of one or two independent statements, like a token check and its
-    once-a-minute ``last_used`` write.
+# Token checks and health pings on PostgreSQL: a pool apart from the units of work, used from
+# threads for one statement at a time, so that checking never queues behind a page's transaction.
+CHECK_POOL = Pool(size=10, overflow=10)
+# What a read on the event loop may wait on SQLite: WAL readers do not wait for writers; this
+# only bounds the rare wait for the WAL index itself.
+SQLITE_READ_WAIT_MS = 250
 
-    On PostgreSQL each statement then commits on its own: one round trip instead of three
-    (BEGIN, the query, COMMIT). SQLite's driver already begins a transaction only before a
-    write, and its autocommit mode is slower there, so SQLite keeps the engine as it is.
+
+def create_check_engine(settings: Settings) -> Engine:
+    """The engine of token checks and health pings: single statements, no transaction to hold.
+
+    On SQLite, one connection per thread (in the server, the event loop's own): a checkout never
+    waits, and a read never waits for a writer (WAL). On PostgreSQL, a pool of its own whose
+    statements commit on their own: one round trip instead of three (BEGIN, query, COMMIT).
     """
-    if engine.dialect.name == "sqlite":
-        return engine
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    if settings.store_url.startswith("sqlite"):
+        return create_store_engine(settings, busy_timeout_ms=SQLITE_READ_WAIT_MS, per_thread=True)
+    return create_store_engine(settings, pool=CHECK_POOL).execution_options(isolation_level="AUTOCOMMIT")
 
 
 @contextlib.contextmanager
@@ -143,9 +176,25 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     session = factory()
     try:
         yield session
-        session.commit()
+    except BaseException as error:
+        end_unit(session, succeeded=False)
+        if isinstance(error, Exception) and is_outage(error):
+            raise StoreUnavailable() from error
+        raise
+    end_unit(session, succeeded=True)
+
+
+def end_unit(session: Session, *, succeeded: bool) -> None:
+    """Commit (or, after a failure, roll back) a unit of work and close its session, in one
+    step; a failed commit is rolled back and raised, as StoreUnavailable for an outage."""
+    try:
+        if succeeded:
+            session.commit()
+        else:
+            with contextlib.suppress(Exception):  # a dead connection cannot roll back either
+                session.rollback()
     except Exception as error:
-        with contextlib.suppress(Exception):  # a dead connection cannot roll back either
+        with contextlib.suppress(Exception):
             session.rollback()
         if is_outage(error):
             raise StoreUnavailable() from error

@@ -39,3 +39,16 @@ _SERIES = {
 def count_authentication(method: str, outcome: str) -> None:
     series = _SERIES.get((method, outcome))
     (series or AUTHENTICATIONS.labels(method, outcome)).inc()
+
+
+USAGE_RECORDS = Counter(
+    "tokensmith_usage_records",
+    "Last-used times of tokens and sessions, by what became of them: written, or dropped "
+    "(too many pending while the store was down, or refused by it).",
+    ["outcome"],
+)
+_USAGE = {outcome: USAGE_RECORDS.labels(outcome) for outcome in ("written", "dropped")}
+
+
+def count_usage(outcome: str, count: int = 1) -> None:
+    _USAGE[outcome].inc(count)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql as postgresql_dialect, sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ from tokensmith.errors import (
 )
 from tokensmith.models import PersonalToken, User
 from tokensmith.server_keys import ServerKeys
+from tokensmith.usage import RECORD_INLINE, TokenUse, UsageRecorder
 
 PURPOSE = "token"
 MAX_NAME_LENGTH = 100
@@ -259,19 +260,17 @@ def verify_token(
 
 
 def record_use(
-    store: Connectable, token: VerifiedToken, *, ip: str | None, agent: str | None
+    store: Connectable, token: VerifiedToken, *, ip: str | None, agent: str | None,
+    usage: UsageRecorder = RECORD_INLINE,
 ) -> None:
-    """Note when and from where a token was used: at most one targeted write a minute."""
+    """Note when and from where a token was used: at most once a minute per token, handed to
+    ``usage`` (in the server, the writer behind the requests; see usage.py)."""
     now = utcnow()
     if token.last_used_at is not None and now - token.last_used_at < USE_RECORD_INTERVAL:
         return
     token.last_used_at, token.last_used_ip = now, ip
     token.last_used_agent = agent[:200] if agent else None
-    store.execute(
-        update(_TOKENS)
-        .where(_TOKENS.c.id == token.id)
-        .values(last_used_at=now, last_used_ip=ip, last_used_agent=token.last_used_agent)
-    )
+    usage.token_used(store, TokenUse(token.id, now, ip, token.last_used_agent))
 
 
 def list_tokens(session: Session, owner_id: int) -> list[PersonalToken]:

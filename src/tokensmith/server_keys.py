@@ -18,6 +18,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tokensmith import data_dir
 from tokensmith.config import Settings
 from tokensmith.errors import ConfigurationError
 
@@ -93,7 +94,7 @@ def load_server_keys(settings: Settings) -> ServerKeys:
 
 
 def _write_new_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    data_dir.ensure(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"1:{secrets.token_urlsafe(48)}\n")

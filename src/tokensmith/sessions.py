@@ -10,13 +10,14 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from tokensmith import audit
 from tokensmith.clock import utcnow
 from tokensmith.models import BrowserSession, User
 from tokensmith.server_keys import ServerKeys
+from tokensmith.usage import RECORD_INLINE, SessionSeen, UsageRecorder
 
 PURPOSE = "session"
 CSRF_PURPOSE = "csrf"
@@ -51,8 +52,13 @@ def start_session(
     return secret, row
 
 
-def find_session(session: Session, keys: ServerKeys, secret: str) -> BrowserSession | None:
-    """The live session behind a cookie, or None (expired, ended, or never existed)."""
+def find_session(
+    session: Session, keys: ServerKeys, secret: str, *, usage: UsageRecorder = RECORD_INLINE
+) -> BrowserSession | None:
+    """The live session behind a cookie, or None (expired, ended, or never existed).
+
+    Its *last seen* moves at most once a minute, handed to ``usage`` (in the server, the writer
+    behind the requests): showing a page writes nothing itself."""
     if not secret or len(secret) > 128:
         return None
     digests = keys.all_digests(PURPOSE, secret)
@@ -63,9 +69,7 @@ def find_session(session: Session, keys: ServerKeys, secret: str) -> BrowserSess
     if row is None or row.expires_at <= now or not row.user.is_active:
         return None
     if now - row.last_seen_at > TOUCH_INTERVAL:
-        session.execute(
-            update(BrowserSession).where(BrowserSession.id == row.id).values(last_seen_at=now)
-        )
+        usage.session_seen(session, SessionSeen(row.id, now))
     return row
 
 

@@ -61,7 +61,7 @@ def test_basic_and_bearer_name_the_user_and_the_token(server, alice):
         assert body["authenticated_with"] == "token"
         assert body["token"]["name"] == "CI Chain"
         assert "token" not in body["token"] or body["token"].get("token") is None
-    row = server.token_row(alice, "CI Chain")
+    row = server.used_token_row(alice, "CI Chain")
     assert row.last_used_at is not None and row.last_used_ip == "127.0.0.1"
     assert row.last_used_agent.startswith("python-httpx/")
 
@@ -71,6 +71,7 @@ def test_me_answers_exactly_its_documented_schema(server, alice):
     token's fields as GET /api/v1/tokens shows them."""
     token = server.create_token(alice, "schema check", expires_at=utcnow() + timedelta(days=2))
     me(server, auth=(alice, token))  # a first use, so that "last used" is filled in
+    server.used_token_row(alice, "schema check")
     response = me(server, auth=(alice, token))
     assert response.headers["content-type"] == "application/json"
     body = response.json()

@@ -184,6 +184,7 @@ def test_a_person_creates_uses_and_revokes_a_token_in_the_browser(
     assert answer.status_code == 200, answer.text
     assert answer.json()["user"]["username"] == person.username
     assert answer.json()["token"]["name"] == "CI Chain"
+    server.used_token_row(person.username, "CI Chain")  # written behind the request
     page.goto("/tokens")
     last_used = read_row(page, "CI Chain")["Last used"]
     client = re.escape(f"python-httpx/{httpx.__version__}")

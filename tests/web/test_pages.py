@@ -97,6 +97,7 @@ def test_the_new_token_is_shown_once(server, person):
     assert "CI Chain" in again.text and f"tks_…{secret[-4:]}" in again.text and "Never used" in again.text
     with server.client(auth=(name, secret)) as api:
         assert api.get("/api/v1/me").status_code == 200
+    server.used_token_row(name, "CI Chain")  # written behind the request, within a moment
     used = client.get("/tokens")
     assert "127.0.0.1" in used.text and "python-httpx/" in used.text
 

@@ -10,6 +10,7 @@ import typer
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from tokensmith import data_dir
 from tokensmith.bootstrap import ADMIN_USERNAME, first_start
 from tokensmith.cli.main import app
 from tokensmith.config import Settings, load_settings
@@ -19,7 +20,7 @@ from tokensmith.server_keys import load_server_keys
 
 def prepare_store(settings: Settings) -> str | None:
     """Apply migrations and bootstrap; returns the new admin password on the very first start."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.ensure(settings.data_dir)
     load_server_keys(settings)  # generated now, on first start, rather than mid-request
     engine = create_store_engine(settings)
     try:

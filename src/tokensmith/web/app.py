@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        runtime.engine.dispose()
+        runtime.stop()
 
     app = FastAPI(title="Tokensmith", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.runtime = runtime

@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics, sessions, tokens
 from tokensmith.accounts import Account
@@ -79,17 +78,21 @@ def _parse_basic(value: str, token_prefix: str) -> Credentials:
     return BasicCredentials(username, secret)
 
 
-def _check_client(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None) -> Identity:
-    with connection_to(runtime.statement_engine) as connection:
+def _check_token(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None) -> Identity:
+    # The token's shape and checksum first: a forged or mistyped token is refused without the
+    # store, even while the store is down.
+    runtime.authenticator.screen(credentials)
+    with connection_to(runtime.check_engine) as connection:
         return runtime.authenticator.authenticate(connection, credentials, ip=ip, agent=agent)
 
 
 async def identify_client(request: Request) -> Identity:
     """The identity of a non-browser client: git, Maven, Nexus, curl, the CLI.
 
-    The check runs on every request: it is its own unit of work, on a connection of its
-    own, with at most one trip to the threadpool (none on SQLite); its only write
-    (``last_used``) stands whatever the route then does.
+    The check runs on every request: a token's on the check engine, with at most one trip to
+    the threadpool (none on SQLite), and writing nothing itself (its *last used* goes to the
+    writer behind the requests); a password's, hashed for tens of milliseconds, as a unit of
+    work in a thread.
     """
     runtime = get_runtime(request)
     settings = runtime.settings
@@ -106,12 +109,12 @@ async def identify_client(request: Request) -> Identity:
             "Authentication required: send your username and a personal access token "
             f"(HTTP Basic) or the token alone (Bearer). Create one at {settings.tokens_page_url}."
         )
-    arguments = (runtime, credentials, client_ip(request), client_agent(request))
+    ip, agent = client_ip(request), client_agent(request)
     if runtime.authenticator.is_token(credentials):
-        identity = await runtime.run_on_store(_check_client, *arguments)
-    else:  # a password is hashed for tens of milliseconds: never on the event loop
-        identity = await run_in_threadpool(_check_client, *arguments)
-    return identity
+        return await runtime.check_on_store(_check_token, runtime, credentials, ip, agent)
+    return await runtime.run_unit(
+        lambda session: runtime.authenticator.authenticate(session, credentials, ip=ip, agent=agent)
+    )
 
 
 def add_deprecation_headers(response: Response, identity: Identity, settings: Settings) -> None:
@@ -135,7 +138,7 @@ def session_secret(request: Request) -> str:
 
 def optional_browser_identity(request: Request, db: Db) -> Identity | None:
     runtime = get_runtime(request)
-    row = sessions.find_session(db, runtime.keys, session_secret(request))
+    row = sessions.find_session(db, runtime.keys, session_secret(request), usage=runtime.usage)
     if row is None:
         return None
     metrics.count_authentication("session", "ok")

@@ -22,13 +22,12 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from tokensmith import projects, repositories
 from tokensmith.authentication import Identity
-from tokensmith.db import unit_of_work
 from tokensmith.errors import InvalidInput, NotFound, NotPermitted
 from tokensmith.web.auth import ClientIdentity
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
@@ -49,11 +48,10 @@ def needed_role(method: str, path: str, service: str | None) -> str:
     raise NotFound("Only Git's smart HTTP protocol is served here: use git clone, fetch or push.")
 
 
-def _authorize(runtime: Runtime, project_id: str, identity: Identity, role: str) -> Path:
+def _authorize(session: Session, runtime: Runtime, project_id: str, identity: Identity, role: str) -> Path:
     if identity.token is not None and "git" not in identity.token.scopes:
         raise NotPermitted("This token may not be used with Git: create one with the git scope.")
-    with unit_of_work(runtime.sessions) as session:
-        project = projects.require_role(session, project_id, identity.user.id, role)
+    project = projects.require_role(session, project_id, identity.user.id, role)
     return repositories.repository_path(runtime.settings.data_dir, project.id)
 
 
@@ -110,7 +108,7 @@ async def smart_http(project_id: str, path: str, request: Request, identity: Cli
         raise projects.not_found(project_id[:64])
     service = request.query_params.get("service") if path == "info/refs" else path
     role = needed_role(request.method, path, service)
-    repository = await run_in_threadpool(_authorize, runtime, project_id, identity, role)
+    repository = await runtime.run_unit(lambda session: _authorize(session, runtime, project_id, identity, role))
     advertising = request.method == "GET"
     if not advertising and request.headers.get("content-type") != f"application/x-{service}-request":
         raise InvalidInput(f"A {service} request must have the type application/x-{service}-request.")

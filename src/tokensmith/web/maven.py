@@ -13,11 +13,10 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from tokensmith import maven_repository, projects
 from tokensmith.authentication import Identity
-from tokensmith.db import unit_of_work
 from tokensmith.errors import NotFound, NotPermitted
 from tokensmith.web.auth import ClientIdentity
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
@@ -46,7 +45,7 @@ def file_response(request: Request, path: Path) -> Response:
                         headers={"Cache-Control": "private, max-age=0, must-revalidate"})
 
 
-def _authorize_studio_file(runtime: Runtime, identity: Identity, path: str) -> Path:
+def _authorize_studio_file(session: Session, runtime: Runtime, identity: Identity, path: str) -> Path:
     if identity.token is not None and "maven" not in identity.token.scopes:
         raise NotPermitted("This token may not be used with Maven: create one with the maven scope.")
     segments = maven_repository.split_path(path)
@@ -54,11 +53,10 @@ def _authorize_studio_file(runtime: Runtime, identity: Identity, path: str) -> P
     if owner is None:
         raise NotFound("No such file in this repository.")
     group_id, artifact_id = owner
-    with unit_of_work(runtime.sessions) as session:
-        try:
-            project = projects.require_role(session, artifact_id, identity.user.id, "read")
-        except NotFound:
-            raise NotFound("No such file in this repository.") from None
+    try:
+        project = projects.require_role(session, artifact_id, identity.user.id, "read")
+    except NotFound:
+        raise NotFound("No such file in this repository.") from None
     if project.group_id != group_id:
         raise NotFound("No such file in this repository.")
     return maven_repository.resolve(maven_repository.studio_root(runtime.settings.data_dir), segments)
@@ -69,5 +67,5 @@ async def studio_file(path: str, request: Request, identity: ClientIdentity) -> 
     runtime = get_runtime(request)
     if has_encoded_separators(request):
         raise NotFound("No such file in this repository.")
-    file = await run_in_threadpool(_authorize_studio_file, runtime, identity, path)
+    file = await runtime.run_unit(lambda session: _authorize_studio_file(session, runtime, identity, path))
     return file_response(request, file)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from tokensmith import provider_accounts
 from tokensmith.errors import IdentityProviderUnavailable, NotFound, SignInRejected
 from tokensmith.identity_provider import PENDING_SECONDS, OpenIdProvider, PendingSignIn
-from tokensmith.web.auth import Db
 from tokensmith.web.errors import status_of
 from tokensmith.web.pages import login_page, safe_next, start_browser_session
 from tokensmith.web.runtime import get_runtime
@@ -52,7 +50,7 @@ async def start_sign_in(request: Request, next: str = "/tokens") -> Response:
 
 
 @router.get(CALLBACK_PATH)
-async def finish_sign_in(request: Request, db: Db) -> Response:
+async def finish_sign_in(request: Request) -> Response:
     runtime = get_runtime(request)
     provider = _provider(request)
     next_path = "/tokens"
@@ -60,10 +58,12 @@ async def finish_sign_in(request: Request, db: Db) -> Response:
         pending = PendingSignIn.unseal(runtime.keys, request.cookies.get(PENDING_SIGN_IN_COOKIE))
         next_path = pending.next_path
         identity = await provider.finish(pending, request.query_params)
-        user = await run_in_threadpool(
-            provider_accounts.account_for, db, identity, provider_name=provider.name
-        )
-        response = await run_in_threadpool(start_browser_session, request, db, user, next_path)
+        # The account and the session in one unit of work, taken only once the provider has
+        # answered: a slow provider holds no connection.
+        response = await runtime.run_unit(lambda session: start_browser_session(
+            request, session, provider_accounts.account_for(session, identity, provider_name=provider.name),
+            next_path,
+        ))
     except (SignInRejected, IdentityProviderUnavailable) as error:
         response = login_page(request, next_path=next_path, error=error.message, status=status_of(error))
         response.delete_cookie(PENDING_SIGN_IN_COOKIE, path="/login/oidc")

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from tokensmith import instances, maven_repository, tokens
 from tokensmith.authentication import BasicCredentials, Credentials
-from tokensmith.db import unit_of_work
 from tokensmith.errors import AuthenticationRequired, NotFound
 from tokensmith.web.auth import parse_authorization
 from tokensmith.web.maven import file_response
@@ -31,7 +30,7 @@ NOT_FOR_PACKAGES = (
 )
 
 
-def _authorize(runtime: Runtime, credentials: Credentials | None, path: str) -> Path:
+def _authorize(session: Session, runtime: Runtime, credentials: Credentials | None, path: str) -> Path:
     if credentials is None:
         raise AuthenticationRequired(
             "Authentication required: the instance id as the username, the instance key as the password."
@@ -42,8 +41,7 @@ def _authorize(runtime: Runtime, credentials: Credentials | None, path: str) -> 
         or not credentials.secret.startswith(instances.KEY_PREFIX)
     ):
         raise instances.InstanceRefused(NOT_FOR_PACKAGES)
-    with unit_of_work(runtime.sessions) as session:
-        instances.authenticate_instance(session, runtime.keys, credentials.username, credentials.secret)
+    instances.authenticate_instance(session, runtime.keys, credentials.username, credentials.secret)
     return maven_repository.resolve(maven_repository.hotfix_root(runtime.settings.data_dir), maven_repository.split_path(path))
 
 
@@ -53,5 +51,5 @@ async def hotfix_file(path: str, request: Request) -> Response:
     credentials = parse_authorization(request.headers.get("authorization"), runtime.settings.token_prefix)
     if has_encoded_separators(request):
         raise NotFound("No such file in this repository.")
-    file = await run_in_threadpool(_authorize, runtime, credentials, path)
+    file = await runtime.run_unit(lambda session: _authorize(session, runtime, credentials, path))
     return file_response(request, file)

@@ -230,6 +230,10 @@ def create_token(
     except (InvalidInput, Conflict) as error:
         status = 409 if isinstance(error, Conflict) else 422
         return _tokens_page(request, db, identity, status=status, error=error.message, form=form)
+    # Committed before the page is drawn, not at the edge: on SQLite a transaction that has
+    # written holds the one write lock until it ends, and drawing the page takes longer than
+    # the writes themselves.
+    db.commit()
     return _tokens_page(request, db, identity, status=201, new_token=secret, new_row=row)
 
 

@@ -1,11 +1,26 @@
-"""What every request shares: settings, the store, the keys; and the per-request session."""
+"""What every request shares: settings, the store, the keys; and how requests reach the store.
+
+Three ways in, so that no request ever waits on the event loop for the store and none can hold
+up another's way to it:
+- token checks and health pings (``check_on_store``): on SQLite right on the event loop, on a
+  connection of the loop's own (WAL readers never wait for a writer); elsewhere in a thread, on
+  a pool of their own;
+- units of work (``get_db`` for a route, ``run_unit`` for one step of work): in threads, at most
+  as many at once as the pool has connections (``admission``), so that a unit never waits for a
+  connection while others that hold one wait for a thread;
+- *last used* and *last seen*: noted in memory and written by one thread behind the requests
+  (``usage``, see usage.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
 from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,9 +28,21 @@ from starlette.concurrency import run_in_threadpool
 
 from tokensmith.authentication import Authenticator
 from tokensmith.config import Settings
+from tokensmith.db import (
+    SESSION_POOL,
+    Pool,
+    create_check_engine,
+    create_store_engine,
+    end_unit,
+    is_outage,
+    session_factory,
+    unit_of_work,
+)
+from tokensmith.errors import StoreUnavailable
 from tokensmith.identity_provider import OpenIdProvider
-from tokensmith.db import create_store_engine, for_single_statements, session_factory, unit_of_work
 from tokensmith.server_keys import ServerKeys, load_server_keys
+from tokensmith.sqlite_store import WalCheckpointer
+from tokensmith.usage import UsageWriter
 
 T = TypeVar("T")
 
@@ -23,61 +50,104 @@ T = TypeVar("T")
 @dataclass
 class Runtime:
     settings: Settings
-    engine: Engine
-    # The same pool, for token checks and health checks: see db.for_single_statements.
-    statement_engine: Engine
+    engine: Engine  # the units of work's pool
+    check_engine: Engine  # token checks and health pings: see db.create_check_engine
     sessions: sessionmaker[Session]
     keys: ServerKeys
     authenticator: Authenticator
+    usage: UsageWriter
+    admission: asyncio.Semaphore
     identity_provider: OpenIdProvider | None = None
+    checkpointer: WalCheckpointer | None = None  # SQLite only
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         keys = load_server_keys(settings)
-        engine = create_store_engine(settings)
+        # On SQLite, checkpoints are the WalCheckpointer's: no request waits for the disk.
+        engine = create_store_engine(settings, checkpoints=False)
+        usage = UsageWriter(create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)).start()
+        local = engine.dialect.name == "sqlite"
         return cls(
             settings=settings,
             engine=engine,
-            statement_engine=for_single_statements(engine),
+            check_engine=create_check_engine(settings),
             sessions=session_factory(engine),
             keys=keys,
-            authenticator=Authenticator(settings, keys),
+            authenticator=Authenticator(settings, keys, usage=usage),
+            usage=usage,
+            admission=asyncio.Semaphore(SESSION_POOL.capacity),
             identity_provider=(
                 OpenIdProvider(settings.identity_provider, settings.oidc_redirect_uri)
                 if settings.identity_provider else None
             ),
+            checkpointer=WalCheckpointer(usage.engine).start() if local else None,
         )
 
+    def stop(self) -> None:
+        """Write the last uses still pending, then close every connection."""
+        self.usage.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        for engine in (self.engine, self.check_engine, self.usage.engine):
+            engine.dispose()
 
     @property
     def store_is_local(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    async def run_on_store(self, work: Callable[..., T], *args: object) -> T:
-        """Run a short piece of store work from async code.
+    async def check_on_store(self, work: Callable[..., T], *args: object) -> T:
+        """Run a read of a statement or two (a token check, a ping) on ``check_engine``.
 
         On SQLite (a local file; a token check reads for tens of microseconds, and WAL readers
         never wait) it runs right here on the event loop: the trip to the threadpool and the
-        handing over of the GIL cost more than the work, about 40% of the throughput. Any
-        other store is across a network: its waits must not block the loop.
+        handing over of the GIL cost more than the work, about 40% of the throughput. It must
+        not write there. Any other store is across a network: its waits must not block the loop.
         """
         if self.store_is_local:
             return work(*args)
         return await run_in_threadpool(work, *args)
+
+    async def run_unit(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` as one unit of work in one trip to a thread, once admitted."""
+        async with self.admission:
+            return await run_in_threadpool(_in_unit_of_work, self.sessions, work)
+
+
+def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    with unit_of_work(sessions) as session:
+        return work(session)
 
 
 def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_db(request: Request) -> Iterator[Session]:
+async def get_db(request: Request) -> AsyncIterator[Session]:
     """The request's one transaction, committed at the edge once the route has returned.
 
     Declared with ``scope="function"`` so the commit happens before the response is sent:
-    a client never sees success for a write that did not land.
+    a client never sees success for a write that did not land. Admitted first (see the module's
+    docstring). Its end (commit or rollback, then close) is one trip to a thread that waits for
+    no other (a limiter of its own, as FastAPI gives a dependency's exit), since the unit holds
+    its connection, and on SQLite perhaps its turn to write, until then.
     """
-    with unit_of_work(get_runtime(request).sessions) as session:
-        yield session
+    runtime = get_runtime(request)
+    async with runtime.admission:
+        session = runtime.sessions()
+        try:
+            yield session
+        except BaseException as error:
+            with anyio.CancelScope(shield=True):  # a client that left still gets its unit undone
+                await _end_in_thread(session, succeeded=False)
+            if isinstance(error, Exception) and is_outage(error):
+                raise StoreUnavailable() from error
+            raise
+        await _end_in_thread(session, succeeded=True)
+
+
+async def _end_in_thread(session: Session, *, succeeded: bool) -> None:
+    await anyio.to_thread.run_sync(functools.partial(end_unit, session, succeeded=succeeded),
+                                   limiter=anyio.CapacityLimiter(1))
 
 
 def client_ip(request: Request) -> str | None:
