@@ -9,6 +9,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OIDC_DIR := tests/support/oidc
+# schemathesis, which fuzzes the API from its OpenAPI schema in the tests, in an environment
+# of its own: its dependencies are not the server's.
+FUZZ_VENV := .venv-schemathesis
+FUZZ_STAMP := $(FUZZ_VENV)/.installed
+SCHEMATHESIS := schemathesis>=4.32,<5
 
 .PHONY: serve test bench system-packages oidc-provider clean
 
@@ -44,7 +49,12 @@ system-packages:
 oidc-provider: system-packages
 	@[ -d $(OIDC_DIR)/node_modules/oidc-provider ] || npm ci --no-audit --no-fund --prefix $(OIDC_DIR)
 
-test: $(STAMP) system-packages oidc-provider
+$(FUZZ_STAMP): Makefile
+	test -x $(FUZZ_VENV)/bin/python || python3 -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/python -m pip install --quiet '$(SCHEMATHESIS)'
+	touch $(FUZZ_STAMP)
+
+test: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider
 	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 bench: $(STAMP) system-packages
@@ -52,4 +62,4 @@ bench: $(STAMP) system-packages
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .coverage* .pytest_cache
+	rm -rf $(VENV) $(FUZZ_VENV) var .coverage* .pytest_cache

@@ -143,6 +143,18 @@ class Conflict(TokensmithError):
     code = "conflict"
 
 
+class HeaderTooLarge(TokensmithError):
+    """A request header past what is accepted (431): refused before anything else is read."""
+
+    code = "header_too_large"
+
+
+class BodyTooLarge(TokensmithError):
+    """A request body past what its route accepts (413)."""
+
+    code = "body_too_large"
+
+
 class CsrfFailed(TokensmithError):
     code = "csrf_failed"
 

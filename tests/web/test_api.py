@@ -114,7 +114,7 @@ def test_nobody_revokes_anybody_elses_token(server, alice):
         response = client.delete(f"/api/v1/tokens/{server.token_row(alice, 'mine').id}")
         assert response.status_code == 404 and response.json()["error"] == "not_found"
         assert client.delete("/api/v1/tokens/99999999").status_code == 404
-        assert client.delete("/api/v1/tokens/not-a-number").status_code == 422
+        assert client.delete("/api/v1/tokens/not-a-number").status_code == 404  # no such token
         assert client.delete(f"/api/v1/tokens/{2**40}").status_code == 422
     assert me(server, auth=(alice, alices)).status_code == 200
 
@@ -134,6 +134,7 @@ def test_a_token_rotates_itself(server, alice):
     with server.client(auth=(alice, old)) as client:
         response = client.post(f"/api/v1/tokens/{before.id}/rotate")
     assert response.status_code == 201, response.text
+    assert response.headers["cache-control"] == "no-store"  # it carries a secret
     body = response.json()
     new = remember(body["token"])
     assert new != old and tokens.parse(new, "tks_")
@@ -150,6 +151,23 @@ def test_a_token_cannot_rotate_another(server, alice):
     with server.client(auth=(alice, first)) as client:
         response = client.post(f"/api/v1/tokens/{second_id}/rotate")
     assert response.status_code == 403 and "only itself" in response.json()["message"]
+
+
+def test_someone_elses_token_id_is_a_404_on_rotate_as_everywhere(server, alice):
+    """Whether an id is somebody's token is nobody else's business: the same 404, in the same
+    words, as an id that was never issued."""
+    mine = server.create_token(alice, "mine")
+    stranger = unique("stranger")
+    server.create_user(stranger)
+    server.create_token(stranger, "theirs")
+    theirs = server.token_row(stranger, "theirs").id
+    with server.client(auth=(alice, mine)) as client:
+        answers = [client.post(f"/api/v1/tokens/{token_id}/rotate") for token_id in (theirs, 2**31 - 1)]
+        revoke = client.delete(f"/api/v1/tokens/{theirs}")
+    assert [a.status_code for a in answers] == [404, 404] and revoke.status_code == 404
+    assert answers[0].json() == answers[1].json() == revoke.json()
+    assert me(server, auth=(stranger, server.create_token(stranger, "still works"))).status_code == 200
+    assert server.token_row(stranger, "theirs").revoked_at is None
 
 
 def test_anyone_can_report_leaked_tokens_without_learning_anything(server, alice):
@@ -170,15 +188,22 @@ def test_anyone_can_report_leaked_tokens_without_learning_anything(server, alice
     assert len(events) == 1 and events[0].details["name"] == "pasted in a chat"
 
 
-@pytest.mark.parametrize("body", [b"not json", b'{"tokens": "x"}', b'{"tokens": []}', b"[]",
-                                  b'{"tokens": [' + b'"x",' * 100 + b'"x"]}'])
-def test_malformed_leak_reports_get_a_clear_422(server, body):
+@pytest.mark.parametrize(("body", "words"), [
+    (b"not json", "must be JSON like"),
+    (b'{"tokens": "x"}', "tokens: Input should be a valid list"),
+    (b'{"tokens": []}', "tokens: List should have at least 1 item"),
+    (b"[]", "not of the right shape"),
+    (b'{"tokens": [' + b'"x",' * 100 + b'"x"]}', "tokens: List should have at most 100 items"),
+    (b'{"tokens": ["' + b"x" * 201 + b'"]}', "tokens.0: String should have at most 200 characters"),
+])
+def test_malformed_leak_reports_get_a_clear_422(server, body, words):
     with server.client() as client:
         response = client.post("/api/v1/tokens/revoke", content=body,
                                headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_input"
-    assert "not valid" in response.json()["message"]
+    assert words in response.json()["message"]
+    assert b"x" * 50 not in response.content  # what was sent is never echoed
 
 
 # --- what is refused, and how it is said ---------------------------------------------------------
@@ -240,7 +265,6 @@ def basic(raw: bytes) -> str:
         (basic(b"no colon at all"), "no ':'"),
         (basic(b"alice:\xff\xfe\xfd"), "not valid UTF-8"),
         (basic(b"\xc3\x28:tks_x"), "not valid UTF-8"),
-        ("Basic " + "QUFB" * 4096, "characters long"),
         ("Bearer", "empty"),
         ("Digest username=alice", "Unsupported authorization scheme"),
         (basic(b"alice:"), "empty password"),
@@ -250,6 +274,16 @@ def test_malformed_authorization_headers_get_a_clear_401(server, header, words):
     response = me(server, headers={"Authorization": header})
     body = assert_refused(response, "credential_malformed", words)
     assert "Traceback" not in response.text and len(body["message"]) < 400
+
+
+@pytest.mark.parametrize("header", ["Basic " + "QUFB" * 4096, "Bearer tks_" + "a" * 1_000_000])
+def test_an_oversized_authorization_header_is_a_431_before_anything_else(server, header):
+    """Too long to be a credential (a token is 42 characters): 431, the header's size limit,
+    whatever it holds."""
+    response = me(server, headers={"Authorization": header})
+    assert response.status_code == 431
+    assert response.json()["error"] == "header_too_large"
+    assert "at most 4,096 are accepted" in response.json()["message"] and len(response.content) < 400
 
 
 def test_an_authorization_header_with_raw_non_ascii_bytes_is_refused_cleanly(server):

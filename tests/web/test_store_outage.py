@@ -40,6 +40,11 @@ def test_a_store_outage_is_503_with_words_never_401(own_postgres, tmp_path):
                     "message": "The token store is unreachable; try again in a moment.",
                 }
                 assert response.headers["retry-after"] == "5"
+            # A mistyped token is refused on its checksum alone, before the store is asked.
+            mistyped = token[:-1] + ("a" if token[-1] != "a" else "b")
+            refused = client.get("/api/v1/me", auth=("olga", mistyped))
+            assert refused.status_code == 401 and refused.json()["error"] == "credential_malformed"
+            assert "checksum" in refused.json()["message"]
             page = browser.get("/tokens")
             assert page.status_code == 503 and "Temporarily unavailable" in page.text
             assert "Traceback" not in page.text

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 
 from tokensmith import instances, personal_tokens, projects
-from tokensmith.errors import NotPermitted
 from tokensmith.web.auth import ClientIdentity, Db, add_deprecation_headers, identify_client
+from tokensmith.web.bodies import authenticated_json_body, documented, json_body
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.schemas import (
+    AUTHENTICATED,
     InstanceRegistered,
     InstanceRegistration,
     LeakReport,
@@ -19,13 +20,16 @@ from tokensmith.web.schemas import (
     ProjectPublic,
     TokenCreated,
     TokenPublic,
+    refusals,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
+# On every answer that carries a secret: no cache, shared or private, may keep it.
+CARRIES_A_SECRET = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id")]
 
 
-@router.get("/me", response_model=Me)
+@router.get("/me", response_model=Me, responses=refusals(*AUTHENTICATED))
 async def read_me(request: Request) -> Response:
     """Who the credential belongs to, and which token made the request."""
     # Every client checks its token here (the CLI's login, CI jobs), so this route is lean:
@@ -38,13 +42,14 @@ async def read_me(request: Request) -> Response:
     return answer
 
 
-@router.get("/tokens", response_model=list[TokenPublic])
+@router.get("/tokens", response_model=list[TokenPublic], responses=refusals(*AUTHENTICATED))
 def list_tokens(identity: ClientIdentity, db: Db) -> list[TokenPublic]:
     """The caller's tokens that are not revoked (expired ones included). Never a secret."""
     return [TokenPublic.of(row) for row in personal_tokens.list_tokens(db, identity.user.id)]
 
 
-@router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/tokens/{token_id:int}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=refusals(*AUTHENTICATED, 404, 422))
 def revoke_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: Request) -> Response:
     """Revoke one of the caller's tokens. Anybody else's token is a 404."""
     personal_tokens.revoke_token(
@@ -53,13 +58,12 @@ def revoke_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: R
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/tokens/{token_id}/rotate", response_model=TokenCreated, status_code=201)
-def rotate_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: Request) -> TokenCreated:
-    """A token replaces its own secret: same name, expiry and scopes; the old one is revoked."""
-    if identity.token is None or identity.token.id != token_id:
-        raise NotPermitted(
-            "A token can rotate only itself: authenticate with the token you want to rotate."
-        )
+@router.post("/tokens/{token_id:int}/rotate", response_model=TokenCreated, status_code=201,
+             responses=refusals(*AUTHENTICATED, 403, 404, 422))
+def rotate_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: Request,
+                 response: Response) -> TokenCreated:
+    """A token replaces its own secret: same name, expiry and scopes; the old one is revoked.
+    Anybody else's id is a 404; another of your own tokens, a 403."""
     runtime = get_runtime(request)
     secret, row = personal_tokens.rotate_token(
         db,
@@ -69,7 +73,9 @@ def rotate_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: R
         prefix=runtime.settings.token_prefix,
         actor=identity.username,
         ip=client_ip(request),
+        presented_token_id=identity.token.id if identity.token else None,
     )
+    response.headers.update(CARRIES_A_SECRET)
     return TokenCreated(**TokenPublic.of(row).model_dump(), token=secret)
 
 
@@ -78,8 +84,12 @@ def rotate_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: R
     response_model=LeakReportReceived,
     status_code=status.HTTP_202_ACCEPTED,
     tags=["leaks"],
+    openapi_extra=documented(LeakReport),
+    responses=refusals(413, 422, 503),
 )
-def report_leaked_tokens(report: LeakReport, db: Db, request: Request) -> LeakReportReceived:
+def report_leaked_tokens(
+    report: Annotated[LeakReport, json_body(LeakReport)], db: Db, request: Request
+) -> LeakReportReceived:
     """Found tokens where they should not be? Send them here, no credentials needed.
 
     Every live one is revoked and its owner told. The answer is the same whether any of
@@ -94,8 +104,12 @@ def report_leaked_tokens(report: LeakReport, db: Db, request: Request) -> LeakRe
     )
 
 
-@router.post("/instances", response_model=InstanceRegistered, status_code=201, tags=["instances"])
-def register_instance(body: InstanceRegistration, identity: ClientIdentity, db: Db, request: Request) -> InstanceRegistered:
+@router.post("/instances", response_model=InstanceRegistered, status_code=201, tags=["instances"],
+             openapi_extra=documented(InstanceRegistration), responses=refusals(*AUTHENTICATED, 404, 413, 422))
+def register_instance(
+    identity: ClientIdentity, body: Annotated[InstanceRegistration, authenticated_json_body(InstanceRegistration)],
+    db: Db, request: Request, response: Response,
+) -> InstanceRegistered:
     """Register an instance of a project you can read, as `nuxeoctl register` does.
 
     Answers its instance id and instance key: the credentials of the package repository
@@ -104,10 +118,12 @@ def register_instance(body: InstanceRegistration, identity: ClientIdentity, db: 
     row, key = instances.register_instance(
         db, get_runtime(request).keys, body.project, identity.user.id, body.description, actor=identity.username
     )
+    response.headers.update(CARRIES_A_SECRET)
     return InstanceRegistered(instance_id=row.id, instance_key=key, project=row.project_id, description=row.description)
 
 
-@router.get("/projects", response_model=list[ProjectPublic], tags=["projects"])
+@router.get("/projects", response_model=list[ProjectPublic], tags=["projects"],
+            responses=refusals(*AUTHENTICATED))
 def list_projects(identity: ClientIdentity, db: Db, request: Request) -> list[ProjectPublic]:
     """The projects you are a member of, with how to reach each (Git, Maven)."""
     base = get_runtime(request).settings.public_url

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -18,7 +20,7 @@ from tokensmith import metrics, sessions, tokens
 from tokensmith.accounts import Account
 from tokensmith.config import Settings
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
-from tokensmith.errors import AuthenticationRequired, CredentialMalformed
+from tokensmith.errors import AuthenticationRequired, CredentialMalformed, HeaderTooLarge
 from tokensmith.db import connection_to
 from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get_runtime
 from tokensmith.web.templates import SESSION_COOKIE
@@ -36,9 +38,9 @@ def parse_authorization(header: str | None, token_prefix: str) -> Credentials | 
     if header is None:
         return None
     if len(header) > MAX_AUTHORIZATION_LENGTH:
-        raise CredentialMalformed(
-            f"The Authorization header is {len(header)} characters long; at most "
-            f"{MAX_AUTHORIZATION_LENGTH} are accepted."
+        raise HeaderTooLarge(
+            f"The Authorization header is {len(header):,} characters long; at most "
+            f"{MAX_AUTHORIZATION_LENGTH:,} are accepted (a token is 42)."
         )
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
@@ -53,6 +55,16 @@ def parse_authorization(header: str | None, token_prefix: str) -> Credentials | 
     raise CredentialMalformed(
         "Unsupported authorization scheme: use Basic (username and token) or Bearer (token)."
     )
+
+
+def presents_bearer_secret(header: str | None, expected: str) -> bool:
+    """Whether an Authorization header is ``Bearer`` and this deployment's secret (SCIM's,
+    /metrics'), compared in constant time: digests first, so that not even the length shows."""
+    if header is None or len(header) > MAX_AUTHORIZATION_LENGTH:
+        return False
+    scheme, _, presented = header.strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        hashlib.sha256(presented.strip().encode()).digest(), hashlib.sha256(expected.encode()).digest())
 
 
 def _parse_basic(value: str, token_prefix: str) -> Credentials:

@@ -13,12 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from tokensmith.errors import (
     AuthenticationFailed,
     AuthenticationRequired,
+    BodyTooLarge,
     Conflict,
     CsrfFailed,
+    HeaderTooLarge,
     IdentityProviderUnavailable,
     InvalidInput,
     NotFound,
@@ -29,6 +32,7 @@ from tokensmith.errors import (
     TooManyAttempts,
 )
 from tokensmith.web.auth import SignInRequired
+from tokensmith.web.bodies import LIMIT_SCOPE_KEY, problems_of
 from tokensmith.web.templates import render
 
 log = logging.getLogger("tokensmith.web")
@@ -42,7 +46,9 @@ STATUS = {
     CsrfFailed: 403,
     NotFound: 404,
     Conflict: 409,
+    BodyTooLarge: 413,
     InvalidInput: 422,
+    HeaderTooLarge: 431,
     StoreUnavailable: 503,
     IdentityProviderUnavailable: 502,
     SignInRejected: 400,
@@ -63,8 +69,9 @@ def wants_page(request: Request) -> bool:
     return not request.url.path.startswith(MACHINE_PREFIXES)
 
 
-def error_response(request: Request, status: int, code: str, message: str) -> Response:
-    headers = dict(CHALLENGE) if status == 401 and not wants_page(request) else {}
+def error_response(request: Request, status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> Response:
+    headers = {**(headers or {}), **(CHALLENGE if status == 401 and not wants_page(request) else {})}
     if status == 503:
         headers["Retry-After"] = "5"
     if wants_page(request):
@@ -95,17 +102,39 @@ async def handle_sign_in_required(request: Request, _error: SignInRequired) -> R
 
 
 async def handle_validation_error(request: Request, error: RequestValidationError) -> Response:
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}"
-        for problem in error.errors()
-    )
-    return error_response(request, 422, "invalid_input", f"The request is not valid: {problems}.")
+    return error_response(request, 422, "invalid_input",
+                          f"The request is not valid: {problems_of(error.errors(), skip=1)}.")
 
 
 async def handle_http_error(request: Request, error: StarletteHTTPException) -> Response:
-    messages = {404: "Nothing here.", 405: "This method is not allowed here."}
-    message = messages.get(error.status_code, str(error.detail))
-    return error_response(request, error.status_code, "http_error", message)
+    """Routing's and the framework's own refusals, in words; a 405 keeps its Allow header."""
+    status = error.status_code
+    if status == 413:
+        return error_response(request, 413, BodyTooLarge.code, body_too_large(request))
+    messages = {404: "Nothing here.", 405: f"{request.method[:10]} is not allowed here."}
+    headers = dict(error.headers or {})
+    if status == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+        messages[405] += f" Allowed: {headers['Allow']}."
+    return error_response(request, status, "http_error", messages.get(status, str(error.detail)), headers)
+
+
+def body_too_large(request: Request) -> str:
+    limit = request.scope.get(LIMIT_SCOPE_KEY)
+    at_most = f" (at most {limit // 1024:,} KiB)" if isinstance(limit, int) else ""
+    return f"The request body is larger than {request.method[:10]} {request.url.path[:100]} accepts{at_most}."
+
+
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path, asked of the routes themselves: Starlette's
+    own 405 names only those of the first route that matched (My Tokens' GET and POST are two).
+    A mount (the static files) matches any method; it names its own."""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    return ", ".join(method for method in METHOD_ORDER if any(
+        route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes))
 
 
 async def handle_unexpected(request: Request, error: Exception) -> Response:

@@ -23,20 +23,25 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from tokensmith import projects, repositories
 from tokensmith.authentication import Identity
-from tokensmith.errors import InvalidInput, NotFound, NotPermitted
+from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound, NotPermitted
 from tokensmith.web.auth import ClientIdentity
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 log = logging.getLogger("tokensmith.git")
-router = APIRouter(tags=["git"], include_in_schema=False)
 
 SERVICES = {"git-upload-pack": "read", "git-receive-pack": "write"}
 CHUNK = 64 * 1024
+# What a push may carry (its pack), as GitHub's limit; and a fetch's request (its wants and
+# haves, which grow with each round of negotiation), once inflated.
+MAX_PUSH = 2 * 1024**3
+MAX_NEGOTIATION = 32 * 1024**2
+router = APIRouter(tags=["git"], include_in_schema=False)
 
 
 def needed_role(method: str, path: str, service: str | None) -> str:
@@ -76,22 +81,54 @@ NO_CACHE = {"Cache-Control": "no-cache, max-age=0, must-revalidate", "Pragma": "
             "Expires": "Fri, 01 Jan 1980 00:00:00 GMT"}
 
 
-async def _feed(request: Request, process: asyncio.subprocess.Process) -> None:
-    stdin = process.stdin
-    # git compresses large fetch requests; the backend reads them plain.
+async def request_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as the backend reads it: inflated when git compressed it, and never
+    more than ``limit`` bytes of it (a gzip bomb stops at the limit, not at the disk)."""
     gzipped = request.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip")
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+    total = 0
+    async for chunk in request.stream():
+        while chunk:
+            if inflate is None:
+                piece, chunk = chunk, b""
+            else:
+                try:  # at most what is left of the limit, plus one byte to notice passing it
+                    piece = inflate.decompress(chunk, limit - total + 1)
+                except zlib.error:
+                    raise InvalidInput("The request body is not valid gzip.") from None
+                chunk = inflate.unconsumed_tail
+            total += len(piece)
+            if total > limit:
+                raise BodyTooLarge(f"A git request may carry at most {limit // 2**20:,} MiB"
+                                   + (" once inflated." if inflate is not None else "."))
+            if piece:
+                yield piece
+    if inflate is not None and not inflate.eof:
+        raise InvalidInput("The request body is not valid gzip: it ends before its compressed stream does.")
+
+
+async def _read_whole(request: Request, limit: int) -> bytes:
+    return b"".join([piece async for piece in request_body(request, limit)])
+
+
+async def _feed(request: Request, process: asyncio.subprocess.Process, body: bytes | None) -> None:
+    """Give the backend its input: ``body`` when it was read already, else the request as it
+    arrives (a push, streamed)."""
+    stdin = process.stdin
     try:
-        async for chunk in request.stream():
-            if inflate is not None:
-                chunk = inflate.decompress(chunk)
-            if chunk:
-                stdin.write(chunk)
+        if body is not None:
+            stdin.write(body)
+            await stdin.drain()
+        else:
+            async for piece in request_body(request, MAX_PUSH):
+                stdin.write(piece)
                 await stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
         pass  # the backend stopped reading; its answer says why
-    except zlib.error:
-        log.info("a gzipped git request body did not inflate")  # the backend reads it cut short
+    except (BodyTooLarge, InvalidInput, StarletteHTTPException) as error:
+        # The answer has begun: the backend reads end-of-file where the pack should go on,
+        # refuses it, and no ref moves.
+        log.info("a git request body was cut off: %s", getattr(error, "message", error))
     except ClientDisconnect:
         # A push cut off midway: the backend reads end-of-file where the pack should go on,
         # refuses it, removes what it had received, and leaves every ref where it was.
@@ -99,6 +136,11 @@ async def _feed(request: Request, process: asyncio.subprocess.Process) -> None:
     finally:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             stdin.close()
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() and len(value) < 20 else None
 
 
 @router.api_route("/git/{project_id}.git/{path:path}", methods=["GET", "POST"])
@@ -110,8 +152,16 @@ async def smart_http(project_id: str, path: str, request: Request, identity: Cli
     role = needed_role(request.method, path, service)
     repository = await runtime.run_unit(lambda session: _authorize(session, runtime, project_id, identity, role))
     advertising = request.method == "GET"
-    if not advertising and request.headers.get("content-type") != f"application/x-{service}-request":
-        raise InvalidInput(f"A {service} request must have the type application/x-{service}-request.")
+    body = None
+    if not advertising:
+        if request.headers.get("content-type") != f"application/x-{service}-request":
+            raise InvalidInput(f"A {service} request must have the type application/x-{service}-request.")
+        limit = MAX_PUSH if service == "git-receive-pack" else MAX_NEGOTIATION
+        declared = _declared_length(request)
+        if declared is not None and declared > limit:
+            raise BodyTooLarge(f"A git request may carry at most {limit // 2**20:,} MiB.")
+        if service == "git-upload-pack":  # wants and haves: small, read whole before git starts
+            body = await _read_whole(request, limit)
     process = await asyncio.create_subprocess_exec(
         repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
         *(["--advertise-refs"] if advertising else []), str(repository),
@@ -119,7 +169,7 @@ async def smart_http(project_id: str, path: str, request: Request, identity: Cli
         stdin=asyncio.subprocess.DEVNULL if advertising else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK,
     )
-    feeding = asyncio.create_task(_feed(request, process)) if not advertising else None
+    feeding = asyncio.create_task(_feed(request, process, body)) if not advertising else None
     preamble = b""
     if advertising and not (service == "git-upload-pack" and "version=2" in request.headers.get("git-protocol", "")):
         preamble = _pkt_line(f"# service={service}\n") + b"0000"  # protocol v0/v1 only

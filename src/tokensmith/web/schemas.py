@@ -3,15 +3,44 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tokensmith.authentication import Identity
 from tokensmith.clock import utcnow
 from tokensmith.models import PersonalToken
 from tokensmith.personal_tokens import VerifiedToken
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: a stable code to branch on, and words a person can act on."""
+
+    error: str = Field(description="A stable code, like token_revoked, not_found, body_too_large")
+    message: str = Field(description="What happened and what to do")
+
+
+_REFUSALS = {
+    401: "No credentials, or refused ones: unknown, mistyped, revoked or expired token; a password "
+         "where a token is required. Comes with a Basic challenge",
+    403: "The credential is valid but may not do this",
+    404: "No such thing, or not yours: the two read alike",
+    409: "It exists already",
+    413: "The body is larger than this operation accepts",
+    422: "The request is malformed: the message says what is wrong",
+    431: "The Authorization header is too long to be a credential",
+    503: "The store is unreachable; try again (Retry-After)",
+}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The refusals an operation can answer, for its OpenAPI description."""
+    return {status: {"model": ErrorBody, "description": _REFUSALS[status]} for status in statuses}
+
+
+# What every operation that takes a token can answer before it does anything else.
+AUTHENTICATED = (401, 431, 503)
 
 
 class TokenPublic(BaseModel):
@@ -78,7 +107,10 @@ class Me(BaseModel):
 
 
 class LeakReport(BaseModel):
-    tokens: list[str] = Field(min_length=1, max_length=100)
+    model_config = ConfigDict(json_schema_extra={"example": {"tokens": ["tks_…the token you found"]}})
+
+    tokens: list[Annotated[str, Field(max_length=200)]] = Field(
+        min_length=1, max_length=100, description="The tokens found, at most 100 at a time")
 
 
 class LeakReportReceived(BaseModel):
@@ -86,6 +118,8 @@ class LeakReportReceived(BaseModel):
 
 
 class InstanceRegistration(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"project": "acme-contracts", "description": "staging"}})
+
     project: str = Field(min_length=1, max_length=64, description="The project id, like acme-contracts")
     description: str = Field(default="", max_length=200)
 

@@ -10,8 +10,6 @@ where a failed commit still becomes a SCIM answer.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,20 +20,18 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics, scim
-from tokensmith.db import unit_of_work
 from tokensmith.errors import StoreUnavailable
 from tokensmith.scim import ScimError
-from tokensmith.web.auth import MAX_AUTHORIZATION_LENGTH
+from tokensmith.web.auth import presents_bearer_secret
+from tokensmith.web.bodies import LimitExceeded
 from tokensmith.web.runtime import client_ip, get_runtime
 
 log = logging.getLogger("tokensmith.scim")
 
 MEDIA_TYPE = "application/scim+json"
 BODY_TYPES = ("application/scim+json", "application/json")
-MAX_BODY = 64 * 1024
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tokensmith-scim"'}
 ENDPOINTS = ("Users", "ServiceProviderConfig", "ResourceTypes", "Schemas")
 READ = ["GET", "HEAD"]  # HEAD wherever GET (RFC 9110 §9.3.2): the same answer, without its body
@@ -65,6 +61,8 @@ class ScimRoute(APIRoute):
                 return await handle(request)
             except ScimError as error:
                 return error_response(error)
+            except LimitExceeded as error:  # web/bodies.BodyLimit: the app's limit, 64 KiB
+                return error_response(ScimError(413, None, f"The body is larger than {error.limit // 1024} KiB."))
             except StoreUnavailable as error:
                 log.warning("store unavailable on %s %s: %s", request.method, request.url.path,
                             type(error.__cause__).__name__)
@@ -78,12 +76,6 @@ class ScimRoute(APIRoute):
         return answer
 
 
-def _same_secret(presented: str, expected: str) -> bool:
-    # Digests first, so that the comparison does not even tell the secret's length.
-    return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(),
-                               hashlib.sha256(expected.encode()).digest())
-
-
 async def require_provisioning_secret(request: Request) -> None:
     """Lets through only ``Authorization: Bearer <TOKENSMITH_SCIM_TOKEN>``. Never echoes a credential."""
     expected = get_runtime(request).settings.scim_token
@@ -92,11 +84,9 @@ async def require_provisioning_secret(request: Request) -> None:
                         "TOKENSMITH_SCIM_TOKEN to a random secret of at least 24 characters, restart "
                         "Tokensmith, and give the identity provider the same secret as its Bearer token.")
     header = request.headers.get("authorization")
-    scheme, _, presented = (header or "").strip().partition(" ")
     if header is None:
         detail = "Authentication required: send the SCIM provisioning secret as Authorization: Bearer SECRET."
-    elif (len(header) <= MAX_AUTHORIZATION_LENGTH and scheme.lower() == "bearer"
-          and _same_secret(presented.strip(), expected)):
+    elif presents_bearer_secret(header, expected):
         metrics.count_authentication("scim", "ok")
         return
     else:
@@ -112,15 +102,11 @@ router = APIRouter(prefix="/scim/v2", tags=["scim"], route_class=ScimRoute, incl
 
 
 async def read_document(request: Request) -> object:
-    """The request's JSON body, at most MAX_BODY bytes."""
+    """The request's JSON body."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type and media_type not in BODY_TYPES:
         raise ScimError(415, None, f"Send the body as {MEDIA_TYPE} or application/json, not {media_type[:80]}.")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise ScimError(413, None, f"The body is larger than {MAX_BODY // 1024} KiB.")
+    body = await request.body()  # at most the app's body limit (web/bodies.BodyLimit)
     try:
         return json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
@@ -130,14 +116,8 @@ async def read_document(request: Request) -> object:
 
 async def on_store(request: Request, work: Callable[[Session], T]) -> T:
     """Run ``work`` as one unit of work, off the event loop; committed before the answer."""
-    sessions = get_runtime(request).sessions
-
-    def unit() -> T:
-        with unit_of_work(sessions) as session:
-            return work(session)
-
     try:
-        return await run_in_threadpool(unit)
+        return await get_runtime(request).run_unit(work)
     except IntegrityError:
         # Two requests provisioned the same userName at once; the store's unique index kept one.
         raise ScimError(409, "uniqueness", "Another request took this userName at the same moment; "
