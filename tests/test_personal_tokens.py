@@ -169,7 +169,8 @@ def test_rotation_keeps_name_expiry_and_scopes_and_kills_the_old_secret(db, keys
     alice = make_user()
     expires = personal_tokens.expiry_in_days(30)
     old_secret, old = make_token(alice, "CI Chain", expires_at=expires, scopes=["api"])
-    new_secret, new = personal_tokens.rotate_token(db, keys, old.id, alice.id, prefix=PREFIX, actor="tests")
+    new_secret, new = personal_tokens.rotate_token(db, keys, old.id, alice.id, prefix=PREFIX, actor="tests",
+                                                        presented_token_id=old.id)
     assert new_secret != old_secret and new.id != old.id
     assert (new.name, new.expires_at, new.scopes) == ("CI Chain", expires, ["api"])
     with pytest.raises(TokenRevoked, match="rotated"):
@@ -185,7 +186,8 @@ def test_an_expired_token_cannot_be_rotated(db, keys, make_user, make_token):
     row.expires_at = utcnow() - timedelta(seconds=1)
     db.flush()
     with pytest.raises(NotPermitted, match="expired"):
-        personal_tokens.rotate_token(db, keys, row.id, alice.id, prefix=PREFIX, actor="tests")
+        personal_tokens.rotate_token(db, keys, row.id, alice.id, prefix=PREFIX, actor="tests",
+                                     presented_token_id=row.id)
 
 
 def test_reported_leaks_are_revoked_and_their_owners_told(db, keys, make_user, make_token):

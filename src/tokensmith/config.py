@@ -6,6 +6,7 @@ served at http://127.0.0.1:8000.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,8 @@ class PasswordPolicy(str, Enum):
 
 
 _TOKEN_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}_$")
-MIN_SCIM_TOKEN_LENGTH = 24
+MIN_BEARER_SECRET_LENGTH = 24
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class Settings:
     identity_provider: IdentityProviderSettings | None = None
     local_login: bool = True
     scim_token: str | None = field(default=None, repr=False)
+    # /metrics: with a secret, for whoever presents it as a Bearer token; without, loopback only.
+    metrics_token: str | None = field(default=None, repr=False)
+    # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; none by default.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -104,12 +110,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "TOKENSMITH_LOCAL_LOGIN=false turns off passwords, so TOKENSMITH_OIDC_ISSUER must name "
             "the identity provider people sign in through instead."
         )
-    scim_token = env.get("TOKENSMITH_SCIM_TOKEN") or None
-    if scim_token is not None and len(scim_token) < MIN_SCIM_TOKEN_LENGTH:
-        raise ConfigurationError(
-            f"TOKENSMITH_SCIM_TOKEN must be at least {MIN_SCIM_TOKEN_LENGTH} characters; generate "
-            "one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`."
-        )
     return Settings(
         data_dir=Path(env.get("TOKENSMITH_DATA_DIR", "var")),
         database_url=env.get("TOKENSMITH_DATABASE_URL") or None,
@@ -120,8 +120,37 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         password_policy=password_policy,
         identity_provider=identity_provider,
         local_login=local_login,
-        scim_token=scim_token,
+        scim_token=_bearer_secret(env, "TOKENSMITH_SCIM_TOKEN"),
+        metrics_token=_bearer_secret(env, "TOKENSMITH_METRICS_TOKEN"),
+        trusted_proxies=_networks(env, "TOKENSMITH_TRUSTED_PROXIES"),
     )
+
+
+def _bearer_secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret that a client presents as a Bearer token: long enough not to be guessed."""
+    secret = env.get(name) or None
+    if secret is not None and len(secret) < MIN_BEARER_SECRET_LENGTH:
+        raise ConfigurationError(
+            f"{name} must be at least {MIN_BEARER_SECRET_LENGTH} characters; generate "
+            "one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+        )
+    return secret
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    """A comma-separated list of addresses or CIDR blocks, IPv4 or IPv6."""
+    networks = []
+    for item in (part.strip() for part in env.get(name, "").split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                f"{name} is a comma-separated list of addresses or CIDR blocks, like "
+                f"'10.0.0.0/8, ::1'; {item[:60]!r} is neither."
+            ) from None
+    return tuple(networks)
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:

@@ -351,10 +351,17 @@ def rotate_token(
     *,
     prefix: str,
     actor: str,
+    presented_token_id: int | None,
     ip: str | None = None,
 ) -> tuple[str, PersonalToken]:
-    """Replace a token's secret: same name, expiry and scopes; the old secret stops at once."""
+    """Replace a token's secret: same name, expiry and scopes; the old secret stops at once.
+
+    A token rotates only itself: ``presented_token_id`` is the token the request came with
+    (None for a password), checked once the id is known to be the owner's, so that anybody
+    else's id is a 404 as on every other route, and another of one's own tokens a 403."""
     old = get_live_token(session, token_id, owner_id)
+    if presented_token_id != token_id:
+        raise NotPermitted("A token can rotate only itself: authenticate with the token you want to rotate.")
     if old.expires_at is not None and old.expires_at <= utcnow():
         raise NotPermitted("An expired token cannot be rotated: create a new one instead.")
     _revoke(session, old, actor=actor, reason="rotated", ip=ip)

@@ -83,6 +83,6 @@ def serve(
         port=port,
         access_log=access_log,
         log_config=logging_config(),
-        proxy_headers=True,
+        proxy_headers=False,  # X-Forwarded-For only from TOKENSMITH_TRUSTED_PROXIES (web/app.py)
         server_header=False,
     )

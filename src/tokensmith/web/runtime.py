@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -151,7 +152,18 @@ async def _end_in_thread(session: Session, *, succeeded: bool) -> None:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address, as the socket (or a trusted proxy) says; None if it is no address."""
+    host = request.client.host if request.client else None
+    return host if host is not None and _is_address(host) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def client_agent(request: Request) -> str | None:
