@@ -54,6 +54,7 @@ def test_a_trusted_proxy_names_the_client(behind_proxy):
     # Each proxy appends the address it saw: the client is the last one not trusted.
     assert last_used_from(behind_proxy, "198.51.100.7, 203.0.113.9, 10.1.2.3") == "203.0.113.9"
     assert last_used_from(behind_proxy, "not an address") is None
+    assert last_used_from(behind_proxy, "fe80::1%" + "z" * 60) is None  # an address, but longer than one is kept
 
 
 def failed_sign_ins_then_the_right_password(live: LiveServer, spoofed: bool) -> int:

@@ -159,6 +159,8 @@ def client_ip(request: Request) -> str | None:
 
 @functools.lru_cache(maxsize=4096)
 def _is_address(host: str) -> bool:
+    if len(host) > 45:  # the longest an address is written (the store keeps 45); a zone id can pass it
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:
