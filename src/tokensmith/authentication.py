@@ -7,6 +7,9 @@ password and refuses a token. Every outcome is counted by reason for ``/metrics`
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -71,24 +74,27 @@ class Authenticator:
     def authenticate(
         self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None
     ) -> Identity:
-        """Check a non-browser client's credentials on ``store``: a connection (the hot path)
-        or a session."""
+        """Check a non-browser client's credentials on ``store``, a connection or a session."""
+        return self.check(lambda: contextlib.nullcontext(store), credentials, ip=ip, agent=agent)
+
+    def check(
+        self, connect: Callable[[], AbstractContextManager[Connectable]], credentials: Credentials, *,
+        ip: str | None, agent: str | None,
+    ) -> Identity:
+        """Check credentials on the store ``connect()`` opens, opened only once a token's shape
+        and checksum hold: a mistyped or forged token is refused without the store, even while
+        the store is down (the hot path: ``connect`` takes a pooled connection)."""
         is_token = self.is_token(credentials)
         try:
-            identity = self._authenticate(store, credentials, is_token, ip=ip, agent=agent)
+            if is_token:
+                tokens.parse(credentials.secret, self.settings.token_prefix)
+            with connect() as store:
+                identity = self._authenticate(store, credentials, is_token, ip=ip, agent=agent)
         except AuthenticationFailed as error:
             metrics.count_authentication("token" if is_token else "password", error.reason)
             raise self._advise(error) from None
         metrics.count_authentication(identity.method, "ok")
         return identity
-
-    def screen(self, credentials: Credentials) -> None:
-        """Refuse a token whose shape or checksum is wrong, before the store is asked at all."""
-        try:
-            tokens.parse(credentials.secret, self.settings.token_prefix)
-        except AuthenticationFailed as error:
-            metrics.count_authentication("token", error.reason)
-            raise self._advise(error) from None
 
     def is_token(self, credentials: Credentials) -> bool:
         """Whether the credentials carry a token (as opposed to a password)."""
@@ -100,9 +106,7 @@ class Authenticator:
     ) -> Identity:
         secret = _secret_of(credentials)
         if is_token:
-            token = personal_tokens.verify_token(
-                store, self.keys, secret, prefix=self.settings.token_prefix
-            )
+            token = personal_tokens.verify_checksummed(store, self.keys, secret)
             claimed = credentials.username if isinstance(credentials, BasicCredentials) else ""
             if claimed and claimed.lower() != token.owner.username.lower():
                 # Same words as an unknown token: a stranger learns nothing about usernames.

@@ -91,11 +91,8 @@ def _parse_basic(value: str, token_prefix: str) -> Credentials:
 
 
 def _check_token(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None) -> Identity:
-    # The token's shape and checksum first: a forged or mistyped token is refused without the
-    # store, even while the store is down.
-    runtime.authenticator.screen(credentials)
-    with connection_to(runtime.check_engine) as connection:
-        return runtime.authenticator.authenticate(connection, credentials, ip=ip, agent=agent)
+    return runtime.authenticator.check(lambda: connection_to(runtime.check_engine), credentials,
+                                       ip=ip, agent=agent)
 
 
 async def identify_client(request: Request) -> Identity:

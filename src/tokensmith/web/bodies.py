@@ -101,6 +101,13 @@ class LimitExceeded(HTTPException):
         self.limit = limit
 
 
+def declared_length(headers: Headers) -> int | None:
+    """The length a request's Content-Length header declares, when it declares a number (the
+    HTTP parser already refuses one of more than 19 digits)."""
+    value = headers.get("content-length", "")
+    return int(value) if value.isdigit() and len(value) < 40 else None
+
+
 class BodyLimit:
     """Every request body within ``default`` bytes, or the limit of the first matching prefix
     in ``by_prefix`` (git's pushes). A declared Content-Length past it fails the first read;
@@ -120,8 +127,8 @@ class BodyLimit:
             return
         limit = self.limit_of(scope["path"])
         scope[LIMIT_SCOPE_KEY] = limit
-        declared = Headers(scope=scope).get("content-length", "")
-        too_large = declared.isdigit() and (len(declared) > 18 or int(declared) > limit)
+        declared = declared_length(Headers(scope=scope))
+        too_large = declared is not None and declared > limit
         received = 0
 
         async def limited() -> Message:

@@ -31,6 +31,7 @@ from tokensmith import projects, repositories
 from tokensmith.authentication import Identity
 from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound, NotPermitted
 from tokensmith.web.auth import ClientIdentity
+from tokensmith.web.bodies import declared_length
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 log = logging.getLogger("tokensmith.git")
@@ -138,11 +139,6 @@ async def _feed(request: Request, process: asyncio.subprocess.Process, body: byt
             stdin.close()
 
 
-def _declared_length(request: Request) -> int | None:
-    value = request.headers.get("content-length", "")
-    return int(value) if value.isdigit() and len(value) < 20 else None
-
-
 @router.api_route("/git/{project_id}.git/{path:path}", methods=["GET", "POST"])
 async def smart_http(project_id: str, path: str, request: Request, identity: ClientIdentity) -> Response:
     runtime = get_runtime(request)
@@ -157,7 +153,7 @@ async def smart_http(project_id: str, path: str, request: Request, identity: Cli
         if request.headers.get("content-type") != f"application/x-{service}-request":
             raise InvalidInput(f"A {service} request must have the type application/x-{service}-request.")
         limit = MAX_PUSH if service == "git-receive-pack" else MAX_NEGOTIATION
-        declared = _declared_length(request)
+        declared = declared_length(request.headers)
         if declared is not None and declared > limit:
             raise BodyTooLarge(f"A git request may carry at most {limit // 2**20:,} MiB.")
         if service == "git-upload-pack":  # wants and haves: small, read whole before git starts
