@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from tokensmith import audit, personal_tokens, projects, releases, sessions
 from tokensmith.authentication import Identity
@@ -134,12 +133,11 @@ def start_browser_session(request: Request, db: Session, user: User, next_path: 
 
 
 @router.post("/logout")
-async def logout(request: Request, db: Db, csrf_token: FormText = "") -> Response:
+async def logout(request: Request, csrf_token: FormText = "") -> Response:
     """End the session here and, for people who came through the identity provider, there too
     (where it advertises an end_session_endpoint)."""
     check_csrf(request, csrf_token)
     runtime = get_runtime(request)
-    await run_in_threadpool(sessions.end_session, db, runtime.keys, session_secret(request))
     target = "/login"
     id_token_hint = request.cookies.get(PROVIDER_SESSION_COOKIE)
     if runtime.identity_provider is not None and id_token_hint is not None:
@@ -147,6 +145,10 @@ async def logout(request: Request, db: Db, csrf_token: FormText = "") -> Respons
             id_token_hint or None, after=f"{runtime.settings.public_url}/login",
         )
         target = at_provider or target
+    # After the provider has answered, in a unit of its own: a slow provider holds no
+    # connection, and on SQLite no turn to write.
+    secret = session_secret(request)
+    await runtime.run_unit(lambda session: sessions.end_session(session, runtime.keys, secret))
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(PROVIDER_SESSION_COOKIE, path="/logout")
