@@ -70,17 +70,18 @@ def create_store_engine(
     if url.startswith("sqlite"):
         if settings.sqlite_path is not None:
             data_dir.create_private_file(settings.sqlite_path)  # before SQLite makes it world-readable
-        engine = create_engine(
-            url,
-            hide_parameters=True,  # errors and logs never show bound values
-            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-            **({"poolclass": SingletonThreadPool} if per_thread else
-               {"pool_size": pool.size, "max_overflow": pool.overflow}),
-        )
         # The event loop's own connections (per_thread) only read: a write there fails at once
         # rather than wait on the loop. Everyone else's writes take turns.
         queue = None if per_thread or settings.sqlite_path is None else \
             sqlite_store.WriterQueue.of(settings.sqlite_path, SQLITE_WRITE_WAIT_MS / 1000)
+        engine = create_engine(
+            url,
+            hide_parameters=True,  # errors and logs never show bound values
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000,
+                          **({"factory": queue.connection_class} if queue else {})},
+            **({"poolclass": SingletonThreadPool} if per_thread else
+               {"pool_size": pool.size, "max_overflow": pool.overflow}),
+        )
         sqlite_store.configure(engine, busy_timeout_ms=busy_timeout_ms, checkpoints=checkpoints, queue=queue,
                                read_only=per_thread)
         return engine

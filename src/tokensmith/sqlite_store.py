@@ -17,6 +17,7 @@ waits for the disk. So, on every connection the server opens:
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,13 @@ from tokensmith.errors import StoreUnavailable
 log = logging.getLogger("tokensmith.store")
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
-_HOLDS = "tokensmith_holds_write_turn"
 
 
 def configure(engine: Engine, *, busy_timeout_ms: int, checkpoints: bool, queue: WriterQueue | None,
               read_only: bool = False) -> None:
-    """Set up every connection ``engine`` opens; with a ``queue``, its writers take turns;
-    ``read_only`` connections refuse every write."""
+    """Set up every connection ``engine`` opens; with a ``queue`` (whose ``connection_class`` the
+    engine's connections must be), its writers take turns; ``read_only`` connections refuse every
+    write."""
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -50,15 +51,44 @@ def configure(engine: Engine, *, busy_timeout_ms: int, checkpoints: bool, queue:
 
     event.listen(engine, "connect", on_connect)
     if queue is not None:
-        queue.attach(engine)
+        event.listen(engine, "before_cursor_execute", queue.before_statement)
+
+
+class TurnTakingConnection(sqlite3.Connection):
+    """A driver connection that gives its writer's turn back once its transaction has ended in
+    SQLite itself: after the real COMMIT or ROLLBACK (or the close) has returned. SQLAlchemy's
+    own ``commit`` event comes before the driver commits, and a turn given back there let the
+    next writer meet SQLite's lock still held. A subclass of one queue sets ``queue``."""
+
+    queue: WriterQueue
+    holds_turn = False
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.queue.give_back(self)
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.queue.give_back(self)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.queue.give_back(self)
 
 
 class WriterQueue:
     """One process's writers to one SQLite file, one transaction at a time.
 
     A transaction takes its turn before its first INSERT, UPDATE or DELETE and gives it back
-    when it ends, however it ends (commit, rollback, or its connection going back to the pool or
-    away). Waiting longer than ``wait_seconds`` is an outage, as SQLite's own busy wait was.
+    when it ends, however it ends (commit, rollback, its connection being reset on its way back
+    to the pool, or closed). Waiting longer than ``wait_seconds`` is an outage, as SQLite's own
+    busy wait was. The engine's connections must be of this queue's ``connection_class``.
     """
 
     _by_file: dict[Path, WriterQueue] = {}
@@ -67,6 +97,8 @@ class WriterQueue:
     def __init__(self, wait_seconds: float) -> None:
         self.wait_seconds = wait_seconds
         self._turn = threading.Lock()
+        self.connection_class: type[TurnTakingConnection] = type(
+            "QueuedConnection", (TurnTakingConnection,), {"queue": self})
 
     @classmethod
     def of(cls, path: Path, wait_seconds: float) -> WriterQueue:
@@ -74,32 +106,19 @@ class WriterQueue:
         with cls._registry_lock:
             return cls._by_file.setdefault(path, cls(wait_seconds))
 
-    def attach(self, engine: Engine) -> None:
-        event.listen(engine, "before_cursor_execute", self._before_statement)
-        event.listen(engine, "commit", self._after_transaction)
-        event.listen(engine, "rollback", self._after_transaction)
-        for name in ("checkin", "invalidate", "close", "soft_invalidate"):
-            event.listen(engine.pool, name, self._connection_left)
-
-    def _before_statement(self, connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+    def before_statement(self, connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
         if not statement.lstrip()[:7].upper().startswith(_WRITES):
             return
-        record = connection.connection.info
-        if record.get(_HOLDS):
+        driver_connection = connection.connection.driver_connection
+        if driver_connection.holds_turn:
             return
         if not self._turn.acquire(timeout=self.wait_seconds):
             raise StoreUnavailable("The token store is busy; try again in a moment.")
-        record[_HOLDS] = True
+        driver_connection.holds_turn = True
 
-    def _after_transaction(self, connection: Connection) -> None:
-        self._give_back(connection.connection.info)
-
-    def _connection_left(self, _dbapi_connection: Any, record: Any, *_args: Any) -> None:
-        if record is not None:
-            self._give_back(record.info)
-
-    def _give_back(self, info: dict) -> None:
-        if info.pop(_HOLDS, False):
+    def give_back(self, driver_connection: TurnTakingConnection) -> None:
+        if driver_connection.holds_turn:
+            driver_connection.holds_turn = False
             self._turn.release()
 
 
