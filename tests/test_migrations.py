@@ -16,3 +16,51 @@ def test_the_migrated_store_matches_the_models(store_engine):
         warnings.simplefilter("ignore")
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+def _upgrade(engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from tokensmith.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def test_tokens_made_before_the_five_scopes_keep_everything_they_could_do(tmp_path, keys):
+    """Migration 0007: the old scopes become the five that cover the same ground, every
+    project, from anywhere; and such a token still opens what it did (GET /api/v1/me aside,
+    tested over HTTP in tests/web/test_token_limits.py)."""
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    from tokensmith import personal_tokens, token_limits, tokens
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _upgrade(engine, "0006")
+    secret = tokens.generate("tks_")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO users (id, username, email, is_admin, is_active, created_at, origin) "
+            "VALUES (1, 'old', 'old@example.test', 0, 1, '2026-01-01 00:00:00', 'local')"))
+        for token_id, scopes in ((1, ["api", "git", "maven"]), (2, ["maven"])):
+            connection.execute(text(
+                "INSERT INTO personal_tokens (id, user_id, name, digest, key_version, hint, scopes, created_at) "
+                "VALUES (:id, 1, :name, :digest, 1, 'tks_…old', :scopes, '2026-01-01 00:00:00')"),
+                {"id": token_id, "name": f"old {token_id}", "scopes": json.dumps(scopes),
+                 "digest": keys.digest("token", secret if token_id == 1 else secret + "x")})
+    _upgrade(engine, "head")
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT id, scopes FROM personal_tokens")).all())
+        limits = connection.execute(text("SELECT projects, allowed_ips FROM personal_tokens")).all()
+        token = personal_tokens.verify_token(connection, keys, secret, prefix="tks_")
+    assert json.loads(rows[1]) == list(token_limits.ALL_SCOPES)
+    assert json.loads(rows[2]) == ["maven:read"]
+    assert limits == [(None, None), (None, None)]
+    assert token.scopes == list(token_limits.ALL_SCOPES) and token.projects is None and token.allowed_ips is None
+    engine.dispose()

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select
 
-from tokensmith import audit, personal_tokens, tokens
+from tokensmith import audit, personal_tokens, projects, tokens
 from tokensmith.clock import utcnow
 from tokensmith.errors import (
     AccountDisabled,
@@ -37,7 +37,8 @@ def test_a_created_token_verifies_and_is_stored_only_as_a_digest(db, keys, make_
     assert stored.digest == keys.digest("token", secret) and len(stored.digest) == 32
     assert secret.encode() not in stored.digest and secret not in stored.hint
     assert stored.hint == f"tks_…{secret[-4:]}"
-    assert stored.expires_at is None and stored.scopes == ["api", "git", "maven"]
+    assert stored.expires_at is None and stored.scopes == ["api:read", "api:write", "git:read", "git:write", "maven:read"]
+    assert stored.projects is None and stored.allowed_ips is None
 
 
 def test_the_digest_depends_on_the_server_key(db, keys, make_user, make_token):
@@ -165,14 +166,19 @@ def test_nobody_revokes_someone_elses_token(db, keys, make_user, make_token):
         personal_tokens.revoke_token(db, row.id, alice.id, actor="tests")
 
 
-def test_rotation_keeps_name_expiry_and_scopes_and_kills_the_old_secret(db, keys, make_user, make_token):
+def test_rotation_keeps_name_expiry_and_limits_and_kills_the_old_secret(db, keys, make_user, make_token, tmp_path):
     alice = make_user()
+    project = projects.create_project(db, tmp_path, f"rot-{alice.id}", "com.acme", alice.id, actor="tests").id
     expires = personal_tokens.expiry_in_days(30)
-    old_secret, old = make_token(alice, "CI Chain", expires_at=expires, scopes=["api"])
+    old_secret, old = make_token(alice, "CI Chain", expires_at=expires, scopes=["git:write"], projects=[project],
+                                 allowed_ips=["192.0.2.0/24"])
     new_secret, new = personal_tokens.rotate_token(db, keys, old.id, alice.id, prefix=PREFIX, actor="tests",
                                                         presented_token_id=old.id)
     assert new_secret != old_secret and new.id != old.id
-    assert (new.name, new.expires_at, new.scopes) == ("CI Chain", expires, ["api"])
+    assert (new.name, new.expires_at, new.scopes, new.projects, new.allowed_ips) == (
+        "CI Chain", expires, ["git:read", "git:write"], [project], ["192.0.2.0/24"])
+    rotated = [e for e in audit.events_for_user(db, alice.id) if e.action == "token.rotated"][0]
+    assert rotated.details["projects"] == [project] and rotated.details["allowed_ips"] == ["192.0.2.0/24"]
     with pytest.raises(TokenRevoked, match="rotated"):
         verify(db, keys, old_secret)
     assert verify(db, keys, new_secret).id == new.id

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from tokensmith import accounts, audit, metrics, personal_tokens, tokens
+from tokensmith.token_limits import Need
 from tokensmith.config import PasswordPolicy, Settings
 from tokensmith.db import Connectable
 from tokensmith.errors import (
+    AddressNotAllowed,
     AuthenticationFailed,
+    InsufficientScope,
     CredentialMalformed,
     PasswordIncorrect,
     PasswordRefused,
@@ -72,27 +75,34 @@ class Authenticator:
         self.usage = usage
 
     def authenticate(
-        self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None
+        self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None,
+        need: Need | None = None,
     ) -> Identity:
         """Check a non-browser client's credentials on ``store``, a connection or a session."""
-        return self.check(lambda: contextlib.nullcontext(store), credentials, ip=ip, agent=agent)
+        return self.check(lambda: contextlib.nullcontext(store), credentials, ip=ip, agent=agent, need=need)
 
     def check(
         self, connect: Callable[[], AbstractContextManager[Connectable]], credentials: Credentials, *,
-        ip: str | None, agent: str | None,
+        ip: str | None, agent: str | None, need: Need | None = None,
     ) -> Identity:
         """Check credentials on the store ``connect()`` opens, opened only once a token's shape
         and checksum hold: a mistyped or forged token is refused without the store, even while
-        the store is down (the hot path: ``connect`` takes a pooled connection)."""
+        the store is down (the hot path: ``connect`` takes a pooled connection).
+
+        ``need`` is what the route declared (web/auth.py): a token is held to its limits right
+        after its lookup, before its use is recorded, so a refused request is no use."""
         is_token = self.is_token(credentials)
         try:
             if is_token:
                 tokens.parse(credentials.secret, self.settings.token_prefix)
             with connect() as store:
-                identity = self._authenticate(store, credentials, is_token, ip=ip, agent=agent)
+                identity = self._authenticate(store, credentials, is_token, ip=ip, agent=agent, need=need)
         except AuthenticationFailed as error:
             metrics.count_authentication("token" if is_token else "password", error.reason)
             raise self._advise(error) from None
+        except (InsufficientScope, AddressNotAllowed) as error:
+            metrics.count_authentication("token", error.code)
+            raise
         metrics.count_authentication(identity.method, "ok")
         return identity
 
@@ -102,7 +112,7 @@ class Authenticator:
 
     def _authenticate(
         self, store: Connectable, credentials: Credentials, is_token: bool, *, ip: str | None,
-        agent: str | None,
+        agent: str | None, need: Need | None,
     ) -> Identity:
         secret = _secret_of(credentials)
         if is_token:
@@ -113,6 +123,8 @@ class Authenticator:
                 error = TokenUnknown("Unknown or mistyped token for this username.")
                 error.reason = "wrong_user"
                 raise error
+            if need is not None:
+                token.enforce(need, ip)
             personal_tokens.record_use(store, token, ip=ip, agent=agent, usage=self.usage)
             return Identity(user=token.owner, method="token", token=token)
         if isinstance(credentials, BearerCredentials):

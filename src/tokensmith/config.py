@@ -61,6 +61,9 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; none by default.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Every new token expires within this many days; None (the default): tokens never expire
+    # unless asked to, as in the reference.
+    max_token_lifetime_days: int | None = None
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -123,7 +126,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         scim_token=_bearer_secret(env, "TOKENSMITH_SCIM_TOKEN"),
         metrics_token=_bearer_secret(env, "TOKENSMITH_METRICS_TOKEN"),
         trusted_proxies=_networks(env, "TOKENSMITH_TRUSTED_PROXIES"),
+        max_token_lifetime_days=_days(env, "TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS"),
     )
+
+
+MAX_LIFETIME_DAYS = 3650
+
+
+def _days(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIFETIME_DAYS:
+        raise ConfigurationError(f"{name} is a number of days from 1 to {MAX_LIFETIME_DAYS}; got {value[:20]!r}")
+    return int(value)
 
 
 def _bearer_secret(env: Mapping[str, str], name: str) -> str | None:

@@ -131,6 +131,34 @@ class NotPermitted(TokensmithError):
     code = "forbidden"
 
 
+class InsufficientScope(NotPermitted):
+    """A token without the scope a route needs (403, with the scopes needed and held)."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, needed: str, held: tuple[str, ...]) -> None:
+        super().__init__(
+            f"This token does not have the {needed} scope this needs; it has "
+            f"{', '.join(held) or 'none'}. Create a token with {needed} on the My Tokens page."
+        )
+        self.needed = needed
+        self.held = held
+
+
+class AddressNotAllowed(NotPermitted):
+    """A token used from an address outside its allowed blocks (403, naming the address seen)."""
+
+    code = "ip_not_allowed"
+
+    def __init__(self, address: str | None) -> None:
+        seen = address or "an unknown address"
+        super().__init__(
+            f"This token may not be used from {seen}: it is limited to other addresses. Use it from "
+            "an allowed address, or create a token that allows this one."
+        )
+        self.address = address
+
+
 class NotFound(TokensmithError):
     code = "not_found"
 

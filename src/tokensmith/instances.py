@@ -37,11 +37,14 @@ def _new_key() -> str:
 def register_instance(
     session: Session, keys: ServerKeys, project_id: str, user_id: int, description: str, *, actor: str
 ) -> tuple[Instance, str]:
-    """Register an instance of a project the user can read: ``(row, key)``; show the key once."""
+    """Register an instance of a project the user can write to: ``(row, key)``; show the key once.
+
+    Write, not read: the key opens the hotfix repository, which a project's readers (people
+    who clone and download its releases) are not given."""
     description = description.strip()
     if len(description) > 200 or any(unicodedata.category(c) in ("Cc", "Cf") for c in description):
         raise InvalidInput("An instance description has at most 200 characters and no control characters.")
-    project = projects.require_role(session, project_id, user_id, "read")
+    project = projects.require_role(session, project_id, user_id, "write")
     key = _new_key()
     instance = Instance(
         id=secrets.token_hex(16),

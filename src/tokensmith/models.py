@@ -97,6 +97,10 @@ class PersonalToken(Base):
     key_version: Mapped[int] = mapped_column(Integer)
     hint: Mapped[str] = mapped_column(String(32))
     scopes: Mapped[list[str]] = mapped_column(JSON)
+    # The token's other limits (token_limits.py); NULL: every project the owner can reach, now
+    # and later, and from anywhere.
+    projects: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    allowed_ips: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

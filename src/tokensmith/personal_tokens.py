@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql as postgresql_dialect, sqlite as sqli
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tokensmith import audit, tokens
+from tokensmith import audit, token_limits, tokens
 from tokensmith.accounts import Account
 from tokensmith.clock import display, utcnow
 from tokensmith.db import Connectable, fetch_one_on_driver
@@ -42,8 +42,9 @@ from tokensmith.usage import RECORD_INLINE, TokenUse, UsageRecorder
 PURPOSE = "token"
 MAX_NAME_LENGTH = 100
 MAX_EXPIRY_DAYS = 3650
-# What a personal token may open: the platform's own services. Never the package repository.
-DEFAULT_SCOPES = ("api", "git", "maven")
+# What a personal token may open unless limited: the platform's own services (token_limits.py).
+# Never the package repository.
+DEFAULT_SCOPES = token_limits.ALL_SCOPES
 USE_RECORD_INTERVAL = timedelta(minutes=1)
 MAX_LEAK_REPORT = 100
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
@@ -82,13 +83,34 @@ def create_token(
     actor: str,
     expires_at: datetime | None = None,
     scopes: Iterable[str] = DEFAULT_SCOPES,
+    projects: Iterable[str] | None = None,
+    allowed_ips: Iterable[str] | None = None,
+    max_lifetime_days: int | None = None,
     ip: str | None = None,
 ) -> tuple[str, PersonalToken]:
-    """Mint a token: ``(secret, row)``. Show the secret once, then drop it."""
+    """Mint a token: ``(secret, row)``. Show the secret once, then drop it.
+
+    Its limits (token_limits.py): ``scopes`` (default all five), ``projects`` (None: every
+    project the owner can reach, now and later) and ``allowed_ips`` (None: anywhere), each
+    checked here; ``max_lifetime_days`` is the deployment's TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS.
+    Bad input is InvalidInput, and nothing is made.
+    """
     name = validate_name(name)
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise InvalidInput("The expiration date must be in the future.")
+    token_limits.check_lifetime(expires_at, now, max_lifetime_days)
+    limits = token_limits.validate(session, owner_id, scopes=scopes, projects=projects, allowed_ips=allowed_ips)
+    return _mint(session, keys, owner_id, name, limits, prefix=prefix, actor=actor, expires_at=expires_at,
+                 now=now, ip=ip)
+
+
+def _mint(
+    session: Session, keys: ServerKeys, owner_id: int, name: str, limits: token_limits.Limits, *, prefix: str,
+    actor: str, expires_at: datetime | None, now: datetime, ip: str | None,
+) -> tuple[str, PersonalToken]:
+    """The token row and its audit event, for limits checked already (a new token's, or the
+    ones a rotated token carries over as they were)."""
     _ensure_name_free(session, owner_id, name, now)
     secret = tokens.generate(prefix)
     row = PersonalToken(
@@ -97,7 +119,9 @@ def create_token(
         digest=_digest(keys, secret),
         key_version=keys.current,
         hint=tokens.hint(secret, prefix),
-        scopes=list(scopes),
+        scopes=list(limits.scopes),
+        projects=_listed(limits.projects),
+        allowed_ips=_listed(limits.allowed_ips),
         created_at=now,
         expires_at=expires_at,
     )
@@ -116,8 +140,22 @@ def create_token(
         name=name,
         hint=row.hint,
         expires_at=row.expires_at.isoformat() if row.expires_at else None,
+        **limits_of(row),
     )
     return secret, row
+
+
+def _listed(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
+
+
+def _tupled(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
+
+
+def limits_of(row: PersonalToken | VerifiedToken) -> dict[str, Any]:
+    """A token's limits as the audit trail keeps them."""
+    return {"scopes": list(row.scopes), "projects": row.projects, "allowed_ips": row.allowed_ips}
 
 
 def _ensure_name_free(session: Session, owner_id: int, name: str, now: datetime) -> None:
@@ -142,13 +180,15 @@ def _ensure_name_free(session: Session, owner_id: int, name: str, now: datetime)
 class VerifiedToken:
     """A token the credential check found, with its owner: plain values, no ORM on the hot path.
 
-    The first eleven fields are in the order of ``_LOOKUP``'s first columns.
+    The first thirteen fields are in the order of ``_LOOKUP``'s first columns.
     """
 
     id: int
     name: str
     hint: str
     scopes: list[str]
+    projects: list[str] | None
+    allowed_ips: list[str] | None
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
@@ -159,11 +199,17 @@ class VerifiedToken:
     owner: Account
     owner_active: bool
 
+    def enforce(self, need: token_limits.Need, ip: str | None) -> None:
+        """Refuse what this token may not do (token_limits.enforce): its limits came with the
+        lookup, so this costs no query."""
+        token_limits.enforce(self.scopes, self.projects, self.allowed_ips, need, ip)
 
+
+_COLUMNS = 13  # VerifiedToken's fields read from the token's row
 _TOKENS = PersonalToken.__table__
 _USERS = User.__table__
 _LOOKUP = select(
-    *(_TOKENS.c[name] for name in VerifiedToken.__slots__[:11]),
+    *(_TOKENS.c[name] for name in VerifiedToken.__slots__[:_COLUMNS]),
     _TOKENS.c.digest,
     _TOKENS.c.user_id,
     _USERS.c.username,
@@ -187,6 +233,9 @@ def _from_sqlite(row: tuple[Any, ...]) -> list[Any]:
     """A row as SQLite's driver returns it, typed as SQLAlchemy would type it."""
     values = list(row)
     values[3] = json.loads(values[3])  # scopes
+    for index in (4, 5):  # projects, allowed_ips: NULL for most tokens
+        if values[index] is not None:
+            values[index] = json.loads(values[index])
     for index in _TIMES:
         if values[index] is not None:
             values[index] = datetime.fromisoformat(values[index] + "+00:00")  # stored in UTC
@@ -290,6 +339,23 @@ def list_tokens(session: Session, owner_id: int) -> list[PersonalToken]:
     return list(session.scalars(query))
 
 
+INACTIVE_DAYS = 30
+
+
+def inactive_tokens(session: Session, owner_id: int, now: datetime | None = None) -> list[PersonalToken]:
+    """The owner's tokens revoked in the last 30 days, and those expired and not revoked (they
+    keep their names until revoked), most recently ended first."""
+    now = now or utcnow()
+    since = now - timedelta(days=INACTIVE_DAYS)
+    query = select(PersonalToken).where(
+        PersonalToken.user_id == owner_id,
+        (PersonalToken.revoked_at >= since)
+        | (PersonalToken.revoked_at.is_(None) & (PersonalToken.expires_at <= now)),
+    )
+    rows = list(session.scalars(query))
+    return sorted(rows, key=lambda row: (row.revoked_at or row.expires_at, row.id), reverse=True)
+
+
 def get_live_token(session: Session, token_id: int, owner_id: int) -> PersonalToken:
     """One of the owner's unrevoked tokens. Anybody else's is NotFound, never NotPermitted."""
     row = session.scalars(
@@ -310,10 +376,14 @@ def _revoke(
     row.revoked_at = utcnow()
     row.revoked_reason = reason
     session.flush()
-    action = "token.leak_reported" if reason == "leak_reported" else "token.revoked"
+    leaked = reason == "leak_reported"
+    # A leak notice tells the owner where *they* last used the token (where to replace it),
+    # not where the reporter was: that address is kept for administrators only.
+    where = {"last_used_at": row.last_used_at and row.last_used_at.isoformat(),
+             "last_used_ip": row.last_used_ip, "last_used_agent": row.last_used_agent} if leaked else {}
     audit.record(
         session,
-        action,
+        "token.leak_reported" if leaked else "token.revoked",
         actor=actor,
         user_id=row.user_id,
         ip=ip,
@@ -321,6 +391,7 @@ def _revoke(
         name=row.name,
         hint=row.hint,
         reason=reason,
+        **where,
     )
 
 
@@ -359,30 +430,25 @@ def rotate_token(
     prefix: str,
     actor: str,
     presented_token_id: int | None,
+    signed_in: bool = False,
     ip: str | None = None,
 ) -> tuple[str, PersonalToken]:
-    """Replace a token's secret: same name, expiry and scopes; the old secret stops at once.
+    """Replace a token's secret: same name, expiry and limits; the old secret stops at once.
 
-    A token rotates only itself: ``presented_token_id`` is the token the request came with
-    (None for a password), checked once the id is known to be the owner's, so that anybody
-    else's id is a 404 as on every other route, and another of one's own tokens a 403."""
+    Through the API a token rotates only itself: ``presented_token_id`` is the token the request
+    came with (None for a password), checked once the id is known to be the owner's, so that
+    anybody else's id is a 404 as on every other route, and another of one's own tokens a 403.
+    The owner ``signed_in`` to the web site (Regenerate on My Tokens) may rotate any of theirs."""
     old = get_live_token(session, token_id, owner_id)
-    if presented_token_id != token_id:
+    if not signed_in and presented_token_id != token_id:
         raise NotPermitted("A token can rotate only itself: authenticate with the token you want to rotate.")
     if old.expires_at is not None and old.expires_at <= utcnow():
         raise NotPermitted("An expired token cannot be rotated: create a new one instead.")
     _revoke(session, old, actor=actor, reason="rotated", ip=ip)
-    secret, new = create_token(
-        session,
-        keys,
-        owner_id,
-        old.name,
-        prefix=prefix,
-        actor=actor,
-        expires_at=old.expires_at,
-        scopes=old.scopes,
-        ip=ip,
-    )
+    # The limits carry over as they are: the replacement may do exactly what the old one could.
+    carried = token_limits.Limits(tuple(old.scopes), _tupled(old.projects), _tupled(old.allowed_ips))
+    secret, new = _mint(session, keys, owner_id, old.name, carried, prefix=prefix, actor=actor,
+                        expires_at=old.expires_at, now=utcnow(), ip=ip)
     audit.record(
         session,
         "token.rotated",
@@ -393,6 +459,7 @@ def rotate_token(
         replaced_token_id=old.id,
         name=new.name,
         hint=new.hint,
+        **limits_of(new),
     )
     return secret, new
 

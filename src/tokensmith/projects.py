@@ -24,7 +24,7 @@ GROUP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def not_found(project_id: str) -> NotFound:
-    return NotFound(f"There is no project {project_id!r}, or you are not a member of it.")
+    return NotFound(f"There is no project {project_id[:64]!r}, or you are not a member of it.")
 
 
 def validate_project_id(project_id: str) -> str:

@@ -6,8 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
+from fastapi import Depends
+
 from tokensmith import instances, personal_tokens, projects
-from tokensmith.web.auth import ClientIdentity, Db, add_deprecation_headers, identify_client
+from tokensmith.authentication import Identity
+from tokensmith.web.auth import Db, ProjectIn, Requires, add_deprecation_headers, declares, identify_client
 from tokensmith.web.bodies import authenticated_json_body, documented, json_body
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.schemas import (
@@ -28,29 +31,38 @@ router = APIRouter(prefix="/api/v1", tags=["tokens"])
 CARRIES_A_SECRET = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id")]
 
+# What each route needs of a token (docs/scopes.md is their table).
+ANY_SCOPE = Requires(None)
+API_READ = Requires("api:read")
+API_WRITE = Requires("api:write")
+REGISTER_INSTANCE = Requires("api:write", project=ProjectIn.body("project"))
+Reader = Annotated[Identity, Depends(API_READ)]
+Writer = Annotated[Identity, Depends(API_WRITE)]
+
 
 @router.get("/me", response_model=Me, responses=refusals(*AUTHENTICATED))
+@declares(ANY_SCOPE)
 async def read_me(request: Request) -> Response:
     """Who the credential belongs to, and which token made the request."""
     # Every client checks its token here (the CLI's login, CI jobs), so this route is lean:
     # it calls the one credential extractor itself rather than through FastAPI's dependency
     # machinery, and serialises its answer once (Me.json_of) rather than have FastAPI
     # validate and encode it; together a quarter of the route's cost. response_model documents it.
-    identity = await identify_client(request)
+    identity = await identify_client(request, ANY_SCOPE)
     answer = Response(Me.json_of(identity), media_type="application/json")
     add_deprecation_headers(answer, identity, get_runtime(request).settings)
     return answer
 
 
 @router.get("/tokens", response_model=list[TokenPublic], responses=refusals(*AUTHENTICATED))
-def list_tokens(identity: ClientIdentity, db: Db) -> list[TokenPublic]:
+def list_tokens(identity: Reader, db: Db) -> list[TokenPublic]:
     """The caller's tokens that are not revoked (expired ones included). Never a secret."""
     return [TokenPublic.of(row) for row in personal_tokens.list_tokens(db, identity.user.id)]
 
 
 @router.delete("/tokens/{token_id:int}", status_code=status.HTTP_204_NO_CONTENT,
                responses=refusals(*AUTHENTICATED, 404, 422))
-def revoke_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: Request) -> Response:
+def revoke_token(token_id: TokenId, identity: Writer, db: Db, request: Request) -> Response:
     """Revoke one of the caller's tokens. Anybody else's token is a 404."""
     personal_tokens.revoke_token(
         db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request)
@@ -60,9 +72,9 @@ def revoke_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: R
 
 @router.post("/tokens/{token_id:int}/rotate", response_model=TokenCreated, status_code=201,
              responses=refusals(*AUTHENTICATED, 403, 404, 422))
-def rotate_token(token_id: TokenId, identity: ClientIdentity, db: Db, request: Request,
+def rotate_token(token_id: TokenId, identity: Writer, db: Db, request: Request,
                  response: Response) -> TokenCreated:
-    """A token replaces its own secret: same name, expiry and scopes; the old one is revoked.
+    """A token replaces its own secret: same name, expiry and limits; the old one is revoked.
     Anybody else's id is a 404; another of your own tokens, a 403."""
     runtime = get_runtime(request)
     secret, row = personal_tokens.rotate_token(
@@ -107,10 +119,11 @@ def report_leaked_tokens(
 @router.post("/instances", response_model=InstanceRegistered, status_code=201, tags=["instances"],
              openapi_extra=documented(InstanceRegistration), responses=refusals(*AUTHENTICATED, 404, 413, 422))
 def register_instance(
-    identity: ClientIdentity, body: Annotated[InstanceRegistration, authenticated_json_body(InstanceRegistration)],
+    identity: Annotated[Identity, Depends(REGISTER_INSTANCE)],
+    body: Annotated[InstanceRegistration, authenticated_json_body(InstanceRegistration, REGISTER_INSTANCE)],
     db: Db, request: Request, response: Response,
 ) -> InstanceRegistered:
-    """Register an instance of a project you can read, as `nuxeoctl register` does.
+    """Register an instance of a project you can write to, as `nuxeoctl register` does.
 
     Answers its instance id and instance key: the credentials of the package repository
     (and of nothing else). The key is shown this once.
@@ -124,7 +137,7 @@ def register_instance(
 
 @router.get("/projects", response_model=list[ProjectPublic], tags=["projects"],
             responses=refusals(*AUTHENTICATED))
-def list_projects(identity: ClientIdentity, db: Db, request: Request) -> list[ProjectPublic]:
+def list_projects(identity: Reader, db: Db, request: Request) -> list[ProjectPublic]:
     """The projects you are a member of, with how to reach each (Git, Maven)."""
     base = get_runtime(request).settings.public_url
     return [

@@ -21,6 +21,9 @@ from tokensmith.web.errors import install_error_handlers
 from tokensmith.web.runtime import Runtime
 
 STATIC_DIR = Path(__file__).parent / "static"
+# Every route of the server, in the order they are matched.
+ROUTERS = (api.router, monitoring.router, git.router, maven.router, studio.router, packages.router, scim.router,
+           pages.router, oidc.router)
 # Every body a route reads is small (a form, a leak report of at most 100 tokens, a release
 # request): past this it is a 413 before it is parsed. Git's pushes have a limit of their own.
 MAX_BODY = 64 * 1024
@@ -58,14 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            trusted_hosts=[str(network) for network in runtime.settings.trusted_proxies])
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(api.router)
-    app.include_router(monitoring.router)
-    app.include_router(git.router)
-    app.include_router(maven.router)
-    app.include_router(studio.router)
-    app.include_router(packages.router)
-    app.include_router(scim.router)
-    app.include_router(pages.router)
-    app.include_router(oidc.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", StaticAssets(directory=STATIC_DIR), name="static")
     return app

@@ -1,8 +1,11 @@
 """The one credential extractor: any request in, an Identity out (or a refusal).
 
-Non-browser routes depend on ``client_identity`` (Basic ``username:token`` as git, Maven,
-Nexus and curl send it, or Bearer). Pages depend on ``browser_identity`` (the session
-cookie). A route that declares neither is public; everything else is denied by default.
+Non-browser routes declare what they need of a token with ``Requires`` (Basic
+``username:token`` as git, Maven, Nexus and curl send it, or Bearer): a scope, and where the
+project they act on is named. The extractor hands that need to the check, which holds the token
+to its limits right after its lookup (token_limits.py). Pages depend on ``browser_identity``
+(the session cookie). A route that declares neither is public; everything else is denied by
+default. docs/scopes.md is the table of these declarations (``requirements``).
 """
 
 from __future__ import annotations
@@ -11,12 +14,19 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from tokensmith import metrics, sessions, tokens
+from tokensmith import metrics, projects, sessions, tokens
+from tokensmith.errors import NotFound
+from tokensmith.token_limits import Need
 from tokensmith.accounts import Account
 from tokensmith.config import Settings
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
@@ -90,12 +100,85 @@ def _parse_basic(value: str, token_prefix: str) -> Credentials:
     return BasicCredentials(username, secret)
 
 
-def _check_token(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None) -> Identity:
+def _check_token(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None,
+                 need: Need | None) -> Identity:
     return runtime.authenticator.check(lambda: connection_to(runtime.check_engine), credentials,
-                                       ip=ip, agent=agent)
+                                       ip=ip, agent=agent, need=need)
 
 
-async def identify_client(request: Request) -> Identity:
+@dataclass(frozen=True)
+class ProjectIn:
+    """Where a route names the project it acts on, so that a token limited to other projects
+    finds it missing: ``read`` takes it from the request line (a path parameter, a Maven path);
+    ``body_field`` from the JSON body, read once the credentials hold. ``hidden`` is the
+    route's own words for a project it cannot show."""
+
+    where: str  # for the table in docs/scopes.md
+    read: Callable[[Request], str | None] | None = None
+    body_field: str | None = None
+    hidden: Callable[[str], NotFound] = projects.not_found
+
+    @classmethod
+    def path(cls, parameter: str) -> ProjectIn:
+        return cls(f"path: {{{parameter}}}", read=lambda request: request.path_params.get(parameter))
+
+    @classmethod
+    def body(cls, field: str) -> ProjectIn:
+        return cls(f"body: {field}", body_field=field)
+
+    async def from_body(self, request: Request) -> str | None:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return None  # the route's own parsing says what is wrong with it
+        named = body.get(self.body_field) if isinstance(body, dict) else None
+        return named if isinstance(named, str) else None
+
+
+@dataclass(frozen=True, eq=False)
+class Requires:
+    """What a route needs of a token, declared on the route (a FastAPI dependency): everything
+    the extractor checks comes from here.
+
+    ``scope``: one of token_limits.SCOPES, or None for any (GET /api/v1/me). A route whose need
+    depends on the request (git: fetch or push) gives ``choose`` instead, and ``variants``,
+    its (what, scope) pairs for the table. ``project``: where the route names its project.
+    """
+
+    scope: str | None
+    project: ProjectIn | None = None
+    choose: Callable[[Request], str] | None = None
+    variants: tuple[tuple[str, str], ...] = ()
+
+    def need(self, request: Request) -> Need:
+        scope = self.choose(request) if self.choose is not None else self.scope
+        project = self.project
+        if project is None or project.read is None:
+            return Need(scope)
+        return Need(scope, project.read(request), project.hidden)
+
+    async def __call__(self, request: Request, response: Response) -> Identity:
+        identity = await identify_client(request, self)
+        add_deprecation_headers(response, identity, get_runtime(request).settings)
+        return identity
+
+    def rows(self) -> Iterator[tuple[str, str | None]]:
+        """(what, scope) for each thing the route does: one, or its variants."""
+        yield from self.variants or [("", self.scope)]
+
+
+def declares(requirement: Requires) -> Callable[[Callable], Callable]:
+    """For a route that calls the extractor itself (GET /api/v1/me, for speed): its declaration,
+    for the table."""
+
+    def mark(endpoint: Callable) -> Callable:
+        endpoint.requires = requirement  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+async def identify_client(request: Request, requires: Requires) -> Identity:
     """The identity of a non-browser client: git, Maven, Nexus, curl, the CLI.
 
     The check runs on every request: a token's on the check engine, with at most one trip to
@@ -119,11 +202,18 @@ async def identify_client(request: Request) -> Identity:
             f"(HTTP Basic) or the token alone (Bearer). Create one at {settings.tokens_page_url}."
         )
     ip, agent = client_ip(request), client_agent(request)
+    need = requires.need(request)
     if runtime.authenticator.is_token(credentials):
-        return await runtime.check_on_store(_check_token, runtime, credentials, ip, agent)
-    return await runtime.run_unit(
-        lambda session: runtime.authenticator.authenticate(session, credentials, ip=ip, agent=agent)
-    )
+        identity = await runtime.check_on_store(_check_token, runtime, credentials, ip, agent, need)
+    else:
+        identity = await runtime.run_unit(
+            lambda session: runtime.authenticator.authenticate(session, credentials, ip=ip, agent=agent, need=need)
+        )
+    if identity.token is not None and requires.project is not None and requires.project.body_field:
+        # Named in the body, which is read only now that the credentials hold.
+        named = await requires.project.from_body(request)
+        identity.token.enforce(Need(None, named, requires.project.hidden), ip)
+    return identity
 
 
 def add_deprecation_headers(response: Response, identity: Identity, settings: Settings) -> None:
@@ -132,13 +222,6 @@ def add_deprecation_headers(response: Response, identity: Identity, settings: Se
         response.headers["Deprecation"] = "true"
         response.headers["Warning"] = f'299 tokensmith "{identity.warning}"'
         response.headers["Link"] = f'<{settings.tokens_page_url}>; rel="deprecation"'
-
-
-async def client_identity(request: Request, response: Response) -> Identity:
-    """The dependency of non-browser routes: ``identify_client``, and the headers it calls for."""
-    identity = await identify_client(request)
-    add_deprecation_headers(response, identity, get_runtime(request).settings)
-    return identity
 
 
 def session_secret(request: Request) -> str:
@@ -165,5 +248,23 @@ def browser_identity(
     return identity
 
 
-ClientIdentity = Annotated[Identity, Depends(client_identity)]
 BrowserIdentity = Annotated[Identity, Depends(browser_identity)]
+
+
+def requirements(routers: Iterable[APIRouter]) -> Iterator[tuple[APIRoute, Requires]]:
+    """Every route that takes a token, with what it declared (the table of docs/scopes.md)."""
+    for route in (route for router in routers for route in router.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        declared = getattr(route.endpoint, "requires", None) or _declared_in(route.dependant)
+        if declared is not None:
+            yield route, declared
+
+
+def _declared_in(dependant: Dependant) -> Requires | None:
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, Requires):
+            return dependency.call
+        if (found := _declared_in(dependency)) is not None:
+            return found
+    return None

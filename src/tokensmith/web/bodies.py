@@ -17,7 +17,7 @@ every refusal is a 422 in words.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request
@@ -26,8 +26,9 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tokensmith.authentication import Identity
 from tokensmith.errors import InvalidInput
-from tokensmith.web.auth import ClientIdentity
+from tokensmith.web.auth import Requires
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -72,11 +73,12 @@ def json_body(model: type[M]) -> Any:
     return Depends(read)
 
 
-def authenticated_json_body(model: type[M]) -> Any:
-    """A body read only once the client's credentials have been checked: a stranger's body is
+def authenticated_json_body(model: type[M], requirement: Requires) -> Any:
+    """A body read only once the client's credentials have been checked against the route's
+    ``requirement`` (the same dependency as the route's, so checked once): a stranger's body is
     never parsed, whatever it holds."""
 
-    async def read(request: Request, _identity: ClientIdentity) -> M:
+    async def read(request: Request, _identity: Annotated[Identity, Depends(requirement)]) -> M:
         return await read_json(request, model)
 
     return Depends(read)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from tokensmith.errors import (
+    AddressNotAllowed,
     AuthenticationFailed,
     AuthenticationRequired,
     BodyTooLarge,
@@ -23,6 +24,7 @@ from tokensmith.errors import (
     CsrfFailed,
     HeaderTooLarge,
     IdentityProviderUnavailable,
+    InsufficientScope,
     InvalidInput,
     NotFound,
     NotPermitted,
@@ -70,7 +72,7 @@ def wants_page(request: Request) -> bool:
 
 
 def error_response(request: Request, status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None) -> Response:
+                   headers: dict[str, str] | None = None, **fields: object) -> Response:
     headers = {**(headers or {}), **(CHALLENGE if status == 401 and not wants_page(request) else {})}
     if status == 503:
         headers["Retry-After"] = "5"
@@ -80,7 +82,7 @@ def error_response(request: Request, status: int, code: str, message: str,
     if request.url.path.startswith(PLAIN_TEXT_PREFIXES):
         # git and Maven print a text/plain error body to the person ("remote: ..."); JSON they drop.
         return PlainTextResponse(message + "\n", status_code=status, headers=headers)
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": code, "message": message, **fields}, status_code=status, headers=headers)
 
 
 async def handle_domain_error(request: Request, error: TokensmithError) -> Response:
@@ -90,10 +92,22 @@ async def handle_domain_error(request: Request, error: TokensmithError) -> Respo
     elif isinstance(error, StoreUnavailable):
         log.warning("store unavailable on %s %s: %s", request.method, request.url.path,
                     type(error.__cause__).__name__)
-    response = error_response(request, status_of(error), error.code, message)
+    headers, fields = limit_details(error)
+    response = error_response(request, status_of(error), error.code, message, headers, **fields)
     if isinstance(error, TooManyAttempts):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
+
+
+def limit_details(error: TokensmithError) -> tuple[dict[str, str], dict[str, object]]:
+    """What a token's limits refusal carries beside its words: the scopes needed and held, as
+    GitHub's X-Accepted-OAuth-Scopes / X-OAuth-Scopes headers; the address seen."""
+    if isinstance(error, InsufficientScope):
+        return ({"X-Tokensmith-Scopes": ", ".join(error.held), "X-Accepted-Scopes": error.needed},
+                {"needed_scope": error.needed, "token_scopes": list(error.held)})
+    if isinstance(error, AddressNotAllowed):
+        return {}, {"address": error.address}
+    return {}, {}
 
 
 async def handle_sign_in_required(request: Request, _error: SignInRequired) -> Response:

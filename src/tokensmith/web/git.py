@@ -20,7 +20,9 @@ import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,8 +31,8 @@ from starlette.types import Receive, Scope, Send
 
 from tokensmith import projects, repositories
 from tokensmith.authentication import Identity
-from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound, NotPermitted
-from tokensmith.web.auth import ClientIdentity
+from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound
+from tokensmith.web.auth import ProjectIn, Requires
 from tokensmith.web.bodies import declared_length
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
@@ -54,9 +56,18 @@ def needed_role(method: str, path: str, service: str | None) -> str:
     raise NotFound("Only Git's smart HTTP protocol is served here: use git clone, fetch or push.")
 
 
+def needed_scope(request: Request) -> str:
+    """A push needs git:write; a clone or fetch, and anything else under /git/, git:read."""
+    path = request.path_params.get("path", "")
+    service = request.query_params.get("service") if path == "info/refs" else path
+    return "git:write" if service == "git-receive-pack" else "git:read"
+
+
+GIT = Requires(None, project=ProjectIn.path("project_id"), choose=needed_scope,
+               variants=(("clone, fetch (git-upload-pack)", "git:read"), ("push (git-receive-pack)", "git:write")))
+
+
 def _authorize(session: Session, runtime: Runtime, project_id: str, identity: Identity, role: str) -> Path:
-    if identity.token is not None and "git" not in identity.token.scopes:
-        raise NotPermitted("This token may not be used with Git: create one with the git scope.")
     project = projects.require_role(session, project_id, identity.user.id, role)
     return repositories.repository_path(runtime.settings.data_dir, project.id)
 
@@ -140,7 +151,8 @@ async def _feed(request: Request, process: asyncio.subprocess.Process, body: byt
 
 
 @router.api_route("/git/{project_id}.git/{path:path}", methods=["GET", "POST"])
-async def smart_http(project_id: str, path: str, request: Request, identity: ClientIdentity) -> Response:
+async def smart_http(project_id: str, path: str, request: Request,
+                     identity: Annotated[Identity, Depends(GIT)]) -> Response:
     runtime = get_runtime(request)
     if has_encoded_separators(request):
         raise projects.not_found(project_id[:64])

@@ -11,14 +11,16 @@ import hashlib
 import os
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
 from tokensmith import maven_repository, projects
 from tokensmith.authentication import Identity
-from tokensmith.errors import NotFound, NotPermitted
-from tokensmith.web.auth import ClientIdentity
+from tokensmith.errors import NotFound
+from tokensmith.web.auth import ProjectIn, Requires
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 router = APIRouter(tags=["maven"], include_in_schema=False)
@@ -45,9 +47,24 @@ def file_response(request: Request, path: Path) -> Response:
                         headers={"Cache-Control": "private, max-age=0, must-revalidate"})
 
 
+def _no_such_file(_project: str) -> NotFound:
+    return NotFound("No such file in this repository.")
+
+
+def project_of_file(request: Request) -> str | None:
+    """The project an artifact's path belongs to (its artifactId), if it names one."""
+    try:
+        owner = maven_repository.owner_of(maven_repository.split_path(request.path_params.get("path", "")))
+    except NotFound:
+        return None  # the route answers for the path itself
+    return owner[1] if owner else None
+
+
+STUDIO_FILE = Requires("maven:read", project=ProjectIn("path: the artifactId", read=project_of_file,
+                                                       hidden=_no_such_file))
+
+
 def _authorize_studio_file(session: Session, runtime: Runtime, identity: Identity, path: str) -> Path:
-    if identity.token is not None and "maven" not in identity.token.scopes:
-        raise NotPermitted("This token may not be used with Maven: create one with the maven scope.")
     segments = maven_repository.split_path(path)
     owner = maven_repository.owner_of(segments)
     if owner is None:
@@ -63,7 +80,7 @@ def _authorize_studio_file(session: Session, runtime: Runtime, identity: Identit
 
 
 @router.api_route("/maven/studio/{path:path}", methods=["GET", "HEAD"])
-async def studio_file(path: str, request: Request, identity: ClientIdentity) -> Response:
+async def studio_file(path: str, request: Request, identity: Annotated[Identity, Depends(STUDIO_FILE)]) -> Response:
     runtime = get_runtime(request)
     if has_encoded_separators(request):
         raise NotFound("No such file in this repository.")

@@ -19,12 +19,17 @@ class ErrorBody(BaseModel):
 
     error: str = Field(description="A stable code, like token_revoked, not_found, body_too_large")
     message: str = Field(description="What happened and what to do")
+    needed_scope: str | None = Field(None, description="insufficient_scope: the scope this needs")
+    token_scopes: list[str] | None = Field(None, description="insufficient_scope: the scopes the token has")
+    address: str | None = Field(None, description="ip_not_allowed: the address the request came from")
 
 
 _REFUSALS = {
     401: "No credentials, or refused ones: unknown, mistyped, revoked or expired token; a password "
          "where a token is required. Comes with a Basic challenge",
-    403: "The credential is valid but may not do this",
+    403: "The credential is valid but may not do this: insufficient_scope (headers X-Tokensmith-Scopes, "
+         "the token's, and X-Accepted-Scopes, the one needed), ip_not_allowed (the token is limited to "
+         "other addresses), or the role on the project is too low",
     404: "No such thing, or not yours: the two read alike",
     409: "It exists already",
     413: "The body is larger than this operation accepts",
@@ -39,15 +44,18 @@ def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": _REFUSALS[status]} for status in statuses}
 
 
-# What every operation that takes a token can answer before it does anything else.
-AUTHENTICATED = (401, 431, 503)
+# What every operation that takes a token can answer before it does anything else (403: the
+# token's limits, token_limits.py).
+AUTHENTICATED = (401, 403, 431, 503)
 
 
 class TokenPublic(BaseModel):
     id: int
     name: str
     hint: str
-    scopes: list[str]
+    scopes: list[str] = Field(description="Of api:read, api:write, git:read, git:write, maven:read")
+    projects: list[str] | None = Field(description="The projects it opens; null: every project of its owner, now and later")
+    allowed_ips: list[str] | None = Field(description="The CIDR blocks it may be used from; null: anywhere")
     created_at: datetime
     expires_at: datetime | None
     expired: bool
@@ -66,6 +74,8 @@ class TokenPublic(BaseModel):
             name=row.name,
             hint=row.hint,
             scopes=list(row.scopes),
+            projects=row.projects,
+            allowed_ips=row.allowed_ips,
             created_at=row.created_at,
             expires_at=row.expires_at,
             expired=row.expires_at is not None and row.expires_at <= utcnow(),

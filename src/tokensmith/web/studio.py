@@ -9,13 +9,17 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from fastapi import Depends
+
 from tokensmith import releases
-from tokensmith.web.auth import ClientIdentity, Db
+from tokensmith.authentication import Identity
+from tokensmith.web.auth import Db, ProjectIn, Requires
 from tokensmith.web.bodies import authenticated_json_body, documented
 from tokensmith.web.runtime import get_runtime
 from tokensmith.web.schemas import AUTHENTICATED, refusals
 
 router = APIRouter(prefix="/studio/v2", tags=["studio"])
+RELEASE = Requires("api:write", project=ProjectIn.path("project_id"))
 
 
 class ReleaseRequest(BaseModel):
@@ -42,8 +46,8 @@ class ReleaseCreated(BaseModel):
 )
 def create_release(
     project_id: Annotated[str, Path(max_length=200)],
-    identity: ClientIdentity,
-    asked: Annotated[ReleaseRequest, authenticated_json_body(ReleaseRequest)],
+    identity: Annotated[Identity, Depends(RELEASE)],
+    asked: Annotated[ReleaseRequest, authenticated_json_body(ReleaseRequest, RELEASE)],
     request: Request,
     db: Db,
 ) -> JSONResponse:
