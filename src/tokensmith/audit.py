@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tokensmith.clock import utcnow
+from tokensmith import token_limits
+from tokensmith.clock import display, utcnow
 from tokensmith.models import AuditEvent
 
 # What a person reads about their own account on the My Tokens page.
@@ -20,11 +21,11 @@ _DESCRIPTIONS = {
     "user.linked": "Account linked to your identity at the identity provider",
     "user.removed": "Account removed by the identity provider",
     "user.renamed": "Account renamed from {previous} to {username}",
-    "token.created": "Token “{name}” created",
+    "token.created": "Token “{name}” created{limits_phrase}",
     "token.revoked": "Token “{name}” revoked{reason_phrase}",
-    "token.rotated": "Token “{name}” rotated: a new secret replaced the old one",
+    "token.rotated": "Token “{name}” rotated: a new secret replaced the old one{limits_phrase}",
     "token.leak_reported": "Token “{name}” was reported leaked and has been revoked. "
-    "Replace it wherever it was used",
+    "Replace it wherever it was used{where_phrase}",
     "auth.password_used": "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     "session.started": "Signed in to the web site",
@@ -83,7 +84,33 @@ def describe(event: AuditEvent) -> str:
     details.setdefault("name", "?")
     details.setdefault("agent", "unknown client")
     details["reason_phrase"] = REVOKE_REASONS.get(details.get("reason", ""), "")
+    details["limits_phrase"] = _limits_phrase(details)
+    details["where_phrase"] = _where_phrase(details)
     return template.format(**details)
+
+
+def _limits_phrase(details: dict[str, Any]) -> str:
+    if "scopes" not in details:  # events from before tokens had limits
+        return ""
+    return f" ({token_limits.describe(details['scopes'], details.get('projects'), details.get('allowed_ips'))})"
+
+
+def _where_phrase(details: dict[str, Any]) -> str:
+    """Where the owner last used a token reported leaked: where to go and replace it."""
+    if "last_used_ip" not in details and "last_used_at" not in details:
+        return ""
+    if not details.get("last_used_at"):
+        return "; it had never been used"
+    when = display(datetime.fromisoformat(details["last_used_at"]))
+    where = details.get("last_used_ip") or "an unknown address"
+    agent = f" by {details['last_used_agent']}" if details.get("last_used_agent") else ""
+    return f"; you last used it on {when} from {where}{agent}"
+
+
+def shows_address(event: AuditEvent) -> bool:
+    """Whether the owner sees the address an event came from. Not a leak report's: that is the
+    reporter's, which tells the owner nothing about where the token was."""
+    return event.ip is not None and event.action != "token.leak_reported"
 
 
 def needs_attention(event: AuditEvent) -> bool:

@@ -356,6 +356,12 @@ def inactive_tokens(session: Session, owner_id: int, now: datetime | None = None
     return sorted(rows, key=lambda row: (row.revoked_at or row.expires_at, row.id), reverse=True)
 
 
+def find_token(session: Session, token_id: int, owner_id: int) -> PersonalToken | None:
+    """One of the owner's tokens, live or not; None for anybody else's."""
+    token = session.get(PersonalToken, token_id)
+    return token if token is not None and token.user_id == owner_id else None
+
+
 def get_live_token(session: Session, token_id: int, owner_id: int) -> PersonalToken:
     """One of the owner's unrevoked tokens. Anybody else's is NotFound, never NotPermitted."""
     row = session.scalars(

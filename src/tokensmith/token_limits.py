@@ -51,6 +51,11 @@ class Limits:
     allowed_ips: tuple[str, ...] | None = None
 
 
+def missing_project(project_id: str) -> NotFound:
+    """A project the token may not reach, in the words of one that does not exist."""
+    return projects_module.not_found(project_id)
+
+
 @dataclass(frozen=True)
 class Need:
     """What one request needs of the token it comes with: a scope (None: any, as /api/v1/me)
@@ -59,7 +64,7 @@ class Need:
 
     scope: str | None
     project: str | None = None
-    hidden: Callable[[str], NotFound] = projects_module.not_found
+    hidden: Callable[[str], NotFound] = missing_project
 
 
 # --- choosing ------------------------------------------------------------------------------------
@@ -208,11 +213,11 @@ def describe_scopes(scopes: Sequence[str]) -> str:
 
 
 def describe_projects(projects: Sequence[str] | None) -> str:
-    return "All my projects" if projects is None else ", ".join(projects)
+    return "every project of its owner" if projects is None else ", ".join(projects)
 
 
 def describe_allowed_ips(allowed_ips: Sequence[str] | None) -> str:
-    return "Anywhere" if allowed_ips is None else ", ".join(allowed_ips)
+    return "anywhere" if allowed_ips is None else ", ".join(allowed_ips)
 
 
 def describe(scopes: Sequence[str], projects: Sequence[str] | None, allowed_ips: Sequence[str] | None) -> str:

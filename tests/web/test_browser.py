@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 # How the pages write a moment: "2026-11-27 23:41 UTC".
 MOMENT = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"
 # The columns of the tokens table, left to right; the last one holds the Revoke control.
-COLUMNS = ("Name", "Token", "Created", "Last used", "Expires")
+COLUMNS = ("Name", "Token", "Access", "Created", "Last used", "Expires")
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -112,9 +112,10 @@ def create_and_read_token(page: Page, name: str, **kwargs: str) -> str:
     return shown_token(page)
 
 
-def token_row(page: Page, name: str) -> Locator:
-    """The row of the tokens table whose Name cell is exactly ``name``."""
-    return page.get_by_role("row").filter(has=page.get_by_role("cell", name=name, exact=True))
+def token_row(page: Page, name: str, section: str = "Your tokens") -> Locator:
+    """The row of a tokens table ("Your tokens", "Inactive tokens") whose Name cell is exactly ``name``."""
+    table = page.get_by_role("region", name=section).get_by_role("table")
+    return table.get_by_role("row").filter(has=page.get_by_role("cell", name=name, exact=True))
 
 
 def read_row(page: Page, name: str) -> dict[str, str]:
@@ -172,6 +173,7 @@ def test_a_person_creates_uses_and_revokes_a_token_in_the_browser(
 
     row = read_row(page, "CI Chain")
     assert row["Token"] == f"tks_…{token[-4:]}"
+    assert row["Access"] == "Access: Everything Projects: All my projects From: anywhere"
     assert re.fullmatch(MOMENT, row["Created"])
     assert row["Last used"] == "Never used"
     assert row["Expires"] == "Never"
@@ -193,8 +195,11 @@ def test_a_person_creates_uses_and_revokes_a_token_in_the_browser(
     # Revoked from the page, after confirming: the row goes, the very next request fails.
     token_row(page, "CI Chain").get_by_role("button", name="Revoke", exact=True).click()
     page.get_by_role("button", name="Yes, revoke “CI Chain”").click()
-    expect(page.get_by_role("status")).to_contain_text("The token was revoked")
+    expect(page.get_by_role("status")).to_have_text(
+        f"The token “CI Chain” (tks_…{token[-4:]}) was revoked. Any tool still using it will now be refused.")
     expect(token_row(page, "CI Chain")).to_have_count(0)
+    ended = token_row(page, "CI Chain", "Inactive tokens").get_by_role("cell").nth(3)
+    expect(ended).to_have_text(re.compile(rf"Revoked by you on {MOMENT}"))
     refused = call_me(server, person.username, token)
     assert refused.status_code == 401
     assert "revoked" in refused.json()["message"]
@@ -290,7 +295,7 @@ def test_revoking_in_a_stale_tab_says_the_token_is_gone(
     stale.goto("/tokens")
     token_row(page, "Old laptop").get_by_role("button", name="Revoke", exact=True).click()
     page.get_by_role("button", name="Yes, revoke “Old laptop”").click()
-    expect(page.get_by_role("status")).to_contain_text("The token was revoked")
+    expect(page.get_by_role("status")).to_contain_text("The token “Old laptop”")
 
     token_row(stale, "Old laptop").get_by_role("button", name="Revoke", exact=True).click()
     stale.get_by_role("button", name="Yes, revoke “Old laptop”").click()

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, maven_repository, personal_tokens, projects, provider_accounts
+from tokensmith import accounts, maven_repository, personal_tokens, projects, provider_accounts, token_limits
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
@@ -132,6 +132,15 @@ def tokens_create(
     expires_in: Annotated[
         int | None, typer.Option("--expires-in", help="Days until it expires (default: never).", min=1)
     ] = None,
+    scope: Annotated[list[str] | None, typer.Option(
+        "--scope", help="api:read, api:write, git:read, git:write or maven:read; repeat for more (default: all five).")
+    ] = None,
+    project: Annotated[list[str] | None, typer.Option(
+        "--project", help="A project it opens; repeat for more (default: every project of the user, now and later).")
+    ] = None,
+    allow_ip: Annotated[list[str] | None, typer.Option(
+        "--allow-ip", help="A CIDR block it may be used from, IPv4 or IPv6; repeat for more (default: anywhere).")
+    ] = None,
 ) -> None:
     """Mint a token for a user (service accounts, provisioning). Printed once, on stdout."""
     with admin_store() as ctx:
@@ -139,9 +148,11 @@ def tokens_create(
         expires_at = personal_tokens.expiry_in_days(expires_in) if expires_in else None
         secret, row = personal_tokens.create_token(
             ctx.session, ctx.keys, owner.id, name, prefix=ctx.settings.token_prefix,
-            actor=ACTOR, expires_at=expires_at,
+            actor=ACTOR, expires_at=expires_at, scopes=scope or token_limits.ALL_SCOPES, projects=project or None,
+            allowed_ips=allow_ip or None, max_lifetime_days=ctx.settings.max_token_lifetime_days,
         )
-        summary = f"Created token “{row.name}” ({row.hint}) for {owner.username}, expires: {display(row.expires_at)}."
+        summary = (f"Created token “{row.name}” ({row.hint}) for {owner.username}, expires: {display(row.expires_at)}; "
+                   f"{token_limits.describe(row.scopes, row.projects, row.allowed_ips)}.")
     typer.echo(secret)
     note(summary + " It will not be shown again.")
 

@@ -24,9 +24,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from tokensmith import metrics, projects, sessions, tokens
+from tokensmith import metrics, sessions, tokens
 from tokensmith.errors import NotFound
-from tokensmith.token_limits import Need
+from tokensmith.token_limits import Need, missing_project
 from tokensmith.accounts import Account
 from tokensmith.config import Settings
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
@@ -116,7 +116,7 @@ class ProjectIn:
     where: str  # for the table in docs/scopes.md
     read: Callable[[Request], str | None] | None = None
     body_field: str | None = None
-    hidden: Callable[[str], NotFound] = projects.not_found
+    hidden: Callable[[str], NotFound] = missing_project
 
     @classmethod
     def path(cls, parameter: str) -> ProjectIn:

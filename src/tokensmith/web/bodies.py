@@ -17,7 +17,7 @@ every refusal is a 422 in words.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request
@@ -78,7 +78,7 @@ def authenticated_json_body(model: type[M], requirement: Requires) -> Any:
     ``requirement`` (the same dependency as the route's, so checked once): a stranger's body is
     never parsed, whatever it holds."""
 
-    async def read(request: Request, _identity: Annotated[Identity, Depends(requirement)]) -> M:
+    async def read(request: Request, _identity: Identity = Depends(requirement)) -> M:  # noqa: B008
         return await read_json(request, model)
 
     return Depends(read)

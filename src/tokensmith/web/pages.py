@@ -6,11 +6,12 @@ import secrets
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import Field
 from sqlalchemy.orm import Session
 
-from tokensmith import audit, personal_tokens, projects, releases, sessions
+from tokensmith import audit, personal_tokens, projects, releases, sessions, token_limits
 from tokensmith.authentication import Identity
 from tokensmith.models import User
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
@@ -28,13 +29,6 @@ router = APIRouter(include_in_schema=False)
 # The <server><id> of the Studio repository in people's settings.xml.
 MAVEN_SERVER_ID = "tokensmith-studio"
 
-EXPIRATION_CHOICES = [
-    ("never", "No expiration"),
-    ("7", "7 days"),
-    ("30", "30 days"),
-    ("90", "90 days"),
-    ("date", "On a date…"),
-]
 FormText = Annotated[str, Form(max_length=4096)]
 OptionalIdentity = Annotated[Identity | None, Depends(optional_browser_identity)]
 
@@ -157,56 +151,110 @@ async def logout(request: Request, csrf_token: FormText = "") -> Response:
 
 # --- My Tokens --------------------------------------------------------------------------------
 
+MAX_ID = 2**31 - 1
+TokenId = Annotated[int, Path(ge=1, le=MAX_ID)]
+PRESETS = {"everything": token_limits.ALL_SCOPES, "read": token_limits.READ_ONLY}
+FormList = Annotated[list[Annotated[str, Field(max_length=100)]], Form(max_length=200)]
+
+
+def expiration_choices(max_days: int | None) -> list[tuple[str, str]]:
+    """The Expiration choices; under TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS only those within it,
+    the longest allowed among them."""
+    if max_days is None:
+        return [("never", "No expiration"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days"),
+                ("date", "On a date…")]
+    days = [day for day in (7, 30, 90) if day < max_days] + [max_days]
+    return [(str(day), f"{day} days" + (" (the longest allowed)" if day == max_days else "")) for day in days] + [
+        ("date", "On a date…")]
+
+
+def _blank_form(max_days: int | None) -> dict[str, object]:
+    return {"name": "", "expiration": expiration_choices(max_days)[0][0], "expires_on": "", "access": "everything",
+            "scopes": list(token_limits.ALL_SCOPES), "project_choice": "all", "projects": [], "allowed_ips": ""}
+
 
 def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 200,
                  **context: object) -> Response:
     user = identity.user
-    events = audit.events_for_user(db, user.id, limit=15)
+    settings = get_runtime(request).settings
+    now = datetime.now(timezone.utc)
+    live = [row for row in personal_tokens.list_tokens(db, user.id) if not row.expires_at or row.expires_at > now]
     return render(
         request,
         "tokens.html",
         {
-            "tokens": personal_tokens.list_tokens(db, user.id),
-            "events": events,
-            "choices": EXPIRATION_CHOICES,
-            "now": datetime.now(timezone.utc),
-            "form": {"name": "", "expiration": "never", "expires_on": ""},
+            "tokens": live,
+            "inactive": personal_tokens.inactive_tokens(db, user.id),
+            "events": audit.events_for_user(db, user.id, limit=15),
+            "choices": expiration_choices(settings.max_token_lifetime_days),
+            "max_days": settings.max_token_lifetime_days,
+            "latest_day": _latest_day(now.date(), settings.max_token_lifetime_days),
+            "scopes": token_limits.SCOPES,
+            "my_projects": [project.id for project, _role in projects.projects_of(db, user.id)],
+            "now": now,
+            "form": _blank_form(settings.max_token_lifetime_days),
             **context,
         },
         status=status,
     )
 
 
+def _latest_day(today: date, max_days: int | None) -> date:
+    return today + timedelta(days=max_days or personal_tokens.MAX_EXPIRY_DAYS)
+
+
 @router.get("/tokens")
-def tokens_page(request: Request, db: Db, identity: BrowserIdentity, revoked: int | None = None) -> Response:
+def tokens_page(request: Request, db: Db, identity: BrowserIdentity,
+                revoked: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     notice = None
     if revoked is not None:
-        notice = "The token was revoked. Any tool still using it will now be refused."
+        ended = personal_tokens.find_token(db, revoked, identity.user.id)
+        named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
+        notice = f"{named} was revoked. Any tool still using it will now be refused."
     return _tokens_page(request, db, identity, notice=notice)
 
 
-def parse_expiration(choice: str, expires_on: str, today: date) -> datetime | None:
+def parse_expiration(choice: str, expires_on: str, today: date, max_days: int | None = None) -> datetime | None:
     """The form's Expiration choice as a moment; a date means until the end of that day, UTC."""
     if choice != "date" and expires_on.strip():
         raise InvalidInput(
             "You filled in an expiration date but did not choose “On a date…”: choose it to "
             "use the date, or clear the date."
         )
+    offered = {value for value, _label in expiration_choices(max_days)}
+    if choice not in offered:
+        raise InvalidInput("Choose an expiration from the list.")
     if choice == "never":
         return None
-    if choice in ("7", "30", "90"):
+    if choice != "date":
         return personal_tokens.expiry_in_days(int(choice))
-    if choice == "date":
-        try:
-            day = date.fromisoformat(expires_on.strip())
-        except ValueError:
-            raise InvalidInput("Pick the expiration date (YYYY-MM-DD).") from None
-        if day <= today:
-            raise InvalidInput("The expiration date must be after today.")
-        if day > today + timedelta(days=personal_tokens.MAX_EXPIRY_DAYS):
-            raise InvalidInput("The expiration date is more than ten years away.")
-        return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc)
-    raise InvalidInput("Choose an expiration from the list.")
+    try:
+        day = date.fromisoformat(expires_on.strip())
+    except ValueError:
+        raise InvalidInput("Pick the expiration date (YYYY-MM-DD).") from None
+    if day <= today:
+        raise InvalidInput("The expiration date must be after today.")
+    if max_days is None and day > _latest_day(today, None):
+        raise InvalidInput("The expiration date is more than ten years away.")
+    if max_days is not None and day >= _latest_day(today, max_days):
+        raise InvalidInput(f"Tokens on this server expire within {max_days} days: pick a date before "
+                           f"{_latest_day(today, max_days)}.")
+    return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc)
+
+
+def chosen_scopes(access: str, scopes: list[str]) -> tuple[str, ...] | list[str]:
+    """The scopes of the form's Access choice: a preset, or the boxes ticked under Custom."""
+    if access in PRESETS:
+        return PRESETS[access]
+    if access == "custom":
+        return scopes
+    raise InvalidInput("Choose the token's access: Everything, Read only or Custom.")
+
+
+def chosen_addresses(text: str) -> list[str] | None:
+    """The Allowed addresses field: blocks separated by lines, spaces or commas; empty is anywhere."""
+    blocks = text.replace(",", " ").split()
+    return blocks or None
 
 
 @router.post("/tokens")
@@ -217,17 +265,26 @@ def create_token(
     name: FormText = "",
     expiration: FormText = "never",
     expires_on: FormText = "",
+    access: FormText = "everything",
+    scopes: FormList = [],  # noqa: B006  (FastAPI copies it)
+    project_choice: FormText = "all",
+    projects: FormList = [],  # noqa: B006
+    allowed_ips: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
     check_csrf(request, csrf_token)
     runtime = get_runtime(request)
-    form = {"name": name, "expiration": expiration, "expires_on": expires_on}
+    max_days = runtime.settings.max_token_lifetime_days
+    form = {"name": name, "expiration": expiration, "expires_on": expires_on, "access": access,
+            "scopes": scopes, "project_choice": project_choice, "projects": projects, "allowed_ips": allowed_ips}
     try:
-        expires_at = parse_expiration(expiration, expires_on, datetime.now(timezone.utc).date())
+        expires_at = parse_expiration(expiration, expires_on, datetime.now(timezone.utc).date(), max_days)
         secret, row = personal_tokens.create_token(
             db, runtime.keys, identity.user.id, name,
             prefix=runtime.settings.token_prefix, actor=identity.username,
-            expires_at=expires_at, ip=client_ip(request),
+            expires_at=expires_at, scopes=chosen_scopes(access, scopes),
+            projects=None if project_choice == "all" else projects,
+            allowed_ips=chosen_addresses(allowed_ips), max_lifetime_days=max_days, ip=client_ip(request),
         )
     except (InvalidInput, Conflict) as error:
         status = 409 if isinstance(error, Conflict) else 422
@@ -239,9 +296,25 @@ def create_token(
     return _tokens_page(request, db, identity, status=201, new_token=secret, new_row=row)
 
 
+@router.post("/tokens/{token_id}/regenerate")
+def regenerate_token(
+    token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = ""
+) -> Response:
+    """A new secret for one of the person's tokens, with the same name, expiry and limits: the
+    rotation of the API, by its owner signed in."""
+    check_csrf(request, csrf_token)
+    runtime = get_runtime(request)
+    secret, row = personal_tokens.rotate_token(
+        db, runtime.keys, token_id, identity.user.id, prefix=runtime.settings.token_prefix,
+        actor=identity.username, presented_token_id=None, signed_in=True, ip=client_ip(request),
+    )
+    db.commit()  # as for a new token: before the page is drawn
+    return _tokens_page(request, db, identity, new_token=secret, new_row=row, regenerated=True)
+
+
 @router.post("/tokens/{token_id}/revoke")
 def revoke_token(
-    token_id: int, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = ""
+    token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = ""
 ) -> Response:
     check_csrf(request, csrf_token)
     personal_tokens.revoke_token(

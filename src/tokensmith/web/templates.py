@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from tokensmith import audit, sessions
+from tokensmith import audit, sessions, token_limits
 from tokensmith.clock import display
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -36,7 +36,10 @@ PAGE_HEADERS = {
 _environment = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=True)
 _environment.filters["when"] = display
 _environment.filters["describe_event"] = audit.describe
+_environment.filters["describe_scopes"] = token_limits.describe_scopes
+_environment.filters["revoke_reason"] = lambda reason: audit.REVOKE_REASONS.get(reason or "", "")
 _environment.tests["attention"] = audit.needs_attention
+_environment.tests["with_address"] = audit.shows_address
 templates = Jinja2Templates(env=_environment)
 
 

@@ -1,0 +1,64 @@
+// The pages work without this script. It adds working Copy buttons, makes a reload after
+// creating a token fetch the list again instead of re-posting the form, shows the date field
+// only when "On a date…" is chosen, and keeps the Access and Projects choices in step with the
+// boxes ticked under them.
+(function () {
+  if (document.querySelector("[data-testid=new-token]") && window.history.replaceState) {
+    window.history.replaceState(null, "", "/tokens");
+  }
+  document.querySelectorAll("button[data-copy-target]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var target = document.getElementById(button.dataset.copyTarget);
+      var text = target.textContent.trim();
+      var label = button.textContent;
+      var done = function () {
+        button.textContent = "Copied";
+        setTimeout(function () { button.textContent = label; }, 3000);
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done, function () { selectText(target); });
+      } else {
+        selectText(target);
+        try { if (document.execCommand("copy")) { done(); } } catch (e) { /* selected: Ctrl+C works */ }
+      }
+    });
+  });
+
+  // The date field: there when "On a date…" is chosen (always there without this script).
+  var choice = document.getElementById("expiration");
+  var dateField = document.getElementById("expires-on-field");
+  if (choice && dateField) {
+    var showDate = function () { dateField.hidden = choice.value !== "date"; };
+    choice.addEventListener("change", showDate);
+    showDate();
+  }
+
+  // Access: a preset ticks its scopes; ticking a box by hand makes the choice Custom.
+  var presets = { "everything": ["api:read", "api:write", "git:read", "git:write", "maven:read"],
+                  "read": ["api:read", "git:read", "maven:read"] };
+  var scopeBoxes = document.querySelectorAll("input[name=scopes]");
+  document.querySelectorAll("input[name=access]").forEach(function (radio) {
+    radio.addEventListener("change", function () {
+      var scopes = presets[radio.value];
+      if (!scopes) { return; }
+      scopeBoxes.forEach(function (box) { box.checked = scopes.indexOf(box.value) >= 0; });
+    });
+  });
+  var custom = document.getElementById("access-custom");
+  scopeBoxes.forEach(function (box) {
+    box.addEventListener("change", function () { if (custom) { custom.checked = true; } });
+  });
+  // Projects: ticking one means "only these".
+  var some = document.getElementById("projects-some");
+  document.querySelectorAll("input[name=projects]").forEach(function (box) {
+    box.addEventListener("change", function () { if (some && box.checked) { some.checked = true; } });
+  });
+
+  function selectText(element) {
+    var range = document.createRange();
+    range.selectNodeContents(element);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+})();
