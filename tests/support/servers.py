@@ -126,13 +126,14 @@ class LiveServer:
                 is_admin=admin, actor="tests",
             )
 
-    def create_token(self, username: str, name: str, *, expires_at: datetime | None = None) -> str:
+    def create_token(self, username: str, name: str, *, expires_at: datetime | None = None, **limits: object) -> str:
+        """A token made as the admin command makes one; ``limits``: scopes, projects, allowed_ips."""
         settings = load_settings(self.env)
         with self.store() as session:
             owner = accounts.get_user(session, username)
             secret, _row = personal_tokens.create_token(
                 session, load_server_keys(settings), owner.id, name, prefix=settings.token_prefix,
-                actor="tests", expires_at=expires_at,
+                actor="tests", expires_at=expires_at, **limits,
             )
         return remember(secret)
 

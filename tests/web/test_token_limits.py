@@ -1,0 +1,322 @@
+"""Least privilege over real HTTP, with real git: every route × every scope, the project in and
+out of the token's list, the address in and out of its blocks.
+
+The server trusts loopback as its proxy, so that ``X-Forwarded-For`` chooses the address it
+sees (as behind nginx): the tokens allow 198.51.100.0/24; requests come "from" 198.51.100.7
+(in) or 203.0.113.9 (out). Each token holds one scope and reaches project A only; B is the
+owner's too. What each case must get follows from the contract alone (``expected``): a refused
+address first, then a missing scope, then a project outside the list, which reads exactly like
+one that does not exist.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import start_server
+from tests.support.git import GitUser
+from tests.support.servers import LiveServer
+from tokensmith import token_limits
+
+GROUP = "com.acme.studio"
+BLOCK, INSIDE, OUTSIDE = "198.51.100.0/24", "198.51.100.7", "203.0.113.9"
+SCOPES = token_limits.ALL_SCOPES
+
+
+@dataclass
+class World:
+    server: LiveServer
+    owner: str
+    a: str  # the project the tokens name
+    b: str  # another of the owner's projects
+    admin_token: str  # all five scopes, every project, anywhere
+    home: Path
+
+    def token(self, scope: str, label: str) -> str:
+        return self.server.create_token(self.owner, f"{scope} {label} {uuid.uuid4().hex[:8]}", scopes=[scope],
+                                        projects=[self.a], allowed_ips=[BLOCK])
+
+    def client(self, token: str, address: str) -> httpx.Client:
+        return self.server.client(auth=(self.owner, token), headers={"X-Forwarded-For": address})
+
+    def token_id(self, token: str) -> int:
+        with self.server.client(auth=(self.owner, token), headers={"X-Forwarded-For": INSIDE}) as client:
+            return client.get("/api/v1/me").json()["token"]["id"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    server = start_server(tmp_path_factory.mktemp("limits"), name="limits", TOKENSMITH_TRUSTED_PROXIES="127.0.0.1")
+    try:
+        suffix = uuid.uuid4().hex[:6]
+        owner, a, b = f"lim-{suffix}", f"lim-a-{suffix}", f"lim-b-{suffix}"
+        server.create_user(owner)
+        for project in (a, b):
+            assert server.cli("projects", "create", project, "--group-id", GROUP, "--owner", owner).returncode == 0
+        admin_token = server.create_token(owner, "everything")
+        home = tmp_path_factory.mktemp("lim-home")
+        person = GitUser(home / "setup", owner, admin_token)
+        person.remember_credentials(server.base_url)
+        for project in (a, b):  # something on master, released as 1.0.0
+            work = home / f"setup-{project}"
+            person.git("clone", f"{server.base_url}/git/{project}.git", str(work))
+            (work / "README.md").write_text(f"# {project}\n")
+            person.git("add", ".", cwd=work)
+            person.git("commit", "-m", "first", cwd=work)
+            person.git("push", "origin", "HEAD:master", cwd=work)
+            with server.client(auth=(owner, admin_token)) as client:
+                released = client.post(f"/studio/v2/project/{project}/releases",
+                                       json={"revision": "master", "versionName": "1.0.0"})
+                assert released.status_code == 201, released.text
+        yield World(server, owner, a, b, admin_token, home)
+    finally:
+        server.stop()
+
+
+def expected(scope: str, needed: str | None, project_in: bool | None, address_in: bool) -> str:
+    """What a token holding ``scope`` gets: ok, ip_not_allowed, insufficient_scope or not_found."""
+    if not address_in:
+        return "ip_not_allowed"
+    if needed is not None and needed not in token_limits.validate_scopes([scope]):
+        return "insufficient_scope"
+    if project_in is False:
+        return "not_found"
+    return "ok"
+
+
+def check_refusal(outcome: str, response: httpx.Response, scope: str, needed: str | None,
+                  missing: Callable[[], httpx.Response] | None = None, project: str = "") -> None:
+    if outcome == "ip_not_allowed":
+        assert response.status_code == 403, response.text
+        body = response.json()
+        assert body["error"] == "ip_not_allowed" and body["address"] == OUTSIDE
+        assert f"may not be used from {OUTSIDE}" in body["message"]
+    elif outcome == "insufficient_scope":
+        assert response.status_code == 403, response.text
+        held = list(token_limits.validate_scopes([scope]))
+        body = response.json()
+        assert body["error"] == "insufficient_scope"
+        assert (body["needed_scope"], body["token_scopes"]) == (needed, held)
+        assert f"does not have the {needed} scope" in body["message"]
+        assert response.headers["X-Accepted-Scopes"] == needed
+        assert response.headers["X-Tokensmith-Scopes"] == ", ".join(held)
+    elif outcome == "not_found":
+        # Exactly what a project that does not exist gets, with its name in place of B's.
+        assert response.status_code == 404, response.text
+        absent = missing()
+        assert absent.status_code == 404
+        assert response.json()["error"] == absent.json()["error"] == "not_found"
+        assert response.json()["message"].replace(project, "X") == absent.json()["message"].replace(ABSENT, "X")
+
+
+ABSENT = "no-such-project"
+
+
+# --- routes without a project -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    needed: str | None  # the scope the route declares
+
+
+PLAIN_ROUTES = [Route("GET /api/v1/me", None), Route("GET /api/v1/tokens", "api:read"),
+                Route("GET /api/v1/projects", "api:read"), Route("DELETE /api/v1/tokens/{id}", "api:write"),
+                Route("POST /api/v1/tokens/{id}/rotate", "api:write")]
+
+
+def call_plain(world: World, route: Route, token: str, address: str) -> httpx.Response:
+    with world.client(token, address) as client:
+        if route.name.startswith("DELETE"):
+            victim = world.server.create_token(world.owner, f"victim {uuid.uuid4().hex[:8]}")
+            return client.delete(f"/api/v1/tokens/{world.token_id(victim)}")
+        if route.name.startswith("POST"):
+            return client.post(f"/api/v1/tokens/{world.token_id(token)}/rotate")
+        return client.get(route.name.split()[1])
+
+
+@pytest.mark.parametrize("address_in", [True, False], ids=["address-in", "address-out"])
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("route", PLAIN_ROUTES, ids=lambda route: route.name)
+def test_routes_without_a_project(world: World, route: Route, scope: str, address_in: bool) -> None:
+    token = world.token(scope, route.name)
+    outcome = expected(scope, route.needed, None, address_in)
+    response = call_plain(world, route, token, INSIDE if address_in else OUTSIDE)
+    if outcome == "ok":
+        assert response.status_code in (200, 201, 204), response.text
+        if route.name == "GET /api/v1/me":
+            limits = response.json()["token"]
+            assert (limits["scopes"], limits["projects"], limits["allowed_ips"]) == (
+                list(token_limits.validate_scopes([scope])), [world.a], [BLOCK])
+        if route.name.startswith("POST"):  # rotated: the new secret keeps every limit
+            rotated = response.json()
+            assert (rotated["scopes"], rotated["projects"], rotated["allowed_ips"]) == (
+                list(token_limits.validate_scopes([scope])), [world.a], [BLOCK])
+    else:
+        check_refusal(outcome, response, scope, route.needed)
+
+
+# --- routes on a project ------------------------------------------------------------------------------
+
+PROJECT_ROUTES = [Route("POST /api/v1/instances", "api:write"), Route("POST /studio/v2/.../releases", "api:write"),
+                  Route("GET /maven/studio/...", "maven:read"), Route("HEAD /maven/studio/...", "maven:read")]
+
+
+def call_on_project(world: World, route: Route, token: str, address: str, project: str) -> httpx.Response:
+    with world.client(token, address) as client:
+        if route.name.startswith("POST /api/v1/instances"):
+            return client.post("/api/v1/instances", json={"project": project, "description": "matrix"})
+        if route.name.startswith("POST /studio"):
+            return client.post(f"/studio/v2/project/{project}/releases",
+                               json={"revision": "master", "versionName": f"2.0.0-m{uuid.uuid4().hex[:8]}"})
+        path = f"/maven/studio/com/acme/studio/{project}/1.0.0/{project}-1.0.0.pom"
+        if route.name.startswith("HEAD"):
+            # HEAD has no body to compare: the refusal is read from a GET of the same file.
+            head = client.head(path)
+            return head if head.status_code < 300 else client.get(path)
+        return client.get(path)
+
+
+@pytest.mark.parametrize("address_in", [True, False], ids=["address-in", "address-out"])
+@pytest.mark.parametrize("project_in", [True, False], ids=["project-in", "project-out"])
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("route", PROJECT_ROUTES, ids=lambda route: route.name)
+def test_routes_on_a_project(world: World, route: Route, scope: str, project_in: bool, address_in: bool) -> None:
+    token = world.token(scope, route.name)
+    outcome = expected(scope, route.needed, project_in, address_in)
+    address = INSIDE if address_in else OUTSIDE
+    response = call_on_project(world, route, token, address, world.a if project_in else world.b)
+    if outcome == "ok":
+        assert response.status_code in (200, 201), response.text
+        return
+    check_refusal(outcome, response, scope, route.needed,
+                  lambda: call_on_project(world, route, world.admin_token, INSIDE, ABSENT), world.b)
+
+
+# --- git, with git ------------------------------------------------------------------------------------
+
+
+def git_as(world: World, token: str, address: str, label: str) -> GitUser:
+    person = GitUser(world.home / f"{label}-{uuid.uuid4().hex[:8]}", world.owner, token)
+    person.remember_credentials(world.server.base_url)
+    person.git("config", "--global", "http.extraHeader", f"X-Forwarded-For: {address}")
+    return person
+
+
+def push_attempt(world: World, person: GitUser, project: str) -> subprocess.CompletedProcess[str]:
+    """A new commit pushed by ``person``, from a copy of the repository taken on the disk."""
+    work = person.home / "work"
+    bare = world.server.data_dir / "git" / f"{project}.git"
+    person.git("clone", "--quiet", f"file://{bare}", str(work))
+    person.git("remote", "set-url", "origin", f"{world.server.base_url}/git/{project}.git", cwd=work)
+    (work / f"{uuid.uuid4().hex[:8]}.txt").write_text("pushed\n")
+    person.git("add", ".", cwd=work)
+    person.git("commit", "-m", "matrix", cwd=work)
+    return person.git("push", "origin", "HEAD:master", cwd=work, check=False)
+
+
+def git_refusal(outcome: str, stderr: str, scope: str, needed: str) -> None:
+    if outcome == "ip_not_allowed":
+        assert f"remote: This token may not be used from {OUTSIDE}" in stderr, stderr
+    elif outcome == "insufficient_scope":
+        held = ", ".join(token_limits.validate_scopes([scope]))
+        assert f"remote: This token does not have the {needed} scope this needs; it has {held}." in stderr, stderr
+    else:
+        assert "remote: There is no project" in stderr and "or you are not a member of it" in stderr, stderr
+        assert "not found" in stderr, stderr
+
+
+@pytest.mark.parametrize("address_in", [True, False], ids=["address-in", "address-out"])
+@pytest.mark.parametrize("project_in", [True, False], ids=["project-in", "project-out"])
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("action", ["clone", "push"])
+def test_git(world: World, action: str, scope: str, project_in: bool, address_in: bool) -> None:
+    needed = "git:read" if action == "clone" else "git:write"
+    outcome = expected(scope, needed, project_in, address_in)
+    person = git_as(world, world.token(scope, action), INSIDE if address_in else OUTSIDE, action)
+    project = world.a if project_in else world.b
+    if action == "clone":
+        result = person.git("clone", f"{world.server.base_url}/git/{project}.git", str(person.home / "clone"),
+                            check=False)
+    else:
+        result = push_attempt(world, person, project)
+    if outcome == "ok":
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode != 0
+    git_refusal(outcome, result.stderr, scope, needed)
+    if outcome == "not_found":  # word for word what a missing project gets
+        missing = git_as(world, world.admin_token, INSIDE, "missing").git(
+            "clone", f"{world.server.base_url}/git/{ABSENT}.git", str(world.home / f"m-{uuid.uuid4().hex[:6]}"),
+            check=False)
+        remote = [line.replace(project, "X") for line in result.stderr.splitlines() if line.startswith("remote:")]
+        assert remote == [line.replace(ABSENT, "X") for line in missing.stderr.splitlines()
+                          if line.startswith("remote:")]
+
+
+# --- addresses ---------------------------------------------------------------------------------------
+
+
+def test_ipv6_blocks_and_single_addresses(world: World) -> None:
+    token = world.server.create_token(world.owner, f"v6 {uuid.uuid4().hex[:6]}",
+                                      allowed_ips=["2001:db8::/32", "192.0.2.10"])
+    for address, status in (("2001:db8:1::5", 200), ("2001:db9::5", 403), ("192.0.2.10", 200), ("192.0.2.11", 403)):
+        with world.client(token, address) as client:
+            assert client.get("/api/v1/me").status_code == status, address
+
+
+def test_forwarded_addresses_count_only_from_a_trusted_proxy(server: LiveServer) -> None:
+    """On a server that trusts no proxy, X-Forwarded-For is ignored: the address seen (and
+    named in the refusal) is the socket's."""
+    name = f"lim-direct-{uuid.uuid4().hex[:6]}"
+    server.create_user(name)
+    loopback = server.create_token(name, "loopback", allowed_ips=["127.0.0.0/8"])
+    elsewhere = server.create_token(name, "elsewhere", allowed_ips=[BLOCK])
+    with server.client(auth=(name, loopback), headers={"X-Forwarded-For": OUTSIDE}) as client:
+        assert client.get("/api/v1/me").status_code == 200
+    with server.client(auth=(name, elsewhere), headers={"X-Forwarded-For": INSIDE}) as client:
+        refused = client.get("/api/v1/me")
+    assert refused.status_code == 403 and refused.json()["address"] == "127.0.0.1"
+
+
+def test_a_refused_request_is_not_recorded_as_a_use(world: World) -> None:
+    name = f"unused {uuid.uuid4().hex[:6]}"
+    token = world.server.create_token(world.owner, name, scopes=["git:read"], allowed_ips=[BLOCK])
+    with world.client(token, OUTSIDE) as client:
+        assert client.get("/api/v1/me").status_code == 403
+    with world.client(token, INSIDE) as client:
+        assert client.get("/api/v1/tokens").status_code == 403  # insufficient scope
+    assert world.server.token_row(world.owner, name).last_used_at is None
+    with world.client(token, INSIDE) as client:
+        assert client.get("/api/v1/me").status_code == 200
+    assert world.server.used_token_row(world.owner, name).last_used_ip == INSIDE
+
+
+def test_refusals_are_counted_for_the_operator(world: World) -> None:
+    token = world.token("git:read", "metrics")
+    with world.client(token, OUTSIDE) as client:
+        client.get("/api/v1/me")
+    with world.client(token, INSIDE) as client:
+        client.get("/api/v1/tokens")
+    metrics = httpx.get(f"{world.server.base_url}/metrics", timeout=10).text
+    assert 'outcome="ip_not_allowed"' in metrics and 'outcome="insufficient_scope"' in metrics
+
+
+def test_a_read_member_cannot_register_an_instance(world: World) -> None:
+    """Instance keys open the hotfix repository: registering one takes write access."""
+    reader = f"lim-reader-{uuid.uuid4().hex[:6]}"
+    world.server.create_user(reader)
+    assert world.server.cli("projects", "add-member", world.a, reader, "--role", "read").returncode == 0
+    token = world.server.create_token(reader, "everything")
+    with world.server.client(auth=(reader, token)) as client:
+        refused = client.post("/api/v1/instances", json={"project": world.a, "description": "sneaky"})
+    assert refused.status_code == 403
+    assert f"You have read access to {world.a}; this needs write access" in refused.json()["message"]
