@@ -23,7 +23,11 @@ import pytest
 from tests.conftest import start_server
 from tests.support.git import GitUser
 from tests.support.servers import LiveServer
+from fastapi.routing import APIRoute
+
 from tokensmith import token_limits
+from tokensmith.web.app import ROUTERS
+from tokensmith.web.auth import requirements, requirements_table
 
 GROUP = "com.acme.studio"
 BLOCK, INSIDE, OUTSIDE = "198.51.100.0/24", "198.51.100.7", "203.0.113.9"
@@ -125,12 +129,14 @@ ABSENT = "no-such-project"
 @dataclass(frozen=True)
 class Route:
     name: str
-    needed: str | None  # the scope the route declares
+    needed: str | None  # the scope the contract says the route needs
+    path: str  # as the route declares it
 
 
-PLAIN_ROUTES = [Route("GET /api/v1/me", None), Route("GET /api/v1/tokens", "api:read"),
-                Route("GET /api/v1/projects", "api:read"), Route("DELETE /api/v1/tokens/{id}", "api:write"),
-                Route("POST /api/v1/tokens/{id}/rotate", "api:write")]
+PLAIN_ROUTES = [Route("GET /api/v1/me", None, "/api/v1/me"), Route("GET /api/v1/tokens", "api:read", "/api/v1/tokens"),
+                Route("GET /api/v1/projects", "api:read", "/api/v1/projects"),
+                Route("DELETE /api/v1/tokens/{id}", "api:write", "/api/v1/tokens/{token_id:int}"),
+                Route("POST /api/v1/tokens/{id}/rotate", "api:write", "/api/v1/tokens/{token_id:int}/rotate")]
 
 
 def call_plain(world: World, route: Route, token: str, address: str) -> httpx.Response:
@@ -166,8 +172,12 @@ def test_routes_without_a_project(world: World, route: Route, scope: str, addres
 
 # --- routes on a project ------------------------------------------------------------------------------
 
-PROJECT_ROUTES = [Route("POST /api/v1/instances", "api:write"), Route("POST /studio/v2/.../releases", "api:write"),
-                  Route("GET /maven/studio/...", "maven:read"), Route("HEAD /maven/studio/...", "maven:read")]
+PROJECT_ROUTES = [Route("POST /api/v1/instances", "api:write", "/api/v1/instances"),
+                  Route("POST /studio/v2/.../releases", "api:write", "/studio/v2/project/{project_id}/releases"),
+                  Route("GET /maven/studio/...", "maven:read", "/maven/studio/{path:path}"),
+                  Route("HEAD /maven/studio/...", "maven:read", "/maven/studio/{path:path}")]
+GIT_ROUTES = [Route("git clone", "git:read", "/git/{project_id}.git/{path:path}"),
+              Route("git push", "git:write", "/git/{project_id}.git/{path:path}")]
 
 
 def call_on_project(world: World, route: Route, token: str, address: str, project: str) -> httpx.Response:
@@ -320,3 +330,32 @@ def test_a_read_member_cannot_register_an_instance(world: World) -> None:
         refused = client.post("/api/v1/instances", json={"project": world.a, "description": "sneaky"})
     assert refused.status_code == 403
     assert f"You have read access to {world.a}; this needs write access" in refused.json()["message"]
+
+
+# --- the declarations, the table in the docs, and this matrix agree --------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "scopes.md"
+
+
+def test_the_table_in_the_docs_is_written_from_the_routes_declarations() -> None:
+    text = DOC.read_text()
+    documented = text.split("<!-- scopes:table:start -->\n")[1].split("<!-- scopes:table:end -->")[0]
+    table = requirements_table(ROUTERS)
+    assert documented.strip() == table.strip(), f"docs/scopes.md is out of date; its table is now:\n{table}"
+
+
+def test_the_matrix_walks_every_declared_route_with_the_contracts_scope() -> None:
+    declared = {(route.path, scope) for route, needs in requirements(ROUTERS) for _what, scope in needs.rows()}
+    walked = {(route.path, route.needed) for route in PLAIN_ROUTES + PROJECT_ROUTES + GIT_ROUTES}
+    assert declared == walked
+
+
+def test_every_route_that_takes_a_token_declares_what_it_needs() -> None:
+    """Denied by default: a route under the token-taking prefixes that declares nothing is either
+    public on purpose (the leak report) or refuses tokens outright (the hotfix repository)."""
+    declared = {route.path for route, _needs in requirements(ROUTERS)}
+    public = {"/api/v1/tokens/revoke", "/packages/hotfix/{path:path}"}
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.path.startswith(("/api/", "/git/", "/maven/", "/studio/", "/packages/")):
+                assert (route.path in declared) != (route.path in public), route.path

@@ -261,6 +261,23 @@ def requirements(routers: Iterable[APIRouter]) -> Iterator[tuple[APIRoute, Requi
             yield route, declared
 
 
+def requirements_table(routers: Iterable[APIRouter]) -> str:
+    """docs/scopes.md's table, from the routes' own declarations: what each route needs, and
+    what a token holding each one scope gets there (its address allowed, its project listed)."""
+    from tokensmith.token_limits import ALL_SCOPES, validate_scopes  # noqa: PLC0415
+
+    lines = ["| route | needs | " + " | ".join(f"`{scope}`" for scope in ALL_SCOPES) + " | its project, from |",
+             "|---|---|" + "---|" * len(ALL_SCOPES) + "---|"]
+    for route, declared in requirements(routers):
+        methods = ", ".join(sorted(route.methods))
+        for what, scope in declared.rows():
+            cells = ["yes" if scope is None or scope in validate_scopes([held]) else "403" for held in ALL_SCOPES]
+            where = declared.project.where if declared.project else "—"
+            lines.append(f"| `{methods} {route.path}`{' ' + what if what else ''} | {f'`{scope}`' if scope else 'any scope'} | "
+                         + " | ".join(cells) + f" | {where} |")
+    return "\n".join(lines) + "\n"
+
+
 def _declared_in(dependant: Dependant) -> Requires | None:
     for dependency in dependant.dependencies:
         if isinstance(dependency.call, Requires):
