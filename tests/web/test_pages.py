@@ -214,3 +214,149 @@ def test_password_guessing_is_stopped_with_a_clear_429(tmp_path):
             assert api.get("/api/v1/me").status_code == 200  # tokens are not throttled
     finally:
         live.stop()
+
+
+# --- limits, Regenerate, Inactive tokens (the form as a browser without JavaScript posts it) ------------
+
+
+def secret_of(response: httpx.Response) -> str:
+    return remember(re.search(r'data-testid="new-token" id="new-token">(\S+)</code>', response.text).group(1))
+
+
+def row_of(page: str, name: str) -> str:
+    """The HTML of the row (live or inactive) whose name cell is ``name``."""
+    for row in re.findall(r"<tr data-(?:inactive-)?token-id=.*?</tr>", page, re.S):
+        if f'<td class="name" data-label="Name">{html.escape(name)}</td>' in row:
+            return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)))
+    raise AssertionError(f"no row named {name!r}")
+
+
+def test_a_read_only_token_for_one_project_from_one_network(server, person):
+    name, client = person
+    project = unique("pages-lim")
+    assert server.cli("projects", "create", project, "--group-id", "com.acme", "--owner", name).returncode == 0
+    page = client.get("/tokens").text
+    for label in ("Everything", "Read only", "Custom", "All my projects, now and later", "Allowed addresses",
+                  "Clone and fetch your projects"):
+        assert label in page
+    response = create(client, "CI reader", access="read", project_choice="some", projects=project,
+                      allowed_ips="127.0.0.0/8\n::1")
+    assert response.status_code == 201, html.unescape(response.text)
+    secret = secret_of(response)
+    row = row_of(client.get("/tokens").text, "CI reader")
+    assert f"Access: Read only Projects: {project} From: 127.0.0.0/8, ::1/128" in row
+    with server.client(auth=(name, secret)) as api:
+        me = api.get("/api/v1/me").json()["token"]
+        assert (me["scopes"], me["projects"], me["allowed_ips"]) == (
+            ["api:read", "git:read", "maven:read"], [project], ["127.0.0.0/8", "::1/128"])
+        assert api.get("/api/v1/tokens").status_code == 200
+        refused = api.delete(f"/api/v1/tokens/{me['id']}")
+        assert refused.status_code == 403 and refused.headers["x-accepted-scopes"] == "api:write"
+    custom = create(client, "pusher", access="custom", scopes=["git:write"])
+    assert custom.status_code == 201
+    assert "Access: git:read, git:write Projects: All my projects From: anywhere" in row_of(
+        client.get("/tokens").text, "pusher")
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"access": "custom"}, "Choose at least one scope"),
+    ({"access": "custom", "scopes": ["api:read", "root"]}, "Unknown scope 'root'"),
+    ({"access": "sideways"}, "Choose the token's access"),
+    ({"allowed_ips": "10.0.0.1/8"}, "did you mean 10.0.0.0/8?"),
+    ({"allowed_ips": "10.0.0.0/8\nmy laptop"}, "'my' is not an address or a CIDR block"),
+    ({"project_choice": "some", "projects": "not-mine-at-all"}, "You are not a member of 'not-mine-at-all'"),
+    ({"project_choice": "some"}, "Choose at least one project"),
+], ids=["no-scope", "unknown-scope", "unknown-preset", "host-bits", "not-an-address", "unreachable-project",
+        "no-project"])
+def test_bad_limits_are_refused_on_the_page_and_nothing_is_created(server, person, fields, words):
+    _name, client = person
+    before = client.get("/tokens").text.count("data-token-id=")
+    response = create(client, "narrow", **fields)
+    assert response.status_code == 422 and words in html.unescape(response.text)
+    assert 'data-testid="new-token"' not in response.text
+    if "allowed_ips" in fields:  # what was typed is kept, to correct
+        assert html.escape(fields["allowed_ips"]) in response.text
+    assert client.get("/tokens").text.count("data-token-id=") == before
+
+
+def test_regenerate_gives_a_new_secret_with_the_same_limits_once(server, person):
+    name, client = person
+    old = secret_of(create(client, "rolling", access="read", allowed_ips="127.0.0.1", expiration="30"))
+    page = client.get("/tokens")
+    token_id = re.search(r'data-token-id="(\d+)"', page.text).group(1)
+    assert "Regenerate" in page.text
+    regenerated = client.post(f"/tokens/{token_id}/regenerate", data={"csrf_token": csrf_of(page)})
+    assert regenerated.status_code == 200 and "Your regenerated token “rolling”" in html.unescape(regenerated.text)
+    assert regenerated.headers["cache-control"] == "no-store"
+    new = secret_of(regenerated)
+    assert new != old and client.get("/tokens").text.count(new) == 0
+    with server.client(auth=(name, old)) as api:
+        assert "rotated" in api.get("/api/v1/me").json()["message"]
+    with server.client(auth=(name, new)) as api:
+        me = api.get("/api/v1/me").json()["token"]
+    assert (me["name"], me["scopes"], me["allowed_ips"]) == ("rolling", ["api:read", "git:read", "maven:read"],
+                                                             ["127.0.0.1/32"])
+    assert me["expires_at"] is not None
+    after = client.get("/tokens").text
+    inactive = html.unescape(after).split("Inactive tokens")[1]
+    assert "rolling" in inactive and "Revoked when it was rotated on" in inactive
+    assert "Token “rolling” rotated: a new secret replaced the old one (scopes: Read only" in html.unescape(after)
+    other = client.post("/tokens/999999/regenerate", data={"csrf_token": csrf_of(page)})
+    assert other.status_code == 404 and "no live token" in other.text
+
+
+def test_a_revoked_token_is_named_and_listed_as_inactive(server, person):
+    _name, client = person
+    create(client, "short-lived")
+    page = client.get("/tokens")
+    token_id = re.search(r'data-token-id="(\d+)"', page.text).group(1)
+    revoked = client.post(f"/tokens/{token_id}/revoke", data={"csrf_token": csrf_of(page)}, follow_redirects=True)
+    text = html.unescape(revoked.text)
+    assert re.search(r"The token “short-lived” \(tks_…\w{4}\) was revoked\.", text)
+    assert "Inactive tokens" in text and "Revoked by you on" in row_of(revoked.text, "short-lived")
+    assert f'data-token-id="{token_id}"' not in revoked.text  # no longer among the live ones
+    assert client.get("/tokens?revoked=2147483648").status_code == 422  # past any id: refused, not a 500
+
+
+def test_a_leak_notice_shows_where_the_owner_used_the_token(server, person):
+    name, client = person
+    secret = secret_of(create(client, "pasted in a gist"))
+    with server.client(auth=(name, secret), headers={"User-Agent": "git/2.47.0"}) as api:
+        assert api.get("/api/v1/me").status_code == 200
+    server.used_token_row(name, "pasted in a gist")
+    with server.client() as reporter:
+        assert reporter.post("/api/v1/tokens/revoke", json={"tokens": [secret]}).status_code == 202
+    events = html.unescape(client.get("/tokens").text).split("Recent activity")[1]
+    notice = next(line for line in events.splitlines() if "reported leaked" in line)
+    assert "you last used it on" in notice and "from 127.0.0.1 by git/2.47.0" in notice
+    assert "</span>" not in notice.split("git/2.47.0")[1]  # and no "from <reporter>" after it
+
+
+@pytest.fixture(scope="module")
+def capped_server(tmp_path_factory):
+    from tests.conftest import start_server
+
+    live = start_server(tmp_path_factory.mktemp("capped"), name="capped", TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS="60")
+    yield live
+    live.stop()
+
+
+def test_the_maximum_lifetime_shapes_the_expiry_choices(capped_server):
+    name = unique("cap")
+    capped_server.create_user(name, password=PASSWORD)
+    with capped_server.client() as client:
+        assert sign_in(client, name, PASSWORD).status_code == 303
+        page = client.get("/tokens").text
+        options = re.findall(r'<option value="([^"]+)"[^>]*>([^<]+)</option>', page)
+        assert options == [("7", "7 days"), ("30", "30 days"), ("60", "60 days (the longest allowed)"),
+                           ("date", "On a date…")]
+        assert re.search(r'<option value="7"\s+selected>', page)  # the first choice, not "never"
+        assert "every token expires within 60 days" in page
+        assert create(client, "forever", expiration="never").status_code == 422
+        assert create(client, "ninety", expiration="90").status_code == 422
+        far = datetime.now(timezone.utc).date() + timedelta(days=61)
+        beyond = create(client, "far", expiration="date", expires_on=far.isoformat())
+        assert beyond.status_code == 422 and "expire within 60 days" in html.unescape(beyond.text)
+        assert create(client, "sixty", expiration="60").status_code == 201
+    refused = capped_server.cli("tokens", "create", "--user", name, "--name", "cli forever")
+    assert refused.returncode == 2 and "expire within 60 days" in refused.stderr and refused.stdout == ""
