@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from tests.support.ledger import remember
 from tests.support.pages import sign_in
 from tokensmith import tokens
@@ -120,3 +122,45 @@ def test_help_lists_the_admin_commands(server):
     for command in ("serve", "users", "tokens"):
         assert command in result.stdout
     assert "revoke-all" in server.cli("tokens", "--help").stdout
+
+
+def test_tokens_create_with_limits(server):
+    name = unique("narrow")
+    server.cli("users", "create", name, "--email", f"{name}@example.test")
+    project = unique("adm-lim")
+    assert server.cli("projects", "create", project, "--group-id", "com.acme", "--owner", name).returncode == 0
+    result = server.cli("tokens", "create", "--user", name, "--name", "CI fetch", "--scope", "git:read",
+                        "--scope", "maven:read", "--project", project, "--allow-ip", "127.0.0.0/8",
+                        "--allow-ip", "2001:db8::/32")
+    assert result.returncode == 0, result.stderr
+    token = remember(result.stdout.strip())
+    assert (f"scopes: git:read, maven:read; projects: {project}; from: 127.0.0.0/8, 2001:db8::/32"
+            in result.stderr)
+    body = me(server, name, token).json()["token"]
+    assert (body["scopes"], body["projects"], body["allowed_ips"]) == (
+        ["git:read", "maven:read"], [project], ["127.0.0.0/8", "2001:db8::/32"])
+    with server.client() as client:
+        refused = client.get("/api/v1/tokens", auth=(name, token))
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+    everything = remember(server.cli("tokens", "create", "--user", name, "--name", "all").stdout.strip())
+    assert me(server, name, everything).json()["token"]["scopes"] == [
+        "api:read", "api:write", "git:read", "git:write", "maven:read"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--scope", "write"), "Unknown scope 'write'"),
+    (("--scope", ""), "Choose at least one scope"),
+    (("--allow-ip", "192.168.1.1/16"), "did you mean 192.168.0.0/16?"),
+    (("--allow-ip", "10.0.0.0/8,10.1.0.0/16"), "is not an address or a CIDR block"),
+    (("--project", "nobody-has-this"), "You are not a member of 'nobody-has-this'"),
+], ids=["unknown-scope", "empty-scope", "host-bits", "comma-list", "unreachable-project"])
+def test_tokens_create_refuses_bad_limits_and_creates_nothing(server, args, words):
+    name = unique("badlim")
+    server.cli("users", "create", name, "--email", f"{name}@example.test")
+    refused = server.cli("tokens", "create", "--user", name, "--name", "narrow", *args)
+    assert refused.returncode == 2 and refused.stdout == "" and words in refused.stderr
+    assert "Traceback" not in refused.stderr
+    with server.store() as session:
+        from tokensmith import accounts, personal_tokens
+
+        assert personal_tokens.list_tokens(session, accounts.get_user(session, name).id) == []
