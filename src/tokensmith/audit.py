@@ -29,6 +29,9 @@ _DESCRIPTIONS = {
     "auth.password_used": "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     "session.started": "Signed in to the web site",
+    "project.created": "Project {project} created, with you as its owner",
+    "project.member_added": "Given {role} access to project {project}",
+    "instance.registered": "Instance registered for project {project} ({hint})",
 }
 
 # Why a token was revoked, as its owner reads it on the page ...

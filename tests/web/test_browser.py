@@ -13,6 +13,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime, time, timedelta, timezone
 
 import httpx
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.browser
 # How the pages write a moment: "2026-11-27 23:41 UTC".
 MOMENT = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"
 # The columns of the tokens table, left to right; the last one holds the Revoke control.
-COLUMNS = ("Name", "Token", "Access", "Created", "Last used", "Expires")
+COLUMNS = ("Name", "Token", "Limits", "Created", "Last used", "Expires")
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def test_a_person_creates_uses_and_revokes_a_token_in_the_browser(
 
     row = read_row(page, "CI Chain")
     assert row["Token"] == f"tks_…{token[-4:]}"
-    assert row["Access"] == "Access: Everything Projects: All my projects From: anywhere"
+    assert row["Limits"] == "Access: Everything Projects: All my projects From: anywhere"
     assert re.fullmatch(MOMENT, row["Created"])
     assert row["Last used"] == "Never used"
     assert row["Expires"] == "Never"
@@ -348,3 +349,182 @@ def test_my_applications_shows_each_project_and_how_to_reach_it(
     settings = card.get_by_test_id("settings-xml").inner_text()
     assert f"<username>{person.username}</username>" in settings
     assert "<password>PASTE-A-PERSONAL-ACCESS-TOKEN-HERE</password>" in settings
+
+
+# --- least privilege on the page, narrow screens, copying -------------------------------------------
+
+
+def scope_box(page: Page, scope: str) -> Locator:
+    """A scope's box, named by the scope and the sentence that explains it."""
+    return page.get_by_role("checkbox", name=re.compile(rf"^{re.escape(scope)} "))
+
+
+def make_project(server: LiveServer, owner: str, prefix: str = "browser-lim") -> str:
+    project_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    created = server.cli("projects", "create", project_id, "--group-id", "com.acme.studio", "--owner", owner)
+    assert created.returncode == 0, created.stderr
+    return project_id
+
+
+def test_a_person_makes_a_narrow_token_and_regenerates_it(page: Page, server: LiveServer, person: Person) -> None:
+    project_id = make_project(server, person.username)
+    make_project(server, person.username, "browser-other")
+    signed_in(page, person)
+    everything = page.get_by_label("Everything")
+    expect(everything).to_be_checked()
+    for scope in ("api:read", "api:write", "git:read", "git:write", "maven:read"):
+        expect(scope_box(page, scope)).to_be_checked()
+    # Each scope says what it opens, in a sentence.
+    expect(scope_box(page, "git:write")).to_have_accessible_name(
+        "git:write Push to your projects' Git repositories (includes git:read).")
+
+    page.get_by_label("Token name").fill("Nexus proxy")
+    page.get_by_label("Read only").check()  # the preset ticks its boxes
+    expect(scope_box(page, "api:write")).not_to_be_checked()
+    expect(scope_box(page, "maven:read")).to_be_checked()
+    scope_box(page, "api:read").uncheck()  # one box by hand: Custom
+    expect(page.get_by_label("Custom")).to_be_checked()
+    page.get_by_role("checkbox", name=project_id).check()  # one project: only these
+    expect(page.get_by_label("Only the projects ticked below")).to_be_checked()
+    page.get_by_label("Allowed addresses").fill("127.0.0.0/8")
+    # The date appears when it is asked for, and only then.
+    expect(page.get_by_label("Expiration date")).to_be_hidden()
+    page.get_by_label("Expiration", exact=True).select_option(label="On a date…")
+    day = datetime.now(timezone.utc).date() + timedelta(days=20)
+    page.get_by_label("Expiration date").fill(day.isoformat())
+    page.get_by_role("button", name="Create token").click()
+    token = shown_token(page)
+
+    page.goto("/tokens")
+    row = read_row(page, "Nexus proxy")
+    assert row["Limits"] == f"Access: git:read, maven:read Projects: {project_id} From: 127.0.0.0/8"
+    assert row["Expires"] == f"{day} 23:59 UTC"
+    refused = httpx.get(f"{server.base_url}/api/v1/projects", auth=(person.username, token), timeout=30)
+    assert refused.status_code == 403 and refused.headers["x-accepted-scopes"] == "api:read"
+
+    # Regenerate: confirmed, shown once, the same limits; the old secret stops at once.
+    token_row(page, "Nexus proxy").get_by_role("button", name="Regenerate", exact=True).click()
+    page.get_by_role("button", name="Yes, regenerate “Nexus proxy”").click()
+    expect(page.get_by_role("heading", name="Your regenerated token “Nexus proxy”")).to_be_visible()
+    new = shown_token(page)
+    assert new != token
+    page.get_by_role("button", name="Copy", exact=True).click()
+    assert page.evaluate("() => navigator.clipboard.readText()") == new
+    assert call_me(server, person.username, token).status_code == 401
+    me = call_me(server, person.username, new).json()["token"]
+    assert (me["scopes"], me["projects"], me["allowed_ips"]) == (["git:read", "maven:read"], [project_id],
+                                                                 ["127.0.0.0/8"])
+    page.reload()
+    expect(page.get_by_test_id("new-token")).to_have_count(0)
+    assert read_row(page, "Nexus proxy")["Access"] == row["Limits"]
+    inactive = token_row(page, "Nexus proxy", "Inactive tokens").get_by_role("cell").nth(3)
+    expect(inactive).to_have_text(re.compile(rf"Revoked when it was rotated on {MOMENT}"))
+
+
+def test_a_bad_address_block_is_refused_and_what_was_typed_is_kept(page: Page, server: LiveServer,
+                                                                     person: Person) -> None:
+    signed_in(page, person)
+    page.get_by_label("Token name").fill("typo")
+    page.get_by_label("Custom").check()
+    scope_box(page, "git:read").check()
+    for other in ("api:read", "api:write", "git:write", "maven:read"):
+        scope_box(page, other).uncheck()
+    page.get_by_label("Allowed addresses").fill("10.1.2.3/8")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.get_by_role("alert")).to_have_text("'10.1.2.3/8' has bits set past its prefix: did you mean 10.0.0.0/8?")
+    expect(page.get_by_label("Allowed addresses")).to_have_value("10.1.2.3/8")
+    expect(page.get_by_label("Custom")).to_be_checked()
+    expect(scope_box(page, "git:read")).to_be_checked()
+    expect(scope_box(page, "api:read")).not_to_be_checked()
+    assert live_token_names(server, person.username) == []
+
+
+def test_without_javascript_the_date_field_is_there_and_labelled(chromium: Browser, server: LiveServer,
+                                                                 person: Person) -> None:
+    context = chromium.new_context(base_url=server.base_url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        signed_in(page, person)
+        expect(page.get_by_label("Expiration date")).to_be_visible()
+        day = datetime.now(timezone.utc).date() + timedelta(days=5)
+        create_and_read_token(page, "no script", expiration="On a date…", expires_on=day.isoformat())
+        page.goto("/tokens")
+        assert read_row(page, "no script")["Expires"] == f"{day} 23:59 UTC"
+    finally:
+        context.close()
+
+
+def fits(page: Page) -> None:
+    """Nothing scrolls sideways, and every control of every row is within the screen."""
+    width = page.evaluate("() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]")
+    assert width[0] <= width[1], f"the page is {width[0]} px wide on a {width[1]} px screen"
+    viewport = page.viewport_size["width"]
+    for control in page.locator("summary, button, td.expires, code").all():
+        box = control.bounding_box()
+        if box is not None:  # hidden ones (a closed <details>) have none
+            assert box["x"] >= 0 and box["x"] + box["width"] <= viewport + 0.5, control.inner_text()
+
+
+@pytest.fixture
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the pages' screenshots go, to be looked at (TOKENSMITH_SCREENSHOTS keeps them)."""
+    import os
+
+    kept = os.environ.get("TOKENSMITH_SCREENSHOTS")
+    return Path(kept) if kept else tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_pages_fit_the_screen(chromium: Browser, server: LiveServer, person: Person, width: int,
+                                  screenshots: Path) -> None:
+    context = chromium.new_context(base_url=server.base_url, viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        project_id = make_project(server, person.username, "a-rather-long-project-name")
+        signed_in(page, person)
+        server.create_token(person.username, "Laptop git with a long descriptive name", scopes=["git:write"],
+                            projects=[project_id], allowed_ips=["2001:db8:1234:5678::/64", "203.0.113.0/24"],
+                            expires_at=datetime.now(timezone.utc) + timedelta(days=30))
+        doomed = server.create_token(person.username, "Old CI chain")
+        with httpx.Client(base_url=server.base_url, auth=(person.username, doomed), timeout=30,
+                          headers={"User-Agent": "Apache-Maven/3.8.7 (Java 17.0.13; Linux 6.1.0-28-amd64)"}) as api:
+            token_id = api.get("/api/v1/me").json()["token"]["id"]
+            assert api.delete(f"/api/v1/tokens/{token_id}").status_code == 204
+        page.goto("/tokens")
+        expect(token_row(page, "Laptop git with a long descriptive name")).to_have_count(1)
+        fits(page)
+        revoke = page.locator("tr[data-token-id] summary", has_text="Revoke")
+        revoke.scroll_into_view_if_needed()
+        expect(revoke).to_be_in_viewport()  # reachable without scrolling sideways
+        page.screenshot(path=str(screenshots / f"tokens-{width}.png"), full_page=True)
+        token_row(page, "Laptop git with a long descriptive name").get_by_role("button", name="Revoke",
+                                                                              exact=True).click()
+        fits(page)
+        page.get_by_role("link", name="My Applications").click()
+        expect(page.get_by_role("heading", name="My Applications", level=1)).to_be_visible()
+        fits(page)
+        page.screenshot(path=str(screenshots / f"applications-{width}.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_my_applications_copies_the_clone_url_and_a_complete_settings_xml(
+    page: Page, server: LiveServer, person: Person
+) -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    project_id = make_project(server, person.username, "browser-copy")
+    signed_in(page, person)
+    page.goto("/applications")
+    page.get_by_role("button", name=f"Copy the clone URL of {project_id}").click()
+    assert page.evaluate("() => navigator.clipboard.readText()") == f"{server.base_url}/git/{project_id}.git"
+    page.get_by_role("button", name=f"Copy the settings.xml for {project_id}").click()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    settings = ElementTree.fromstring(copied)
+    server_entry = settings.find("servers/server")
+    assert (server_entry.findtext("id"), server_entry.findtext("username")) == ("tokensmith-studio", person.username)
+    assert server_entry.findtext("password") == "PASTE-A-PERSONAL-ACCESS-TOKEN-HERE"
+    repository = settings.find("profiles/profile/repositories/repository")
+    assert (repository.findtext("id"), repository.findtext("url")) == ("tokensmith-studio",
+                                                                       f"{server.base_url}/maven/studio/")
+    assert settings.findtext("activeProfiles/activeProfile") == settings.findtext("profiles/profile/id")

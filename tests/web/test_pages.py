@@ -226,7 +226,7 @@ def secret_of(response: httpx.Response) -> str:
 def row_of(page: str, name: str) -> str:
     """The HTML of the row (live or inactive) whose name cell is ``name``."""
     for row in re.findall(r"<tr data-(?:inactive-)?token-id=.*?</tr>", page, re.S):
-        if f'<td class="name" data-label="Name">{html.escape(name)}</td>' in row:
+        if f'aria-hidden="true">Name</span>{html.escape(name)}</td>' in row:
             return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)))
     raise AssertionError(f"no row named {name!r}")
 
