@@ -416,7 +416,7 @@ def test_a_person_makes_a_narrow_token_and_regenerates_it(page: Page, server: Li
                                                                  ["127.0.0.0/8"])
     page.reload()
     expect(page.get_by_test_id("new-token")).to_have_count(0)
-    assert read_row(page, "Nexus proxy")["Access"] == row["Limits"]
+    assert read_row(page, "Nexus proxy")["Limits"] == row["Limits"]
     inactive = token_row(page, "Nexus proxy", "Inactive tokens").get_by_role("cell").nth(3)
     expect(inactive).to_have_text(re.compile(rf"Revoked when it was rotated on {MOMENT}"))
 
