@@ -57,9 +57,12 @@ def test_the_administration_examples_run_as_written(server):
     remember("a long password")
     result = run(script, server.env)
     assert result.returncode == 0, result.stderr
-    minted = remember(result.stdout.strip())
-    assert re.fullmatch(r"tks_[0-9A-Za-z]{38}", minted)
+    minted = [remember(line) for line in result.stdout.split()]
+    assert len(minted) == 2 and all(re.fullmatch(r"tks_[0-9A-Za-z]{38}", token) for token in minted)
     assert "Disabled alice" in result.stderr
+    with server.client(auth=("ci-bot", minted[1])) as client:  # one scope, from this machine only
+        narrow = client.get("/api/v1/me").json()["token"]
+    assert (narrow["scopes"], narrow["allowed_ips"]) == (["maven:read"], ["127.0.0.0/8", "::1/128"])
 
 
 def test_the_git_release_maven_and_instance_examples_run_as_written(server, tmp_path):
