@@ -27,6 +27,9 @@ from tests.support.processes import stop_process
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
 
+# The token the route is measured with carries limits, so that every check also checks them:
+# one scope and the addresses wrk comes from (docs/scopes.md).
+LIMITED = ("--scope", "api:read", "--allow-ip", "127.0.0.0/8", "--allow-ip", "::1")
 HEALTH = "GET /healthz"
 TOKEN = "GET /api/v1/me"
 
@@ -145,7 +148,9 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byte
 class BenchServer:
     """``tokensmith serve`` on a loopback port, pinned to one core, stopped by its pid."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], options: LoadOptions) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], options: LoadOptions,
+                 tokensmith: list[str] | None = None) -> None:
+        self.tokensmith = tokensmith or tokensmith_command()  # another checkout's, to compare
         self.workdir = workdir
         self.env = env
         self.options = options
@@ -156,7 +161,7 @@ class BenchServer:
 
     def start(self, timeout: float = 30) -> BenchServer:
         command = [
-            *pinned(SERVER_CPU, self.options), *tokensmith_command(), "serve",
+            *pinned(SERVER_CPU, self.options), *self.tokensmith, "serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
         ]
         with self.log_path.open("ab") as log:
@@ -183,7 +188,7 @@ class BenchServer:
     def admin(self, *args: str) -> str:
         """The admin CLI on the server's store (same environment); its stdout."""
         done = subprocess.run(
-            [*tokensmith_command(), *args], env=self.env, cwd=self.workdir,
+            [*self.tokensmith, *args], env=self.env, cwd=self.workdir,
             capture_output=True, text=True, timeout=120,
         )
         if done.returncode != 0:
@@ -254,7 +259,7 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
     try:
         server.start()
         server.admin("users", "create", "bench", "--email", "bench@example.test")
-        token = server.admin("tokens", "create", "--user", "bench", "--name", "bench").strip()
+        token = server.admin("tokens", "create", "--user", "bench", "--name", "bench", *LIMITED).strip()
         routes = {
             HEALTH: (f"{server.base_url}/healthz", {}),
             TOKEN: (f"{server.base_url}/api/v1/me", {"Authorization": f"Bearer {token}"}),
