@@ -270,7 +270,8 @@ def test_the_request_path_reads_a_token_exactly_as_the_orm_path_does(db, keys, m
     revoked, revoked_row = make_token(owner, "revoked")
     personal_tokens.revoke_token(db, revoked_row.id, owner.id, actor="tests")
     db.flush()
-    for secret in (fresh, used, revoked):
+    limited, _ = make_token(owner, "limited", scopes=["git:write"], allowed_ips=["2001:db8::/32", "192.0.2.0/24"])
+    for secret in (fresh, used, revoked, limited):
         on_request_path = personal_tokens._lookup(db.connection(), keys, secret)
         through_session = personal_tokens._lookup(db, keys, secret)
         assert on_request_path == through_session

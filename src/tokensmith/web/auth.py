@@ -15,7 +15,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import orjson
@@ -149,8 +149,16 @@ class Requires:
     project: ProjectIn | None = None
     choose: Callable[[Request], str] | None = None
     variants: tuple[tuple[str, str], ...] = ()
+    _fixed: Need | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # A need that does not depend on the request is made once (GET /api/v1/me's, the API's).
+        fixed = Need(self.scope) if self.choose is None and (self.project is None or self.project.read is None) else None
+        object.__setattr__(self, "_fixed", fixed)
 
     def need(self, request: Request) -> Need:
+        if self._fixed is not None:
+            return self._fixed
         scope = self.choose(request) if self.choose is not None else self.scope
         project = self.project
         if project is None or project.read is None:
