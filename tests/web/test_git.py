@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -186,7 +187,7 @@ def test_my_applications_shows_how_to_reach_each_project(server, project):
     with server.client() as browser:
         assert sign_in(browser, project["bob"], PASSWORD).status_code == 303
         page = browser.get("/applications").text
-    assert f'<code data-testid="clone-url">{project["url"]}</code>' in page
+    assert re.search(rf'<code data-testid="clone-url"[^>]*>{re.escape(project["url"])}</code>', page)
     assert f"com.acme.studio:{project['id']}" in page and f"{server.base_url}/maven/studio/" in page
     assert "(read access)" in page
     assert f"&lt;username&gt;{project['bob']}&lt;/username&gt;" in page
