@@ -5,7 +5,7 @@ lookup of every check, and enforced right after that lookup (``enforce``): a mis
 disallowed address are refusals that say so; a project outside the token's list reads exactly
 like a project that does not exist. CIDR blocks are checked and written in their normal form
 once, when the token is made; a check parses a block list at most once per process
-(``_networks``: a pure function of the stored text, which nothing can make stale).
+(``_ranges``: a pure function of the stored text, which nothing can make stale).
 """
 
 from __future__ import annotations
@@ -181,24 +181,29 @@ def address_allowed(allowed_ips: Sequence[str], ip: str | None) -> bool:
     address = _address(ip) if ip else None
     if address is None:
         return False
-    return any(address in network for network in _networks(tuple(allowed_ips)))
+    version, number = address
+    return any(version == block_version and first <= number <= last
+               for block_version, first, last in _ranges(tuple(allowed_ips)))
 
 
 @functools.lru_cache(maxsize=1024)
-def _networks(blocks: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(block) for block in blocks)
+def _ranges(blocks: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    """Blocks as (IP version, first address, last address): a check compares integers."""
+    networks = [ipaddress.ip_network(block) for block in blocks]
+    return tuple((network.version, int(network.network_address), int(network.broadcast_address))
+                 for network in networks)
 
 
 @functools.lru_cache(maxsize=4096)
-def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _address(ip: str) -> tuple[int, int] | None:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return None
     # An IPv4 client seen by a dual-stack socket: judged by its IPv4 address.
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+        address = address.ipv4_mapped
+    return address.version, int(address)
 
 
 # --- showing ---------------------------------------------------------------------------------------
