@@ -18,7 +18,7 @@ from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.errors import InvalidInput, StoreUnavailable
-from tokensmith.cli.main import packages_app, projects_app, tokens_app, users_app
+from tokensmith.cli.server_commands import packages_app, projects_app, tokens_app, users_app
 from tokensmith.maven_repository import Coordinates
 from tokensmith.server_keys import ServerKeys, load_server_keys
 

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from tokensmith.cli import maven_settings
-from tokensmith.errors import InvalidInput
+from tokensmith.client import maven_settings
+from tokensmith.client.errors import InvalidInput
 
 EXISTING = """<?xml version="1.0" encoding="UTF-8"?>
 <!-- my settings: keep this comment -->

@@ -1,0 +1,55 @@
+"""The ``tokensmith`` client as a person runs it: the installed command in a subprocess, with a
+HOME of its own, at a terminal (pexpect) when it should ask something."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+
+# The console script pip installed beside this Python: what a person runs.
+TOKENSMITH = str(Path(sys.executable).parent / "tokensmith")
+NO_KEYRING = "keyring.backends.fail.Keyring"
+
+
+def client_env(home: Path, keyring_backend: str | None = NO_KEYRING, **extra: str) -> dict[str, str]:
+    """A person's environment: their own HOME and config, none of the server's variables."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("TOKENSMITH_", "PYTHON_KEYRING", "DBUS_", "GIT_"))}
+    env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
+                "COLUMNS": "200", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LANG": "C.UTF-8"})
+    if keyring_backend:
+        env["PYTHON_KEYRING_BACKEND"] = keyring_backend
+    env.update(extra)
+    return env
+
+
+def tokensmith(*args: str, env: dict[str, str], input: str = "", cwd: Path | None = None,
+               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TOKENSMITH, *args], env=env, input=input, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def at_terminal(*args: str, env: dict[str, str], answers: list[tuple[str, str]] = (),
+                cwd: Path | None = None, timeout: float = 30) -> tuple[int, str]:
+    """Run in a pseudo-terminal, answering each expected prompt; the exit status and the screen."""
+    child = pexpect.spawn(TOKENSMITH, list(args), env=env, encoding="utf-8", timeout=timeout,
+                          cwd=str(cwd) if cwd else None)
+    screen = ""
+    for prompt, answer in answers:
+        child.expect(prompt)
+        screen += child.before + child.after
+        child.sendline(answer)
+    child.expect(pexpect.EOF)
+    screen += child.before
+    child.close()
+    return child.exitstatus, screen
+
+
+def login_at_terminal(server, username: str, secret: str, env: dict[str, str]) -> tuple[int, str]:
+    """Type at the prompts of `tokensmith login`."""
+    return at_terminal("login", "--server", server.base_url, env=env,
+                       answers=[("Username: ", username), ("Token: ", secret)])
