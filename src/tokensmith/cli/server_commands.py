@@ -46,7 +46,7 @@ def run(module: str, name: str, prog: str, arguments: list[str]) -> int:
     except click_exceptions.UsageError as usage:
         where = usage.ctx.command_path if usage.ctx is not None else prog
         raise InvalidInput(f"{usage.format_message().rstrip('.')}. See `{where} --help`.") from None
-    except click_exceptions.Abort:
+    except typer.Abort:
         raise InvalidInput("Aborted.") from None
     return result if isinstance(result, int) else 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from xml.sax.saxutils import escape
+from html import escape as escape_markup
 
 from tokensmith.client.errors import InvalidInput
 
@@ -15,6 +15,12 @@ _SERVER = re.compile(r"<server>(?:(?!</server>).)*?<id>\s*" + re.escape(SERVER_I
 _SERVERS_END = re.compile(r"</servers>")
 _SERVERS_EMPTY = re.compile(r"<servers\s*/>")
 _SETTINGS_START = re.compile(r"<settings(?:\s[^>]*)?>")
+
+
+def escape(text: str) -> str:
+    """Text as XML element content (``xml.sax.saxutils.escape``'s work, without its import of
+    urllib.request)."""
+    return escape_markup(text, quote=False)
 
 
 def server_entry(username: str, token: str, indent: str = "    ") -> str:
