@@ -44,7 +44,7 @@ def system_keyring() -> tuple[KeyringBackend | None, str]:
     try:
         configured = keyring.get_keyring()
     except Exception as error:  # a broken keyring configuration: fall back to the file
-        return None, f"the keyring configuration failed ({type(error).__name__})"
+        return None, f"there is no system keyring here (the configured one failed: {type(error).__name__})"
     candidates = list(configured.backends) if isinstance(configured, ChainerBackend) else [configured]
     for backend in candidates:
         if is_keyring(backend):
