@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.client import TOKENSMITH, at_terminal, client_env, login_at_terminal, tokensmith
-from tests.support.git import GitUser
+from tests.support.client import (
+    TOKENSMITH,
+    at_terminal,
+    client_env,
+    login_at_terminal,
+    project_with_a_commit,
+    tokensmith,
+)
 from tests.support.ledger import remember
 from tests.support.ports import free_port
 
@@ -153,20 +159,6 @@ def test_a_revoked_kept_token_says_to_log_in_again(server, person, tmp_path):
     whoami = tokensmith("whoami", env=env)
     assert whoami.returncode == 5 and "revoked" in whoami.stderr
     assert f"Log in again: tokensmith login --server {server.base_url}" in whoami.stderr
-
-
-def project_with_a_commit(server, person: str, tmp_path: Path) -> str:
-    """A new project of ``person``'s with one commit on master, pushed with real git."""
-    project = f"cli-{uuid.uuid4().hex[:8]}"
-    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
-    git = GitUser(tmp_path / "git", person, server.create_token(person, f"git {project}"))
-    git.remember_credentials(server.base_url)
-    git.git("clone", f"{server.base_url}/git/{project}.git", str(tmp_path / "work"))
-    (tmp_path / "work" / "README.md").write_text("hello\n")
-    git.git("add", ".", cwd=tmp_path / "work")
-    git.git("commit", "-m", "first", cwd=tmp_path / "work")
-    git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
-    return project
 
 
 def test_release_and_register_from_the_client(server, person, tmp_path):

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pexpect
+
+from tests.support.git import GitUser
 
 # The console script pip installed beside this Python: what a person runs.
 TOKENSMITH = str(Path(sys.executable).parent / "tokensmith")
@@ -53,3 +56,17 @@ def login_at_terminal(server, username: str, secret: str, env: dict[str, str]) -
     """Type at the prompts of `tokensmith login`."""
     return at_terminal("login", "--server", server.base_url, env=env,
                        answers=[("Username: ", username), ("Token: ", secret)])
+
+
+def project_with_a_commit(server, person: str, tmp_path: Path) -> str:
+    """A new project of ``person``'s with one commit on master, pushed with real git."""
+    project = f"cli-{uuid.uuid4().hex[:8]}"
+    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
+    git = GitUser(tmp_path / "git", person, server.create_token(person, f"git {project}"))
+    git.remember_credentials(server.base_url)
+    git.git("clone", f"{server.base_url}/git/{project}.git", str(tmp_path / "work"))
+    (tmp_path / "work" / "README.md").write_text("hello\n")
+    git.git("add", ".", cwd=tmp_path / "work")
+    git.git("commit", "-m", "first", cwd=tmp_path / "work")
+    git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+    return project
