@@ -28,6 +28,7 @@ _DESCRIPTIONS = {
     "auth.password_used": "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     "session.started": "Signed in to the web site",
+    "user.password_set": "Password set by an administrator; your browser sessions were ended",
 }
 
 # Why a token was revoked, as its owner reads it on the page ...
@@ -88,6 +89,6 @@ def describe(event: AuditEvent) -> str:
 
 def needs_attention(event: AuditEvent) -> bool:
     """Events the owner should notice without asking: someone else acted on their tokens."""
-    return event.action in ("token.leak_reported", "auth.password_used") or (
+    return event.action in ("token.leak_reported", "auth.password_used", "user.password_set") or (
         event.action == "token.revoked" and event.details.get("reason") == "admin"
     )

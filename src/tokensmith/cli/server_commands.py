@@ -28,11 +28,15 @@ tokens_app = typer.Typer(rich_markup_mode=None, add_completion=False)  # tokens 
 
 
 def group(module: str, name: str) -> Any:
-    """The command (or group) ``name`` of this module's Typer groups, once ``module`` registered it."""
+    """The command or group ``name`` (tokens' ``create`` and ``revoke-all`` by theirs), once
+    ``module`` registered it."""
     importlib.import_module(module)
-    commands = {"serve": app, "users": users_app, "projects": projects_app, "packages": packages_app}
-    built = typer.main.get_command(commands.get(name, tokens_app))
-    return built.commands[name] if isinstance(built, TyperGroup) and name in built.commands else built
+    if name == "serve":
+        return typer.main.get_command(app)
+    groups = {"users": users_app, "projects": projects_app, "packages": packages_app}
+    if name in groups:
+        return typer.main.get_group(groups[name])  # a group even while it holds one command
+    return typer.main.get_group(tokens_app).commands[name]
 
 
 def run(module: str, name: str, prog: str, arguments: list[str]) -> int:
