@@ -28,6 +28,9 @@ _DESCRIPTIONS = {
     "auth.password_used": "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     "session.started": "Signed in to the web site",
+    "device.approved": "Approved a login of the {client} on {device} (from {requested_ip})",
+    "device.denied": "Denied a login of the {client} on {device} (from {requested_ip})",
+    "device.code_rejected": "Entered a device login code that was not waiting for approval",
     "user.password_set": "Password set by an administrator; your browser sessions were ended",
 }
 

@@ -15,7 +15,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tokensmith import __version__
 from tokensmith.config import Settings, load_settings
-from tokensmith.web import api, git, maven, monitoring, oidc, packages, pages, scim, studio
+from tokensmith.web import api, device, git, maven, monitoring, oidc, packages, pages, scim, studio
 from tokensmith.web.bodies import BodyLimit
 from tokensmith.web.errors import install_error_handlers
 from tokensmith.web.runtime import Runtime
@@ -67,5 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scim.router)
     app.include_router(pages.router)
     app.include_router(oidc.router)
+    app.include_router(device.router)
     app.mount("/static", StaticAssets(directory=STATIC_DIR), name="static")
     return app
