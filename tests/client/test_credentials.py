@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unavailable
-from tests.support.client import client_env, login_at_terminal, tokensmith
+from tests.support.client import client_env, loaded_by, login_at_terminal, tokensmith
 from tests.support.ledger import remember
 from tests.support.secret_service import SecretService, SecretServiceUnavailable, secret_service_missing
 
@@ -63,6 +63,9 @@ def test_the_token_goes_to_the_system_keyring_and_nowhere_on_disk_in_the_clear(s
     host = server.base_url.removeprefix("http://")
     helper = tokensmith("git-credential", "get", env=env, input=f"protocol=http\nhost={host}\n\n")
     assert helper.stdout == f"username={person}\npassword={token}\n"
+    # git's helper reads the Secret Service directly: the keyring package costs 0.1 s to load.
+    modules, result = loaded_by(["git-credential", "get"], env, home, input=f"protocol=http\nhost={host}\n\n")
+    assert result.stdout == helper.stdout and "secretstorage" in modules and "keyring" not in modules
 
     rotated = tokensmith("tokens", "rotate", env=env)
     assert rotated.returncode == 0 and "kept in the system keyring (SecretService Keyring)" in rotated.stdout

@@ -4,38 +4,17 @@ push; the server's packages would cost it a second or two."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 
 import pytest
 
-from tests.support.client import client_env, login_at_terminal
+from tests.support.client import client_env, loaded_by, login_at_terminal
 
 # What only the server needs: none of it may load for a client command.
 SERVER_PACKAGES = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "authlib", "argon2", "psycopg",
                    "jinja2", "pydantic", "prometheus_client", "joserfc", "scim2_models", "typer", "rich")
 # The only tokensmith modules a client command may load.
 CLIENT_MODULES = ("tokensmith", "tokensmith.cli", "tokensmith.cli.main")
-RUN_AND_LIST = """
-import atexit, json, sys
-listing = sys.argv.pop(1)
-atexit.register(lambda: open(listing, "w").write(json.dumps(sorted(sys.modules))))
-sys.argv[0] = {script!r}
-from tokensmith.cli import main
-main()
-"""
-
-
-def loaded_by(arguments: list[str], env: dict[str, str], tmp_path, input: str = "") -> tuple[list[str], subprocess.CompletedProcess]:
-    listing = tmp_path / f"modules-{uuid.uuid4().hex}.json"
-    script = RUN_AND_LIST.format(script=str(tmp_path / "tokensmith"))
-    result = subprocess.run([sys.executable, "-c", script, str(listing), *arguments], env=env, input=input,
-                            capture_output=True, text=True, timeout=60)
-    return json.loads(listing.read_text()), result
-
-
 def server_parts(modules: list[str]) -> list[str]:
     return [name for name in modules
             if name.split(".")[0] in SERVER_PACKAGES

@@ -3,6 +3,7 @@ HOME of its own, at a terminal (pexpect) when it should ask something."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,21 @@ def project_with_a_commit(server, person: str, tmp_path: Path) -> str:
     git.git("commit", "-m", "first", cwd=tmp_path / "work")
     git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
     return project
+
+
+RUN_AND_LIST = """
+import atexit, json, sys
+listing = sys.argv.pop(1)
+atexit.register(lambda: open(listing, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv[0] = {script!r}
+from tokensmith.cli import main
+main()
+"""
+
+
+def loaded_by(arguments: list[str], env: dict[str, str], tmp_path, input: str = "") -> tuple[list[str], subprocess.CompletedProcess]:
+    listing = tmp_path / f"modules-{uuid.uuid4().hex}.json"
+    script = RUN_AND_LIST.format(script=str(tmp_path / "tokensmith"))
+    result = subprocess.run([sys.executable, "-c", script, str(listing), *arguments], env=env, input=input,
+                            capture_output=True, text=True, timeout=60)
+    return json.loads(listing.read_text()), result

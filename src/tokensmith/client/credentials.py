@@ -23,6 +23,10 @@ from tokensmith.client import keyrings, server_url
 from tokensmith.client.errors import InvalidInput, NotLoggedIn
 
 ENV_SERVER, ENV_USERNAME, ENV_TOKEN = "TOKENSMITH_SERVER", "TOKENSMITH_USERNAME", "TOKENSMITH_TOKEN"
+# How the common backends call themselves (their ``name``), without loading them to ask.
+KEYRING_NAMES = {keyrings.SECRET_SERVICE: "SecretService Keyring", "keyring.backends.macOS.Keyring": "macOS Keyring",
+                 "keyring.backends.Windows.WinVaultKeyring": "Windows WinVaultKeyring",
+                 "keyring.backends.kwallet.DBusKeyring": "kwallet DBusKeyring"}
 
 
 @dataclass(frozen=True)
@@ -120,12 +124,12 @@ def stored(server: str) -> Credential | None:
     username = entry["username"]
     if entry.get("kept") == "keyring":
         try:
-            backend = keyrings.load(entry["keyring"])
-            token = backend.get_password(_service(server), username)
+            token = keyrings.read(entry["keyring"], _service(server), username)
         except Exception as error:  # a keyring that went away or is locked: say which
             raise NotLoggedIn(f"The system keyring ({entry['keyring']}) would not give the token for {server} "
                               f"({type(error).__name__}): unlock it, or run `tokensmith login` again.") from None
-        return Credential(server, username, token, "keyring", f"the system keyring ({backend.name})") if token else None
+        where = f"the system keyring ({KEYRING_NAMES.get(entry['keyring'], entry['keyring'])})"
+        return Credential(server, username, token, "keyring", where) if token else None
     token = (_read_json(file_path()).get(server) or {}).get("token")
     return Credential(server, username, token, "file", f"{file_path()} (mode 0600)") if token else None
 
