@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
 import pytest
 
+from tests.support.client import answering
 from tests.support.ledger import remember
 from tests.support.servers import LiveServer
 
@@ -46,16 +46,7 @@ def run(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 
 
 def at_terminal(script: str, env: dict[str, str], cwd: Path, answers: list[tuple[str, str]]) -> tuple[int, str]:
-    child = pexpect.spawn("bash", ["-euo", "pipefail", "-c", script], env=env, cwd=str(cwd), encoding="utf-8",
-                          timeout=120)
-    screen = ""
-    for prompt, answer in answers:
-        child.expect(prompt)
-        screen += child.before + child.after
-        child.sendline(answer)
-    child.expect(pexpect.EOF)
-    child.close()
-    return child.exitstatus, screen + child.before
+    return answering("bash", ["-euo", "pipefail", "-c", script], env=env, cwd=cwd, answers=answers, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -37,11 +37,10 @@ def tokensmith(*args: str, env: dict[str, str], input: str = "", cwd: Path | Non
                           timeout=timeout, cwd=cwd)
 
 
-def at_terminal(*args: str, env: dict[str, str], answers: list[tuple[str, str]] = (),
-                cwd: Path | None = None, timeout: float = 30) -> tuple[int, str]:
+def answering(program: str, args: list[str], *, env: dict[str, str], answers: list[tuple[str, str]] = (),
+              cwd: Path | None = None, timeout: float = 30) -> tuple[int, str]:
     """Run in a pseudo-terminal, answering each expected prompt; the exit status and the screen."""
-    child = pexpect.spawn(TOKENSMITH, list(args), env=env, encoding="utf-8", timeout=timeout,
-                          cwd=str(cwd) if cwd else None)
+    child = pexpect.spawn(program, args, env=env, encoding="utf-8", timeout=timeout, cwd=str(cwd) if cwd else None)
     screen = ""
     for prompt, answer in answers:
         child.expect(prompt)
@@ -51,6 +50,12 @@ def at_terminal(*args: str, env: dict[str, str], answers: list[tuple[str, str]] 
     screen += child.before
     child.close()
     return child.exitstatus, screen
+
+
+def at_terminal(*args: str, env: dict[str, str], answers: list[tuple[str, str]] = (),
+                cwd: Path | None = None, timeout: float = 30) -> tuple[int, str]:
+    """The client in a pseudo-terminal, as a person runs it."""
+    return answering(TOKENSMITH, list(args), env=env, answers=answers, cwd=cwd, timeout=timeout)
 
 
 def login_at_terminal(server, username: str, secret: str, env: dict[str, str]) -> tuple[int, str]:
