@@ -7,6 +7,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# The server and client alone (make serve), and with the test extras on top (make test, bench).
+RUNTIME_STAMP := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 OIDC_DIR := tests/support/oidc
 # schemathesis, which fuzzes the API from its OpenAPI schema in the tests, in an environment
@@ -17,19 +19,24 @@ SCHEMATHESIS := schemathesis>=4.32,<5
 
 .PHONY: serve test bench system-packages oidc-provider clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
+# The test extras (pytest, Playwright, keyrings.alt...) never come with `make serve`.
+$(STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-serve: $(STAMP)
+serve: $(RUNTIME_STAMP)
 	$(VENV)/bin/tokensmith serve
 
 # Debian packages the tests drive for real: chromium (pages), PostgreSQL (the PostgreSQL
 # path), git, Maven with the dependency plugin (central is not reachable: Debian's
-# /usr/share/maven-repo stands in for it), Node.js for the OpenID Connect provider; wrk for
-# the benchmark. Installed only when missing. (The provider needs Node 20.18 or later, which
+# /usr/share/maven-repo stands in for it), Node.js for the OpenID Connect provider, D-Bus and
+# GNOME Keyring (a real system keyring for the client); wrk for the benchmark. Installed only when missing. (The provider needs Node 20.18 or later, which
 # the machines come with; Debian 12's own nodejs is 18: there the provider fails at its start.)
 system-packages:
 	@missing=""; \
@@ -39,6 +46,8 @@ system-packages:
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
+	{ command -v dbus-daemon >/dev/null && command -v dbus-send >/dev/null; } || missing="$$missing dbus"; \
+	command -v gnome-keyring-daemon >/dev/null || missing="$$missing gnome-keyring"; \
 	[ -d /usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin ] || missing="$$missing libmaven-dependency-plugin-java junit4"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

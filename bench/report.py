@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from bench.client_start import FLOOR, ClientFigures
 from bench.download import TARGET_RATIO as DOWNLOAD_RATIO_TARGET
 from bench.download import DownloadFigures
 from bench.git_clone import GitFigures
@@ -177,6 +178,17 @@ def _near(value: float, target: float) -> str:
     return f"{value:.3f}" if f"{value:.2f}" == f"{target:.2f}" and value != target else f"{value:.2f}"
 
 
+def client_table(client: ClientFigures) -> str:
+    floor = client.median(FLOOR)
+    rows = []
+    for label, runs in client.runs_ms.items():
+        target = client.targets_ms.get(label)
+        rows.append([label, f"{statistics.median(runs):.1f}", f"{min(runs):.1f}–{max(runs):.1f}",
+                     f"{statistics.median(runs) / floor:.0f} ×" if label != FLOOR else "1 ×",
+                     f"≤ {target:.0f}" if target else ""])
+    return table(["command", "ms (median)", "range ms", "× the floor", "target ms"], rows, right={1, 2, 3, 4})
+
+
 def download_table(download: DownloadFigures) -> str:
     rows = []
     for name, speeds in (("nginx (sendfile)", download.nginx_mb_s), ("Tokensmith /maven/studio/, token", download.tokensmith_mb_s)):
@@ -186,8 +198,13 @@ def download_table(download: DownloadFigures) -> str:
 
 
 def targets_table(backends: list[BackendFigures], timings: list[Timing], git: GitFigures | None = None,
-                  download: DownloadFigures | None = None, mixed: list[MixedFigures] = ()) -> str:
+                  download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
+                  client: ClientFigures | None = None) -> str:
     rows = []
+    if client is not None:
+        for label, target in client.targets_ms.items():
+            rows.append([f"{label} ≤ {target:.0f} ms", f"{client.median(label):.0f} ms",
+                         verdict(client.median(label) <= target)])
     for figures in backends:
         name = BACKEND_NAMES.get(figures.backend, figures.backend)
         rows.append([f"token route ≥ {RATIO_TARGET} × /healthz requests/s, one worker, {name}",
@@ -215,7 +232,8 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing], git: Gi
 def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[BackendFigures],
                      timings: list[Timing], elapsed: float, loads: dict[str, float],
                      probes: list[float], git: GitFigures | None = None,
-                     download: DownloadFigures | None = None, mixed: list[MixedFigures] = ()) -> str:
+                     download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
+                     client: ClientFigures | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -268,10 +286,19 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             f"medians of {len(download.nginx_mb_s)} alternating rounds after one warm-up download of each):",
             download_table(download),
         ]
+    if client is not None:
+        placement = "the client on `taskset -c 1`, the server on `taskset -c 0`" if options.pin else "not pinned"
+        parts += [
+            f"**The client's start-up** ({placement}; each command a whole process, from its start to its exit; "
+            f"{client.rounds} rounds alternating the order, {client.runs_per_round} runs of each per round, after "
+            f"one warm-up run; medians of all runs; the system keyring: {client.keyring}; *other load* during the "
+            f"runs: {client.foreign_cpu_percent:.0f}% of one CPU):",
+            client_table(client),
+        ]
     if timings:
         parts += ["**One token check, in process, SQLite** (microseconds per call, median batch):",
                   check_table(timings)]
-    parts += ["**Targets:**", targets_table(backends, timings, git, download, mixed)]
+    parts += ["**Targets:**", targets_table(backends, timings, git, download, mixed, client)]
     return "\n\n".join(parts)
 
 

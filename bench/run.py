@@ -8,7 +8,9 @@
 3. The mixed load, for SQLite and for PostgreSQL: people creating tokens on My Tokens, clients
    presenting never-used tokens and a monitor on /healthz at once, from one wrk at 64 and 256
    connections (``bench/mixed_load.py``); requests/s, p99, the slowest request, 5xx answers.
-4. Git over HTTP, on SQLite: ``git clone`` of a repository of about 2,000 files and 20 MB
+4. The client's start-up: ``tokensmith git-credential get`` against ``git credential-store get``,
+   and a few client commands against a real server (``bench/client_start.py``), in milliseconds.
+5. Git over HTTP, on SQLite: ``git clone`` of a repository of about 2,000 files and 20 MB
    through the server against ``git clone file://`` of the server's own bare repository,
    alternated over several rounds; medians and their ratio.
 
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench import report  # noqa: E402
+from bench.client_start import ClientFigures, measure_client_start  # noqa: E402
 from bench.download import DownloadFigures, measure_download  # noqa: E402
 from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
@@ -67,6 +70,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-mixed", action="store_true", help="no mixed load")
     parser.add_argument("--skip-git", action="store_true", help="no git clone timing")
     parser.add_argument("--skip-download", action="store_true", help="no 100 MB download against nginx")
+    parser.add_argument("--skip-client", action="store_true", help="no client start-up timing")
+    parser.add_argument("--client-runs", type=int, default=10, help="runs of each client command per round (10)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
     parser.add_argument("--write-docs", action="store_true", help=f"rewrite the figures section of {DOCS.relative_to(ROOT)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, stores)")
@@ -78,7 +83,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     if args.git_rounds < 1:
         parser.error("--git-rounds must be at least 1")
     if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_download
-                            or args.skip_routes or args.skip_mixed
+                            or args.skip_routes or args.skip_mixed or args.skip_client
                             or set(args.backends) != set(report.BACKEND_NAMES)):
         parser.error("--write-docs needs the full run (every part, both stores)")
     return args
@@ -103,6 +108,7 @@ def main(argv: list[str]) -> int:
     mixed: list[MixedFigures] = []
     git: GitFigures | None = None
     download: DownloadFigures | None = None
+    client: ClientFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -138,6 +144,11 @@ def main(argv: list[str]) -> int:
                     mixed.append(measure_mixed_postgres(workdir / "mixed-postgresql", options))
                 except PostgresUnavailable as error:
                     print(f"  PostgreSQL skipped: {error}")
+        if not args.skip_client:
+            print(f"Client start-up: {args.rounds} alternating rounds of {args.client_runs} runs of each command"
+                  + (f" (server on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU})" if pin else ""))
+            client = measure_client_start(workdir / "client", options, rounds=max(args.rounds, 2),
+                                          runs=args.client_runs)
         if not args.skip_http and not args.skip_git:
             print(f"Git clone on SQLite: through the server against file://, {args.git_rounds} rounds"
                   + (f" (server and upload-pack on CPU {SERVER_CPU}, git clone on CPU {CLIENT_CPU})" if pin else ""))
@@ -159,7 +170,7 @@ def main(argv: list[str]) -> int:
     probes += git.cpu_probes_ms if git else []
     probes += download.cpu_probes_ms if download else []
     figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download,
-                                      mixed)
+                                      mixed, client)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -169,6 +180,7 @@ def main(argv: list[str]) -> int:
         "mixed": [m.as_dict() for m in mixed],
         "git_clone": git.as_dict() if git else None,
         "download": download.as_dict() if download else None,
+        "client": client.as_dict() if client else None,
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
     if args.write_docs:

@@ -1,3 +1,3 @@
-from tokensmith.cli.main import main
+from tokensmith.cli import main
 
 main()

@@ -156,6 +156,19 @@ def create_user(
     return user
 
 
+def list_users(session: Session) -> list[User]:
+    """Every account, removed ones (kept for the audit trail) included, by username."""
+    return list(session.scalars(select(User).order_by(func.lower(User.username))))
+
+
+def set_password(session: Session, user: User, password: str, *, token_prefix: str, actor: str) -> None:
+    """Give an account a new password (an administrator resetting a lost one). Every browser
+    session of the account ends: whoever held one signs in again, with the new password."""
+    user.password_hash = hash_password(validate_password(password, token_prefix))
+    session.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id))
+    audit.record(session, "user.password_set", actor=actor, user_id=user.id)
+
+
 def check_password(session: Session, username: str, password: str) -> User:
     """The user whose password this is; PasswordIncorrect otherwise, in the same time."""
     user = find_user(session, username)

@@ -32,6 +32,10 @@ _DESCRIPTIONS = {
     "project.created": "Project {project} created, with you as its owner",
     "project.member_added": "Given {role} access to project {project}",
     "instance.registered": "Instance registered for project {project} ({hint})",
+    "device.approved": "Approved a login of the {client} on {device} (from {requested_ip})",
+    "device.denied": "Denied a login of the {client} on {device} (from {requested_ip})",
+    "device.code_rejected": "Entered a device login code that was not waiting for approval",
+    "user.password_set": "Password set by an administrator; your browser sessions were ended",
 }
 
 # Why a token was revoked, as its owner reads it on the page ...
@@ -118,6 +122,6 @@ def shows_address(event: AuditEvent) -> bool:
 
 def needs_attention(event: AuditEvent) -> bool:
     """Events the owner should notice without asking: someone else acted on their tokens."""
-    return event.action in ("token.leak_reported", "auth.password_used") or (
+    return event.action in ("token.leak_reported", "auth.password_used", "user.password_set") or (
         event.action == "token.revoked" and event.details.get("reason") == "admin"
     )

@@ -12,14 +12,14 @@ from typing import Any
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool
 
 from tokensmith import data_dir, sqlite_store
 from tokensmith.config import Settings
-from tokensmith.errors import StoreUnavailable
+from tokensmith.errors import ConfigurationError, StoreUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -94,6 +94,26 @@ def create_store_engine(
         max_overflow=pool.overflow,
         pool_timeout=10,
     )
+
+
+def require_existing_store(settings: Settings, engine: Engine | None = None) -> None:
+    """ConfigurationError unless the configured store was created (by ``tokensmith serve``):
+    an administration command run from another folder must not make an empty one there.
+    On SQLite, call it before ``create_store_engine`` (which creates the file); elsewhere, with
+    the engine."""
+    if settings.sqlite_path is not None:
+        if not settings.sqlite_path.exists():
+            raise ConfigurationError(
+                f"No Tokensmith store at {settings.sqlite_path}; set TOKENSMITH_DATA_DIR to the server's data "
+                "dir (or TOKENSMITH_DATABASE_URL to its database), or start `tokensmith serve` once to create it."
+            )
+        return
+    if engine is not None and not inspect(engine).has_table("alembic_version"):
+        shown = engine.url.render_as_string(hide_password=True)
+        raise ConfigurationError(
+            f"No Tokensmith store in {shown}; set TOKENSMITH_DATABASE_URL to the server's database, or start "
+            "`tokensmith serve` once to create it."
+        )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

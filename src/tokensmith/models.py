@@ -201,3 +201,26 @@ class Instance(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class DeviceAuthorization(Base):
+    """A device's login (the command-line client's) waiting for its person's approval: the
+    OAuth 2.0 device authorization grant, RFC 8628. Its two codes are kept as digests only."""
+
+    __tablename__ = "device_authorizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    key_version: Mapped[int] = mapped_column(Integer)
+    client_id: Mapped[str] = mapped_column(String(64))
+    device_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    requested_ip: Mapped[str | None] = mapped_column(String(45), default=None, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    interval: Mapped[int] = mapped_column(Integer)  # seconds between polls; grows on each slow_down
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    status: Mapped[str] = mapped_column(String(10))  # pending, approved, denied or issued
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

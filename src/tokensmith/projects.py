@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -117,3 +117,14 @@ def projects_of(session: Session, user_id: int) -> list[tuple[Project, str]]:
         .order_by(Project.id)
     ).all()
     return [(project, role) for project, role in rows]
+
+
+def all_projects(session: Session) -> list[tuple[Project, int]]:
+    """Every project with its number of members, by id (for administrators)."""
+    rows = session.execute(
+        select(Project, func.count(ProjectMember.user_id))
+        .outerjoin(ProjectMember, ProjectMember.project_id == Project.id)
+        .group_by(Project.id)
+        .order_by(Project.id)
+    ).all()
+    return [(project, members) for project, members in rows]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -164,3 +167,92 @@ def test_tokens_create_refuses_bad_limits_and_creates_nothing(server, args, word
         from tokensmith import accounts, personal_tokens
 
         assert personal_tokens.list_tokens(session, accounts.get_user(session, name).id) == []
+
+
+def test_an_admin_command_where_there_is_no_store_says_so_and_creates_none(server, tmp_path):
+    elsewhere = tmp_path / "another-folder"
+    elsewhere.mkdir()
+    env = {key: value for key, value in server.env.items() if key != "TOKENSMITH_DATA_DIR"}
+    (elsewhere / "hotfix.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    for arguments in (["users", "create", "nobody", "--email", "n@example.test"], ["users", "list"],
+                      ["tokens", "create", "--user", "admin", "--name", "x"], ["projects", "list"],
+                      ["packages", "publish", "hotfix.zip", "--coordinates", "com.acme:hotfix:1.0.0"]):
+        result = subprocess.run([sys.executable, "-m", "tokensmith", *arguments], env=env, cwd=elsewhere,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, (arguments, result.stderr)
+        assert f"No Tokensmith {'data dir' if arguments[0] == 'packages' else 'store'} at {elsewhere / 'var'}" \
+            in result.stderr and "set TOKENSMITH_DATA_DIR" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["hotfix.zip"]  # no var/ made
+
+
+def test_users_list_shows_every_account(server):
+    name = unique("lister")
+    server.create_user(name, admin=True)
+    assert server.cli("users", "disable", name).returncode == 0
+    listed = server.cli("users", "list")
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["USERNAME", "EMAIL", "ADMIN", "ACTIVE", "ORIGIN", "CREATED"]
+    row = next(row.split() for row in rows if row.startswith(name + " "))
+    assert row[:5] == [name, f"{name}@example.test", "yes", "disabled", "local"]
+    as_json = {user["username"]: user for user in json.loads(server.cli("users", "list", "--json").stdout)}
+    assert as_json[name]["admin"] is True and as_json[name]["active"] is False and as_json["admin"]["active"] is True
+
+
+def test_projects_list_shows_every_project_with_its_members(server):
+    owner, project = unique("owner"), unique("listed")
+    server.create_user(owner)
+    assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", owner).returncode == 0
+    assert server.cli("projects", "add-member", project, "admin").returncode == 0
+    listed = server.cli("projects", "list")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[0].split()[:4] == ["PROJECT", "GROUP", "ID", "MEMBERS"]
+    assert next(row for row in listed.stdout.splitlines() if row.startswith(project)).split()[1:3] == \
+        ["com.acme.studio", "2"]
+    as_json = json.loads(server.cli("projects", "list", "--json").stdout)
+    assert {"id": project, "group_id": "com.acme.studio", "members": 2} == \
+        {k: v for k, v in next(p for p in as_json if p["id"] == project).items() if k != "created_at"}
+
+
+def test_users_set_password_resets_a_lost_one_and_ends_the_sessions(server):
+    name = unique("forgetful")
+    server.create_user(name, password=PASSWORD, admin=True)
+    token = server.create_token(name, "kept")
+    with server.client() as browser:
+        assert sign_in(browser, name, PASSWORD).status_code == 303
+        assert browser.get("/tokens").status_code == 200
+        new_password = remember("a brand new long password")
+        result = server.cli("users", "set-password", name, "--password-stdin", input=new_password + "\n")
+        assert result.returncode == 0 and f"Set the password of {name}" in result.stderr
+        assert new_password not in result.stdout + result.stderr
+        assert browser.get("/tokens").status_code == 303  # the session before the reset is over
+    with server.client() as fresh:
+        assert sign_in(fresh, name, PASSWORD).status_code == 401
+        assert sign_in(fresh, name, new_password).status_code == 303
+        assert "Password set by an administrator" in fresh.get("/tokens").text
+    assert me(server, name, token).status_code == 200  # tokens are not the password
+    weak = server.cli("users", "set-password", name, "--password-stdin", input="short\n")
+    assert weak.returncode == 2 and "at least 12" in weak.stderr
+    no_terminal = server.cli("users", "set-password", name)
+    assert no_terminal.returncode == 2 and "--password-stdin" in no_terminal.stderr
+    ghost = server.cli("users", "set-password", "ghost-" + name, "--password-stdin", input=new_password + "\n")
+    assert ghost.returncode == 3
+
+
+def test_users_set_password_asks_twice_on_a_terminal(server):
+    import pexpect
+
+    name = unique("typist")
+    server.create_user(name)
+    password = remember("typed at the terminal twice")
+    child = pexpect.spawn(sys.executable, ["-m", "tokensmith", "users", "set-password", name], env=server.env,
+                          cwd=str(server.data_dir.parent), encoding="utf-8", timeout=60)
+    child.expect("New password: ")
+    child.sendline(password)
+    child.expect("Repeat for confirmation: ")
+    child.sendline(password)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and password not in child.before
+    with server.client() as browser:
+        assert sign_in(browser, name, password).status_code == 303

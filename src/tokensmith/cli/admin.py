@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from sqlalchemy.orm import Session
 from tokensmith import accounts, maven_repository, personal_tokens, projects, provider_accounts, token_limits
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
-from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
-from tokensmith.errors import InvalidInput, StoreUnavailable
-from tokensmith.cli.main import packages_app, projects_app, tokens_app, users_app
+from tokensmith.db import create_store_engine, migrate, require_existing_store, session_factory, unit_of_work
+from tokensmith.errors import ConfigurationError, InvalidInput, StoreUnavailable
+from tokensmith.cli.server_commands import packages_app, projects_app, tokens_app, users_app
+from tokensmith.client.output import columns
 from tokensmith.maven_repository import Coordinates
 from tokensmith.server_keys import ServerKeys, load_server_keys
 
@@ -36,10 +38,14 @@ class AdminContext:
 def admin_store() -> Iterator[AdminContext]:
     """The store, migrated, in one transaction committed when the command succeeds."""
     settings = load_settings()
+    require_existing_store(settings)
     engine = create_store_engine(settings)
     try:
         try:
+            require_existing_store(settings, engine)
             migrate(engine)
+        except ConfigurationError:
+            raise
         except Exception as error:
             raise StoreUnavailable(f"Cannot open the store: {type(error).__name__}.") from error
         with unit_of_work(session_factory(engine)) as session:
@@ -78,6 +84,43 @@ def users_create(
     if password is None:
         note("They have no password: they sign in through the identity provider, or use tokens "
              f"minted with `tokensmith tokens create --user {name}`.")
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every account: username, email, administrator, active, where it came from."""
+    with admin_store() as ctx:
+        users = accounts.list_users(ctx.session)
+    if as_json:
+        typer.echo(json.dumps([{"username": u.username, "email": u.email, "admin": u.is_admin, "active": u.is_active,
+                                "origin": u.origin, "created_at": u.created_at.isoformat()} for u in users], indent=2))
+        return
+    typer.echo(columns(["USERNAME", "EMAIL", "ADMIN", "ACTIVE", "ORIGIN", "CREATED"], [
+        [u.username, u.email, "yes" if u.is_admin else "", "yes" if u.is_active else "disabled", u.origin,
+         display(u.created_at)] for u in users]))
+
+
+@users_app.command("set-password")
+def users_set_password(
+    username: Annotated[str, typer.Argument(help="Whose password to set (a lost one, say).")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+    ] = False,
+) -> None:
+    """Set a user's password: their browser sessions end, their tokens keep working."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    else:
+        raise InvalidInput("No terminal to ask for the password: give it on stdin with --password-stdin.")
+    if not password:
+        raise InvalidInput("No password given.")
+    with admin_store() as ctx:
+        user = accounts.get_user(ctx.session, username)
+        accounts.set_password(ctx.session, user, password, token_prefix=ctx.settings.token_prefix, actor=ACTOR)
+        name = user.username
+    note(f"Set the password of {name}; their browser sessions ended. Their tokens are unchanged.")
 
 
 @users_app.command("disable")
@@ -184,6 +227,19 @@ def projects_create(
     note(f"Git: {ctx.settings.public_url}/git/{project_id}.git")
 
 
+@projects_app.command("list")
+def projects_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every project: id, Maven groupId, members, created."""
+    with admin_store() as ctx:
+        found = projects.all_projects(ctx.session)
+    if as_json:
+        typer.echo(json.dumps([{"id": p.id, "group_id": p.group_id, "members": members,
+                                "created_at": p.created_at.isoformat()} for p, members in found], indent=2))
+        return
+    typer.echo(columns(["PROJECT", "GROUP ID", "MEMBERS", "CREATED"], [
+        [p.id, p.group_id, str(members), display(p.created_at)] for p, members in found]))
+
+
 @projects_app.command("add-member")
 def projects_add_member(
     project_id: Annotated[str, typer.Argument(help="The project id.")],
@@ -209,6 +265,9 @@ def packages_publish(
     if not extension.isalnum():
         raise InvalidInput(f"{file.name} has no file extension Maven can use (like .jar or .zip).")
     settings = load_settings()
+    if not settings.data_dir.is_dir():
+        raise ConfigurationError(f"No Tokensmith data dir at {settings.data_dir.resolve()}; set TOKENSMITH_DATA_DIR "
+                                 "to the server's, or start `tokensmith serve` once to create it.")
     maven_repository.publish(maven_repository.hotfix_root(settings.data_dir), target, {
         extension: file.read_bytes(),
         "pom": maven_repository.pom(target, packaging=extension),

@@ -1,103 +1,117 @@
-"""The ``tokensmith`` command. Errors become one line on stderr and a documented exit code.
+"""The ``tokensmith`` command: one tree for the client's commands and the server's
+administration. ``tokensmith --help`` and shell completion list both; the administration
+commands (and the server they import) load only when one of them runs.
 
-Exit codes: 0 success; 1 unexpected error; 2 bad usage or invalid input; 3 not found;
-4 conflict (already exists); 5 refused (authentication or permission); 6 the store or the
-server is unreachable (or answers 503).
+Errors become one line on stderr and an exit code: 0 success; 1 unexpected error; 2 bad
+usage or invalid input; 3 not found; 4 conflict (already exists); 5 refused (authentication
+or permission, or not logged in); 6 the store or the server is unreachable (or answers 503).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
-import typer
+from tokensmith.client import command_line
+from tokensmith.client.errors import ClientError
 
-from tokensmith.errors import (
-    AuthenticationFailed,
-    AuthenticationRequired,
-    ConfigurationError,
-    Conflict,
-    InvalidInput,
-    NotFound,
-    NotPermitted,
-    ServerUnreachable,
-    StoreUnavailable,
-    TokensmithError,
-)
-
-app = typer.Typer(
-    name="tokensmith",
-    help="Tokensmith: personal access tokens for the platform.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-users_app = typer.Typer(help="Manage user accounts (server administration).", no_args_is_help=True)
-tokens_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
-projects_app = typer.Typer(help="Studio projects and their members (server administration).", no_args_is_help=True)
-app.add_typer(users_app, name="users")
-app.add_typer(tokens_app, name="tokens")
-packages_app = typer.Typer(help="The package (hotfix) repository (server administration).", no_args_is_help=True)
-studio_app = typer.Typer(help="Studio projects from a work folder.", no_args_is_help=True)
-git_app = typer.Typer(help="Git integration.", no_args_is_help=True)
-app.add_typer(studio_app, name="studio")
-app.add_typer(git_app, name="git")
-app.add_typer(projects_app, name="projects")
-app.add_typer(packages_app, name="packages")
-
-EXIT_CODES: list[tuple[type[TokensmithError], int]] = [
-    (InvalidInput, 2),
-    (ConfigurationError, 2),
-    (NotFound, 3),
-    (Conflict, 4),
-    (AuthenticationFailed, 5),
-    (AuthenticationRequired, 5),
-    (NotPermitted, 5),
-    (StoreUnavailable, 6),
-    (ServerUnreachable, 6),
-]
+ADMIN = "tokensmith.cli.admin"
+# The server's commands: name, module, help. `tokens create` and `tokens revoke-all` too.
+SERVER_COMMANDS = {
+    "serve": ("tokensmith.cli.serve", "run the server: web site, REST API, git and Maven (server administration)"),
+    "users": (ADMIN, "user accounts (server administration)"),
+    "projects": (ADMIN, "Studio projects and their members (server administration)"),
+    "packages": (ADMIN, "the package (hotfix) repository (server administration)"),
+}
+SERVER_TOKEN_COMMANDS = {
+    "create": (ADMIN, "mint a token for a user, printed once (server administration)"),
+    "revoke-all": (ADMIN, "revoke every live token of a user (server administration)"),
+}
 
 
-def exit_code_for(error: TokensmithError) -> int:
-    return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
+def server_command(words: list[str]) -> tuple[str, str, str, list[str]] | None:
+    """(module, name, prog, its arguments) when the words ask for one of the server's commands."""
+    if words and words[0] in SERVER_COMMANDS:
+        return SERVER_COMMANDS[words[0]][0], words[0], f"tokensmith {words[0]}", words[1:]
+    if len(words) > 1 and words[0] == "tokens" and words[1] in SERVER_TOKEN_COMMANDS:
+        return SERVER_TOKEN_COMMANDS[words[1]][0], words[1], f"tokensmith tokens {words[1]}", words[2:]
+    return None
 
 
-def fail(error: TokensmithError) -> None:
-    message = error.full_message if isinstance(error, AuthenticationFailed) else error.message
-    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
-    raise SystemExit(exit_code_for(error))
+def tree() -> command_line.Parser:
+    """The client's tree, with the server's commands listed (and completed) but not loaded."""
+    root = command_line.parser()
+    top = root.commands
+    tokens_top = top.choices["tokens"].commands
+    for group, table in ((top, SERVER_COMMANDS), (tokens_top, SERVER_TOKEN_COMMANDS)):
+        for name, (module, help) in table.items():
+            placeholder = command_line.command(group, name, None, help)
+            if group is top and name != "serve":
+                placeholder.add_argument("subcommand", nargs="?", metavar="COMMAND").completer = (
+                    lambda module=module, name=name, **_: _server_subcommands(module, name))
+    return root
 
 
-class Options:
-    debug = False
+def _server_subcommands(module: str, name: str) -> list[str]:
+    from tokensmith.cli import server_commands
+
+    return server_commands.names(module, name)
 
 
-@app.callback()
-def options(
-    debug: bool = typer.Option(False, "--debug", help="On an error, show the traceback too."),
-) -> None:
-    """Tokensmith: personal access tokens for the platform."""
-    Options.debug = debug
+def fail(message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    red = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    print(f"\033[31mError: {message}\033[0m" if red else f"Error: {message}", file=sys.stderr)
+    return code
 
 
-def _register_commands() -> None:
-    from tokensmith.cli import admin, client, serve  # noqa: F401  (commands register themselves)
+def server_failure(error: Exception) -> tuple[str, int] | None:
+    """An administration command's domain error, as a message and an exit code. Looked up
+    only once one was raised: the client never imports the server's errors."""
+    errors = sys.modules.get("tokensmith.errors")
+    if errors is None or not isinstance(error, errors.TokensmithError):
+        return None
+    codes = [(errors.InvalidInput, 2), (errors.ConfigurationError, 2), (errors.NotFound, 3), (errors.Conflict, 4),
+             (errors.AuthenticationFailed, 5), (errors.AuthenticationRequired, 5), (errors.NotPermitted, 5),
+             (errors.StoreUnavailable, 6), (errors.ServerUnreachable, 6)]
+    message = error.full_message if isinstance(error, errors.AuthenticationFailed) else error.message
+    return message, next((code for kind, code in codes if isinstance(error, kind)), 1)
 
 
-def main() -> None:
-    _register_commands()
+def run(arguments: list[str]) -> int:
+    leading = 0
+    while leading < len(arguments) and arguments[leading] == "--debug":
+        leading += 1
+    debug = leading > 0
     try:
-        app()
-    except TokensmithError as error:
-        if Options.debug:
-            traceback.print_exc()
-        fail(error)
+        found = server_command(arguments[leading:])
+        if found is not None and "_ARGCOMPLETE" not in os.environ:
+            from tokensmith.cli import server_commands
+
+            return server_commands.run(*found)
+        root = tree()
+        if "_ARGCOMPLETE" in os.environ:
+            import argcomplete
+
+            argcomplete.autocomplete(root)
+        args, extra = root.parse_known_args(arguments)
+        if extra:
+            args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.handler is None:
+            args.parser.print_help()
+            return 0
+        return args.handler(args) or 0
+    except ClientError as error:
+        return fail(error.message, error.exit_code, debug)
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except Exception as error:
-        if Options.debug:
+        known = server_failure(error)
+        if known is not None:
+            return fail(*known, debug)
+        if debug:
             raise
         # The exception's own words could quote anything, a secret included: its kind only.
-        typer.secho(f"Error: an unexpected {type(error).__name__}. Run again with --debug to see where.",
-                    err=True, fg=typer.colors.RED)
-        sys.exit(1)
+        return fail(f"an unexpected {type(error).__name__}. Run again with --debug to see where.", 1, debug)

@@ -12,7 +12,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from tokensmith import data_dir
 from tokensmith.bootstrap import ADMIN_USERNAME, first_start
-from tokensmith.cli.main import app
+from tokensmith.cli.server_commands import app
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.server_keys import load_server_keys

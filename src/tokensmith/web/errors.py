@@ -57,7 +57,8 @@ STATUS = {
 }
 # Paths whose clients are programs; everything else is a page for a person.
 PLAIN_TEXT_PREFIXES = ("/git/",)
-MACHINE_PREFIXES = ("/api/", "/git/", "/maven/", "/packages/", "/studio/", "/scim/", "/healthz", "/metrics")
+MACHINE_PREFIXES = ("/api/", "/git/", "/maven/", "/packages/", "/studio/", "/scim/", "/healthz", "/metrics",
+                    "/login/device/")
 
 
 def status_of(error: TokensmithError) -> int:

@@ -1,5 +1,5 @@
-"""Git smart HTTP: ``/git/{project}.git``, served by git's own ``upload-pack`` and
-``receive-pack`` in their stateless-RPC mode, streamed.
+"""Git smart HTTP: ``/git/{project}.git``, or ``/git/{project}`` as GitHub and GitLab take it,
+served by git's own ``upload-pack`` and ``receive-pack`` in their stateless-RPC mode, streamed.
 
 Clone and fetch need the ``read`` role, push needs ``write``. Credentials are a username and a
 token (git asks for them after the 401 challenge, or a credential helper supplies them). The
@@ -150,6 +150,9 @@ async def _feed(request: Request, process: asyncio.subprocess.Process, body: byt
             stdin.close()
 
 
+# Without .git too, as GitHub takes it. (The lower decorator registers first: /git/P.git/... is
+# matched by its own route before the other could read "P.git" as a project id.)
+@router.api_route("/git/{project_id}/{path:path}", methods=["GET", "POST"])
 @router.api_route("/git/{project_id}.git/{path:path}", methods=["GET", "POST"])
 async def smart_http(project_id: str, path: str, request: Request,
                      identity: Annotated[Identity, Depends(GIT)]) -> Response:

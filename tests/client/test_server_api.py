@@ -5,37 +5,37 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tokensmith.cli.credentials import Credential
-from tokensmith.cli.server_api import ServerApi
-from tokensmith.errors import AuthenticationFailed, ServerUnreachable, StoreUnavailable
+from tokensmith.client.credentials import Credential
+from tokensmith.client.server_api import ServerApi
+from tokensmith.client.errors import Refused, Unreachable
 
 CREDENTIAL = Credential("https://tokens.example.test", "alice", "tks_" + "x" * 38)
 
 
 def api(handler) -> ServerApi:
-    return ServerApi(CREDENTIAL, transport=httpx.MockTransport(handler))
+    return ServerApi.of(CREDENTIAL, transport=httpx.MockTransport(handler))
 
 
 def test_a_503_says_the_server_is_temporarily_unavailable():
     answer = lambda request: httpx.Response(503, json={"error": "store_unavailable", "message": "The token store is unreachable; try again in a moment."})  # noqa: E731
-    with pytest.raises(StoreUnavailable, match="temporarily unavailable: The token store is unreachable"):
+    with pytest.raises(Unreachable, match="temporarily unavailable: The token store is unreachable"):
         api(answer).me()
 
 
 def test_a_tls_failure_is_named_as_such():
     def refuse(request):
         raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
-    with pytest.raises(ServerUnreachable, match="TLS certificate of https://tokens.example.test could not be verified"):
+    with pytest.raises(Unreachable, match="TLS certificate of https://tokens.example.test could not be verified"):
         api(refuse).me()
 
 
 def test_a_timeout_and_a_refusal_read_in_words():
     def slow(request):
         raise httpx.ReadTimeout("timed out")
-    with pytest.raises(ServerUnreachable, match="did not answer in time"):
+    with pytest.raises(Unreachable, match="did not answer in time"):
         api(slow).me()
     answer = lambda request: httpx.Response(401, json={"error": "token_revoked", "message": "This token was revoked."})  # noqa: E731
-    with pytest.raises(AuthenticationFailed) as refused:
+    with pytest.raises(Refused) as refused:
         api(answer).me()
     assert refused.value.code == "token_revoked" and refused.value.message == "This token was revoked."
 

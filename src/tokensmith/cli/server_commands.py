@@ -1,0 +1,61 @@
+"""The server's administration commands (``admin.py``, ``serve.py``) register on these Typer
+groups, and run through ``run``: the command line hands them their arguments only once it knows
+one of them was asked for, since loading them loads the server (SQLAlchemy, Alembic, FastAPI).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+try:  # Typer 0.28 and later carry their own copy of Click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+
+from tokensmith.client.errors import InvalidInput
+
+app = typer.Typer(rich_markup_mode=None, add_completion=False)  # serve
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+projects_app = typer.Typer(help="Studio projects and their members.", no_args_is_help=True, rich_markup_mode=None,
+                           add_completion=False)
+packages_app = typer.Typer(help="The package (hotfix) repository.", no_args_is_help=True, rich_markup_mode=None,
+                           add_completion=False)
+tokens_app = typer.Typer(rich_markup_mode=None, add_completion=False)  # tokens create, tokens revoke-all
+
+
+def group(module: str, name: str) -> Any:
+    """The command or group ``name`` (tokens' ``create`` and ``revoke-all`` by theirs), once
+    ``module`` registered it."""
+    importlib.import_module(module)
+    if name == "serve":
+        return typer.main.get_command(app)
+    groups = {"users": users_app, "projects": projects_app, "packages": packages_app}
+    if name in groups:
+        return typer.main.get_group(groups[name])  # a group even while it holds one command
+    return typer.main.get_group(tokens_app).commands[name]
+
+
+def run(module: str, name: str, prog: str, arguments: list[str]) -> int:
+    """Run a server command with its arguments; its usage errors in one line, as the client's."""
+    command = group(module, name)
+    try:
+        result = command.main(args=arguments, prog_name=prog, standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as usage:
+        print(usage.format_message())
+        return 0
+    except click_exceptions.UsageError as usage:
+        where = usage.ctx.command_path if usage.ctx is not None else prog
+        raise InvalidInput(f"{usage.format_message().rstrip('.')}. See `{where} --help`.") from None
+    except typer.Abort:
+        raise InvalidInput("Aborted.") from None
+    return result if isinstance(result, int) else 0
+
+
+def names(module: str, name: str) -> list[str]:
+    """The subcommands of a group, for shell completion (it loads the server: only on a Tab)."""
+    command = group(module, name)
+    return sorted(command.commands) if isinstance(command, TyperGroup) else []
