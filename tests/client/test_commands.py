@@ -93,6 +93,7 @@ def test_without_a_terminal_nothing_is_asked_and_the_error_says_what_is_missing(
 
 def test_environment_variables_override_everything_for_ci(server, person, tmp_path):
     token = server.create_token(person, "ci")
+    server.create_token(person, "narrow", scopes=["api:read"], allowed_ips=["127.0.0.0/8"])
     env = client_env(tmp_path, TOKENSMITH_SERVER=server.base_url, TOKENSMITH_USERNAME=person, TOKENSMITH_TOKEN=token)
     whoami = tokensmith("whoami", env=env)
     assert whoami.returncode == 0 and "credentials from the environment (TOKENSMITH_TOKEN)" in whoami.stdout
@@ -102,8 +103,11 @@ def test_environment_variables_override_everything_for_ci(server, person, tmp_pa
     table = tokensmith("tokens", "list", env=env)
     assert table.returncode == 0 and token not in table.stdout
     header, *rows = table.stdout.splitlines()
-    assert header.split() == ["ID", "NAME", "TOKEN", "SCOPES", "CREATED", "LAST", "USED", "EXPIRES"]
-    assert any(row.split()[1:3] == ["ci", f"tks_…{token[-4:]}"] for row in rows)
+    assert header.split() == ["ID", "NAME", "TOKEN", "SCOPES", "LIMITS", "CREATED", "LAST", "USED", "EXPIRES"]
+    assert any(row.split()[1:3] == ["ci", f"tks_…{token[-4:]}"] and "every project; from anywhere" in row
+               for row in rows)
+    assert any(row.split()[1] == "narrow" and " api:read " in row and "every project; from 127.0.0.0/8" in row
+               for row in rows)
     assert not (tmp_path / "config").exists()  # nothing kept
 
 

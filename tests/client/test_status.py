@@ -39,7 +39,8 @@ def test_status_shows_every_login_and_what_became_of_it(server, warn_server, tmp
     sections = {block.splitlines()[0]: block for block in ("\n" + status.stdout).split("\nhttp")[1:]}
     ok = sections[f"://127.0.0.1:{server.port} (default)"]
     assert f"Logged in as {fine} with token “works” (tks_…" in ok
-    assert "Scopes:  api, git, maven" in ok and "Expires: never" in ok and f"Kept in: {kept} (mode 0600)" in ok
+    assert "Scopes:  api:read, api:write, git:read, git:write, maven:read" in ok
+    assert "Limits:  every project; from anywhere" in ok and "Expires: never" in ok and f"Kept in: {kept} (mode 0600)" in ok
     refused = sections[f"://127.0.0.1:{warn_server.port}"]
     assert "The server refused the token: " in refused and "revoked" in refused
     assert f"Log in again: tokensmith login --server {warn_server.base_url}" in refused

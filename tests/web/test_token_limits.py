@@ -177,7 +177,10 @@ PROJECT_ROUTES = [Route("POST /api/v1/instances", "api:write", "/api/v1/instance
                   Route("GET /maven/studio/...", "maven:read", "/maven/studio/{path:path}"),
                   Route("HEAD /maven/studio/...", "maven:read", "/maven/studio/{path:path}")]
 GIT_ROUTES = [Route("git clone", "git:read", "/git/{project_id}.git/{path:path}"),
-              Route("git push", "git:write", "/git/{project_id}.git/{path:path}")]
+              Route("git push", "git:write", "/git/{project_id}.git/{path:path}"),
+              # The same repositories without ".git" at the end of the URL, as GitHub and GitLab take them.
+              Route("git clone", "git:read", "/git/{project_id}/{path:path}"),
+              Route("git push", "git:write", "/git/{project_id}/{path:path}")]
 
 
 def call_on_project(world: World, route: Route, token: str, address: str, project: str) -> httpx.Response:
@@ -221,12 +224,12 @@ def git_as(world: World, token: str, address: str, label: str) -> GitUser:
     return person
 
 
-def push_attempt(world: World, person: GitUser, project: str) -> subprocess.CompletedProcess[str]:
+def push_attempt(world: World, person: GitUser, project: str, suffix: str = ".git") -> subprocess.CompletedProcess[str]:
     """A new commit pushed by ``person``, from a copy of the repository taken on the disk."""
     work = person.home / "work"
     bare = world.server.data_dir / "git" / f"{project}.git"
     person.git("clone", "--quiet", f"file://{bare}", str(work))
-    person.git("remote", "set-url", "origin", f"{world.server.base_url}/git/{project}.git", cwd=work)
+    person.git("remote", "set-url", "origin", f"{world.server.base_url}/git/{project}{suffix}", cwd=work)
     (work / f"{uuid.uuid4().hex[:8]}.txt").write_text("pushed\n")
     person.git("add", ".", cwd=work)
     person.git("commit", "-m", "matrix", cwd=work)
@@ -244,20 +247,18 @@ def git_refusal(outcome: str, stderr: str, scope: str, needed: str) -> None:
         assert "not found" in stderr, stderr
 
 
-@pytest.mark.parametrize("address_in", [True, False], ids=["address-in", "address-out"])
-@pytest.mark.parametrize("project_in", [True, False], ids=["project-in", "project-out"])
-@pytest.mark.parametrize("scope", SCOPES)
-@pytest.mark.parametrize("action", ["clone", "push"])
-def test_git(world: World, action: str, scope: str, project_in: bool, address_in: bool) -> None:
+def git_attempt(world: World, action: str, scope: str, project_in: bool, address_in: bool,
+                suffix: str = ".git") -> None:
+    """``git clone`` or ``git push`` with a token of one scope, checked against the contract."""
     needed = "git:read" if action == "clone" else "git:write"
     outcome = expected(scope, needed, project_in, address_in)
     person = git_as(world, world.token(scope, action), INSIDE if address_in else OUTSIDE, action)
     project = world.a if project_in else world.b
     if action == "clone":
-        result = person.git("clone", f"{world.server.base_url}/git/{project}.git", str(person.home / "clone"),
+        result = person.git("clone", f"{world.server.base_url}/git/{project}{suffix}", str(person.home / "clone"),
                             check=False)
     else:
-        result = push_attempt(world, person, project)
+        result = push_attempt(world, person, project, suffix)
     if outcome == "ok":
         assert result.returncode == 0, result.stderr
         return
@@ -265,11 +266,28 @@ def test_git(world: World, action: str, scope: str, project_in: bool, address_in
     git_refusal(outcome, result.stderr, scope, needed)
     if outcome == "not_found":  # word for word what a missing project gets
         missing = git_as(world, world.admin_token, INSIDE, "missing").git(
-            "clone", f"{world.server.base_url}/git/{ABSENT}.git", str(world.home / f"m-{uuid.uuid4().hex[:6]}"),
+            "clone", f"{world.server.base_url}/git/{ABSENT}{suffix}", str(world.home / f"m-{uuid.uuid4().hex[:6]}"),
             check=False)
         remote = [line.replace(project, "X") for line in result.stderr.splitlines() if line.startswith("remote:")]
         assert remote == [line.replace(ABSENT, "X") for line in missing.stderr.splitlines()
                           if line.startswith("remote:")]
+
+
+@pytest.mark.parametrize("address_in", [True, False], ids=["address-in", "address-out"])
+@pytest.mark.parametrize("project_in", [True, False], ids=["project-in", "project-out"])
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("action", ["clone", "push"])
+def test_git(world: World, action: str, scope: str, project_in: bool, address_in: bool) -> None:
+    git_attempt(world, action, scope, project_in, address_in)
+
+
+@pytest.mark.parametrize("project_in", [True, False], ids=["project-in", "project-out"])
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("action", ["clone", "push"])
+def test_git_without_dot_git(world: World, action: str, scope: str, project_in: bool) -> None:
+    """The URL without ".git" is the same route's declaration: every scope, a project in and out
+    (the address refusal is the check's, not the URL's, and walked above)."""
+    git_attempt(world, action, scope, project_in, True, suffix="")
 
 
 # --- addresses ---------------------------------------------------------------------------------------

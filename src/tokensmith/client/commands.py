@@ -213,8 +213,8 @@ def tokens_list(args: Namespace) -> None:
             used += f" from {token['last_used_ip']} ({token['last_used_agent'] or '?'})"
         expires = output.moment(token["expires_at"]) + (" (expired)" if token["expired"] else "")
         rows.append([str(token["id"]), token["name"], token["hint"], " ".join(token["scopes"]),
-                     output.moment(token["created_at"]), used, expires])
-    output.say(output.columns(["ID", "NAME", "TOKEN", "SCOPES", "CREATED", "LAST USED", "EXPIRES"], rows))
+                     output.limits(token), output.moment(token["created_at"]), used, expires])
+    output.say(output.columns(["ID", "NAME", "TOKEN", "SCOPES", "LIMITS", "CREATED", "LAST USED", "EXPIRES"], rows))
 
 
 def find_token(listed: list[dict], name_or_id: str) -> dict:

@@ -33,3 +33,12 @@ def columns(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def moment(iso: str | None, never: str = "never") -> str:
     """An API timestamp (``2026-11-27T23:41:05Z``) as people read it: ``2026-11-27 23:41 UTC``."""
     return f"{iso[:16].replace('T', ' ')} UTC" if iso else never
+
+
+def limits(token: dict[str, Any]) -> str:
+    """A token's projects and addresses as the API gives them (``null``: every project, anywhere)."""
+    projects, addresses = token.get("projects"), token.get("allowed_ips")
+    return "; ".join([
+        f"projects {', '.join(projects)}" if projects is not None else "every project",
+        f"from {', '.join(addresses)}" if addresses is not None else "from anywhere",
+    ])

@@ -126,6 +126,7 @@ def _login_lines(login: Login) -> list[str]:
                      + (f" with token “{token['name']}” ({token['hint']})" if token else " (not with a token)"))
         if token:
             lines.append(f"  Scopes:  {', '.join(token.get('scopes') or []) or 'none'}")
+            lines.append(f"  Limits:  {output.limits(token)}")
             lines.append(f"  Expires: {output.moment(token.get('expires_at'))}"
                          + (" (expired)" if token.get("expired") else ""))
     else:
