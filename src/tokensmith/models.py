@@ -197,3 +197,14 @@ class Instance(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class SignInFailure(Base):
+    """Failed sign-ins of one throttle key (a keyed digest of an account and address, or of an
+    address) in one minute: the sign-in throttle's counts, shared by every instance."""
+
+    __tablename__ = "sign_in_failures"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    failures: Mapped[int] = mapped_column(Integer)

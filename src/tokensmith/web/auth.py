@@ -20,7 +20,7 @@ from tokensmith import metrics, sessions, tokens
 from tokensmith.accounts import Account
 from tokensmith.config import Settings
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
-from tokensmith.errors import AuthenticationRequired, CredentialMalformed, HeaderTooLarge
+from tokensmith.errors import AuthenticationFailed, AuthenticationRequired, CredentialMalformed, HeaderTooLarge
 from tokensmith.db import connection_to
 from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get_runtime
 from tokensmith.web.templates import SESSION_COOKIE
@@ -121,9 +121,17 @@ async def identify_client(request: Request) -> Identity:
     ip, agent = client_ip(request), client_agent(request)
     if runtime.authenticator.is_token(credentials):
         return await runtime.check_on_store(_check_token, runtime, credentials, ip, agent)
-    return await runtime.run_unit(
-        lambda session: runtime.authenticator.authenticate(session, credentials, ip=ip, agent=agent)
-    )
+
+    def check_password(session: Session) -> Identity | AuthenticationFailed:
+        try:
+            return runtime.authenticator.authenticate(session, credentials, ip=ip, agent=agent)
+        except AuthenticationFailed as error:
+            return error  # returned, not raised: the unit commits the throttle's count of it
+
+    outcome = await runtime.run_unit(check_password)
+    if isinstance(outcome, AuthenticationFailed):
+        raise outcome
+    return outcome
 
 
 def add_deprecation_headers(response: Response, identity: Identity, settings: Settings) -> None:
