@@ -19,6 +19,8 @@ from bench.machine import CLIENT_CPU, SERVER_CPU, cpu_speed_ms
 from tests.support.ports import free_port
 from tests.support.processes import stop_process
 from tokensmith import maven_repository
+from tokensmith.config import load_settings
+from tokensmith.db import create_store_engine, session_factory, unit_of_work
 from tokensmith.maven_repository import Coordinates
 
 TARGET_RATIO = 0.7
@@ -117,8 +119,13 @@ def measure_download(workdir: Path, options: LoadOptions, rounds: int = 5,
         token = server.admin("tokens", "create", "--user", "downloader", "--name", "download").strip()
         coordinates = Coordinates(GROUP, PROJECT, VERSION)
         log(f"  publishing a {SIZE // (1024 * 1024)} MB artifact ...")
-        maven_repository.publish(maven_repository.studio_root(data_dir), coordinates,
-                                 {"jar": os.urandom(SIZE), "pom": maven_repository.pom(coordinates)})
+        engine = create_store_engine(load_settings(server.env))
+        try:
+            with unit_of_work(session_factory(engine)) as session:
+                maven_repository.publish(session, maven_repository.studio_root(data_dir), coordinates,
+                                         {"jar": os.urandom(SIZE), "pom": maven_repository.pom(coordinates)})
+        finally:
+            engine.dispose()
         relative = f"{GROUP.replace('.', '/')}/{PROJECT}/{VERSION}/{coordinates.file_name('jar')}"
         netrc = workdir / "netrc"
         netrc.write_text(f"machine 127.0.0.1 login downloader password {token}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,11 +103,70 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest migration. Run on every start; a no-op when current."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with migrated(engine):
+        pass
+
+
+@contextlib.contextmanager
+def migrated(engine: Engine) -> Iterator[Connection]:
+    """A connection on the store brought to the latest migration, which holds the store's
+    migration lock until the block ends: what is done in the block (the first start's
+    bootstrap) is done by one process at a time, then seen by the next.
+
+    On PostgreSQL the lock is a session-level advisory lock, so that instances started together
+    on an empty database migrate one after the other (Alembic alone would have each create the
+    tables). An embedded SQLite store belongs to the processes of one host, started by one
+    ``tokensmith serve``: it takes no lock.
+    """
+    with engine.connect() as connection:
+        with _session_lock(connection, STARTUP_LOCK):
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = connection
+            with connection.begin():
+                command.upgrade(config, "head")
+            yield connection
+
+
+STARTUP_LOCK = "migrations and first start"
+
+
+def lock_key(name: str) -> int:
+    """The 64-bit key of a named PostgreSQL advisory lock."""
+    return int.from_bytes(hashlib.sha256(f"tokensmith/{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _session_lock(connection: Connection, name: str) -> Iterator[None]:
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock_key(name)})
+    connection.commit()
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        # A connection that died took its lock with it; one that lives gives it back.
+        with contextlib.suppress(DBAPIError):
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(name)})
+            connection.commit()
+
+
+def transaction_lock(session: Session, name: str) -> None:
+    """Hold the store-wide lock ``name`` until the session's transaction ends, for work outside
+    the store that must not interleave across processes and hosts (publishing to a Maven
+    repository on shared storage).
+
+    PostgreSQL: a transaction-level advisory lock (``pg_advisory_xact_lock``). SQLite has one
+    write lock for the whole file, taken by any write and held until the transaction ends: a
+    write that changes nothing takes it (and, in the server, the writers' turn, sqlite_store.py).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
+    else:
+        session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
 
 
 # Token checks and health pings on PostgreSQL: a pool apart from the units of work, used from

@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy.orm import sessionmaker
 from uvicorn.config import LOGGING_CONFIG
 
 from tokensmith import data_dir
 from tokensmith.bootstrap import ADMIN_USERNAME, first_start
 from tokensmith.cli.main import app
 from tokensmith.config import Settings, load_settings
-from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.db import create_store_engine, migrated, unit_of_work
 from tokensmith.server_keys import load_server_keys
 
 
@@ -24,8 +25,9 @@ def prepare_store(settings: Settings) -> str | None:
     load_server_keys(settings)  # generated now, on first start, rather than mid-request
     engine = create_store_engine(settings)
     try:
-        migrate(engine)
-        with unit_of_work(session_factory(engine)) as session:
+        # Under the migration lock: of instances started together on an empty store, exactly
+        # one creates admin and demo, and the others find them.
+        with migrated(engine) as connection, unit_of_work(sessionmaker(bind=connection)) as session:
             return first_start(session, settings)
     finally:
         engine.dispose()
