@@ -20,7 +20,7 @@ from sqlalchemy.pool import SingletonThreadPool
 
 from tokensmith import data_dir, sqlite_store
 from tokensmith.config import Settings
-from tokensmith.errors import StoreUnavailable
+from tokensmith.errors import ConfigurationError, StoreUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -86,15 +86,17 @@ def create_store_engine(
         sqlite_store.configure(engine, busy_timeout_ms=busy_timeout_ms, checkpoints=checkpoints, queue=queue,
                                read_only=per_thread)
         return engine
-    return create_engine(
-        url,
-        hide_parameters=True,
-        # A down server must fail fast with 503, not hang a client.
-        connect_args={"connect_timeout": 5} if "psycopg" in url else {},
-        pool_size=pool.size,
-        max_overflow=pool.overflow,
-        pool_timeout=10,
-    )
+    return _postgresql_engine(url, pool, replicated=settings.replica_database_url is not None)
+
+
+def _postgresql_engine(url: str, pool: Pool, *, replicated: bool) -> Engine:
+    connect_args: dict[str, Any] = {"connect_timeout": 5} if "psycopg" in url else {}  # a down server: 503 at once
+    if replicated:
+        # Token checks read a replica: a commit returns once the replica has applied it, so a
+        # revocation is refused there by the very next request (docs/deployment.md).
+        connect_args["options"] = "-c synchronous_commit=remote_apply"
+    return create_engine(url, hide_parameters=True, connect_args=connect_args,
+                         pool_size=pool.size, max_overflow=pool.overflow, pool_timeout=10)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -188,7 +190,25 @@ def create_check_engine(settings: Settings) -> Engine:
     """
     if settings.store_url.startswith("sqlite"):
         return create_store_engine(settings, busy_timeout_ms=SQLITE_READ_WAIT_MS, per_thread=True)
+    if settings.replica_database_url:
+        return _postgresql_engine(settings.replica_database_url, CHECK_POOL, replicated=False).execution_options(
+            isolation_level="AUTOCOMMIT")
     return create_store_engine(settings, pool=CHECK_POOL).execution_options(isolation_level="AUTOCOMMIT")
+
+
+def check_replication(engine: Engine, settings: Settings) -> None:
+    """With token checks on a replica, refuse to start unless the primary has synchronous
+    standbys: ``remote_apply`` without one returns at the local commit, and a revoked token
+    would go on working on the replica for as long as it lags."""
+    if not settings.replica_database_url:
+        return
+    with connection_to(engine) as connection:
+        standbys = connection.execute(text("SHOW synchronous_standby_names")).scalar()
+    if not standbys:
+        raise ConfigurationError(
+            "TOKENSMITH_REPLICA_DATABASE_URL is set, but the primary has no synchronous standby: set "
+            "synchronous_standby_names on it to the replicas token checks read (see docs/deployment.md)."
+        )
 
 
 @contextlib.contextmanager

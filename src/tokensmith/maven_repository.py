@@ -100,7 +100,7 @@ def publish(session: Session, root: Path, coordinates: Coordinates, files: dict[
     """
     artifact_dir = root / coordinates.artifact_dir
     version_dir = artifact_dir / coordinates.version
-    transaction_lock(session, f"maven {root.parent.name}/{root.name} {coordinates.group_id}:{coordinates.artifact_id}")
+    transaction_lock(session, publishing_lock(root, coordinates))
     artifact_dir.mkdir(parents=True, exist_ok=True)
     if version_dir.exists():
         raise Conflict(f"{coordinates} is already published.")
@@ -117,6 +117,11 @@ def publish(session: Session, root: Path, coordinates: Coordinates, files: dict[
         raise
     _write_metadata(artifact_dir, coordinates)
     return version_dir
+
+
+def publishing_lock(root: Path, coordinates: Coordinates) -> str:
+    """The name of the lock the publishers of one artifact (any version) take turns on."""
+    return f"maven {root.parent.name}/{root.name} {coordinates.group_id}:{coordinates.artifact_id}"
 
 
 def versions(root: Path, coordinates_dir: Path) -> list[str]:

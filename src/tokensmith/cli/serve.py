@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Annotated
+import os
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 from sqlalchemy.orm import sessionmaker
-from uvicorn.config import LOGGING_CONFIG
+from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tokensmith import data_dir
+from tokensmith import data_dir, metrics
 from tokensmith.bootstrap import ADMIN_USERNAME, first_start
 from tokensmith.cli.main import app
 from tokensmith.config import Settings, load_settings
-from tokensmith.db import create_store_engine, migrated, unit_of_work
+from tokensmith.db import check_replication, create_store_engine, migrated, unit_of_work
 from tokensmith.server_keys import load_server_keys
 
 
@@ -27,6 +30,7 @@ def prepare_store(settings: Settings) -> str | None:
     try:
         # Under the migration lock: of instances started together on an empty store, exactly
         # one creates admin and demo, and the others find them.
+        check_replication(engine, settings)
         with migrated(engine) as connection, unit_of_work(sessionmaker(bind=connection)) as session:
             return first_start(session, settings)
     finally:
@@ -68,8 +72,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     access_log: Annotated[bool, typer.Option(help="Log each request (method, path, status).")] = True,
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, help="Worker processes sharing the port (one core each, at most).")] = 1,
 ) -> None:
-    """Run the server (web pages, REST API) on the configured store."""
+    """Run the server (web pages, REST API) on the configured store.
+
+    SIGTERM (or Ctrl-C) stops it gracefully: it stops accepting, finishes the requests in
+    flight (a clone included), writes the last uses noted, and exits."""
     from tokensmith.web.app import create_app
 
     settings = load_settings()
@@ -79,12 +88,64 @@ def serve(
     password = prepare_store(settings)
     if password is not None:
         print_first_start_banner(password, settings)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=access_log,
-        log_config=logging_config(),
-        proxy_headers=False,  # X-Forwarded-For only from TOKENSMITH_TRUSTED_PROXIES (web/app.py)
-        server_header=False,
-    )
+    options = {
+        "host": host,
+        "port": port,
+        "access_log": access_log,
+        "log_config": logging_config(),
+        "proxy_headers": False,  # X-Forwarded-For only from TOKENSMITH_TRUSTED_PROXIES (web/app.py)
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        serve_workers(settings, workers, options)
+
+
+def serve_workers(settings: Settings, workers: int, options: dict[str, Any]) -> None:
+    """``workers`` processes on one listening socket, supervised by this one (see ``Workers``).
+
+    The store was migrated and bootstrapped before, once. Each worker builds its own application
+    from the environment (``create_app``), so what ``serve`` decided is put there first: the
+    public URL, and prometheus-client's directory (metrics.py).
+    """
+    os.environ["TOKENSMITH_PUBLIC_URL"] = settings.public_url
+    with metrics.multiprocess_directory():
+        config = uvicorn.Config(APP_FACTORY, factory=True, workers=workers, **options)
+        listening = config.bind_socket()
+        try:
+            supervisor = Workers(config, sockets=[listening])
+            supervisor.run()
+        finally:
+            listening.close()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
+
+
+APP_FACTORY = "tokensmith.web.app:create_app"
+
+
+class Workers(Multiprocess):
+    """uvicorn's supervisor of worker processes: it replaces a worker that dies, passes SIGTERM
+    and SIGINT on to every worker and waits for each to finish what it is serving, and on SIGHUP
+    replaces them one at a time. Here it also tells prometheus-client of each worker gone."""
+
+    def keep_subprocess_alive(self) -> None:
+        self._noting_departures(super().keep_subprocess_alive)
+
+    def restart_all(self) -> None:
+        self._noting_departures(super().restart_all)
+
+    def handle_ttou(self) -> None:
+        self._noting_departures(super().handle_ttou)
+
+    def join_all(self) -> None:
+        super().join_all()
+        for process in self.processes:
+            metrics.worker_gone(process.pid)
+
+    def _noting_departures(self, step: Callable[[], None]) -> None:
+        before = {process.pid for process in self.processes}
+        step()
+        for pid in before - {process.pid for process in self.processes}:
+            metrics.worker_gone(pid)

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from tokensmith import metrics
 from tokensmith.authentication import Authenticator
 from tokensmith.config import Settings
 from tokensmith.db import (
@@ -66,6 +67,7 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         keys = load_server_keys(settings)
+        metrics.worker_started()
         # On SQLite, checkpoints are the WalCheckpointer's: no request waits for the disk.
         engine = create_store_engine(settings, checkpoints=False)
         # One connection each for the threads behind the requests: the usage writer, the
