@@ -80,6 +80,7 @@ def test_workers_share_one_port_start_once_and_add_up_their_metrics(tmp_path):
     live, metrics_dir = start_workers(tmp_path, "workers")
     try:
         assert live.admin_password and live.console().count(live.admin_password) == 1  # one first start
+        assert "for several workers, use PostgreSQL" in live.console()
         workers = worker_pids(metrics_dir)
         assert len(workers) == 2 and 1 not in workers  # the stale file was cleared at start
         present_forged_tokens(live, 80)

@@ -109,6 +109,10 @@ def serve_workers(settings: Settings, workers: int, options: dict[str, Any]) -> 
     from the environment (``create_app``), so what ``serve`` decided is put there first: the
     public URL, and prometheus-client's directory (metrics.py).
     """
+    if settings.sqlite_path is not None:
+        typer.echo("Note: on SQLite the workers' writes wait for each other through SQLite's own lock, "
+                   "not in turn as one process's do: for several workers, use PostgreSQL "
+                   "(docs/deployment.md).", err=True)
     os.environ["TOKENSMITH_PUBLIC_URL"] = settings.public_url
     with metrics.multiprocess_directory():
         config = uvicorn.Config(APP_FACTORY, factory=True, workers=workers, **options)
