@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tests.support.ledger import remember
 from tests.support.servers import LiveServer
 from tokensmith import tokens
 
@@ -109,9 +111,13 @@ def test_a_worker_that_dies_is_replaced_and_what_it_counted_stays(tmp_path):
         while len(worker_pids(metrics_dir) - first) < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(worker_pids(metrics_dir) - first) == 1, live.console()[-2000:]
-        time.sleep(1)  # the replacement's first ping
+        seen = set()
+        deadline = time.monotonic() + 30
+        while 2 not in seen and time.monotonic() < deadline:  # until the replacement has started
+            seen.add(scraped(live, "tokensmith_workers"))
+            time.sleep(0.2)
+        assert seen <= {1, 2} and 2 in seen, seen  # the dead one no longer counts as live
         present_forged_tokens(live, 10)
-        assert scraped(live, "tokensmith_workers") == 2  # the dead one no longer counts as live
         assert not (metrics_dir / f"gauge_livesum_{victim}.db").exists()
         assert scraped(live, MALFORMED) == 50  # its counts stay: the instance's total never drops
     finally:
@@ -124,3 +130,58 @@ def test_a_number_of_workers_out_of_range_is_refused(tmp_path, workers):
     with pytest.raises(Exception):
         live.start(timeout=15)
     assert "--workers" in live.console()
+
+
+@pytest.mark.parametrize("args", [(), ("--workers", "2")], ids=["one process", "two workers"])
+def test_a_request_sent_on_an_idle_connection_as_the_server_stops_is_served(tmp_path, args):
+    """What a proxy does with its keep-alive connections: one request, then the connection idles
+    in its pool; the instance is told to stop; the proxy sends a POST on that connection. It
+    is answered (and the connection closed after it), not dropped: nginx would not repeat it."""
+    live = LiveServer(tmp_path / "var", name="draining", args=args).start()
+    unknown = remember(tokens.generate("tks_"))
+    body = ('{"tokens": ["' + unknown + '"]}').encode()
+    try:
+        with socket.create_connection(("127.0.0.1", live.port), timeout=10) as connection:
+            connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n\r\n".encode())
+            first = read_response(connection)
+            assert first.startswith(b"HTTP/1.1 200") and b"connection: close" not in first.lower()
+            os.kill(live.process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while not port_refuses(live) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert port_refuses(live)  # it has stopped listening, and is draining
+            connection.sendall(
+                f"POST /api/v1/tokens/revoke HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            second = read_response(connection)
+        assert second.startswith(b"HTTP/1.1 202") and b"connection: close" in second.lower(), second[:300]
+        assert live.process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn exits by the signal it handled
+    finally:
+        live.stop()
+
+
+def read_response(connection: socket.socket) -> bytes:
+    """One response of a known length (the JSON routes send Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+    while len(rest) < length:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return head + b"\r\n\r\n" + rest
+
+
+def port_refuses(live: LiveServer) -> bool:
+    """Whether a new connection is refused: the port is closed while the old ones drain."""
+    try:
+        socket.create_connection(("127.0.0.1", live.port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False

@@ -8,6 +8,9 @@ revoked token — shown here by pausing the replica's replay.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -16,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import unavailable
-from tests.support.ledger import watch, watch_database
+from tests.support.ledger import watch
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.servers import LiveServer, ServerFailed
 
@@ -38,21 +41,34 @@ def replicated(tmp_path_factory):
             replica.start()
         except (PostgresUnavailable, OSError) as error:
             unavailable(f"PostgreSQL replication cannot start here: {error}")
-        watch(primary.log_path)
         deadline = time.monotonic() + 30
         while primary.execute(f"SELECT sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY}'") \
                 != [("sync",)] and time.monotonic() < deadline:
             time.sleep(0.1)
         assert replica.execute("SELECT pg_is_in_recovery()") == [(True,)]
         yield primary, replica
+        keep_for_the_ledger(primary, tmp_path_factory.mktemp("replicated-kept"))
     finally:
         if replica is not None:
             replica.remove()
         primary.remove()
 
 
+def keep_for_the_ledger(primary: PostgresServer, folder) -> None:
+    """The database and the log, kept where the last test of the run reads them for secrets:
+    this PostgreSQL is gone by then."""
+    dump = subprocess.run(
+        ["pg_dump", "--data-only", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+         "tokensmith_replicated"],
+        env={**os.environ, "PGPASSWORD": primary.password}, capture_output=True, timeout=120, check=True)
+    (folder / "tokensmith_replicated.sql").write_bytes(dump.stdout)
+    watch(folder / "tokensmith_replicated.sql")
+    shutil.copy(primary.log_path, folder / "primary.log")
+    watch(folder / "primary.log")
+
+
 def start(tmp_path, primary: PostgresServer, replica: PostgresServer | None, name: str) -> LiveServer:
-    env = {"TOKENSMITH_DATABASE_URL": watch_database(primary.url_for("tokensmith_replicated")),
+    env = {"TOKENSMITH_DATABASE_URL": primary.url_for("tokensmith_replicated"),
            "TOKENSMITH_SECRET_KEY": "1:" + "r" * 40}
     if replica is not None:
         env["TOKENSMITH_REPLICA_DATABASE_URL"] = replica.url_for("tokensmith_replicated")

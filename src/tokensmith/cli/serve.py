@@ -20,6 +20,7 @@ from tokensmith.cli.main import app
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import check_replication, create_store_engine, migrated, unit_of_work
 from tokensmith.server_keys import load_server_keys
+from tokensmith.web.draining import DrainingProtocol
 
 
 def prepare_store(settings: Settings) -> str | None:
@@ -95,6 +96,7 @@ def serve(
         "log_config": logging_config(),
         "proxy_headers": False,  # X-Forwarded-For only from TOKENSMITH_TRUSTED_PROXIES (web/app.py)
         "server_header": False,
+        "http": DrainingProtocol,  # a request a proxy sent as we stop is served, not lost
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
@@ -132,7 +134,8 @@ APP_FACTORY = "tokensmith.web.app:create_app"
 class Workers(Multiprocess):
     """uvicorn's supervisor of worker processes: it replaces a worker that dies, passes SIGTERM
     and SIGINT on to every worker and waits for each to finish what it is serving, and on SIGHUP
-    replaces them one at a time. Here it also tells prometheus-client of each worker gone."""
+    replaces them one at a time. Here it also stops listening as soon as it is told to stop,
+    and tells prometheus-client of each worker gone."""
 
     def keep_subprocess_alive(self) -> None:
         self._noting_departures(super().keep_subprocess_alive)
@@ -142,6 +145,13 @@ class Workers(Multiprocess):
 
     def handle_ttou(self) -> None:
         self._noting_departures(super().handle_ttou)
+
+    def terminate_all(self) -> None:
+        # Stop listening first: connections queued on a socket nobody accepts from any more
+        # would wait there, and be reset when it is closed at the end, their requests lost.
+        for listening in self.sockets:
+            listening.close()
+        super().terminate_all()
 
     def join_all(self) -> None:
         super().join_all()
