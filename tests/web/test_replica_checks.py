@@ -139,6 +139,9 @@ def test_the_primary_answers_a_revocation_only_once_the_replica_has_applied_it(r
     try:
         stale = on_replica.create_token(user, "stale")
         stale_id = me(on_replica, stale).json()["token"]["id"]
+        # Its "last used" lands first: written with remote_apply, it would hold the token's row
+        # until the replay resumes, and the revocation below would wait for it.
+        assert on_replica.used_token_row(user, "stale").last_used_at is not None
         replica.execute("SELECT pg_wal_replay_pause()")
         try:
             assert revoke(local, stale, stale_id) == 204
