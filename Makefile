@@ -36,7 +36,9 @@ serve: $(RUNTIME_STAMP)
 # Debian packages the tests drive for real: chromium (pages), PostgreSQL (the PostgreSQL
 # path), git, Maven with the dependency plugin (central is not reachable: Debian's
 # /usr/share/maven-repo stands in for it), Node.js for the OpenID Connect provider, D-Bus and
-# GNOME Keyring (a real system keyring for the client); wrk for the benchmark. Installed only when missing. (The provider needs Node 20.18 or later, which
+# GNOME Keyring (a real system keyring for the client), nginx (the proxy in front of several
+# instances); wrk (load in the scale-out tests, and the benchmark).
+# Installed only when missing. (The provider needs Node 20.18 or later, which
 # the machines come with; Debian 12's own nodejs is 18: there the provider fails at its start.)
 system-packages:
 	@missing=""; \
@@ -44,6 +46,7 @@ system-packages:
 	{ command -v node >/dev/null && command -v npm >/dev/null; } || missing="$$missing nodejs npm"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	{ command -v dbus-daemon >/dev/null && command -v dbus-send >/dev/null; } || missing="$$missing dbus"; \
@@ -67,7 +70,6 @@ test: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider
 	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 bench: $(STAMP) system-packages
-	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -7,18 +7,17 @@ token from a netrc file (never on a command line). Alternating rounds, medians, 
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, pinned
 from bench.machine import CLIENT_CPU, SERVER_CPU, cpu_speed_ms
-from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from tests.support.nginx import Nginx, NginxUnavailable
 from tokensmith import maven_repository
+from tokensmith.config import load_settings
+from tokensmith.db import create_store_engine, session_factory, unit_of_work
 from tokensmith.maven_repository import Coordinates
 
 TARGET_RATIO = 0.7
@@ -50,47 +49,6 @@ class DownloadFigures:
                 "ratio": self.ratio}
 
 
-class Nginx:
-    """nginx serving one folder on a loopback port, on the server's core; stopped by its pid."""
-
-    def __init__(self, workdir: Path, root: Path, options: LoadOptions) -> None:
-        self.workdir, self.root, self.options = workdir, root, options
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Nginx:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not os.path.exists(binary):
-            raise BenchError("nginx is not installed (apt-get install nginx)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "nginx.conf"
-        config.write_text(
-            "daemon off; master_process off; worker_processes 1;\n"
-            f"pid {self.workdir}/nginx.pid; error_log {self.workdir}/error.log;\n"
-            "events { worker_connections 64; }\n"
-            "http { access_log off; sendfile on; tcp_nopush on;\n"
-            f"  client_body_temp_path {self.workdir}/body; proxy_temp_path {self.workdir}/proxy;\n"
-            f"  fastcgi_temp_path {self.workdir}/fastcgi; uwsgi_temp_path {self.workdir}/uwsgi;\n"
-            f"  scgi_temp_path {self.workdir}/scgi;\n"
-            f"  server {{ listen 127.0.0.1:{self.port}; root {self.root}; }} }}\n"
-        )
-        self.process = subprocess.Popen(
-            [*pinned(SERVER_CPU, self.options), binary, "-p", str(self.workdir), "-c", str(config)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"nginx exited: {(self.workdir / 'error.log').read_text(errors='replace')}")
-            if subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{self.port}/"]).returncode == 0:
-                return self
-            time.sleep(0.05)
-        raise BenchError("nginx did not answer")
-
-    def stop(self) -> None:
-        stop_process(self.process)
-
-
 def download_mb_s(url: str, options: LoadOptions, netrc: Path | None = None) -> float:
     credentials = ["--netrc-file", str(netrc)] if netrc is not None else []
     command = [*pinned(CLIENT_CPU, options), "curl", "-sS", "--fail", *credentials, "-o", "/dev/null",
@@ -117,13 +75,22 @@ def measure_download(workdir: Path, options: LoadOptions, rounds: int = 5,
         token = server.admin("tokens", "create", "--user", "downloader", "--name", "download").strip()
         coordinates = Coordinates(GROUP, PROJECT, VERSION)
         log(f"  publishing a {SIZE // (1024 * 1024)} MB artifact ...")
-        maven_repository.publish(maven_repository.studio_root(data_dir), coordinates,
-                                 {"jar": os.urandom(SIZE), "pom": maven_repository.pom(coordinates)})
+        engine = create_store_engine(load_settings(server.env))
+        try:
+            with unit_of_work(session_factory(engine)) as session:
+                maven_repository.publish(session, maven_repository.studio_root(data_dir), coordinates,
+                                         {"jar": os.urandom(SIZE), "pom": maven_repository.pom(coordinates)})
+        finally:
+            engine.dispose()
         relative = f"{GROUP.replace('.', '/')}/{PROJECT}/{VERSION}/{coordinates.file_name('jar')}"
         netrc = workdir / "netrc"
         netrc.write_text(f"machine 127.0.0.1 login downloader password {token}\n")
         netrc.chmod(0o600)
-        nginx = Nginx(workdir / "nginx", maven_repository.studio_root(data_dir).resolve(), options).start()
+        try:
+            nginx = Nginx(workdir / "nginx", prefix=pinned(SERVER_CPU, options), log_requests=False).serve_folder(
+                maven_repository.studio_root(data_dir).resolve()).start()
+        except NginxUnavailable as error:
+            raise BenchError(str(error)) from error
         ours = f"{server.base_url}/maven/studio/{relative}"
         theirs = f"http://127.0.0.1:{nginx.port}/{relative}"
         download_mb_s(ours, options, netrc), download_mb_s(theirs, options)  # warm the page cache

@@ -19,6 +19,7 @@ from bench.git_clone import GitFigures
 from bench.load import BackendFigures, LoadOptions
 from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS
 from bench.mixed_load import MixedFigures
+from bench.scale_out import DIRECT, ScaleFigures
 from bench.token_check import Timing
 
 RATIO_TARGET = 0.85
@@ -166,6 +167,21 @@ def mixed_table(mixed: list[MixedFigures]) -> str:
                   "tokens created/s"], rows, right={1, 2, 3, 4, 5, 6, 7})
 
 
+def scale_table(scale: ScaleFigures) -> str:
+    direct = scale.row(DIRECT).requests_per_second
+    rows = [[row.label, f"{row.requests_per_second:,.0f}", f"{row.requests_per_second / direct:.2f}",
+             f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", f"{row.foreign_cpu_percent:.0f}"] for row in scale.rows]
+    return table(["GET /api/v1/me (Bearer token)", "requests/s", "× no proxy", "p50 ms", "p99 ms", "other load %"],
+                 rows, right={1, 2, 3, 4, 5})
+
+
+def statements_table(scale: ScaleFigures) -> str:
+    rows = [[statement.replace("|", "\\|"), f"{calls:,}", f"{calls / scale.checks_counted:.3f}"]
+            for statement, calls in scale.statements.items()]
+    rows.append(["all statements", f"{sum(scale.statements.values()):,}", f"{scale.statements_per_check:.3f}"])
+    return table(["statement (pg_stat_statements)", "calls", "per check"], rows, right={1, 2})
+
+
 def check_table(timings: list[Timing]) -> str:
     rows = [[t.label.replace("  ", "↳ ", 1) if t.label.startswith("  ") else t.label,
              f"{t.median_us:.1f}", f"{t.min_us:.1f}–{t.max_us:.1f}", f"{t.batches} × {t.calls_per_batch:,}"]
@@ -233,7 +249,7 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
                      timings: list[Timing], elapsed: float, loads: dict[str, float],
                      probes: list[float], git: GitFigures | None = None,
                      download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
-                     client: ClientFigures | None = None) -> str:
+                     client: ClientFigures | None = None, scale: ScaleFigures | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -294,6 +310,18 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             f"one warm-up run; medians of all runs; the system keyring: {client.keyring}; *other load* during the "
             f"runs: {client.foreign_cpu_percent:.0f}% of one CPU):",
             client_table(client),
+        ]
+    if scale is not None:
+        parts += [
+            f"**Scale-out, PostgreSQL {scale.postgresql.split()[0]}: nginx in front of 1, 2 and 3 instances** "
+            f"(one uvicorn worker each, one store, one data dir; nothing pinned: the instances, nginx, "
+            f"PostgreSQL and wrk share the {info['nproc']} CPUs; `wrk -t{options.threads} -c{options.connections} "
+            f"-d{options.duration}s --latency` with a Bearer token; medians of {options.rounds} alternating rounds):",
+            scale_table(scale),
+            f"**What a token check costs the store** (every statement PostgreSQL ran while "
+            f"{scale.checks_counted:,} checks went through nginx to the 3 instances, counted by "
+            "pg_stat_statements, transaction control included):",
+            statements_table(scale),
         ]
     if timings:
         parts += ["**One token check, in process, SQLite** (microseconds per call, median batch):",

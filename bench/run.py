@@ -10,7 +10,10 @@
    connections (``bench/mixed_load.py``); requests/s, p99, the slowest request, 5xx answers.
 4. The client's start-up: ``tokensmith git-credential get`` against ``git credential-store get``,
    and a few client commands against a real server (``bench/client_start.py``), in milliseconds.
-5. Git over HTTP, on SQLite: ``git clone`` of a repository of about 2,000 files and 20 MB
+5. Scale-out on PostgreSQL: the token route through nginx in front of 1, 2 and 3 instances on
+   one store and one data dir, and the statements the store runs per token check
+   (``bench/scale_out.py``).
+6. Git over HTTP, on SQLite: ``git clone`` of a repository of about 2,000 files and 20 MB
    through the server against ``git clone file://`` of the server's own bare repository,
    alternated over several rounds; medians and their ratio.
 
@@ -46,6 +49,7 @@ from bench.mixed_load import MixedFigures, measure_mixed, measure_mixed_postgres
 from bench.machine import (  # noqa: E402
     CLIENT_CPU, SERVER_CPU, ForeignLoad, can_pin, cpu_affinity, cpu_speed_ms, idle_check,
 )
+from bench.scale_out import ScaleFigures, measure_scale_out  # noqa: E402
 from bench.token_check import measure_token_check  # noqa: E402
 from tests.support.postgres import PostgresUnavailable  # noqa: E402
 
@@ -68,6 +72,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-check", action="store_true", help="only the HTTP runs (wrk and git)")
     parser.add_argument("--skip-routes", action="store_true", help="no /healthz against /api/v1/me runs")
     parser.add_argument("--skip-mixed", action="store_true", help="no mixed load")
+    parser.add_argument("--skip-scale", action="store_true", help="no scale-out runs (nginx, 1-3 instances)")
     parser.add_argument("--skip-git", action="store_true", help="no git clone timing")
     parser.add_argument("--skip-download", action="store_true", help="no 100 MB download against nginx")
     parser.add_argument("--skip-client", action="store_true", help="no client start-up timing")
@@ -83,7 +88,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     if args.git_rounds < 1:
         parser.error("--git-rounds must be at least 1")
     if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_download
-                            or args.skip_routes or args.skip_mixed or args.skip_client
+                            or args.skip_routes or args.skip_mixed or args.skip_client or args.skip_scale
                             or set(args.backends) != set(report.BACKEND_NAMES)):
         parser.error("--write-docs needs the full run (every part, both stores)")
     return args
@@ -109,6 +114,7 @@ def main(argv: list[str]) -> int:
     git: GitFigures | None = None
     download: DownloadFigures | None = None
     client: ClientFigures | None = None
+    scale: ScaleFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -149,6 +155,13 @@ def main(argv: list[str]) -> int:
                   + (f" (server on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU})" if pin else ""))
             client = measure_client_start(workdir / "client", options, rounds=max(args.rounds, 2),
                                           runs=args.client_runs)
+        if not args.skip_http and not args.skip_scale and "postgresql" in args.backends:
+            print(f"Scale-out on PostgreSQL: wrk -t1 -c{options.connections} -d{options.duration}s through nginx "
+                  f"to 1, 2 and 3 instances, {options.rounds} rounds (not pinned)")
+            try:
+                scale = measure_scale_out(workdir / "scale-out", options)
+            except PostgresUnavailable as error:
+                print(f"  PostgreSQL skipped: {error}")
         if not args.skip_http and not args.skip_git:
             print(f"Git clone on SQLite: through the server against file://, {args.git_rounds} rounds"
                   + (f" (server and upload-pack on CPU {SERVER_CPU}, git clone on CPU {CLIENT_CPU})" if pin else ""))
@@ -170,7 +183,7 @@ def main(argv: list[str]) -> int:
     probes += git.cpu_probes_ms if git else []
     probes += download.cpu_probes_ms if download else []
     figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download,
-                                      mixed, client)
+                                      mixed, client, scale)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -181,6 +194,7 @@ def main(argv: list[str]) -> int:
         "git_clone": git.as_dict() if git else None,
         "download": download.as_dict() if download else None,
         "client": client.as_dict() if client else None,
+        "scale_out": scale.as_dict() if scale else None,
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
     if args.write_docs:

@@ -103,7 +103,7 @@ def test_password_guessing_on_the_api_is_throttled_under_warn(db, keys, make_use
     from tokensmith.throttle import SignInThrottle
 
     make_user("alice", password=PASSWORD)
-    checker = Authenticator(Settings(password_policy=PasswordPolicy.WARN), keys, SignInThrottle(per_account=2))
+    checker = Authenticator(Settings(password_policy=PasswordPolicy.WARN), keys, SignInThrottle(keys, per_account=2))
     for _ in range(2):
         with pytest.raises(PasswordIncorrect):
             checker.authenticate(db, BasicCredentials("alice", "a wrong guess!"), ip="192.0.2.1", agent=None)

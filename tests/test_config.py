@@ -38,3 +38,14 @@ def test_environment_overrides():
 def test_bad_settings_are_refused_with_the_variable_named(variable, value):
     with pytest.raises(ConfigurationError, match=variable):
         load_settings({variable: value})
+
+
+def test_a_replica_is_named_only_beside_its_postgresql_primary():
+    replica = "postgresql+psycopg://u:p@replica.internal/db"
+    settings = load_settings({"TOKENSMITH_DATABASE_URL": "postgresql+psycopg://u:p@primary.internal/db",
+                              "TOKENSMITH_REPLICA_DATABASE_URL": replica})
+    assert settings.replica_database_url == replica
+    assert load_settings({}).replica_database_url is None
+    with pytest.raises(ConfigurationError, match="TOKENSMITH_REPLICA_DATABASE_URL") as refused:
+        load_settings({"TOKENSMITH_REPLICA_DATABASE_URL": replica})  # on SQLite: a replica of nothing
+    assert "p@replica" not in str(refused.value)

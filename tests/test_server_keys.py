@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -48,3 +51,21 @@ def test_bad_key_messages_do_not_contain_the_key():
     with pytest.raises(ConfigurationError) as refused:
         parse_keys("1:tooshortsecret")
     assert "tooshortsecret" not in str(refused.value)
+
+
+def test_processes_starting_together_on_one_data_dir_all_get_the_same_key(tmp_path):
+    """Instances sharing a fresh data dir (a network filesystem in production) each try to make
+    the key file: one key wins, and no process reads a file half-written."""
+    program = (
+        "import sys, time; from pathlib import Path; from tokensmith.config import Settings; "
+        "from tokensmith.server_keys import load_server_keys; "
+        "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); "
+        "print(load_server_keys(Settings(data_dir=Path(sys.argv[2]))).digest('probe', 'same').hex())"
+    )
+    start_at = str(time.time() + 1.5)
+    children = [subprocess.Popen([sys.executable, "-c", program, start_at, str(tmp_path / "shared")],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outputs = [child.communicate(timeout=60) for child in children]
+    assert [child.returncode for child in children] == [0] * 8, [err for _, err in outputs]
+    assert len({out.strip() for out, _ in outputs}) == 1
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["secret-keys"]  # no draft left

@@ -71,7 +71,7 @@ class Authenticator:
                  usage: UsageRecorder = RECORD_INLINE) -> None:
         self.settings = settings
         self.keys = keys
-        self.throttle = throttle or SignInThrottle()
+        self.throttle = throttle or SignInThrottle(keys)
         self.usage = usage
 
     def authenticate(
@@ -158,13 +158,13 @@ class Authenticator:
         )
 
     def _check_password(self, session: Session, username: str, password: str, ip: str | None) -> User:
-        self.throttle.check(username, ip)
+        self.throttle.check(session, username, ip)
         try:
             user = accounts.check_password(session, username, password)
         except PasswordIncorrect:
-            self.throttle.failed(username, ip)
+            self.throttle.failed(session, username, ip)  # committed by the caller all the same
             raise
-        self.throttle.succeeded(username, ip)
+        self.throttle.succeeded(session, username, ip)
         return user
 
     def sign_in(self, session: Session, username: str, password: str, *, ip: str | None) -> User:

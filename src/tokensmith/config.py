@@ -48,6 +48,8 @@ class IdentityProviderSettings:
 class Settings:
     data_dir: Path = Path("var")
     database_url: str | None = None
+    # A streaming replica of database_url that token checks read; see docs/deployment.md.
+    replica_database_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     public_url_configured: bool = False
     secret_key: str | None = field(default=None, repr=False)
@@ -116,6 +118,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         data_dir=Path(env.get("TOKENSMITH_DATA_DIR", "var")),
         database_url=env.get("TOKENSMITH_DATABASE_URL") or None,
+        replica_database_url=_replica_url(env),
         public_url=env.get("TOKENSMITH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
         public_url_configured=bool(env.get("TOKENSMITH_PUBLIC_URL")),
         secret_key=env.get("TOKENSMITH_SECRET_KEY") or None,
@@ -140,6 +143,16 @@ def _days(env: Mapping[str, str], name: str) -> int | None:
     if not value.isdigit() or not 1 <= int(value) <= MAX_LIFETIME_DAYS:
         raise ConfigurationError(f"{name} is a number of days from 1 to {MAX_LIFETIME_DAYS}; got {value[:20]!r}")
     return int(value)
+
+
+def _replica_url(env: Mapping[str, str]) -> str | None:
+    replica = env.get("TOKENSMITH_REPLICA_DATABASE_URL") or None
+    if replica is not None and not (env.get("TOKENSMITH_DATABASE_URL") or "").startswith("postgresql"):
+        raise ConfigurationError(
+            "TOKENSMITH_REPLICA_DATABASE_URL names a streaming replica of a PostgreSQL store: "
+            "TOKENSMITH_DATABASE_URL must name its primary (postgresql+psycopg://...)."
+        )
+    return replica
 
 
 def _bearer_secret(env: Mapping[str, str], name: str) -> str | None:

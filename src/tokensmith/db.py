@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,15 +86,17 @@ def create_store_engine(
         sqlite_store.configure(engine, busy_timeout_ms=busy_timeout_ms, checkpoints=checkpoints, queue=queue,
                                read_only=per_thread)
         return engine
-    return create_engine(
-        url,
-        hide_parameters=True,
-        # A down server must fail fast with 503, not hang a client.
-        connect_args={"connect_timeout": 5} if "psycopg" in url else {},
-        pool_size=pool.size,
-        max_overflow=pool.overflow,
-        pool_timeout=10,
-    )
+    return _postgresql_engine(url, pool, replicated=settings.replica_database_url is not None)
+
+
+def _postgresql_engine(url: str, pool: Pool, *, replicated: bool) -> Engine:
+    connect_args: dict[str, Any] = {"connect_timeout": 5} if "psycopg" in url else {}  # a down server: 503 at once
+    if replicated:
+        # Token checks read a replica: a commit returns once the replica has applied it, so a
+        # revocation is refused there by the very next request (docs/deployment.md).
+        connect_args["options"] = "-c synchronous_commit=remote_apply"
+    return create_engine(url, hide_parameters=True, connect_args=connect_args,
+                         pool_size=pool.size, max_overflow=pool.overflow, pool_timeout=10)
 
 
 def require_existing_store(settings: Settings, engine: Engine | None = None) -> None:
@@ -122,11 +125,70 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest migration. Run on every start; a no-op when current."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with migrated(engine):
+        pass
+
+
+@contextlib.contextmanager
+def migrated(engine: Engine) -> Iterator[Connection]:
+    """A connection on the store brought to the latest migration, which holds the store's
+    migration lock until the block ends: what is done in the block (the first start's
+    bootstrap) is done by one process at a time, then seen by the next.
+
+    On PostgreSQL the lock is a session-level advisory lock, so that instances started together
+    on an empty database migrate one after the other (Alembic alone would have each create the
+    tables). An embedded SQLite store belongs to the processes of one host, started by one
+    ``tokensmith serve``: it takes no lock.
+    """
+    with engine.connect() as connection:
+        with _session_lock(connection, STARTUP_LOCK):
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = connection
+            with connection.begin():
+                command.upgrade(config, "head")
+            yield connection
+
+
+STARTUP_LOCK = "migrations and first start"
+
+
+def lock_key(name: str) -> int:
+    """The 64-bit key of a named PostgreSQL advisory lock."""
+    return int.from_bytes(hashlib.sha256(f"tokensmith/{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _session_lock(connection: Connection, name: str) -> Iterator[None]:
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock_key(name)})
+    connection.commit()
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        # A connection that died took its lock with it; one that lives gives it back.
+        with contextlib.suppress(DBAPIError):
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(name)})
+            connection.commit()
+
+
+def transaction_lock(session: Session, name: str) -> None:
+    """Hold the store-wide lock ``name`` until the session's transaction ends, for work outside
+    the store that must not interleave across processes and hosts (publishing to a Maven
+    repository on shared storage).
+
+    PostgreSQL: a transaction-level advisory lock (``pg_advisory_xact_lock``). SQLite has one
+    write lock for the whole file, taken by any write and held until the transaction ends: a
+    write that changes nothing takes it (and, in the server, the writers' turn, sqlite_store.py).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
+    else:
+        session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
 
 
 # Token checks and health pings on PostgreSQL: a pool apart from the units of work, used from
@@ -148,7 +210,25 @@ def create_check_engine(settings: Settings) -> Engine:
     """
     if settings.store_url.startswith("sqlite"):
         return create_store_engine(settings, busy_timeout_ms=SQLITE_READ_WAIT_MS, per_thread=True)
+    if settings.replica_database_url:
+        return _postgresql_engine(settings.replica_database_url, CHECK_POOL, replicated=False).execution_options(
+            isolation_level="AUTOCOMMIT")
     return create_store_engine(settings, pool=CHECK_POOL).execution_options(isolation_level="AUTOCOMMIT")
+
+
+def check_replication(engine: Engine, settings: Settings) -> None:
+    """With token checks on a replica, refuse to start unless the primary has synchronous
+    standbys: ``remote_apply`` without one returns at the local commit, and a revoked token
+    would go on working on the replica for as long as it lags."""
+    if not settings.replica_database_url:
+        return
+    with connection_to(engine) as connection:
+        standbys = connection.execute(text("SHOW synchronous_standby_names")).scalar()
+    if not standbys:
+        raise ConfigurationError(
+            "TOKENSMITH_REPLICA_DATABASE_URL is set, but the primary has no synchronous standby: set "
+            "synchronous_standby_names on it to the replicas token checks read (see docs/deployment.md)."
+        )
 
 
 @contextlib.contextmanager

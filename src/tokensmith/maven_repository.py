@@ -7,19 +7,19 @@ Two repositories live under ``DATA_DIR/maven``: ``studio`` (project releases) an
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from sqlalchemy.orm import Session
+
+from tokensmith.db import transaction_lock
 from tokensmith.errors import Conflict, InvalidInput, NotFound
 
 def studio_root(data_dir: Path) -> Path:
@@ -88,31 +88,40 @@ def checksum_files(path: Path) -> None:
         path.with_name(f"{path.name}.{name}").write_text(algorithm(content).hexdigest())
 
 
-def publish(root: Path, coordinates: Coordinates, files: dict[str, bytes]) -> Path:
+def publish(session: Session, root: Path, coordinates: Coordinates, files: dict[str, bytes]) -> Path:
     """Publish ``{extension: content}`` for one version, all or nothing.
 
     The version's folder is assembled aside and renamed into place, so a reader sees all of
-    its files or none; a version already there is a Conflict.
+    its files or none; a version already there is a Conflict. Publishers of one artifact take
+    turns on a lock in the store, held until ``session``'s transaction ends: instances on
+    several hosts share the repository's folder (a network filesystem, where file locks are
+    not to be trusted), and two of them rewriting ``maven-metadata.xml`` at once would each
+    drop the other's version from it.
     """
     artifact_dir = root / coordinates.artifact_dir
     version_dir = artifact_dir / coordinates.version
+    transaction_lock(session, publishing_lock(root, coordinates))
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(artifact_dir):
-        if version_dir.exists():
-            raise Conflict(f"{coordinates} is already published.")
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=artifact_dir))
-        try:
-            for extension, content in files.items():
-                path = staging / coordinates.file_name(extension)
-                path.write_bytes(content)
-                checksum_files(path)
-            staging.chmod(0o755)
-            os.rename(staging, version_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        _write_metadata(artifact_dir, coordinates)
+    if version_dir.exists():
+        raise Conflict(f"{coordinates} is already published.")
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=artifact_dir))
+    try:
+        for extension, content in files.items():
+            path = staging / coordinates.file_name(extension)
+            path.write_bytes(content)
+            checksum_files(path)
+        staging.chmod(0o755)
+        os.rename(staging, version_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _write_metadata(artifact_dir, coordinates)
     return version_dir
+
+
+def publishing_lock(root: Path, coordinates: Coordinates) -> str:
+    """The name of the lock the publishers of one artifact (any version) take turns on."""
+    return f"maven {root.parent.name}/{root.name} {coordinates.group_id}:{coordinates.artifact_id}"
 
 
 def versions(root: Path, coordinates_dir: Path) -> list[str]:
@@ -158,16 +167,6 @@ def _write_metadata(artifact_dir: Path, coordinates: Coordinates) -> None:
     for name in CHECKSUMS:  # checksums first, then the file: a reader never sees a stale pair
         os.replace(artifact_dir / f"{temporary.name}.{name}", artifact_dir / f"maven-metadata.xml.{name}")
     os.replace(temporary, target)
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    with open(directory / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def split_path(path: str) -> list[str]:

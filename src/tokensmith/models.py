@@ -224,3 +224,14 @@ class DeviceAuthorization(Base):
     status: Mapped[str] = mapped_column(String(10))  # pending, approved, denied or issued
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class SignInFailure(Base):
+    """Failed sign-ins of one throttle key (a keyed digest of an account and address, or of an
+    address) in one minute: the sign-in throttle's counts, shared by every instance."""
+
+    __tablename__ = "sign_in_failures"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    failures: Mapped[int] = mapped_column(Integer)

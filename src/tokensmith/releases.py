@@ -113,7 +113,7 @@ def release(
     except IntegrityError:
         raise Conflict(f"{project.id} {version} is already released.") from None
     coordinates = Coordinates(project.group_id, project.id, version)
-    maven_repository.publish(maven_repository.studio_root(data_dir), coordinates, {
+    maven_repository.publish(session, maven_repository.studio_root(data_dir), coordinates, {
         "jar": build_jar(repository, commit, project.id, version),
         "pom": maven_repository.pom(coordinates, name=bundle_symbolic_name(project.id)),
     })

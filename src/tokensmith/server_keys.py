@@ -11,6 +11,7 @@ for one purpose can never be replayed as another.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -86,15 +87,24 @@ def load_server_keys(settings: Settings) -> ServerKeys:
         return parse_keys(settings.secret_key)
     path = settings.data_dir / KEY_FILE_NAME
     if not path.exists():
-        try:
-            _write_new_key_file(path)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
+        _write_new_key_file(path)
     return parse_keys(path.read_text())
 
 
 def _write_new_key_file(path: Path) -> None:
+    """Write a new key file unless another process (an instance sharing the data dir, on this
+    host or another) did first; then theirs is the one. The key is written whole into a file of
+    this process's own and linked into place: link() fails when the name exists, and nobody can
+    read the file half-written (as they could one created, then written)."""
     data_dir.ensure(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"1:{secrets.token_urlsafe(48)}\n")
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"1:{secrets.token_urlsafe(48)}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process's key is in place: use it
+            os.link(draft, path)
+    finally:
+        draft.unlink()

@@ -16,7 +16,6 @@ waits for the disk. So, on every connection the server opens:
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -25,8 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event
 
 from tokensmith.errors import StoreUnavailable
-
-log = logging.getLogger("tokensmith.store")
+from tokensmith.housekeeping import Periodic
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
@@ -122,7 +120,7 @@ class WriterQueue:
             self._turn.release()
 
 
-class WalCheckpointer:
+class WalCheckpointer(Periodic):
     """SQLite's write-ahead log moved into the database file by a thread of its own.
 
     A checkpoint is the one step of a SQLite write that waits for the disk (with
@@ -133,27 +131,13 @@ class WalCheckpointer:
     """
 
     def __init__(self, engine: Engine, *, interval: float = 1.0) -> None:
+        super().__init__("tokensmith-wal-checkpoints", interval)
         self.engine = engine
-        self.interval = interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tokensmith-wal-checkpoints", daemon=True)
-
-    def start(self) -> WalCheckpointer:
-        self._thread.start()
-        return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        self._thread.join(timeout)
-        self.checkpoint()
+        super().stop(timeout)
+        self.round()
 
-    def checkpoint(self) -> None:
-        try:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        except Exception as error:  # the next round tries again; an outage shows elsewhere
-            log.info("WAL checkpoint skipped: %s", type(error).__name__)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            self.checkpoint()
+    def run_once(self) -> None:
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")

@@ -56,12 +56,14 @@ class PostgresServer:
     """``base_dir`` must be reachable by the ``postgres`` user: by default a fresh folder in
     the system temp dir (pytest's own tmp folders are private to root)."""
 
-    def __init__(self, base_dir: Path | None = None) -> None:
+    def __init__(self, base_dir: Path | None = None, *, settings: dict[str, str] | None = None) -> None:
+        """``settings`` are passed as ``-c NAME=VALUE`` after (and over) the defaults below."""
         base_dir = base_dir or Path(tempfile.mkdtemp(prefix="tokensmith-pg-"))
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
         self.log_path = base_dir / "postgres.log"
         self.password = secrets.token_urlsafe(16)
+        self.settings = settings or {}
         self.port = 0
         self.pid: int | None = None
 
@@ -95,10 +97,34 @@ class PostgresServer:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base_dir} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         )
         _run(_as_owner([pg_ctl, "-D", str(self.data_dir), "-l", str(self.log_path), "-w", "-o", options, "start"]))
         self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
         return self
+
+    def replica(self, name: str) -> PostgresServer:
+        """A streaming replica of this (running) server, not started yet: a base backup taken
+        with ``pg_basebackup -R``, whose WAL receiver introduces itself as ``name`` (what
+        ``synchronous_standby_names`` on this server lists)."""
+        replica = PostgresServer(settings={"cluster_name": name, "hot_standby": "on"})
+        replica.password = self.password  # the backup carries this server's users
+        if os.geteuid() == 0:
+            shutil.chown(replica.base_dir, "postgres", "postgres")
+        _run(_as_owner([
+            "env", f"PGPASSWORD={self.password}", find_binary("pg_basebackup"), "-h", "127.0.0.1",
+            "-p", str(self.port), "-U", "postgres", "-D", str(replica.data_dir), "-R", "-X", "stream",
+            "--checkpoint=fast",
+        ]))
+        return replica
+
+    def execute(self, sql: str, database: str = "postgres") -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", password=self.password,
+                             dbname=database, autocommit=True) as connection:
+            cursor = connection.execute(sql)
+            return cursor.fetchall() if cursor.description else []
 
     def stop(self) -> None:
         """Fast shutdown by the postmaster's own process id."""

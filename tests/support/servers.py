@@ -37,10 +37,12 @@ class ServerFailed(RuntimeError):
 
 class LiveServer:
     def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, name: str = "server",
-                 measured: bool = True) -> None:
+                 measured: bool = True, args: tuple[str, ...] = ()) -> None:
         """``measured=False`` runs the server without coverage's tracing, which slows every line
-        down severalfold: for tests that hold the server to a time limit."""
+        down severalfold: for tests that hold the server to a time limit. ``args`` go to
+        ``tokensmith serve`` (``--workers 2``)."""
         self.data_dir = data_dir
+        self.args = args
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = watch(data_dir.parent / f"{data_dir.name}.{name}.log")
@@ -62,18 +64,25 @@ class LiveServer:
     # --- life cycle ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 30) -> LiveServer:
+        return self.launch().wait_until_ready(timeout)
+
+    def launch(self) -> LiveServer:
+        """Start the process without waiting for it to answer (``wait_until_ready``)."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # the server makes the data dir itself
         log = self.log_path.open("ab")
-        offset = log.tell()
+        self._console_offset = log.tell()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tokensmith", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "tokensmith", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.data_dir.parent,
         )
         log.close()
+        return self
+
+    def wait_until_ready(self, timeout: float = 30) -> LiveServer:
         self._wait_until_ready(timeout)
-        console = self.console(since=offset)
-        match = BANNER_PASSWORD.search(console)
+        match = BANNER_PASSWORD.search(self.console(since=self._console_offset))
         if match:
             self.admin_password = remember(match.group(1))
         return self
@@ -82,8 +91,8 @@ class LiveServer:
         wait_until_answering(self.process, f"{self.base_url}/healthz", statuses=(200, 503), timeout=timeout,
                              name="server", console=self.console, failure=ServerFailed)
 
-    def stop(self) -> None:
-        stop_process(self.process)
+    def stop(self, timeout: float = 15) -> None:
+        stop_process(self.process, timeout)
 
     def restart(self) -> LiveServer:
         self.stop()

@@ -264,12 +264,10 @@ def packages_publish(
     extension = file.suffix.lstrip(".").lower()
     if not extension.isalnum():
         raise InvalidInput(f"{file.name} has no file extension Maven can use (like .jar or .zip).")
-    settings = load_settings()
-    if not settings.data_dir.is_dir():
-        raise ConfigurationError(f"No Tokensmith data dir at {settings.data_dir.resolve()}; set TOKENSMITH_DATA_DIR "
-                                 "to the server's, or start `tokensmith serve` once to create it.")
-    maven_repository.publish(maven_repository.hotfix_root(settings.data_dir), target, {
-        extension: file.read_bytes(),
-        "pom": maven_repository.pom(target, packaging=extension),
-    })
+    with admin_store() as ctx:  # publishers take turns on a lock in the store
+        settings = ctx.settings
+        maven_repository.publish(ctx.session, maven_repository.hotfix_root(settings.data_dir), target, {
+            extension: file.read_bytes(),
+            "pom": maven_repository.pom(target, packaging=extension),
+        })
     note(f"Published {target} to {settings.public_url}/packages/hotfix/.")

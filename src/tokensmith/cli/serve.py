@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Annotated
+import os
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
+from sqlalchemy.orm import sessionmaker
+from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tokensmith import data_dir
+from tokensmith import data_dir, metrics
 from tokensmith.bootstrap import ADMIN_USERNAME, first_start
 from tokensmith.cli.server_commands import app
 from tokensmith.config import Settings, load_settings
-from tokensmith.db import create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.db import check_replication, create_store_engine, migrated, unit_of_work
 from tokensmith.server_keys import load_server_keys
+from tokensmith.web.draining import DrainingProtocol
 
 
 def prepare_store(settings: Settings) -> str | None:
@@ -24,8 +29,10 @@ def prepare_store(settings: Settings) -> str | None:
     load_server_keys(settings)  # generated now, on first start, rather than mid-request
     engine = create_store_engine(settings)
     try:
-        migrate(engine)
-        with unit_of_work(session_factory(engine)) as session:
+        # Under the migration lock: of instances started together on an empty store, exactly
+        # one creates admin and demo, and the others find them.
+        check_replication(engine, settings)
+        with migrated(engine) as connection, unit_of_work(sessionmaker(bind=connection)) as session:
             return first_start(session, settings)
     finally:
         engine.dispose()
@@ -66,8 +73,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     access_log: Annotated[bool, typer.Option(help="Log each request (method, path, status).")] = True,
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, help="Worker processes sharing the port (one core each, at most).")] = 1,
 ) -> None:
-    """Run the server (web pages, REST API) on the configured store."""
+    """Run the server (web pages, REST API) on the configured store.
+
+    SIGTERM (or Ctrl-C) stops it gracefully: it stops accepting, finishes the requests in
+    flight (a clone included), writes the last uses noted, and exits."""
     from tokensmith.web.app import create_app
 
     settings = load_settings()
@@ -77,12 +89,77 @@ def serve(
     password = prepare_store(settings)
     if password is not None:
         print_first_start_banner(password, settings)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=access_log,
-        log_config=logging_config(),
-        proxy_headers=False,  # X-Forwarded-For only from TOKENSMITH_TRUSTED_PROXIES (web/app.py)
-        server_header=False,
-    )
+    options = {
+        "host": host,
+        "port": port,
+        "access_log": access_log,
+        "log_config": logging_config(),
+        "proxy_headers": False,  # X-Forwarded-For only from TOKENSMITH_TRUSTED_PROXIES (web/app.py)
+        "server_header": False,
+        "http": DrainingProtocol,  # a request a proxy sent as we stop is served, not lost
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        serve_workers(settings, workers, options)
+
+
+def serve_workers(settings: Settings, workers: int, options: dict[str, Any]) -> None:
+    """``workers`` processes on one listening socket, supervised by this one (see ``Workers``).
+
+    The store was migrated and bootstrapped before, once. Each worker builds its own application
+    from the environment (``create_app``), so what ``serve`` decided is put there first: the
+    public URL, and prometheus-client's directory (metrics.py).
+    """
+    if settings.sqlite_path is not None:
+        typer.echo("Note: on SQLite the workers' writes wait for each other through SQLite's own lock, "
+                   "not in turn as one process's do: for several workers, use PostgreSQL "
+                   "(docs/deployment.md).", err=True)
+    os.environ["TOKENSMITH_PUBLIC_URL"] = settings.public_url
+    with metrics.multiprocess_directory():
+        config = uvicorn.Config(APP_FACTORY, factory=True, workers=workers, **options)
+        listening = config.bind_socket()
+        try:
+            supervisor = Workers(config, sockets=[listening])
+            supervisor.run()
+        finally:
+            listening.close()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
+
+
+APP_FACTORY = "tokensmith.web.app:create_app"
+
+
+class Workers(Multiprocess):
+    """uvicorn's supervisor of worker processes: it replaces a worker that dies, passes SIGTERM
+    and SIGINT on to every worker and waits for each to finish what it is serving, and on SIGHUP
+    replaces them one at a time. Here it also stops listening as soon as it is told to stop,
+    and tells prometheus-client of each worker gone."""
+
+    def keep_subprocess_alive(self) -> None:
+        self._noting_departures(super().keep_subprocess_alive)
+
+    def restart_all(self) -> None:
+        self._noting_departures(super().restart_all)
+
+    def handle_ttou(self) -> None:
+        self._noting_departures(super().handle_ttou)
+
+    def terminate_all(self) -> None:
+        # Stop listening first: connections queued on a socket nobody accepts from any more
+        # would wait there, and be reset when it is closed at the end, their requests lost.
+        for listening in self.sockets:
+            listening.close()
+        super().terminate_all()
+
+    def join_all(self) -> None:
+        super().join_all()
+        for process in self.processes:
+            metrics.worker_gone(process.pid)
+
+    def _noting_departures(self, step: Callable[[], None]) -> None:
+        before = {process.pid for process in self.processes}
+        step()
+        for pid in before - {process.pid for process in self.processes}:
+            metrics.worker_gone(pid)

@@ -30,7 +30,7 @@ from tokensmith.token_limits import Need, missing_project
 from tokensmith.accounts import Account
 from tokensmith.config import Settings
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
-from tokensmith.errors import AuthenticationRequired, CredentialMalformed, HeaderTooLarge
+from tokensmith.errors import AuthenticationFailed, AuthenticationRequired, CredentialMalformed, HeaderTooLarge
 from tokensmith.db import connection_to
 from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get_runtime
 from tokensmith.web.templates import SESSION_COOKIE
@@ -214,9 +214,16 @@ async def identify_client(request: Request, requires: Requires) -> Identity:
     if runtime.authenticator.is_token(credentials):
         identity = await runtime.check_on_store(_check_token, runtime, credentials, ip, agent, need)
     else:
-        identity = await runtime.run_unit(
-            lambda session: runtime.authenticator.authenticate(session, credentials, ip=ip, agent=agent, need=need)
-        )
+        def check_password(session: Session) -> Identity | AuthenticationFailed:
+            try:
+                return runtime.authenticator.authenticate(session, credentials, ip=ip, agent=agent, need=need)
+            except AuthenticationFailed as error:
+                return error  # returned, not raised: the unit commits the throttle's count of it
+
+        outcome = await runtime.run_unit(check_password)
+        if isinstance(outcome, AuthenticationFailed):
+            raise outcome
+        identity = outcome
     if identity.token is not None and requires.project is not None and requires.project.body_field:
         # Named in the body, which is read only now that the credentials hold.
         named = await requires.project.from_body(request)

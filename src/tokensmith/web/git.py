@@ -193,10 +193,14 @@ async def smart_http(project_id: str, path: str, request: Request,
 
 
 class BackendResponse(Response):
-    """The backend's answer, streamed as it comes.
+    """The backend's answer, streamed as it comes, and begun only once the backend has something
+    to say: for a push, once the whole pack has been read.
 
-    Not Starlette's StreamingResponse: that one reads ``receive()`` to watch for the client
-    leaving, and would swallow the parts of a push still on their way to the backend.
+    A proxy that streams request bodies stops sending the rest of one as soon as the answer's
+    headers reach the client (nginx with ``proxy_request_buffering off`` does): headers sent
+    before the pack was in left the push hanging halfway, the backend waiting for the rest.
+    Not Starlette's StreamingResponse either: that one reads ``receive()`` to watch for the
+    client leaving, and would swallow the parts of a push still on their way to the backend.
     """
 
     def __init__(self, body: AsyncIterator[bytes], *, status_code: int, headers: dict[str, str]) -> None:
@@ -206,9 +210,15 @@ class BackendResponse(Response):
         self.body_iterator = body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        start = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        started = False
         async for chunk in self.body_iterator:
+            if not started:
+                await send(start)
+                started = True
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not started:
+            await send(start)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -6,9 +6,10 @@ import ipaddress
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
+from tokensmith import metrics
 from tokensmith.db import ping
 from tokensmith.errors import StoreUnavailable
 from tokensmith.web.auth import presents_bearer_secret
@@ -45,8 +46,8 @@ async def health(request: Request) -> JSONResponse:
     403: {"model": ErrorBody, "description": "No TOKENSMITH_METRICS_TOKEN is set, and the request is not from this machine"},
 })
 def prometheus_metrics(request: Request) -> Response:
-    """The Prometheus metrics: to whoever presents TOKENSMITH_METRICS_TOKEN as a Bearer token,
-    or, when none is set, to this machine only (loopback)."""
+    """The Prometheus metrics of this instance, every worker's added up: to whoever presents
+    TOKENSMITH_METRICS_TOKEN as a Bearer token, or, when none is set, to this machine only (loopback)."""
     secret = get_runtime(request).settings.metrics_token
     if secret is not None and not presents_bearer_secret(request.headers.get("authorization"), secret):
         return JSONResponse(
@@ -59,7 +60,7 @@ def prometheus_metrics(request: Request) -> Response:
              "message": "Metrics are served to this machine only. To scrape them from elsewhere, set "
                         "TOKENSMITH_METRICS_TOKEN and send it as Authorization: Bearer SECRET."},
             status_code=403)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _from_this_machine(request: Request) -> bool:

@@ -18,7 +18,7 @@ import asyncio
 import functools
 import ipaddress
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from tokensmith import metrics
 from tokensmith.authentication import Authenticator
 from tokensmith.config import Settings
 from tokensmith.db import (
@@ -40,9 +41,11 @@ from tokensmith.db import (
     unit_of_work,
 )
 from tokensmith.errors import StoreUnavailable
+from tokensmith.housekeeping import Periodic
 from tokensmith.identity_provider import OpenIdProvider
 from tokensmith.server_keys import ServerKeys, load_server_keys
 from tokensmith.sqlite_store import WalCheckpointer
+from tokensmith.throttle import SignInThrottle, ThrottlePruner
 from tokensmith.usage import UsageWriter
 
 T = TypeVar("T")
@@ -59,14 +62,18 @@ class Runtime:
     usage: UsageWriter
     admission: asyncio.Semaphore
     identity_provider: OpenIdProvider | None = None
-    checkpointer: WalCheckpointer | None = None  # SQLite only
+    housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         keys = load_server_keys(settings)
+        metrics.worker_started()
         # On SQLite, checkpoints are the WalCheckpointer's: no request waits for the disk.
         engine = create_store_engine(settings, checkpoints=False)
-        usage = UsageWriter(create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)).start()
+        # One connection each for the threads behind the requests: the usage writer, the
+        # throttle's pruner and, on SQLite, the checkpointer.
+        usage = UsageWriter(create_store_engine(settings, pool=Pool(size=3, overflow=0), checkpoints=False)).start()
+        throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
         return cls(
             settings=settings,
@@ -74,21 +81,22 @@ class Runtime:
             check_engine=create_check_engine(settings),
             sessions=session_factory(engine),
             keys=keys,
-            authenticator=Authenticator(settings, keys, usage=usage),
+            authenticator=Authenticator(settings, keys, throttle=throttle, usage=usage),
             usage=usage,
             admission=asyncio.Semaphore(SESSION_POOL.capacity),
             identity_provider=(
                 OpenIdProvider(settings.identity_provider, settings.oidc_redirect_uri)
                 if settings.identity_provider else None
             ),
-            checkpointer=WalCheckpointer(usage.engine).start() if local else None,
+            housekeeping=[ThrottlePruner(throttle, usage.engine).start(),
+                          *([WalCheckpointer(usage.engine).start()] if local else [])],
         )
 
     def stop(self) -> None:
         """Write the last uses still pending, then close every connection."""
         self.usage.stop()
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
+        for job in self.housekeeping:
+            job.stop()
         for engine in (self.engine, self.check_engine, self.usage.engine):
             engine.dispose()
 
