@@ -1,0 +1,174 @@
+"""What owners are told by mail, read from a real SMTP server (aiosmtpd) on loopback, the server
+a real ``tokensmith serve``: a token created or rotated, revoked by someone else (a leak report,
+an administrator, the account disabled), about to expire, expired. Never a secret in a mail."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from tests.support.ledger import SECRETS, remember
+from tests.support.pages import csrf_of, sign_in
+from tests.support.servers import LiveServer
+from tests.support.smtp import SmtpServer, text_of, to
+from tokensmith.clock import utcnow
+from tokensmith.models import MailOutbox, PersonalToken
+
+PASSWORD = "a password for mail tests"
+REMINDER_SECONDS = 0.3
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mailing_server(smtp, tmp_path_factory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("mailing") / "data", name="mailing", env={
+        "TOKENSMITH_SMTP_URL": smtp.url, "TOKENSMITH_MAIL_FROM": "Tokensmith <tokens@tokensmith.test>",
+        "TOKENSMITH_MAIL_POLL_SECONDS": "0.2", "TOKENSMITH_MAIL_REMINDER_SECONDS": str(REMINDER_SECONDS),
+    }).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def person(mailing_server) -> Iterator[tuple[str, httpx.Client]]:
+    name = f"mia-{uuid.uuid4().hex[:8]}"
+    mailing_server.create_user(name, password=PASSWORD)
+    with mailing_server.client() as client:
+        assert sign_in(client, name, PASSWORD).status_code == 303
+        yield name, client
+
+
+def address(name: str) -> str:
+    return f"{name}@example.test"
+
+
+def create_on_page(client: httpx.Client, name: str, **fields: str) -> str:
+    page = client.get("/tokens")
+    response = client.post("/tokens", data={"name": name, "csrf_token": csrf_of(page), **fields})
+    assert response.status_code == 201, response.text
+    return remember(re.search(r'data-testid="new-token" id="new-token">(\S+)</code>', response.text).group(1))
+
+
+def about(name: str, token_name: str, words: str):
+    return lambda message: message["To"] == address(name) and token_name in message["Subject"] \
+        and words in message["Subject"]
+
+
+def assert_no_secret(message, *secrets: str) -> None:
+    raw = message.as_bytes()
+    for secret in (*secrets, *SECRETS):
+        assert secret.encode() not in raw
+    assert PASSWORD.encode() not in raw
+
+
+def test_a_token_created_on_the_page_is_mailed_to_its_owner_with_no_secret(mailing_server, smtp, person):
+    name, client = person
+    started = time.monotonic()
+    secret = create_on_page(client, "deploy key", expiration="30")
+    assert time.monotonic() - started < 2  # the page does not wait for the mail
+    [message] = smtp.mailbox.wait_for(about(name, "deploy key", "created"))
+    body = text_of(message)
+    assert message["From"] == "Tokensmith <tokens@tokensmith.test>"
+    assert re.fullmatch(r"<[0-9a-f]{32}@tokensmith\.test>", message["Message-ID"])
+    assert message["Date"] and message["Auto-Submitted"] == "auto-generated"
+    assert f"“deploy key” (tks_…{secret[-4:]})" in body
+    assert f"By:       {name}, from 127.0.0.1" in body
+    assert "Expires:  " in body and "never" not in body.split("Expires:")[1].splitlines()[0]
+    assert "revoke" in body and f"{mailing_server.base_url}/tokens" in body
+    assert_no_secret(message, secret, secret[4:36])
+
+
+def test_a_rotation_is_one_mail_and_the_owner_revoking_is_none(mailing_server, smtp, person):
+    name, client = person
+    secret = create_on_page(client, "rotating")
+    smtp.mailbox.wait_for(about(name, "rotating", "created"))
+    token_id = client.get("/api/v1/me", auth=(name, secret)).json()["token"]["id"]
+    rotated = client.post(f"/api/v1/tokens/{token_id}/rotate", auth=(name, secret))
+    new_secret = remember(rotated.json()["token"])
+    [message] = smtp.mailbox.wait_for(about(name, "rotating", "rotated"))
+    assert f"(tks_…{new_secret[-4:]})" in text_of(message)
+    assert_no_secret(message, secret, new_secret)
+    assert client.delete(f"/api/v1/tokens/{rotated.json()['id']}", auth=(name, new_secret)).status_code == 204
+    create_on_page(client, "after the revocation")  # its mail comes after any about the revocation
+    smtp.mailbox.wait_for(about(name, "after the revocation", "created"))
+    assert smtp.mailbox.matching(to(address(name))) and not smtp.mailbox.matching(
+        lambda m: m["To"] == address(name) and "revoked" in m["Subject"])
+    assert len(smtp.mailbox.matching(about(name, "rotating", ""))) == 2  # created, rotated: nothing else
+
+
+def test_a_leak_report_tells_the_owner_where_they_last_used_the_token(mailing_server, smtp, person):
+    name, client = person
+    secret = create_on_page(client, "leaky")
+    assert client.get("/api/v1/me", auth=(name, secret)).status_code == 200
+    mailing_server.used_token_row(name, "leaky")
+    with mailing_server.client() as stranger:
+        assert stranger.post("/api/v1/tokens/revoke", json={"tokens": [secret]}).status_code == 202
+    [message] = smtp.mailbox.wait_for(about(name, "leaky", "reported leaked"))
+    body = text_of(message)
+    assert f"(tks_…{secret[-4:]})" in body and "Why:      it was reported leaked" in body
+    assert "Last used: " in body and "from 127.0.0.1 by python-httpx/" in body
+    assert "create a new token" in body
+    assert_no_secret(message, secret)
+
+
+def test_an_administrator_revoking_every_token_sends_one_mail_that_lists_them(mailing_server, smtp, person):
+    name, _client = person
+    for token_name in ("laptop", "ci"):
+        mailing_server.create_token(name, token_name)
+    result = mailing_server.cli("tokens", "revoke-all", "--user", name)
+    assert result.returncode == 0, result.stderr
+    [message] = smtp.mailbox.wait_for(lambda m: m["To"] == address(name) and "2 of your tokens were revoked"
+                                      in m["Subject"])
+    body = text_of(message)
+    assert "“laptop” (tks_…" in body and "“ci” (tks_…" in body
+    assert "Why:      an administrator (admin (shell)) revoked it" in body
+    assert "by an administrator" in message["Subject"]
+
+
+def test_disabling_an_account_tells_its_owner_their_tokens_went_with_it(mailing_server, smtp, person):
+    name, _client = person
+    mailing_server.create_token(name, "service")
+    assert mailing_server.cli("users", "disable", name).returncode == 0
+    [message] = smtp.mailbox.wait_for(about(name, "service", "when your account was disabled"))
+    assert "enable your account again" in text_of(message)
+
+
+def test_reminders_come_once_for_a_token_expiring_within_7_days_and_once_it_has_expired(
+        mailing_server, smtp, person):
+    name, _client = person
+    now = utcnow()
+    mailing_server.create_token(name, "quarterly", expires_at=now + timedelta(days=6))
+    mailing_server.create_token(name, "weekly", expires_at=now + timedelta(days=6))  # lived 6 days only
+    mailing_server.create_token(name, "old", expires_at=now + timedelta(days=1))
+    with mailing_server.store() as session:
+        ids = {row.name: row.id for row in session.scalars(select(PersonalToken).where(
+            PersonalToken.name.in_(["quarterly", "weekly", "old"]), PersonalToken.revoked_at.is_(None)))
+            if row.owner.username == name}
+        session.execute(update(PersonalToken).where(PersonalToken.id == ids["quarterly"])
+                        .values(created_at=now - timedelta(days=84)))
+        session.execute(update(PersonalToken).where(PersonalToken.id == ids["old"])
+                        .values(created_at=now - timedelta(days=90), expires_at=now - timedelta(hours=1)))
+    [expiring] = smtp.mailbox.wait_for(about(name, "quarterly", "expires on"))
+    [expired] = smtp.mailbox.wait_for(about(name, "old", "has expired"))
+    assert "in 6 days" in text_of(expiring) and "create a new token" in text_of(expiring)
+    assert "expired on" in text_of(expired) and "Last used: never" in text_of(expired)
+    time.sleep(REMINDER_SECONDS * 5)  # rounds enough to send any of them twice
+    assert len(smtp.mailbox.matching(about(name, "quarterly", "expires on"))) == 1
+    assert len(smtp.mailbox.matching(about(name, "old", "expired"))) == 1
+    assert not smtp.mailbox.matching(about(name, "weekly", "expires"))  # its creation said when it ends
+    with mailing_server.store() as session:
+        pending = session.scalars(select(MailOutbox).where(MailOutbox.due_at.is_not(None))).all()
+    assert pending == []
