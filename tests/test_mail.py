@@ -1,6 +1,9 @@
-"""What owners are told by mail, read from a real SMTP server (aiosmtpd) on loopback, the server
-a real ``tokensmith serve``: a token created or rotated, revoked by someone else (a leak report,
-an administrator, the account disabled), about to expire, expired. Never a secret in a mail."""
+"""Mail to token owners, end to end: real ``tokensmith serve`` processes, a real SMTP server
+(aiosmtpd) on loopback. A token created or rotated, revoked by someone else (a leak report, an
+administrator), about to expire, expired: each mailed once, after the commit, never delaying the
+request, and with no secret in it; retried while the SMTP server is down; sent once by two
+instances on one PostgreSQL; nothing queued when mail is not configured. (What each mail says for
+every reason is in test_notices.py.)"""
 
 from __future__ import annotations
 
@@ -138,14 +141,6 @@ def test_an_administrator_revoking_every_token_sends_one_mail_that_lists_them(ma
     assert "by an administrator" in message["Subject"]
 
 
-def test_disabling_an_account_tells_its_owner_their_tokens_went_with_it(mailing_server, smtp, person):
-    name, _client = person
-    mailing_server.create_token(name, "service")
-    assert mailing_server.cli("users", "disable", name).returncode == 0
-    [message] = smtp.mailbox.wait_for(about(name, "service", "when your account was disabled"))
-    assert "enable your account again" in text_of(message)
-
-
 def test_reminders_come_once_for_a_token_expiring_within_7_days_and_once_it_has_expired(
         mailing_server, smtp, person):
     name, _client = person
@@ -172,3 +167,87 @@ def test_reminders_come_once_for_a_token_expiring_within_7_days_and_once_it_has_
     with mailing_server.store() as session:
         pending = session.scalars(select(MailOutbox).where(MailOutbox.due_at.is_not(None))).all()
     assert pending == []
+
+
+def test_mail_waits_while_the_smtp_server_is_down_and_goes_once_it_is_back(mailing_server, smtp, person):
+    name, client = person
+    smtp.stop()
+    try:
+        started = time.monotonic()
+        create_on_page(client, "while down")
+        assert time.monotonic() - started < 2  # the request does not wait for the SMTP server
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with mailing_server.store() as session:
+                row = session.scalars(select(MailOutbox).where(MailOutbox.recipient == address(name))).one()
+            if row.attempts >= 2:
+                break
+            time.sleep(0.1)
+        assert row.attempts >= 2 and row.sent_at is None and row.due_at is not None
+        assert row.last_error.startswith("ConnectionRefusedError")
+        assert not smtp.mailbox.matching(to(address(name)))
+    finally:
+        smtp.start()
+    [message] = smtp.mailbox.wait_for(about(name, "while down", "created"), timeout=15)
+    assert "Tokensmith: the SMTP server" not in mailing_server.console()  # logged as below, never a message's text
+    assert "cannot be reached (ConnectionRefusedError)" in mailing_server.console()
+
+
+def test_without_an_smtp_server_configured_nothing_is_queued(server):
+    """The shared server has no TOKENSMITH_SMTP_URL: tokens come and go as ever, no mail is kept."""
+    name = f"nomail-{uuid.uuid4().hex[:8]}"
+    server.create_user(name, password=PASSWORD)
+    with server.client() as client:
+        assert sign_in(client, name, PASSWORD).status_code == 303
+        secret = create_on_page(client, "unmailed")
+        assert client.post("/api/v1/tokens/revoke", json={"tokens": [secret]}).status_code == 202
+    with server.store() as session:
+        assert session.scalars(select(MailOutbox)).all() == []
+
+
+@pytest.mark.postgres
+def test_two_instances_on_one_postgresql_send_each_mail_exactly_once(postgres, smtp, tmp_path):
+    from tests.conftest import new_postgres_database
+    from tokensmith import accounts, mail, personal_tokens
+    from tokensmith.config import load_settings
+    from tokensmith.server_keys import load_server_keys
+
+    env = {"TOKENSMITH_DATABASE_URL": new_postgres_database(postgres), "TOKENSMITH_SMTP_URL": smtp.url,
+           "TOKENSMITH_MAIL_FROM": "tokens@tokensmith.test", "TOKENSMITH_MAIL_POLL_SECONDS": "0.1",
+           "TOKENSMITH_MAIL_REMINDER_SECONDS": "0.1"}
+    instances = [LiveServer(tmp_path / "shared-data", env=env, name=f"instance{n}") for n in (1, 2)]
+    try:
+        for instance in instances:
+            instance.launch()
+        for instance in instances:
+            instance.wait_until_ready(60)
+        name = f"fleet-{uuid.uuid4().hex[:8]}"
+        instances[0].create_user(name, password=PASSWORD)
+        for number, instance in enumerate(instances * 2):
+            with instance.client() as client:
+                assert sign_in(client, name, PASSWORD).status_code == 303
+                create_on_page(client, f"token {number}")
+        now = utcnow()
+        settings = load_settings(instances[0].env)
+        with instances[0].store() as session:
+            owner = accounts.get_user(session, name)
+            for number in range(5):  # reminders, which both instances' jobs look for
+                _secret, row = personal_tokens.create_token(
+                    session, load_server_keys(settings), owner.id, f"expiring {number}", prefix="tks_",
+                    actor="tests", expires_at=now + timedelta(days=3))
+                row.created_at = now - timedelta(days=60)
+            for number in range(40):  # a backlog that both senders find at once
+                mail.queue(session, kind="test", recipient=address(name), subject=f"backlog {number}",
+                           body="Nothing secret.", user_id=owner.id)
+        expected = 4 + 5 + 40
+        received = smtp.mailbox.wait_for(to(address(name)), count=expected, timeout=30)
+        time.sleep(1)  # a duplicate would come now
+        received = smtp.mailbox.matching(to(address(name)))
+        ids = [message["Message-ID"] for message in received]
+        assert len(ids) == expected and len(set(ids)) == expected, sorted(m["Subject"] for m in received)
+        with instances[0].store() as session:
+            rows = session.scalars(select(MailOutbox).where(MailOutbox.recipient == address(name))).all()
+        assert len(rows) == expected and all(row.sent_at is not None and row.attempts == 1 for row in rows)
+    finally:
+        for instance in instances:
+            instance.stop()
