@@ -252,3 +252,72 @@ def test_two_instances_on_one_postgresql_send_each_mail_exactly_once(postgres, s
     finally:
         for instance in instances:
             instance.stop()
+
+
+# --- the sender, round by round, on a store of its own -------------------------------------------
+
+
+@pytest.fixture
+def outbox_engine(tmp_path):
+    from tests.support.ledger import watch
+    from tokensmith.config import Settings
+    from tokensmith.db import create_store_engine, migrate
+
+    engine = create_store_engine(Settings(data_dir=tmp_path))
+    watch(tmp_path / "tokensmith.db")
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def queued(engine, *recipients: str) -> list[int]:
+    from tokensmith import mail
+    from tokensmith.db import session_factory, unit_of_work
+
+    with unit_of_work(session_factory(engine)) as session:
+        rows = [mail.queue(session, kind="test", recipient=recipient, subject=f"to {recipient}", body="Hello.")
+                for recipient in recipients]
+        session.flush()
+        return [row.id for row in rows]
+
+
+def outbox_rows(engine) -> dict[str, MailOutbox]:
+    from tokensmith.db import session_factory, unit_of_work
+
+    with unit_of_work(session_factory(engine)) as session:
+        return {row.recipient: row for row in session.scalars(select(MailOutbox))}
+
+
+def test_a_refused_recipient_is_given_up_and_a_deferred_one_retried_later(outbox_engine, smtp):
+    from tokensmith.config import MailSettings
+    from tokensmith.mail import MailSender
+
+    smtp.mailbox.refusals.update({"gone@example.test": "550 5.1.1 No such user",
+                                  "busy@example.test": "451 4.3.0 Try again later"})
+    sender = MailSender(outbox_engine, MailSettings("smtp", "127.0.0.1", smtp.port, "tokens@tokensmith.test"))
+    queued(outbox_engine, "gone@example.test", "busy@example.test", "fine@example.test")
+    assert sender.deliver() == 3
+    rows = outbox_rows(outbox_engine)
+    assert rows["fine@example.test"].sent_at is not None and rows["fine@example.test"].due_at is None
+    assert rows["gone@example.test"].failed_at is not None and rows["gone@example.test"].due_at is None
+    assert rows["gone@example.test"].last_error == "SMTPRecipientsRefused 550"
+    assert rows["busy@example.test"].due_at > utcnow() and rows["busy@example.test"].attempts == 1
+    assert [m["To"] for m in smtp.mailbox.matching(lambda m: m["Subject"].startswith("to "))] == ["fine@example.test"]
+    assert sender.deliver() == 0  # nothing due until the deferred one's wait is over
+
+
+def test_a_row_claimed_by_one_sender_is_not_sent_by_another(outbox_engine, smtp):
+    from tokensmith.config import MailSettings
+    from tokensmith.mail import MailSender
+
+    settings = MailSettings("smtp", "127.0.0.1", smtp.port, "tokens@tokensmith.test")
+    first, second = MailSender(outbox_engine, settings), MailSender(outbox_engine, settings)
+    [claimed, other] = queued(outbox_engine, "claimed@example.test", "other@example.test")
+    assert first._claim(claimed)
+    assert not second._claim(claimed)
+    second.deliver()
+    assert [m["To"] for m in smtp.mailbox.matching(lambda m: m["To"] in (
+        "claimed@example.test", "other@example.test"))] == ["other@example.test"]
+    first._sent(claimed)
+    rows = outbox_rows(outbox_engine)
+    assert rows["claimed@example.test"].sent_at is not None and not second._claim(claimed)

@@ -97,13 +97,13 @@ def _revocation_mail(db, owner, reason: str, actor: str, **details) -> MailOutbo
 @pytest.mark.parametrize("reason, actor, details, subject, words", [
     ("push_protection", "bob", {"project": "acme-contracts", "commit": "0123abcd", "path": "ci/deploy.yml"},
      "after it was found in a git push",
-     ["found in a git push by bob, from 192.0.2.7 (project acme-contracts, commit 0123abcd, file ci/deploy.yml)",
+     ["found in a git push by bob (project acme-contracts, commit 0123abcd, file ci/deploy.yml)",
       "amend or rebase"]),
     ("rotation_reuse", "authentication", {}, "after a rotated token was used again",
      ["someone kept a copy of the old secret", "Find where the old token was copied"]),
     ("account_disabled", "scim", {}, "when your account was disabled",
      ["your account was disabled (by your identity provider)", "enable your account again"]),
-    ("admin", "root", {}, "by an administrator", ["an administrator (root, from 192.0.2.7) revoked it"]),
+    ("admin", "root", {}, "by an administrator", ["an administrator (root) revoked it"]),
     ("policy_sweep", "identity provider", {}, "", ["your identity provider revoked it (policy sweep)"]),
 ])
 def test_every_revocation_by_someone_else_says_who_why_and_what_to_do(db, make_user, mail_on, reason, actor,

@@ -227,9 +227,14 @@ class MailSender(Periodic):
                 if not self._claim(row.id):
                     continue  # another sender has it, or sent it already
                 try:
+                    message = message_of(row, self.mail.sender)
+                except Exception as error:  # a header that cannot be written: it never will be
+                    self._give_up(row, error)
+                    continue
+                try:
                     if smtp is None:
                         smtp = connect(self.mail)
-                    smtp.send_message(message_of(row, self.mail.sender))
+                    smtp.send_message(message)
                 except _MESSAGE_FAILURES as error:
                     self._refused(row, error)
                     continue
@@ -284,7 +289,10 @@ class MailSender(Periodic):
             self._update(row.id, due_at=utcnow() + timedelta(seconds=wait), claimed_by=None, claimed_until=None,
                          attempts=_OUTBOX.c.attempts + 1, last_error=_error_name(error))
             return
-        log.warning("Mail: the SMTP server refused mail %s for good (%s)", row.id, _error_name(error))
+        self._give_up(row, error)
+
+    def _give_up(self, row: object, error: Exception) -> None:
+        log.warning("Mail: mail %s is given up (%s)", row.id, _error_name(error))
         self._update(row.id, due_at=None, failed_at=utcnow(), claimed_by=None, claimed_until=None,
                      attempts=_OUTBOX.c.attempts + 1, last_error=_error_name(error))
 

@@ -198,7 +198,7 @@ def _push_protection(event: AuditEvent) -> tuple[str, str, list[str]]:
     where = ", ".join(f"{label} {details[key]}" for label, key in
                       (("project", "project"), ("commit", "commit"), ("file", "path")) if details.get(key))
     return (" after it was found in a git push",
-            f"it was found in a git push by {_by(event)}{f' ({where})' if where else ''}, which was "
+            f"it was found in a git push by {event.actor}{f' ({where})' if where else ''}, which was "
             "refused; anyone who can read the repository would have had it",
             ["- Remove the token from those commits (amend or rebase them), then push again;",
              f"- if you still need it, {_NEW_TOKEN}."])
@@ -206,7 +206,7 @@ def _push_protection(event: AuditEvent) -> tuple[str, str, list[str]]:
 
 def _admin(event: AuditEvent) -> tuple[str, str, list[str]]:
     return (" by an administrator",
-            f"an administrator ({_by(event)}) revoked it",
+            f"an administrator ({event.actor}) revoked it",
             [f"- If you still need it, {_NEW_TOKEN};",
              "- if you do not know why it was revoked, ask your administrator."])
 
@@ -229,7 +229,7 @@ def _rotation_reuse(event: AuditEvent) -> tuple[str, str, list[str]]:
 
 def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
     reason = str((event.details or {}).get("reason") or "no reason given").replace("_", " ")
-    by = "your identity provider" if event.actor in _IDENTITY_PROVIDER_ACTORS else _by(event)
+    by = "your identity provider" if event.actor in _IDENTITY_PROVIDER_ACTORS else event.actor
     return ("", f"{by} revoked it ({reason})",
             [f"- If you still need it, {_NEW_TOKEN};",
              "- if you do not know why it was revoked, ask your administrator."])

@@ -24,6 +24,15 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, EmailMessage]] = []
         self._arrived = threading.Condition()
+        # Recipients the server refuses, and its answer: "550 ..." for good, "451 ..." for now.
+        self.refusals: dict[str, str] = {}
+
+    async def handle_RCPT(self, server: object, session: object, envelope: object, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
+        if address in self.refusals:
+            return self.refusals[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802 - aiosmtpd's name
         raw = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
