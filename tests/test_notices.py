@@ -50,7 +50,7 @@ def test_a_new_token_is_queued_for_its_owner_in_the_same_transaction(db, make_us
     assert (queued.kind, queued.recipient, queued.user_id) == ("token.created", owner.email, owner.id)
     assert queued.subject == "Tokensmith: a token “build bot” was created on your account"
     assert f"“build bot” ({row.hint})" in queued.body and "By:       tests" in queued.body
-    assert "scopes: Everything; projects: every project of its owner; from: anywhere" in queued.body
+    assert "scopes: Everything; projects: every project of its owner; from: anywhere" in " ".join(queued.body.split())
     assert "https://tokens.example.test/tokens" in queued.body
     assert secret not in queued.body and secret[4:] not in queued.body
     assert queued.due_at is not None and queued.message_id.endswith("@example.test>")

@@ -13,6 +13,7 @@ what to do. None carries a secret: no token, no password, no link that opens any
 from __future__ import annotations
 
 import logging
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,7 +101,38 @@ def _letter(owner: User, lines: list[str], config: mail.MailConfig) -> str:
         f"Tokensmith at {config.public_url}. You receive this mail because it is about your account",
         f"({owner.username}); it never contains a token.",
     ]
-    return "\n".join([greeting, "", *lines, *footer]) + "\n"
+    return "\n".join(_wrapped([greeting, "", *lines, *footer])) + "\n"
+
+
+WIDTH = 76
+_LABELLED = " " * 14  # where the value of a "    Label:    value" line starts
+
+
+def _wrapped(lines: list[str]) -> list[str]:
+    """Plain lines become paragraphs filled to WIDTH; "- " items wrap under themselves, and
+    indented "Label: value" lines under their value; "-- " (the signature's mark) stays."""
+    out: list[str] = []
+    paragraph: list[str] = []
+
+    def end_paragraph() -> None:
+        if paragraph:
+            out.extend(textwrap.wrap(" ".join(paragraph), WIDTH))
+            paragraph.clear()
+
+    for line in lines:
+        if line and not line.startswith(("    ", "- ", "-- ")):
+            paragraph.append(line)
+            continue
+        end_paragraph()
+        if line.startswith("- "):
+            out.extend(textwrap.wrap(line, WIDTH, subsequent_indent="  "))
+        elif line.startswith("    "):
+            out.extend(textwrap.wrap(line, WIDTH, subsequent_indent=_LABELLED)
+                       if len(line) > WIDTH else [line])
+        else:
+            out.append(line)
+    end_paragraph()
+    return out
 
 
 def _token(details: dict[str, Any]) -> str:
