@@ -330,3 +330,29 @@ def test_a_row_claimed_by_one_sender_is_not_sent_by_another(outbox_engine, smtp)
     first._sent(claimed)
     rows = outbox_rows(outbox_engine)
     assert rows["claimed@example.test"].sent_at is not None and not second._claim(claimed)
+
+
+@pytest.mark.parametrize("tls", ["starttls", "smtps"])
+def test_mail_goes_over_tls_with_a_login_whose_password_is_never_kept(outbox_engine, tmp_path, monkeypatch, tls):
+    from tests.support.smtp import self_signed
+    from tokensmith.config import load_settings
+    from tokensmith.mail import MailSender
+
+    certificate = self_signed(tmp_path)
+    password = remember("smtp-relay-password-0123")
+    server = SmtpServer(tls=tls, certificate=certificate, login=("relay@acme.test", password)).start()
+    try:
+        url = server.url.replace("://", f"://relay%40acme.test:{password}@")
+        mail_settings = load_settings({"TOKENSMITH_SMTP_URL": url, "TOKENSMITH_MAIL_FROM": "tokens@acme.test"}).mail
+        sender = MailSender(outbox_engine, mail_settings)
+        queued(outbox_engine, "wrong-ca@example.test")
+        sender.deliver()  # the certificate is nobody's the system trusts: refused, and kept for later
+        assert server.mailbox.messages == [] and sender.failures == 1
+        assert outbox_rows(outbox_engine)["wrong-ca@example.test"].last_error.startswith("SSLCertVerificationError")
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # now trusted, as a company CA would be
+        sender.deliver()
+        [message] = server.mailbox.wait_for(to("wrong-ca@example.test"))
+        assert server.logins == ["relay@acme.test"] and sender.failures == 0
+        assert password not in repr(mail_settings) and password not in repr(outbox_rows(outbox_engine))
+    finally:
+        server.stop()

@@ -236,14 +236,13 @@ class MailSender(Periodic):
                         smtp = connect(self.mail)
                     smtp.send_message(message)
                 except _MESSAGE_FAILURES as error:
-                    self._refused(row, error)
-                    continue
+                    if smtp is not None:  # refused this message; the next may pass
+                        self._refused(row, error)
+                        continue
+                    self._unavailable(row.id, error)  # STARTTLS or AUTH missing: the server's doing
+                    return 0
                 except _SERVER_FAILURES as error:
-                    self._release(row.id, error)
-                    self.failures += 1
-                    metrics.mail_failed()
-                    log.warning("Mail: the SMTP server at %s:%s cannot be reached (%s); trying again in %.0f s",
-                                self.mail.host, self.mail.port, _error_name(error), self.delay())
+                    self._unavailable(row.id, error)
                     return 0  # the rest waits for the next round
                 self._sent(row.id)
             self.failures = 0
@@ -254,6 +253,13 @@ class MailSender(Periodic):
                 except Exception:
                     smtp.close()
         return len(rows)
+
+    def _unavailable(self, row_id: int, error: BaseException) -> None:
+        self._release(row_id, error)
+        self.failures += 1
+        metrics.mail_failed()
+        log.warning("Mail: the SMTP server at %s:%s cannot be reached (%s); trying again in %.0f s",
+                    self.mail.host, self.mail.port, _error_name(error), self.delay())
 
     def _update(self, row_id: int, **values: object) -> int:
         with connection_to(self.engine) as connection:

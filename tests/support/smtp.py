@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.ports import free_port
 
@@ -67,17 +71,47 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """``tls``: None (plain), "starttls" (STARTTLS required) or "smtps" (TLS from the start),
+    with the certificate ``certificate`` (see ``self_signed``); ``login``: the (user, password)
+    it requires, over TLS."""
+
+    def __init__(self, *, tls: str | None = None, certificate: tuple[Path, Path] | None = None,
+                 login: tuple[str, str] | None = None) -> None:
         self.port = free_port()
         self.mailbox = Mailbox()
+        self.tls = tls
+        self.certificate = certificate
+        self.login = login
+        self.logins: list[str] = []  # who logged in
         self._controller: Controller | None = None
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        scheme = {None: "smtp", "starttls": "smtp+starttls", "smtps": "smtps"}[self.tls]
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def _authenticate(self, server: object, session: object, envelope: object, mechanism: str,
+                      auth_data: object) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and self.login is not None and (
+            auth_data.login.decode(), auth_data.password.decode()) == self.login
+        if ok:
+            self.logins.append(auth_data.login.decode())
+        return AuthResult(success=ok)
 
     def start(self) -> SmtpServer:
-        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.certificate)
+        options: dict[str, object] = {}
+        if self.login:
+            # aiosmtpd does not count TLS from the start (smtps) as TLS for AUTH: it is.
+            options.update(authenticator=self._authenticate, auth_required=True,
+                           auth_require_tls=self.tls != "smtps")
+        if self.tls == "starttls":
+            options.update(tls_context=context, require_starttls=True)
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port, server_hostname="127.0.0.1",
+                                      ssl_context=context if self.tls == "smtps" else None, **options)
         self._controller.start()
         return self
 
@@ -85,6 +119,15 @@ class SmtpServer:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by openssl; the certificate is its own CA."""
+    certificate, key = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
+                   check=True, capture_output=True, timeout=60)
+    return certificate, key
 
 
 def to(address: str) -> Callable[[EmailMessage], bool]:
