@@ -49,3 +49,37 @@ def test_a_replica_is_named_only_beside_its_postgresql_primary():
     with pytest.raises(ConfigurationError, match="TOKENSMITH_REPLICA_DATABASE_URL") as refused:
         load_settings({"TOKENSMITH_REPLICA_DATABASE_URL": replica})  # on SQLite: a replica of nothing
     assert "p@replica" not in str(refused.value)
+
+
+def test_mail_is_off_unless_an_smtp_server_is_named():
+    assert load_settings({}).mail is None
+    with pytest.raises(ConfigurationError, match="TOKENSMITH_SMTP_URL"):
+        load_settings({"TOKENSMITH_MAIL_FROM": "tokens@example.test"})  # whom from, but through what?
+
+
+def test_the_smtp_url_gives_scheme_host_port_and_login_and_its_password_stays_out_of_sight():
+    mail = load_settings({"TOKENSMITH_SMTP_URL": "smtp+starttls://relay%40acme:s3cr%2Fet-mail-pass@mx.acme.test",
+                          "TOKENSMITH_MAIL_FROM": "Tokensmith <tokens@acme.test>"}).mail
+    assert (mail.scheme, mail.host, mail.port, mail.username, mail.password) == (
+        "smtp+starttls", "mx.acme.test", 587, "relay@acme", "s3cr/et-mail-pass")
+    assert mail.sender_domain == "acme.test"
+    assert "s3cr" not in repr(mail) and "s3cr" not in repr(load_settings({
+        "TOKENSMITH_SMTP_URL": "smtps://u:s3cr@mx.acme.test", "TOKENSMITH_MAIL_FROM": "t@acme.test"}))
+    assert load_settings({"TOKENSMITH_SMTP_URL": "smtps://mx.acme.test", "TOKENSMITH_MAIL_FROM": "t@acme.test"}
+                         ).mail.port == 465
+    assert load_settings({"TOKENSMITH_SMTP_URL": "smtp://127.0.0.1:2525", "TOKENSMITH_MAIL_FROM": "t@acme.test",
+                          "TOKENSMITH_MAIL_POLL_SECONDS": "0.5"}).mail.poll_seconds == 0.5
+
+
+@pytest.mark.parametrize("url, sender", [
+    ("http://u:s3cr-et@mx.acme.test", "t@acme.test"),
+    ("smtp://u:s3cr-et@mx.acme.test:99999", "t@acme.test"),
+    ("smtp://u:s3cr-et@mx.acme.test/path?x=1", "t@acme.test"),
+    ("smtp://u:s3cr-et@mx.acme.test", ""),
+    ("smtp://u:s3cr-et@mx.acme.test", "no address"),
+    ("smtp://u:s3cr-et@mx.acme.test", "t@acme.test\r\nBcc: x@evil.test"),
+])
+def test_bad_mail_settings_are_refused_without_quoting_the_password(url, sender):
+    with pytest.raises(ConfigurationError, match="TOKENSMITH_SMTP_URL|TOKENSMITH_MAIL_FROM") as refused:
+        load_settings({"TOKENSMITH_SMTP_URL": url, "TOKENSMITH_MAIL_FROM": sender})
+    assert "s3cr-et" not in str(refused.value)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tokensmith import token_limits
+from tokensmith import mail, notices, token_limits
 from tokensmith.clock import display, utcnow
 from tokensmith.models import AuditEvent
 
@@ -70,6 +70,8 @@ def record(
         at=at or utcnow(), action=action, actor=actor, user_id=user_id, ip=ip, details=details
     )
     session.add(event)
+    if mail.current() is not None:  # the owner may be told by mail, in this same transaction
+        notices.for_event(session, event)
     return event
 
 

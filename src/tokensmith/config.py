@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit
+from email.utils import parseaddr
+from urllib.parse import unquote, urlsplit
 
 from tokensmith.errors import ConfigurationError
 
@@ -44,6 +45,32 @@ class IdentityProviderSettings:
         return f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
 
 
+SMTP_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Where mail goes out (TOKENSMITH_SMTP_URL) and whom it comes from (TOKENSMITH_MAIL_FROM).
+
+    ``poll_seconds``: how often the sender looks for mail that another process queued, and the
+    first wait before a retry while the SMTP server is down (each one doubles, up to ten times);
+    ``reminder_seconds``: how often one instance looks for tokens to remind their owners of.
+    """
+
+    scheme: str  # smtp, smtps (TLS from the start) or smtp+starttls
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    poll_seconds: float = 30.0
+    reminder_seconds: float = 900.0
+
+    @property
+    def sender_domain(self) -> str:
+        return parseaddr(self.sender)[1].rpartition("@")[2] or "tokensmith.invalid"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("var")
@@ -66,6 +93,8 @@ class Settings:
     # Every new token expires within this many days; None (the default): tokens never expire
     # unless asked to, as in the reference.
     max_token_lifetime_days: int | None = None
+    # Mail to token owners (mail.py, notices.py); None (the default): no mail at all.
+    mail: MailSettings | None = None
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -130,7 +159,63 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_token=_bearer_secret(env, "TOKENSMITH_METRICS_TOKEN"),
         trusted_proxies=_networks(env, "TOKENSMITH_TRUSTED_PROXIES"),
         max_token_lifetime_days=_days(env, "TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS"),
+        mail=_mail(env),
     )
+
+
+def _mail(env: Mapping[str, str]) -> MailSettings | None:
+    """TOKENSMITH_SMTP_URL and TOKENSMITH_MAIL_FROM, both or neither. The URL may carry a
+    password: no message here quotes it."""
+    url = env.get("TOKENSMITH_SMTP_URL", "").strip()
+    sender = env.get("TOKENSMITH_MAIL_FROM", "").strip()
+    if not url:
+        if sender:
+            raise ConfigurationError(
+                "TOKENSMITH_MAIL_FROM is set but TOKENSMITH_SMTP_URL is not: name the SMTP server mail goes "
+                "through (smtp://host:port, smtps://host or smtp+starttls://user:password@host:587)."
+            )
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in SMTP_PORTS or not parts.hostname or port == -1 or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise ConfigurationError(
+            "TOKENSMITH_SMTP_URL must look like smtp://host:port, smtps://host:port or "
+            "smtp+starttls://user:password@host:port (the user and password optional); the one given "
+            f"{'has the scheme ' + repr(parts.scheme[:20]) if parts.scheme else 'has no scheme'} and does not."
+        )
+    name, address = parseaddr(sender)
+    if not sender or "@" not in address or any(char in sender for char in "\r\n") or len(sender) > 254:
+        raise ConfigurationError(
+            "TOKENSMITH_SMTP_URL is set, so TOKENSMITH_MAIL_FROM must be the address mail comes from, like "
+            f"'Tokensmith <tokens@example.com>'; got {sender[:80]!r}."
+        )
+    return MailSettings(
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=port or SMTP_PORTS[parts.scheme],
+        sender=sender,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        poll_seconds=_seconds(env, "TOKENSMITH_MAIL_POLL_SECONDS", 30.0),
+        reminder_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
+    )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0.05 <= seconds <= 86400:
+        raise ConfigurationError(f"{name} is a number of seconds from 0.05 to 86400; got {value[:20]!r}")
+    return seconds
 
 
 MAX_LIFETIME_DAYS = 3650

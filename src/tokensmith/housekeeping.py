@@ -1,6 +1,6 @@
 """Work a server process does on a timer, in a thread of its own, never on a request's path:
 SQLite's checkpoints (sqlite_store.py), removing the sign-in throttle's old counts
-(throttle.py)."""
+(throttle.py), sending mail and expiry reminders (mail.py, notices.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ log = logging.getLogger("tokensmith.housekeeping")
 class Periodic:
     """A daemon thread that calls ``run_once`` every ``interval`` seconds until ``stop``.
 
-    Subclasses override ``run_once``. A round that fails is logged by the kind of its error
+    Subclasses override ``run_once``, and ``delay`` to wait longer after some rounds (a retry's
+    back-off); ``wake`` starts the next round at once (mail just queued). A round that fails is logged by the kind of its error
     (never its words, which could quote a value) and the next round tries again: what it
     failed on (an outage, say) shows elsewhere.
     """
@@ -22,10 +23,18 @@ class Periodic:
         self.name = name
         self.interval = interval
         self._stopping = threading.Event()
+        self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def run_once(self) -> None:
         raise NotImplementedError
+
+    def delay(self) -> float:
+        """Seconds until the next round."""
+        return self.interval
+
+    def wake(self) -> None:
+        self._woken.set()
 
     def start(self) -> Periodic:
         self._thread.start()
@@ -33,6 +42,7 @@ class Periodic:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        self._woken.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -44,5 +54,9 @@ class Periodic:
             log.info("%s: this round was skipped (%s)", self.name, type(error).__name__)
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
+        while True:
+            self._woken.wait(self.delay())
+            self._woken.clear()
+            if self._stopping.is_set():
+                return
             self.round()

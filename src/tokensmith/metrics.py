@@ -71,6 +71,23 @@ def count_usage(outcome: str, count: int = 1) -> None:
     _USAGE[outcome].inc(count)
 
 
+MAIL = Counter(
+    "tokensmith_mail",
+    "Mail to token owners by outcome: sent, or a failed try (the SMTP server unreachable, or the "
+    "message refused).",
+    ["outcome"],
+)
+_MAIL = {outcome: MAIL.labels(outcome) for outcome in ("sent", "failed")}
+
+
+def mail_sent() -> None:
+    _MAIL["sent"].inc()
+
+
+def mail_failed() -> None:
+    _MAIL["failed"].inc()
+
+
 WORKERS = Gauge(
     "tokensmith_workers",
     "Worker processes serving this instance (each counts 1 while it lives).",

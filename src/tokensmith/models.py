@@ -15,6 +15,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -102,7 +103,8 @@ class PersonalToken(Base):
     projects: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
     allowed_ips: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Indexed for the expiry reminders (notices.py), which look for tokens about to expire.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_used_ip: Mapped[str | None] = mapped_column(String(45), default=None)
     last_used_agent: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -235,3 +237,39 @@ class SignInFailure(Base):
     digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
     failures: Mapped[int] = mapped_column(Integer)
+
+
+class MailOutbox(Base):
+    """Mail to send: queued in the transaction of what it tells, sent after it commits (mail.py).
+
+    ``due_at`` is set while the mail waits (for its first try or a retry) and cleared once it is
+    sent or given up; a sender holds a row while ``claimed_until`` is in the future. Never a
+    secret in here: notices.py writes what each mail says."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))  # what it tells: token.created, token.expiring, ...
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(100))  # kept for a resend: receivers see one message
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(80), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class TokenReminder(Base):
+    """An expiry reminder that was dealt with (queued, or not needed), so that each is sent once."""
+
+    __tablename__ = "token_reminders"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("personal_tokens.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # "expiring" or "expired"
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, maven_repository, personal_tokens, projects, provider_accounts, token_limits
+from tokensmith import accounts, mail, maven_repository, personal_tokens, projects, provider_accounts, token_limits
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, require_existing_store, session_factory, unit_of_work
@@ -48,6 +48,7 @@ def admin_store() -> Iterator[AdminContext]:
             raise
         except Exception as error:
             raise StoreUnavailable(f"Cannot open the store: {type(error).__name__}.") from error
+        mail.configure(settings)  # what a command does is mailed as when done on the web site
         with unit_of_work(session_factory(engine)) as session:
             yield AdminContext(session, settings, load_server_keys(settings))
     finally:

@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from tokensmith import metrics
+from tokensmith import mail, metrics
 from tokensmith.authentication import Authenticator
 from tokensmith.config import Settings
 from tokensmith.db import (
@@ -43,6 +43,7 @@ from tokensmith.db import (
 from tokensmith.errors import StoreUnavailable
 from tokensmith.housekeeping import Periodic
 from tokensmith.identity_provider import OpenIdProvider
+from tokensmith.notices import ExpiryReminders
 from tokensmith.server_keys import ServerKeys, load_server_keys
 from tokensmith.sqlite_store import WalCheckpointer
 from tokensmith.throttle import SignInThrottle, ThrottlePruner
@@ -63,6 +64,7 @@ class Runtime:
     admission: asyncio.Semaphore
     identity_provider: OpenIdProvider | None = None
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
+    mail_engine: Engine | None = None  # the mail sender's and the reminders' (mail.py), when mail is on
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -75,6 +77,7 @@ class Runtime:
         usage = UsageWriter(create_store_engine(settings, pool=Pool(size=3, overflow=0), checkpoints=False)).start()
         throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
+        mail_engine, mail_jobs = _mail_jobs(settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -89,7 +92,8 @@ class Runtime:
                 if settings.identity_provider else None
             ),
             housekeeping=[ThrottlePruner(throttle, usage.engine).start(),
-                          *([WalCheckpointer(usage.engine).start()] if local else [])],
+                          *([WalCheckpointer(usage.engine).start()] if local else []), *mail_jobs],
+            mail_engine=mail_engine,
         )
 
     def stop(self) -> None:
@@ -97,8 +101,9 @@ class Runtime:
         self.usage.stop()
         for job in self.housekeeping:
             job.stop()
-        for engine in (self.engine, self.check_engine, self.usage.engine):
-            engine.dispose()
+        for engine in (self.engine, self.check_engine, self.usage.engine, self.mail_engine):
+            if engine is not None:
+                engine.dispose()
 
     @property
     def store_is_local(self) -> bool:
@@ -120,6 +125,15 @@ class Runtime:
         """Run ``work`` as one unit of work in one trip to a thread, once admitted."""
         async with self.admission:
             return await run_in_threadpool(_in_unit_of_work, self.sessions, work)
+
+
+def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
+    """With mail on: its sender and the expiry reminders, threads on a small engine of their own."""
+    if mail.configure(settings) is None:
+        return None, []
+    engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
+    return engine, [mail.MailSender(engine, settings.mail).start(),
+                    ExpiryReminders(engine, settings.mail.reminder_seconds).start()]
 
 
 def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:
