@@ -66,6 +66,9 @@ class Settings:
     # Every new token expires within this many days; None (the default): tokens never expire
     # unless asked to, as in the reference.
     max_token_lifetime_days: int | None = None
+    # A git push whose new objects carry a live token is refused (push_protection.py). On unless
+    # TOKENSMITH_PUSH_PROTECTION=false (the benchmark's baseline).
+    push_protection: bool = True
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -130,6 +133,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_token=_bearer_secret(env, "TOKENSMITH_METRICS_TOKEN"),
         trusted_proxies=_networks(env, "TOKENSMITH_TRUSTED_PROXIES"),
         max_token_lifetime_days=_days(env, "TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS"),
+        push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
     )
 
 
