@@ -80,7 +80,7 @@ class PushGuard:
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = json.loads(await reader.read(MAX_REQUEST))
+            request = json.loads(await _read_all(reader, MAX_REQUEST))
             updates, quarantine = str(request["updates"]), request["quarantine"]
             quarantine = {name: str(quarantine[name]) for name in QUARANTINE if name in quarantine}
             accepted, text = await self.check(updates, quarantine)
@@ -97,3 +97,13 @@ class PushGuard:
         if self.server is not None:
             self.server.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def _read_all(reader: asyncio.StreamReader, limit: int) -> bytes:
+    """What the hook sent, up to its end (it shuts its side down), and at most ``limit`` bytes."""
+    data = b""
+    while piece := await reader.read(limit + 1 - len(data)):
+        data += piece
+        if len(data) > limit:
+            raise ValueError(f"the hook sent more than {limit} bytes")
+    return data
