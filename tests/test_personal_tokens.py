@@ -306,7 +306,7 @@ def test_a_rotated_token_used_again_revokes_its_successors_and_tells_the_owner(d
     reuse = [e for e in audit.events_for_user(db, alice.id) if e.details.get("reason") == "rotation_reuse"]
     assert [(e.action, e.details["token_id"], e.actor) for e in reuse] == [("token.revoked", third_row.id,
                                                                              "rotation reuse")]
-    assert "copied before it was rotated" in audit.describe(reuse[0]) and audit.needs_attention(reuse[0])
+    assert "had been copied before it was rotated" in audit.describe(reuse[0]) and audit.needs_attention(reuse[0])
     assert db.get(PersonalToken, first_row.id).replaced_by_id == second_row.id
 
 

@@ -48,9 +48,8 @@ REVOKE_REASONS = {
     "leak_reported": " after it was reported leaked",
     "rotated": " when it was rotated",
     "account_disabled": " when the account was disabled",
-    "push_protection": " by push protection: it was found in a git push",
-    "rotation_reuse": " because the token it replaced was used after the rotation: that one had been "
-    "copied before it was rotated, so this one may have been too",
+    "push_protection": " by push protection (found in a git push)",
+    "rotation_reuse": " after the token it replaced was used again (it had been copied before it was rotated)",
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES = {

@@ -159,7 +159,7 @@ def test_a_rotated_token_used_again_revokes_its_replacement(server, alice):
         events = [e for e in audit.events_for_user(session, server.user(alice).id) if e.action == "token.revoked"]
         reuse = [e for e in events if e.details["reason"] == "rotation_reuse"]
         assert [e.details["token_id"] for e in reuse] == [rotated["id"]]
-        assert "copied before it was rotated" in audit.describe(reuse[0])
+        assert "had been copied before it was rotated" in audit.describe(reuse[0])
 
 
 def test_a_token_cannot_rotate_another(server, alice):

@@ -130,7 +130,7 @@ def test_someone_elses_token_blocks_too_and_its_owner_is_told(server, project, t
     assert row.revoked_reason == "push_protection"
     revoked = [e for e in events(server, project["alice"], "token.revoked") if e.details["token_id"] == row.id]
     assert revoked[0].actor == project["bob"] and revoked[0].details["reason"] == "push_protection"
-    assert "revoked by push protection: it was found in a git push" in audit.describe(revoked[0])
+    assert "revoked by push protection (found in a git push)" in audit.describe(revoked[0])
     blocked = [e for e in events(server, project["alice"], "token.push_blocked") if e.details["token_id"] == row.id]
     words = audit.describe(blocked[0])
     assert f"was found in a git push by {project['bob']} to project {project['id']} (commit " in words
