@@ -536,8 +536,11 @@ def revoke_successors(session: Session, replaced_token_id: int) -> int:
             break
         row = session.get(PersonalToken, row.replaced_by_id, populate_existing=True)
         if row is not None and row.revoked_at is None:
-            revoked += _revoke(session, row, actor="rotation reuse", reason="rotation_reuse",
-                               reused_token_id=replaced_token_id)
+            if _revoke(session, row, actor="rotation reuse", reason="rotation_reuse",
+                       reused_token_id=replaced_token_id):
+                revoked += 1
+            else:  # revoked meanwhile, perhaps rotated once more: follow it to its newest successor
+                session.refresh(row)
     return revoked
 
 
