@@ -4,8 +4,11 @@ pusher reads. (With real git over HTTP: tests/web/test_push_protection.py.)"""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event
 
 from tokensmith import audit, personal_tokens, push_protection, tokens
@@ -81,3 +84,31 @@ def test_live_tokens_are_found_in_one_lookup_revoked_and_their_owners_told(db, k
     assert live not in text and live[4:36] not in text
     assert "commit cccccccccccc  src/app.py  token " + live_row.hint in text
     assert "create a new token on My Tokens, http://example.test/tokens" in text and "Push again." in text
+
+
+def git_objects(repository, files: dict[str, str]) -> str:
+    """A commit of ``files`` written into ``repository`` with no ref pointing at it, as a push's
+    objects are before the hook accepts them."""
+    def git(*args, input=None):
+        return subprocess.run(["git", "--git-dir", str(repository), *args], input=input, capture_output=True,
+                              text=True, check=True, env={"PATH": os.environ["PATH"], "GIT_AUTHOR_NAME": "T",
+                              "GIT_AUTHOR_EMAIL": "t@e.test", "GIT_COMMITTER_NAME": "T",
+                              "GIT_COMMITTER_EMAIL": "t@e.test"}).stdout.strip()
+    entries = "".join(f"100644 blob {git('hash-object', '-w', '--stdin', input=content)}\t{name}\n"
+                      for name, content in files.items())
+    return git("commit-tree", git("mktree", input=entries), "-m", "pushed")
+
+
+def test_a_push_is_read_object_by_object_and_too_many_look_alikes_refuse_it(tmp_path, monkeypatch):
+    repository = tmp_path / "repo.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repository)], check=True)
+    live, other = tokens.generate("tks_"), tokens.generate("tks_")
+    commit = git_objects(repository, {"a.env": f"A={live}\n", "b.txt": "nothing\n", "c.env": f"{live} {other}\n"})
+    update = f"{'0' * 40} {commit} refs/heads/master\n"
+    found = asyncio.run(push_protection.scan_push("git", repository, update, {}, "tks_"))
+    assert sorted((f.secret == live, f.path, f.kind) for f in found) == [
+        (False, "c.env", "blob"), (True, "a.env", "blob"), (True, "c.env", "blob")]
+    monkeypatch.setattr(push_protection, "MAX_FINDINGS", 2)
+    with pytest.raises(push_protection.TooManyFindings):
+        asyncio.run(push_protection.scan_push("git", repository, update, {}, "tks_"))
+    assert "more than 2 strings that look like Tokensmith tokens" in push_protection.too_many_findings()

@@ -545,21 +545,24 @@ def revoke_successors(session: Session, replaced_token_id: int) -> int:
 
 
 def live_tokens_among(session: Session, keys: ServerKeys, secrets: Iterable[str]) -> dict[str, PersonalToken]:
-    """Which of ``secrets`` (checksums checked by the caller) are live tokens: one statement
-    for all of them, whatever their number (a push's scan finds a few at most)."""
+    """Which of ``secrets`` (checksums checked by the caller) are live tokens: one statement for
+    all of them (a push's scan finds a few at most), one per thousand digests past that."""
     by_digest: dict[bytes, str] = {}
     for secret in set(secrets):
         for digest in keys.all_digests(PURPOSE, secret):
             by_digest[digest] = secret
-    if not by_digest:
-        return {}
-    now = utcnow()
-    rows = session.scalars(select(PersonalToken).where(
-        PersonalToken.digest.in_(list(by_digest)),
-        PersonalToken.revoked_at.is_(None),
-        (PersonalToken.expires_at.is_(None)) | (PersonalToken.expires_at > now),
-    ))
-    return {by_digest[row.digest]: row for row in rows}
+    digests, now, live = list(by_digest), utcnow(), {}
+    for start in range(0, len(digests), LOOKUP_BATCH):
+        rows = session.scalars(select(PersonalToken).where(
+            PersonalToken.digest.in_(digests[start:start + LOOKUP_BATCH]),
+            PersonalToken.revoked_at.is_(None),
+            (PersonalToken.expires_at.is_(None)) | (PersonalToken.expires_at > now),
+        ))
+        live.update((by_digest[row.digest], row) for row in rows)
+    return live
+
+
+LOOKUP_BATCH = 1000
 
 
 def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **where: str) -> bool:

@@ -26,7 +26,9 @@ from tokensmith.server_keys import ServerKeys
 
 ZERO = "0" * 40
 READ = 1024 * 1024  # bytes of an object read at a time: a 1 GB blob is scanned in constant memory
-MAX_FINDINGS = 1000  # distinct token-shaped strings looked at in one push; more is not a mistake
+# Distinct checksum-valid token strings in one push: a real push has a handful. Past this the push
+# is refused rather than partly checked (look-alikes with valid checksums are easy to make).
+MAX_FINDINGS = 10_000
 COMMIT_MESSAGE, TAG_MESSAGE = "(commit message)", "(tag message)"
 
 
@@ -53,6 +55,10 @@ class Blocked:
 
 class ScanFailed(Exception):
     """git could not list or read the push's objects."""
+
+
+class TooManyFindings(Exception):
+    """More token-shaped strings than one push is checked for."""
 
 
 def token_pattern(prefix: str) -> re.Pattern[bytes]:
@@ -126,8 +132,9 @@ async def _scan_objects(git: str, env: dict[str, str], paths: dict[str, str], pa
             oid, kind, size = header[0], header[1], int(header[2])
             where = {"commit": COMMIT_MESSAGE, "tag": TAG_MESSAGE}.get(kind, paths.get(oid, ""))
             async for secret in _secrets_in(process.stdout, size, pattern, prefix, scan=kind != "tree"):
-                if len(found) < MAX_FINDINGS:
-                    found.setdefault((secret, oid), Finding(secret, oid, kind, where))
+                found.setdefault((secret, oid), Finding(secret, oid, kind, where))
+                if len(found) > MAX_FINDINGS:
+                    raise TooManyFindings()
             await process.stdout.readexactly(1)  # the newline after each object
         await asking
     except (asyncio.IncompleteReadError, ValueError) as error:
@@ -207,6 +214,12 @@ def block_live_tokens(session: Session, keys: ServerKeys, findings: Iterable[Fin
                      name=row.name, hint=row.hint, pusher=pusher, **where)
         personal_tokens.revoke_pushed_token(session, row, pusher=pusher, **where)
     return blocked
+
+
+def too_many_findings() -> str:
+    return (f"\nPush refused: it carries more than {MAX_FINDINGS:,} strings that look like Tokensmith tokens, "
+            "more than a push is checked for. Nothing was changed.\nRemove them (test data can use a prefix "
+            "other than the server's), then push again.\n")
 
 
 def refusal(blocked: list[Blocked], tokens_page_url: str) -> str:

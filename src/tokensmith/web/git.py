@@ -261,7 +261,11 @@ async def check_push(runtime: Runtime, identity: Identity, project_id: str, repo
                      quarantine: dict[str, str]) -> tuple[bool, str]:
     """The pre-receive hook's question: may this push go in? (push_protection.py)"""
     git = repositories.git_executable()
-    findings = await push_protection.scan_push(git, repository, updates, quarantine, runtime.settings.token_prefix)
+    try:
+        findings = await push_protection.scan_push(git, repository, updates, quarantine,
+                                                   runtime.settings.token_prefix)
+    except push_protection.TooManyFindings:
+        return False, push_protection.too_many_findings()
     if not findings:
         return True, ""
     commits = await push_protection.introducing_commits(git, repository, quarantine, updates, findings)
