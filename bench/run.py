@@ -16,6 +16,10 @@
 6. Git over HTTP, on SQLite: ``git clone`` of a repository of about 2,000 files and 20 MB
    through the server against ``git clone file://`` of the server's own bare repository,
    alternated over several rounds; medians and their ratio.
+7. Push protection's cost, on SQLite: ``git push`` of the same repository into a server that
+   scans each push's new objects for tokens against one that does not
+   (``TOKENSMITH_PUSH_PROTECTION=false``), alternated; the ratio of the medians, at most 1.3
+   (``bench/git_push.py``).
 
 It prints figures and whether each target is met; a missed target does not fail the command,
 a broken measurement does. ``--write-docs`` rewrites the figures section of
@@ -43,6 +47,7 @@ from bench import report  # noqa: E402
 from bench.client_start import ClientFigures, measure_client_start  # noqa: E402
 from bench.download import DownloadFigures, measure_download  # noqa: E402
 from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
+from bench.git_push import PushFigures, measure_git_push  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
 from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS  # noqa: E402
 from bench.mixed_load import MixedFigures, measure_mixed, measure_mixed_postgres  # noqa: E402
@@ -74,6 +79,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-mixed", action="store_true", help="no mixed load")
     parser.add_argument("--skip-scale", action="store_true", help="no scale-out runs (nginx, 1-3 instances)")
     parser.add_argument("--skip-git", action="store_true", help="no git clone timing")
+    parser.add_argument("--skip-push", action="store_true", help="no git push timing (push protection's cost)")
+    parser.add_argument("--push-rounds", type=int, default=3, help="alternating rounds of git pushes (3)")
     parser.add_argument("--skip-download", action="store_true", help="no 100 MB download against nginx")
     parser.add_argument("--skip-client", action="store_true", help="no client start-up timing")
     parser.add_argument("--client-runs", type=int, default=10, help="runs of each client command per round (10)")
@@ -87,7 +94,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     if args.git_rounds < 1:
         parser.error("--git-rounds must be at least 1")
-    if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_download
+    if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_push or args.skip_download
                             or args.skip_routes or args.skip_mixed or args.skip_client or args.skip_scale
                             or set(args.backends) != set(report.BACKEND_NAMES)):
         parser.error("--write-docs needs the full run (every part, both stores)")
@@ -112,6 +119,7 @@ def main(argv: list[str]) -> int:
     timings, backends, probes = [], [], []
     mixed: list[MixedFigures] = []
     git: GitFigures | None = None
+    push: PushFigures | None = None
     download: DownloadFigures | None = None
     client: ClientFigures | None = None
     scale: ScaleFigures | None = None
@@ -166,6 +174,10 @@ def main(argv: list[str]) -> int:
             print(f"Git clone on SQLite: through the server against file://, {args.git_rounds} rounds"
                   + (f" (server and upload-pack on CPU {SERVER_CPU}, git clone on CPU {CLIENT_CPU})" if pin else ""))
             git = measure_git_clone(workdir / "git", options, rounds=args.git_rounds)
+        if not args.skip_http and not args.skip_push:
+            print(f"Git push on SQLite: with push protection against without, {args.push_rounds} rounds")
+            push = measure_git_push(workdir / "push", options, rounds=args.push_rounds)
+            print(f"  {push.summary()}")
         if not args.skip_http and not args.skip_download:
             print("Download of a 100 MB artifact from /maven/studio/ (token) against nginx, 5 rounds")
             download = measure_download(workdir / "download", options)
@@ -192,6 +204,7 @@ def main(argv: list[str]) -> int:
         "http": [b.as_dict() for b in backends], "token_check": [asdict(t) for t in timings],
         "mixed": [m.as_dict() for m in mixed],
         "git_clone": git.as_dict() if git else None,
+        "git_push": push.as_dict() if push else None,
         "download": download.as_dict() if download else None,
         "client": client.as_dict() if client else None,
         "scale_out": scale.as_dict() if scale else None,

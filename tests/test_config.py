@@ -13,6 +13,7 @@ def test_defaults_are_the_embedded_deployment():
     assert settings.password_policy is PasswordPolicy.DENY
     assert settings.token_prefix == "tks_"
     assert not settings.secure_cookies
+    assert settings.push_protection
 
 
 def test_environment_overrides():
@@ -21,12 +22,14 @@ def test_environment_overrides():
         "TOKENSMITH_PASSWORD_POLICY": "WARN",
         "TOKENSMITH_TOKEN_PREFIX": "acme_",
         "TOKENSMITH_PUBLIC_URL": "https://tokens.example.test/",
+        "TOKENSMITH_PUSH_PROTECTION": "false",
     })
     assert settings.store_url == "postgresql+psycopg://u:p@127.0.0.1/db"
     assert settings.password_policy is PasswordPolicy.WARN
     assert settings.token_prefix == "acme_"
     assert settings.tokens_page_url == "https://tokens.example.test/tokens"
     assert settings.secure_cookies
+    assert not settings.push_protection
 
 
 @pytest.mark.parametrize("variable, value", [
@@ -34,6 +37,7 @@ def test_environment_overrides():
     ("TOKENSMITH_TOKEN_PREFIX", "TKS_"),
     ("TOKENSMITH_TOKEN_PREFIX", "tks"),
     ("TOKENSMITH_TOKEN_PREFIX", "a_"),
+    ("TOKENSMITH_PUSH_PROTECTION", "sometimes"),
 ])
 def test_bad_settings_are_refused_with_the_variable_named(variable, value):
     with pytest.raises(ConfigurationError, match=variable):

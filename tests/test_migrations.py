@@ -64,3 +64,32 @@ def test_tokens_made_before_the_five_scopes_keep_everything_they_could_do(tmp_pa
     assert limits == [(None, None), (None, None)]
     assert token.scopes == list(token_limits.ALL_SCOPES) and token.projects is None and token.allowed_ips is None
     engine.dispose()
+
+
+def test_tokens_rotated_before_successors_were_kept_get_theirs_from_the_audit_trail(tmp_path):
+    """Migration 0010: a rotation audited before it names the old token's successor, so that its
+    reuse revokes that one too."""
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'rotated.db'}")
+    _upgrade(engine, "0009")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO users (id, username, email, is_admin, is_active, created_at, origin) "
+            "VALUES (1, 'old', 'old@example.test', 0, 1, '2026-01-01 00:00:00', 'local')"))
+        for token_id in (1, 2, 3):
+            connection.execute(text(
+                "INSERT INTO personal_tokens (id, user_id, name, digest, key_version, hint, scopes, created_at) "
+                "VALUES (:id, 1, :name, :digest, 1, 'tks_…old', '[]', '2026-01-01 00:00:00')"),
+                {"id": token_id, "name": f"t{token_id}", "digest": bytes([token_id]) * 32})
+        connection.execute(text(
+            "INSERT INTO audit_events (at, user_id, actor, action, details) "
+            "VALUES ('2026-01-02 00:00:00', 1, 'old', 'token.rotated', :details)"),
+            {"details": json.dumps({"token_id": 2, "replaced_token_id": 1, "name": "t1"})})
+    _upgrade(engine, "head")
+    with engine.connect() as connection:
+        links = dict(connection.execute(text("SELECT id, replaced_by_id FROM personal_tokens")).all())
+    assert links == {1: 2, 2: None, 3: None}
+    engine.dispose()

@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select
 
-from tokensmith import audit, personal_tokens, projects, tokens
+from tests.support.ledger import remember
+
+from tokensmith import accounts, audit, personal_tokens, projects, tokens
 from tokensmith.clock import utcnow
 from tokensmith.errors import (
     AccountDisabled,
@@ -17,6 +19,7 @@ from tokensmith.errors import (
     NotFound,
     NotPermitted,
     TokenExpired,
+    TokenReplaced,
     TokenRevoked,
     TokenUnknown,
 )
@@ -280,3 +283,65 @@ def test_the_request_path_reads_a_token_exactly_as_the_orm_path_does(db, keys, m
     assert used_token.last_used_ip == "2001:db8::1" and used_token.expires_at.utcoffset() == timedelta(0)
     assert personal_tokens._lookup(db.connection(), keys, revoked).revoked_reason == "owner"
     assert personal_tokens._lookup(db.connection(), keys, "tks_" + "x" * 38) is None
+
+
+def _rotate(db, keys, row):
+    return personal_tokens.rotate_token(db, keys, row.id, row.user_id, prefix=PREFIX, actor="tests",
+                                        presented_token_id=row.id)
+
+
+def test_a_rotated_token_used_again_revokes_its_successors_and_tells_the_owner(db, keys, make_user, make_token):
+    alice = make_user()
+    first, first_row = make_token(alice, "deploy")
+    second, second_row = _rotate(db, keys, first_row)
+    third, third_row = _rotate(db, keys, second_row)
+    remember(second), remember(third)
+    with pytest.raises(TokenReplaced, match="somebody copied it before the rotation") as caught:
+        verify(db, keys, first)
+    assert caught.value.token_id == first_row.id
+    assert personal_tokens.revoke_successors(db, first_row.id) == 1  # the live end of the chain
+    assert personal_tokens.revoke_successors(db, first_row.id) == 0  # once only
+    with pytest.raises(TokenRevoked, match="the token it replaced was used after its rotation"):
+        verify(db, keys, third)
+    reuse = [e for e in audit.events_for_user(db, alice.id) if e.details.get("reason") == "rotation_reuse"]
+    assert [(e.action, e.details["token_id"], e.actor) for e in reuse] == [("token.revoked", third_row.id,
+                                                                             "rotation reuse")]
+    assert "had been copied before it was rotated" in audit.describe(reuse[0]) and audit.needs_attention(reuse[0])
+    assert db.get(PersonalToken, first_row.id).replaced_by_id == second_row.id
+
+
+def test_two_reuses_at_once_revoke_the_successor_once(store_engine, keys):
+    """Two instances see the rotated token at the same moment: the conditional UPDATE lets one
+    revoke (and audit); the other, once the first commits, finds nothing left to revoke."""
+    import threading
+
+    from tokensmith.db import session_factory, unit_of_work
+
+    sessions = session_factory(store_engine)
+    with unit_of_work(sessions) as setup:
+        owner = accounts.create_user(setup, f"reuse-{store_engine.dialect.name}", "reuse@example.test",
+                                     actor="tests")
+        _secret, old = personal_tokens.create_token(setup, keys, owner.id, "ci", prefix=PREFIX, actor="tests")
+        remember(_secret)
+        secret, new = _rotate(setup, keys, old)
+        remember(secret)
+        old_id, new_id, owner_id = old.id, new.id, owner.id
+    first = sessions()
+    assert personal_tokens.revoke_successors(first, old_id) == 1  # holds the row's lock, uncommitted
+    counted: list[int] = []
+
+    def second() -> None:
+        with unit_of_work(sessions) as session:
+            counted.append(personal_tokens.revoke_successors(session, old_id))
+
+    other = threading.Thread(target=second)
+    other.start()
+    other.join(0.3)  # waiting on the lock (PostgreSQL) or on the writer (SQLite)
+    first.commit()
+    first.close()
+    other.join(10)
+    assert counted == [0]
+    with unit_of_work(sessions) as session:
+        assert session.get(PersonalToken, new_id).revoked_reason == "rotation_reuse"
+        assert len([e for e in audit.events_for_user(session, owner_id, limit=50)
+                    if e.details.get("reason") == "rotation_reuse"]) == 1

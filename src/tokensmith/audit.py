@@ -24,6 +24,9 @@ _DESCRIPTIONS = {
     "token.created": "Token “{name}” created{limits_phrase}",
     "token.revoked": "Token “{name}” revoked{reason_phrase}",
     "token.rotated": "Token “{name}” rotated: a new secret replaced the old one{limits_phrase}",
+    "token.push_blocked": "Token “{name}” was found in a git push by {pusher} to project {repository} "
+    "(commit {short_commit}, {path}); the push was refused and the token revoked. Replace it "
+    "wherever it was used",
     "token.leak_reported": "Token “{name}” was reported leaked and has been revoked. "
     "Replace it wherever it was used{where_phrase}",
     "auth.password_used": "Your password was used by a non-browser client ({agent}); "
@@ -45,6 +48,8 @@ REVOKE_REASONS = {
     "leak_reported": " after it was reported leaked",
     "rotated": " when it was rotated",
     "account_disabled": " when the account was disabled",
+    "push_protection": " by push protection (found in a git push)",
+    "rotation_reuse": " after the token it replaced was used again (it had been copied before it was rotated)",
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES = {
@@ -53,6 +58,8 @@ REVOKE_CAUSES = {
     "leak_reported": "it was reported leaked",
     "rotated": "it was rotated; use the new token",
     "account_disabled": "the account was disabled",
+    "push_protection": "it was found in a git push",
+    "rotation_reuse": "the token it replaced was used after its rotation, so this one may have been copied too",
 }
 
 
@@ -95,6 +102,10 @@ def describe(event: AuditEvent) -> str:
     details["reason_phrase"] = REVOKE_REASONS.get(details.get("reason", ""), "")
     details["limits_phrase"] = _limits_phrase(details)
     details["where_phrase"] = _where_phrase(details)
+    details["short_commit"] = str(details.get("commit", "?"))[:12]
+    details.setdefault("pusher", "?")
+    details.setdefault("repository", "?")
+    details.setdefault("path", "?")
     return template.format(**details)
 
 
@@ -124,6 +135,7 @@ def shows_address(event: AuditEvent) -> bool:
 
 def needs_attention(event: AuditEvent) -> bool:
     """Events the owner should notice without asking: someone else acted on their tokens."""
-    return event.action in ("token.leak_reported", "auth.password_used", "user.password_set") or (
-        event.action == "token.revoked" and event.details.get("reason") == "admin"
+    return event.action in ("token.leak_reported", "token.push_blocked", "auth.password_used",
+                            "user.password_set") or (
+        event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse")
     )

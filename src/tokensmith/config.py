@@ -95,6 +95,9 @@ class Settings:
     max_token_lifetime_days: int | None = None
     # Mail to token owners (mail.py, notices.py); None (the default): no mail at all.
     mail: MailSettings | None = None
+    # A git push whose new objects carry a live token is refused (push_protection.py). On unless
+    # TOKENSMITH_PUSH_PROTECTION=false (the benchmark's baseline).
+    push_protection: bool = True
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -160,6 +163,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_networks(env, "TOKENSMITH_TRUSTED_PROXIES"),
         max_token_lifetime_days=_days(env, "TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS"),
         mail=_mail(env),
+        push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
     )
 
 

@@ -80,6 +80,15 @@ class TokenRevoked(AuthenticationFailed):
     reason = "revoked"
 
 
+class TokenReplaced(TokenRevoked):
+    """A token that a rotation replaced was presented: ``token_id`` is the replaced one, whose
+    successors must be revoked too (personal_tokens.revoke_successors)."""
+
+    def __init__(self, message: str, token_id: int) -> None:
+        super().__init__(message)
+        self.token_id = token_id
+
+
 class TokenExpired(AuthenticationFailed):
     code = "token_expired"
     reason = "expired"

@@ -110,6 +110,10 @@ class PersonalToken(Base):
     last_used_agent: Mapped[str | None] = mapped_column(String(200), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked_reason: Mapped[str | None] = mapped_column(String(40), default=None)
+    # The token a rotation put in this one's place: presenting this one afterwards revokes that
+    # one too (personal_tokens.revoke_successors).
+    replaced_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("personal_tokens.id", ondelete="SET NULL"), default=None)
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql as postgresql_dialect, sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tokensmith import audit, token_limits, tokens
 from tokensmith.accounts import Account
@@ -33,6 +34,7 @@ from tokensmith.errors import (
     NotFound,
     NotPermitted,
     TokenExpired,
+    TokenReplaced,
     TokenRevoked,
     TokenUnknown,
 )
@@ -312,6 +314,13 @@ def verify_checksummed(
     if token is None:
         raise TokenUnknown("Unknown or mistyped token.")
     if token.revoked_at is not None:
+        if token.revoked_reason == "rotated":
+            # Still in use after its rotation: it was copied before. The caller revokes what
+            # replaced it (revoke_successors) and says so with these words.
+            raise TokenReplaced(
+                f"This token was replaced when it was rotated on {display(token.revoked_at)}, and has "
+                "been used since: somebody copied it before the rotation, so the token that "
+                "replaced it has been revoked as well.", token.id)
         cause = audit.REVOKE_CAUSES.get(token.revoked_reason or "")
         because = f" ({cause})" if cause else ""
         raise TokenRevoked(f"This token was revoked on {display(token.revoked_at)}{because}.")
@@ -384,11 +393,25 @@ def get_live_token(session: Session, token_id: int, owner_id: int) -> PersonalTo
 
 
 def _revoke(
-    session: Session, row: PersonalToken, *, actor: str, reason: str, ip: str | None = None
-) -> None:
-    row.revoked_at = utcnow()
-    row.revoked_reason = reason
-    session.flush()
+    session: Session, row: PersonalToken, *, actor: str, reason: str, ip: str | None = None,
+    **details: Any,
+) -> bool:
+    """Revoke ``row`` unless someone else just did: False then, and nothing is written.
+
+    One conditional UPDATE, so that of two revocations at once (a rotation and a reuse of the
+    rotated token, on two instances) only one happens and is audited; PostgreSQL re-reads the
+    condition once the other transaction's lock is gone."""
+    now = utcnow()
+    changed = session.execute(
+        update(PersonalToken)
+        .where(PersonalToken.id == row.id, PersonalToken.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
+        return False
+    set_committed_value(row, "revoked_at", now)
+    set_committed_value(row, "revoked_reason", reason)
     leaked = reason == "leak_reported"
     # A leak notice tells the owner where *they* last used the token (where to replace it),
     # not where the reporter was: that address is kept for administrators only.
@@ -405,7 +428,9 @@ def _revoke(
         hint=row.hint,
         reason=reason,
         **where,
+        **details,
     )
+    return True
 
 
 def revoke_token(
@@ -419,7 +444,8 @@ def revoke_token(
 ) -> PersonalToken:
     """Revoke one of the owner's tokens: the page, the API, the client and admins call this."""
     row = get_live_token(session, token_id, owner_id)
-    _revoke(session, row, actor=actor, reason=reason, ip=ip)
+    if not _revoke(session, row, actor=actor, reason=reason, ip=ip):
+        raise NotFound("You have no live token with that id.")
     return row
 
 
@@ -429,9 +455,7 @@ def revoke_all_tokens(session: Session, owner_id: int, *, actor: str, reason: st
             PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None)
         )
     ).all()
-    for row in rows:
-        _revoke(session, row, actor=actor, reason=reason)
-    return len(rows)
+    return sum(_revoke(session, row, actor=actor, reason=reason) for row in rows)
 
 
 def rotate_token(
@@ -457,11 +481,13 @@ def rotate_token(
         raise NotPermitted("A token can rotate only itself: authenticate with the token you want to rotate.")
     if old.expires_at is not None and old.expires_at <= utcnow():
         raise NotPermitted("An expired token cannot be rotated: create a new one instead.")
-    _revoke(session, old, actor=actor, reason="rotated", ip=ip)
+    if not _revoke(session, old, actor=actor, reason="rotated", ip=ip):
+        raise NotFound("You have no live token with that id.")
     # The limits carry over as they are: the replacement may do exactly what the old one could.
     carried = token_limits.Limits(tuple(old.scopes), _tupled(old.projects), _tupled(old.allowed_ips))
     secret, new = _mint(session, keys, owner_id, old.name, carried, prefix=prefix, actor=actor,
                         expires_at=old.expires_at, now=utcnow(), ip=ip)
+    old.replaced_by_id = new.id
     audit.record(
         session,
         "token.rotated",
@@ -491,6 +517,55 @@ def revoke_reported_tokens(
         found = _lookup(session, keys, secret)
         if found is not None and found.revoked_at is None:
             row = session.get(PersonalToken, found.id)
-            _revoke(session, row, actor="leak report", reason="leak_reported", ip=ip)
-            revoked += 1
+            revoked += _revoke(session, row, actor="leak report", reason="leak_reported", ip=ip)
     return revoked
+
+
+MAX_SUCCESSORS = 100  # a chain of rotations longer than this is not followed further
+
+
+def revoke_successors(session: Session, replaced_token_id: int) -> int:
+    """A rotated token was presented: it was copied before its rotation, so whoever copied it
+    may have the replacement too. Revoke the token that replaced it, and each of that one's
+    replacements if it was rotated again; each revocation is audited and tells the owner why.
+    Returns how many were revoked (0 when a reuse before this one revoked them already)."""
+    revoked = 0
+    row = session.get(PersonalToken, replaced_token_id)
+    for _ in range(MAX_SUCCESSORS):
+        if row is None or row.replaced_by_id is None:
+            break
+        row = session.get(PersonalToken, row.replaced_by_id, populate_existing=True)
+        if row is not None and row.revoked_at is None:
+            if _revoke(session, row, actor="rotation reuse", reason="rotation_reuse",
+                       reused_token_id=replaced_token_id):
+                revoked += 1
+            else:  # revoked meanwhile, perhaps rotated once more: follow it to its newest successor
+                session.refresh(row)
+    return revoked
+
+
+def live_tokens_among(session: Session, keys: ServerKeys, secrets: Iterable[str]) -> dict[str, PersonalToken]:
+    """Which of ``secrets`` (checksums checked by the caller) are live tokens: one statement for
+    all of them (a push's scan finds a few at most), one per thousand digests past that."""
+    by_digest: dict[bytes, str] = {}
+    for secret in set(secrets):
+        for digest in keys.all_digests(PURPOSE, secret):
+            by_digest[digest] = secret
+    digests, now, live = list(by_digest), utcnow(), {}
+    for start in range(0, len(digests), LOOKUP_BATCH):
+        rows = session.scalars(select(PersonalToken).where(
+            PersonalToken.digest.in_(digests[start:start + LOOKUP_BATCH]),
+            PersonalToken.revoked_at.is_(None),
+            (PersonalToken.expires_at.is_(None)) | (PersonalToken.expires_at > now),
+        ))
+        live.update((by_digest[row.digest], row) for row in rows)
+    return live
+
+
+LOOKUP_BATCH = 1000
+
+
+def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **where: str) -> bool:
+    """Push protection found ``row`` in a push (``where``: repository, commit, path): revoke it,
+    with the pusher as the actor."""
+    return _revoke(session, row, actor=pusher, reason="push_protection", **where)

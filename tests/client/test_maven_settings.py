@@ -123,9 +123,9 @@ def test_tokens_rotate_updates_the_settings_maven_settings_wrote_and_mvn_keeps_w
     after = resolve("m2-after")  # a fresh local repository: every file comes from the server again
     assert after.returncode == 0, after.stdout[-2000:]
     assert (tmp_path / "m2-after" / "com" / "acme" / "studio" / project / "1.0.0" / f"{project}-1.0.0.jar").exists()
-    with server.client(auth=(person, token)) as client:
-        assert client.get("/api/v1/me").status_code == 401  # the old secret is dead
     with server.client(auth=(person, new_token)) as client:
         assert client.get("/api/v1/me").status_code == 200
     logout = tokensmith("logout", env=env)
     assert f"{settings} still holds it" in logout.stdout
+    with server.client(auth=(person, token)) as client:  # last: a rotated secret's reuse revokes the new one
+        assert client.get("/api/v1/me").status_code == 401  # the old secret is dead

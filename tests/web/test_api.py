@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.ledger import remember
-from tokensmith import tokens
+from tokensmith import audit, tokens
 from tokensmith.clock import utcnow
 from tokensmith.models import AuditEvent, PersonalToken
 from tokensmith.web.schemas import Me
@@ -140,8 +140,26 @@ def test_a_token_rotates_itself(server, alice):
     assert new != old and tokens.parse(new, "tks_")
     assert body["name"] == "CI Chain" and body["scopes"] == before.scopes
     assert body["expires_at"].startswith(before.expires_at.strftime("%Y-%m-%dT%H:%M:%S"))
-    assert_refused(me(server, auth=(alice, old)), "token_revoked", "rotated")
     assert me(server, auth=(alice, new)).json()["token"]["id"] == body["id"]
+
+
+def test_a_rotated_token_used_again_revokes_its_replacement(server, alice):
+    """Rotation reuse: the old secret still in use means it was copied before the rotation, so the
+    copier may hold the new one too. Both are refused, and the owner reads why."""
+    old = server.create_token(alice, "Deploy Chain")
+    with server.client(auth=(alice, old)) as client:
+        rotated = client.post(f"/api/v1/tokens/{server.token_row(alice, 'Deploy Chain').id}/rotate").json()
+    new = remember(rotated["token"])
+    assert me(server, auth=(alice, new)).status_code == 200
+    refused = assert_refused(me(server, auth=(alice, old)), "token_revoked", "rotated",
+                             "somebody copied it before the rotation", "has been revoked as well")
+    assert "/tokens" in refused["message"] + str(refused.get("advice", ""))
+    assert_refused(me(server, auth=(alice, new)), "token_revoked", "the token it replaced was used after its rotation")
+    with server.store() as session:
+        events = [e for e in audit.events_for_user(session, server.user(alice).id) if e.action == "token.revoked"]
+        reuse = [e for e in events if e.details["reason"] == "rotation_reuse"]
+        assert [e.details["token_id"] for e in reuse] == [rotated["id"]]
+        assert "had been copied before it was rotated" in audit.describe(reuse[0])
 
 
 def test_a_token_cannot_rotate_another(server, alice):

@@ -290,10 +290,10 @@ def test_regenerate_gives_a_new_secret_with_the_same_limits_once(server, person)
     assert regenerated.headers["cache-control"] == "no-store"
     new = secret_of(regenerated)
     assert new != old and client.get("/tokens").text.count(new) == 0
-    with server.client(auth=(name, old)) as api:
-        assert "rotated" in api.get("/api/v1/me").json()["message"]
     with server.client(auth=(name, new)) as api:
         me = api.get("/api/v1/me").json()["token"]
+    with server.client(auth=(name, old)) as api:  # (which revokes the new one too: rotation reuse)
+        assert "rotated" in api.get("/api/v1/me").json()["message"]
     assert (me["name"], me["scopes"], me["allowed_ips"]) == ("rolling", ["api:read", "git:read", "maven:read"],
                                                              ["127.0.0.1/32"])
     assert me["expires_at"] is not None

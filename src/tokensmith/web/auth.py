@@ -24,13 +24,15 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from tokensmith import metrics, sessions, tokens
+from tokensmith import metrics, personal_tokens, sessions, tokens
 from tokensmith.errors import NotFound
 from tokensmith.token_limits import Need, missing_project
 from tokensmith.accounts import Account
 from tokensmith.config import Settings
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
-from tokensmith.errors import AuthenticationFailed, AuthenticationRequired, CredentialMalformed, HeaderTooLarge
+from tokensmith.errors import (
+    AuthenticationFailed, AuthenticationRequired, CredentialMalformed, HeaderTooLarge, TokenReplaced,
+)
 from tokensmith.db import connection_to
 from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get_runtime
 from tokensmith.web.templates import SESSION_COOKIE
@@ -212,7 +214,14 @@ async def identify_client(request: Request, requires: Requires) -> Identity:
     ip, agent = client_ip(request), client_agent(request)
     need = requires.need(request)
     if runtime.authenticator.is_token(credentials):
-        identity = await runtime.check_on_store(_check_token, runtime, credentials, ip, agent, need)
+        try:
+            identity = await runtime.check_on_store(_check_token, runtime, credentials, ip, agent, need)
+        except TokenReplaced as error:
+            # A rotated token used again: whoever copied it may hold its replacement too. Written
+            # in a unit of its own (the check engine never writes), committed before the 401.
+            replaced = error.token_id
+            await runtime.run_unit(lambda session: personal_tokens.revoke_successors(session, replaced))
+            raise
     else:
         def check_password(session: Session) -> Identity | AuthenticationFailed:
             try:

@@ -29,11 +29,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from tokensmith import projects, repositories
+from tokensmith import projects, push_protection, repositories
 from tokensmith.authentication import Identity
 from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound
 from tokensmith.web.auth import ProjectIn, Requires
 from tokensmith.web.bodies import declared_length
+from tokensmith.web.push_guard import PushGuard
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 log = logging.getLogger("tokensmith.git")
@@ -173,20 +174,31 @@ async def smart_http(project_id: str, path: str, request: Request,
             raise BodyTooLarge(f"A git request may carry at most {limit // 2**20:,} MiB.")
         if service == "git-upload-pack":  # wants and haves: small, read whole before git starts
             body = await _read_whole(request, limit)
-    process = await asyncio.create_subprocess_exec(
-        repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
-        *(["--advertise-refs"] if advertising else []), str(repository),
-        env=backend_environment(request, identity),
-        stdin=asyncio.subprocess.DEVNULL if advertising else asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK,
-    )
+    environment = backend_environment(request, identity)
+    guard = None
+    if service == "git-receive-pack" and not advertising and runtime.settings.push_protection:
+        guard = await PushGuard(lambda updates, quarantine: check_push(
+            runtime, identity, project_id, repository, updates, quarantine)).open()
+        environment.update(guard.environment())
+    try:
+        process = await asyncio.create_subprocess_exec(
+            repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
+            *(["--advertise-refs"] if advertising else []), str(repository),
+            env=environment,
+            stdin=asyncio.subprocess.DEVNULL if advertising else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK,
+        )
+    except BaseException:
+        if guard is not None:
+            guard.close()
+        raise
     feeding = asyncio.create_task(_feed(request, process, body)) if not advertising else None
     preamble = b""
     if advertising and not (service == "git-upload-pack" and "version=2" in request.headers.get("git-protocol", "")):
         preamble = _pkt_line(f"# service={service}\n") + b"0000"  # protocol v0/v1 only
     kind = "advertisement" if advertising else "result"
     return BackendResponse(
-        _stream(process, feeding, preamble, project_id, identity.username),
+        _stream(process, feeding, preamble, project_id, identity.username, guard),
         status_code=200,
         headers={**NO_CACHE, "Content-Type": f"application/x-{service}-{kind}"},
     )
@@ -223,7 +235,7 @@ class BackendResponse(Response):
 
 
 async def _stream(process: asyncio.subprocess.Process, feeding: asyncio.Task | None, preamble: bytes,
-                  project_id: str, username: str) -> AsyncIterator[bytes]:
+                  project_id: str, username: str, guard: PushGuard | None = None) -> AsyncIterator[bytes]:
     try:
         if preamble:
             yield preamble
@@ -241,6 +253,29 @@ async def _stream(process: asyncio.subprocess.Process, feeding: asyncio.Task | N
         if feeding is not None:
             feeding.cancel()
         _kill(process)
+        if guard is not None:
+            guard.close()
+
+
+async def check_push(runtime: Runtime, identity: Identity, project_id: str, repository: Path, updates: str,
+                     quarantine: dict[str, str]) -> tuple[bool, str]:
+    """The pre-receive hook's question: may this push go in? (push_protection.py)"""
+    git = repositories.git_executable()
+    try:
+        findings = await push_protection.scan_push(git, repository, updates, quarantine,
+                                                   runtime.settings.token_prefix)
+    except push_protection.TooManyFindings:
+        return False, push_protection.too_many_findings()
+    if not findings:
+        return True, ""
+    commits = await push_protection.introducing_commits(git, repository, quarantine, updates, findings)
+    blocked = await runtime.run_unit(lambda session: push_protection.block_live_tokens(
+        session, runtime.keys, findings, commits, pusher_id=identity.user.id, pusher=identity.username,
+        repository=project_id))
+    if not blocked:
+        return True, ""
+    log.info("push to %s by %s refused: %d live token(s) in it", project_id, identity.username, len(blocked))
+    return False, push_protection.refusal(blocked, runtime.settings.tokens_page_url)
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
