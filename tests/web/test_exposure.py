@@ -80,7 +80,7 @@ def test_a_forged_forwarded_address_does_not_reset_the_sign_in_throttle(server):
 def test_the_proxy_setting_is_checked_at_start(tmp_path):
     live = LiveServer(tmp_path / "data", env={"TOKENSMITH_TRUSTED_PROXIES": "10.0.0.0/8, nginx"})
     with pytest.raises(Exception, match="TOKENSMITH_TRUSTED_PROXIES"):
-        live.start(timeout=15)
+        live.start(timeout=120)
     assert "'nginx' is neither" in live.console()
 
 
