@@ -16,6 +16,7 @@ from tokensmith.authentication import Identity
 from tokensmith.models import User
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
+from tokensmith.web.reauthentication import recent_sign_in
 from tokensmith.web.runtime import client_agent, client_ip, get_runtime
 from tokensmith.web.templates import (
     PRESESSION_COOKIE,
@@ -106,7 +107,8 @@ def login(
     return start_browser_session(request, db, user, next_path)
 
 
-def start_browser_session(request: Request, db: Session, user: User, next_path: str) -> Response:
+def start_browser_session(request: Request, db: Session, user: User, next_path: str, *,
+                          authenticated_at: datetime | None = None) -> Response:
     """The answer to a sign-in that succeeded: a new session, and on to where the person
     was going."""
     runtime = get_runtime(request)
@@ -114,7 +116,7 @@ def start_browser_session(request: Request, db: Session, user: User, next_path: 
     sessions.end_session(db, runtime.keys, session_secret(request))
     secret, _row = sessions.start_session(
         db, runtime.keys, user, days=runtime.settings.session_days,
-        ip=client_ip(request), user_agent=client_agent(request),
+        ip=client_ip(request), user_agent=client_agent(request), authenticated_at=authenticated_at,
     )
     sessions.purge_expired_sessions(db)  # sign-ins are rare: the right moment to tidy up
     response = RedirectResponse(next_path, status_code=303)
@@ -271,12 +273,17 @@ def create_token(
     projects: FormList = [],  # noqa: B006
     allowed_ips: FormText = "",
     csrf_token: FormText = "",
+    reauth_password: FormText = "",
 ) -> Response:
     check_csrf(request, csrf_token)
     runtime = get_runtime(request)
     max_days = runtime.settings.max_token_lifetime_days
     form = {"name": name, "expiration": expiration, "expires_on": expires_on, "access": access,
             "scopes": scopes, "project_choice": project_choice, "projects": projects, "allowed_ips": allowed_ips}
+    asked = recent_sign_in(request, db, identity, what="Creating a token", back="/tokens",
+                           fields=_posted(form), password=reauth_password)
+    if asked is not None:
+        return asked
     try:
         expires_at = parse_expiration(expiration, expires_on, datetime.now(timezone.utc).date(), max_days)
         secret, row = personal_tokens.create_token(
@@ -296,13 +303,24 @@ def create_token(
     return _tokens_page(request, db, identity, status=201, new_token=secret, new_row=row)
 
 
+def _posted(form: dict[str, str | list[str]]) -> list[tuple[str, str]]:
+    """A form's fields as posted (a list, once per value), to post them again."""
+    return [(name, item) for name, value in form.items()
+            for item in (value if isinstance(value, list) else [value])]
+
+
 @router.post("/tokens/{token_id}/regenerate")
 def regenerate_token(
-    token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = ""
+    token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "",
+    reauth_password: FormText = "",
 ) -> Response:
     """A new secret for one of the person's tokens, with the same name, expiry and limits: the
     rotation of the API, by its owner signed in."""
     check_csrf(request, csrf_token)
+    asked = recent_sign_in(request, db, identity, what="Regenerating a token", back="/tokens",
+                           password=reauth_password)
+    if asked is not None:
+        return asked
     runtime = get_runtime(request)
     secret, row = personal_tokens.rotate_token(
         db, runtime.keys, token_id, identity.user.id, prefix=runtime.settings.token_prefix,
