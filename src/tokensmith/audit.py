@@ -98,7 +98,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         at, event_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         moment = datetime.fromisoformat(at)
-        if not isinstance(event_id, int) or moment.tzinfo is None:
+        if not isinstance(event_id, int) or not 0 <= event_id < 2**31 or moment.tzinfo is None:
             raise ValueError
         return moment, event_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
