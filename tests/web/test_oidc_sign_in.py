@@ -8,6 +8,7 @@ page then open git and curl; signing out ends the provider's session too.
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 from collections.abc import Iterator
@@ -280,13 +281,17 @@ def test_past_fifteen_minutes_the_provider_is_asked_again_with_max_age(server):
         asked = browser.post("/tokens", data=form)
         assert asked.status_code == 401 and "Confirm it is you" in asked.text
         assert 'type="password"' not in asked.text and "Sign in again with Acme SSO" in asked.text
-        start = browser.get("/login/oidc", params={"next": "/tokens", "reauth": "true"})
+        link = html.unescape(re.search(r'href="(/login/oidc\?[^"]+)"', asked.text).group(1))
+        start = browser.get(link)
         assert parse_qs(urlsplit(start.headers["location"]).query)["max_age"] == ["900"]
         back = sign_in_with_forms(browser, start.headers["location"], "hank")
         remember(parse_qs(urlsplit(back.headers["location"]).query)["code"][0])
-        assert browser.get(back.headers["location"]).headers["location"] == "/tokens"
+        returned = browser.get(back.headers["location"]).headers["location"]
         remember(browser.cookies["tokensmith_idp"])
-        form["csrf_token"] = csrf_of(browser.get("/tokens"))  # a new session: a new CSRF token
+        assert returned.startswith("/tokens?name=after+a+while&")  # with what was typed
+        page = browser.get(returned)
+        assert 'name="name" value="after a while"' in page.text
+        form["csrf_token"] = csrf_of(page)  # a new session: a new CSRF token
         made = browser.post("/tokens", data=form)
         assert made.status_code == 201, made.text
         remember(made.text.split('data-testid="new-token" id="new-token">')[1].split("<")[0])

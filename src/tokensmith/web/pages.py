@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -213,7 +214,30 @@ def tokens_page(request: Request, db: Db, identity: BrowserIdentity,
         ended = personal_tokens.find_token(db, revoked, identity.user.id)
         named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
         notice = f"{named} was revoked. Any tool still using it will now be refused."
-    return _tokens_page(request, db, identity, notice=notice)
+    filled = _form_from_query(request, get_runtime(request).settings.max_token_lifetime_days)
+    return _tokens_page(request, db, identity, notice=notice, **({"form": filled} if filled else {}))
+
+
+FORM_FIELDS = ("name", "expiration", "expires_on", "access", "scopes", "project_choice", "projects", "allowed_ips")
+
+
+def _form_from_query(request: Request, max_days: int | None) -> dict[str, object] | None:
+    """The create form filled from the address (/tokens?name=CI&access=read): where a person
+    comes back to from the identity provider with what they had typed, or a link that
+    proposes a token."""
+    params = request.query_params
+    if not any(field in params for field in FORM_FIELDS):
+        return None
+    form = _blank_form(max_days)
+    for field in FORM_FIELDS:
+        if field in ("scopes", "projects"):
+            if field in params:
+                form[field] = [value[:100] for value in params.getlist(field)[:200]]
+        elif field in params:
+            form[field] = params[field][:4096]
+    if form["access"] == "custom" and "scopes" not in params:
+        form["scopes"] = []  # none ticked, as posted
+    return form
 
 
 def parse_expiration(choice: str, expires_on: str, today: date, max_days: int | None = None) -> datetime | None:
@@ -281,7 +305,8 @@ def create_token(
     form = {"name": name, "expiration": expiration, "expires_on": expires_on, "access": access,
             "scopes": scopes, "project_choice": project_choice, "projects": projects, "allowed_ips": allowed_ips}
     asked = recent_sign_in(request, db, identity, what="Creating a token", back="/tokens",
-                           fields=_posted(form), password=reauth_password)
+                           fields=_posted(form), password=reauth_password,
+                           resume="/tokens?" + urlencode(_posted(form)))
     if asked is not None:
         return asked
     try:

@@ -26,6 +26,8 @@ from tokensmith.web.templates import render
 # The password field of the re-authentication form, named apart from every form it carries.
 PASSWORD_FIELD = "reauth_password"
 WINDOW_MINUTES = int(sessions.REAUTHENTICATION_WINDOW.total_seconds() // 60)
+# The address the provider returns to travels in the sign-in's cookie (4 kB at most in all).
+MAX_RESUME_LENGTH = 1500
 
 
 def recent_sign_in(
@@ -37,12 +39,15 @@ def recent_sign_in(
     back: str,
     fields: Iterable[tuple[str, str]] = (),
     password: str = "",
+    resume: str | None = None,
 ) -> Response | None:
     """None when the person may go on; otherwise the page to answer instead.
 
     ``what`` names the act ("Creating a token"), ``back`` is the page to return to,
     ``fields`` the form as it was posted (the CSRF token aside), ``password`` what they typed
-    in the re-authentication form, if that is where the request comes from."""
+    in the re-authentication form, if that is where the request comes from. ``resume``: where
+    the identity provider sends the person back to find their input again (a page that fills
+    its form from the query), when that address is short enough to travel through it."""
     row = request.state.browser_session
     if sessions.recently_authenticated(row):
         return None
@@ -60,6 +65,7 @@ def recent_sign_in(
             return None
     provider = runtime.identity_provider
     with_password = runtime.settings.local_login and row.user.password_hash is not None
+    carried = resume is not None and len(resume) <= MAX_RESUME_LENGTH
     return render(request, "reauth.html", {
         "what": what,
         "action": request.url.path,
@@ -68,7 +74,8 @@ def recent_sign_in(
         "window": WINDOW_MINUTES,
         "with_password": with_password,
         "provider_name": provider.name if provider is not None and row.user.oidc_subject else None,
-        "provider_url": "/login/oidc?" + urlencode({"next": back, "reauth": "true"}),
+        "provider_url": "/login/oidc?" + urlencode({"next": resume if carried else back, "reauth": "true"}),
+        "carried": carried,
         "back": back,
         "error": error,
         "password_field": PASSWORD_FIELD,
