@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from tokensmith import accounts, audit, personal_tokens
 from tokensmith.authentication import Identity
 from tokensmith.errors import InvalidInput, NotFound
+from tokensmith.models import PersonalToken
 from tokensmith.web.auth import BrowserIdentity, Db
 from tokensmith.web.pages import MAX_ID, FormText, TokenId, check_csrf
 from tokensmith.web.reauthentication import recent_sign_in
@@ -30,11 +31,11 @@ def security_log(request: Request, db: Db, identity: BrowserIdentity, cursor: Cu
                  token: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     """Every event of the person's account, newest first, a page at a time."""
     user_id = identity.user.id
+    error = None
     try:
         events, next_cursor = audit.events_page(db, user_id, limit=LOG_PAGE, cursor=cursor, token_id=token)
-    except InvalidInput as error:
-        events, next_cursor = [], None
-        request.state.log_error = error.message
+    except InvalidInput as refused:  # a cursor edited by hand, or from another server
+        events, next_cursor, error = [], None, refused.message
     filters = {"token": token} if token is not None else {}
     return render(request, "security_log.html", {
         "active": "security-log",
@@ -44,7 +45,7 @@ def security_log(request: Request, db: Db, identity: BrowserIdentity, cursor: Cu
         "first_page": cursor is not None,
         "first_url": "/security-log" + (f"?{urlencode(filters)}" if filters else ""),
         "next_url": f"/security-log?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None,
-        "error": getattr(request.state, "log_error", None),
+        "error": error,
     })
 
 
@@ -75,7 +76,7 @@ def inventory(request: Request, db: Db, identity: BrowserIdentity,
     filters = {"owner": owner} if owner else {}
     notice = None
     if revoked is not None:
-        ended = db.get(personal_tokens.PersonalToken, revoked)
+        ended = db.get(PersonalToken, revoked)
         if ended is not None:
             notice = (f"The token “{ended.name}” ({ended.hint}) of {ended.owner.username} was revoked; "
                       "it is in their security log.")
