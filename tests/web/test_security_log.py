@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from tests.support.ledger import remember
 from tests.support.pages import csrf_of, sign_in
 from tests.support.servers import LiveServer
-from tokensmith import accounts, personal_tokens
+from tokensmith import accounts, audit, personal_tokens
 from tokensmith.cli.main import run as run_command
 from tokensmith.clock import utcnow
 from tokensmith.config import load_settings
@@ -311,3 +311,22 @@ def test_an_administrator_revokes_a_token_from_the_inventory_and_its_owner_reads
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "token.revoked")
                                 .order_by(AuditEvent.id.desc())).first()
         assert (event.actor, event.details["reason"], event.details["name"]) == (admin, "admin", "deploy")
+
+
+def test_past_fifteen_minutes_approving_a_device_login_asks_the_password_again(server: LiveServer) -> None:
+    """Approving the client's browser login makes a token: the same recent sign-in applies."""
+    person, password = new_person(server)
+    with server.client() as device, server.client() as browser:
+        asked_for = device.post("/login/device/code", data={"client_id": "tokensmith-cli", "device_name": "ci"}).json()
+        remember(asked_for["device_code"])
+        sign_in(browser, person, password)
+        age_sessions(server, person)
+        form = {"user_code": asked_for["user_code"], "decision": "approve", "csrf_token": csrf_of(browser.get("/device"))}
+        asked = browser.post("/device/decision", data=form)
+        assert asked.status_code == 401 and "Approving a device login (it makes a token)" in asked.text
+        approved = browser.post("/device/decision", data={**form, "reauth_password": password})
+        assert approved.status_code == 200, approved.text
+    with server.store() as session:
+        user = accounts.get_user(session, person)
+        events = [event.action for event in audit.events_for_user(session, user.id)]
+    assert events[:2] == ["device.approved", "session.reauthenticated"]
