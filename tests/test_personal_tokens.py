@@ -345,3 +345,27 @@ def test_two_reuses_at_once_revoke_the_successor_once(store_engine, keys):
         assert session.get(PersonalToken, new_id).revoked_reason == "rotation_reuse"
         assert len([e for e in audit.events_for_user(session, owner_id, limit=50)
                     if e.details.get("reason") == "rotation_reuse"]) == 1
+
+
+def test_the_inventory_lists_live_tokens_only_and_an_administrator_revokes_any(db, make_user, make_token):
+    alice, bob, admin = make_user(), make_user(), make_user(admin=True)
+    _s, kept = make_token(alice, "kept")
+    _s, gone = make_token(alice, "gone")
+    make_token(alice, "ended", expires_at=utcnow() + timedelta(seconds=1))
+    _s, theirs = make_token(bob, "theirs")
+    personal_tokens.revoke_token(db, gone.id, alice.id, actor=alice.username)
+    later = utcnow() + timedelta(minutes=1)
+
+    rows, more = personal_tokens.live_tokens(db, owner_id=alice.id, now=later)
+    assert [row.name for row in rows] == ["kept"] and not more
+    everyone, _more = personal_tokens.live_tokens(db, now=later, limit=100_000)
+    assert {kept.id, theirs.id} <= {row.id for row in everyone} and gone.id not in {row.id for row in everyone}
+    first, more = personal_tokens.live_tokens(db, limit=1, now=later)
+    assert len(first) == 1 and more
+
+    personal_tokens.revoke_any_token(db, theirs.id, actor=admin.username, ip="192.0.2.1")
+    event = db.scalars(select(AuditEvent).where(AuditEvent.action == "token.revoked", AuditEvent.user_id == bob.id)).one()
+    assert (event.actor, event.details["reason"], event.details["token_id"]) == (admin.username, "admin", theirs.id)
+    assert audit.describe(event) == "Token “theirs” revoked by an administrator"
+    with pytest.raises(NotFound):
+        personal_tokens.revoke_any_token(db, theirs.id, actor=admin.username)

@@ -1,16 +1,26 @@
-"""The audit trail: who did what to whose account, when, from where. Never a secret."""
+"""The audit trail: who did what to whose account, when, from where. Never a secret.
+
+Every action recorded reads in words (``describe``) wherever it is shown: the Security log and
+Recent activity pages, ``GET /api/v1/audit`` and ``tokensmith audit export``.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import string
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from tokensmith import mail, notices, token_limits
 from tokensmith.clock import display, utcnow
-from tokensmith.models import AuditEvent
+from tokensmith.errors import InvalidInput
+from tokensmith.models import AuditEvent, User
 
 # What a person reads about their own account on the My Tokens page.
 _DESCRIPTIONS = {
@@ -32,9 +42,11 @@ _DESCRIPTIONS = {
     "auth.password_used": "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     "session.started": "Signed in to the web site",
+    "session.reauthenticated": "Confirmed your password again to create or change a token",
     "project.created": "Project {project} created, with you as its owner",
     "project.member_added": "Given {role} access to project {project}",
     "instance.registered": "Instance registered for project {project} ({hint})",
+    "release.published": "Released version {version} of project {project}",
     "device.approved": "Approved a login of the {client} on {device} (from {requested_ip})",
     "device.denied": "Denied a login of the {client} on {device} (from {requested_ip})",
     "device.code_rejected": "Entered a device login code that was not waiting for approval",
@@ -82,6 +94,72 @@ def record(
     return event
 
 
+MAX_PAGE = 200
+
+
+def encode_cursor(event: AuditEvent) -> str:
+    """Where the next page starts: after this event. Opaque to whoever holds it."""
+    raw = json.dumps([event.at.isoformat(), event.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        at, event_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(at)
+        if not isinstance(event_id, int) or not 0 <= event_id < 2**31 or moment.tzinfo is None:
+            raise ValueError
+        return moment, event_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("The cursor is not one this server gave: start again without it.") from None
+
+
+def events_page(
+    session: Session, user_id: int, *, limit: int = 50, cursor: str | None = None, token_id: int | None = None
+) -> tuple[list[AuditEvent], str | None]:
+    """One page of a person's events, newest first, and the cursor of the next page (None on
+    the last). ``token_id``: only that token's events (its rotation's too)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit is from 1 to {MAX_PAGE}.")
+    query = select(AuditEvent).where(AuditEvent.user_id == user_id)
+    if token_id is not None:
+        query = query.where(or_(AuditEvent.details["token_id"].as_integer() == token_id,
+                                AuditEvent.details["replaced_token_id"].as_integer() == token_id))
+    if cursor:
+        at, event_id = _decode_cursor(cursor)
+        query = query.where(or_(AuditEvent.at < at, (AuditEvent.at == at) & (AuditEvent.id < event_id)))
+    rows = list(session.scalars(query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    return rows[:limit], encode_cursor(rows[limit - 1]) if more else None
+
+
+def all_events(session: Session, since: datetime | None = None) -> Iterator[tuple[AuditEvent, str | None]]:
+    """Every event with the username of the person it concerns, oldest first, read in
+    batches: the export of the whole trail."""
+    query = select(AuditEvent, User.username).outerjoin(User, User.id == AuditEvent.user_id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    query = query.order_by(AuditEvent.at, AuditEvent.id).execution_options(yield_per=500)
+    for event, username in session.execute(query):
+        yield event, username
+
+
+def public_fields(event: AuditEvent, *, for_admin: bool = False) -> dict[str, Any]:
+    """An event as the API and the export write it: the code and the words. The address a leak
+    report came from is the reporter's: for administrators only."""
+    details = dict(event.details or {})
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "action": event.action,
+        "description": describe(event),
+        "actor": event.actor,
+        "ip": event.ip if for_admin or shows_address(event) else None,
+        "token_id": details.get("token_id"),
+        "details": details,
+    }
+
+
 def events_for_user(session: Session, user_id: int, limit: int = 20) -> list[AuditEvent]:
     query = (
         select(AuditEvent)
@@ -92,21 +170,25 @@ def events_for_user(session: Session, user_id: int, limit: int = 20) -> list[Aud
     return list(session.scalars(query))
 
 
+class _Details(dict):
+    """An event's details for its sentence: a detail an old event lacks reads as "?"."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
 def describe(event: AuditEvent) -> str:
     template = _DESCRIPTIONS.get(event.action)
     if template is None:
-        return event.action
-    details = dict(event.details or {})
-    details.setdefault("name", "?")
+        # An action without a sentence yet (tests/test_audit.py fails on one): its words at least.
+        return event.action.replace(".", " ").replace("_", " ").capitalize()
+    details = _Details(event.details or {})
     details.setdefault("agent", "unknown client")
     details["reason_phrase"] = REVOKE_REASONS.get(details.get("reason", ""), "")
     details["limits_phrase"] = _limits_phrase(details)
     details["where_phrase"] = _where_phrase(details)
     details["short_commit"] = str(details.get("commit", "?"))[:12]
-    details.setdefault("pusher", "?")
-    details.setdefault("repository", "?")
-    details.setdefault("path", "?")
-    return template.format(**details)
+    return string.Formatter().vformat(template, (), details)
 
 
 def _limits_phrase(details: dict[str, Any]) -> str:

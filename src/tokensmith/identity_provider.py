@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Mapping
 from urllib.parse import urlencode, urlsplit
 
@@ -74,11 +75,14 @@ class PendingSignIn:
     code_verifier: str
     next_path: str
     started: int  # epoch seconds
+    # A re-authentication (creating a token needs a recent sign-in): the provider is asked to
+    # have authenticated the person within this many seconds, and its auth_time is checked.
+    max_age: int | None = None
 
     def seal(self, keys: ServerKeys) -> str:
         """The cookie value: the fields, and their MAC under the server's key."""
         payload = base64.urlsafe_b64encode(json.dumps(
-            [self.state, self.nonce, self.code_verifier, self.next_path, self.started]
+            [self.state, self.nonce, self.code_verifier, self.next_path, self.started, self.max_age]
         ).encode()).decode().rstrip("=")
         mac = keys.digest(PENDING_PURPOSE, payload).hex()
         return f"{keys.current}.{payload}.{mac}"
@@ -113,6 +117,14 @@ class VerifiedIdentity:
     subject: str
     claims: Mapping[str, Any]
     id_token: str  # kept only to end the provider's session at sign-out (id_token_hint)
+
+    @property
+    def authenticated_at(self) -> datetime | None:
+        """When the provider last authenticated the person (``auth_time``), when it says."""
+        auth_time = self.claims.get("auth_time")
+        if isinstance(auth_time, (int, float)) and not isinstance(auth_time, bool):
+            return datetime.fromtimestamp(auth_time, timezone.utc)
+        return None
 
     @property
     def preferred_username(self) -> str | None:
@@ -223,17 +235,20 @@ class OpenIdProvider:
             timeout=HTTP_TIMEOUT,
         )
 
-    async def begin(self, next_path: str) -> tuple[str, PendingSignIn]:
-        """Where to send the browser, and what to remember until it comes back."""
+    async def begin(self, next_path: str, *, max_age: int | None = None) -> tuple[str, PendingSignIn]:
+        """Where to send the browser, and what to remember until it comes back. ``max_age``:
+        the person must have signed in at the provider within that many seconds (OpenID
+        Connect Core 3.1.2.1), for a re-authentication."""
         metadata = await self.metadata()
         pending = PendingSignIn(
             state=generate_token(32), nonce=generate_token(32), code_verifier=generate_token(64),
-            next_path=next_path, started=int(time.time()),
+            next_path=next_path, started=int(time.time()), max_age=max_age,
         )
+        extra = {"max_age": str(max_age)} if max_age is not None else {}
         async with self._client() as client:
             url, _state = client.create_authorization_url(
                 metadata.authorization_endpoint, state=pending.state,
-                code_verifier=pending.code_verifier, nonce=pending.nonce,
+                code_verifier=pending.code_verifier, nonce=pending.nonce, **extra,
             )
         return url, pending
 
@@ -278,12 +293,13 @@ class OpenIdProvider:
             id_token = token.get("id_token") if isinstance(token, dict) else None
             if not isinstance(id_token, str) or not id_token:
                 raise self._unavailable("it answered without an ID token")
-            claims = await self._verified_claims(metadata, id_token, pending.nonce)
+            claims = await self._verified_claims(metadata, id_token, pending.nonce, pending.max_age)
             profile = await self._userinfo(client, metadata, token, claims["sub"])
         merged = {**profile, **{k: v for k, v in claims.items() if v is not None}}
         return VerifiedIdentity(issuer=metadata.issuer, subject=claims["sub"], claims=merged, id_token=id_token)
 
-    async def _verified_claims(self, metadata: ProviderMetadata, id_token: str, nonce: str) -> dict[str, Any]:
+    async def _verified_claims(self, metadata: ProviderMetadata, id_token: str, nonce: str,
+                               max_age: int | None = None) -> dict[str, Any]:
         registry = JWSRegistry(algorithms=list(metadata.signing_algorithms), strict_check_header=False)
         try:
             try:
@@ -299,7 +315,8 @@ class OpenIdProvider:
                     "exp": {"essential": True},
                     "sub": {"essential": True},
                 },
-                params={"nonce": nonce, "client_id": self.settings.client_id},
+                params={"nonce": nonce, "client_id": self.settings.client_id,
+                        **({"max_age": max_age} if max_age is not None else {})},
             )
             claims.validate(leeway=CLOCK_LEEWAY)
         except ExpiredTokenError:
@@ -312,6 +329,13 @@ class OpenIdProvider:
             raise self._rejected_token("it is not a well-formed signed token") from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise self._rejected_token("it names no subject")
+        if max_age is not None and time.time() - claims["auth_time"] > max_age + CLOCK_LEEWAY:
+            # A provider that ignored max_age: its sign-in is not the recent one asked for.
+            raise SignInRejected(
+                f"{self.name} did not ask you to sign in again: its sign-in is older than "
+                f"{max_age // 60} minutes, and creating or changing a token needs a recent one. "
+                "Sign out of it and try again; if it persists, tell an administrator."
+            )
         return dict(claims)
 
     def _rejected_token(self, why: str) -> SignInRejected:

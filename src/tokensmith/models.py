@@ -140,6 +140,9 @@ class BrowserSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the person last proved who they are (a password, the identity provider's auth_time):
+    # creating or changing a token needs it recent (sessions.recently_authenticated).
+    authenticated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ip: Mapped[str | None] = mapped_column(String(45), default=None)
     user_agent: Mapped[str | None] = mapped_column(String(200), default=None)
 

@@ -372,6 +372,41 @@ def inactive_tokens(session: Session, owner_id: int, now: datetime | None = None
     return sorted(rows, key=lambda row: (row.revoked_at or row.expires_at, row.id), reverse=True)
 
 
+def every_token_of(session: Session, owner_id: int) -> list[PersonalToken]:
+    """All the owner's tokens, revoked ones too, newest first: what their security log is about."""
+    query = (
+        select(PersonalToken)
+        .where(PersonalToken.user_id == owner_id)
+        .order_by(PersonalToken.created_at.desc(), PersonalToken.id.desc())
+    )
+    return list(session.scalars(query))
+
+
+def live_tokens(
+    session: Session, *, owner_id: int | None = None, offset: int = 0, limit: int = 50, now: datetime | None = None
+) -> tuple[list[PersonalToken], bool]:
+    """Everybody's tokens that still work (not revoked, not expired), newest first, for the
+    administrators' inventory: one page of them, and whether another follows."""
+    now = now or utcnow()
+    query = select(PersonalToken).where(
+        PersonalToken.revoked_at.is_(None),
+        PersonalToken.expires_at.is_(None) | (PersonalToken.expires_at > now),
+    )
+    if owner_id is not None:
+        query = query.where(PersonalToken.user_id == owner_id)
+    query = query.order_by(PersonalToken.created_at.desc(), PersonalToken.id.desc()).offset(offset).limit(limit + 1)
+    rows = list(session.scalars(query))
+    return rows[:limit], len(rows) > limit
+
+
+def revoke_any_token(session: Session, token_id: int, *, actor: str, ip: str | None = None) -> PersonalToken:
+    """An administrator revokes anybody's token (the inventory): the owner's log says so."""
+    row = session.get(PersonalToken, token_id)
+    if row is None or row.revoked_at is not None:
+        raise NotFound("That token is not live any more: it was revoked meanwhile, or never existed.")
+    return revoke_token(session, token_id, row.user_id, actor=actor, reason="admin", ip=ip)
+
+
 def find_token(session: Session, token_id: int, owner_id: int) -> PersonalToken | None:
     """One of the owner's tokens, live or not; None for anybody else's."""
     token = session.get(PersonalToken, token_id)

@@ -22,6 +22,9 @@ from tokensmith.usage import RECORD_INLINE, SessionSeen, UsageRecorder
 PURPOSE = "session"
 CSRF_PURPOSE = "csrf"
 TOUCH_INTERVAL = timedelta(minutes=1)
+# Creating or changing a token in the browser needs a sign-in at most this old (GitHub's
+# "sudo mode"): a session left open on a shared machine cannot mint a token on its own.
+REAUTHENTICATION_WINDOW = timedelta(minutes=15)
 
 
 def start_session(
@@ -32,8 +35,12 @@ def start_session(
     days: int,
     ip: str | None,
     user_agent: str | None,
+    authenticated_at: datetime | None = None,
 ) -> tuple[str, BrowserSession]:
-    """A new session for a user who just proved who they are: ``(cookie secret, row)``."""
+    """A new session for a user who just proved who they are: ``(cookie secret, row)``.
+
+    ``authenticated_at``: when they did, if earlier than now (the identity provider's
+    ``auth_time``: its own session may be hours old)."""
     secret = secrets.token_urlsafe(32)
     now = utcnow()
     row = BrowserSession(
@@ -43,6 +50,7 @@ def start_session(
         created_at=now,
         expires_at=now + timedelta(days=days),
         last_seen_at=now,
+        authenticated_at=min(authenticated_at or now, now),
         ip=ip,
         user_agent=user_agent,
     )
@@ -71,6 +79,17 @@ def find_session(
     if now - row.last_seen_at > TOUCH_INTERVAL:
         usage.session_seen(session, SessionSeen(row.id, now))
     return row
+
+
+def recently_authenticated(row: BrowserSession, now: datetime | None = None) -> bool:
+    """Whether the person proved who they are within the re-authentication window."""
+    return (now or utcnow()) - row.authenticated_at <= REAUTHENTICATION_WINDOW
+
+
+def reauthenticated(session: Session, row: BrowserSession, *, ip: str | None) -> None:
+    """The person just gave their password again: the session counts as freshly signed in."""
+    row.authenticated_at = utcnow()
+    audit.record(session, "session.reauthenticated", actor=row.user.username, user_id=row.user_id, ip=ip)
 
 
 def end_session(session: Session, keys: ServerKeys, secret: str) -> None:

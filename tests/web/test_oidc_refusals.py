@@ -7,6 +7,7 @@ no session, no server error, and nothing of the code or token in the server's lo
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -203,3 +204,23 @@ def test_a_provider_that_is_down_gets_a_page_that_says_so(tmp_path):
             refused(browser.get("/login/oidc"), 502, "cannot be reached (ConnectError)")
     finally:
         live.stop()
+
+
+def test_a_re_authentication_sends_max_age_and_refuses_a_stale_or_missing_auth_time(server, rogue):
+    """Creating a token needs a sign-in within 15 minutes: the provider is asked for one
+    (max_age=900), and a provider that answers with an older sign-in, or does not say when it
+    was, is refused."""
+    claims = dict(rogue.claims)
+    try:
+        for auth_time, words in ((int(time.time()) - 3600, "did not ask you to sign in again"),
+                                 (None, "lacks the &#39;auth_time&#39; claim")):
+            rogue.claims = {**claims, **({"auth_time": auth_time} if auth_time else {})}
+            with server.client() as browser:
+                start = browser.get("/login/oidc", params={"next": "/tokens", "reauth": "true"})
+                assert parse_qs(urlsplit(start.headers["location"]).query)["max_age"] == ["900"]
+                back = httpx.get(start.headers["location"]).headers["location"]
+                refused(browser.get(back), 400, words)
+        with server.client() as browser:  # an ordinary sign-in asks for no max_age
+            assert "max_age" not in parse_qs(urlsplit(browser.get("/login/oidc").headers["location"]).query)
+    finally:
+        rogue.claims = claims

@@ -8,20 +8,27 @@ page then open git and curl; signing out ends the provider's session too.
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
+from sqlalchemy import update
 from playwright.sync_api import Page, expect
 
 from tests.conftest import unavailable
 from tests.support.git import GitUser
 from tests.support.ledger import remember
 from tests.support.oidc_provider import OidcProvider, OidcProviderUnavailable, sign_in_with_forms
+from tests.support.pages import csrf_of
 from tests.support.servers import LiveServer
+from tokensmith import accounts
+from tokensmith.clock import utcnow
+from tokensmith.models import BrowserSession
 
 PROVIDER_NAME = "Acme SSO"
 # Okta's and Entra ID's subjects are opaque ids, not names.
@@ -259,3 +266,32 @@ def test_a_person_signs_in_at_the_provider_makes_a_token_and_uses_it_then_signs_
             assert client.get("/api/v1/me", auth=("dana", token)).status_code == 200
     finally:
         context.close()
+
+
+def test_past_fifteen_minutes_the_provider_is_asked_again_with_max_age(server):
+    """A person of the identity provider whose sign-in is older than 15 minutes goes through
+    the provider again (max_age=900, which the real provider honours with a recent auth_time)
+    before a token is made."""
+    with signed_in_client(server, "hank") as browser:
+        with server.store() as session:
+            hank = accounts.get_user(session, "hank")
+            session.execute(update(BrowserSession).where(BrowserSession.user_id == hank.id)
+                            .values(authenticated_at=utcnow() - timedelta(minutes=16)))
+        form = {"name": "after a while", "csrf_token": csrf_of(browser.get("/tokens"))}
+        asked = browser.post("/tokens", data=form)
+        assert asked.status_code == 401 and "Confirm it is you" in asked.text
+        assert 'type="password"' not in asked.text and "Sign in again with Acme SSO" in asked.text
+        link = html.unescape(re.search(r'href="(/login/oidc\?[^"]+)"', asked.text).group(1))
+        start = browser.get(link)
+        assert parse_qs(urlsplit(start.headers["location"]).query)["max_age"] == ["900"]
+        back = sign_in_with_forms(browser, start.headers["location"], "hank")
+        remember(parse_qs(urlsplit(back.headers["location"]).query)["code"][0])
+        returned = browser.get(back.headers["location"]).headers["location"]
+        remember(browser.cookies["tokensmith_idp"])
+        assert returned.startswith("/tokens?name=after+a+while&")  # with what was typed
+        page = browser.get(returned)
+        assert 'name="name" value="after a while"' in page.text
+        form["csrf_token"] = csrf_of(page)  # a new session: a new CSRF token
+        made = browser.post("/tokens", data=form)
+        assert made.status_code == 201, made.text
+        remember(made.text.split('data-testid="new-token" id="new-token">')[1].split("<")[0])

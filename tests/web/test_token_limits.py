@@ -135,6 +135,7 @@ class Route:
 
 PLAIN_ROUTES = [Route("GET /api/v1/me", None, "/api/v1/me"), Route("GET /api/v1/tokens", "api:read", "/api/v1/tokens"),
                 Route("GET /api/v1/projects", "api:read", "/api/v1/projects"),
+                Route("GET /api/v1/audit", "api:read", "/api/v1/audit"),
                 Route("DELETE /api/v1/tokens/{id}", "api:write", "/api/v1/tokens/{token_id:int}"),
                 Route("POST /api/v1/tokens/{id}/rotate", "api:write", "/api/v1/tokens/{token_id:int}/rotate")]
 

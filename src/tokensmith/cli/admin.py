@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import sys
+from datetime import datetime, timezone
+from enum import Enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -14,12 +17,12 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, mail, maven_repository, personal_tokens, projects, provider_accounts, token_limits
+from tokensmith import accounts, audit, mail, maven_repository, personal_tokens, projects, provider_accounts, token_limits
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, require_existing_store, session_factory, unit_of_work
 from tokensmith.errors import ConfigurationError, InvalidInput, StoreUnavailable
-from tokensmith.cli.server_commands import packages_app, projects_app, tokens_app, users_app
+from tokensmith.cli.server_commands import audit_app, packages_app, projects_app, tokens_app, users_app
 from tokensmith.client.output import columns
 from tokensmith.maven_repository import Coordinates
 from tokensmith.server_keys import ServerKeys, load_server_keys
@@ -272,3 +275,47 @@ def packages_publish(
             "pom": maven_repository.pom(target, packaging=extension),
         })
     note(f"Published {target} to {settings.public_url}/packages/hotfix/.")
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+EXPORT_COLUMNS = ("id", "at", "user", "actor", "action", "description", "ip", "token_id", "details")
+
+
+def parse_since(text: str) -> datetime:
+    """A date (2026-12-01: from its start, UTC) or a moment (2026-12-01T09:30:00Z; without an
+    offset, UTC)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"--since takes a date like 2026-12-01 or a moment like 2026-12-01T09:30:00Z; "
+                           f"{text[:40]!r} is neither.") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[str | None, typer.Option("--since", help="Only events from this date (2026-12-01) or moment on.")]
+    = None,
+    output_format: Annotated[ExportFormat, typer.Option("--format", help="jsonl (one JSON object a line) or csv.")]
+    = ExportFormat.jsonl,
+) -> None:
+    """Every event of the audit trail, oldest first, on stdout: for a SIEM, an investigation.
+    Each carries its action code and its description in words; never a secret."""
+    start = parse_since(since) if since is not None else None
+    count = 0
+    with admin_store() as ctx:
+        writer = csv.DictWriter(sys.stdout, EXPORT_COLUMNS) if output_format is ExportFormat.csv else None
+        if writer is not None:
+            writer.writeheader()
+        for event, username in audit.all_events(ctx.session, start):
+            record = {**audit.public_fields(event, for_admin=True), "user": username}
+            if writer is not None:
+                writer.writerow({**record, "details": json.dumps(record["details"], ensure_ascii=False)})
+            else:
+                sys.stdout.write(json.dumps({key: record[key] for key in EXPORT_COLUMNS}, ensure_ascii=False) + "\n")
+            count += 1
+    note(f"Exported {count} event(s){f' since {start.isoformat()}' if start else ''}.")

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from fastapi import Depends
 
-from tokensmith import instances, personal_tokens, projects
+from tokensmith import audit, instances, personal_tokens, projects
 from tokensmith.authentication import Identity
 from tokensmith.web.auth import Db, ProjectIn, Requires, add_deprecation_headers, declares, identify_client
 from tokensmith.web.bodies import authenticated_json_body, documented, json_body
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.schemas import (
     AUTHENTICATED,
+    AuditEventPublic,
+    AuditPage,
     InstanceRegistered,
     InstanceRegistration,
     LeakReport,
@@ -145,3 +147,18 @@ def list_projects(identity: Reader, db: Db, request: Request) -> list[ProjectPub
                       maven_coordinates=f"{project.group_id}:{project.id}", maven_url=f"{base}/maven/studio/")
         for project, role in projects.projects_of(db, identity.user.id)
     ]
+
+
+@router.get("/audit", response_model=AuditPage, tags=["audit"], responses=refusals(*AUTHENTICATED, 422))
+def read_audit(
+    identity: Reader,
+    db: Db,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE, description="Events per page")] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    token_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this token's events")] = None,
+) -> AuditPage:
+    """Your security log: every event of your account and tokens, newest first, a page at a
+    time. Each event carries its action code and its description in words."""
+    events, next_cursor = audit.events_page(db, identity.user.id, limit=limit, cursor=cursor, token_id=token_id)
+    return AuditPage(events=[AuditEventPublic(**audit.public_fields(event)) for event in events],
+                     next_cursor=next_cursor)

@@ -15,7 +15,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tokensmith import __version__
 from tokensmith.config import Settings, load_settings
-from tokensmith.web import api, device, git, maven, monitoring, oidc, packages, pages, scim, studio
+from tokensmith.web import api, device, git, maven, monitoring, oidc, packages, pages, scim, security, studio
 from tokensmith.web.bodies import BodyLimit
 from tokensmith.web.errors import install_error_handlers
 from tokensmith.web.runtime import Runtime
@@ -23,7 +23,7 @@ from tokensmith.web.runtime import Runtime
 STATIC_DIR = Path(__file__).parent / "static"
 # Every route of the server, in the order they are matched.
 ROUTERS = (api.router, monitoring.router, git.router, maven.router, studio.router, packages.router, scim.router,
-           pages.router, oidc.router, device.router)
+           pages.router, security.router, oidc.router, device.router)
 # Every body a route reads is small (a form, a leak report of at most 100 tokens, a release
 # request): past this it is a 413 before it is parsed. Git's pushes have a limit of their own.
 MAX_BODY = 64 * 1024

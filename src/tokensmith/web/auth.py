@@ -260,6 +260,7 @@ def optional_browser_identity(request: Request, db: Db) -> Identity | None:
     metrics.count_authentication("session", "ok")
     identity = Identity(user=Account.of(row.user), method="session")
     request.state.identity = identity
+    request.state.browser_session = row  # its sign-in time, for the pages that need a recent one
     return identity
 
 

@@ -15,6 +15,7 @@ from tokensmith.errors import InvalidInput, TooManyAttempts
 from tokensmith.models import DeviceAuthorization
 from tokensmith.web.auth import BrowserIdentity, Db
 from tokensmith.web.pages import check_csrf
+from tokensmith.web.reauthentication import recent_sign_in
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.templates import render
 
@@ -97,10 +98,16 @@ def enter_code(request: Request, db: Db, identity: BrowserIdentity, user_code: F
 
 @router.post("/device/decision")
 def decision(request: Request, db: Db, identity: BrowserIdentity, user_code: Field = "", decision: Field = "",
-             csrf_token: Field = "") -> Response:
+             csrf_token: Field = "", reauth_password: Field = "") -> Response:
     check_csrf(request, csrf_token)
     if decision not in ("approve", "deny"):
         raise InvalidInput("Choose Approve or Deny.")
+    if decision == "approve":  # an approval makes a token: it needs a recent sign-in too
+        asked = recent_sign_in(request, db, identity, what="Approving a device login (it makes a token)",
+                               back="/device", fields=[("user_code", user_code), ("decision", decision)],
+                               password=reauth_password)
+        if asked is not None:
+            return asked
     runtime = get_runtime(request)
     try:
         row = device_authorization.decide(db, runtime.keys, user_code, identity.user,

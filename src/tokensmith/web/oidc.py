@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tokensmith import provider_accounts
+from tokensmith import provider_accounts, sessions
 from tokensmith.errors import IdentityProviderUnavailable, NotFound, SignInRejected
 from tokensmith.identity_provider import PENDING_SECONDS, OpenIdProvider, PendingSignIn
 from tokensmith.web.errors import status_of
@@ -33,12 +33,15 @@ def _provider(request: Request) -> OpenIdProvider:
 
 
 @router.get("/login/oidc")
-async def start_sign_in(request: Request, next: str = "/tokens") -> Response:
+async def start_sign_in(request: Request, next: str = "/tokens", reauth: bool = False) -> Response:
+    """``reauth``: the person is signed in but must prove it again before creating or changing
+    a token; the provider is asked for a sign-in within the re-authentication window."""
     provider = _provider(request)
     settings = get_runtime(request).settings
     next_path = safe_next(next)
+    max_age = int(sessions.REAUTHENTICATION_WINDOW.total_seconds()) if reauth else None
     try:
-        url, pending = await provider.begin(next_path)
+        url, pending = await provider.begin(next_path, max_age=max_age)
     except IdentityProviderUnavailable as error:
         return login_page(request, next_path=next_path, error=error.message, status=status_of(error))
     response = RedirectResponse(url, status_code=303)
@@ -62,7 +65,7 @@ async def finish_sign_in(request: Request) -> Response:
         # answered: a slow provider holds no connection.
         response = await runtime.run_unit(lambda session: start_browser_session(
             request, session, provider_accounts.account_for(session, identity, provider_name=provider.name),
-            next_path,
+            next_path, authenticated_at=identity.authenticated_at,
         ))
     except (SignInRejected, IdentityProviderUnavailable) as error:
         response = login_page(request, next_path=next_path, error=error.message, status=status_of(error))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -16,6 +17,7 @@ from tokensmith.authentication import Identity
 from tokensmith.models import User
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
+from tokensmith.web.reauthentication import recent_sign_in
 from tokensmith.web.runtime import client_agent, client_ip, get_runtime
 from tokensmith.web.templates import (
     PRESESSION_COOKIE,
@@ -106,7 +108,8 @@ def login(
     return start_browser_session(request, db, user, next_path)
 
 
-def start_browser_session(request: Request, db: Session, user: User, next_path: str) -> Response:
+def start_browser_session(request: Request, db: Session, user: User, next_path: str, *,
+                          authenticated_at: datetime | None = None) -> Response:
     """The answer to a sign-in that succeeded: a new session, and on to where the person
     was going."""
     runtime = get_runtime(request)
@@ -114,7 +117,7 @@ def start_browser_session(request: Request, db: Session, user: User, next_path: 
     sessions.end_session(db, runtime.keys, session_secret(request))
     secret, _row = sessions.start_session(
         db, runtime.keys, user, days=runtime.settings.session_days,
-        ip=client_ip(request), user_agent=client_agent(request),
+        ip=client_ip(request), user_agent=client_agent(request), authenticated_at=authenticated_at,
     )
     sessions.purge_expired_sessions(db)  # sign-ins are rare: the right moment to tidy up
     response = RedirectResponse(next_path, status_code=303)
@@ -211,7 +214,30 @@ def tokens_page(request: Request, db: Db, identity: BrowserIdentity,
         ended = personal_tokens.find_token(db, revoked, identity.user.id)
         named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
         notice = f"{named} was revoked. Any tool still using it will now be refused."
-    return _tokens_page(request, db, identity, notice=notice)
+    filled = _form_from_query(request, get_runtime(request).settings.max_token_lifetime_days)
+    return _tokens_page(request, db, identity, notice=notice, **({"form": filled} if filled else {}))
+
+
+FORM_FIELDS = ("name", "expiration", "expires_on", "access", "scopes", "project_choice", "projects", "allowed_ips")
+
+
+def _form_from_query(request: Request, max_days: int | None) -> dict[str, object] | None:
+    """The create form filled from the address (/tokens?name=CI&access=read): where a person
+    comes back to from the identity provider with what they had typed, or a link that
+    proposes a token."""
+    params = request.query_params
+    if not any(field in params for field in FORM_FIELDS):
+        return None
+    form = _blank_form(max_days)
+    for field in FORM_FIELDS:
+        if field in ("scopes", "projects"):
+            if field in params:
+                form[field] = [value[:100] for value in params.getlist(field)[:200]]
+        elif field in params:
+            form[field] = params[field][:4096]
+    if form["access"] == "custom" and "scopes" not in params:
+        form["scopes"] = []  # none ticked, as posted
+    return form
 
 
 def parse_expiration(choice: str, expires_on: str, today: date, max_days: int | None = None) -> datetime | None:
@@ -271,12 +297,18 @@ def create_token(
     projects: FormList = [],  # noqa: B006
     allowed_ips: FormText = "",
     csrf_token: FormText = "",
+    reauth_password: FormText = "",
 ) -> Response:
     check_csrf(request, csrf_token)
     runtime = get_runtime(request)
     max_days = runtime.settings.max_token_lifetime_days
     form = {"name": name, "expiration": expiration, "expires_on": expires_on, "access": access,
             "scopes": scopes, "project_choice": project_choice, "projects": projects, "allowed_ips": allowed_ips}
+    asked = recent_sign_in(request, db, identity, what="Creating a token", back="/tokens",
+                           fields=_posted(form), password=reauth_password,
+                           resume="/tokens?" + urlencode(_posted(form)))
+    if asked is not None:
+        return asked
     try:
         expires_at = parse_expiration(expiration, expires_on, datetime.now(timezone.utc).date(), max_days)
         secret, row = personal_tokens.create_token(
@@ -296,13 +328,24 @@ def create_token(
     return _tokens_page(request, db, identity, status=201, new_token=secret, new_row=row)
 
 
+def _posted(form: dict[str, str | list[str]]) -> list[tuple[str, str]]:
+    """A form's fields as posted (a list, once per value), to post them again."""
+    return [(name, item) for name, value in form.items()
+            for item in (value if isinstance(value, list) else [value])]
+
+
 @router.post("/tokens/{token_id}/regenerate")
 def regenerate_token(
-    token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = ""
+    token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "",
+    reauth_password: FormText = "",
 ) -> Response:
     """A new secret for one of the person's tokens, with the same name, expiry and limits: the
     rotation of the API, by its owner signed in."""
     check_csrf(request, csrf_token)
+    asked = recent_sign_in(request, db, identity, what="Regenerating a token", back="/tokens",
+                           password=reauth_password)
+    if asked is not None:
+        return asked
     runtime = get_runtime(request)
     secret, row = personal_tokens.rotate_token(
         db, runtime.keys, token_id, identity.user.id, prefix=runtime.settings.token_prefix,

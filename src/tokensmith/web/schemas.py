@@ -148,3 +148,21 @@ class ProjectPublic(BaseModel):
     git_url: str
     maven_coordinates: str = Field(description="groupId:artifactId of the project's releases")
     maven_url: str = Field(description="The Studio Maven repository")
+
+
+class AuditEventPublic(BaseModel):
+    """One event of the caller's security log: the action's code to branch on, and its words."""
+
+    id: int
+    at: datetime
+    action: str = Field(description="A stable code, like token.created, token.revoked, session.started")
+    description: str = Field(description="What happened, in words")
+    actor: str = Field(description="Who did it: a username, or what acted (leak report, identity provider)")
+    ip: str | None = Field(description="The address it came from, when it tells the owner something")
+    token_id: int | None = Field(description="The token it concerns, if any")
+    details: dict[str, Any] = Field(description="What the action recorded: names, hints, limits; never a secret")
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventPublic] = Field(description="Newest first")
+    next_cursor: str | None = Field(description="Pass as cursor for the next (older) page; null on the last page")
