@@ -33,7 +33,9 @@ from tokensmith import projects, repositories
 from tokensmith.authentication import Identity
 from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound
 from tokensmith.web.auth import ProjectIn, Requires
+from tokensmith.web import git_processes
 from tokensmith.web.bodies import declared_length
+from tokensmith.web.git_processes import BackendProcess
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 log = logging.getLogger("tokensmith.git")
@@ -123,7 +125,7 @@ async def _read_whole(request: Request, limit: int) -> bytes:
     return b"".join([piece async for piece in request_body(request, limit)])
 
 
-async def _feed(request: Request, process: asyncio.subprocess.Process, body: bytes | None) -> None:
+async def _feed(request: Request, process: BackendProcess, body: bytes | None) -> None:
     """Give the backend its input: ``body`` when it was read already, else the request as it
     arrives (a push, streamed)."""
     stdin = process.stdin
@@ -173,12 +175,10 @@ async def smart_http(project_id: str, path: str, request: Request,
             raise BodyTooLarge(f"A git request may carry at most {limit // 2**20:,} MiB.")
         if service == "git-upload-pack":  # wants and haves: small, read whole before git starts
             body = await _read_whole(request, limit)
-    process = await asyncio.create_subprocess_exec(
-        repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
-        *(["--advertise-refs"] if advertising else []), str(repository),
-        env=backend_environment(request, identity),
-        stdin=asyncio.subprocess.DEVNULL if advertising else asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK,
+    process = await git_processes.start(
+        [repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
+         *(["--advertise-refs"] if advertising else []), str(repository)],
+        backend_environment(request, identity), with_input=not advertising, limit=CHUNK,
     )
     feeding = asyncio.create_task(_feed(request, process, body)) if not advertising else None
     preamble = b""
@@ -222,7 +222,7 @@ class BackendResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _stream(process: asyncio.subprocess.Process, feeding: asyncio.Task | None, preamble: bytes,
+async def _stream(process: BackendProcess, feeding: asyncio.Task | None, preamble: bytes,
                   project_id: str, username: str) -> AsyncIterator[bytes]:
     try:
         if preamble:
@@ -243,7 +243,5 @@ async def _stream(process: asyncio.subprocess.Process, feeding: asyncio.Task | N
         _kill(process)
 
 
-def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+def _kill(process: BackendProcess) -> None:
+    process.kill()
