@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,10 +267,11 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
         raise
 
 
-def ping(engine: Engine) -> None:
-    """Raise StoreUnavailable unless the store answers a trivial query."""
-    with connection_to(engine) as connection:
-        connection.execute(text("SELECT 1"))
+def ping(connect: Callable[[], AbstractContextManager[Connection]]) -> None:
+    """Raise StoreUnavailable unless the store answers a trivial query, on the connection
+    ``connect()`` gives (web/runtime.Runtime.check_connection)."""
+    with connect() as connection:
+        fetch_one_on_driver(connection, "SELECT 1", ())
 
 
 @contextlib.contextmanager

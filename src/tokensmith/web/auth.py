@@ -31,7 +31,6 @@ from tokensmith.accounts import Account
 from tokensmith.config import Settings
 from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
 from tokensmith.errors import AuthenticationFailed, AuthenticationRequired, CredentialMalformed, HeaderTooLarge
-from tokensmith.db import connection_to
 from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get_runtime
 from tokensmith.web.templates import SESSION_COOKIE
 
@@ -102,7 +101,7 @@ def _parse_basic(value: str, token_prefix: str) -> Credentials:
 
 def _check_token(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None,
                  need: Need | None) -> Identity:
-    return runtime.authenticator.check(lambda: connection_to(runtime.check_engine), credentials,
+    return runtime.authenticator.check(runtime.check_connection, credentials,
                                        ip=ip, agent=agent, need=need)
 
 

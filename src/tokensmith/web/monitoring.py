@@ -13,6 +13,7 @@ from tokensmith import metrics
 from tokensmith.db import ping
 from tokensmith.errors import StoreUnavailable
 from tokensmith.web.auth import presents_bearer_secret
+from tokensmith.web.edge import at_the_edge
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.schemas import ErrorBody
 
@@ -26,11 +27,12 @@ class Health(BaseModel):
 
 @router.get("/healthz", response_model=Health, responses={
     503: {"model": Health, "description": "The store does not answer (Retry-After)"}})
+@at_the_edge  # load balancers ask every few seconds: served before FastAPI's dispatch
 async def health(request: Request) -> JSONResponse:
     """200 when the store answers, 503 when it does not."""
     runtime = get_runtime(request)
     try:
-        await runtime.check_on_store(ping, runtime.check_engine)
+        await runtime.check_on_store(ping, runtime.check_connection)
     except StoreUnavailable as error:
         return JSONResponse(
             {"status": "unavailable", "message": error.message},

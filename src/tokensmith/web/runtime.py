@@ -15,15 +15,17 @@ up another's way to it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
 from fastapi import Request
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +35,7 @@ from tokensmith.config import Settings
 from tokensmith.db import (
     SESSION_POOL,
     Pool,
+    connection_to,
     create_check_engine,
     create_store_engine,
     end_unit,
@@ -63,6 +66,7 @@ class Runtime:
     admission: asyncio.Semaphore
     identity_provider: OpenIdProvider | None = None
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
+    _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -97,6 +101,8 @@ class Runtime:
         self.usage.stop()
         for job in self.housekeeping:
             job.stop()
+        if self._loop_connection is not None:
+            self._loop_connection.close()
         for engine in (self.engine, self.check_engine, self.usage.engine):
             engine.dispose()
 
@@ -115,6 +121,22 @@ class Runtime:
         if self.store_is_local:
             return work(*args)
         return await run_in_threadpool(work, *args)
+
+    def check_connection(self) -> AbstractContextManager[Connection]:
+        """The connection a token check or a ping reads on, from ``check_on_store``.
+
+        On SQLite, the event loop's own connection, opened once and kept: checking it out of
+        the pool and back in cost as much as the lookup itself. Only single-row reads run on it
+        (a check's lookup by digest, ``SELECT 1``), each stepped to its end by the driver, so it
+        never holds a read snapshot from one request to the next: a revocation committed
+        anywhere is seen by the very next check. Elsewhere, a connection of the check pool for
+        the one statement, in the calling thread.
+        """
+        if not self.store_is_local:
+            return connection_to(self.check_engine)
+        if self._loop_connection is None:
+            self._loop_connection = self.check_engine.connect()
+        return contextlib.nullcontext(self._loop_connection)
 
     async def run_unit(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` as one unit of work in one trip to a thread, once admitted."""
