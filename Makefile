@@ -17,7 +17,7 @@ FUZZ_VENV := .venv-schemathesis
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 SCHEMATHESIS := schemathesis>=4.32,<5
 
-.PHONY: serve test bench system-packages oidc-provider clean
+.PHONY: serve test bench system-packages oidc-provider swagger-ui clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,7 +37,8 @@ serve: $(RUNTIME_STAMP)
 # path), git, Maven with the dependency plugin (central is not reachable: Debian's
 # /usr/share/maven-repo stands in for it), Node.js for the OpenID Connect provider, D-Bus and
 # GNOME Keyring (a real system keyring for the client), nginx (the proxy in front of several
-# instances); wrk (load in the scale-out tests, and the benchmark).
+# instances); wrk (load in the scale-out tests, and the benchmark); fcgiwrap (git http-backend
+# as CGI behind nginx: the floor the benchmark holds git over HTTP to).
 # Installed only when missing. (The provider needs Node 20.18 or later, which
 # the machines come with; Debian 12's own nodejs is 18: there the provider fails at its start.)
 system-packages:
@@ -46,6 +47,7 @@ system-packages:
 	{ command -v node >/dev/null && command -v npm >/dev/null; } || missing="$$missing nodejs npm"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	{ command -v fcgiwrap >/dev/null || [ -x /usr/sbin/fcgiwrap ]; } || missing="$$missing fcgiwrap"; \
 	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
@@ -60,6 +62,25 @@ system-packages:
 # The OpenID Connect provider the sign-in tests run (node-oidc-provider), from its lock file.
 oidc-provider: system-packages
 	@[ -d $(OIDC_DIR)/node_modules/oidc-provider ] || npm ci --no-audit --no-fund --prefix $(OIDC_DIR)
+
+# Swagger UI for /docs, served by Tokensmith itself (no CDN: /docs works without internet).
+# Its files are vendored in the package from npm's swagger-ui-dist, the project's own build,
+# pinned here by version and by the registry's integrity hash; `make swagger-ui` fetches that
+# version again (npm pack checks the hash) and replaces them. docs/architecture.md says why npm.
+SWAGGER_UI_VERSION := 5.35.0
+SWAGGER_UI_INTEGRITY := sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==
+SWAGGER_UI_DIR := src/tokensmith/web/static/swagger-ui
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css LICENSE NOTICE
+
+swagger-ui:
+	@work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && \
+	npm pack --silent --pack-destination "$$work" swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null && \
+	tarball="$$work/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz" && \
+	actual="sha512-$$(openssl dgst -sha512 -binary "$$tarball" | base64 -w0)" && \
+	if [ "$$actual" != "$(SWAGGER_UI_INTEGRITY)" ]; then echo "swagger-ui-dist $(SWAGGER_UI_VERSION): integrity $$actual, expected $(SWAGGER_UI_INTEGRITY)"; exit 1; fi && \
+	tar -xzf "$$tarball" -C "$$work" && mkdir -p $(SWAGGER_UI_DIR) && \
+	for file in $(SWAGGER_UI_FILES); do cp "$$work/package/$$file" $(SWAGGER_UI_DIR)/; done && \
+	echo "Swagger UI $(SWAGGER_UI_VERSION) in $(SWAGGER_UI_DIR)"
 
 $(FUZZ_STAMP): Makefile
 	test -x $(FUZZ_VENV)/bin/python || python3 -m venv $(FUZZ_VENV)

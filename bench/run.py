@@ -131,7 +131,7 @@ def main(argv: list[str]) -> int:
                   + (f" (server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})" if pin else ""))
             for backend in args.backends:
                 if backend == "sqlite":
-                    backends.append(measure_server("sqlite", workdir / "sqlite", None, options))
+                    backends.append(measure_server("sqlite", workdir / "sqlite", None, options, floors=True))
                 else:
                     try:
                         figures, info["postgresql"] = measure_postgres(workdir / "postgresql", options)
