@@ -17,7 +17,7 @@ FUZZ_VENV := .venv-schemathesis
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 SCHEMATHESIS := schemathesis>=4.32,<5
 
-.PHONY: serve test bench system-packages oidc-provider swagger-ui clean
+.PHONY: serve test bench system-packages oidc-provider clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -62,25 +62,6 @@ system-packages:
 # The OpenID Connect provider the sign-in tests run (node-oidc-provider), from its lock file.
 oidc-provider: system-packages
 	@[ -d $(OIDC_DIR)/node_modules/oidc-provider ] || npm ci --no-audit --no-fund --prefix $(OIDC_DIR)
-
-# Swagger UI for /docs, served by Tokensmith itself (no CDN: /docs works without internet).
-# Its files are vendored in the package from npm's swagger-ui-dist, the project's own build,
-# pinned here by version and by the registry's integrity hash; `make swagger-ui` fetches that
-# version again (npm pack checks the hash) and replaces them. docs/architecture.md says why npm.
-SWAGGER_UI_VERSION := 5.35.0
-SWAGGER_UI_INTEGRITY := sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==
-SWAGGER_UI_DIR := src/tokensmith/web/static/swagger-ui
-SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css LICENSE NOTICE
-
-swagger-ui:
-	@work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && \
-	npm pack --silent --pack-destination "$$work" swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null && \
-	tarball="$$work/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz" && \
-	actual="sha512-$$(openssl dgst -sha512 -binary "$$tarball" | base64 -w0)" && \
-	if [ "$$actual" != "$(SWAGGER_UI_INTEGRITY)" ]; then echo "swagger-ui-dist $(SWAGGER_UI_VERSION): integrity $$actual, expected $(SWAGGER_UI_INTEGRITY)"; exit 1; fi && \
-	tar -xzf "$$tarball" -C "$$work" && mkdir -p $(SWAGGER_UI_DIR) && \
-	for file in $(SWAGGER_UI_FILES); do cp "$$work/package/$$file" $(SWAGGER_UI_DIR)/; done && \
-	echo "Swagger UI $(SWAGGER_UI_VERSION) in $(SWAGGER_UI_DIR)"
 
 $(FUZZ_STAMP): Makefile
 	test -x $(FUZZ_VENV)/bin/python || python3 -m venv $(FUZZ_VENV)

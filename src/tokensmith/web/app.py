@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """The whole server: ``Edge`` (web/edge.py) in front of the FastAPI application, behind
     the proxy headers' reader when a proxy is trusted."""
     app = create_fastapi_app(settings)
-    static = Assets(STATIC_DIR)
+    static = Assets(STATIC_DIR, api_docs.SWAGGER_UI)
     use_assets(static)
     served: ASGIApp = Edge(app, static)
     trusted = app.state.runtime.settings.trusted_proxies

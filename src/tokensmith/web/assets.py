@@ -1,7 +1,8 @@
 """The site's static files (CSS, JS, and Swagger UI's for /docs), under names that carry a hash
 of their content, kept for a year by every cache.
 
-At start every file under ``static/`` is read once, hashed, and kept in memory with its
+At start every file under ``static/`` (and Swagger UI's two files, from the installed
+``swagger-ui-bundle-v2`` package: web/api_docs.py) is read once, hashed, and kept in memory with its
 headers: ``/static/style.css`` is served as ``/static/style.<hash>.css``, whose content can
 never change, so browsers and proxies keep it (``Cache-Control: public, max-age=31536000,
 immutable``) and never ask again. Templates name files only through ``asset_url``. A name
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -51,13 +52,14 @@ class Asset:
 
 
 class Assets:
-    """Every file of a directory, read once, served from memory under its fingerprinted name."""
+    """Every file of a directory, and the files ``more`` names (served name -> file: another
+    package's), read once, served from memory under their fingerprinted names."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, more: Mapping[str, Path] | None = None) -> None:
         self.by_name: dict[str, Asset] = {}
         self.by_url: dict[str, Asset] = {}
-        for path in sorted(_files(directory)):
-            name = path.relative_to(directory).as_posix()
+        files = {path.relative_to(directory).as_posix(): path for path in _files(directory)}
+        for name, path in sorted({**files, **(more or {})}.items()):
             body = path.read_bytes()
             digest = hashlib.sha256(body).hexdigest()[:HASH_LENGTH]
             url = PREFIX + fingerprinted(name, digest)

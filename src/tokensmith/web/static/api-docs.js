@@ -1,4 +1,4 @@
-// /docs: Swagger UI, from the copy the package ships (static/swagger-ui/), on this server's
+// /docs: Swagger UI, from the Python package swagger-ui-bundle-v2 (web/api_docs.py), on this server's
 // OpenAPI document. Nothing is asked of any other server: no validator badge, no fonts.
 (function () {
   var element = document.getElementById("swagger-ui");
