@@ -12,6 +12,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from bench.check_scale import MODES as CHECK_SCALE_MODES
+from bench.check_scale import RATIO_TARGET as CHECK_SCALE_TARGET
+from bench.check_scale import ScaleFigures as CheckScaleFigures
 from bench.client_start import FLOOR, ClientFigures
 from bench.download import TARGET_RATIO as DOWNLOAD_RATIO_TARGET
 from bench.download import DownloadFigures
@@ -263,7 +266,7 @@ def download_table(download: DownloadFigures) -> str:
 
 def targets_table(backends: list[BackendFigures], timings: list[Timing], git: GitFigures | None = None,
                   download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
-                  client: ClientFigures | None = None) -> str:
+                  client: ClientFigures | None = None, check_scale: CheckScaleFigures | None = None) -> str:
     rows = []
     if client is not None:
         for label, target in client.targets_ms.items():
@@ -288,6 +291,12 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing], git: Gi
         rows.append([f"mixed load: no 5xx, no run stalled, {BACKEND_NAMES.get(figures.backend, figures.backend)}",
                      f"{server_errors:,} × 5xx, {stalled} of {len(figures.runs)} runs stalled",
                      verdict(server_errors == 0 and stalled == 0)])
+    if check_scale is not None:
+        large, small = max(check_scale.sizes), min(check_scale.sizes)
+        for mode in ("writes", "quiet"):
+            ratio = check_scale.ratio_of(mode)
+            rows.append([f"token check among {large:,} tokens ≤ {CHECK_SCALE_TARGET} × among {small:,}, random "
+                         f"tokens, {CHECK_SCALE_MODES[mode]}", f"{ratio:.2f} ×", verdict(ratio <= CHECK_SCALE_TARGET)])
     verify = next((t for t in timings if t.key == "verify"), None)
     if verify is not None:
         rows.append([f"one token check < {CHECK_TARGET_US:.0f} µs (SQLite, in process)",
@@ -299,7 +308,8 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
                      timings: list[Timing], elapsed: float, loads: dict[str, float],
                      probes: list[float], git: GitFigures | None = None,
                      download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
-                     client: ClientFigures | None = None, scale: ScaleFigures | None = None) -> str:
+                     client: ClientFigures | None = None, scale: ScaleFigures | None = None,
+                     check_scale: CheckScaleFigures | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -389,8 +399,31 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
     if timings:
         parts += ["**One token check, in process, SQLite** (microseconds per call, median batch):",
                   check_table(timings)]
-    parts += ["**Targets:**", targets_table(backends, timings, git, download, mixed, client)]
+    if check_scale is not None:
+        parts += [
+            f"**The token check among {min(check_scale.sizes):,} and {max(check_scale.sizes):,} tokens**, SQLite, in "
+            "process (bench/check_scale.py: `verify_token` on the check engine's connection as the server runs it; "
+            "each call presents one of 2,000 real tokens spread through the table, at random; the large store "
+            "seeded straight into the table; microseconds of the thread's CPU time per check, median of "
+            f"{len(next(iter(check_scale.batches_us.values())))} alternating batches; *a commit every "
+            f"{check_scale.write_every} checks*: another connection writes a last-used time, as the server does "
+            "a few times a second under load):",
+            check_scale_table(check_scale),
+        ]
+    parts += ["**Targets:**", targets_table(backends, timings, git, download, mixed, client, check_scale)]
     return "\n\n".join(parts)
+
+
+def check_scale_table(figures: CheckScaleFigures) -> str:
+    rows = []
+    for key, median in figures.median_us.items():
+        mode, size = key.split()
+        batches = figures.batches_us[key]
+        rows.append([f"{int(size):,}", CHECK_SCALE_MODES[mode], f"{median:.1f}", f"{min(batches):.1f}–{max(batches):.1f}"])
+    for mode in ("quiet", "writes"):
+        rows.append([f"ratio {max(figures.sizes):,} / {min(figures.sizes):,}", CHECK_SCALE_MODES[mode],
+                     f"{figures.ratio_of(mode):.2f}", ""])
+    return table(["tokens", "meanwhile", "µs per check", "batches µs"], rows, right={2, 3})
 
 
 def rewrite_docs(path: Path, figures: str) -> None:
