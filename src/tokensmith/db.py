@@ -90,12 +90,19 @@ def create_store_engine(
     return _postgresql_engine(url, pool, replicated=settings.replica_database_url is not None)
 
 
-def _postgresql_engine(url: str, pool: Pool, *, replicated: bool) -> Engine:
+def _postgresql_engine(url: str, pool: Pool, *, replicated: bool, autocommit: bool = False) -> Engine:
     connect_args: dict[str, Any] = {"connect_timeout": 5} if "psycopg" in url else {}  # a down server: 503 at once
     if replicated:
         # Token checks read a replica: a commit returns once the replica has applied it, so a
         # revocation is refused there by the very next request (docs/deployment.md).
         connect_args["options"] = "-c synchronous_commit=remote_apply"
+    if autocommit:
+        # Every statement commits on its own, so a connection comes back with nothing to roll
+        # back: no reset on its return, and no isolation level set and reset at each checkout
+        # (as ``execution_options(isolation_level=...)`` on the engine does).
+        return create_engine(url, hide_parameters=True, connect_args=connect_args, isolation_level="AUTOCOMMIT",
+                             pool_reset_on_return=None, pool_size=pool.size, max_overflow=pool.overflow,
+                             pool_timeout=10)
     return create_engine(url, hide_parameters=True, connect_args=connect_args,
                          pool_size=pool.size, max_overflow=pool.overflow, pool_timeout=10)
 
@@ -211,10 +218,8 @@ def create_check_engine(settings: Settings) -> Engine:
     """
     if settings.store_url.startswith("sqlite"):
         return create_store_engine(settings, busy_timeout_ms=SQLITE_READ_WAIT_MS, per_thread=True)
-    if settings.replica_database_url:
-        return _postgresql_engine(settings.replica_database_url, CHECK_POOL, replicated=False).execution_options(
-            isolation_level="AUTOCOMMIT")
-    return create_store_engine(settings, pool=CHECK_POOL).execution_options(isolation_level="AUTOCOMMIT")
+    return _postgresql_engine(settings.replica_database_url or settings.store_url, CHECK_POOL,
+                              replicated=False, autocommit=True)
 
 
 def check_replication(engine: Engine, settings: Settings) -> None:
