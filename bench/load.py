@@ -214,7 +214,8 @@ class BareServer:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [*pinned(SERVER_CPU, self.options), sys.executable, str(ROOT / "bench" / "bare_app.py"), str(self.port)],
-                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL, stdout=log,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's tokensmith, as the server's
+                    filter(None, [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
