@@ -3,7 +3,7 @@
 #   make test    install what the tests need and run the whole suite
 # and the benchmark:
 #   make bench
-#   make bench BENCH_ARGS=--issue-14   (only the parts issue 14's targets are measured by, ~4 min)
+#   make bench BENCH_ARGS=--issue-14   (only the parts issue 14's targets are measured by, ~2 min)
 
 SHELL := /bin/bash
 VENV := .venv

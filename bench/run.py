@@ -22,7 +22,7 @@
 
 ``--issue-14`` runs only the parts that hold issue 14's targets (the routes on both stores with
 the bare FastAPI route and the style sheet beside them, git clone and fetch against their
-floors, the check among 1k and 1M tokens), in about four minutes.
+floors, the check among 1k and 1M tokens), in about two minutes.
 
 It prints figures and whether each target is met; a missed target does not fail the command,
 a broken measurement does. ``--write-docs`` rewrites the figures section of
