@@ -3,6 +3,7 @@
 #   make test    install what the tests need and run the whole suite
 # and the benchmark:
 #   make bench
+#   make bench BENCH_ARGS=--issue-14   (only the parts issue 14's targets are measured by, ~2 min)
 
 SHELL := /bin/bash
 VENV := .venv
@@ -37,7 +38,8 @@ serve: $(RUNTIME_STAMP)
 # path), git, Maven with the dependency plugin (central is not reachable: Debian's
 # /usr/share/maven-repo stands in for it), Node.js for the OpenID Connect provider, D-Bus and
 # GNOME Keyring (a real system keyring for the client), nginx (the proxy in front of several
-# instances); wrk (load in the scale-out tests, and the benchmark).
+# instances); wrk (load in the scale-out tests, and the benchmark); fcgiwrap (git http-backend
+# as CGI behind nginx: the floor the benchmark holds git over HTTP to).
 # Installed only when missing. (The provider needs Node 20.18 or later, which
 # the machines come with; Debian 12's own nodejs is 18: there the provider fails at its start.)
 system-packages:
@@ -46,6 +48,7 @@ system-packages:
 	{ command -v node >/dev/null && command -v npm >/dev/null; } || missing="$$missing nodejs npm"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	{ command -v fcgiwrap >/dev/null || [ -x /usr/sbin/fcgiwrap ]; } || missing="$$missing fcgiwrap"; \
 	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \

@@ -9,6 +9,8 @@ jump). Every process started is stopped by its own process id; every clone is de
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
 import random
 import shutil
@@ -22,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, pinned
-from bench.machine import CLIENT_CPU, SERVER_CPU, CLOCK_TICKS, ForeignLoad, cpu_speed_ms
+from bench.machine import CLIENT_CPU, SERVER_CPU, CLOCK_TICKS, ForeignLoad, cpu_affinity, cpu_speed_ms
+from tests.support.nginx import FcgiWrap, Nginx, NginxUnavailable, htpasswd_line
 
 PROJECT = "bench"
 USERNAME = "bench"
@@ -183,6 +186,33 @@ class CloneFigures:
     foreign_cpu_percent: float  # the worst run's
 
 
+FETCHES_PER_ROUND = 5
+FIRST_BYTES_PER_ROUND = 10
+
+
+@dataclass
+class FetchFigures:
+    """No-op ``git fetch`` through the server and through ``git http-backend`` (nginx +
+    fcgiwrap + Basic authentication: the floor), and the time to the first byte of ``info/refs``."""
+
+    server_ms: list[float] = field(default_factory=list)
+    floor_ms: list[float] = field(default_factory=list)
+    round_ratios: list[float] = field(default_factory=list)
+    refused_first_byte_ms: list[float] = field(default_factory=list)  # no credentials: the 401
+    authenticated_first_byte_ms: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.server_ms) / statistics.median(self.floor_ms)
+
+    @property
+    def first_byte_gap_ms(self) -> float:
+        return statistics.median(self.authenticated_first_byte_ms) - statistics.median(self.refused_first_byte_ms)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio, "first_byte_gap_ms": self.first_byte_gap_ms}
+
+
 @dataclass
 class GitFigures:
     backend: str
@@ -191,6 +221,7 @@ class GitFigures:
     http: CloneFigures
     file: CloneFigures
     runs: list[CloneRun] = field(default_factory=list)
+    fetch: FetchFigures | None = None
 
     @property
     def ratio(self) -> float:
@@ -211,7 +242,7 @@ class GitFigures:
         return {"backend": self.backend, "ratio": self.ratio, "round_ratios": self.round_ratios,
                 "rounds": self.rounds, "repository": asdict(self.repository),
                 "http": asdict(self.http), "file": asdict(self.file),
-                "runs": [asdict(r) for r in self.runs]}
+                "runs": [asdict(r) for r in self.runs], "fetch": self.fetch.as_dict() if self.fetch else None}
 
 
 def _summary(source: str, runs: list[CloneRun]) -> CloneFigures:
@@ -239,6 +270,7 @@ def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
     server = BenchServer(workdir, env, options)
     clones = Path(tempfile.mkdtemp(prefix="tokensmith-bench-clones-", dir=CLONE_ROOT if CLONE_ROOT.is_dir() else None))
     runs: list[CloneRun] = []
+    fetch = None
     try:
         server.start()
         server.admin("users", "create", USERNAME, "--email", "bench@example.test")
@@ -297,6 +329,7 @@ def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
                               if source == HTTP else "")
                 log(f"  git clone  round {round_number + 1}  {source:<5} {run.seconds * 1000:7.0f} ms"
                     f"  other load {run.foreign_cpu_percent:3.0f}%  CPU probe {run.cpu_probe_ms:4.1f} ms{server_cpu}")
+        fetch = measure_fetches(workdir, client, server, token, sources[HTTP], clones, options, rounds, log)
         warnings = [line for line in server.log_path.read_text(errors="replace").splitlines()
                     if "git backend" in line or "Traceback" in line]
         if warnings:
@@ -307,4 +340,84 @@ def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
     timed = [r for r in runs if not r.warmup]
     return GitFigures(backend, shape, rounds,
                       _summary(HTTP, [r for r in timed if r.source == HTTP]),
-                      _summary(FILE, [r for r in timed if r.source == FILE]), runs)
+                      _summary(FILE, [r for r in timed if r.source == FILE]), runs, fetch)
+
+
+# --- no-op fetches, and the first byte of info/refs ----------------------------------------------
+
+
+def measure_fetches(workdir: Path, client: GitClient, server: BenchServer, token: str, url: str, clones: Path,
+                    options: LoadOptions, rounds: int, log: Callable[[str], None]) -> FetchFigures:
+    """A ``git fetch`` that finds nothing new, through the server and through ``git
+    http-backend`` under nginx + fcgiwrap, with HTTP Basic authentication (an htpasswd file with
+    the same username and token), on the same bare repository (both on the server's CPU, git on
+    the client's, git's store helper giving both the credentials after their 401), alternating;
+    then the first byte of ``info/refs`` with and without credentials."""
+    target = clones / "fetch-target"
+    client.run("clone", "--quiet", "--no-checkout", url, str(target), timeout=300)
+    users = workdir / "cgi" / "htpasswd"
+    users.parent.mkdir(parents=True, exist_ok=True)
+    users.write_text(htpasswd_line(USERNAME, token))
+    fcgi = FcgiWrap(workdir / "cgi", prefix=pinned(SERVER_CPU, options))
+    nginx = Nginx(workdir / "cgi", prefix=pinned(SERVER_CPU, options), log_requests=False)
+    figures = FetchFigures()
+    try:
+        fcgi.start()
+        nginx.git_http_backend((workdir / "data" / "git").resolve(), fcgi.socket, users).start()
+        client.remember(nginx.url, USERNAME, token)  # git's store helper answers for both servers alike
+        sources = {"server": url, "floor": f"{nginx.url}/git/{PROJECT}.git"}
+        command = {name: [*pinned(CLIENT_CPU, options), "git", "-C", str(target), "fetch", "--quiet", source]
+                   for name, source in sources.items()}
+
+        def fetch(name: str) -> float:
+            started = time.perf_counter()
+            done = subprocess.run(command[name], env=client.env, capture_output=True, text=True, timeout=60)
+            seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise BenchError(f"git fetch from the {name} failed ({done.returncode}):\n{done.stderr[-2000:]}"
+                                 + (f"\nnginx: {nginx.errors()}" if name == "floor" else ""))
+            return seconds * 1000
+
+        for name in sources:  # warm-up, and a check that both work
+            fetch(name)
+        for round_number in range(rounds):
+            medians = {}
+            for name in (["server", "floor"] if round_number % 2 == 0 else ["floor", "server"]):
+                times = [fetch(name) for _ in range(FETCHES_PER_ROUND)]
+                (figures.server_ms if name == "server" else figures.floor_ms).extend(times)
+                medians[name] = statistics.median(times)
+            figures.round_ratios.append(medians["server"] / medians["floor"])
+            log(f"  git fetch  round {round_number + 1}  no-op: server {medians['server']:5.1f} ms, "
+                f"git http-backend {medians['floor']:5.1f} ms")
+        with cpu_affinity(CLIENT_CPU, options.pin):
+            first_bytes(server.port, token, figures, rounds)
+        log(f"  info/refs  first byte: refused (401) {statistics.median(figures.refused_first_byte_ms):.2f} ms, "
+            f"authenticated {statistics.median(figures.authenticated_first_byte_ms):.2f} ms")
+    except NginxUnavailable as error:
+        raise BenchError(f"The git http-backend floor did not start: {error}") from error
+    finally:
+        nginx.stop()
+        fcgi.stop()
+    return figures
+
+
+def first_bytes(port: int, token: str, figures: FetchFigures, rounds: int) -> None:
+    """Milliseconds to the first byte of ``GET info/refs``, refused (no credentials) and
+    authenticated, alternating, each on a new connection as git makes it."""
+    credentials = "Basic " + base64.b64encode(f"{USERNAME}:{token}".encode()).decode()
+    kinds = {"refused": ({}, 401), "authenticated": ({"Authorization": credentials, "Git-Protocol": "version=2"}, 200)}
+    for _ in range(rounds * FIRST_BYTES_PER_ROUND):
+        for kind, (headers, expected) in kinds.items():
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                started = time.perf_counter()
+                connection.request("GET", f"/git/{PROJECT}.git/info/refs?service=git-upload-pack", headers=headers)
+                answer = connection.getresponse()
+                answer.read(1)
+                milliseconds = (time.perf_counter() - started) * 1000
+                answer.read()
+            finally:
+                connection.close()
+            if answer.status != expected:
+                raise BenchError(f"info/refs ({kind}) answered {answer.status}, not {expected}")
+            getattr(figures, f"{kind}_first_byte_ms").append(milliseconds)

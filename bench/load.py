@@ -32,6 +32,9 @@ from tests.support.postgres import PostgresServer
 LIMITED = ("--scope", "api:read", "--allow-ip", "127.0.0.0/8", "--allow-ip", "::1")
 HEALTH = "GET /healthz"
 TOKEN = "GET /api/v1/me"
+BARE = "GET /bare (bare FastAPI)"
+STATIC = "GET /static/style.css"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class BenchError(RuntimeError):
@@ -196,6 +199,47 @@ class BenchServer:
         return done.stdout
 
 
+class BareServer:
+    """bench/bare_app.py (one FastAPI JSON route) under the same uvicorn and options as the
+    server, pinned to the same CPU; stopped by its pid."""
+
+    def __init__(self, workdir: Path, options: LoadOptions) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/bare"
+        self.log_path = workdir / "bare.log"
+        self.options = options
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> BareServer:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*pinned(SERVER_CPU, self.options), sys.executable, str(ROOT / "bench" / "bare_app.py"), str(self.port)],
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's tokensmith, as the server's
+                    filter(None, [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"The bare FastAPI app exited:\n{self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                if http_get(self.url)[0] == 200:
+                    return self
+            time.sleep(0.1)
+        raise BenchError(f"The bare FastAPI app did not answer within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def stylesheet_path(base_url: str) -> str:
+    """Where the pages find the style sheet: its fingerprinted name, as /login links it."""
+    status, page = http_get(f"{base_url}/login")
+    found = re.search(rb'href="(/static/style\.[0-9a-f]+\.css)"', page)
+    if status != 200 or found is None:
+        raise BenchError(f"/login ({status}) links no fingerprinted style sheet")
+    return found.group(1).decode()
+
+
 # --- one backend ----------------------------------------------------------------------------------
 
 
@@ -215,6 +259,8 @@ class BackendFigures:
     backend: str
     health: RouteFigures
     token: RouteFigures
+    bare: RouteFigures | None = None  # a bare FastAPI route beside the server (SQLite's run only)
+    static: RouteFigures | None = None  # the fingerprinted style sheet (SQLite's run only)
 
     @property
     def ratio(self) -> float:
@@ -223,16 +269,34 @@ class BackendFigures:
     @property
     def round_ratios(self) -> list[float]:
         """Each round's own ratio: the two routes of a round ran seconds apart."""
-        return [t["requests_per_second"] / h["requests_per_second"]
-                for h, t in zip(self.health.runs, self.token.runs)]
+        return round_ratios(self.token, self.health)
+
+    @property
+    def routes(self) -> list[RouteFigures]:
+        return [route for route in (self.health, self.token, self.bare, self.static) if route is not None]
 
     @property
     def cpu_probes_ms(self) -> list[float]:
-        return [run["cpu_probe_ms"] for run in self.health.runs + self.token.runs]
+        return [run["cpu_probe_ms"] for route in self.routes for run in route.runs]
 
     def as_dict(self) -> dict:
-        return {"backend": self.backend, "ratio": self.ratio, "round_ratios": self.round_ratios,
-                "health": asdict(self.health), "token": asdict(self.token)}
+        figures = {"backend": self.backend, "ratio": self.ratio, "round_ratios": self.round_ratios,
+                   "health": asdict(self.health), "token": asdict(self.token)}
+        for name, route in (("bare", self.bare), ("static", self.static)):
+            if route is not None:
+                figures[name] = asdict(route)
+        if self.bare is not None:
+            figures["token_over_bare"] = ratio_of(self.token, self.bare)
+            figures["token_over_bare_rounds"] = round_ratios(self.token, self.bare)
+        return figures
+
+
+def ratio_of(route: RouteFigures, other: RouteFigures) -> float:
+    return route.requests_per_second / other.requests_per_second
+
+
+def round_ratios(route: RouteFigures, other: RouteFigures) -> list[float]:
+    return [r["requests_per_second"] / o["requests_per_second"] for r, o in zip(route.runs, other.runs)]
 
 
 def _median_figures(route: str, runs: list[WrkResult]) -> RouteFigures:
@@ -249,22 +313,31 @@ def _median_figures(route: str, runs: list[WrkResult]) -> RouteFigures:
 
 def measure_server(backend: str, workdir: Path, database_url: str | None, options: LoadOptions,
                    log: Callable[[str], None] = print,
-                   store_pids: Callable[[], list[int]] = lambda: []) -> BackendFigures:
+                   store_pids: Callable[[], list[int]] = lambda: [], floors: bool = False) -> BackendFigures:
     """Start a server on ``database_url`` (SQLite in ``workdir`` when None), mint a token with
-    the admin CLI, then alternate wrk runs on the two routes. The server is always stopped."""
+    the admin CLI, then alternate wrk runs on the routes. With ``floors``, also a bare FastAPI
+    route (bench/bare_app.py) beside the server, and the server's style sheet. Every process
+    started is stopped."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = clean_environment(workdir / "data", database_url)
     server = BenchServer(workdir, env, options)
-    runs: dict[str, list[WrkResult]] = {HEALTH: [], TOKEN: []}
+    bare = BareServer(workdir, options) if floors else None
+    order = [HEALTH, TOKEN, *([BARE, STATIC] if floors else [])]
+    runs: dict[str, list[WrkResult]] = {route: [] for route in order}
     try:
         server.start()
+        if bare is not None:
+            bare.start()
         server.admin("users", "create", "bench", "--email", "bench@example.test")
         token = server.admin("tokens", "create", "--user", "bench", "--name", "bench", *LIMITED).strip()
         routes = {
             HEALTH: (f"{server.base_url}/healthz", {}),
             TOKEN: (f"{server.base_url}/api/v1/me", {"Authorization": f"Bearer {token}"}),
         }
-        for route, (url, headers) in routes.items():  # both answer 200 before any timing
+        if bare is not None:
+            routes[BARE] = (bare.url, {})
+            routes[STATIC] = (server.base_url + stylesheet_path(server.base_url), {})
+        for route, (url, headers) in routes.items():  # every one answers 200 before any timing
             status, body = http_get(url, headers)
             if status != 200:
                 raise BenchError(f"{route} answered {status}: {body[:300]!r}")
@@ -272,9 +345,11 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
             raise BenchError(f"{TOKEN} did not answer as the bench user")
 
         def own_pids() -> list[int]:
-            return [server.process.pid, *store_pids()]
+            return [server.process.pid, *([bare.process.pid] if bare else []), *store_pids()]
 
-        order = [HEALTH, TOKEN]
+        def serving(route: str) -> subprocess.Popen[bytes]:
+            return bare.process if route == BARE else server.process
+
         if options.warmup:
             for route in order:
                 run_wrk(route, routes[route][0], options, seconds=options.warmup, headers=routes[route][1])
@@ -283,19 +358,22 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
                 probe = cpu_speed_ms(SERVER_CPU, options.pin)
                 result = run_wrk(route, routes[route][0], options, seconds=options.duration,
                                  headers=routes[route][1], own_pids=own_pids,
-                                 server_pid=server.process.pid)
-                if server.process.poll() is not None:
+                                 server_pid=serving(route).pid)
+                if serving(route).poll() is not None:
                     raise BenchError(f"The server died during {route}:\n{server.console()}")
                 result.cpu_probe_ms = probe
                 runs[route].append(result)
                 errors = f", {result.socket_errors} socket errors" if result.socket_errors else ""
-                log(f"  {backend:<10} round {round_number + 1}  {route:<16} "
+                log(f"  {backend:<10} round {round_number + 1}  {route:<24} "
                     f"{result.requests_per_second:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                    f"p99 {result.p99_ms:6.2f} ms  server CPU {result.server_cpu_percent:3.0f}%  "
+                    f"p99 {result.p99_ms:6.2f} ms  server CPU {result.server_cpu_us_per_request:4.0f} µs/req  "
                     f"other load {result.foreign_cpu_percent:3.0f}%  CPU probe {probe:4.1f} ms{errors}")
     finally:
         server.stop()
-    return BackendFigures(backend, _median_figures(HEALTH, runs[HEALTH]), _median_figures(TOKEN, runs[TOKEN]))
+        if bare is not None:
+            bare.stop()
+    figures = {route: _median_figures(route, runs[route]) for route in order}
+    return BackendFigures(backend, figures[HEALTH], figures[TOKEN], figures.get(BARE), figures.get(STATIC))
 
 
 def measure_postgres(workdir: Path, options: LoadOptions,

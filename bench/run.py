@@ -21,6 +21,13 @@
    (``TOKENSMITH_PUSH_PROTECTION=false``), alternated; the ratio of the medians, at most 1.3
    (``bench/git_push.py``).
 
+7. The token check among 1,000 and among 1,000,000 tokens presented at random, on SQLite, in
+   process (``bench/check_scale.py``): the ratio.
+
+``--issue-14`` runs only the parts that hold issue 14's targets (the routes on both stores with
+the bare FastAPI route and the style sheet beside them, git clone and fetch against their
+floors, the check among 1k and 1M tokens), in about two minutes.
+
 It prints figures and whether each target is met; a missed target does not fail the command,
 a broken measurement does. ``--write-docs`` rewrites the figures section of
 docs/benchmarks.md. Every process started (the servers, PostgreSQL) is stopped by its own pid.
@@ -44,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench import report  # noqa: E402
+from bench.check_scale import ScaleFigures as CheckScaleFigures  # noqa: E402
+from bench.check_scale import measure_check_scale  # noqa: E402
 from bench.client_start import ClientFigures, measure_client_start  # noqa: E402
 from bench.download import DownloadFigures, measure_download  # noqa: E402
 from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
@@ -83,11 +92,16 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--push-rounds", type=int, default=3, help="alternating rounds of git pushes (3)")
     parser.add_argument("--skip-download", action="store_true", help="no 100 MB download against nginx")
     parser.add_argument("--skip-client", action="store_true", help="no client start-up timing")
+    parser.add_argument("--skip-check-scale", action="store_true", help="no check among 1k and 1M tokens")
+    parser.add_argument("--issue-14", action="store_true",
+                        help="only the parts issue 14's targets are measured by (routes, git, check among 1M)")
     parser.add_argument("--client-runs", type=int, default=10, help="runs of each client command per round (10)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
     parser.add_argument("--write-docs", action="store_true", help=f"rewrite the figures section of {DOCS.relative_to(ROOT)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, stores)")
     args = parser.parse_args(argv)
+    if args.issue_14:
+        args.skip_check = args.skip_mixed = args.skip_client = args.skip_scale = args.skip_download = True
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
@@ -96,6 +110,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         parser.error("--git-rounds must be at least 1")
     if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_push or args.skip_download
                             or args.skip_routes or args.skip_mixed or args.skip_client or args.skip_scale
+                            or args.skip_check_scale
                             or set(args.backends) != set(report.BACKEND_NAMES)):
         parser.error("--write-docs needs the full run (every part, both stores)")
     return args
@@ -123,6 +138,7 @@ def main(argv: list[str]) -> int:
     download: DownloadFigures | None = None
     client: ClientFigures | None = None
     scale: ScaleFigures | None = None
+    check_scale: CheckScaleFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -134,12 +150,17 @@ def main(argv: list[str]) -> int:
                                               batches=args.batches, filler=args.filler)
             loads["token check"] = check_load.percent
             probes.append(cpu_speed_ms(SERVER_CPU, options.pin))
+        if not args.skip_check_scale:
+            print("Token check among 1,000 and 1,000,000 tokens presented at random, SQLite, in process:")
+            with cpu_affinity(SERVER_CPU, options.pin), ForeignLoad() as scale_load:
+                check_scale = measure_check_scale(workdir / "check-scale")
+            loads["check among 1M"] = scale_load.percent
         if not args.skip_http and not args.skip_routes:
             print(f"HTTP: wrk -t1 -c{options.connections} -d{options.duration}s, {options.rounds} rounds"
                   + (f" (server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})" if pin else ""))
             for backend in args.backends:
                 if backend == "sqlite":
-                    backends.append(measure_server("sqlite", workdir / "sqlite", None, options))
+                    backends.append(measure_server("sqlite", workdir / "sqlite", None, options, floors=True))
                 else:
                     try:
                         figures, info["postgresql"] = measure_postgres(workdir / "postgresql", options)
@@ -195,7 +216,7 @@ def main(argv: list[str]) -> int:
     probes += git.cpu_probes_ms if git else []
     probes += download.cpu_probes_ms if download else []
     figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download,
-                                      mixed, client, scale)
+                                      mixed, client, scale, check_scale)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -208,6 +229,7 @@ def main(argv: list[str]) -> int:
         "download": download.as_dict() if download else None,
         "client": client.as_dict() if client else None,
         "scale_out": scale.as_dict() if scale else None,
+        "check_scale": check_scale.as_dict() if check_scale else None,
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
     if args.write_docs:

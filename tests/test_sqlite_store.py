@@ -13,7 +13,7 @@ from tokensmith import audit
 from tokensmith.config import Settings
 from tokensmith.db import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.models import AuditEvent
-from tokensmith.sqlite_store import WalCheckpointer
+from tokensmith.sqlite_store import CHECK_CACHE_KIB, WalCheckpointer
 
 
 @pytest.fixture
@@ -76,6 +76,8 @@ def test_the_event_loops_connection_refuses_to_write(settings):
         assert connection.execute(text("SELECT count(*) FROM users")).scalar() >= 0
         with pytest.raises(exc.OperationalError, match="readonly"):
             connection.execute(text("DELETE FROM audit_events"))
+        # Its page cache holds the digest index of a million tokens (bench/check_scale.py).
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -CHECK_CACHE_KIB == -64 * 1024
     engine.dispose()
 
 

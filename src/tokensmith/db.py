@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,12 +90,19 @@ def create_store_engine(
     return _postgresql_engine(url, pool, replicated=settings.replica_database_url is not None)
 
 
-def _postgresql_engine(url: str, pool: Pool, *, replicated: bool) -> Engine:
+def _postgresql_engine(url: str, pool: Pool, *, replicated: bool, autocommit: bool = False) -> Engine:
     connect_args: dict[str, Any] = {"connect_timeout": 5} if "psycopg" in url else {}  # a down server: 503 at once
     if replicated:
         # Token checks read a replica: a commit returns once the replica has applied it, so a
         # revocation is refused there by the very next request (docs/deployment.md).
         connect_args["options"] = "-c synchronous_commit=remote_apply"
+    if autocommit:
+        # Every statement commits on its own, so a connection comes back with nothing to roll
+        # back: no reset on its return, and no isolation level set and reset at each checkout
+        # (as ``execution_options(isolation_level=...)`` on the engine does).
+        return create_engine(url, hide_parameters=True, connect_args=connect_args, isolation_level="AUTOCOMMIT",
+                             pool_reset_on_return=None, pool_size=pool.size, max_overflow=pool.overflow,
+                             pool_timeout=10)
     return create_engine(url, hide_parameters=True, connect_args=connect_args,
                          pool_size=pool.size, max_overflow=pool.overflow, pool_timeout=10)
 
@@ -210,10 +218,8 @@ def create_check_engine(settings: Settings) -> Engine:
     """
     if settings.store_url.startswith("sqlite"):
         return create_store_engine(settings, busy_timeout_ms=SQLITE_READ_WAIT_MS, per_thread=True)
-    if settings.replica_database_url:
-        return _postgresql_engine(settings.replica_database_url, CHECK_POOL, replicated=False).execution_options(
-            isolation_level="AUTOCOMMIT")
-    return create_store_engine(settings, pool=CHECK_POOL).execution_options(isolation_level="AUTOCOMMIT")
+    return _postgresql_engine(settings.replica_database_url or settings.store_url, CHECK_POOL,
+                              replicated=False, autocommit=True)
 
 
 def check_replication(engine: Engine, settings: Settings) -> None:
@@ -266,10 +272,11 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
         raise
 
 
-def ping(engine: Engine) -> None:
-    """Raise StoreUnavailable unless the store answers a trivial query."""
-    with connection_to(engine) as connection:
-        connection.execute(text("SELECT 1"))
+def ping(connect: Callable[[], AbstractContextManager[Connection]]) -> None:
+    """Raise StoreUnavailable unless the store answers a trivial query, on the connection
+    ``connect()`` gives (web/runtime.Runtime.check_connection)."""
+    with connect() as connection:
+        fetch_one_on_driver(connection, "SELECT 1", ())
 
 
 @contextlib.contextmanager

@@ -36,22 +36,25 @@ class ServerKeys:
     """Versioned HMAC-SHA256 keys. ``versions`` maps version to key, current first."""
 
     versions: dict[int, bytes] = field(repr=False)
-    _subkeys: dict[tuple[str, int], bytes] = field(default_factory=dict, repr=False, compare=False)
+    # Per purpose and version, an HMAC already keyed: a digest copies it and hashes the value,
+    # instead of keying a new one (what every token check does, on every request).
+    _keyed: dict[tuple[str, int], hmac.HMAC] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def current(self) -> int:
         return next(iter(self.versions))
 
-    def _key_for(self, purpose: str, version: int) -> bytes:
-        subkey = self._subkeys.get((purpose, version))
-        if subkey is None:
-            subkey = _subkey(self.versions[version], purpose)
-            self._subkeys[(purpose, version)] = subkey
-        return subkey
+    def _keyed_for(self, purpose: str, version: int) -> hmac.HMAC:
+        keyed = self._keyed.get((purpose, version))
+        if keyed is None:
+            keyed = hmac.new(_subkey(self.versions[version], purpose), digestmod=hashlib.sha256)
+            self._keyed[(purpose, version)] = keyed
+        return keyed
 
     def digest(self, purpose: str, value: str, version: int | None = None) -> bytes:
-        key = self._key_for(purpose, self.current if version is None else version)
-        return hmac.digest(key, value.encode(), hashlib.sha256)
+        mac = self._keyed_for(purpose, self.current if version is None else version).copy()
+        mac.update(value.encode())
+        return mac.digest()
 
     def all_digests(self, purpose: str, value: str) -> list[bytes]:
         """The digest under every known version: one indexed lookup finds any of them."""

@@ -27,6 +27,15 @@ from tokensmith.errors import StoreUnavailable
 from tokensmith.housekeeping import Periodic
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# The page cache of the event loop's connection, which token checks read on (db.create_check_engine).
+# SQLite's default (2 MiB) holds the digest index's upper levels only: among a million tokens
+# presented at random, each check read an index leaf and a table page from the OS again, and
+# cost about 1.27 x what it costs among a thousand; with 64 MiB (the digest index of a million
+# tokens is about 45 MB) about 1.1 x (bench/check_scale.py, docs/benchmarks.md). A bound, not an
+# allocation: the cache grows only to the pages checks touch. It helps only between writes: any
+# commit elsewhere (the last-used times, a few times a second under load) makes SQLite drop
+# this cache at the next read, in WAL mode as in any other.
+CHECK_CACHE_KIB = 64 * 1024
 
 
 def configure(engine: Engine, *, busy_timeout_ms: int, checkpoints: bool, queue: WriterQueue | None,
@@ -45,6 +54,7 @@ def configure(engine: Engine, *, busy_timeout_ms: int, checkpoints: bool, queue:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
         if read_only:
             cursor.execute("PRAGMA query_only=ON")
+            cursor.execute(f"PRAGMA cache_size=-{CHECK_CACHE_KIB}")
         cursor.close()
 
     event.listen(engine, "connect", on_connect)

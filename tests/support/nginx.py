@@ -7,6 +7,9 @@ TLS); ``serve_folder`` serves static files (the download benchmark's reference).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import shutil
 import subprocess
 import time
@@ -80,6 +83,37 @@ class Nginx:
 
     def serve_folder(self, root: Path) -> Nginx:
         self.site = f"server {{ listen 127.0.0.1:{self.port}; root {root}; }}"
+        return self
+
+    def git_http_backend(self, project_root: Path, fastcgi_socket: Path, users: Path) -> Nginx:
+        """``git http-backend`` as CGI under ``/git/``, through fcgiwrap on ``fastcgi_socket``
+        (``FcgiWrap``): git's own smart HTTP server reading ``project_root``, behind HTTP Basic
+        authentication against ``users`` (an htpasswd file: ``htpasswd_line``), as its manual
+        sets it up."""
+        self.site = f"""
+    server {{
+        listen 127.0.0.1:{self.port};
+        client_max_body_size 0;
+        location ~ ^/git(/.*)$ {{
+            auth_basic "git";
+            auth_basic_user_file {users};
+            fastcgi_pass unix:{fastcgi_socket};
+            fastcgi_param SCRIPT_FILENAME {git_http_backend()};
+            fastcgi_param GIT_PROJECT_ROOT {project_root};
+            fastcgi_param GIT_HTTP_EXPORT_ALL 1;
+            fastcgi_param PATH_INFO $1;
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param HTTP_CONTENT_ENCODING $http_content_encoding;
+            fastcgi_param GIT_PROTOCOL $http_git_protocol;
+            fastcgi_param REMOTE_ADDR $remote_addr;
+            fastcgi_param REMOTE_USER $remote_user;
+            fastcgi_buffering off;
+            fastcgi_request_buffering off;
+        }}
+    }}"""
         return self
 
     def proxy(self, ports: list[int], *, git_rate: str | None = None) -> Nginx:
@@ -165,3 +199,43 @@ class Nginx:
                                        addresses.replace(" : ", ", ").split(", "),
                                        statuses.replace(" : ", ", ").split(", "), int(sent)))
         return found
+
+
+def htpasswd_line(username: str, password: str) -> str:
+    """An htpasswd entry nginx reads: salted SHA-1 ({SSHA}), never the password itself."""
+    salt = os.urandom(8)
+    return f"{username}:{{SSHA}}" + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode() + "\n"
+
+
+def git_http_backend() -> str:
+    """Where git keeps its CGI program."""
+    exec_path = subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=True).stdout.strip()
+    return str(Path(exec_path) / "git-http-backend")
+
+
+class FcgiWrap:
+    """Debian's fcgiwrap (a FastCGI server that runs CGI programs) on a Unix socket of ours,
+    stopped by the process id we started."""
+
+    def __init__(self, workdir: Path, *, prefix: list[str] | None = None) -> None:
+        self.socket = workdir / "fcgiwrap.sock"
+        self.prefix = prefix or []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10) -> FcgiWrap:
+        binary = shutil.which("fcgiwrap") or "/usr/sbin/fcgiwrap"
+        if not Path(binary).exists():
+            raise NginxUnavailable("fcgiwrap is not installed (apt-get install fcgiwrap)")
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen([*self.prefix, binary, "-s", f"unix:{self.socket}"],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not self.socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise NginxUnavailable("fcgiwrap did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process)

@@ -11,6 +11,7 @@ from fastapi import Depends
 from tokensmith import audit, instances, personal_tokens, projects
 from tokensmith.authentication import Identity
 from tokensmith.web.auth import Db, ProjectIn, Requires, add_deprecation_headers, declares, identify_client
+from tokensmith.web.edge import at_the_edge
 from tokensmith.web.bodies import authenticated_json_body, documented, json_body
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.schemas import (
@@ -44,12 +45,13 @@ Writer = Annotated[Identity, Depends(API_WRITE)]
 
 @router.get("/me", response_model=Me, responses=refusals(*AUTHENTICATED))
 @declares(ANY_SCOPE)
+@at_the_edge
 async def read_me(request: Request) -> Response:
     """Who the credential belongs to, and which token made the request."""
     # Every client checks its token here (the CLI's login, CI jobs), so this route is lean:
-    # it calls the one credential extractor itself rather than through FastAPI's dependency
-    # machinery, and serialises its answer once (Me.json_of) rather than have FastAPI
-    # validate and encode it; together a quarter of the route's cost. response_model documents it.
+    # served before FastAPI's dispatch (web/edge.py), it calls the one credential extractor
+    # itself, and serialises its answer once (Me.json_of) rather than have FastAPI validate
+    # and encode it. response_model documents it.
     identity = await identify_client(request, ANY_SCOPE)
     answer = Response(Me.json_of(identity), media_type="application/json")
     add_deprecation_headers(answer, identity, get_runtime(request).settings)

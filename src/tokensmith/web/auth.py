@@ -33,7 +33,6 @@ from tokensmith.authentication import BasicCredentials, BearerCredentials, Crede
 from tokensmith.errors import (
     AuthenticationFailed, AuthenticationRequired, CredentialMalformed, HeaderTooLarge, TokenReplaced,
 )
-from tokensmith.db import connection_to
 from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get_runtime
 from tokensmith.web.templates import SESSION_COOKIE
 
@@ -104,7 +103,7 @@ def _parse_basic(value: str, token_prefix: str) -> Credentials:
 
 def _check_token(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None,
                  need: Need | None) -> Identity:
-    return runtime.authenticator.check(lambda: connection_to(runtime.check_engine), credentials,
+    return runtime.authenticator.check(runtime.check_connection, credentials,
                                        ip=ip, agent=agent, need=need)
 
 

@@ -7,6 +7,8 @@ A 401 always carries the Basic challenge, since git and Maven only send credenti
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -159,9 +161,23 @@ async def handle_unexpected(request: Request, error: Exception) -> Response:
                           "Something went wrong on our side. Try again; if it persists, tell an administrator.")
 
 
+# Every kind of error and who answers it; anything else is unexpected (a 500).
+HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
+    TokensmithError: handle_domain_error,
+    SignInRequired: handle_sign_in_required,
+    RequestValidationError: handle_validation_error,
+    StarletteHTTPException: handle_http_error,
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(TokensmithError, handle_domain_error)
-    app.add_exception_handler(SignInRequired, handle_sign_in_required)
-    app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
     app.add_exception_handler(Exception, handle_unexpected)
+
+
+async def answer_error(request: Request, error: Exception) -> Response:
+    """The answer to ``error``, as the handlers installed on the application would give it:
+    for the routes served before the framework's dispatch (web/edge.py)."""
+    handler = next((handler for kind, handler in HANDLERS.items() if isinstance(error, kind)), handle_unexpected)
+    return await handler(request, error)

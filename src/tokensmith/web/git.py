@@ -33,8 +33,10 @@ from tokensmith import projects, push_protection, repositories
 from tokensmith.authentication import Identity
 from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound
 from tokensmith.web.auth import ProjectIn, Requires
+from tokensmith.web import git_processes
 from tokensmith.web.bodies import declared_length
 from tokensmith.web.push_guard import PushGuard
+from tokensmith.web.git_processes import BackendProcess
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 log = logging.getLogger("tokensmith.git")
@@ -124,7 +126,7 @@ async def _read_whole(request: Request, limit: int) -> bytes:
     return b"".join([piece async for piece in request_body(request, limit)])
 
 
-async def _feed(request: Request, process: asyncio.subprocess.Process, body: bytes | None) -> None:
+async def _feed(request: Request, process: BackendProcess, body: bytes | None) -> None:
     """Give the backend its input: ``body`` when it was read already, else the request as it
     arrives (a push, streamed)."""
     stdin = process.stdin
@@ -181,12 +183,10 @@ async def smart_http(project_id: str, path: str, request: Request,
             runtime, identity, project_id, repository, updates, quarantine)).open()
         environment.update(guard.environment())
     try:
-        process = await asyncio.create_subprocess_exec(
-            repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
-            *(["--advertise-refs"] if advertising else []), str(repository),
-            env=environment,
-            stdin=asyncio.subprocess.DEVNULL if advertising else asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK,
+        process = await git_processes.start(
+            [repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
+             *(["--advertise-refs"] if advertising else []), str(repository)],
+            environment, with_input=not advertising, limit=CHUNK,
         )
     except BaseException:
         if guard is not None:
@@ -234,7 +234,7 @@ class BackendResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _stream(process: asyncio.subprocess.Process, feeding: asyncio.Task | None, preamble: bytes,
+async def _stream(process: BackendProcess, feeding: asyncio.Task | None, preamble: bytes,
                   project_id: str, username: str, guard: PushGuard | None = None) -> AsyncIterator[bytes]:
     try:
         if preamble:
@@ -278,7 +278,5 @@ async def check_push(runtime: Runtime, identity: Identity, project_id: str, repo
     return False, push_protection.refusal(blocked, runtime.settings.tokens_page_url)
 
 
-def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+def _kill(process: BackendProcess) -> None:
+    process.kill()

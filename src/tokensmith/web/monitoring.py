@@ -30,7 +30,7 @@ async def health(request: Request) -> JSONResponse:
     """200 when the store answers, 503 when it does not."""
     runtime = get_runtime(request)
     try:
-        await runtime.check_on_store(ping, runtime.check_engine)
+        await runtime.check_on_store(ping, runtime.check_connection)
     except StoreUnavailable as error:
         return JSONResponse(
             {"status": "unavailable", "message": error.message},

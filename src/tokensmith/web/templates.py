@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from tokensmith import audit, sessions, token_limits
 from tokensmith.clock import display
+from tokensmith.web.assets import Assets
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 SESSION_COOKIE = "tokensmith_session"
@@ -41,6 +42,12 @@ _environment.filters["revoke_reason"] = lambda reason: audit.REVOKE_REASONS.get(
 _environment.tests["attention"] = audit.needs_attention
 _environment.tests["with_address"] = audit.shows_address
 templates = Jinja2Templates(env=_environment)
+
+
+def use_assets(assets: Assets) -> None:
+    """Pages name static files only through ``asset_url("style.css")``: their fingerprinted
+    URLs, computed once at start (web/assets.py)."""
+    _environment.globals["asset_url"] = assets.url
 
 
 def csrf_binding(request: Request) -> str:

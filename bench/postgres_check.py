@@ -1,0 +1,133 @@
+"""Where a token check's time goes on PostgreSQL, in process: the trip to the threadpool, the
+check pool's checkout, the statement (prepared by psycopg or not), the whole check.
+
+One Python process, a fresh PostgreSQL cluster (stopped by its pid), a store migrated with one
+real token; each piece run by ``tasks`` concurrent asyncio tasks as the server's requests are,
+for ``calls`` calls; figures in microseconds of the process's CPU time per call (user and
+system, every thread: what the one core of a worker pays) and in calls per second of wall time.
+
+    PYTHONPATH=src python bench/postgres_check.py [calls] [tasks]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+from starlette.concurrency import run_in_threadpool  # noqa: E402
+
+from tests.support.postgres import PostgresServer  # noqa: E402
+from tokensmith import accounts, personal_tokens  # noqa: E402
+from tokensmith.config import Settings  # noqa: E402
+from tokensmith.db import (  # noqa: E402
+    connection_to, create_check_engine, create_store_engine, fetch_one_on_driver, migrate, ping,
+    session_factory, unit_of_work,
+)
+from tokensmith.server_keys import load_server_keys  # noqa: E402
+
+PREFIX = "tks_"
+
+
+async def timed(label: str, work, calls: int, tasks: int) -> None:
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await work()
+
+    for _ in range(2):  # warm, then timed
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker(calls // tasks) for _ in range(tasks)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(f"  {label:<62} {cpu / calls * 1e6:7.1f} µs CPU/call  {calls / wall:8.0f} calls/s")
+
+
+def main(calls: int, tasks: int) -> None:
+    base = Path(tempfile.mkdtemp(prefix="tokensmith-pgcheck-"))
+    base.chmod(0o711)
+    postgres = PostgresServer(base / "pg")
+    try:
+        postgres.init().start()
+        url = postgres.url
+        settings = Settings(data_dir=base / "data", database_url=url, token_prefix=PREFIX)
+        engine = create_store_engine(settings)
+        migrate(engine)
+        keys = load_server_keys(settings)
+        with unit_of_work(session_factory(engine)) as session:
+            user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
+            secret, _ = personal_tokens.create_token(session, keys, user.id, "bench", prefix=PREFIX, actor="bench")
+        engine.dispose()
+        check = create_check_engine(settings)
+        digest = keys.digest(personal_tokens.PURPOSE, secret)
+
+        def checkout() -> None:
+            with connection_to(check):
+                pass
+
+        def lookup_prepared() -> None:
+            with connection_to(check) as connection:
+                fetch_one_on_driver(connection, personal_tokens._BY_DIGEST_POSTGRESQL, {"digest": digest})
+
+        def lookup_unprepared() -> None:
+            with connection_to(check) as connection:
+                connection.connection.driver_connection.prepare_threshold = None
+                fetch_one_on_driver(connection, personal_tokens._BY_DIGEST_POSTGRESQL, {"digest": digest})
+                connection.connection.driver_connection.prepare_threshold = 5
+
+        def verify() -> None:
+            with connection_to(check) as connection:
+                personal_tokens.verify_token(connection, keys, secret, prefix=PREFIX)
+
+        async def noop() -> None:
+            await run_in_threadpool(lambda: None)
+
+        async def in_thread(work):
+            async def call() -> None:
+                await run_in_threadpool(work)
+            return call
+
+        async def on_loop(work):
+            async def call() -> None:
+                work()
+            return call
+
+        print(f"PostgreSQL, {calls:,} calls by {tasks} tasks:")
+        asyncio.run(_all(calls, tasks, noop, in_thread, on_loop, checkout, lookup_prepared, lookup_unprepared,
+                         verify, lambda: ping(lambda: connection_to(check))))
+        check.dispose()
+    finally:
+        postgres.stop()
+
+
+def _nothing() -> None:
+    pass
+
+
+async def _all(calls, tasks, noop, in_thread, on_loop, checkout, prepared, unprepared, verify, health) -> None:
+    await timed("trip to the threadpool alone (nothing to do)", noop, calls, tasks)
+    executor = ThreadPoolExecutor(max_workers=tasks, thread_name_prefix="check")
+
+    async def executor_noop() -> None:
+        await asyncio.get_running_loop().run_in_executor(executor, _nothing)
+
+    async def executor_verify() -> None:
+        await asyncio.get_running_loop().run_in_executor(executor, verify)
+
+    await timed("trip to an executor of its own alone (run_in_executor)", executor_noop, calls, tasks)
+    await timed("verify_token in an executor of its own", executor_verify, calls, tasks)
+    executor.shutdown()
+    await timed("pool checkout + checkin, on the loop", await on_loop(checkout), calls, tasks)
+    await timed("lookup on the driver, prepared (psycopg, after 5 runs), on the loop", await on_loop(prepared), calls, tasks)
+    await timed("lookup on the driver, never prepared, on the loop", await on_loop(unprepared), calls, tasks)
+    await timed("verify_token (parse, digest, lookup), on the loop", await on_loop(verify), calls, tasks)
+    await timed("verify_token in the threadpool (as the server runs it)", await in_thread(verify), calls, tasks)
+    await timed("ping (SELECT 1) in the threadpool (/healthz)", await in_thread(health), calls, tasks)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 4000, int(sys.argv[2]) if len(sys.argv) > 2 else 20)

@@ -1,0 +1,89 @@
+"""The requests every client makes many times a second, answered before the framework's dispatch.
+
+FastAPI's way to a route — its middleware (error pages, telemetry, its body limit, the exit
+stack), a linear scan of the routes, the dependency solver, the response's validation — costs
+about as much as the route's whole work does on the token path (docs/benchmarks.md has the
+profile). Three kinds of request do not need any of it:
+
+- the routes marked ``@at_the_edge``: a GET without parameters whose endpoint takes the
+  ``Request`` and returns its ``Response`` (``GET /api/v1/me``, which every client calls to
+  check its token, and ``GET /healthz``, which every load balancer calls). The same route stays
+  registered with FastAPI, where it is documented and where every other method of its path
+  gets its 405;
+- the static files (web/assets.py), served from memory.
+
+Errors are answered by the same handlers as everywhere else (web/errors.answer_error), so a
+refusal reads the same whichever way the request came. Anything else goes to FastAPI.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tokensmith.web import assets
+from tokensmith.web.errors import answer_error
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def at_the_edge(endpoint: Endpoint) -> Endpoint:
+    """Serve this route's GET before the framework's dispatch (see the module's docstring)."""
+    endpoint.at_the_edge = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def edge_routes(app: FastAPI) -> dict[str, Endpoint]:
+    """The marked routes' paths and endpoints, checked once at start to be what the edge can
+    serve: a fixed path, GET, and the request as the only parameter."""
+    found = {}
+    for route in app.router.routes:
+        if not (isinstance(route, APIRoute) and getattr(route.endpoint, "at_the_edge", False)):
+            continue
+        parameters = list(inspect.signature(route.endpoint).parameters.values())
+        if route.param_convertors or route.methods != {"GET"} or len(parameters) != 1 \
+                or parameters[0].annotation not in (Request, "Request"):
+            raise TypeError(f"{route.path} cannot be served at the edge: a GET of a fixed path whose "
+                            "endpoint takes only the request")
+        found[route.path] = route.endpoint
+    return found
+
+
+class Edge:
+    """The outermost application: the edge's routes and the static files, else ``app``."""
+
+    def __init__(self, app: FastAPI, static: assets.Assets, inner: ASGIApp | None = None) -> None:
+        self.app = app
+        self.inner = inner or app  # the framework, behind whatever wraps it
+        self.static = static
+        self.routes = edge_routes(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if scope["method"] == "GET" and (endpoint := self.routes.get(path)) is not None:
+                request = self._request(scope, receive)
+                try:
+                    response = await endpoint(request)
+                except Exception as error:  # noqa: BLE001 - answered as the framework's handlers would
+                    response = await answer_error(request, error)
+                await response(scope, receive, send)
+                return
+            if path.startswith(assets.PREFIX):
+                try:
+                    await self.static(scope, receive, send)
+                except HTTPException as error:
+                    await (await answer_error(self._request(scope, receive), error))(scope, receive, send)
+                return
+        await self.inner(scope, receive, send)
+
+    def _request(self, scope: Scope, receive: Receive) -> Request:
+        scope["app"] = self.app  # as Starlette sets it: the runtime is found through it
+        return Request(scope, receive)
