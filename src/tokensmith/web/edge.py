@@ -6,8 +6,9 @@ about as much as the route's whole work does on the token path (docs/benchmarks.
 profile). Three kinds of request do not need any of it:
 
 - the routes marked ``@at_the_edge``: a GET without parameters whose endpoint takes the
-  ``Request`` and returns its ``Response`` (``GET /api/v1/me``, which every client calls to
-  check its token, and ``GET /healthz``, which every load balancer calls). The same route stays
+  ``Request`` and returns its ``Response``: ``GET /api/v1/me``, which every client calls to
+  check its token (``/healthz`` is not one: a load balancer asks every few seconds, and it is
+  the yardstick of the token route's ratio in docs/benchmarks.md). The same route stays
   registered with FastAPI, where it is documented and where every other method of its path
   gets its 405;
 - the static files (web/assets.py), served from memory.
