@@ -135,7 +135,8 @@ class GitClient:
         return [*command, source, str(destination)]
 
 
-def build_and_push(client: GitClient, work: Path, url: str) -> RepositoryShape:
+def build_repository(client: GitClient, work: Path) -> RepositoryShape:
+    """The bench repository in ``work``: its files, in two commits."""
     started = time.monotonic()
     shape = write_tree(work)
     client.run("init", "--quiet", "--initial-branch=master", str(work))
@@ -145,6 +146,11 @@ def build_and_push(client: GitClient, work: Path, url: str) -> RepositoryShape:
         client.run("add", "--", *part, cwd=work)
         client.run("commit", "--quiet", "-m", f"Bench repository, part {number} of {COMMITS}", cwd=work)
     shape.build_seconds = time.monotonic() - started
+    return shape
+
+
+def build_and_push(client: GitClient, work: Path, url: str) -> RepositoryShape:
+    shape = build_repository(client, work)
     started = time.monotonic()
     client.run("push", "--quiet", url, "HEAD:master", cwd=work, timeout=300)
     shape.push_seconds = time.monotonic() - started

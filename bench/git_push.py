@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.git_clone import COMMITS, RepositoryShape, GitClient, write_tree
+from bench.git_clone import RepositoryShape, GitClient, build_repository
 from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, pinned
 from bench.machine import CLIENT_CPU, can_pin
 
@@ -51,19 +51,6 @@ class PushFigures:
                 f"ratio {self.ratio:.2f} (at most {LIMIT})")
 
 
-def _build(client: GitClient, work: Path) -> RepositoryShape:
-    started = time.monotonic()
-    shape = write_tree(work)
-    client.run("init", "--quiet", "--initial-branch=master", str(work))
-    modules = sorted(p.name for p in work.iterdir() if p.name.startswith("module-"))
-    half = len(modules) // 2
-    for number, part in enumerate((modules[:half], modules[half:]), 1):
-        client.run("add", "--", *part, cwd=work)
-        client.run("commit", "--quiet", "-m", f"Bench repository, part {number} of {COMMITS}", cwd=work)
-    shape.build_seconds = time.monotonic() - started
-    return shape
-
-
 def measure_git_push(workdir: Path, options: LoadOptions, rounds: int = 3, log=print) -> PushFigures:
     workdir.mkdir(parents=True, exist_ok=True)
     servers: dict[str, BenchServer] = {}
@@ -79,7 +66,7 @@ def measure_git_push(workdir: Path, options: LoadOptions, rounds: int = 3, log=p
             token = server.admin("tokens", "create", "--user", USERNAME, "--name", "bench push").strip()
             client.remember(server.base_url, USERNAME, token)
         source = workdir / "source"
-        shape = _build(client, source)
+        shape = build_repository(client, source)
         figures = PushFigures(shape, rounds, {ON: [], OFF: []})
 
         def push(mode: str, number: int) -> float:

@@ -135,6 +135,14 @@ class LiveServer:
                 is_admin=admin, actor="tests",
             )
 
+    def create_project(self, project_id: str, group_id: str, *, owner: str, members: dict[str, str] | None = None) -> str:
+        """A project made with the admin commands: its owner, and ``members`` by name with their role."""
+        for args in (("projects", "create", project_id, "--group-id", group_id, "--owner", owner),
+                     *(("projects", "add-member", project_id, name, "--role", role) for name, role in (members or {}).items())):
+            result = self.cli(*args)
+            assert result.returncode == 0, result.stderr
+        return project_id
+
     def create_token(self, username: str, name: str, *, expires_at: datetime | None = None, **limits: object) -> str:
         """A token made as the admin command makes one; ``limits``: scopes, projects, allowed_ips."""
         settings = load_settings(self.env)

@@ -26,10 +26,7 @@ def project(server) -> dict[str, str]:
     for name in names.values():
         server.create_user(name, password=PASSWORD)
     project_id = f"acme-contracts-{suffix}"
-    for args in (("projects", "create", project_id, "--group-id", "com.acme.studio", "--owner", names["alice"]),
-                 ("projects", "add-member", project_id, names["bob"], "--role", "read")):
-        result = server.cli(*args)
-        assert result.returncode == 0, result.stderr
+    server.create_project(project_id, "com.acme.studio", owner=names["alice"], members={names["bob"]: "read"})
     return {"id": project_id, "url": f"{server.base_url}/git/{project_id}.git", **names}
 
 

@@ -30,9 +30,7 @@ def studio(server, tmp_path_factory) -> dict:
     for name in names.values():
         server.create_user(name, password=PASSWORD)
     project_id = f"acme-contracts-{suffix}"
-    for args in (("projects", "create", project_id, "--group-id", GROUP, "--owner", names["alice"]),
-                 ("projects", "add-member", project_id, names["bob"], "--role", "read")):
-        assert server.cli(*args).returncode == 0
+    server.create_project(project_id, GROUP, owner=names["alice"], members={names["bob"]: "read"})
     tokens = {role: server.create_token(name, "studio") for role, name in names.items()}
     alice = GitUser(tmp_path_factory.mktemp("alice"), names["alice"], tokens["alice"])
     alice.remember_credentials(server.base_url)
