@@ -4,7 +4,7 @@ Two SQLite stores, migrated, seeded straight into the table (the bench's own sho
 ``personal_tokens.create_token`` for a million would take an hour): ``filler`` rows with random
 digests, and among them, spread evenly through the table, ``presented`` real tokens whose
 secrets the bench keeps. Each call presents one of those, in a random order, so that a lookup
-finds its index and table pages wherever they are, as a server with many clients does. The
+finds its pages wherever they are, as a server with many clients does. The
 check runs as the server runs it: ``personal_tokens.verify_token`` on the check engine's
 connection of the thread (web/runtime.Runtime.check_connection). Batches alternate between
 the two stores; the figure is the median batch, in microseconds of the thread's CPU time (user

@@ -8,7 +8,7 @@ To write a new migration from a development checkout:
 from alembic import context
 from sqlalchemy import create_engine
 
-from tokensmith.models import Base
+from tokensmith.models import Base, compared_on
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -20,6 +20,7 @@ def run(connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=compared_on(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
