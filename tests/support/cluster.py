@@ -64,6 +64,18 @@ def kill(instance: LiveServer) -> None:
     instance.process.wait(timeout=10)
 
 
+def runs_git(instance: LiveServer) -> bool:
+    """Whether the instance has a git process of its own running (a pack on its way)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().split("(", 1)[1].rsplit(")", 1)  # pid (name) state ppid ...
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if int(rest.split()[1]) == instance.process.pid and name.startswith("git"):
+            return True
+    return False
+
+
 def graceful_stop(instance: LiveServer, timeout: float = 120) -> tuple[float, float]:
     """SIGTERM, and wait for the process to finish what it serves and exit: when each happened."""
     asked = time.time()
