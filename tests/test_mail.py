@@ -151,15 +151,17 @@ def test_reminders_come_once_for_a_token_expiring_within_7_days_and_once_it_has_
         mailing_server, smtp, person):
     name, _client = person
     now = utcnow()
-    mailing_server.create_token(name, "quarterly", expires_at=now + timedelta(days=6))
+    # Made outside the reminders' reach, then given their ages in one transaction: the job runs
+    # every 0.3 s and must never see a token half set up (it notes each token it has looked at).
+    mailing_server.create_token(name, "quarterly", expires_at=now + timedelta(days=60))
     mailing_server.create_token(name, "weekly", expires_at=now + timedelta(days=6))  # lived 6 days only
-    mailing_server.create_token(name, "old", expires_at=now + timedelta(days=1))
+    mailing_server.create_token(name, "old", expires_at=now + timedelta(days=60))
     with mailing_server.store() as session:
         ids = {row.name: row.id for row in session.scalars(select(PersonalToken).where(
             PersonalToken.name.in_(["quarterly", "weekly", "old"]), PersonalToken.revoked_at.is_(None)))
             if row.owner.username == name}
         session.execute(update(PersonalToken).where(PersonalToken.id == ids["quarterly"])
-                        .values(created_at=now - timedelta(days=84)))
+                        .values(created_at=now - timedelta(days=84), expires_at=now + timedelta(days=6)))
         session.execute(update(PersonalToken).where(PersonalToken.id == ids["old"])
                         .values(created_at=now - timedelta(days=90), expires_at=now - timedelta(hours=1)))
     [expiring] = smtp.mailbox.wait_for(about(name, "quarterly", "expires on"))
