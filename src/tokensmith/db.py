@@ -91,7 +91,11 @@ def create_store_engine(
 
 
 def _postgresql_engine(url: str, pool: Pool, *, replicated: bool, autocommit: bool = False) -> Engine:
-    connect_args: dict[str, Any] = {"connect_timeout": 5} if "psycopg" in url else {}  # a down server: 503 at once
+    # A server that is down refuses at once (503 at once); one that does not answer gets the
+    # pool's own 10 s. Not 5: on a loaded host (the full test suite on 2 cores) a connection
+    # opened under load once took 5 s to a PostgreSQL that was up, and a store that is up must
+    # never answer 503.
+    connect_args: dict[str, Any] = {"connect_timeout": 10} if "psycopg" in url else {}
     if replicated:
         # Token checks read a replica: a commit returns once the replica has applied it, so a
         # revocation is refused there by the very next request (docs/deployment.md).
