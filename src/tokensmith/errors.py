@@ -31,6 +31,15 @@ class StoreUnavailable(TokensmithError):
         super().__init__(message)
 
 
+class GitUnavailable(TokensmithError):
+    """A git backend could not be started (the host is out of processes or descriptors)."""
+
+    code = "git_unavailable"
+
+    def __init__(self, message: str = "Git could not be started on the server just now; try again in a moment.") -> None:
+        super().__init__(message)
+
+
 class ServerUnreachable(TokensmithError):
     """The client cannot reach the server (down, wrong URL, TLS trouble)."""
 

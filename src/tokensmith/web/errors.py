@@ -24,6 +24,7 @@ from tokensmith.errors import (
     BodyTooLarge,
     Conflict,
     CsrfFailed,
+    GitUnavailable,
     HeaderTooLarge,
     IdentityProviderUnavailable,
     InsufficientScope,
@@ -54,6 +55,7 @@ STATUS = {
     InvalidInput: 422,
     HeaderTooLarge: 431,
     StoreUnavailable: 503,
+    GitUnavailable: 503,
     IdentityProviderUnavailable: 502,
     SignInRejected: 400,
 }

@@ -13,7 +13,6 @@ starting that CGI program (and its child) on each of the three requests of a clo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import zlib
@@ -132,12 +131,10 @@ async def _feed(request: Request, process: BackendProcess, body: bytes | None) -
     stdin = process.stdin
     try:
         if body is not None:
-            stdin.write(body)
-            await stdin.drain()
+            await stdin.write(body)
         else:
             async for piece in request_body(request, MAX_PUSH):
-                stdin.write(piece)
-                await stdin.drain()
+                await stdin.write(piece)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the backend stopped reading; its answer says why
     except (BodyTooLarge, InvalidInput, StarletteHTTPException) as error:
@@ -149,8 +146,7 @@ async def _feed(request: Request, process: BackendProcess, body: bytes | None) -
         # refuses it, removes what it had received, and leaves every ref where it was.
         log.info("client left in the middle of a request body")
     finally:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            stdin.close()
+        stdin.close()  # the backend reads end-of-file
 
 
 # Without .git too, as GitHub takes it. (The lower decorator registers first: /git/P.git/... is
@@ -186,7 +182,7 @@ async def smart_http(project_id: str, path: str, request: Request,
         process = await git_processes.start(
             [repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
              *(["--advertise-refs"] if advertising else []), str(repository)],
-            environment, with_input=not advertising, limit=CHUNK,
+            environment, with_input=not advertising,
         )
     except BaseException:
         if guard is not None:
@@ -243,7 +239,7 @@ async def _stream(process: BackendProcess, feeding: asyncio.Task | None, preambl
             yield chunk
         if feeding is not None:
             await feeding
-        errors = (await process.stderr.read()).decode(errors="replace").strip()
+        errors = await process.errors()
         if await process.wait() != 0 or errors:
             log.warning("git backend for %s (%s) exited %s: %s", project_id, username,
                         process.returncode, errors[:500])
@@ -252,7 +248,7 @@ async def _stream(process: BackendProcess, feeding: asyncio.Task | None, preambl
         # repository as it was, since refs move only once the whole pack is in.
         if feeding is not None:
             feeding.cancel()
-        _kill(process)
+        process.close()
         if guard is not None:
             guard.close()
 
@@ -277,6 +273,3 @@ async def check_push(runtime: Runtime, identity: Identity, project_id: str, repo
     log.info("push to %s by %s refused: %d live token(s) in it", project_id, identity.username, len(blocked))
     return False, push_protection.refusal(blocked, runtime.settings.tokens_page_url)
 
-
-def _kill(process: BackendProcess) -> None:
-    process.kill()

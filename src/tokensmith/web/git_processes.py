@@ -5,12 +5,17 @@ which copies the page tables of the whole server (about 100 MB): measured here, 
 start against 2 ms on the standard loop, and every authenticated git request waited that long
 before its first byte, the event loop with it. The standard library's ``subprocess.Popen``
 starts it with ``vfork()`` (``posix_spawn``'s way: no copy), in a thread so that not even that
-holds up the loop; its pipes are then handed to the loop as streams, and its exit is awaited
-on a pidfd (Linux), or in a thread elsewhere. docs/benchmarks.md has the figures.
+holds up the loop. docs/benchmarks.md has the figures.
 
-``BackendProcess`` answers what git.py uses of asyncio's ``Process``: ``stdin`` (a
-``StreamWriter``, or None), ``stdout`` and ``stderr`` (``StreamReader``), ``wait()``,
-``returncode``, ``kill()``.
+Its pipes are then read and written here, each watched with ``add_reader``/``add_writer``
+only while a read or write waits, and closed once, by their one owner, the ``Popen``. They
+are not handed to the loop as transports (``connect_read_pipe``): uvloop's pipe transport
+takes the descriptor over without duplicating it (libuv closes it) while the file object
+still holds the same number and closes it again (uvloop issue #763). Between the two closes
+another thread can be given that number: a rolling restart under load lost a clone to it,
+the next backend's pipe closed under it as it started (``EBADF`` in ``Popen``, a 500).
+
+Its exit is awaited on a pidfd (Linux), or in a thread elsewhere.
 """
 
 from __future__ import annotations
@@ -18,18 +23,97 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO
+
+from tokensmith.errors import GitUnavailable
+
+log = logging.getLogger("tokensmith.git")
+
+KEPT_ERRORS = 4096  # of what a backend writes to stderr, what is kept for the log
+
+
+class _Pipe:
+    """One end of a backend's pipe, non-blocking, waited on through the loop only while a
+    read or a write waits. Closing it wakes a waiter first, then closes the descriptor."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._fd = file.fileno()
+        os.set_blocking(self._fd, False)
+        self._waiting: tuple[asyncio.Future[None], Callable[[int], object]] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    async def _wait(self, watch: Callable[..., object], unwatch: Callable[[int], object]) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        watch(self._fd, _wake, waiter)
+        self._waiting = (waiter, unwatch)
+        try:
+            await waiter
+        finally:
+            self._stop_waiting()
+
+    def _stop_waiting(self) -> None:
+        if self._waiting is not None:
+            waiter, unwatch = self._waiting
+            self._waiting = None
+            unwatch(self._fd)  # before the number is closed and perhaps given to someone else
+            _wake(waiter)
+
+    def close(self) -> None:
+        self._stop_waiting()
+        self._file.close()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class PipeReader(_Pipe):
+    async def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes, once there are any; ``b""`` at the end (or once closed)."""
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            try:
+                return os.read(self._fd, size)
+            except BlockingIOError:
+                await self._wait(loop.add_reader, loop.remove_reader)
+        return b""
+
+
+class PipeWriter(_Pipe):
+    async def write(self, data: bytes) -> None:
+        """All of ``data``, waiting while the pipe is full; BrokenPipeError once the reader has
+        gone (or the pipe is closed)."""
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        while view:
+            if self.closed:
+                raise BrokenPipeError("the backend's input is closed")
+            try:
+                view = view[os.write(self._fd, view):]
+            except BlockingIOError:
+                await self._wait(loop.add_writer, loop.remove_writer)
 
 
 class BackendProcess:
-    def __init__(self, popen: subprocess.Popen[bytes], stdin: asyncio.StreamWriter | None,
-                 stdout: asyncio.StreamReader, stderr: asyncio.StreamReader) -> None:
+    """A started backend: ``stdin`` (a ``PipeWriter``, or None), ``stdout`` (a ``PipeReader``),
+    what it said on stderr (``errors()``), ``wait()``, ``returncode``, ``close()``."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
+        self.stdin = PipeWriter(popen.stdin) if popen.stdin is not None else None
+        self.stdout = PipeReader(popen.stdout)
+        self._stderr = PipeReader(popen.stderr)
+        # Read all along, so that a backend with much to say on stderr never waits for it.
+        self._errors = asyncio.get_running_loop().create_task(self._collect_errors())
 
     @property
     def pid(self) -> int:
@@ -38,6 +122,16 @@ class BackendProcess:
     @property
     def returncode(self) -> int | None:
         return self._popen.returncode
+
+    async def _collect_errors(self) -> bytes:
+        kept = b""
+        while chunk := await self._stderr.read(65536):
+            kept = (kept + chunk)[:KEPT_ERRORS]
+        return kept
+
+    async def errors(self) -> str:
+        """What it wrote on stderr (the first ``KEPT_ERRORS`` bytes), once it has closed it."""
+        return (await self._errors).decode(errors="replace").strip()
 
     async def wait(self) -> int:
         """Its exit status, once it has exited (reaped: no zombie is left behind)."""
@@ -49,7 +143,7 @@ class BackendProcess:
         except (AttributeError, OSError):  # no pidfd here (not Linux, or an old kernel)
             return await loop.run_in_executor(None, self._popen.wait)
         exited = loop.create_future()
-        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        loop.add_reader(pidfd, _wake, exited)
         try:
             await exited
         finally:
@@ -57,8 +151,13 @@ class BackendProcess:
             os.close(pidfd)
         return self._popen.wait()
 
-    def kill(self) -> None:
-        """Stop it now (a client that left mid-transfer), and reap it once it is gone."""
+    def close(self) -> None:
+        """Stop it if it still runs (a client that left mid-transfer), reap it once it is gone,
+        and close its pipes."""
+        for pipe in (self.stdin, self.stdout, self._stderr):
+            if pipe is not None:
+                pipe.close()
+        self._errors.cancel()
         if self._popen.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -74,32 +173,15 @@ class BackendProcess:
 _REAPING: set[asyncio.Task] = set()  # reaps of killed backends, kept until done
 
 
-async def start(argv: Sequence[str], env: Mapping[str, str], *, with_input: bool, limit: int) -> BackendProcess:
-    """Start ``argv`` with pipes to its stdout and stderr (``limit`` bytes buffered on each
-    before the backend is made to wait), and to its stdin ``with_input``."""
+async def start(argv: Sequence[str], env: Mapping[str, str], *, with_input: bool) -> BackendProcess:
+    """Start ``argv`` with pipes to its stdout and stderr, and to its stdin ``with_input``."""
     loop = asyncio.get_running_loop()
-    popen = await loop.run_in_executor(None, functools.partial(
-        subprocess.Popen, list(argv), env=dict(env), stdin=subprocess.PIPE if with_input else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     try:
-        stdout = await _reader(loop, popen.stdout, limit)
-        stderr = await _reader(loop, popen.stderr, limit)
-        stdin = await _writer(loop, popen.stdin) if with_input else None
-    except BaseException:
-        popen.kill()
-        await loop.run_in_executor(None, popen.wait)
-        raise
-    return BackendProcess(popen, stdin, stdout, stderr)
-
-
-async def _reader(loop: asyncio.AbstractEventLoop, pipe: object, limit: int) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-    return reader
-
-
-async def _writer(loop: asyncio.AbstractEventLoop, pipe: object) -> asyncio.StreamWriter:
-    # A StreamReaderProtocol is what gives a StreamWriter its flow control (drain()).
-    transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop), loop=loop), pipe)
-    return asyncio.StreamWriter(transport, protocol, None, loop)
+        popen = await loop.run_in_executor(None, functools.partial(
+            subprocess.Popen, list(argv), env=dict(env),
+            stdin=subprocess.PIPE if with_input else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    except OSError as error:  # out of processes or descriptors, or git gone from the host
+        log.warning("could not start %s: %s", argv[0], error)
+        raise GitUnavailable() from None
+    return BackendProcess(popen)
