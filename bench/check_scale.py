@@ -10,6 +10,11 @@ connection of the thread (web/runtime.Runtime.check_connection). Batches alterna
 the two stores; the figure is the median batch, in microseconds of the thread's CPU time (user
 and system: a page SQLite reads from the OS is counted) per call, and the ratio of the large
 store's to the small one's.
+
+Beside it, the floor: the same SELECT on a bare ``sqlite3`` connection (the same page cache, no
+Tokensmith code around it, no write meanwhile): how much a lookup in SQLite's B-tree itself
+grows from one size to the other, which no check built on it can be flatter than in absolute
+terms.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from tokensmith.clock import utcnow
 from tokensmith.config import Settings
 from tokensmith.db import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.server_keys import load_server_keys
+from tokensmith.sqlite_store import CHECK_CACHE_KIB
 
 PREFIX = "tks_"
 SIZES = (1_000, 1_000_000)
@@ -56,7 +62,8 @@ class ScaleFigures:
         return self.ratio_of("writes")
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio, "ratio_quiet": self.ratio_of("quiet")}
+        return {**asdict(self), "ratio": self.ratio, "ratio_quiet": self.ratio_of("quiet"),
+                "ratio_driver": self.ratio_of("driver")}
 
 
 def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
@@ -112,7 +119,7 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
 def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, sizes: tuple[int, ...] = SIZES,
                         write_every: int = WRITE_EVERY, log: Callable[[str], None] = print) -> ScaleFigures:
     checks, seeded = {}, {}
-    engines, writers = [], []
+    engines, connections = [], []
     try:
         for size in sizes:
             started = time.monotonic()
@@ -125,7 +132,15 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
             keys = load_server_keys(settings)
             order = random.Random(size).choices(secrets_, k=calls)
             writer = sqlite3.connect(settings.sqlite_path, isolation_level=None)
-            writers.append(writer)
+            connections.append(writer)
+            bare = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+            bare.execute(f"PRAGMA cache_size=-{CHECK_CACHE_KIB}")
+            connections.append(bare)
+            digests = [keys.digest(personal_tokens.PURPOSE, secret) for secret in order]
+
+            def lookup(bare=bare, digests=digests) -> None:
+                for digest in digests:
+                    bare.execute(LOOKUP_SQL, (digest,)).fetchone()
 
             def check(connection=connection, keys=keys, order=order, writer=writer, writes=False) -> None:
                 for number, secret in enumerate(order):
@@ -137,6 +152,8 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
             check()  # warm: the pages the lookups reach, as a server's would be after a while
             checks[f"quiet {size}"] = check
             checks[f"writes {size}"] = functools.partial(check, writes=True)
+            lookup()
+            checks[f"driver {size}"] = lookup
         per_call: dict[str, list[float]] = {key: [] for key in checks}
         for _ in range(batches):
             for key, check in checks.items():
@@ -146,20 +163,22 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
     finally:
         for engine in engines:
             engine.dispose()
-        for writer in writers:
-            writer.close()
+        for opened in connections:
+            opened.close()
     figures = ScaleFigures(tuple(sizes), {key: statistics.median(v) for key, v in per_call.items()}, per_call,
                            seeded, write_every)
     for key in checks:
         mode, size = key.split()
         log(f"  random tokens among {int(size):>9,}, {MODES[mode]:<38}: {figures.median_us[key]:6.1f} µs per check "
             f"(batches {min(per_call[key]):.1f}–{max(per_call[key]):.1f})")
-    for mode in ("quiet", "writes"):
+    for mode in MODES:
         log(f"  ratio {max(sizes):,} / {min(sizes):,}, {MODES[mode]}: {figures.ratio_of(mode):.2f}")
     return figures
 
 
-MODES = {"quiet": "no write meanwhile", "writes": f"a commit every {WRITE_EVERY} checks"}
+MODES = {"quiet": "no write meanwhile", "writes": f"a commit every {WRITE_EVERY} checks",
+         "driver": "SQLite's lookup alone (the floor)"}
+LOOKUP_SQL = personal_tokens._BY_DIGEST_SQLITE  # the check's one statement, as the driver runs it
 
 
 if __name__ == "__main__":
