@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -106,14 +106,19 @@ def parse_wrk(route: str, output: str, *, refuse_errors: bool = True) -> WrkResu
 
 
 def run_wrk(route: str, url: str, options: LoadOptions, *, seconds: int, headers: dict[str, str],
-            own_pids: Callable[[], list[int]] = lambda: [], server_pid: int | None = None) -> WrkResult:
+            own_pids: Callable[[], list[int]] = lambda: [], server_pid: int | None = None,
+            script: Path | None = None, script_args: Sequence[str] = ()) -> WrkResult:
     command = [
         *pinned(CLIENT_CPU, options), "wrk", f"-t{options.threads}", f"-c{options.connections}",
         f"-d{seconds}s", "--latency",
     ]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
     command.append(url)
+    if script_args:
+        command += ["--", *script_args]
     server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
     with ForeignLoad(own_pids) as load:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)

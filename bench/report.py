@@ -22,6 +22,7 @@ from bench.git_clone import FetchFigures, GitFigures
 from bench.load import BackendFigures, LoadOptions, ratio_of, round_ratios
 from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS
 from bench.mixed_load import MixedFigures
+from bench.route_scale import RouteScaleFigures
 from bench.scale_out import DIRECT, ScaleFigures
 from bench.token_check import Timing
 
@@ -266,7 +267,8 @@ def download_table(download: DownloadFigures) -> str:
 
 def targets_table(backends: list[BackendFigures], timings: list[Timing], git: GitFigures | None = None,
                   download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
-                  client: ClientFigures | None = None, check_scale: CheckScaleFigures | None = None) -> str:
+                  client: ClientFigures | None = None, check_scale: CheckScaleFigures | None = None,
+                  route_scale: RouteScaleFigures | None = None) -> str:
     rows = []
     if client is not None:
         for label, target in client.targets_ms.items():
@@ -297,6 +299,10 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing], git: Gi
             ratio = check_scale.ratio_of(mode)
             rows.append([f"token check among {large:,} tokens ≤ {CHECK_SCALE_TARGET} × among {small:,}, random "
                          f"tokens, {CHECK_SCALE_MODES[mode]}", f"{ratio:.2f} ×", verdict(ratio <= CHECK_SCALE_TARGET)])
+    if route_scale is not None:
+        large, small = max(route_scale.sizes), min(route_scale.sizes)
+        rows.append([f"token route among {large:,} tokens ≤ {CHECK_SCALE_TARGET} × among {small:,}, random tokens, "
+                     "over HTTP", f"{route_scale.ratio:.2f} ×", verdict(route_scale.ratio <= CHECK_SCALE_TARGET)])
     verify = next((t for t in timings if t.key == "verify"), None)
     if verify is not None:
         rows.append([f"one token check < {CHECK_TARGET_US:.0f} µs (SQLite, in process)",
@@ -309,7 +315,8 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
                      probes: list[float], git: GitFigures | None = None,
                      download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
                      client: ClientFigures | None = None, scale: ScaleFigures | None = None,
-                     check_scale: CheckScaleFigures | None = None) -> str:
+                     check_scale: CheckScaleFigures | None = None,
+                     route_scale: RouteScaleFigures | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -411,7 +418,16 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             "connection with the same page cache, the floor under any check):",
             check_scale_table(check_scale),
         ]
-    parts += ["**Targets:**", targets_table(backends, timings, git, download, mixed, client, check_scale)]
+    if route_scale is not None:
+        parts += [
+            f"**The token route among {min(route_scale.sizes):,} and {max(route_scale.sizes):,} tokens**, SQLite, "
+            "over HTTP (bench/route_scale.py: a server on each store, pinned as above; `GET /api/v1/me`, each "
+            "request presenting one of the store's real tokens at random; the servers alternate round by round; "
+            "their last-used writes happen as they would):",
+            route_scale_table(route_scale),
+        ]
+    parts += ["**Targets:**", targets_table(backends, timings, git, download, mixed, client, check_scale,
+                                            route_scale)]
     return "\n\n".join(parts)
 
 
@@ -425,6 +441,17 @@ def check_scale_table(figures: CheckScaleFigures) -> str:
         rows.append([f"ratio {max(figures.sizes):,} / {min(figures.sizes):,}", CHECK_SCALE_MODES[mode],
                      f"{figures.ratio_of(mode):.2f}", ""])
     return table(["tokens", "meanwhile", "µs per check", "batches µs"], rows, right={2, 3})
+
+
+def route_scale_table(figures: RouteScaleFigures) -> str:
+    rows = []
+    for size in figures.sizes:
+        rates = figures.requests_per_second[size]
+        rows.append([f"{size:,}", f"{figures.median_rate(size):,.0f}", f"{min(rates):,.0f}–{max(rates):,.0f}",
+                     f"{figures.median_cpu(size):.0f}"])
+    rows.append([f"ratio {min(figures.sizes):,} / {max(figures.sizes):,} (rounds {min(figures.round_ratios):.2f}–"
+                 f"{max(figures.round_ratios):.2f})", f"{figures.ratio:.2f}", "", ""])
+    return table(["tokens", "requests/s (median)", "rounds", "server CPU µs/request"], rows, right={1, 2, 3})
 
 
 def rewrite_docs(path: Path, figures: str) -> None:

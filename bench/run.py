@@ -21,8 +21,9 @@
    (``TOKENSMITH_PUSH_PROTECTION=false``), alternated; the ratio of the medians, at most 1.3
    (``bench/git_push.py``).
 
-7. The token check among 1,000 and among 1,000,000 tokens presented at random, on SQLite, in
-   process (``bench/check_scale.py``): the ratio.
+8. The token check among 1,000 and among 1,000,000 tokens presented at random, on SQLite, in
+   process (``bench/check_scale.py``): the ratio; and the token route over HTTP on a server of
+   each store, random tokens again, alternated (``bench/route_scale.py``): the ratio.
 
 ``--issue-14`` runs only the parts that hold issue 14's targets (the routes on both stores with
 the bare FastAPI route and the style sheet beside them, git clone and fetch against their
@@ -58,6 +59,7 @@ from bench.download import DownloadFigures, measure_download  # noqa: E402
 from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
 from bench.git_push import PushFigures, measure_git_push  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
+from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E402
 from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS  # noqa: E402
 from bench.mixed_load import MixedFigures, measure_mixed, measure_mixed_postgres  # noqa: E402
 from bench.machine import (  # noqa: E402
@@ -139,6 +141,7 @@ def main(argv: list[str]) -> int:
     client: ClientFigures | None = None
     scale: ScaleFigures | None = None
     check_scale: CheckScaleFigures | None = None
+    route_scale: RouteScaleFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -155,6 +158,10 @@ def main(argv: list[str]) -> int:
             with cpu_affinity(SERVER_CPU, options.pin), ForeignLoad() as scale_load:
                 check_scale = measure_check_scale(workdir / "check-scale")
             loads["check among 1M"] = scale_load.percent
+            if not args.skip_http:
+                print(f"Token route among 1,000 and 1,000,000 tokens presented at random, SQLite: wrk -t1 "
+                      f"-c{options.connections} -d{options.duration}s, {options.rounds} alternating rounds")
+                route_scale = measure_route_scale(workdir / "route-scale", options)
         if not args.skip_http and not args.skip_routes:
             print(f"HTTP: wrk -t1 -c{options.connections} -d{options.duration}s, {options.rounds} rounds"
                   + (f" (server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})" if pin else ""))
@@ -216,7 +223,7 @@ def main(argv: list[str]) -> int:
     probes += git.cpu_probes_ms if git else []
     probes += download.cpu_probes_ms if download else []
     figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download,
-                                      mixed, client, scale, check_scale)
+                                      mixed, client, scale, check_scale, route_scale)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -230,6 +237,7 @@ def main(argv: list[str]) -> int:
         "client": client.as_dict() if client else None,
         "scale_out": scale.as_dict() if scale else None,
         "check_scale": check_scale.as_dict() if check_scale else None,
+        "route_scale": route_scale.as_dict() if route_scale else None,
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
     if args.write_docs:
