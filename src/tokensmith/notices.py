@@ -35,8 +35,9 @@ REMIND_BEFORE = timedelta(days=7)
 # is switched on, nor after a long outage.
 EXPIRED_NOTICE_WINDOW = timedelta(days=7)
 REMINDERS_PER_ROUND = 500
-# Revocations the owner did themselves, or that a mail of its own tells (a rotation).
-_OWN_REVOCATIONS = {"owner", "rotated"}
+# Revocations the owner did themselves (through an application that signed out, too), or that a
+# mail of its own tells (a rotation; an application token revoked with its parent: the parent's).
+_OWN_REVOCATIONS = {"owner", "rotated", "application", "parent_revoked"}
 _IDENTITY_PROVIDER_ACTORS = {"scim", "identity provider"}
 
 

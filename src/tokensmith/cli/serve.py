@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tokensmith import data_dir, metrics
+from tokensmith import data_dir, metrics, releases
 from tokensmith.bootstrap import ADMIN_USERNAME, first_start
 from tokensmith.cli.server_commands import app
 from tokensmith.config import Settings, load_settings
@@ -33,7 +33,9 @@ def prepare_store(settings: Settings) -> str | None:
         # one creates admin and demo, and the others find them.
         check_replication(engine, settings)
         with migrated(engine) as connection, unit_of_work(sessionmaker(bind=connection)) as session:
-            return first_start(session, settings)
+            password = first_start(session, settings)
+            releases.publish_reference_copies(session, settings.data_dir)
+            return password
     finally:
         engine.dispose()
 
