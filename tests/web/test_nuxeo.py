@@ -380,3 +380,18 @@ def test_the_access_log_shows_the_address_as_sent_and_no_query(world):
     console = world.server.console()
     assert f'"GET {TOKEN_ROUTE}?… HTTP/1.1" 201' in console
     assert f"POST /nuxeo/git/{world.project}.git/git-receive-pack" in console
+
+
+def test_a_tool_state_file_pushed_with_its_application_token_is_refused_and_the_token_revoked(world):
+    derived = world.derived()
+    person = GitUser(world.home / f"careless-{uuid.uuid4().hex[:6]}", world.owner, world.token)
+    person.remember_credentials(world.server.base_url)
+    work = person.home / "work"
+    person.git("clone", f"{world.server.base_url}/nuxeo/git/{world.project}.git", str(work))
+    (work / ".yo-rc.json").write_text('{"generator-nuxeo": {"connect:token": "%s"}}\n' % derived)
+    person.git("add", ".yo-rc.json", cwd=work)
+    person.git("commit", "-m", "the CLI's state", cwd=work)
+    pushed = person.git("push", "origin", "HEAD:master", cwd=work, check=False)
+    assert pushed.returncode != 0 and "remote: Push refused: it contains a live Tokensmith" in pushed.stderr
+    with world.client(headers={"X-Authentication-Token": derived}) as client:
+        assert client.get("/api/v1/me").status_code == 401
