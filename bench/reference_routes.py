@@ -20,7 +20,6 @@ Prints each round, the medians and the ratio of the reference's address to the r
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import statistics
@@ -32,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, http_get, run_wrk
-from bench.machine import can_pin
+from bench.load import (
+    BenchError, BenchServer, LoadOptions, clean_environment, http_get, options_of, run_wrk, wrk_parser,
+)
 
 PROJECT = "bench-reference"
 GROUP = "com.acme.studio"
@@ -159,12 +159,7 @@ def summary(figures: ReferenceFigures) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=20)
-    args = parser.parse_args(argv)
-    options = LoadOptions(duration=args.duration, rounds=args.rounds, connections=args.connections, pin=can_pin())
+    options = options_of(wrk_parser(__doc__.split("\n\n")[0]).parse_args(argv))
     with tempfile.TemporaryDirectory(prefix="tokensmith-reference-") as workdir:
         figures = measure_reference_routes(Path(workdir), options)
     print(summary(figures))

@@ -55,10 +55,7 @@ def test_coming_from_nuxeo_online_services_runs_as_written(readme, tmp_path):
     person = GitUser(home, "admin", token)
     person.remember_credentials(readme.base_url)
     person.git("clone", f"{readme.base_url}/git/acme-contracts.git", str(tmp_path / "work"))
-    (tmp_path / "work" / "README.md").write_text("# ACME contracts\n")
-    person.git("add", "README.md", cwd=tmp_path / "work")
-    person.git("commit", "-m", "First page", cwd=tmp_path / "work")
-    person.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+    person.publish(tmp_path / "work", {"README.md": "# ACME contracts\n"}, "First page")
     with readme.client(auth=("admin", token)) as client:
         assert client.post("/studio/v2/project/acme-contracts/releases",
                            json={"revision": "master", "versionName": "MINOR"}).json()["version"] == "0.1.0"

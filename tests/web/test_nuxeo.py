@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import start_server, unavailable
+from tests.conftest import start_server
 from tests.support.git import GitUser
 from tests.support.ledger import remember
 from tests.support.pages import sign_in
@@ -67,10 +67,7 @@ def world(tmp_path_factory) -> Iterator[World]:
         person.remember_credentials(server.base_url)
         work = base / "work"
         person.git("clone", f"{server.base_url}/nuxeo/git/{project}.git", str(work))
-        (work / "README.md").write_text("# Reference\n")
-        person.git("add", ".", cwd=work)
-        person.git("commit", "-m", "first", cwd=work)
-        person.git("push", "origin", "HEAD:master", cwd=work)
+        person.publish(work, {"README.md": "# Reference\n"}, "first")
         yield World(server, owner, project, token, base)
     finally:
         server.stop()
@@ -120,14 +117,6 @@ def release_at_least_once(world) -> str:
             return client.post(f"/nuxeo/site/studio/v2/project/{world.project}/releases",
                                json={"revision": "master", "versionName": "MINOR"}).json()["version"]
     return coordinates["version"]
-
-
-@pytest.fixture(scope="module")
-def mvn() -> str:
-    found = shutil.which("mvn")
-    if not found or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
-        unavailable("mvn with Debian's maven-dependency-plugin is not installed")
-    return found
 
 
 def reference_settings(path: Path, base_url: str, username: str, token: str) -> Path:
