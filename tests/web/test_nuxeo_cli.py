@@ -190,6 +190,19 @@ def test_link_with_a_pom_and_settings_writes_the_dependency_and_the_servers(site
     assert "<mirrorOf>central</mirrorOf>" in settings and "/nuxeo/site/studio/maven" in settings  # kept
 
 
+def test_link_with_a_pom_and_no_settings_xml_updates_the_pom_alone(site, tmp_path):
+    """The tool writes servers only into a settings.xml that exists (with "yes" and none there, it
+    stops before writing anything: its own way): "no" links the pom alone."""
+    cli = NuxeoCli(tmp_path / "home")
+    folder = tmp_path / "app"
+    folder.mkdir()
+    (folder / "pom.xml").write_text(POM.format(name="app"))
+    status, screen = cli.link(folder, site.connect_url, site.owner, site.token, site.project, settings="n")
+    assert status == 0, screen
+    assert studio_version(folder) == "0.0.0-SNAPSHOT" and tool_state(folder)["studio:symbolicname"] == site.project
+    assert not (cli.home / ".m2").exists()
+
+
 def test_release_patch_minor_major_each_resolved_by_maven(site, linked, mvn):
     for choice, version in (("PATCH", "0.0.1"), ("MINOR", "0.1.0"), ("MAJOR", "1.0.0")):
         screen = release(linked.cli, linked.folder, choice)
