@@ -1,6 +1,7 @@
 """The server's administration commands (``admin.py``, ``serve.py``) register on these Typer
 groups, and run through ``run``: the command line hands them their arguments only once it knows
-one of them was asked for, since loading them loads the server (SQLAlchemy, Alembic, FastAPI).
+one of them was asked for, since loading them loads the server (SQLAlchemy and the models; for
+``serve``, FastAPI and uvicorn too).
 """
 
 from __future__ import annotations
