@@ -5,6 +5,7 @@
 # and the benchmark:
 #   make bench
 #   make bench BENCH_ARGS=--issue-14   (only the parts issue 14's targets are measured by, ~2 min)
+# and the two distributions as wheels in dist/: make dist
 
 SHELL := /bin/bash
 VENV := .venv
@@ -19,7 +20,7 @@ FUZZ_VENV := .venv-schemathesis
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 SCHEMATHESIS := schemathesis>=4.32,<5
 
-.PHONY: serve test coverage bench system-packages oidc-provider clean
+.PHONY: serve test coverage bench dist system-packages oidc-provider clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -81,5 +82,13 @@ coverage: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider
 bench: $(STAMP) system-packages
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+# tokensmith (the server, with the client: the one `tokensmith` command) and tokensmith-client
+# (the client alone, for laptops and CI; distributions/client/), as wheels in dist/. Only pip is
+# needed: the virtual environment is made if missing, nothing is installed into it.
+dist:
+	test -x $(PY) || python3 -m venv $(VENV)
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps -w dist . ./distributions/client
+
 clean:
-	rm -rf $(VENV) $(FUZZ_VENV) var .coverage* .pytest_cache
+	rm -rf $(VENV) $(FUZZ_VENV) var dist .coverage* .pytest_cache

@@ -95,3 +95,43 @@ def test_tokens_rotated_before_successors_were_kept_get_theirs_from_the_audit_tr
         links = dict(connection.execute(text("SELECT id, replaced_by_id FROM personal_tokens")).all())
     assert links == {1: 2, 2: None, 3: None}
     engine.dispose()
+
+
+def test_the_head_is_the_highest_numbered_migration():
+    """db.head_revision reads the head from the file names, without Alembic: every migration
+    file is named after its revision, and the highest number is Alembic's head."""
+    from pathlib import Path
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from tokensmith.db import MIGRATIONS_DIR, head_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    scripts = ScriptDirectory.from_config(config)
+    assert head_revision() == scripts.get_current_head()
+    for script in scripts.walk_revisions():
+        assert Path(script.path).name.startswith(f"{script.revision}_")
+
+
+def test_a_store_behind_is_migrated_and_one_at_the_head_costs_one_read(tmp_path):
+    """The administration commands open the store through db.migrate on every run: an empty
+    store and one behind are brought to the head by Alembic, one at the head is read once."""
+    from sqlalchemy import event
+
+    from tokensmith.config import Settings
+    from tokensmith.db import create_store_engine, head_revision, migrate, schema_revision
+
+    engine = create_store_engine(Settings(data_dir=tmp_path))
+    with engine.connect() as connection:
+        assert schema_revision(connection) is None and not connection.in_transaction()
+    _upgrade(engine, "0012")
+    migrate(engine)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    migrate(engine)
+    with engine.connect() as connection:
+        assert schema_revision(connection) == head_revision()
+    assert statements == ["SELECT version_num FROM alembic_version"] * 2
+    engine.dispose()
