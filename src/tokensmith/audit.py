@@ -11,7 +11,7 @@ import binascii
 import json
 import string
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -104,13 +104,19 @@ def encode_cursor(event: AuditEvent) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The moment (in UTC) and event id a cursor of ``encode_cursor`` holds. Anything else — a
+    cursor edited by hand, forged, or of another server — is InvalidInput, never a crash: JSON
+    of another shape, ``true`` where the id goes (a bool is an int to Python), an offset that
+    takes the moment past year 9999 or before year 1 once in UTC."""
     try:
         at, event_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(at)
-        if not isinstance(event_id, int) or not 0 <= event_id < 2**31 or moment.tzinfo is None:
+        if not isinstance(at, str) or type(event_id) is not int or not 0 <= event_id < 2**31:
             raise ValueError
-        return moment, event_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError
+        return moment.astimezone(timezone.utc), event_id
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error):
         raise InvalidInput("The cursor is not one this server gave: start again without it.") from None
 
 

@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select, update
 
 from tests.support.ledger import remember
+from tests.test_audit import ISSUE_18_CURSORS
 from tests.support.pages import csrf_of, sign_in
 from tests.support.servers import LiveServer
 from tokensmith import accounts, audit, personal_tokens
@@ -104,6 +105,9 @@ def test_the_api_refuses_without_a_token_without_api_read_and_on_a_bad_cursor(se
         assert refused.status_code == 403 and refused.json()["needed_scope"] == "api:read"
         bad = client.get("/api/v1/audit", params={"cursor": "bm90IGEgY3Vyc29y"}, auth=(owner, reader))
         assert bad.status_code == 422 and "cursor" in bad.json()["message"]
+        for cursor in ISSUE_18_CURSORS:  # they answered 500
+            forged = client.get("/api/v1/audit", params={"cursor": cursor}, auth=(owner, reader))
+            assert forged.status_code == 422 and "not one this server gave" in forged.json()["message"]
         assert client.get("/api/v1/audit", params={"limit": 0}, auth=(owner, reader)).status_code == 422
         schema = client.get("/openapi.json").json()
         assert "/api/v1/audit" in schema["paths"] and "AuditPage" in schema["components"]["schemas"]
@@ -148,6 +152,9 @@ def test_the_inventory_is_for_administrators_only(server: LiveServer) -> None:
         assert browser.get("/admin/tokens").status_code == 404
         page = browser.get("/security-log")
         assert page.status_code == 200 and "/admin/tokens" not in page.text
+        for cursor in ISSUE_18_CURSORS:  # they answered 500
+            forged = browser.get("/security-log", params={"cursor": cursor})
+            assert forged.status_code == 422 and "not one this server gave" in forged.text
         refused = browser.post("/admin/tokens/1/revoke", data={"csrf_token": csrf_of(page)})
         assert refused.status_code == 404
 
