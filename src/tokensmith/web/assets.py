@@ -69,8 +69,7 @@ class Assets:
                 (b"content-type", kind.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"cache-control", FOREVER.encode()),
-                (b"etag", etag),
-                (b"x-content-type-options", b"nosniff"),
+                (b"etag", etag),  # (and nosniff, as on every answer: web/edge.py)
             ], body)
             self.by_name[name] = asset
             self.by_url[url] = asset

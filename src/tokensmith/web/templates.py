@@ -22,6 +22,7 @@ PENDING_SIGN_IN_COOKIE = "tokensmith_oidc"
 # The provider's ID token, sent back to it as id_token_hint at sign-out, and only there.
 PROVIDER_SESSION_COOKIE = "tokensmith_idp"
 
+# (X-Content-Type-Options goes on every answer of the server: web/edge.py.)
 PAGE_HEADERS = {
     # Pages can show a token once: no cache may keep them.
     "Cache-Control": "no-store",
@@ -30,7 +31,6 @@ PAGE_HEADERS = {
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
     "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
 
