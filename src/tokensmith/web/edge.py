@@ -73,7 +73,7 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            send = _without_sniffing(send)
+            send = without_sniffing(send)
             path = scope["path"]
             if scope["method"] == "GET" and (endpoint := self.routes.get(path)) is not None:
                 request = self._request(scope, receive)
@@ -96,7 +96,7 @@ class Edge:
         return Request(scope, receive)
 
 
-def _without_sniffing(send: Send) -> Send:
+def without_sniffing(send: Send) -> Send:
     """``send``, with every response's headers carrying ``X-Content-Type-Options: nosniff``."""
 
     async def sending(message: Message) -> None:
