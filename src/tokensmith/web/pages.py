@@ -24,6 +24,7 @@ from tokensmith.web.templates import (
     PROVIDER_SESSION_COOKIE,
     SESSION_COOKIE,
     csrf_binding,
+    presession_of,
     render,
 )
 
@@ -57,7 +58,7 @@ def home(identity: OptionalIdentity) -> Response:
 
 def login_page(request: Request, *, next_path: str, error: str | None = None,
                 username: str = "", status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    fresh = request.cookies.get(PRESESSION_COOKIE) is None
+    fresh = presession_of(request) is None
     if fresh:
         request.state.presession = secrets.token_urlsafe(24)
     response = render(
@@ -78,7 +79,10 @@ def login_page(request: Request, *, next_path: str, error: str | None = None,
 def login_form(request: Request, identity: OptionalIdentity, next: str = "/tokens") -> Response:
     if identity is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return login_page(request, next_path=safe_next(next))
+    response = login_page(request, next_path=safe_next(next))
+    if session_secret(request):  # a session that ended on the server: the browser may forget it
+        response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
 
 
 @router.post("/login")
@@ -95,7 +99,7 @@ def login(
     if not runtime.settings.local_login:
         return login_page(request, next_path=next_path, status=403,
                            error="Passwords are turned off on this server: sign in with the button below.")
-    if not sessions.csrf_valid(runtime.keys, request.cookies.get(PRESESSION_COOKIE), csrf_token):
+    if not sessions.csrf_valid(runtime.keys, presession_of(request), csrf_token):
         return login_page(request, next_path=next_path, username=username, status=403,
                            error=CsrfFailed().message)
     try:
@@ -132,9 +136,11 @@ def start_browser_session(request: Request, db: Session, user: User, next_path: 
 @router.post("/logout")
 async def logout(request: Request, csrf_token: FormText = "") -> Response:
     """End the session here and, for people who came through the identity provider, there too
-    (where it advertises an end_session_endpoint)."""
-    check_csrf(request, csrf_token)
+    (where it advertises an end_session_endpoint). The Sign out button's form is bound to the
+    session it was drawn for, live or since ended on the server."""
     runtime = get_runtime(request)
+    if not sessions.csrf_valid(runtime.keys, session_secret(request), csrf_token):
+        raise CsrfFailed()
     target = "/login"
     id_token_hint = request.cookies.get(PROVIDER_SESSION_COOKIE)
     if runtime.identity_provider is not None and id_token_hint is not None:
