@@ -86,8 +86,19 @@ def users_create(
         name = user.username
     note(f"Created user {name}{' (administrator)' if admin else ''}.")
     if password is None:
-        note("They have no password: they sign in through the identity provider, or use tokens "
-             f"minted with `tokensmith tokens create --user {name}`.")
+        note(without_password(name, ctx.settings))
+
+
+def without_password(name: str, settings: Settings) -> str:
+    """What a user made without a password can do, on this server's configuration."""
+    tokens = f"tools take tokens you mint for them (`tokensmith tokens create --user {name} --name …`)"
+    provider = settings.identity_provider
+    if provider is not None:
+        return (f"They have no password: they sign in with {provider.name} once this account is linked to them "
+                f"there (`tokensmith users link {name} --subject …`; their first sign-in shows the command), and "
+                f"{tokens}.")
+    return ("They have no password, and no identity provider is configured: they cannot sign in to the web site "
+            f"until you set one (`tokensmith users set-password {name}`); meanwhile {tokens}.")
 
 
 @users_app.command("list")
