@@ -33,7 +33,7 @@ _DESCRIPTIONS = {
     "user.renamed": "Account renamed from {previous} to {username}",
     "token.created": "Token “{name}” created{limits_phrase}",
     "token.revoked": "Token “{name}” revoked{reason_phrase}",
-    "token.rotated": "Token “{name}” rotated: a new secret replaced the old one{limits_phrase}",
+    "token.rotated": "Token “{name}” rotated: a new secret{new_phrase} replaced the old one{old_phrase}{limits_phrase}",
     "token.push_blocked": "Token “{name}” was found in a git push by {pusher} to project {repository} "
     "(commit {short_commit}, {path}); the push was refused and the token revoked. Replace it "
     "wherever it was used",
@@ -193,6 +193,10 @@ def describe(event: AuditEvent) -> str:
     details["reason_phrase"] = REVOKE_REASONS.get(details.get("reason", ""), "")
     details["limits_phrase"] = _limits_phrase(details)
     details["where_phrase"] = _where_phrase(details)
+    # A rotation's two secrets by their hints (events from before they were kept have neither).
+    rotated = "replaced_hint" in details and "hint" in details
+    details["new_phrase"] = f" ({details['hint']})" if rotated else ""
+    details["old_phrase"] = f" ({details['replaced_hint']}), which no longer works" if rotated else ""
     details["short_commit"] = str(details.get("commit", "?"))[:12]
     return string.Formatter().vformat(template, (), details)
 

@@ -7,6 +7,7 @@ On the shared server (tests/conftest.py); each test signs in as people of its ow
 from __future__ import annotations
 
 import csv
+import html
 import io
 import itertools
 import json
@@ -93,6 +94,30 @@ def test_the_api_pages_through_the_callers_events_only_and_filters_by_token(serv
     with server.client(auth=(other, theirs)) as client:
         mine, _ = read_all(client)
         assert {event["action"] for event in mine} == {"user.created", "token.created"}
+
+
+def test_a_rotation_reads_as_one_event_naming_both_secrets(server: LiveServer) -> None:
+    """Issue 18: a rotation wrote three events (a revocation, a token "created", the rotation)."""
+    owner, password = new_person(server)
+    old = server.create_token(owner, "Laptop")
+    old_id = token_id(server, owner, "Laptop")
+    with server.client(auth=(owner, old)) as client:
+        rotated = client.post(f"/api/v1/tokens/{old_id}/rotate").json()
+    new = remember(rotated["token"])
+    said = (f"Token “Laptop” rotated: a new secret (tks_…{new[-4:]}) replaced the old one (tks_…{old[-4:]}), "
+            "which no longer works (scopes: Everything; projects: every project of its owner; from: anywhere)")
+    with server.client(auth=(owner, new)) as client:
+        events, _ = read_all(client)
+        assert [event["action"] for event in events] == ["token.rotated", "token.created", "user.created"]
+        assert events[0]["description"] == said and events[0]["token_id"] == rotated["id"]
+        for either in (old_id, rotated["id"]):  # filtered by the old token or the new one
+            assert [event["action"] for event in read_all(client, token_id=either)[0]][0] == "token.rotated"
+    with server.client() as browser:
+        sign_in(browser, owner, password)
+        page = html.unescape(browser.get("/security-log").text)
+    log = [" ".join(item.split()) for item in page.split("data-action=")[1:]]
+    assert [item.split('"')[1] for item in log] == ["session.started", "token.rotated", "token.created", "user.created"]
+    assert said in log[1] and "Token “Laptop” created" in log[2]
 
 
 def test_the_api_refuses_without_a_token_without_api_read_and_on_a_bad_cursor(server: LiveServer) -> None:
