@@ -11,7 +11,7 @@ profile). Three kinds of request do not need any of it:
   the yardstick of the token route's ratio in docs/benchmarks.md). The same route stays
   registered with FastAPI, where it is documented and where every other method of its path
   gets its 405;
-- the static files (web/assets.py), served from memory.
+- the static files (web/assets.py), served from memory, and ``/favicon.ico``.
 
 Errors are answered by the same handlers as everywhere else (web/errors.answer_error), so a
 refusal reads the same whichever way the request came. Anything else goes to FastAPI.
@@ -83,7 +83,7 @@ class Edge:
                     response = await answer_error(request, error)
                 await response(scope, receive, send)
                 return
-            if path.startswith(assets.PREFIX):
+            if path.startswith(assets.PREFIX) or path in assets.AT_THE_ROOT:
                 try:
                     await self.static(scope, receive, send)
                 except HTTPException as error:
