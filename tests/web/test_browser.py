@@ -373,17 +373,26 @@ def test_a_person_makes_a_narrow_token_and_regenerates_it(page: Page, server: Li
     everything = page.get_by_label("Everything")
     expect(everything).to_be_checked()
     for scope in ("api:read", "api:write", "git:read", "git:write", "maven:read"):
+        # Issue 18: they looked ticked and clickable. A preset's scopes are shown, locked, and look it.
         expect(scope_box(page, scope)).to_be_checked()
+        expect(scope_box(page, scope)).to_be_disabled()
+    label = page.locator("ul.scopes label").first
+    assert label.evaluate("l => [getComputedStyle(l).cursor, getComputedStyle(l).color]") == [
+        "not-allowed", "rgb(154, 161, 173)"]
     # Each scope says what it opens, in a sentence.
     expect(scope_box(page, "git:write")).to_have_accessible_name(
         "git:write Push to your projects' Git repositories (includes git:read).")
 
     page.get_by_label("Token name").fill("Nexus proxy")
-    page.get_by_label("Read only").check()  # the preset ticks its boxes
+    page.get_by_label("Read only").check()  # the preset ticks its boxes, locked too
     expect(scope_box(page, "api:write")).not_to_be_checked()
     expect(scope_box(page, "maven:read")).to_be_checked()
-    scope_box(page, "api:read").uncheck()  # one box by hand: Custom
-    expect(page.get_by_label("Custom")).to_be_checked()
+    expect(scope_box(page, "maven:read")).to_be_disabled()
+    page.get_by_label("Custom").check()  # unlocks them, ticked as Read only had them
+    expect(scope_box(page, "api:read")).to_be_enabled()
+    expect(scope_box(page, "api:read")).to_be_checked()
+    assert label.evaluate("l => getComputedStyle(l).cursor") != "not-allowed"
+    scope_box(page, "api:read").uncheck()
     page.get_by_role("checkbox", name=project_id).check()  # one project: only these
     expect(page.get_by_label("Only the projects ticked below")).to_be_checked()
     page.get_by_label("Allowed addresses").fill("127.0.0.0/8")
@@ -493,6 +502,13 @@ def test_the_pages_fit_the_screen(chromium: Browser, server: LiveServer, person:
             assert api.delete(f"/api/v1/tokens/{token_id}").status_code == 204
         page.goto("/tokens")
         expect(token_row(page, "Laptop git with a long descriptive name")).to_have_count(1)
+        # Issue 18: on a phone "Your tokens" came 1,570 px down, under the whole create form. The
+        # list is on the first screen now, and a link there leads to the form below it.
+        listed = page.get_by_role("heading", name="Your tokens").bounding_box()
+        assert listed["y"] < 900 * 0.6, f"“Your tokens” is {listed['y']:.0f} px down"
+        assert page.get_by_role("heading", name="Create a token").bounding_box()["y"] > listed["y"]
+        page.get_by_role("link", name="Create a token").click()
+        expect(page.get_by_label("Token name")).to_be_in_viewport()
         fits(page)
         revoke = page.locator("tr[data-token-id] summary", has_text="Revoke")
         revoke.scroll_into_view_if_needed()

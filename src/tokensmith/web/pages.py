@@ -221,7 +221,7 @@ def tokens_page(request: Request, db: Db, identity: BrowserIdentity,
         named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
         notice = f"{named} was revoked. Any tool still using it will now be refused."
     filled = _form_from_query(request, get_runtime(request).settings.max_token_lifetime_days)
-    return _tokens_page(request, db, identity, notice=notice, **({"form": filled} if filled else {}))
+    return _tokens_page(request, db, identity, notice=notice, **({"form": filled, "filled": True} if filled else {}))
 
 
 FORM_FIELDS = ("name", "expiration", "expires_on", "access", "scopes", "project_choice", "projects", "allowed_ips")
