@@ -164,6 +164,18 @@ def limits_of(row: PersonalToken | VerifiedToken) -> dict[str, Any]:
     return {"scopes": list(row.scopes), "projects": row.projects, "allowed_ips": row.allowed_ips}
 
 
+def unused_name(session: Session, owner_id: int, wanted: str) -> str:
+    """``wanted``, or ``wanted (2)``, ``wanted (3)``…: the first that none of the owner's live
+    tokens holds (for a token the site names itself)."""
+    taken = set(session.scalars(select(PersonalToken.name).where(
+        PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))))
+    number, name = 1, wanted
+    while name in taken:
+        number += 1
+        name = f"{wanted} ({number})"
+    return name
+
+
 def _ensure_name_free(session: Session, owner_id: int, name: str, now: datetime) -> None:
     existing = session.scalars(
         select(PersonalToken).where(

@@ -545,3 +545,51 @@ def test_my_applications_copies_the_clone_url_and_a_complete_settings_xml(
     assert (repository.findtext("id"), repository.findtext("url")) == ("tokensmith-studio",
                                                                        f"{server.base_url}/maven/studio/")
     assert settings.findtext("activeProfiles/activeProfile") == settings.findtext("profiles/profile/id")
+
+
+def test_my_applications_fills_the_settings_xml_with_a_maven_token_and_maven_uses_it(
+    page: Page, server: LiveServer, person: Person, tmp_path: Path
+) -> None:
+    """Issue 18: the README said My Applications shows the settings.xml entry filled in; it held a
+    placeholder. "Fill in a token" makes a maven:read token and puts it in the entry, shown once;
+    the entry copied from the page, as it is, lets real Maven download a release."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import unavailable
+    from tests.support.client import project_with_a_commit
+
+    if not shutil.which("mvn") or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
+        unavailable("mvn with Debian's maven-dependency-plugin is not installed")
+    project_id = project_with_a_commit(server, person.username, tmp_path)
+    with server.client(auth=(person.username, server.create_token(person.username, "releases"))) as api:
+        released = api.post(f"/studio/v2/project/{project_id}/releases", json={"revision": "master", "versionName": "1.0.0"})
+        assert released.status_code == 201, released.text
+    signed_in(page, person)
+    page.get_by_role("link", name="My Applications").click()
+    page.get_by_role("button", name=f"Fill in a token for the settings.xml of {project_id}").click()
+    expect(page.get_by_role("heading", name="Your new token “Maven settings.xml”, filled in below")).to_be_visible()
+    token = shown_token(page)
+    page.get_by_role("button", name=f"Copy the settings.xml for {project_id}").click()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert f"<password>{token}</password>" in copied and "PASTE-A-PERSONAL-ACCESS-TOKEN-HERE" not in copied
+    me = call_me(server, person.username, token).json()["token"]
+    assert (me["name"], me["scopes"], me["projects"], me["allowed_ips"]) == ("Maven settings.xml", ["maven:read"],
+                                                                             None, None)
+
+    # Central is out of reach here: Debian's copy of it stands in (RECIPES), nothing else changes.
+    settings = tmp_path / "settings.xml"
+    settings.write_text(copied.replace("<settings>", "<settings><mirrors><mirror><id>debian</id><mirrorOf>central"
+                                       "</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>", 1))
+    maven = subprocess.run(["mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={tmp_path / 'm2'}",
+                            "dependency:get", f"-Dartifact=com.acme.studio:{project_id}:1.0.0"],
+                           capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert maven.returncode == 0, maven.stdout[-2000:]
+    assert (tmp_path / "m2" / "com" / "acme" / "studio" / project_id / "1.0.0" / f"{project_id}-1.0.0.jar").exists()
+
+    page.reload()  # shown once: the page again, the placeholder back, nothing posted twice
+    expect(page.get_by_test_id("new-token")).to_have_count(0)
+    expect(page.get_by_test_id("settings-xml")).to_contain_text("PASTE-A-PERSONAL-ACCESS-TOKEN-HERE")
+    page.get_by_role("button", name=f"Fill in a token for the settings.xml of {project_id}").click()
+    expect(page.get_by_role("heading", name="Your new token “Maven settings.xml (2)”, filled in below")).to_be_visible()
+    shown_token(page)

@@ -170,6 +170,21 @@ def test_a_bad_since_date_is_refused_with_what_to_type(capsys: pytest.CaptureFix
 # --- pages over HTTP --------------------------------------------------------------------------------------
 
 
+def test_filling_the_maven_settings_with_a_token_needs_a_recent_sign_in_and_the_form(server: LiveServer) -> None:
+    person, password = new_person(server)
+    with server.client() as browser:
+        sign_in(browser, person, password)
+        page = browser.get("/applications")
+        assert browser.post("/applications/maven-token", data={"csrf_token": "0" * 64}).status_code == 403
+        age_sessions(server, person)
+        asked = browser.post("/applications/maven-token", data={"csrf_token": csrf_of(page)})
+        assert asked.status_code == 401 and "Confirm it is you" in asked.text
+        done = browser.post("/applications/maven-token", data={"csrf_token": csrf_of(page), "reauth_password": password})
+        assert done.status_code == 200 and 'data-testid="new-token"' in done.text
+        remember(done.text.split('data-testid="new-token" id="new-token">')[1].split("<")[0])
+    assert server.token_row(person, "Maven settings.xml").scopes == ["maven:read"]
+
+
 def test_the_inventory_is_for_administrators_only(server: LiveServer) -> None:
     person, password = new_person(server)
     with server.client() as browser:

@@ -377,6 +377,10 @@ def revoke_token(
 
 @router.get("/applications")
 def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Response:
+    return _applications_page(request, db, identity)
+
+
+def _applications_page(request: Request, db: Db, identity: Identity, **context: object) -> Response:
     base = get_runtime(request).settings.public_url
     mine = projects.projects_of(db, identity.user.id)
     return render(request, "applications.html", {
@@ -385,4 +389,31 @@ def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Re
         "git_base": f"{base}/git",
         "maven_url": f"{base}/maven/studio/",
         "server_id": MAVEN_SERVER_ID,
+        **context,
     })
+
+
+# The token the settings.xml entry is filled with: reading the Studio repository, nothing else.
+MAVEN_TOKEN_NAME = "Maven settings.xml"
+
+
+@router.post("/applications/maven-token")
+def fill_maven_token(request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "",
+                     reauth_password: FormText = "") -> Response:
+    """A token for ~/.m2/settings.xml, made and put in its <server> entry: maven:read on every
+    project of the person's (the entry is one for the whole repository), shown this once."""
+    check_csrf(request, csrf_token)
+    asked = recent_sign_in(request, db, identity, what="Creating a token", back="/applications",
+                           password=reauth_password)
+    if asked is not None:
+        return asked
+    runtime = get_runtime(request)
+    max_days = runtime.settings.max_token_lifetime_days
+    secret, row = personal_tokens.create_token(
+        db, runtime.keys, identity.user.id, personal_tokens.unused_name(db, identity.user.id, MAVEN_TOKEN_NAME),
+        prefix=runtime.settings.token_prefix, actor=identity.username, scopes=["maven:read"],
+        expires_at=personal_tokens.expiry_in_days(max_days) if max_days else None, max_lifetime_days=max_days,
+        ip=client_ip(request),
+    )
+    db.commit()  # as for a token made on My Tokens: before the page is drawn
+    return _applications_page(request, db, identity, new_token=secret, new_row=row)

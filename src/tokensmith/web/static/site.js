@@ -1,10 +1,12 @@
 // The pages work without this script. It adds working Copy buttons, makes a reload after
-// creating a token fetch the list again instead of re-posting the form, shows the date field
+// creating a token fetch the page again instead of re-posting the form, shows the date field
 // only when "On a date…" is chosen, locks the scope boxes while a preset of Access is chosen,
 // and makes the Projects choice "only these" when a project is ticked.
 (function () {
+  // A page that shows a new token once was the answer to a form: a reload shows the page again,
+  // without the token, rather than post the form a second time.
   if (document.querySelector("[data-testid=new-token]") && window.history.replaceState) {
-    window.history.replaceState(null, "", "/tokens");
+    window.history.replaceState(null, "", location.pathname.indexOf("/applications") === 0 ? "/applications" : "/tokens");
   }
   document.querySelectorAll("button[data-copy-target]").forEach(function (button) {
     button.addEventListener("click", function () {
