@@ -48,7 +48,7 @@ class TwoDoors:
 
     def __init__(self, data_dir: Path) -> None:
         settings = load_settings({"TOKENSMITH_DATA_DIR": str(data_dir), "TOKENSMITH_PUBLIC_URL": "http://127.0.0.1"})
-        self.admin_password = prepare_store(settings)
+        self.admin_password = prepare_store(settings).password
         self.token, = never_used_tokens(settings, "admin", 1)
         self.edge = create_app(settings)
         assert isinstance(self.edge, Edge)
