@@ -205,6 +205,7 @@ def test_every_answer_tells_browsers_not_to_sniff(behind_proxy, tmp_path):
             "static": client.get(f"/static/style.{stylesheet}"),
             "static redirect": client.get("/static/style.css"),
             "static 404": client.get("/static/nothing.css"),
+            "icon": client.get("/favicon.ico"),
             "health": client.get("/healthz"),
             "metrics": client.get("/metrics"),
             "OpenAPI": client.get("/openapi.json"),
