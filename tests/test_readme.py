@@ -37,6 +37,7 @@ The liberties this machine forces, and only these:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -188,7 +189,8 @@ class Terminal:
             self.child.expect(pexpect.EOF, timeout=20)
         except pexpect.TIMEOUT:
             # What still runs in the foreground is the job this test started: its group, by its id.
-            os.killpg(os.tcgetpgrp(self.child.child_fd), signal.SIGTERM)
+            with contextlib.suppress(OSError):
+                os.killpg(os.tcgetpgrp(self.child.child_fd), signal.SIGTERM)
             self.child.terminate(force=True)
 
 
@@ -278,7 +280,8 @@ class Walk:
             status, output = self.shell.command(lines, pending)
             printed += output
             problem = ("Traceback" in output and "traceback") or ('"error":' in output and "an error answer") or (
-                "}{" in output and "answers run together")
+                "}{" in output and "answers run together") or (
+                re.search(r"[}\]]readme-done:", output) and "an answer without its final newline")
             if status != 0 or problem:
                 raise CommandFailed(f"{block}: `{self.shell.masked(line)}` "
                                     f"{f'ended with status {status}' if status else f'printed {problem}'}:\n"
