@@ -1,5 +1,6 @@
 # The two commands of the README:
 #   make serve   set up and start the server on SQLite in ./var at http://127.0.0.1:8000
+#                (make serve PORT=8001: another port)
 #   make test    install what the tests need and run the whole suite
 # and the suite with coverage: make coverage
 # and the benchmark:
@@ -33,8 +34,9 @@ $(STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# PORT only from make's command line: a PORT in the environment (a PaaS sets one) is not a request.
 serve: $(RUNTIME_STAMP)
-	$(VENV)/bin/tokensmith serve
+	$(VENV)/bin/tokensmith serve$(if $(filter command line,$(origin PORT)), --port $(PORT))
 
 # Debian packages the tests drive for real: chromium (pages), PostgreSQL (the PostgreSQL
 # path), git, Maven with the dependency plugin (central is not reachable: Debian's

@@ -135,3 +135,37 @@ def test_a_store_behind_is_migrated_and_one_at_the_head_costs_one_read(tmp_path)
         assert schema_revision(connection) == head_revision()
     assert statements == ["SELECT version_num FROM alembic_version"] * 2
     engine.dispose()
+
+
+def _downgrade(engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from tokensmith.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_sqlite_migrates_up_and_down_without_a_warning_and_keeps_the_username_index(tmp_path):
+    """The first start's console had a SAWarning: Alembic's batch mode reflected ``users``, whose
+    expression index on lower(username) SQLite's reflection cannot read (and a copied table
+    would have lost). Every step now leaves that table unreflected, up and down."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'quiet.db'}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _upgrade(engine, "head")
+        _downgrade(engine, "0004")
+        _upgrade(engine, "head")
+    with engine.connect() as connection:
+        indexes = dict(connection.execute(text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users'")).all())
+        foreign_keys = connection.execute(text("PRAGMA foreign_key_list(browser_sessions)")).all()
+    assert indexes["uq_users_username_lower"] == "CREATE UNIQUE INDEX uq_users_username_lower ON users (lower(username))"
+    assert [(row[2], row[3], row[6]) for row in foreign_keys] == [("users", "user_id", "CASCADE")]
+    engine.dispose()

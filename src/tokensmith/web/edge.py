@@ -11,10 +11,14 @@ profile). Three kinds of request do not need any of it:
   the yardstick of the token route's ratio in docs/benchmarks.md). The same route stays
   registered with FastAPI, where it is documented and where every other method of its path
   gets its 405;
-- the static files (web/assets.py), served from memory.
+- the static files (web/assets.py), served from memory, and ``/favicon.ico``.
 
 Errors are answered by the same handlers as everywhere else (web/errors.answer_error), so a
 refusal reads the same whichever way the request came. Anything else goes to FastAPI.
+
+Every answer, whichever way it came — a page, JSON, SCIM, git, Maven, a static file, an error
+of the framework's own — leaves with ``X-Content-Type-Options: nosniff``: a browser shown a
+JSON body or a file from a repository takes it for what its Content-Type says, never for HTML.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokensmith.web import assets
 from tokensmith.web.errors import answer_error
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 def at_the_edge(endpoint: Endpoint) -> Endpoint:
@@ -68,6 +73,7 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            send = without_sniffing(send)
             path = scope["path"]
             if scope["method"] == "GET" and (endpoint := self.routes.get(path)) is not None:
                 request = self._request(scope, receive)
@@ -77,7 +83,7 @@ class Edge:
                     response = await answer_error(request, error)
                 await response(scope, receive, send)
                 return
-            if path.startswith(assets.PREFIX):
+            if path.startswith(assets.PREFIX) or path in assets.AT_THE_ROOT:
                 try:
                     await self.static(scope, receive, send)
                 except HTTPException as error:
@@ -88,3 +94,14 @@ class Edge:
     def _request(self, scope: Scope, receive: Receive) -> Request:
         scope["app"] = self.app  # as Starlette sets it: the runtime is found through it
         return Request(scope, receive)
+
+
+def without_sniffing(send: Send) -> Send:
+    """``send``, with every response's headers carrying ``X-Content-Type-Options: nosniff``."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
+        await send(message)
+
+    return sending
