@@ -122,6 +122,7 @@ def test_tokens_list_fits_a_terminal_of_80_columns(server, person, tmp_path):
     maven = server.create_token(person, "Maven on the build machine with a long name")
     with server.client(headers={"User-Agent": "Apache-Maven/3.8.7 (Java 17.0.13; Linux 6.1.0-28-amd64)"}) as client:
         assert client.get("/api/v1/me", auth=(person, maven)).status_code == 200
+    server.used_token_row(person, "Maven on the build machine with a long name")  # written behind the request
     server.create_token(person, "narrow", scopes=["git:read"], allowed_ips=["2001:db8:1234:5678::/64", "203.0.113.0/24"])
     env = {**env, "COLUMNS": "80", "LINES": "24"}
     status, screen = at_terminal("tokens", "list", env=env, dimensions=(24, 80))
