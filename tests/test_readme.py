@@ -31,8 +31,6 @@ The liberties this machine forces, and only these:
   (tests/support/oidc_provider.py), on a loopback port: the README's issuer
   (https://acme.okta.com) is replaced by its address; its client id and client secret, and the
   subject of the person who links admin, are the README's own;
-- install commands for the client (`pip install`, `pipx install`) are not run: no network here,
-  and the client is already in .venv, which the README's PATH line uses.
 """
 
 from __future__ import annotations
@@ -63,7 +61,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
-CHECKOUT_FILES = ("Makefile", "pyproject.toml", "README.md", "src", ".venv")
+CHECKOUT_FILES = ("Makefile", "pyproject.toml", "README.md", "src", "distributions", ".venv")
 PLACEHOLDER = "tks_...paste-yours-here..."
 TOKEN = re.compile(r"tks_[0-9A-Za-z]{38}")
 BANNER_PASSWORD = re.compile(r"First start: created user 'admin' with this password:\s+(\S+)")
@@ -377,7 +375,6 @@ class Action:
 
 ACTIONS = [
     Action(r"^make test\b", skip="this run is the suite"),
-    Action(r"^\s*pipx? install\b", skip="no network here; the client is in .venv already", optional=True),
     Action(r"Password for 'http", answers=lambda walk: [
         (re.escape(f"Username for '{walk.url}': "), lambda: "admin"),
         (re.escape(f"Password for 'http://admin@127.0.0.1:{walk.port}': "), lambda: walk.values["README"])]),
