@@ -1,10 +1,12 @@
 # The two commands of the README:
 #   make serve   set up and start the server on SQLite in ./var at http://127.0.0.1:8000
+#                (make serve PORT=8001: another port)
 #   make test    install what the tests need and run the whole suite
 # and the suite with coverage: make coverage
 # and the benchmark:
 #   make bench
 #   make bench BENCH_ARGS=--issue-14   (only the parts issue 14's targets are measured by, ~2 min)
+# and the two distributions as wheels in dist/: make dist
 
 SHELL := /bin/bash
 VENV := .venv
@@ -20,7 +22,7 @@ FUZZ_VENV := .venv-schemathesis
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 SCHEMATHESIS := schemathesis>=4.32,<5
 
-.PHONY: serve test coverage bench system-packages oidc-provider nuxeo-cli clean
+.PHONY: serve test coverage bench dist system-packages oidc-provider nuxeo-cli clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,8 +35,9 @@ $(STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# PORT only from make's command line: a PORT in the environment (a PaaS sets one) is not a request.
 serve: $(RUNTIME_STAMP)
-	$(VENV)/bin/tokensmith serve
+	$(VENV)/bin/tokensmith serve$(if $(filter command line,$(origin PORT)), --port $(PORT))
 
 # Debian packages the tests drive for real: chromium (pages), PostgreSQL (the PostgreSQL
 # path), git, Maven with the dependency plugin (central is not reachable: Debian's
@@ -87,5 +90,13 @@ coverage: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider nuxeo-cli
 bench: $(STAMP) system-packages
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+# tokensmith (the server, with the client: the one `tokensmith` command) and tokensmith-client
+# (the client alone, for laptops and CI; distributions/client/), as wheels in dist/. Only pip is
+# needed: the virtual environment is made if missing, nothing is installed into it.
+dist:
+	test -x $(PY) || python3 -m venv $(VENV)
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps -w dist . ./distributions/client
+
 clean:
-	rm -rf $(VENV) $(FUZZ_VENV) var .coverage* .pytest_cache
+	rm -rf $(VENV) $(FUZZ_VENV) var dist .coverage* .pytest_cache

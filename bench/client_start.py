@@ -9,10 +9,19 @@ is run as a whole process, from its start to its exit (Python's ``perf_counter``
 ``subprocess.run``), on the client's core, alternately: in each round every command runs
 ``runs`` times, and the order is reversed from one round to the next, so that a drift of the
 machine hits every command alike. Figures are the medians of all runs.
+
+Beside them, unless ``shell`` is off: the server's shell commands an administrator types, on
+the same server's store (``users list``, ``projects list``, ``users create``, ``tokens create``:
+each run makes a user or a token of its own).
+
+Python's bytecode cache is on for every command, as on any machine where nothing turns it off
+(here the environment sets PYTHONDONTWRITEBYTECODE, and the editable install's modules would be
+compiled anew at every run).
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import subprocess
 import sys
@@ -26,16 +35,26 @@ from tests.support.secret_service import SecretService, SecretServiceUnavailable
 
 GIT_CREDENTIAL_TARGET_MS = 150.0
 COMMAND_TARGET_MS = 300.0
+SHELL_COMMAND_TARGET_MS = 500.0
 FLOOR = "git credential-store get"
 
 
 @dataclass
 class Command:
+    """``{n}`` in an argument becomes a number of its own at each run (a new user, a new token)."""
+
     label: str
     argv: list[str]
     target_ms: float | None = None
     stdin: bytes = b""
     env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def arguments(self) -> list[str]:
+        number = str(next(_RUN_NUMBERS))
+        return [argument.replace("{n}", number) for argument in self.argv]
+
+
+_RUN_NUMBERS = itertools.count(1)
 
 
 @dataclass
@@ -55,14 +74,15 @@ class ClientFigures:
 
 
 def _run(command: Command) -> float:
+    argv = command.arguments()
     started = time.perf_counter()
-    subprocess.run(command.argv, input=command.stdin, env=command.env, stdout=subprocess.DEVNULL,
+    subprocess.run(argv, input=command.stdin, env=command.env, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=False)
     return (time.perf_counter() - started) * 1000
 
 
 def _check(command: Command, expect: bytes) -> None:
-    done = subprocess.run(command.argv, input=command.stdin, env=command.env, capture_output=True, timeout=60)
+    done = subprocess.run(command.arguments(), input=command.stdin, env=command.env, capture_output=True, timeout=60)
     if done.returncode != 0 or expect not in done.stdout:
         raise BenchError(f"{command.label} did not work ({done.returncode}):\n{done.stdout[-500:]!r}\n"
                          f"{done.stderr[-1000:]!r}")
@@ -77,13 +97,28 @@ def _login(server: BenchServer, home: Path, env: dict[str, str], token: str) -> 
 
 def person_env(home: Path, **extra: str) -> dict[str, str]:
     env = clean_environment(home / "unused", None)
-    for name in ("TOKENSMITH_DATA_DIR", "COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG", "PYTHON_KEYRING_BACKEND"):
+    for name in ("TOKENSMITH_DATA_DIR", "COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG", "PYTHON_KEYRING_BACKEND",
+                 "PYTHONDONTWRITEBYTECODE"):
         env.pop(name, None)
     home.mkdir(parents=True, exist_ok=True)
     return {**env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "GIT_CONFIG_NOSYSTEM": "1", **extra}
 
 
-def measure_client_start(workdir: Path, options: LoadOptions, *, rounds: int = 5, runs: int = 10) -> ClientFigures:
+def shell_commands(server: BenchServer) -> list[Command]:
+    """The server's administration, as typed in its shell: straight on the store."""
+    env = {key: value for key, value in server.env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    tokensmith = tokensmith_command()
+    return [Command(f"tokensmith {label} (server shell)", [*tokensmith, *argv], SHELL_COMMAND_TARGET_MS, b"", env)
+            for label, argv in (
+                ("users list", ["users", "list"]),
+                ("projects list", ["projects", "list"]),
+                ("users create", ["users", "create", "shell-{n}", "--email", "shell@example.test"]),
+                ("tokens create", ["tokens", "create", "--user", "bench", "--name", "shell {n}"]),
+            )]
+
+
+def measure_client_start(workdir: Path, options: LoadOptions, *, rounds: int = 5, runs: int = 10,
+                         shell: bool = True) -> ClientFigures:
     workdir.mkdir(parents=True)
     server = BenchServer(workdir, clean_environment(workdir / "data", None), options).start()
     desktop: SecretService | None = None
@@ -123,6 +158,8 @@ def measure_client_start(workdir: Path, options: LoadOptions, *, rounds: int = 5
                                        [*tokensmith, "git-credential", "get"], GIT_CREDENTIAL_TARGET_MS, request,
                                        laptop))
             keyring = "GNOME Keyring's Secret Service on a D-Bus session of the bench's own"
+        if shell:
+            commands += shell_commands(server)
         for command in commands:
             _check(command, b"username=bench" if "get" in command.argv else b"")
         times: dict[str, list[float]] = {command.label: [] for command in commands}

@@ -19,6 +19,7 @@ from bench.client_start import FLOOR, ClientFigures
 from bench.download import TARGET_RATIO as DOWNLOAD_RATIO_TARGET
 from bench.download import DownloadFigures
 from bench.git_clone import FetchFigures, GitFigures
+from bench.install_size import InstallFigures
 from bench.load import BackendFigures, LoadOptions, ratio_of, round_ratios
 from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS
 from bench.mixed_load import MixedFigures
@@ -259,6 +260,22 @@ def client_table(client: ClientFigures) -> str:
     return table(["command", "ms (median)", "range ms", "× the floor", "target ms"], rows, right={1, 2, 3, 4})
 
 
+def install_table(install: InstallFigures) -> str:
+    rows = []
+    for name, installed in install.installs.items():
+        seconds = installed.seconds
+        rows.append([name, f"{installed.wheel_bytes / 1e3:,.0f}", str(len(installed.distributions)),
+                     f"{installed.installed_bytes / 1e6:.1f}", f"{installed.median_seconds:.1f}",
+                     f"{min(seconds):.1f}–{max(seconds):.1f}"])
+    client, server = install.installs.get("tokensmith-client"), install.installs.get("tokensmith")
+    if client and server:
+        rows.append(["client / server", "", f"{len(client.distributions) / len(server.distributions):.2f} ×",
+                     f"{client.installed_bytes / server.installed_bytes:.2f} ×",
+                     f"{client.median_seconds / server.median_seconds:.2f} ×", ""])
+    return table(["distribution", "wheel kB", "distributions installed", "MB installed", "pip install s (median)",
+                  "range s"], rows, right={1, 2, 3, 4, 5})
+
+
 def download_table(download: DownloadFigures) -> str:
     rows = []
     for name, speeds in (("nginx (sendfile)", download.nginx_mb_s), ("Tokensmith /maven/studio/, token", download.tokensmith_mb_s)):
@@ -323,7 +340,7 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
                      download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
                      client: ClientFigures | None = None, scale: ScaleFigures | None = None,
                      check_scale: CheckScaleFigures | None = None,
-                     route_scale: RouteScaleFigures | None = None,
+                     route_scale: RouteScaleFigures | None = None, install: InstallFigures | None = None,
                      reference: ReferenceFigures | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
@@ -399,6 +416,18 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             f"runs: {client.foreign_cpu_percent:.0f}% of one CPU):",
             client_table(client),
         ]
+    if install is not None:
+        parts += [
+            "**The two distributions** (bench/install_size.py: each wheel built from this checkout, installed by "
+            "`pip install WHEEL` into a fresh virtual environment of its own, with its dependencies and their "
+            f"bytecode; a first round fills pip's cache, then {install.rounds} timed rounds alternating the order; "
+            "*MB installed*: what the install added to the environment, on disk; *distributions*: what `pip list` "
+            "shows beyond a fresh environment's own):",
+            install_table(install),
+        ]
+        if "tokensmith-client" in install.installs:
+            parts.append("What `pip install` of the client brings: "
+                         + ", ".join(install.installs["tokensmith-client"].distributions) + ".")
     if scale is not None:
         parts += [
             f"**Scale-out, PostgreSQL {scale.postgresql.split()[0]}: nginx in front of 1, 2 and 3 instances** "

@@ -9,7 +9,9 @@
    presenting never-used tokens and a monitor on /healthz at once, from one wrk at 64 and 256
    connections (``bench/mixed_load.py``); requests/s, p99, the slowest request, 5xx answers.
 4. The client's start-up: ``tokensmith git-credential get`` against ``git credential-store get``,
-   and a few client commands against a real server (``bench/client_start.py``), in milliseconds.
+   and a few client commands against a real server, and beside them the server's shell commands
+   on its store (``bench/client_start.py``), in milliseconds; then what each distribution costs
+   to install, the server's and the client's alone: size and time (``bench/install_size.py``).
 5. Scale-out on PostgreSQL: the token route through nginx in front of 1, 2 and 3 instances on
    one store and one data dir, and the statements the store runs per token check
    (``bench/scale_out.py``).
@@ -61,6 +63,7 @@ from bench.client_start import ClientFigures, measure_client_start  # noqa: E402
 from bench.download import DownloadFigures, measure_download  # noqa: E402
 from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
 from bench.git_push import PushFigures, measure_git_push  # noqa: E402
+from bench.install_size import InstallFigures, measure_install  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
 from bench.reference_routes import ReferenceFigures, measure_reference_routes  # noqa: E402
 from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E402
@@ -97,7 +100,12 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-push", action="store_true", help="no git push timing (push protection's cost)")
     parser.add_argument("--push-rounds", type=int, default=3, help="alternating rounds of git pushes (3)")
     parser.add_argument("--skip-download", action="store_true", help="no 100 MB download against nginx")
-    parser.add_argument("--skip-client", action="store_true", help="no client start-up timing")
+    parser.add_argument("--skip-client", action="store_true",
+                        help="no client start-up timing (nor the server's shell commands beside it)")
+    parser.add_argument("--skip-shell", action="store_true", help="no timing of the server's shell commands")
+    parser.add_argument("--skip-install", action="store_true", help="no install size and time of the distributions")
+    parser.add_argument("--install-rounds", type=int, default=2,
+                        help="timed rounds of installs of each distribution, after one that fills pip's cache (2)")
     parser.add_argument("--skip-check-scale", action="store_true", help="no check among 1k and 1M tokens")
     parser.add_argument("--skip-reference", action="store_true",
                         help="no /nuxeo/… addresses against their routes' own")
@@ -110,16 +118,18 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.issue_14:
         args.skip_check = args.skip_mixed = args.skip_client = args.skip_scale = args.skip_download = True
-        args.skip_reference = True
+        args.skip_install = args.skip_reference = True
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     if args.git_rounds < 1:
         parser.error("--git-rounds must be at least 1")
+    if args.install_rounds < 1:
+        parser.error("--install-rounds must be at least 1")
     if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_push or args.skip_download
                             or args.skip_routes or args.skip_mixed or args.skip_client or args.skip_scale
-                            or args.skip_check_scale or args.skip_reference
+                            or args.skip_check_scale or args.skip_shell or args.skip_install or args.skip_reference
                             or set(args.backends) != set(report.BACKEND_NAMES)):
         parser.error("--write-docs needs the full run (every part, both stores)")
     return args
@@ -146,6 +156,7 @@ def main(argv: list[str]) -> int:
     push: PushFigures | None = None
     download: DownloadFigures | None = None
     client: ClientFigures | None = None
+    install: InstallFigures | None = None
     scale: ScaleFigures | None = None
     check_scale: CheckScaleFigures | None = None
     route_scale: RouteScaleFigures | None = None
@@ -198,7 +209,11 @@ def main(argv: list[str]) -> int:
             print(f"Client start-up: {args.rounds} alternating rounds of {args.client_runs} runs of each command"
                   + (f" (server on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU})" if pin else ""))
             client = measure_client_start(workdir / "client", options, rounds=max(args.rounds, 2),
-                                          runs=args.client_runs)
+                                          runs=args.client_runs, shell=not args.skip_shell)
+        if not args.skip_install:
+            print(f"The distributions: pip install of each wheel into a fresh environment, {args.install_rounds} "
+                  "alternating rounds after one that fills pip's cache")
+            install = measure_install(workdir / "install", rounds=args.install_rounds)
         if not args.skip_http and not args.skip_scale and "postgresql" in args.backends:
             print(f"Scale-out on PostgreSQL: wrk -t1 -c{options.connections} -d{options.duration}s through nginx "
                   f"to 1, 2 and 3 instances, {options.rounds} rounds (not pinned)")
@@ -235,7 +250,7 @@ def main(argv: list[str]) -> int:
     probes += git.cpu_probes_ms if git else []
     probes += download.cpu_probes_ms if download else []
     figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download,
-                                      mixed, client, scale, check_scale, route_scale, reference)
+                                      mixed, client, scale, check_scale, route_scale, install, reference)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -247,6 +262,7 @@ def main(argv: list[str]) -> int:
         "git_push": push.as_dict() if push else None,
         "download": download.as_dict() if download else None,
         "client": client.as_dict() if client else None,
+        "install": install.as_dict() if install else None,
         "scale_out": scale.as_dict() if scale else None,
         "check_scale": check_scale.as_dict() if check_scale else None,
         "route_scale": route_scale.as_dict() if route_scale else None,

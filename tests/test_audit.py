@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import random
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -86,3 +89,59 @@ def test_a_session_counts_as_recent_for_fifteen_minutes(db, make_user, keys) -> 
     assert not sessions.recently_authenticated(old)
     sessions.reauthenticated(db, old, ip="127.0.0.1")
     assert sessions.recently_authenticated(old)
+
+
+def forged(value: object) -> str:
+    """A cursor as ``encode_cursor`` writes one, around any JSON value."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+# The two forged cursors of issue 18, which answered 500: a boolean where the event id goes, and
+# a moment that overflows once converted to UTC.
+ISSUE_18_CURSORS = [forged(["2999-01-01T00:00:00+00:00", True]), forged(["9999-12-31T23:59:59-23:59", 5])]
+
+
+def fuzzed_cursors(seed: int, count: int) -> list[str]:
+    """Cursors of every shape: random bytes, JSON of the wrong shape or types, moments at the
+    edges of the calendar and of UTC offsets, valid cursors with characters changed."""
+    rng = random.Random(seed)
+    moments = ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59+00:00",
+               "0001-01-01T00:00:00+00:00", "2026-01-01T00:00:00", "2026-01-01", "2026-13-01T00:00:00+00:00",
+               "2026-01-01T00:00:00+24:00", "", "now", "2026-01-01T00:00:00.123456789+00:00"]
+    values = [True, False, None, 0, -1, 2**31, 2**63, 10**400, 1.5, float("inf"), "5", [], {}, [5], {"id": 5}]
+    cases = [*ISSUE_18_CURSORS, "", "=", "====", "%%%", "é", "\x00", "a" * 200]
+    valid = forged(["2026-01-01T00:00:00+00:00", 5])
+    while len(cases) < count:
+        kind = rng.randrange(5)
+        if kind == 0:
+            cases.append(base64.urlsafe_b64encode(rng.randbytes(rng.randrange(1, 150))).decode().rstrip("="))
+        elif kind == 1:
+            cases.append(forged([rng.choice(moments + values), rng.choice(values + moments)]))
+        elif kind == 2:
+            cases.append(forged(rng.choice([values, moments, {"at": moments[0], "id": 5},
+                                            [moments[0], 5, 6], [[moments[0], 5]], "x" * 50])))
+        elif kind == 3:
+            chars = list(valid)
+            for _ in range(rng.randrange(1, 4)):
+                chars[rng.randrange(len(chars))] = rng.choice("AZaz09-_=+/.é ")
+            cases.append("".join(chars))
+        else:
+            cases.append(forged("[" * rng.randrange(1, 140)) if rng.random() < 0.5 else "W" * rng.randrange(1, 200))
+    return cases
+
+
+def test_a_forged_cursor_is_refused_in_words_never_a_crash(db, make_user):
+    """Issue 18's two forged cursors, and a few hundred more of every shape: each either reads
+    a page or is InvalidInput, on SQLite and PostgreSQL (whose driver met the moment too)."""
+    owner = make_user()
+    for cursor in fuzzed_cursors(seed=18, count=400):
+        try:
+            audit.events_page(db, owner.id, cursor=cursor)
+        except InvalidInput as refused:
+            assert "cursor" in refused.message
+    for cursor in ISSUE_18_CURSORS:
+        with pytest.raises(InvalidInput, match="cursor"):
+            audit.events_page(db, owner.id, cursor=cursor)
+    # A cursor this server gave still works, whatever offset its moment was written with.
+    page, more = audit.events_page(db, owner.id, cursor=forged(["2999-01-01T02:00:00+02:00", 5]))
+    assert [event.action for event in page] == ["user.created"] and more is None

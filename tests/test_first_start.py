@@ -12,6 +12,8 @@ def test_first_start_prints_the_admin_password_once_and_later_starts_reuse_the_s
         first_console = live.console()
         password = live.admin_password
         assert password and first_console.count(password) == 1
+        # Nothing but the banner and uvicorn's lines: no warning, no stray source line.
+        assert "Warning" not in first_console and "contextlib" not in first_console, first_console
         assert (tmp_path / "var" / "tokensmith.db").exists()
         assert oct((tmp_path / "var" / "secret-keys").stat().st_mode & 0o777) == "0o600"
         with live.client() as client:

@@ -8,6 +8,8 @@ every reason is in test_notices.py.)"""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -145,6 +147,24 @@ def test_an_administrator_revoking_every_token_sends_one_mail_that_lists_them(ma
     assert "“laptop” (tks_…" in body and "“ci” (tks_…" in body
     assert "Why: an administrator (admin (shell)) revoked it" in words_of(message)
     assert "by an administrator" in message["Subject"]
+
+
+def test_a_token_made_from_the_shell_is_mailed_with_the_running_servers_address(mailing_server, smtp, person):
+    """Issue 18: from a shell without TOKENSMITH_PUBLIC_URL, the mail linked to
+    http://127.0.0.1:8000/tokens whatever the server's address. The server records its public
+    URL in the store when it starts (deployment.py); the shell's own variable still wins."""
+    name, _client = person
+    shell = {key: value for key, value in mailing_server.env.items() if key != "TOKENSMITH_PUBLIC_URL"}
+    for token_name, env in (("from the shell", shell),
+                            ("from a shell that says", {**shell, "TOKENSMITH_PUBLIC_URL": "https://tokens.example.test"})):
+        made = subprocess.run([sys.executable, "-m", "tokensmith", "tokens", "create", "--user", name, "--name", token_name],
+                              env=env, cwd=mailing_server.data_dir.parent, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        remember(made.stdout.strip())
+    [told] = smtp.mailbox.wait_for(about(name, "from the shell", "created"))
+    assert f"{mailing_server.base_url}/tokens" in text_of(told) and "127.0.0.1:8000" not in text_of(told)
+    [said] = smtp.mailbox.wait_for(about(name, "from a shell that says", "created"))
+    assert "https://tokens.example.test/tokens" in text_of(said)
 
 
 def test_reminders_come_once_for_a_token_expiring_within_7_days_and_once_it_has_expired(

@@ -95,3 +95,77 @@ def test_tokens_rotated_before_successors_were_kept_get_theirs_from_the_audit_tr
         links = dict(connection.execute(text("SELECT id, replaced_by_id FROM personal_tokens")).all())
     assert links == {1: 2, 2: None, 3: None}
     engine.dispose()
+
+
+def test_the_head_is_the_highest_numbered_migration():
+    """db.head_revision reads the head from the file names, without Alembic: every migration
+    file is named after its revision, and the highest number is Alembic's head."""
+    from pathlib import Path
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from tokensmith.db import MIGRATIONS_DIR, head_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    scripts = ScriptDirectory.from_config(config)
+    assert head_revision() == scripts.get_current_head()
+    for script in scripts.walk_revisions():
+        assert Path(script.path).name.startswith(f"{script.revision}_")
+
+
+def test_a_store_behind_is_migrated_and_one_at_the_head_costs_one_read(tmp_path):
+    """The administration commands open the store through db.migrate on every run: an empty
+    store and one behind are brought to the head by Alembic, one at the head is read once."""
+    from sqlalchemy import event
+
+    from tokensmith.config import Settings
+    from tokensmith.db import create_store_engine, head_revision, migrate, schema_revision
+
+    engine = create_store_engine(Settings(data_dir=tmp_path))
+    with engine.connect() as connection:
+        assert schema_revision(connection) is None and not connection.in_transaction()
+    _upgrade(engine, "0012")
+    migrate(engine)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    migrate(engine)
+    with engine.connect() as connection:
+        assert schema_revision(connection) == head_revision()
+    assert statements == ["SELECT version_num FROM alembic_version"] * 2
+    engine.dispose()
+
+
+def _downgrade(engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from tokensmith.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_sqlite_migrates_up_and_down_without_a_warning_and_keeps_the_username_index(tmp_path):
+    """The first start's console had a SAWarning: Alembic's batch mode reflected ``users``, whose
+    expression index on lower(username) SQLite's reflection cannot read (and a copied table
+    would have lost). Every step now leaves that table unreflected, up and down."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'quiet.db'}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _upgrade(engine, "head")
+        _downgrade(engine, "0004")
+        _upgrade(engine, "head")
+    with engine.connect() as connection:
+        indexes = dict(connection.execute(text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users'")).all())
+        foreign_keys = connection.execute(text("PRAGMA foreign_key_list(browser_sessions)")).all()
+    assert indexes["uq_users_username_lower"] == "CREATE UNIQUE INDEX uq_users_username_lower ON users (lower(username))"
+    assert [(row[2], row[3], row[6]) for row in foreign_keys] == [("users", "user_id", "CASCADE")]
+    engine.dispose()

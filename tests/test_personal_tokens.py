@@ -185,8 +185,15 @@ def test_rotation_keeps_name_expiry_and_limits_and_kills_the_old_secret(db, keys
     with pytest.raises(TokenRevoked, match="rotated"):
         verify(db, keys, old_secret)
     assert verify(db, keys, new_secret).id == new.id
-    actions = [e.action for e in audit.events_for_user(db, alice.id)]
-    assert "token.rotated" in actions
+    # One event tells the rotation (issue 18: three, one reading like a new token was made).
+    before_rotation = [e.action for e in audit.events_for_user(db, alice.id)][1:]
+    assert [e.action for e in audit.events_for_user(db, alice.id)][0] == "token.rotated"
+    assert before_rotation[0] == "token.created" and before_rotation.count("token.created") == 1
+    assert "token.revoked" not in before_rotation
+    assert audit.describe(rotated) == (
+        f"Token “CI Chain” rotated: a new secret ({new.hint}) replaced the old one ({old.hint}), which no longer "
+        f"works (scopes: git:read, git:write; projects: {project}; from: 192.0.2.0/24)")
+    assert rotated.details["expires_at"] == expires.isoformat()
 
 
 def test_an_expired_token_cannot_be_rotated(db, keys, make_user, make_token):

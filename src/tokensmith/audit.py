@@ -11,7 +11,7 @@ import binascii
 import json
 import string
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -33,7 +33,7 @@ _DESCRIPTIONS = {
     "user.renamed": "Account renamed from {previous} to {username}",
     "token.created": "Token “{name}” created{limits_phrase}",
     "token.revoked": "Token “{name}” revoked{reason_phrase}",
-    "token.rotated": "Token “{name}” rotated: a new secret replaced the old one{limits_phrase}",
+    "token.rotated": "Token “{name}” rotated: a new secret{new_phrase} replaced the old one{old_phrase}{limits_phrase}",
     "token.derived": "Application token “{name}” made from your token “{parent_name}” for {application}"
     "{limits_phrase}",
     "token.push_blocked": "Token “{name}” was found in a git push by {pusher} to project {repository} "
@@ -110,13 +110,19 @@ def encode_cursor(event: AuditEvent) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The moment (in UTC) and event id a cursor of ``encode_cursor`` holds. Anything else — a
+    cursor edited by hand, forged, or of another server — is InvalidInput, never a crash: JSON
+    of another shape, ``true`` where the id goes (a bool is an int to Python), an offset that
+    takes the moment past year 9999 or before year 1 once in UTC."""
     try:
         at, event_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(at)
-        if not isinstance(event_id, int) or not 0 <= event_id < 2**31 or moment.tzinfo is None:
+        if not isinstance(at, str) or type(event_id) is not int or not 0 <= event_id < 2**31:
             raise ValueError
-        return moment, event_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError
+        return moment.astimezone(timezone.utc), event_id
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error):
         raise InvalidInput("The cursor is not one this server gave: start again without it.") from None
 
 
@@ -193,6 +199,10 @@ def describe(event: AuditEvent) -> str:
     details["reason_phrase"] = REVOKE_REASONS.get(details.get("reason", ""), "")
     details["limits_phrase"] = _limits_phrase(details)
     details["where_phrase"] = _where_phrase(details)
+    # A rotation's two secrets by their hints (events from before they were kept have neither).
+    rotated = "replaced_hint" in details and "hint" in details
+    details["new_phrase"] = f" ({details['hint']})" if rotated else ""
+    details["old_phrase"] = f" ({details['replaced_hint']}), which no longer works" if rotated else ""
     details["short_commit"] = str(details.get("commit", "?"))[:12]
     return string.Formatter().vformat(template, (), details)
 

@@ -4,6 +4,7 @@ sample project ``demo`` owned by it."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,12 +18,21 @@ DEMO_PROJECT = "demo"
 DEMO_GROUP_ID = "com.example.studio"
 
 
-def first_start(session: Session, settings: Settings) -> str | None:
-    """Create ``admin`` and ``demo`` when there are no users at all; return the password, else None.
+@dataclass(frozen=True)
+class FirstStart:
+    """What the very first start made: ``admin``'s password, shown once on the console, or None
+    when passwords are off (TOKENSMITH_LOCAL_LOGIN=false)."""
+
+    password: str | None
+
+
+def first_start(session: Session, settings: Settings) -> FirstStart | None:
+    """Create ``admin`` and ``demo`` when there are no users at all; None on every later start.
 
     The password is returned once for the console and never stored in plain. With local
-    sign-in turned off, ``admin`` gets no password (nobody could use it): people come from the
-    identity provider, and the administrator mints tokens from the shell.
+    sign-in turned off, ``admin`` gets no password (nobody could use it): the console says how to
+    link it to a person at the identity provider, and the administrator mints tokens from the
+    shell.
     """
     if session.scalars(select(User.id).limit(1)).first() is not None:
         return None
@@ -39,7 +49,7 @@ def first_start(session: Session, settings: Settings) -> str | None:
     projects.create_project(
         session, settings.data_dir, DEMO_PROJECT, DEMO_GROUP_ID, admin.id, actor="first start"
     )
-    return password
+    return FirstStart(password)
 
 
 def _generate_password(token_prefix: str) -> str:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -151,15 +150,46 @@ def migrated(engine: Engine) -> Iterator[Connection]:
     on an empty database migrate one after the other (Alembic alone would have each create the
     tables). An embedded SQLite store belongs to the processes of one host, started by one
     ``tokensmith serve``: it takes no lock.
+
+    A store already at the latest revision costs one read: Alembic (a tenth of a second to
+    import, more to load its scripts) is loaded only when there is something to apply, which
+    every administration command would otherwise pay.
     """
     with engine.connect() as connection:
         with _session_lock(connection, STARTUP_LOCK):
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            config.attributes["connection"] = connection
-            with connection.begin():
-                command.upgrade(config, "head")
+            if schema_revision(connection) != head_revision():
+                _upgrade(connection)
             yield connection
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    with connection.begin():
+        command.upgrade(config, "head")
+
+
+def schema_revision(connection: Connection) -> str | None:
+    """The revision the store is at (Alembic's ``alembic_version``), None for an empty store.
+    Leaves no transaction open."""
+    try:
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no such table yet
+        return None
+    finally:
+        connection.rollback()
+
+
+@functools.cache
+def head_revision() -> str:
+    """The latest migration's revision. Migrations are numbered, each file named after its
+    revision (``versions/0013_token_check_index.py`` is revision ``0013``, revising ``0012``):
+    the head is the highest number (tests/test_migrations.py holds Alembic to it)."""
+    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
 
 
 STARTUP_LOCK = "migrations and first start"
@@ -269,7 +299,12 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
         return connection.connection.driver_connection.execute(sql, parameters).fetchone()
     except sqlite3.OperationalError as error:
         raise StoreUnavailable() from error
-    except psycopg.Error as error:
+    except Exception as error:
+        # psycopg is loaded by the engine that made a PostgreSQL connection, and only then:
+        # an administration command on SQLite does not pay for importing it.
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is None or not isinstance(error, psycopg.Error):
+            raise
         if isinstance(error, psycopg.OperationalError) or connection.connection.driver_connection.closed:
             connection.invalidate()
             raise StoreUnavailable() from error

@@ -319,3 +319,14 @@ class TokenReminder(Base):
     token_id: Mapped[int] = mapped_column(ForeignKey("personal_tokens.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # "expiring" or "expired"
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RecordedSetting(Base):
+    """What a starting server records for the commands of its shell, which may run with another
+    environment (deployment.py): its public URL, that a mail a command queues links to."""
+
+    __tablename__ = "recorded_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(2000))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -117,12 +117,13 @@ def create_token(
 
 def mint_checked(
     session: Session, keys: ServerKeys, owner_id: int, name: str, limits: token_limits.Limits, *, prefix: str,
-    actor: str, expires_at: datetime | None, now: datetime, ip: str | None, parent_id: int | None = None,
-    **details: Any,
+    actor: str, expires_at: datetime | None, now: datetime, ip: str | None, audited: bool = True,
+    parent_id: int | None = None, **details: Any,
 ) -> tuple[str, PersonalToken]:
-    """The token row and its audit event (with ``details``), for limits checked already: a new
-    token's, the ones a rotated token carries over as they were, or an application token's
-    (under ``parent_id``), taken from its parent (application_tokens.py)."""
+    """The token row and its ``token.created`` event (with ``details``), for limits checked
+    already: a new token's, the ones a rotated token carries over as they were (a rotation writes
+    one event of its own, ``audited=False``), or an application token's (under ``parent_id``,
+    ``token.derived``), taken from its parent (application_tokens.py)."""
     _ensure_name_free(session, owner_id, name, now)
     secret = tokens.generate(prefix)
     row = PersonalToken(
@@ -143,6 +144,8 @@ def mint_checked(
             session.add(row)
     except IntegrityError:
         raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
+    if not audited:
+        return secret, row
     audit.record(
         session,
         "token.created" if parent_id is None else "token.derived",
@@ -182,6 +185,18 @@ def _tupled(values: list[str] | None) -> tuple[str, ...] | None:
 def limits_of(row: PersonalToken | VerifiedToken) -> dict[str, Any]:
     """A token's limits as the audit trail keeps them."""
     return {"scopes": list(row.scopes), "projects": row.projects, "allowed_ips": row.allowed_ips}
+
+
+def unused_name(session: Session, owner_id: int, wanted: str) -> str:
+    """``wanted``, or ``wanted (2)``, ``wanted (3)``…: the first that none of the owner's live
+    tokens holds (for a token the site names itself)."""
+    taken = set(session.scalars(select(PersonalToken.name).where(
+        PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))))
+    number, name = 1, wanted
+    while name in taken:
+        number += 1
+        name = f"{wanted} ({number})"
+    return name
 
 
 def _ensure_name_free(session: Session, owner_id: int, name: str, now: datetime) -> None:
@@ -468,10 +483,12 @@ def get_live_token(session: Session, token_id: int, owner_id: int) -> PersonalTo
 
 def _revoke(
     session: Session, row: PersonalToken, *, actor: str, reason: str, ip: str | None = None,
-    **details: Any,
+    audited: bool = True, **details: Any,
 ) -> bool:
     """Revoke ``row`` unless someone else just did: False then, and nothing is written. Its
-    application tokens (application_tokens.py) go with it, whatever the reason.
+    application tokens (application_tokens.py) go with it, whatever the reason, each with its
+    own event. ``audited=False``: the caller writes the one event that tells what happened to
+    ``row`` (a rotation).
 
     One conditional UPDATE, so that of two revocations at once (a rotation and a reuse of the
     rotated token, on two instances) only one happens and is audited; PostgreSQL re-reads the
@@ -489,6 +506,17 @@ def _revoke(
         return False
     set_committed_value(row, "revoked_at", now)
     set_committed_value(row, "revoked_reason", reason)
+    if audited:
+        _record_revocation(session, row, actor=actor, reason=reason, ip=ip, **details)
+    children = [] if row.parent_id is not None else session.scalars(select(PersonalToken).where(
+        PersonalToken.parent_id == row.id, PersonalToken.revoked_at.is_(None))).all()
+    for child in children:
+        _revoke(session, child, actor=actor, reason="parent_revoked", ip=ip, parent_token_id=row.id)
+    return True
+
+
+def _record_revocation(session: Session, row: PersonalToken, *, actor: str, reason: str, ip: str | None,
+                       **details: Any) -> None:
     leaked = reason == "leak_reported"
     # A leak notice tells the owner where *they* last used the token (where to replace it),
     # not where the reporter was: that address is kept for administrators only.
@@ -507,11 +535,6 @@ def _revoke(
         **where,
         **details,
     )
-    children = [] if row.parent_id is not None else session.scalars(select(PersonalToken).where(
-        PersonalToken.parent_id == row.id, PersonalToken.revoked_at.is_(None))).all()
-    for child in children:
-        _revoke(session, child, actor=actor, reason="parent_revoked", ip=ip, parent_token_id=row.id)
-    return True
 
 
 def revoke_token(
@@ -565,12 +588,14 @@ def rotate_token(
         raise NotPermitted("A token can rotate only itself: authenticate with the token you want to rotate.")
     if old.expires_at is not None and old.expires_at <= utcnow():
         raise NotPermitted("An expired token cannot be rotated: create a new one instead.")
-    if not _revoke(session, old, actor=actor, reason="rotated", ip=ip):
+    # One event tells the whole act (the security log, the mail): not a revocation and a new
+    # token besides, which would read as if a token had been made.
+    if not _revoke(session, old, actor=actor, reason="rotated", ip=ip, audited=False):
         raise NotFound("You have no live token with that id.")
     # The limits carry over as they are: the replacement may do exactly what the old one could.
     carried = token_limits.Limits(tuple(old.scopes), _tupled(old.projects), _tupled(old.allowed_ips))
     secret, new = mint_checked(session, keys, owner_id, old.name, carried, prefix=prefix, actor=actor,
-                               expires_at=old.expires_at, now=utcnow(), ip=ip)
+                               expires_at=old.expires_at, now=utcnow(), ip=ip, audited=False)
     old.replaced_by_id = new.id
     audit.record(
         session,
@@ -582,6 +607,8 @@ def rotate_token(
         replaced_token_id=old.id,
         name=new.name,
         hint=new.hint,
+        replaced_hint=old.hint,
+        expires_at=new.expires_at.isoformat() if new.expires_at else None,
         **limits_of(new),
     )
     return secret, new

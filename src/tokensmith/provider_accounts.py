@@ -10,14 +10,18 @@ The person is told how an administrator links the two instead.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tokensmith import accounts, audit
 from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput, SignInRejected
-from tokensmith.identity_provider import VerifiedIdentity
 from tokensmith.models import User
+
+if TYPE_CHECKING:  # the provider's client (Authlib, httpx) is the web sign-in's, not `users link`'s
+    from tokensmith.identity_provider import VerifiedIdentity
 
 ACTOR = "identity provider"
 

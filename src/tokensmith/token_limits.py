@@ -173,8 +173,14 @@ def enforce(scopes: Sequence[str], projects: Sequence[str] | None, allowed_ips: 
         raise AddressNotAllowed(ip)
     if need.scope is not None and need.scope not in scopes:
         raise InsufficientScope(need.scope, tuple(scopes))
-    if need.project is not None and projects is not None and need.project not in projects:
+    if need.project is not None and not opens(projects, need.project):
         raise need.hidden(need.project)
+
+
+def opens(projects: Sequence[str] | None, project_id: str) -> bool:
+    """Whether a token's project list (None: every project of its owner) opens ``project_id``.
+    A listing shows only these: outside them a project reads like one that does not exist."""
+    return projects is None or project_id in projects
 
 
 def address_allowed(allowed_ips: Sequence[str], ip: str | None) -> bool:

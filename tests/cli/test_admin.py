@@ -36,6 +36,26 @@ def test_users_create_with_a_password_from_stdin_then_sign_in(server):
         assert sign_in(client, name, PASSWORD).status_code == 303
 
 
+def test_a_user_without_a_password_is_told_what_they_can_do_on_this_server(server):
+    """Issue 18: `users create bob` said bob signs in through the identity provider when none was
+    configured. What the note says follows the configuration."""
+    name = unique("bob")
+    alone = server.cli("users", "create", name, "--email", f"{name}@example.test")
+    assert alone.returncode == 0, alone.stderr
+    assert "no identity provider is configured: they cannot sign in to the web site until you set one" in alone.stderr
+    assert f"`tokensmith users set-password {name}`" in alone.stderr
+    assert f"`tokensmith tokens create --user {name} --name …`" in alone.stderr
+    assert "identity provider, or" not in alone.stderr
+    other = unique("bob")
+    with_provider = server.cli("users", "create", other, "--email", f"{other}@example.test", env={
+        "TOKENSMITH_OIDC_ISSUER": "https://acme.okta.com", "TOKENSMITH_OIDC_CLIENT_ID": "0oa1",
+        "TOKENSMITH_OIDC_CLIENT_SECRET": remember("client secret of the test"), "TOKENSMITH_OIDC_PROVIDER_NAME": "Okta"})
+    assert with_provider.returncode == 0, with_provider.stderr
+    assert f"they sign in with Okta once this account is linked to them there (`tokensmith users link {other}" \
+        in with_provider.stderr
+    assert "set-password" not in with_provider.stderr
+
+
 def test_users_create_refuses_duplicates_and_bad_input_with_exit_codes(server):
     name = unique("victor")
     assert server.cli("users", "create", name, "--email", "v@example.test").returncode == 0

@@ -4,6 +4,7 @@ answering its prompts (pexpect), and in scripts, against a real server."""
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import uuid
@@ -23,6 +24,7 @@ from tests.support.ledger import remember
 from tests.support.ports import free_port
 
 PASSWORD = "client person's password"
+MOMENT = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}"
 
 
 @pytest.fixture
@@ -50,7 +52,9 @@ def test_login_prompts_checks_and_keeps_the_token_in_a_private_file_without_a_ke
     assert token not in screen  # typed hidden, never echoed
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     whoami = tokensmith("whoami", env=env)
-    assert whoami.returncode == 0 and f"{person} with token “laptop”" in whoami.stdout
+    assert whoami.returncode == 0 and whoami.stdout == (  # (issue 18: it ended "(… (mode 0600)).")
+        f"{person} with token “laptop” (tks_…{token[-4:]}) on {server.base_url}; credentials from {stored} "
+        "(mode 0600).\n")
     assert token not in whoami.stdout + whoami.stderr
     logout = tokensmith("logout", env=env)
     assert logout.returncode == 0 and f"Logged out of {server.base_url}" in logout.stdout
@@ -109,6 +113,32 @@ def test_environment_variables_override_everything_for_ci(server, person, tmp_pa
     assert any(row.split()[1] == "narrow" and " api:read " in row and "every project; from 127.0.0.0/8" in row
                for row in rows)
     assert not (tmp_path / "config").exists()  # nothing kept
+
+
+def test_tokens_list_fits_a_terminal_of_80_columns(server, person, tmp_path):
+    """Issue 18: `tokens list` wrapped at 200 columns (a whole Maven user agent). At a terminal
+    each token is one line within its width; piped, the table keeps every column whole."""
+    token, env = logged_in(server, person, tmp_path, name="Laptop")
+    maven = server.create_token(person, "Maven on the build machine with a long name")
+    with server.client(headers={"User-Agent": "Apache-Maven/3.8.7 (Java 17.0.13; Linux 6.1.0-28-amd64)"}) as client:
+        assert client.get("/api/v1/me", auth=(person, maven)).status_code == 200
+    server.used_token_row(person, "Maven on the build machine with a long name")  # written behind the request
+    server.create_token(person, "narrow", scopes=["git:read"], allowed_ips=["2001:db8:1234:5678::/64", "203.0.113.0/24"])
+    env = {**env, "COLUMNS": "80", "LINES": "24"}
+    status, screen = at_terminal("tokens", "list", env=env, dimensions=(24, 80))
+    assert status == 0, screen
+    lines = screen.replace("\r", "").splitlines()
+    assert lines[0].split() == ["ID", "NAME", "TOKEN", "ACCESS", "LAST", "USED", "(UTC)", "EXPIRES"]
+    assert all(len(line) <= 80 for line in lines), "\n".join(line for line in lines if len(line) > 80)
+    rows = {re.search(r"tks_…\w{4}", line).group(): line for line in lines[1:4]}
+    assert len(rows) == 3 and {f"tks_…{token[-4:]}", f"tks_…{maven[-4:]}"} <= set(rows), screen
+    assert "Laptop" in rows[f"tks_…{token[-4:]}"] and " everything " in rows[f"tks_…{token[-4:]}"]
+    assert re.search(rf" Maven on the [^ ]*…  tks_…{maven[-4:]}  everything +{MOMENT}  never$", rows[f"tks_…{maven[-4:]}"])
+    narrow = next(line for line in lines[1:4] if "narrow" in line)
+    assert re.search(r" git:read; from 2\S*… +never +never$", narrow), narrow
+    assert "Where and by what each was last used, every limit: tokens list --json" in screen
+    piped = tokensmith("tokens", "list", env=env)  # a pipe: whole cells, the agent included
+    assert "Apache-Maven/3.8.7 (Java 17.0.13; Linux 6.1.0-28-amd64)" in piped.stdout and piped.stderr == ""
 
 
 def test_a_server_that_is_down_is_reported_with_exit_code_6(tmp_path):

@@ -4,13 +4,14 @@ from a HOME of their own and with a PATH that does not hold the client."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.support.client import TOKENSMITH, client_env, login_at_terminal, tokensmith
+from tests.support.client import TOKENSMITH, answering, client_env, login_at_terminal, tokensmith
 from tests.support.ledger import remember
 
 
@@ -130,3 +131,59 @@ def test_the_helper_answers_only_for_its_server_and_its_person(server, person, t
               "TOKENSMITH_TOKEN": ci}
     answer = tokensmith("git-credential", "get", env=ci_env, input=f"protocol=http\nhost={host}\n\n")
     assert answer.stdout == f"username=ci-bot\npassword={ci}\n"
+
+
+# --- git's own store after a rotation ------------------------------------------------------------------
+
+
+def test_a_rotation_puts_the_new_secret_in_gits_store_and_git_keeps_working(server, person, project, tmp_path):
+    """Issue 18: after `tokens rotate` the old secret stayed in ~/.git-credentials, without a word;
+    git's next fetch presented it and, a rotated secret coming back, the server revoked the new
+    one too. The person here gave git the token at its prompt, with git's `store` helper, and
+    logged the client in with the same token."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = client_env(home)
+    git("config", "--global", "credential.helper", "store", env=env, cwd=home)
+    token = server.create_token(person, "laptop")
+    status, screen = answering("git", ["clone", f"{server.base_url}/git/{project}.git", str(home / "work")],
+                               env={**env, "GIT_TERMINAL_PROMPT": "1"}, cwd=home, answers=[
+                                   (f"Username for '{server.base_url}': ", person),
+                                   (f"Password for 'http://{person}@{server.base_url.removeprefix('http://')}': ",
+                                    token)])
+    assert status == 0, screen
+    assert token in (home / ".git-credentials").read_text()  # what git's store kept, after the prompt
+    assert login_at_terminal(server, person, token, env)[0] == 0
+
+    rotated = tokensmith("tokens", "rotate", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert (f"Updated {home / '.git-credentials'}: git's saved credential for {server.base_url} has the new token."
+            in rotated.stdout)
+    new = remember(json.loads((home / "config" / "tokensmith" / "credentials").read_text())[server.base_url]["token"])
+    stored = (home / ".git-credentials").read_text()
+    assert token not in stored and new in stored
+    assert oct((home / ".git-credentials").stat().st_mode & 0o777) == "0o600"
+    assert "may still hold the old secret" not in rotated.stdout  # store was the only helper
+
+    fetched = git("fetch", env=env, cwd=home / "work", check=False)
+    assert fetched.returncode == 0, fetched.stderr
+    with server.client() as client:  # and the new token lives on: no reuse of the old one was seen
+        assert client.get("/api/v1/me", auth=(person, new)).status_code == 200
+
+
+def test_a_rotation_names_the_helpers_it_cannot_read(server, person, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = client_env(home)
+    git("config", "--global", "credential.helper", "cache --timeout=60", env=env, cwd=home)
+    assert login_at_terminal(server, person, server.create_token(person, "cached"), env)[0] == 0
+    rotated = tokensmith("tokens", "rotate", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert (f"git's credential helper “cache --timeout=60” may still hold the old secret for {server.base_url}"
+            in rotated.stdout)
+    remember(json.loads((home / "config" / "tokensmith" / "credentials").read_text())[server.base_url]["token"])
+    # Once git asks tokensmith for this server, no other helper answers for it: nothing to say.
+    assert tokensmith("git", "setup", env=env).returncode == 0
+    again = tokensmith("tokens", "rotate", env=env)
+    assert again.returncode == 0 and "may still hold" not in again.stdout, again.stdout
+    remember(json.loads((home / "config" / "tokensmith" / "credentials").read_text())[server.base_url]["token"])

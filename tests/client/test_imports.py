@@ -47,3 +47,18 @@ def test_a_client_command_loads_nothing_of_the_server(server, logged_in_env, tmp
 def test_an_administration_command_does_load_the_server(server, tmp_path):
     modules, result = loaded_by(["users", "disable", "nobody-here"], server.env, tmp_path)
     assert result.returncode == 3 and "sqlalchemy" in modules and "tokensmith.accounts" in modules
+
+
+# What the server's shell commands have no use for, and loaded at every run before: Alembic on a
+# store at the latest migration, the identity provider's client, the PostgreSQL driver on
+# SQLite, the web application.
+NOT_FOR_COMMANDS = ("alembic", "mako", "authlib", "joserfc", "httpx2", "psycopg", "fastapi", "starlette", "uvicorn",
+                    "jinja2")
+
+
+@pytest.mark.parametrize("arguments", [["users", "list"], ["projects", "list"], ["users", "link", "nobody-here",
+                                                                                 "--subject", "s", "--issuer", "x"]])
+def test_an_administration_command_loads_only_what_it_uses(server, tmp_path, arguments):
+    modules, result = loaded_by(arguments, server.env, tmp_path)
+    assert result.returncode in (0, 3), result.stderr
+    assert [name for name in modules if name.split(".")[0] in NOT_FOR_COMMANDS] == []

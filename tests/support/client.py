@@ -38,9 +38,11 @@ def tokensmith(*args: str, env: dict[str, str], input: str = "", cwd: Path | Non
 
 
 def answering(program: str, args: list[str], *, env: dict[str, str], answers: list[tuple[str, str]] = (),
-              cwd: Path | None = None, timeout: float = 30) -> tuple[int, str]:
-    """Run in a pseudo-terminal, answering each expected prompt; the exit status and the screen."""
-    child = pexpect.spawn(program, args, env=env, encoding="utf-8", timeout=timeout, cwd=str(cwd) if cwd else None)
+              cwd: Path | None = None, timeout: float = 30, dimensions: tuple[int, int] = (24, 200)) -> tuple[int, str]:
+    """Run in a pseudo-terminal of ``dimensions`` (rows, columns), answering each expected
+    prompt; the exit status and the screen."""
+    child = pexpect.spawn(program, args, env=env, encoding="utf-8", timeout=timeout, cwd=str(cwd) if cwd else None,
+                          dimensions=dimensions)
     screen = ""
     for prompt, answer in answers:
         child.expect(prompt)
@@ -53,9 +55,10 @@ def answering(program: str, args: list[str], *, env: dict[str, str], answers: li
 
 
 def at_terminal(*args: str, env: dict[str, str], answers: list[tuple[str, str]] = (),
-                cwd: Path | None = None, timeout: float = 30) -> tuple[int, str]:
+                cwd: Path | None = None, timeout: float = 30, dimensions: tuple[int, int] = (24, 200)) -> tuple[int, str]:
     """The client in a pseudo-terminal, as a person runs it."""
-    return answering(TOKENSMITH, list(args), env=env, answers=answers, cwd=cwd, timeout=timeout)
+    return answering(TOKENSMITH, list(args), env=env, answers=answers, cwd=cwd, timeout=timeout,
+                     dimensions=dimensions)
 
 
 def login_at_terminal(server, username: str, secret: str, env: dict[str, str]) -> tuple[int, str]:

@@ -88,6 +88,22 @@ class NuxeoCli:
                         if_asked=(r"Overwrite \S*settings\.xml\?", "y") if settings else None)
 
 
+def on_the_path(folder: Path) -> Path:
+    """A ``nuxeo`` command in ``folder`` that runs the tool as ``NuxeoCli`` does, its analytics
+    request sent to a loopback port where nothing listens (and only the tool's: curl, git, pip see
+    no proxy), for a shell where a person types ``nuxeo``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dead = f"http://127.0.0.1:{free_port()}"
+    command = folder / "nuxeo"
+    command.write_text(f"""#!/bin/sh
+export NO_UPDATE_NOTIFIER=1 HTTP_PROXY={dead} HTTPS_PROXY={dead} http_proxy={dead} https_proxy={dead}
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+exec {NUXEO} "$@"
+""")
+    command.chmod(0o755)
+    return command
+
+
 def tool_state(folder: Path) -> dict:
     """What the tool keeps in a project folder (``.yo-rc.json``)."""
     return json.loads((folder / ".yo-rc.json").read_text())["generator-nuxeo"]

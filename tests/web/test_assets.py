@@ -16,8 +16,8 @@ from tokensmith.web.edge import at_the_edge, edge_routes
 STATIC = Path(__file__).resolve().parents[2] / "src" / "tokensmith" / "web" / "static"
 
 
-def linked_assets(html: str) -> list[str]:
-    return re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
+def linked_assets(html: str, suffix: str = ".css") -> list[str]:
+    return [url for url in re.findall(r'(?:href|src)="(/static/[^"]+)"', html) if url.endswith(suffix)]
 
 
 def test_pages_link_the_files_by_their_content(server):
@@ -43,6 +43,26 @@ def test_a_cache_that_asks_again_gets_a_304_and_head_gets_no_body(server):
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str((STATIC / "style.css").stat().st_size)
+
+
+def test_the_site_has_an_icon_at_the_root_and_under_its_fingerprint(server):
+    """Issue 18: /favicon.ico was a 404. The package's icon, linked by every page under its
+    fingerprinted name and served at the root too, where browsers and tools look for it."""
+    content = (STATIC / "favicon.ico").read_bytes()
+    assert content[:4] == b"\x00\x00\x01\x00" and int.from_bytes(content[4:6], "little") == 3  # ICO: 16, 32, 48 px
+    with server.client() as client:
+        icon, = linked_assets(client.get("/login").text, ".ico")
+        fingerprinted_icon = client.get(icon)
+        at_the_root = client.get("/favicon.ico")
+        again = client.get("/favicon.ico", headers={"If-None-Match": at_the_root.headers["etag"]})
+        docs_icon, = linked_assets(client.get("/docs").text, ".ico")
+    assert icon == f"/static/favicon.{hashlib.sha256(content).hexdigest()[:12]}.ico" == docs_icon
+    for answer in (fingerprinted_icon, at_the_root):
+        assert answer.status_code == 200 and answer.content == content
+        assert answer.headers["content-type"] == "image/vnd.microsoft.icon"
+    assert fingerprinted_icon.headers["cache-control"] == FOREVER
+    assert at_the_root.headers["cache-control"] == "public, max-age=86400"  # its name never changes
+    assert again.status_code == 304 and again.content == b""
 
 
 @pytest.mark.parametrize("old", ["/static/style.css", "/static/style.0123456789ab.css"])

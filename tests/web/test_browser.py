@@ -373,17 +373,26 @@ def test_a_person_makes_a_narrow_token_and_regenerates_it(page: Page, server: Li
     everything = page.get_by_label("Everything")
     expect(everything).to_be_checked()
     for scope in ("api:read", "api:write", "git:read", "git:write", "maven:read"):
+        # Issue 18: they looked ticked and clickable. A preset's scopes are shown, locked, and look it.
         expect(scope_box(page, scope)).to_be_checked()
+        expect(scope_box(page, scope)).to_be_disabled()
+    label = page.locator("ul.scopes label").first
+    assert label.evaluate("l => [getComputedStyle(l).cursor, getComputedStyle(l).color]") == [
+        "not-allowed", "rgb(154, 161, 173)"]
     # Each scope says what it opens, in a sentence.
     expect(scope_box(page, "git:write")).to_have_accessible_name(
         "git:write Push to your projects' Git repositories (includes git:read).")
 
     page.get_by_label("Token name").fill("Nexus proxy")
-    page.get_by_label("Read only").check()  # the preset ticks its boxes
+    page.get_by_label("Read only").check()  # the preset ticks its boxes, locked too
     expect(scope_box(page, "api:write")).not_to_be_checked()
     expect(scope_box(page, "maven:read")).to_be_checked()
-    scope_box(page, "api:read").uncheck()  # one box by hand: Custom
-    expect(page.get_by_label("Custom")).to_be_checked()
+    expect(scope_box(page, "maven:read")).to_be_disabled()
+    page.get_by_label("Custom").check()  # unlocks them, ticked as Read only had them
+    expect(scope_box(page, "api:read")).to_be_enabled()
+    expect(scope_box(page, "api:read")).to_be_checked()
+    assert label.evaluate("l => getComputedStyle(l).cursor") != "not-allowed"
+    scope_box(page, "api:read").uncheck()
     page.get_by_role("checkbox", name=project_id).check()  # one project: only these
     expect(page.get_by_label("Only the projects ticked below")).to_be_checked()
     page.get_by_label("Allowed addresses").fill("127.0.0.0/8")
@@ -493,6 +502,13 @@ def test_the_pages_fit_the_screen(chromium: Browser, server: LiveServer, person:
             assert api.delete(f"/api/v1/tokens/{token_id}").status_code == 204
         page.goto("/tokens")
         expect(token_row(page, "Laptop git with a long descriptive name")).to_have_count(1)
+        # Issue 18: on a phone "Your tokens" came 1,570 px down, under the whole create form. The
+        # list is on the first screen now, and a link there leads to the form below it.
+        listed = page.get_by_role("heading", name="Your tokens").bounding_box()
+        assert listed["y"] < 900 * 0.6, f"“Your tokens” is {listed['y']:.0f} px down"
+        assert page.get_by_role("heading", name="Create a token").bounding_box()["y"] > listed["y"]
+        page.get_by_role("link", name="Create a token").click()
+        expect(page.get_by_label("Token name")).to_be_in_viewport()
         fits(page)
         revoke = page.locator("tr[data-token-id] summary", has_text="Revoke")
         revoke.scroll_into_view_if_needed()
@@ -529,3 +545,51 @@ def test_my_applications_copies_the_clone_url_and_a_complete_settings_xml(
     assert (repository.findtext("id"), repository.findtext("url")) == ("tokensmith-studio",
                                                                        f"{server.base_url}/maven/studio/")
     assert settings.findtext("activeProfiles/activeProfile") == settings.findtext("profiles/profile/id")
+
+
+def test_my_applications_fills_the_settings_xml_with_a_maven_token_and_maven_uses_it(
+    page: Page, server: LiveServer, person: Person, tmp_path: Path
+) -> None:
+    """Issue 18: the README said My Applications shows the settings.xml entry filled in; it held a
+    placeholder. "Fill in a token" makes a maven:read token and puts it in the entry, shown once;
+    the entry copied from the page, as it is, lets real Maven download a release."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import unavailable
+    from tests.support.client import project_with_a_commit
+
+    if not shutil.which("mvn") or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
+        unavailable("mvn with Debian's maven-dependency-plugin is not installed")
+    project_id = project_with_a_commit(server, person.username, tmp_path)
+    with server.client(auth=(person.username, server.create_token(person.username, "releases"))) as api:
+        released = api.post(f"/studio/v2/project/{project_id}/releases", json={"revision": "master", "versionName": "1.0.0"})
+        assert released.status_code == 201, released.text
+    signed_in(page, person)
+    page.get_by_role("link", name="My Applications").click()
+    page.get_by_role("button", name=f"Fill in a token for the settings.xml of {project_id}").click()
+    expect(page.get_by_role("heading", name="Your new token “Maven settings.xml”, filled in below")).to_be_visible()
+    token = shown_token(page)
+    page.get_by_role("button", name=f"Copy the settings.xml for {project_id}").click()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert f"<password>{token}</password>" in copied and "PASTE-A-PERSONAL-ACCESS-TOKEN-HERE" not in copied
+    me = call_me(server, person.username, token).json()["token"]
+    assert (me["name"], me["scopes"], me["projects"], me["allowed_ips"]) == ("Maven settings.xml", ["maven:read"],
+                                                                             None, None)
+
+    # Central is out of reach here: Debian's copy of it stands in (RECIPES), nothing else changes.
+    settings = tmp_path / "settings.xml"
+    settings.write_text(copied.replace("<settings>", "<settings><mirrors><mirror><id>debian</id><mirrorOf>central"
+                                       "</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>", 1))
+    maven = subprocess.run(["mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={tmp_path / 'm2'}",
+                            "dependency:get", f"-Dartifact=com.acme.studio:{project_id}:1.0.0"],
+                           capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert maven.returncode == 0, maven.stdout[-2000:]
+    assert (tmp_path / "m2" / "com" / "acme" / "studio" / project_id / "1.0.0" / f"{project_id}-1.0.0.jar").exists()
+
+    page.reload()  # shown once: the page again, the placeholder back, nothing posted twice
+    expect(page.get_by_test_id("new-token")).to_have_count(0)
+    expect(page.get_by_test_id("settings-xml")).to_contain_text("PASTE-A-PERSONAL-ACCESS-TOKEN-HERE")
+    page.get_by_role("button", name=f"Fill in a token for the settings.xml of {project_id}").click()
+    expect(page.get_by_role("heading", name="Your new token “Maven settings.xml (2)”, filled in below")).to_be_visible()
+    shown_token(page)

@@ -26,7 +26,7 @@ from tests.support.seeding import never_used_tokens
 from tokensmith.cli.serve import prepare_store, uvicorn_options
 from tokensmith.config import load_settings
 from tokensmith.web.app import create_app
-from tokensmith.web.edge import Edge
+from tokensmith.web.edge import Edge, without_sniffing
 
 # What differs from one response to the next whatever served it: the date, the time the token
 # was last used (and so, at times, the body's length), the client's port in the access log.
@@ -48,7 +48,7 @@ class TwoDoors:
 
     def __init__(self, data_dir: Path) -> None:
         settings = load_settings({"TOKENSMITH_DATA_DIR": str(data_dir), "TOKENSMITH_PUBLIC_URL": "http://127.0.0.1"})
-        self.admin_password = prepare_store(settings)
+        self.admin_password = prepare_store(settings).password
         self.token, = never_used_tokens(settings, "admin", 1)
         self.edge = create_app(settings)
         assert isinstance(self.edge, Edge)
@@ -57,8 +57,10 @@ class TwoDoors:
         edge_port = self.sockets[0].getsockname()[1]
 
         async def by_port(scope, receive, send):
-            through_edge = scope["type"] == "lifespan" or scope["server"][1] == edge_port
-            await (self.edge if through_edge else self.edge.inner)(scope, receive, send)
+            if scope["type"] == "lifespan" or scope["server"][1] == edge_port:
+                await self.edge(scope, receive, send)
+            else:  # every answer leaves with nosniff, added by the edge whichever way it came
+                await self.edge.inner(scope, receive, without_sniffing(send))
 
         options = {k: v for k, v in uvicorn_options("127.0.0.1", 0, access_log=True).items()
                    if k not in ("host", "port", "log_config")}

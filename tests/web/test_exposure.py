@@ -10,10 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.ledger import remember
+from tests.support.git import GitUser
 from tests.support.pages import csrf_of
+from tests.support.scim import SCIM_JSON, provisioning_secret
 from tests.support.servers import LiveServer
 
 METRICS_SECRET = remember("metrics-" + uuid.uuid4().hex + uuid.uuid4().hex)
+SCIM_SECRET = provisioning_secret()
 
 
 def unique(prefix: str) -> str:
@@ -26,6 +29,7 @@ def behind_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
     live = LiveServer(tmp_path_factory.mktemp("proxied") / "data", name="proxied", env={
         "TOKENSMITH_TRUSTED_PROXIES": "127.0.0.1/32, 10.0.0.0/8",
         "TOKENSMITH_METRICS_TOKEN": METRICS_SECRET,
+        "TOKENSMITH_SCIM_TOKEN": SCIM_SECRET,
     }).start()
     yield live
     live.stop()
@@ -153,3 +157,60 @@ def test_a_405_never_shows_a_traceback(server):
     with server.client() as client:
         answer = client.request("OPTIONS", "/api/v1/tokens")
     assert answer.status_code == 405 and "Traceback" not in answer.text
+
+
+# --- nothing is sniffed -------------------------------------------------------------------------------
+
+
+def test_every_answer_tells_browsers_not_to_sniff(behind_proxy, tmp_path):
+    """Issue 18: JSON, SCIM, git and Maven answers lacked X-Content-Type-Options. Every answer
+    carries it once, successes and refusals alike, whichever layer wrote it."""
+    live = behind_proxy
+    user, project = unique("sniff"), unique("sniffed")
+    live.create_user(user)
+    assert live.cli("projects", "create", project, "--group-id", "com.acme", "--owner", user).returncode == 0
+    token = live.create_token(user, "everything")
+    person = GitUser(tmp_path / "home", user, token)
+    person.remember_credentials(live.base_url)
+    person.git("clone", f"{live.base_url}/git/{project}.git", str(tmp_path / "work"))
+    (tmp_path / "work" / "a.txt").write_text("a\n")
+    person.git("add", ".", cwd=tmp_path / "work")
+    person.git("commit", "-m", "a", cwd=tmp_path / "work")
+    person.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+    jar = f"/maven/studio/com/acme/{project}/1.0.0/{project}-1.0.0.jar"
+    with live.client() as client:
+        released = client.post(f"/studio/v2/project/{project}/releases", auth=(user, token),
+                               json={"revision": "master", "versionName": "1.0.0"})
+        assert released.status_code == 201, released.text
+        stylesheet = client.get("/login").text.split('href="/static/style.')[1].split('"')[0]
+        scim = {"Authorization": f"Bearer {SCIM_SECRET}", "Content-Type": SCIM_JSON}
+        answers = {
+            "JSON": client.get("/api/v1/me", auth=(user, token)),
+            "JSON 401": client.get("/api/v1/tokens"),
+            "JSON 422": client.get("/api/v1/audit", params={"limit": 0}, auth=(user, token)),
+            "JSON 404": client.get("/api/v1/nothing-here"),
+            "JSON 413": client.post("/api/v1/tokens/revoke", content=b"x" * 70_000),
+            "SCIM": client.get("/scim/v2/Users", headers=scim),
+            "SCIM 401": client.get("/scim/v2/Users"),
+            "git": client.get(f"/git/{project}.git/info/refs", params={"service": "git-upload-pack"},
+                              auth=(user, token)),
+            "git 401": client.get(f"/git/{project}.git/info/refs", params={"service": "git-upload-pack"}),
+            "Maven": client.get(jar, auth=(user, token)),
+            "Maven HEAD": client.head(jar, auth=(user, token)),
+            "Maven 401": client.get(jar),
+            "Maven 404": client.get(jar.replace("1.0.0", "9.9.9"), auth=(user, token)),
+            "hotfix 401": client.get("/packages/hotfix/com/acme/x/1/x-1.zip", auth=(user, token)),
+            "page": client.get("/login"),
+            "page redirect": client.get("/tokens"),
+            "static": client.get(f"/static/style.{stylesheet}"),
+            "static redirect": client.get("/static/style.css"),
+            "static 404": client.get("/static/nothing.css"),
+            "icon": client.get("/favicon.ico"),
+            "health": client.get("/healthz"),
+            "metrics": client.get("/metrics"),
+            "OpenAPI": client.get("/openapi.json"),
+            "405": client.request("PUT", "/api/v1/me"),
+        }
+    for what, answer in answers.items():
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"], (what, answer.status_code)
+    assert answers["git"].status_code == answers["Maven"].status_code == answers["SCIM"].status_code == 200

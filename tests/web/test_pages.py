@@ -300,7 +300,8 @@ def test_regenerate_gives_a_new_secret_with_the_same_limits_once(server, person)
     after = client.get("/tokens").text
     inactive = html.unescape(after).split("Inactive tokens")[1]
     assert "rolling" in inactive and "Revoked when it was rotated on" in inactive
-    assert "Token “rolling” rotated: a new secret replaced the old one (scopes: Read only" in html.unescape(after)
+    assert (f"Token “rolling” rotated: a new secret (tks_…{new[-4:]}) replaced the old one (tks_…{old[-4:]}), "
+            "which no longer works (scopes: Read only") in html.unescape(after)
     other = client.post("/tokens/999999/regenerate", data={"csrf_token": csrf_of(page)})
     assert other.status_code == 404 and "no live token" in other.text
 

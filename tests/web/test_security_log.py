@@ -7,6 +7,7 @@ On the shared server (tests/conftest.py); each test signs in as people of its ow
 from __future__ import annotations
 
 import csv
+import html
 import io
 import itertools
 import json
@@ -20,6 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select, update
 
 from tests.support.ledger import remember
+from tests.test_audit import ISSUE_18_CURSORS
 from tests.support.pages import csrf_of, sign_in
 from tests.support.servers import LiveServer
 from tokensmith import accounts, audit, personal_tokens
@@ -94,6 +96,30 @@ def test_the_api_pages_through_the_callers_events_only_and_filters_by_token(serv
         assert {event["action"] for event in mine} == {"user.created", "token.created"}
 
 
+def test_a_rotation_reads_as_one_event_naming_both_secrets(server: LiveServer) -> None:
+    """Issue 18: a rotation wrote three events (a revocation, a token "created", the rotation)."""
+    owner, password = new_person(server)
+    old = server.create_token(owner, "Laptop")
+    old_id = token_id(server, owner, "Laptop")
+    with server.client(auth=(owner, old)) as client:
+        rotated = client.post(f"/api/v1/tokens/{old_id}/rotate").json()
+    new = remember(rotated["token"])
+    said = (f"Token “Laptop” rotated: a new secret (tks_…{new[-4:]}) replaced the old one (tks_…{old[-4:]}), "
+            "which no longer works (scopes: Everything; projects: every project of its owner; from: anywhere)")
+    with server.client(auth=(owner, new)) as client:
+        events, _ = read_all(client)
+        assert [event["action"] for event in events] == ["token.rotated", "token.created", "user.created"]
+        assert events[0]["description"] == said and events[0]["token_id"] == rotated["id"]
+        for either in (old_id, rotated["id"]):  # filtered by the old token or the new one
+            assert [event["action"] for event in read_all(client, token_id=either)[0]][0] == "token.rotated"
+    with server.client() as browser:
+        sign_in(browser, owner, password)
+        page = html.unescape(browser.get("/security-log").text)
+    log = [" ".join(item.split()) for item in page.split("data-action=")[1:]]
+    assert [item.split('"')[1] for item in log] == ["session.started", "token.rotated", "token.created", "user.created"]
+    assert said in log[1] and "Token “Laptop” created" in log[2]
+
+
 def test_the_api_refuses_without_a_token_without_api_read_and_on_a_bad_cursor(server: LiveServer) -> None:
     owner, _ = new_person(server)
     git_only = server.create_token(owner, "git", scopes=["git:read"])
@@ -104,6 +130,9 @@ def test_the_api_refuses_without_a_token_without_api_read_and_on_a_bad_cursor(se
         assert refused.status_code == 403 and refused.json()["needed_scope"] == "api:read"
         bad = client.get("/api/v1/audit", params={"cursor": "bm90IGEgY3Vyc29y"}, auth=(owner, reader))
         assert bad.status_code == 422 and "cursor" in bad.json()["message"]
+        for cursor in ISSUE_18_CURSORS:  # they answered 500
+            forged = client.get("/api/v1/audit", params={"cursor": cursor}, auth=(owner, reader))
+            assert forged.status_code == 422 and "not one this server gave" in forged.json()["message"]
         assert client.get("/api/v1/audit", params={"limit": 0}, auth=(owner, reader)).status_code == 422
         schema = client.get("/openapi.json").json()
         assert "/api/v1/audit" in schema["paths"] and "AuditPage" in schema["components"]["schemas"]
@@ -141,6 +170,21 @@ def test_a_bad_since_date_is_refused_with_what_to_type(capsys: pytest.CaptureFix
 # --- pages over HTTP --------------------------------------------------------------------------------------
 
 
+def test_filling_the_maven_settings_with_a_token_needs_a_recent_sign_in_and_the_form(server: LiveServer) -> None:
+    person, password = new_person(server)
+    with server.client() as browser:
+        sign_in(browser, person, password)
+        page = browser.get("/applications")
+        assert browser.post("/applications/maven-token", data={"csrf_token": "0" * 64}).status_code == 403
+        age_sessions(server, person)
+        asked = browser.post("/applications/maven-token", data={"csrf_token": csrf_of(page)})
+        assert asked.status_code == 401 and "Confirm it is you" in asked.text
+        done = browser.post("/applications/maven-token", data={"csrf_token": csrf_of(page), "reauth_password": password})
+        assert done.status_code == 200 and 'data-testid="new-token"' in done.text
+        remember(done.text.split('data-testid="new-token" id="new-token">')[1].split("<")[0])
+    assert server.token_row(person, "Maven settings.xml").scopes == ["maven:read"]
+
+
 def test_the_inventory_is_for_administrators_only(server: LiveServer) -> None:
     person, password = new_person(server)
     with server.client() as browser:
@@ -148,6 +192,9 @@ def test_the_inventory_is_for_administrators_only(server: LiveServer) -> None:
         assert browser.get("/admin/tokens").status_code == 404
         page = browser.get("/security-log")
         assert page.status_code == 200 and "/admin/tokens" not in page.text
+        for cursor in ISSUE_18_CURSORS:  # they answered 500
+            forged = browser.get("/security-log", params={"cursor": cursor})
+            assert forged.status_code == 422 and "not one this server gave" in forged.text
         refused = browser.post("/admin/tokens/1/revoke", data={"csrf_token": csrf_of(page)})
         assert refused.status_code == 404
 

@@ -172,6 +172,8 @@ def test_routes_without_a_project(world: World, route: Route, scope: str, addres
             limits = response.json()["token"]
             assert (limits["scopes"], limits["projects"], limits["allowed_ips"]) == (
                 list(token_limits.validate_scopes([scope])), [world.a], [BLOCK])
+        if route.name == "GET /api/v1/projects":  # B is outside its list: not even listed
+            assert [project["id"] for project in response.json()] == [world.a]
         if route.name.startswith("POST"):  # rotated: the new secret keeps every limit
             rotated = response.json()
             assert (rotated["scopes"], rotated["projects"], rotated["allowed_ips"]) == (
@@ -350,6 +352,15 @@ def test_forwarded_addresses_count_only_from_a_trusted_proxy(server: LiveServer)
     with server.client(auth=(name, elsewhere), headers={"X-Forwarded-For": INSIDE}) as client:
         refused = client.get("/api/v1/me")
     assert refused.status_code == 403 and refused.json()["address"] == "127.0.0.1"
+
+
+def test_the_project_list_shows_what_the_token_opens(world: World) -> None:
+    """Issue 18: a token limited to A listed B too. Every project for a token of every project."""
+    with world.client(world.admin_token, INSIDE) as client:
+        everything = [project["id"] for project in client.get("/api/v1/projects").json()]
+    assert {world.a, world.b} <= set(everything)
+    with world.client(world.token("api:read", "listing"), INSIDE) as client:
+        assert [project["id"] for project in client.get("/api/v1/projects").json()] == [world.a]
 
 
 def test_a_refused_request_is_not_recorded_as_a_use(world: World) -> None:

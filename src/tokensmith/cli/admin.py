@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, audit, mail, maven_repository, personal_tokens, projects, provider_accounts, token_limits
+from tokensmith import accounts, audit, deployment, mail, maven_repository, personal_tokens, projects, provider_accounts, token_limits
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, require_existing_store, session_factory, unit_of_work
@@ -39,7 +39,8 @@ class AdminContext:
 
 @contextlib.contextmanager
 def admin_store() -> Iterator[AdminContext]:
-    """The store, migrated, in one transaction committed when the command succeeds."""
+    """The store, migrated, in one transaction committed when the command succeeds; the
+    settings with the public URL the running server recorded (deployment.py)."""
     settings = load_settings()
     require_existing_store(settings)
     engine = create_store_engine(settings)
@@ -51,8 +52,9 @@ def admin_store() -> Iterator[AdminContext]:
             raise
         except Exception as error:
             raise StoreUnavailable(f"Cannot open the store: {type(error).__name__}.") from error
-        mail.configure(settings)  # what a command does is mailed as when done on the web site
         with unit_of_work(session_factory(engine)) as session:
+            settings = deployment.for_the_shell(session, settings)
+            mail.configure(settings)  # what a command does is mailed as when done on the web site
             yield AdminContext(session, settings, load_server_keys(settings))
     finally:
         engine.dispose()
@@ -86,8 +88,19 @@ def users_create(
         name = user.username
     note(f"Created user {name}{' (administrator)' if admin else ''}.")
     if password is None:
-        note("They have no password: they sign in through the identity provider, or use tokens "
-             f"minted with `tokensmith tokens create --user {name}`.")
+        note(without_password(name, ctx.settings))
+
+
+def without_password(name: str, settings: Settings) -> str:
+    """What a user made without a password can do, on this server's configuration."""
+    tokens = f"tools take tokens you mint for them (`tokensmith tokens create --user {name} --name …`)"
+    provider = settings.identity_provider
+    if provider is not None:
+        return (f"They have no password: they sign in with {provider.name} once this account is linked to them "
+                f"there (`tokensmith users link {name} --subject …`; their first sign-in shows the command), and "
+                f"{tokens}.")
+    return ("They have no password, and no identity provider is configured: they cannot sign in to the web site "
+            f"until you set one (`tokensmith users set-password {name}`); meanwhile {tokens}.")
 
 
 @users_app.command("list")

@@ -1,6 +1,8 @@
 """The ``tokensmith`` command: one tree for the client's commands and the server's
 administration. ``tokensmith --help`` and shell completion list both; the administration
-commands (and the server they import) load only when one of them runs.
+commands (and the server they import) load only when one of them runs. In the client's own
+distribution (tokensmith-client, built by distributions/client/) they are not there at all, and
+asking for one says what to install instead.
 
 Errors become one line on stderr and an exit code: 0 success; 1 unexpected error; 2 bad
 usage or invalid input; 3 not found; 4 conflict (already exists); 5 refused (authentication
@@ -14,7 +16,7 @@ import sys
 import traceback
 
 from tokensmith.client import command_line
-from tokensmith.client.errors import ClientError
+from tokensmith.client.errors import ClientError, InvalidInput
 
 ADMIN = "tokensmith.cli.admin"
 # The server's commands: name, module, help. `tokens create` and `tokens revoke-all` too.
@@ -55,9 +57,24 @@ def tree() -> command_line.Parser:
 
 
 def _server_subcommands(module: str, name: str) -> list[str]:
+    if not server_installed():
+        return []
     from tokensmith.cli import server_commands
 
     return server_commands.names(module, name)
+
+
+def server_installed() -> bool:
+    """Whether this installation holds the server (the ``tokensmith`` distribution, or a
+    checkout), or only the client (``tokensmith-client``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tokensmith.cli.server_commands") is not None
+
+
+def not_installed(prog: str) -> InvalidInput:
+    return InvalidInput(f"`{prog}` is a server command, not in tokensmith-client (the client alone): where the server "
+                        "runs, install the `tokensmith` distribution instead (`pip install .` in a Tokensmith checkout).")
 
 
 def fail(message: str, code: int, debug: bool) -> int:
@@ -89,6 +106,8 @@ def run(arguments: list[str]) -> int:
     try:
         found = server_command(arguments[leading:])
         if found is not None and "_ARGCOMPLETE" not in os.environ:
+            if not server_installed():
+                raise not_installed(found[2])
             from tokensmith.cli import server_commands
 
             return server_commands.run(*found)

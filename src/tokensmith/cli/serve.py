@@ -14,8 +14,8 @@ from sqlalchemy.orm import sessionmaker
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tokensmith import data_dir, metrics, releases
-from tokensmith.bootstrap import ADMIN_USERNAME, first_start
+from tokensmith import data_dir, deployment, metrics, releases
+from tokensmith.bootstrap import ADMIN_USERNAME, FirstStart, first_start
 from tokensmith.cli.server_commands import app
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import check_replication, create_store_engine, migrated, unit_of_work
@@ -23,8 +23,8 @@ from tokensmith.server_keys import load_server_keys
 from tokensmith.web.draining import DrainingProtocol
 
 
-def prepare_store(settings: Settings) -> str | None:
-    """Apply migrations and bootstrap; returns the new admin password on the very first start."""
+def prepare_store(settings: Settings) -> FirstStart | None:
+    """Apply migrations and bootstrap; what the very first start made (admin's password), else None."""
     data_dir.ensure(settings.data_dir)
     load_server_keys(settings)  # generated now, on first start, rather than mid-request
     engine = create_store_engine(settings)
@@ -33,20 +33,34 @@ def prepare_store(settings: Settings) -> str | None:
         # one creates admin and demo, and the others find them.
         check_replication(engine, settings)
         with migrated(engine) as connection, unit_of_work(sessionmaker(bind=connection)) as session:
-            password = first_start(session, settings)
+            deployment.record_public_url(session, settings.public_url)  # for the shell's commands
+            started = first_start(session, settings)
             releases.publish_reference_copies(session, settings.data_dir)
-            return password
+            return started
     finally:
         engine.dispose()
 
 
-def print_first_start_banner(password: str, settings: Settings) -> None:
+def print_first_start_banner(started: FirstStart, settings: Settings) -> None:
     rule = "=" * 72
+    if started.password is not None:
+        typer.echo(
+            f"\n{rule}\n"
+            f" First start: created user '{ADMIN_USERNAME}' with this password:\n\n"
+            f"     {started.password}\n\n"
+            f" It is shown only this once. Sign in at {settings.public_url}/login\n"
+            f"{rule}\n"
+        )
+        return
+    provider = settings.identity_provider.name if settings.identity_provider else "your identity provider"
     typer.echo(
         f"\n{rule}\n"
-        f" First start: created user '{ADMIN_USERNAME}' with this password:\n\n"
-        f"     {password}\n\n"
-        f" It is shown only this once. Sign in at {settings.public_url}/login\n"
+        f" First start: created user '{ADMIN_USERNAME}', an administrator without a password: passwords\n"
+        f" are off here (TOKENSMITH_LOCAL_LOGIN=false). To sign in as {ADMIN_USERNAME}, link it to\n"
+        f" your own account at {provider}, from this machine's shell:\n\n"
+        f"     tokensmith users link {ADMIN_USERNAME} --subject YOUR-SUBJECT\n\n"
+        f" (your 'sub' there: at Okta, your user id, like 00u1a2b3c4d5e6f7g8h9), then\n"
+        f" \"Sign in with {provider}\" at {settings.public_url}/login opens {ADMIN_USERNAME}.\n"
         f"{rule}\n"
     )
 
@@ -102,9 +116,9 @@ def serve(
     if not settings.public_url_configured:
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         settings = settings.with_overrides(public_url=f"http://{shown_host}:{port}")
-    password = prepare_store(settings)
-    if password is not None:
-        print_first_start_banner(password, settings)
+    started = prepare_store(settings)
+    if started is not None:
+        print_first_start_banner(started, settings)
     options = uvicorn_options(host, port, access_log=access_log)
     if workers == 1:
         uvicorn.run(create_app(settings), **options)

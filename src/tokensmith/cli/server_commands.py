@@ -1,10 +1,12 @@
 """The server's administration commands (``admin.py``, ``serve.py``) register on these Typer
 groups, and run through ``run``: the command line hands them their arguments only once it knows
-one of them was asked for, since loading them loads the server (SQLAlchemy, Alembic, FastAPI).
+one of them was asked for, since loading them loads the server (SQLAlchemy and the models; for
+``serve``, FastAPI and uvicorn too).
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 from typing import Any
 
@@ -31,13 +33,29 @@ tokens_app = typer.Typer(rich_markup_mode=None, add_completion=False)  # tokens 
 def group(module: str, name: str) -> Any:
     """The command or group ``name`` (tokens' ``create`` and ``revoke-all`` by theirs), once
     ``module`` registered it."""
-    importlib.import_module(module)
+    load(module)
     if name == "serve":
         return typer.main.get_command(app)
     groups = {"users": users_app, "projects": projects_app, "packages": packages_app, "audit": audit_app}
     if name in groups:
         return typer.main.get_group(groups[name])  # a group even while it holds one command
     return typer.main.get_group(tokens_app).commands[name]
+
+
+def load(module: str) -> None:
+    """Import a server command's module, and with it the server: SQLAlchemy, the models, the
+    domain. Python's cycle collector would walk the growing heap again and again while those
+    imports build it, and all of it once more as the process exits, yet none of it is garbage:
+    modules, classes and tables live as long as the process. So the collector waits until the
+    imports are done and then leaves what they made alone (``gc.freeze``), and collects only
+    what the command itself makes. It was a third of an administration command's time
+    (docs/benchmarks.md)."""
+    gc.disable()
+    try:
+        importlib.import_module(module)
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def run(module: str, name: str, prog: str, arguments: list[str]) -> int:

@@ -182,7 +182,7 @@ def whoami(args: Namespace) -> None:
     if args.json:
         output.as_json(me)
         return
-    output.say(f"{describe(me)} on {credential.server} (credentials from {credential.where}).")
+    output.say(f"{describe(me)} on {credential.server}; credentials from {credential.where}.")
 
 
 def status(args: Namespace) -> int:
@@ -206,15 +206,31 @@ def tokens_list(args: Namespace) -> None:
     if args.json:
         output.as_json(listed)
         return
-    rows = []
-    for token in listed:
-        used = output.moment(token["last_used_at"])
-        if token["last_used_at"]:
-            used += f" from {token['last_used_ip']} ({token['last_used_agent'] or '?'})"
-        expires = output.moment(token["expires_at"]) + (" (expired)" if token["expired"] else "")
-        rows.append([str(token["id"]), token["name"], token["hint"], " ".join(token["scopes"]),
-                     output.limits(token), output.moment(token["created_at"]), used, expires])
-    output.say(output.columns(["ID", "NAME", "TOKEN", "SCOPES", "LIMITS", "CREATED", "LAST USED", "EXPIRES"], rows))
+    width = output.terminal_width()
+    if width is None:  # a pipe or a file: every column, whole
+        output.say(output.columns(["ID", "NAME", "TOKEN", "SCOPES", "LIMITS", "CREATED", "LAST USED", "EXPIRES"],
+                                  [_full_row(token) for token in listed]))
+        return
+    # A terminal: one line per token within its width (a Maven user agent alone is 60 characters):
+    # when it was last used, not from where or by what, and the day it expires.
+    output.say(output.columns(["ID", "NAME", "TOKEN", "ACCESS", "LAST USED (UTC)", "EXPIRES"],
+                              [_short_row(token) for token in listed], width=width, narrowing={1: 10, 3: 12}))
+    output.note("Where and by what each was last used, every limit: tokens list --json")
+
+
+def _full_row(token: dict) -> list[str]:
+    used = output.moment(token["last_used_at"])
+    if token["last_used_at"]:
+        used += f" from {token['last_used_ip']} ({token['last_used_agent'] or '?'})"
+    expires = output.moment(token["expires_at"]) + (" (expired)" if token["expired"] else "")
+    return [str(token["id"]), token["name"], token["hint"], " ".join(token["scopes"]), output.limits(token),
+            output.moment(token["created_at"]), used, expires]
+
+
+def _short_row(token: dict) -> list[str]:
+    expires = "expired" if token["expired"] else (token["expires_at"] or "never")[:10]
+    return [str(token["id"]), token["name"], token["hint"], output.access(token),
+            output.moment(token["last_used_at"], zone=False), expires]
 
 
 def find_token(listed: list[dict], name_or_id: str) -> dict:
@@ -256,6 +272,20 @@ def tokens_rotate(args: Namespace) -> None:
             output.say(f"Updated {path}: its <server> {maven_settings.SERVER_ID} has the new token.")
         elif path.exists():
             output.say(f"Left {path} as it is: its <server> {maven_settings.SERVER_ID} no longer held the old token.")
+    tell_git(credential, rotated["token"])
+
+
+def tell_git(credential: Credential, new_token: str) -> None:
+    """The old secret out of git's credential store (git_store.py), and a word about the helpers
+    the client cannot read."""
+    from tokensmith.client import git_store
+
+    for path in git_store.replace_secret(credential.token, new_token):
+        output.say(f"Updated {path}: git's saved credential for {credential.server} has the new token.")
+    for helper in git_store.other_helpers(credential.server):
+        output.say(f"git's credential helper “{helper}” may still hold the old secret for {credential.server}: "
+                   "it no longer works, and presented again it revokes the new one too. Clear it there, or run "
+                   "`tokensmith git setup` to have git ask tokensmith.")
 
 
 # --- git and Maven -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from fastapi import Depends
 
-from tokensmith import audit, instances, personal_tokens, projects
+from tokensmith import audit, instances, personal_tokens, projects, token_limits
 from tokensmith.authentication import Identity
 from tokensmith.web.auth import Db, ProjectIn, Requires, add_deprecation_headers, declares, identify_client
 from tokensmith.web.edge import at_the_edge
@@ -142,12 +142,14 @@ def register_instance(
 @router.get("/projects", response_model=list[ProjectPublic], tags=["projects"],
             responses=refusals(*AUTHENTICATED))
 def list_projects(identity: Reader, db: Db, request: Request) -> list[ProjectPublic]:
-    """The projects you are a member of, with how to reach each (Git, Maven)."""
+    """The projects you are a member of, with how to reach each (Git, Maven); with a token
+    limited to some projects, only those."""
     base = get_runtime(request).settings.public_url
+    listed = identity.token.projects if identity.token is not None else None
     return [
         ProjectPublic(id=project.id, role=role, group_id=project.group_id, git_url=f"{base}/git/{project.id}.git",
                       maven_coordinates=f"{project.group_id}:{project.id}", maven_url=f"{base}/maven/studio/")
-        for project, role in projects.projects_of(db, identity.user.id)
+        for project, role in projects.projects_of(db, identity.user.id) if token_limits.opens(listed, project.id)
     ]
 
 

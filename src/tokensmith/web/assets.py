@@ -8,6 +8,9 @@ never change, so browsers and proxies keep it (``Cache-Control: public, max-age=
 immutable``) and never ask again. Templates name files only through ``asset_url``. A name
 without its hash, or with the hash of another version (a page of another instance during a
 rolling upgrade), is redirected to the current one, never cached; any other name is a 404.
+
+``/favicon.ico``, which browsers and tools ask the site's root for whatever a page links to, is
+the same file as ``/static/favicon.<hash>.ico``, kept for a day under its fixed name.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ PREFIX = "/static/"
 HASH_LENGTH = 12  # hex digits of SHA-256: 48 bits, plenty to tell versions of one file apart
 FOREVER = "public, max-age=31536000, immutable"
 TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".png": "image/png",
-         ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8"}
+         ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8", ".ico": "image/vnd.microsoft.icon"}
+# Files asked for at the root under names that never change: served as they are, kept a day.
+AT_THE_ROOT = {"/favicon.ico": "favicon.ico"}
+A_DAY = "public, max-age=86400"
 
 
 def fingerprinted(name: str, digest: str) -> str:
@@ -69,8 +75,7 @@ class Assets:
                 (b"content-type", kind.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"cache-control", FOREVER.encode()),
-                (b"etag", etag),
-                (b"x-content-type-options", b"nosniff"),
+                (b"etag", etag),  # (and nosniff, as on every answer: web/edge.py)
             ], body)
             self.by_name[name] = asset
             self.by_url[url] = asset
@@ -85,6 +90,9 @@ class Assets:
         if scope["method"] not in ("GET", "HEAD"):
             raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
         path = scope["path"]
+        if path in AT_THE_ROOT:
+            await self._at_the_root(self.by_name[AT_THE_ROOT[path]], scope, send)
+            return
         asset = self.by_url.get(path)
         if asset is None:
             current = self.by_name.get(unfingerprinted(path.removeprefix(PREFIX)))
@@ -97,6 +105,15 @@ class Assets:
             await _send(send, 304, [(b"cache-control", FOREVER.encode()), (b"etag", asset.etag)], b"")
             return
         await _send(send, 200, asset.headers, b"" if scope["method"] == "HEAD" else asset.body)
+
+
+    @staticmethod
+    async def _at_the_root(asset: Asset, scope: Scope, send: Send) -> None:
+        headers = [(name, A_DAY.encode() if name == b"cache-control" else value) for name, value in asset.headers]
+        if _header(scope, b"if-none-match") == asset.etag:
+            await _send(send, 304, [(b"cache-control", A_DAY.encode()), (b"etag", asset.etag)], b"")
+            return
+        await _send(send, 200, headers, b"" if scope["method"] == "HEAD" else asset.body)
 
 
 def _files(directory: Path) -> Iterator[Path]:

@@ -11,7 +11,7 @@ profile). Three kinds of request do not need any of it:
   the yardstick of the token route's ratio in docs/benchmarks.md). The same route stays
   registered with FastAPI, where it is documented and where every other method of its path
   gets its 405;
-- the static files (web/assets.py), served from memory.
+- the static files (web/assets.py), served from memory, and ``/favicon.ico``.
 
 It also gives the reference's addresses (``/nuxeo/git/…``, web/nuxeo.py) the path of the route
 that serves them, before anything else reads the path: from then on the request is that route's
@@ -20,6 +20,10 @@ nanoseconds. The access log, which keeps the scope uvicorn made, shows the addre
 
 Errors are answered by the same handlers as everywhere else (web/errors.answer_error), so a
 refusal reads the same whichever way the request came. Anything else goes to FastAPI.
+
+Every answer, whichever way it came — a page, JSON, SCIM, git, Maven, a static file, an error
+of the framework's own — leaves with ``X-Content-Type-Options: nosniff``: a browser shown a
+JSON body or a file from a repository takes it for what its Content-Type says, never for HTML.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokensmith.web import assets
 from tokensmith.web.errors import answer_error
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 def at_the_edge(endpoint: Endpoint) -> Endpoint:
@@ -77,6 +82,7 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            send = without_sniffing(send)
             path = scope["path"]
             if path.startswith(self.aliased):
                 scope = self._served_as(scope)
@@ -89,7 +95,7 @@ class Edge:
                     response = await answer_error(request, error)
                 await response(scope, receive, send)
                 return
-            if path.startswith(assets.PREFIX):
+            if path.startswith(assets.PREFIX) or path in assets.AT_THE_ROOT:
                 try:
                     await self.static(scope, receive, send)
                 except HTTPException as error:
@@ -112,3 +118,14 @@ class Edge:
     def _request(self, scope: Scope, receive: Receive) -> Request:
         scope["app"] = self.app  # as Starlette sets it: the runtime is found through it
         return Request(scope, receive)
+
+
+def without_sniffing(send: Send) -> Send:
+    """``send``, with every response's headers carrying ``X-Content-Type-Options: nosniff``."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
+        await send(message)
+
+    return sending

@@ -24,6 +24,7 @@ from tokensmith.web.templates import (
     PROVIDER_SESSION_COOKIE,
     SESSION_COOKIE,
     csrf_binding,
+    presession_of,
     render,
 )
 
@@ -57,7 +58,7 @@ def home(identity: OptionalIdentity) -> Response:
 
 def login_page(request: Request, *, next_path: str, error: str | None = None,
                 username: str = "", status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    fresh = request.cookies.get(PRESESSION_COOKIE) is None
+    fresh = presession_of(request) is None
     if fresh:
         request.state.presession = secrets.token_urlsafe(24)
     response = render(
@@ -78,7 +79,10 @@ def login_page(request: Request, *, next_path: str, error: str | None = None,
 def login_form(request: Request, identity: OptionalIdentity, next: str = "/tokens") -> Response:
     if identity is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return login_page(request, next_path=safe_next(next))
+    response = login_page(request, next_path=safe_next(next))
+    if session_secret(request):  # a session that ended on the server: the browser may forget it
+        response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
 
 
 @router.post("/login")
@@ -95,7 +99,7 @@ def login(
     if not runtime.settings.local_login:
         return login_page(request, next_path=next_path, status=403,
                            error="Passwords are turned off on this server: sign in with the button below.")
-    if not sessions.csrf_valid(runtime.keys, request.cookies.get(PRESESSION_COOKIE), csrf_token):
+    if not sessions.csrf_valid(runtime.keys, presession_of(request), csrf_token):
         return login_page(request, next_path=next_path, username=username, status=403,
                            error=CsrfFailed().message)
     try:
@@ -132,9 +136,11 @@ def start_browser_session(request: Request, db: Session, user: User, next_path: 
 @router.post("/logout")
 async def logout(request: Request, csrf_token: FormText = "") -> Response:
     """End the session here and, for people who came through the identity provider, there too
-    (where it advertises an end_session_endpoint)."""
-    check_csrf(request, csrf_token)
+    (where it advertises an end_session_endpoint). The Sign out button's form is bound to the
+    session it was drawn for, live or since ended on the server."""
     runtime = get_runtime(request)
+    if not sessions.csrf_valid(runtime.keys, session_secret(request), csrf_token):
+        raise CsrfFailed()
     target = "/login"
     id_token_hint = request.cookies.get(PROVIDER_SESSION_COOKIE)
     if runtime.identity_provider is not None and id_token_hint is not None:
@@ -215,7 +221,7 @@ def tokens_page(request: Request, db: Db, identity: BrowserIdentity,
         named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
         notice = f"{named} was revoked. Any tool still using it will now be refused."
     filled = _form_from_query(request, get_runtime(request).settings.max_token_lifetime_days)
-    return _tokens_page(request, db, identity, notice=notice, **({"form": filled} if filled else {}))
+    return _tokens_page(request, db, identity, notice=notice, **({"form": filled, "filled": True} if filled else {}))
 
 
 FORM_FIELDS = ("name", "expiration", "expires_on", "access", "scopes", "project_choice", "projects", "allowed_ips")
@@ -371,6 +377,10 @@ def revoke_token(
 
 @router.get("/applications")
 def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Response:
+    return _applications_page(request, db, identity)
+
+
+def _applications_page(request: Request, db: Db, identity: Identity, **context: object) -> Response:
     base = get_runtime(request).settings.public_url
     mine = projects.projects_of(db, identity.user.id)
     return render(request, "applications.html", {
@@ -379,4 +389,31 @@ def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Re
         "git_base": f"{base}/git",
         "maven_url": f"{base}/maven/studio/",
         "server_id": MAVEN_SERVER_ID,
+        **context,
     })
+
+
+# The token the settings.xml entry is filled with: reading the Studio repository, nothing else.
+MAVEN_TOKEN_NAME = "Maven settings.xml"
+
+
+@router.post("/applications/maven-token")
+def fill_maven_token(request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "",
+                     reauth_password: FormText = "") -> Response:
+    """A token for ~/.m2/settings.xml, made and put in its <server> entry: maven:read on every
+    project of the person's (the entry is one for the whole repository), shown this once."""
+    check_csrf(request, csrf_token)
+    asked = recent_sign_in(request, db, identity, what="Creating a token", back="/applications",
+                           password=reauth_password)
+    if asked is not None:
+        return asked
+    runtime = get_runtime(request)
+    max_days = runtime.settings.max_token_lifetime_days
+    secret, row = personal_tokens.create_token(
+        db, runtime.keys, identity.user.id, personal_tokens.unused_name(db, identity.user.id, MAVEN_TOKEN_NAME),
+        prefix=runtime.settings.token_prefix, actor=identity.username, scopes=["maven:read"],
+        expires_at=personal_tokens.expiry_in_days(max_days) if max_days else None, max_lifetime_days=max_days,
+        ip=client_ip(request),
+    )
+    db.commit()  # as for a token made on My Tokens: before the page is drawn
+    return _applications_page(request, db, identity, new_token=secret, new_row=row)

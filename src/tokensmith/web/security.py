@@ -46,7 +46,7 @@ def security_log(request: Request, db: Db, identity: BrowserIdentity, cursor: Cu
         "first_url": "/security-log" + (f"?{urlencode(filters)}" if filters else ""),
         "next_url": f"/security-log?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None,
         "error": error,
-    })
+    }, status=422 if error else 200)
 
 
 # --- the credential inventory ----------------------------------------------------------------------

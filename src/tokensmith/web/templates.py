@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ PRESESSION_COOKIE = "tokensmith_presession"
 PENDING_SIGN_IN_COOKIE = "tokensmith_oidc"
 # The provider's ID token, sent back to it as id_token_hint at sign-out, and only there.
 PROVIDER_SESSION_COOKIE = "tokensmith_idp"
+# What pages.login_page sets: secrets.token_urlsafe(24).
+PRESESSION_SHAPE = re.compile(r"[A-Za-z0-9_-]{32}")
 
+# (X-Content-Type-Options goes on every answer of the server: web/edge.py.)
 PAGE_HEADERS = {
     # Pages can show a token once: no cache may keep them.
     "Cache-Control": "no-store",
@@ -30,7 +34,6 @@ PAGE_HEADERS = {
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
     "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
 
@@ -51,12 +54,21 @@ def use_assets(assets: Assets) -> None:
 
 
 def csrf_binding(request: Request) -> str:
-    """What the page's CSRF token is bound to: the session, or before sign-in a nonce cookie."""
-    return (
-        request.cookies.get(SESSION_COOKIE)
-        or getattr(request.state, "presession", None)
-        or request.cookies.get(PRESESSION_COOKIE, "")
-    )
+    """What a page's CSRF token is bound to: the live session the request came with (resolved by
+    web/auth.py), else the pre-sign-in nonce cookie. Never a session cookie alone: a session
+    ended on the server (a new password, a disabled account, SCIM), or a cookie someone planted,
+    would bind the sign-in form to a secret that POST /login does not check, and every sign-in
+    would be refused until the person cleared their cookies."""
+    if getattr(request.state, "browser_session", None) is not None:
+        return request.cookies.get(SESSION_COOKIE, "")
+    return getattr(request.state, "presession", None) or presession_of(request) or ""
+
+
+def presession_of(request: Request) -> str | None:
+    """The pre-sign-in nonce cookie, if it is one this server could have set (a planted empty or
+    odd value is not: the sign-in page then sets a new one)."""
+    value = request.cookies.get(PRESESSION_COOKIE, "")
+    return value if PRESESSION_SHAPE.fullmatch(value) else None
 
 
 def render(

@@ -14,11 +14,12 @@ branch_labels = None
 depends_on = None
 
 
+# A plain ALTER TABLE, not a batch: see 0005 (the expression index on lower(username)).
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("scim_profile", sa.JSON(), nullable=True))
+    op.add_column("users", sa.Column("scim_profile", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("scim_profile")
+    op.drop_column("users", "scim_profile")

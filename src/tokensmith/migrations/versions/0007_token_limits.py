@@ -27,17 +27,16 @@ TOKENS = sa.table("personal_tokens", sa.column("id", sa.Integer), sa.column("sco
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("personal_tokens") as batch:
-        batch.add_column(sa.Column("projects", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("allowed_ips", sa.JSON(), nullable=True))
+    # Plain ALTER TABLE: a batch on SQLite would reflect users too (see 0005).
+    op.add_column("personal_tokens", sa.Column("projects", sa.JSON(), nullable=True))
+    op.add_column("personal_tokens", sa.Column("allowed_ips", sa.JSON(), nullable=True))
     _rename_scopes(lambda scopes: [s for s in ORDER if any(s in NEW_NAMES.get(old, (old,)) for old in scopes)])
 
 
 def downgrade() -> None:
     _rename_scopes(lambda scopes: sorted({OLD_NAMES.get(scope, scope) for scope in scopes}))
-    with op.batch_alter_table("personal_tokens") as batch:
-        batch.drop_column("allowed_ips")
-        batch.drop_column("projects")
+    op.drop_column("personal_tokens", "allowed_ips")
+    op.drop_column("personal_tokens", "projects")
 
 
 def _rename_scopes(rename) -> None:

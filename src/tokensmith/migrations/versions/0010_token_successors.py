@@ -19,12 +19,17 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
+# SQLite copies the table (a new foreign key, a column made NOT NULL): its own columns and
+# indexes are reflected, not the tables its foreign keys name. Reflecting users would skip the
+# expression index on lower(username), with a SAWarning on the first start's console.
+LEAVE_USERS = {"resolve_fks": False}
+
 TOKENS = sa.table("personal_tokens", sa.column("id", sa.Integer), sa.column("replaced_by_id", sa.Integer))
 EVENTS = sa.table("audit_events", sa.column("action", sa.String), sa.column("details", sa.JSON))
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("personal_tokens") as batch:
+    with op.batch_alter_table("personal_tokens", reflect_kwargs=LEAVE_USERS) as batch:
         batch.add_column(sa.Column("replaced_by_id", sa.Integer(), nullable=True))
         batch.create_foreign_key(
             op.f("fk_personal_tokens_replaced_by_id_personal_tokens"), "personal_tokens",
@@ -41,6 +46,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("personal_tokens") as batch:
+    with op.batch_alter_table("personal_tokens", reflect_kwargs=LEAVE_USERS) as batch:
         batch.drop_constraint(op.f("fk_personal_tokens_replaced_by_id_personal_tokens"), type_="foreignkey")
         batch.drop_column("replaced_by_id")

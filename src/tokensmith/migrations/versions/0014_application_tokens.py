@@ -25,13 +25,16 @@ BEFORE = [
     "last_used_at", "last_used_ip", "last_used_agent", "revoked_at", "revoked_reason",
 ]
 AFTER = [*BEFORE, "parent_id"]
+# SQLite copies the table (a new foreign key): its own columns and indexes are reflected, not the
+# tables its foreign keys name (reflecting users would skip its expression index, with a warning).
+LEAVE_USERS = {"resolve_fks": False}
 
 
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     if sqlite:
         op.drop_index("ix_personal_tokens_check", table_name="personal_tokens")
-    with op.batch_alter_table("personal_tokens") as batch:
+    with op.batch_alter_table("personal_tokens", reflect_kwargs=LEAVE_USERS) as batch:
         batch.add_column(sa.Column("parent_id", sa.Integer(), nullable=True))
         batch.create_foreign_key(
             op.f("fk_personal_tokens_parent_id_personal_tokens"), "personal_tokens",
@@ -46,7 +49,7 @@ def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     if sqlite:
         op.drop_index("ix_personal_tokens_check", table_name="personal_tokens")
-    with op.batch_alter_table("personal_tokens") as batch:
+    with op.batch_alter_table("personal_tokens", reflect_kwargs=LEAVE_USERS) as batch:
         batch.drop_index(op.f("ix_personal_tokens_parent_id"))
         batch.drop_constraint(op.f("fk_personal_tokens_parent_id_personal_tokens"), type_="foreignkey")
         batch.drop_column("parent_id")

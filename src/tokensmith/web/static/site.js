@@ -1,10 +1,12 @@
 // The pages work without this script. It adds working Copy buttons, makes a reload after
-// creating a token fetch the list again instead of re-posting the form, shows the date field
-// only when "On a date…" is chosen, and keeps the Access and Projects choices in step with the
-// boxes ticked under them.
+// creating a token fetch the page again instead of re-posting the form, shows the date field
+// only when "On a date…" is chosen, locks the scope boxes while a preset of Access is chosen,
+// and makes the Projects choice "only these" when a project is ticked.
 (function () {
+  // A page that shows a new token once was the answer to a form: a reload shows the page again,
+  // without the token, rather than post the form a second time.
   if (document.querySelector("[data-testid=new-token]") && window.history.replaceState) {
-    window.history.replaceState(null, "", "/tokens");
+    window.history.replaceState(null, "", location.pathname.indexOf("/applications") === 0 ? "/applications" : "/tokens");
   }
   document.querySelectorAll("button[data-copy-target]").forEach(function (button) {
     button.addEventListener("click", function () {
@@ -33,21 +35,23 @@
     showDate();
   }
 
-  // Access: a preset ticks its scopes; ticking a box by hand makes the choice Custom.
+  // Access: a preset ticks its scopes and locks them (the boxes are disabled, and look it);
+  // Custom unlocks them, ticked as the preset had them.
   var presets = { "everything": ["api:read", "api:write", "git:read", "git:write", "maven:read"],
                   "read": ["api:read", "git:read", "maven:read"] };
   var scopeBoxes = document.querySelectorAll("input[name=scopes]");
-  document.querySelectorAll("input[name=access]").forEach(function (radio) {
-    radio.addEventListener("change", function () {
-      var scopes = presets[radio.value];
-      if (!scopes) { return; }
-      scopeBoxes.forEach(function (box) { box.checked = scopes.indexOf(box.value) >= 0; });
+  var followAccess = function () {
+    var chosen = document.querySelector("input[name=access]:checked");
+    var scopes = chosen ? presets[chosen.value] : null;
+    scopeBoxes.forEach(function (box) {
+      if (scopes) { box.checked = scopes.indexOf(box.value) >= 0; }
+      box.disabled = !!scopes;
     });
+  };
+  document.querySelectorAll("input[name=access]").forEach(function (radio) {
+    radio.addEventListener("change", followAccess);
   });
-  var custom = document.getElementById("access-custom");
-  scopeBoxes.forEach(function (box) {
-    box.addEventListener("change", function () { if (custom) { custom.checked = true; } });
-  });
+  followAccess();
   // Projects: ticking one means "only these".
   var some = document.getElementById("projects-some");
   document.querySelectorAll("input[name=projects]").forEach(function (box) {
