@@ -15,13 +15,14 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 OIDC_DIR := tests/support/oidc
+NUXEO_CLI_DIR := tests/support/nuxeo-cli
 # schemathesis, which fuzzes the API from its OpenAPI schema in the tests, in an environment
 # of its own: its dependencies are not the server's.
 FUZZ_VENV := .venv-schemathesis
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 SCHEMATHESIS := schemathesis>=4.32,<5
 
-.PHONY: serve test coverage bench dist system-packages oidc-provider clean
+.PHONY: serve test coverage bench dist system-packages oidc-provider nuxeo-cli clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -68,17 +69,22 @@ system-packages:
 oidc-provider: system-packages
 	@[ -d $(OIDC_DIR)/node_modules/oidc-provider ] || npm ci --no-audit --no-fund --prefix $(OIDC_DIR)
 
+# The reference's own command-line tool (npm nuxeo-cli 3.0.5), which the compatibility tests drive
+# at its prompts, from its lock file; its install scripts are not needed.
+nuxeo-cli: system-packages
+	@[ -x $(NUXEO_CLI_DIR)/node_modules/.bin/nuxeo ] || npm ci --no-audit --no-fund --ignore-scripts --prefix $(NUXEO_CLI_DIR)
+
 $(FUZZ_STAMP): Makefile
 	test -x $(FUZZ_VENV)/bin/python || python3 -m venv $(FUZZ_VENV)
 	$(FUZZ_VENV)/bin/python -m pip install --quiet '$(SCHEMATHESIS)'
 	touch $(FUZZ_STAMP)
 
-test: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider
+test: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider nuxeo-cli
 	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The same suite, measured: coverage follows every server and command the tests start (a fifth
 # slower, which is why `make test` does without).
-coverage: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider
+coverage: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider nuxeo-cli
 	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 bench: $(STAMP) system-packages

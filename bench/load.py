@@ -6,6 +6,7 @@ errors too.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.machine import (
-    CLIENT_CPU, SERVER_CPU, ForeignLoad, children_of, cpu_affinity, cpu_speed_ms, process_cpu_seconds,
+    CLIENT_CPU, SERVER_CPU, ForeignLoad, can_pin, children_of, cpu_affinity, cpu_speed_ms, process_cpu_seconds,
 )
 from tests.support.processes import stop_process
 from tests.support.ports import free_port
@@ -49,6 +50,19 @@ class LoadOptions:
     connections: int = 20
     threads: int = 1
     pin: bool = True
+
+
+def wrk_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a part run on its own (``python -m bench.PART``): rounds, seconds, connections."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=20)
+    return parser
+
+
+def options_of(args: argparse.Namespace) -> LoadOptions:
+    return LoadOptions(duration=args.duration, rounds=args.rounds, connections=args.connections, pin=can_pin())
 
 
 def pinned(cpu: int, options: LoadOptions) -> list[str]:

@@ -23,6 +23,8 @@ from bench.install_size import InstallFigures
 from bench.load import BackendFigures, LoadOptions, ratio_of, round_ratios
 from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS
 from bench.mixed_load import MixedFigures
+from bench.reference_routes import TARGET as REFERENCE_TARGET
+from bench.reference_routes import ReferenceFigures
 from bench.route_scale import RouteScaleFigures
 from bench.scale_out import DIRECT, ScaleFigures
 from bench.token_check import Timing
@@ -285,7 +287,8 @@ def download_table(download: DownloadFigures) -> str:
 def targets_table(backends: list[BackendFigures], timings: list[Timing], git: GitFigures | None = None,
                   download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
                   client: ClientFigures | None = None, check_scale: CheckScaleFigures | None = None,
-                  route_scale: RouteScaleFigures | None = None) -> str:
+                  route_scale: RouteScaleFigures | None = None,
+                  reference: ReferenceFigures | None = None) -> str:
     rows = []
     if client is not None:
         for label, target in client.targets_ms.items():
@@ -320,6 +323,10 @@ def targets_table(backends: list[BackendFigures], timings: list[Timing], git: Gi
         large, small = max(route_scale.sizes), min(route_scale.sizes)
         rows.append([f"token route among {large:,} tokens ≤ {CHECK_SCALE_TARGET} × among {small:,}, random tokens, "
                      "over HTTP", f"{route_scale.ratio:.2f} ×", verdict(route_scale.ratio <= CHECK_SCALE_TARGET)])
+    if reference is not None:
+        worst = min(reference.requests_per_second, key=reference.ratio)
+        rows.append([f"each reference address ≥ {REFERENCE_TARGET} × its route's own address (worst: {worst})",
+                     f"{reference.ratio(worst):.3f} ×", verdict(reference.met())])
     verify = next((t for t in timings if t.key == "verify"), None)
     if verify is not None:
         rows.append([f"one token check < {CHECK_TARGET_US:.0f} µs (SQLite, in process)",
@@ -333,7 +340,8 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
                      download: DownloadFigures | None = None, mixed: list[MixedFigures] = (),
                      client: ClientFigures | None = None, scale: ScaleFigures | None = None,
                      check_scale: CheckScaleFigures | None = None,
-                     route_scale: RouteScaleFigures | None = None, install: InstallFigures | None = None) -> str:
+                     route_scale: RouteScaleFigures | None = None, install: InstallFigures | None = None,
+                     reference: ReferenceFigures | None = None) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
     pin = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
@@ -455,8 +463,17 @@ def figures_markdown(info: dict[str, str], options: LoadOptions, backends: list[
             "their last-used writes happen as they would):",
             route_scale_table(route_scale),
         ]
+    if reference is not None:
+        placement = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
+        parts += [
+            "**The reference's addresses against their routes' own** (bench/reference_routes.py: one server on "
+            f"SQLite, {placement}; `wrk -t{options.threads} -c{options.connections} -d{options.duration}s`; each "
+            f"pair alternating round by round, medians of {options.rounds} rounds; the release's pom and "
+            "`ws.maven` with Basic credentials, git's ref advertisement running `git upload-pack` each time):",
+            reference_table(reference),
+        ]
     parts += ["**Targets:**", targets_table(backends, timings, git, download, mixed, client, check_scale,
-                                            route_scale)]
+                                            route_scale, reference)]
     return "\n\n".join(parts)
 
 
@@ -481,6 +498,18 @@ def route_scale_table(figures: RouteScaleFigures) -> str:
     rows.append([f"ratio {min(figures.sizes):,} / {max(figures.sizes):,} (rounds {min(figures.round_ratios):.2f}–"
                  f"{max(figures.round_ratios):.2f})", f"{figures.ratio:.2f}", "", ""])
     return table(["tokens", "requests/s (median)", "rounds", "server CPU µs/request"], rows, right={1, 2, 3})
+
+
+def reference_table(figures: ReferenceFigures) -> str:
+    rows = []
+    for route in figures.requests_per_second:
+        rounds = figures.round_ratios(route)
+        cpu = figures.server_cpu_us[route]
+        rows.append([route, f"{figures.median(route, 'own'):,.0f}", f"{figures.median(route, 'reference'):,.0f}",
+                     f"{statistics.median(cpu['own']):.0f} / {statistics.median(cpu['reference']):.0f}",
+                     f"{figures.ratio(route):.3f}", f"{min(rounds):.3f}–{max(rounds):.3f}"])
+    return table(["route", "own address req/s", "reference's address req/s", "server CPU µs/req", "ratio",
+                  "rounds"], rows, right={1, 2, 3, 4, 5})
 
 
 def rewrite_docs(path: Path, figures: str) -> None:

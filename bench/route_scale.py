@@ -16,7 +16,6 @@ CPU per request. Both servers are stopped by their pids.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -25,8 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.check_scale import SIZES, seed
-from bench.load import BenchServer, LoadOptions, clean_environment, http_get, run_wrk
-from bench.machine import can_pin
+from bench.load import BenchServer, LoadOptions, clean_environment, http_get, options_of, run_wrk, wrk_parser
 
 SCRIPT = Path(__file__).resolve().parent / "random_tokens.lua"
 
@@ -114,12 +112,7 @@ def measure_route_scale(workdir: Path, options: LoadOptions, *, sizes: tuple[int
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=20)
-    args = parser.parse_args(argv)
-    options = LoadOptions(duration=args.duration, rounds=args.rounds, connections=args.connections, pin=can_pin())
+    options = options_of(wrk_parser(__doc__.split("\n\n")[0]).parse_args(argv))
     with tempfile.TemporaryDirectory(prefix="tokensmith-route-scale-") as directory:
         measure_route_scale(Path(directory), options)
     return 0

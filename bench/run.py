@@ -26,6 +26,9 @@
 8. The token check among 1,000 and among 1,000,000 tokens presented at random, on SQLite, in
    process (``bench/check_scale.py``): the ratio; and the token route over HTTP on a server of
    each store, random tokens again, alternated (``bench/route_scale.py``): the ratio.
+9. The reference's addresses under ``/nuxeo/`` against the routes they are, on SQLite: each
+   pair alternated over wrk rounds, the ratio of the medians, at least 0.95
+   (``bench/reference_routes.py``).
 
 ``--issue-14`` runs only the parts that hold issue 14's targets (the routes on both stores with
 the bare FastAPI route and the style sheet beside them, git clone and fetch against their
@@ -62,6 +65,7 @@ from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
 from bench.git_push import PushFigures, measure_git_push  # noqa: E402
 from bench.install_size import InstallFigures, measure_install  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
+from bench.reference_routes import ReferenceFigures, measure_reference_routes  # noqa: E402
 from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E402
 from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS  # noqa: E402
 from bench.mixed_load import MixedFigures, measure_mixed, measure_mixed_postgres  # noqa: E402
@@ -103,6 +107,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--install-rounds", type=int, default=2,
                         help="timed rounds of installs of each distribution, after one that fills pip's cache (2)")
     parser.add_argument("--skip-check-scale", action="store_true", help="no check among 1k and 1M tokens")
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="no /nuxeo/… addresses against their routes' own")
     parser.add_argument("--issue-14", action="store_true",
                         help="only the parts issue 14's targets are measured by (routes, git, check among 1M)")
     parser.add_argument("--client-runs", type=int, default=10, help="runs of each client command per round (10)")
@@ -112,7 +118,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.issue_14:
         args.skip_check = args.skip_mixed = args.skip_client = args.skip_scale = args.skip_download = True
-        args.skip_install = True
+        args.skip_install = args.skip_reference = True
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
@@ -123,7 +129,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         parser.error("--install-rounds must be at least 1")
     if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_push or args.skip_download
                             or args.skip_routes or args.skip_mixed or args.skip_client or args.skip_scale
-                            or args.skip_check_scale or args.skip_shell or args.skip_install
+                            or args.skip_check_scale or args.skip_shell or args.skip_install or args.skip_reference
                             or set(args.backends) != set(report.BACKEND_NAMES)):
         parser.error("--write-docs needs the full run (every part, both stores)")
     return args
@@ -154,6 +160,7 @@ def main(argv: list[str]) -> int:
     scale: ScaleFigures | None = None
     check_scale: CheckScaleFigures | None = None
     route_scale: RouteScaleFigures | None = None
+    reference: ReferenceFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -225,6 +232,10 @@ def main(argv: list[str]) -> int:
         if not args.skip_http and not args.skip_download:
             print("Download of a 100 MB artifact from /maven/studio/ (token) against nginx, 5 rounds")
             download = measure_download(workdir / "download", options)
+        if not args.skip_http and not args.skip_reference:
+            print(f"The reference's addresses against their routes' own, SQLite: wrk -t1 -c{options.connections} "
+                  f"-d{options.duration}s, {options.rounds} alternating rounds")
+            reference = measure_reference_routes(workdir / "reference", options)
     except BenchError as error:
         print(f"\nBenchmark failed: {error}", file=sys.stderr)
         return 1
@@ -239,7 +250,7 @@ def main(argv: list[str]) -> int:
     probes += git.cpu_probes_ms if git else []
     probes += download.cpu_probes_ms if download else []
     figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download,
-                                      mixed, client, scale, check_scale, route_scale, install)
+                                      mixed, client, scale, check_scale, route_scale, install, reference)
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -255,6 +266,7 @@ def main(argv: list[str]) -> int:
         "scale_out": scale.as_dict() if scale else None,
         "check_scale": check_scale.as_dict() if check_scale else None,
         "route_scale": route_scale.as_dict() if route_scale else None,
+        "reference_routes": reference.as_dict() if reference else None,
     }, indent=2) + "\n")
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
     if args.write_docs:

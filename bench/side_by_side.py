@@ -12,7 +12,6 @@ the ratio of the medians, and each round's own ratio. Both servers are stopped b
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -22,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench.load import (  # noqa: E402
-    LIMITED, BenchError, BenchServer, LoadOptions, clean_environment, http_get, run_wrk, tokensmith_command,
+    LIMITED, BenchError, BenchServer, LoadOptions, clean_environment, http_get, options_of, run_wrk, tokensmith_command,
+    wrk_parser,
 )
-from bench.machine import can_pin  # noqa: E402
 
 
 def start(label: str, workdir: Path, tokensmith: list[str], options: LoadOptions) -> tuple[BenchServer, str]:
@@ -45,13 +44,10 @@ def start(label: str, workdir: Path, tokensmith: list[str], options: LoadOptions
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = wrk_parser(__doc__.split("\n\n")[0])
     parser.add_argument("other", type=Path, help="the other checkout (its .venv/bin/tokensmith is run)")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=20)
     args = parser.parse_args(argv)
-    options = LoadOptions(duration=args.duration, rounds=args.rounds, connections=args.connections, pin=can_pin())
+    options = options_of(args)
     other = [str(args.other.resolve() / ".venv" / "bin" / "tokensmith")]
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-side-by-side-"))
     servers: list[BenchServer] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,6 +149,18 @@ def make_token(db: Session, keys: ServerKeys):
         return remember(secret), row
 
     return make
+
+
+# --- Maven ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mvn() -> str:
+    """Real Maven, with Debian's copy of the dependency plugin (central is out of reach here)."""
+    found = shutil.which("mvn")
+    if not found or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
+        unavailable("mvn with Debian's maven-dependency-plugin is not installed")
+    return found
 
 
 # --- live servers ---------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tokensmith import accounts, audit, mail, notices, personal_tokens
+from tests.support.ledger import remember
+from tokensmith import accounts, application_tokens, audit, mail, notices, personal_tokens
+from tokensmith.application_tokens import Application
 from tokensmith.clock import utcnow
 from tokensmith.config import MailSettings, Settings
 from tokensmith.models import MailOutbox, TokenReminder
@@ -165,6 +167,24 @@ def test_reminders_are_queued_once_each_for_what_expires_within_7_days_and_what_
     # Six days on, "monthly" and "short" have expired: each is told so, once.
     assert notices.queue_reminders(db, now + timedelta(days=6)) == 2
     assert notices.queue_reminders(db, now + timedelta(days=6)) == 0
+
+
+def test_an_application_token_is_mailed_nothing_of_its_own(db, keys, make_user, make_token, mail_on):
+    owner = make_user()
+    now = utcnow()
+    _secret, parent = make_token(owner, "Laptop", expires_at=now + timedelta(days=5))
+    parent.created_at = now - timedelta(days=25)
+    _secret, child = application_tokens.derive_token(db, keys, parent.id, owner.id, Application("nuxeo-cli", "1"),
+                                                     prefix="tks_", actor=owner.username, ip=None)
+    remember(_secret)
+    child.created_at = parent.created_at
+    assert [row.subject for row in outbox(db)] == ["Tokensmith: a token “Laptop” was created on your account"]
+    clear_outbox(db)
+    assert notices.queue_reminders(db, now) == 1  # the parent's
+    assert [row.subject for row in outbox(db)][0].startswith("Tokensmith: your token “Laptop” expires on ")
+    clear_outbox(db)
+    personal_tokens.revoke_token(db, parent.id, owner.id, actor=owner.username)
+    assert outbox(db) == []  # the owner's own revocation, and its child's with it
 
 
 def test_pruning_gives_up_old_unsent_mail_and_removes_what_went_a_week_ago(db, make_user, mail_on):

@@ -27,6 +27,10 @@ The liberties this machine forces, and only these:
 - Maven Central is out of reach: the settings.xml copied from My Applications gets a mirror of
   central to Debian's /usr/share/maven-repo (RECIPES);
 - the hotfix file "at hand": a small zip written into the folder before the block publishing it;
+- the Nuxeo CLI the README has you install with npm: the one `make test` installs from its lock
+  file (tests/support/nuxeo-cli), run by a `nuxeo` on the PATH that points its analytics request
+  (to the internet, on every command) at a loopback port where nothing listens
+  (tests/support/nuxeo_cli.py); the mirror the README has you add to ~/.m2/settings.xml, added;
 - Okta is the project's real OpenID provider for tests, node-oidc-provider
   (tests/support/oidc_provider.py), on a loopback port: the README's issuer
   (https://acme.okta.com) is replaced by its address; its client id and client secret, and the
@@ -53,6 +57,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import unavailable
+from tests.support import nuxeo_cli
 from tests.support.ledger import remember, watch
 from tests.support.oidc_provider import OidcProvider, OidcProviderUnavailable
 from tests.support.ports import free_port
@@ -342,6 +347,23 @@ def two_tokens_for_the_laptop(walk: Walk) -> None:
     create_on_my_tokens(walk, "Old laptop")
 
 
+def the_mirror_in_settings_xml(walk: Walk) -> None:
+    """The README: the mirror of the repository nuxeo-studio, added to ~/.m2/settings.xml."""
+    mirror = next(block for block in re.findall(r"```xml\n(.*?)```", README.read_text(), re.S) if "<mirrorOf>nuxeo-studio" in block)
+    settings = walk.home / ".m2" / "settings.xml"
+    entry = mirror.strip().removeprefix("<mirrors>").removesuffix("</mirrors>").replace("http://127.0.0.1:8000", walk.url)
+    settings.write_text(settings.read_text().replace("</mirrors>", f"{entry}</mirrors>", 1))
+
+
+def the_nuxeo_cli_at_its_prompts(walk: Walk) -> list[tuple[str, Callable[[], str]]]:
+    return [("NOS Username:", lambda: "admin"), ("NOS Token:", lambda: walk.values["README"]),
+            ("Studio Project:", lambda: "acme-contracts"), ("settings.xml file accordingly", lambda: "Y"),
+            (r"Overwrite \S*settings\.xml\?", lambda: "y"), ("Branch to release:", lambda: "master"),
+            ("Version to release:", lambda: "3"), (r"Overwrite pom\.xml\?", lambda: "y"),
+            ("Constant package:", lambda: "com.acme.app"), ("Constant class name:", lambda: "StudioConstant"),
+            (r"Are you sure to unlink\?", lambda: "y")]
+
+
 def sign_in_with_okta_as_admin(walk: Walk) -> None:
     """The README: Sign in with Okta, as the person linked to admin."""
     context = walk.browser.new_context(base_url=walk.url)
@@ -384,6 +406,7 @@ ACTIONS = [
         ("Username: ", lambda: "admin"), ("Token: ", lambda: walk.values["Laptop"]),
         (r"Revoke token “Old laptop” \(tks_…\w{4}\)\? \[y/N\]: ", lambda: "y")]),
     Action(r"users link admin\b", after=sign_in_with_okta_as_admin),
+    Action(r"^nuxeo studio link\b", before=the_mirror_in_settings_xml, answers=the_nuxeo_cli_at_its_prompts),
 ]
 
 
@@ -398,10 +421,12 @@ def action_for(block: Block) -> Action | None:
 
 def person_env(home: Path) -> dict[str, str]:
     """A person's environment: their HOME, no setting of Tokensmith's, no make of an outer run,
-    the PATH without this run's virtualenv (the README puts the client on it)."""
+    the PATH without this run's virtualenv (the README puts the client on it), with ~/bin (where
+    `nuxeo` is)."""
     drop = ("TOKENSMITH_", "GIT_", "PYTHON_KEYRING", "MAKE", "MFLAGS")
     env = {key: value for key, value in os.environ.items() if not key.startswith(drop) and key != "VIRTUAL_ENV"}
-    path = [entry for entry in env["PATH"].split(os.pathsep) if Path(entry) != Path(sys.executable).parent]
+    path = [str(home / "bin")] + [entry for entry in env["PATH"].split(os.pathsep)
+                                  if Path(entry) != Path(sys.executable).parent]
     return {**env, "PATH": os.pathsep.join(path), "HOME": str(home), "LANG": "C.UTF-8", "TERM": "dumb",
             "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_AUTHOR_NAME": "Ada Reader", "GIT_AUTHOR_EMAIL": "ada@example.test",
@@ -435,9 +460,12 @@ def walk(chromium: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         unavailable(str(error))
     if not shutil.which("mvn") or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
         unavailable("mvn with Debian's maven-dependency-plugin is not installed")
+    if reason := nuxeo_cli.missing():
+        unavailable(reason)
     a_checkout(base / "checkout")
     home = base / "home"
     home.mkdir()
+    nuxeo_cli.on_the_path(home / "bin")
     walk = Walk(base / "checkout", home, port, idp, chromium, watch(base / "readme-server.console.log"))
     env = person_env(home)
     walk.server = Terminal("server", walk.folder, env, walk.secrets)
@@ -500,6 +528,18 @@ def test_the_readme_runs_top_to_bottom_as_written(walk: Walk) -> None:
     jar = walk.home / ".m2" / "repository" / "com" / "acme" / "studio" / "acme-contracts" / "0.1.0"
     assert (jar / "acme-contracts-0.1.0.jar").exists()
     assert '"active":false' in everything.replace(" ", "")  # grace, deactivated through SCIM
+    # Coming from Nuxeo Online Services: the reference's addresses, its CLI, application tokens.
+    for said in ('"mavenCoordinates":"com.acme.studio:acme-contracts:0.1.1"',
+                 '{"groupId":"nuxeo-studio","artifactId":"acme-contracts","version":"0.1.1"}',
+                 "nuxeo-studio:acme-contracts:jar:0.1.1:test", "We released a new version 0.1.2 of your Studio project",
+                 "Your NOS account has been unlink.", '"name":"nightly-build on device ci-7"', '"scopes":["maven:read"]',
+                 "Revoked the application token “nightly-build on device ci-7”"):
+        assert said in everything, said
+    app = walk.home / "acme-app"
+    assert "<groupId>nuxeo-studio</groupId>" not in (app / "pom.xml").read_text()  # unlinked: its dependency is gone
+    assert 'BUNDLE_NAME = "studio.extensions.acme-contracts"' in (
+        app / "src/main/java/com/acme/app/StudioConstant.java").read_text()
+    assert re.search(r"<id>nuxeo-studio</id>\s*<username>admin</username>", (walk.home / ".m2" / "settings.xml").read_text())
 
     # The starts were quiet: the banner, uvicorn's lines, nothing else (issue 18: a SAWarning).
     first_start = walk.consoles[0].split("Uvicorn running on")[0]

@@ -34,6 +34,8 @@ _DESCRIPTIONS = {
     "token.created": "Token “{name}” created{limits_phrase}",
     "token.revoked": "Token “{name}” revoked{reason_phrase}",
     "token.rotated": "Token “{name}” rotated: a new secret{new_phrase} replaced the old one{old_phrase}{limits_phrase}",
+    "token.derived": "Application token “{name}” made from your token “{parent_name}” for {application}"
+    "{limits_phrase}",
     "token.push_blocked": "Token “{name}” was found in a git push by {pusher} to project {repository} "
     "(commit {short_commit}, {path}); the push was refused and the token revoked. Replace it "
     "wherever it was used",
@@ -62,6 +64,8 @@ REVOKE_REASONS = {
     "account_disabled": " when the account was disabled",
     "push_protection": " by push protection (found in a git push)",
     "rotation_reuse": " after the token it replaced was used again (it had been copied before it was rotated)",
+    "application": " by the application that held it (it signed out)",
+    "parent_revoked": " with the token it was made from",
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES = {
@@ -72,6 +76,8 @@ REVOKE_CAUSES = {
     "account_disabled": "the account was disabled",
     "push_protection": "it was found in a git push",
     "rotation_reuse": "the token it replaced was used after its rotation, so this one may have been copied too",
+    "application": "by the application that held it, which signed out",
+    "parent_revoked": "with the personal token it was made from",
 }
 
 

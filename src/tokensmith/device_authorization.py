@@ -226,13 +226,9 @@ def _create_token(session: Session, keys: ServerKeys, row: DeviceAuthorization, 
                   max_lifetime_days: int | None) -> tuple[str, PersonalToken]:
     """The token, by the one maker of tokens, under a name the person recognises (with a number
     when that name is taken)."""
-    base = token_name(row)[: personal_tokens.MAX_NAME_LENGTH - 5]
-    for number in range(1, 100):
-        name = base if number == 1 else f"{base} ({number})"
-        try:
-            return personal_tokens.create_token(session, keys, owner.id, name, prefix=prefix, actor=owner.username,
-                                                scopes=row.scopes, expires_at=expires_at,
-                                                max_lifetime_days=max_lifetime_days, ip=ip)
-        except Conflict:
-            continue
-    raise DeviceGrantError("invalid_grant", f"You have 99 tokens named “{base}”: revoke some, then log in again.")
+    try:
+        return personal_tokens.under_a_free_name(token_name(row), lambda name: personal_tokens.create_token(
+            session, keys, owner.id, name, prefix=prefix, actor=owner.username, scopes=row.scopes,
+            expires_at=expires_at, max_lifetime_days=max_lifetime_days, ip=ip))
+    except Conflict as error:
+        raise DeviceGrantError("invalid_grant", error.message) from None

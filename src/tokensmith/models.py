@@ -92,7 +92,7 @@ class User(Base):
 # migration 0013): the digest first, then every column personal_tokens._LOOKUP reads.
 CHECK_COLUMNS = (
     "digest", "user_id", "name", "hint", "scopes", "projects", "allowed_ips", "created_at", "expires_at",
-    "last_used_at", "last_used_ip", "last_used_agent", "revoked_at", "revoked_reason",
+    "last_used_at", "last_used_ip", "last_used_agent", "revoked_at", "revoked_reason", "parent_id",
 )
 
 
@@ -134,8 +134,15 @@ class PersonalToken(Base):
     # one too (personal_tokens.revoke_successors).
     replaced_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("personal_tokens.id", ondelete="SET NULL"), default=None)
+    # An application token's parent: the personal token it was derived from, never wider than it
+    # and revoked with it (personal_tokens.derive_token, the reference's /authentication/token).
+    # Indexed for that revocation, which looks for a token's live children.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("personal_tokens.id", ondelete="CASCADE"), default=None, index=True)
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    # Read where an application token is shown (its parent's name), never on the check's path.
+    parent: Mapped[PersonalToken | None] = relationship(remote_side=[id], foreign_keys=[parent_id], lazy="select")
 
     __table_args__ = (
         # A name is how a person finds a token to revoke: unique among the live ones.

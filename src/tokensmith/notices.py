@@ -2,7 +2,9 @@
 
 Told: a token was created (or rotated), someone other than the owner revoked one (a leak
 report, push protection, an administrator, the identity provider, the reuse of a rotated
-token), a token expires within 7 days, a token has expired. The first two follow from audit
+token), a token expires within 7 days, a token has expired. An application token
+(application_tokens.py) has no mail of its own: its owner made it by presenting their token,
+and it is revoked with that token and expires with it. The first two follow from audit
 events (``for_event``, called by audit.record in the same transaction); the reminders come from
 ``ExpiryReminders``, a job that one instance at a time runs.
 
@@ -35,8 +37,9 @@ REMIND_BEFORE = timedelta(days=7)
 # is switched on, nor after a long outage.
 EXPIRED_NOTICE_WINDOW = timedelta(days=7)
 REMINDERS_PER_ROUND = 500
-# Revocations the owner did themselves, or that a mail of its own tells (a rotation).
-_OWN_REVOCATIONS = {"owner", "rotated"}
+# Revocations the owner did themselves (through an application that signed out, too), or that a
+# mail of its own tells (a rotation; an application token revoked with its parent: the parent's).
+_OWN_REVOCATIONS = {"owner", "rotated", "application", "parent_revoked"}
 _IDENTITY_PROVIDER_ACTORS = {"scim", "identity provider"}
 
 
@@ -324,6 +327,8 @@ def queue_reminders(session: Session, now: datetime | None = None) -> int:
             if not owner.is_active or not mail.plausible_address(owner.email):
                 continue
             if kind == "expiring" and token.expires_at - token.created_at <= REMIND_BEFORE:
+                continue
+            if token.parent_id is not None:  # an application token: its parent's reminder tells
                 continue
             subject, body = (_expiring(owner, token, now, config) if kind == "expiring"
                              else _expired(owner, token, config))

@@ -11,10 +11,10 @@ import functools
 import hmac
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql as postgresql_dialect, sqlite as sqlite_dialect
@@ -51,6 +51,13 @@ DEFAULT_SCOPES = token_limits.ALL_SCOPES
 USE_RECORD_INTERVAL = timedelta(minutes=1)
 MAX_LEAK_REPORT = 100
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+T = TypeVar("T")
+
+
+def readable(text: str) -> bool:
+    """Whether ``text`` has no control or invisible formatting character: what a name shown to
+    a person may hold."""
+    return not any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in text)
 
 
 def validate_name(name: str) -> str:
@@ -61,7 +68,7 @@ def validate_name(name: str) -> str:
         raise InvalidInput(
             f"A token name has at most {MAX_NAME_LENGTH} characters; this one has {len(name)}."
         )
-    if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in name):
+    if not readable(name):
         raise InvalidInput("A token name cannot contain control or invisible formatting characters.")
     return name
 
@@ -104,17 +111,19 @@ def create_token(
         raise InvalidInput("The expiration date must be in the future.")
     token_limits.check_lifetime(expires_at, now, max_lifetime_days)
     limits = token_limits.validate(session, owner_id, scopes=scopes, projects=projects, allowed_ips=allowed_ips)
-    return _mint(session, keys, owner_id, name, limits, prefix=prefix, actor=actor, expires_at=expires_at,
-                 now=now, ip=ip)
+    return mint_checked(session, keys, owner_id, name, limits, prefix=prefix, actor=actor, expires_at=expires_at,
+                        now=now, ip=ip)
 
 
-def _mint(
+def mint_checked(
     session: Session, keys: ServerKeys, owner_id: int, name: str, limits: token_limits.Limits, *, prefix: str,
     actor: str, expires_at: datetime | None, now: datetime, ip: str | None, audited: bool = True,
+    parent_id: int | None = None, **details: Any,
 ) -> tuple[str, PersonalToken]:
-    """The token row and its ``token.created`` event, for limits checked already (a new
-    token's, or the ones a rotated token carries over as they were: a rotation writes one
-    event of its own, ``audited=False``)."""
+    """The token row and its ``token.created`` event (with ``details``), for limits checked
+    already: a new token's, the ones a rotated token carries over as they were (a rotation writes
+    one event of its own, ``audited=False``), or an application token's (under ``parent_id``,
+    ``token.derived``), taken from its parent (application_tokens.py)."""
     _ensure_name_free(session, owner_id, name, now)
     secret = tokens.generate(prefix)
     row = PersonalToken(
@@ -128,6 +137,7 @@ def _mint(
         allowed_ips=_listed(limits.allowed_ips),
         created_at=now,
         expires_at=expires_at,
+        parent_id=parent_id,
     )
     try:
         with session.begin_nested():
@@ -138,7 +148,7 @@ def _mint(
         return secret, row
     audit.record(
         session,
-        "token.created",
+        "token.created" if parent_id is None else "token.derived",
         actor=actor,
         user_id=owner_id,
         ip=ip,
@@ -147,8 +157,21 @@ def _mint(
         hint=row.hint,
         expires_at=row.expires_at.isoformat() if row.expires_at else None,
         **limits_of(row),
+        **details,
     )
     return secret, row
+
+
+def under_a_free_name(base: str, make: Callable[[str], T]) -> T:
+    """``make(name)`` under ``base``, or “base (2)”, “base (3)”… while the owner has a live token
+    of that name: for names a person did not type (a device's login, an application's token)."""
+    base = base[: MAX_NAME_LENGTH - 5]
+    for number in range(1, 100):
+        try:
+            return make(base if number == 1 else f"{base} ({number})")
+        except Conflict:
+            continue
+    raise Conflict(f"You have 99 live tokens named “{base}”: revoke some on My Tokens, then try again.")
 
 
 def _listed(values: tuple[str, ...] | None) -> list[str] | None:
@@ -198,7 +221,7 @@ def _ensure_name_free(session: Session, owner_id: int, name: str, now: datetime)
 class VerifiedToken:
     """A token the credential check found, with its owner: plain values, no ORM on the hot path.
 
-    The first thirteen fields are in the order of ``_LOOKUP``'s first columns.
+    The first fourteen fields are in the order of ``_LOOKUP``'s first columns.
     """
 
     id: int
@@ -214,6 +237,7 @@ class VerifiedToken:
     last_used_agent: str | None
     revoked_at: datetime | None
     revoked_reason: str | None
+    parent_id: int | None  # an application token's: the personal token it was derived from
     owner: Account
     owner_active: bool
 
@@ -223,7 +247,7 @@ class VerifiedToken:
         token_limits.enforce(self.scopes, self.projects, self.allowed_ips, need, ip)
 
 
-_COLUMNS = 13  # VerifiedToken's fields read from the token's row
+_COLUMNS = 14  # VerifiedToken's fields read from the token's row
 _TOKENS = PersonalToken.__table__
 _USERS = User.__table__
 _LOOKUP = select(
@@ -361,13 +385,28 @@ def record_use(
 
 
 def list_tokens(session: Session, owner_id: int) -> list[PersonalToken]:
-    """The owner's tokens that are not revoked, expired ones included, newest first."""
+    """The owner's tokens that are not revoked, expired ones included, newest first, each
+    application token right under the token it was derived from."""
     query = (
         select(PersonalToken)
         .where(PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))
         .order_by(PersonalToken.created_at.desc(), PersonalToken.id.desc())
     )
-    return list(session.scalars(query))
+    return under_their_parents(list(session.scalars(query)))
+
+
+def under_their_parents(rows: list[PersonalToken]) -> list[PersonalToken]:
+    """``rows`` in their order, except that each token's children follow it (in their order)."""
+    listed = {row.id for row in rows}
+    children: dict[int, list[PersonalToken]] = {}
+    for row in rows:
+        if row.parent_id in listed:
+            children.setdefault(row.parent_id, []).append(row)
+    ordered = []
+    for row in rows:
+        if row.parent_id not in listed:
+            ordered += [row, *children.get(row.id, [])]
+    return ordered
 
 
 INACTIVE_DAYS = 30
@@ -446,12 +485,16 @@ def _revoke(
     session: Session, row: PersonalToken, *, actor: str, reason: str, ip: str | None = None,
     audited: bool = True, **details: Any,
 ) -> bool:
-    """Revoke ``row`` unless someone else just did: False then, and nothing is written.
-    ``audited=False``: the caller writes the one event that tells what happened (a rotation).
+    """Revoke ``row`` unless someone else just did: False then, and nothing is written. Its
+    application tokens (application_tokens.py) go with it, whatever the reason, each with its
+    own event. ``audited=False``: the caller writes the one event that tells what happened to
+    ``row`` (a rotation).
 
     One conditional UPDATE, so that of two revocations at once (a rotation and a reuse of the
     rotated token, on two instances) only one happens and is audited; PostgreSQL re-reads the
-    condition once the other transaction's lock is gone."""
+    condition once the other transaction's lock is gone. An application token being derived
+    holds its parent's row until it is in (application_tokens.hold_live_parent), so that the
+    children read here include it."""
     now = utcnow()
     changed = session.execute(
         update(PersonalToken)
@@ -463,8 +506,17 @@ def _revoke(
         return False
     set_committed_value(row, "revoked_at", now)
     set_committed_value(row, "revoked_reason", reason)
-    if not audited:
-        return True
+    if audited:
+        _record_revocation(session, row, actor=actor, reason=reason, ip=ip, **details)
+    children = [] if row.parent_id is not None else session.scalars(select(PersonalToken).where(
+        PersonalToken.parent_id == row.id, PersonalToken.revoked_at.is_(None))).all()
+    for child in children:
+        _revoke(session, child, actor=actor, reason="parent_revoked", ip=ip, parent_token_id=row.id)
+    return True
+
+
+def _record_revocation(session: Session, row: PersonalToken, *, actor: str, reason: str, ip: str | None,
+                       **details: Any) -> None:
     leaked = reason == "leak_reported"
     # A leak notice tells the owner where *they* last used the token (where to replace it),
     # not where the reporter was: that address is kept for administrators only.
@@ -483,7 +535,6 @@ def _revoke(
         **where,
         **details,
     )
-    return True
 
 
 def revoke_token(
@@ -530,6 +581,9 @@ def rotate_token(
     anybody else's id is a 404 as on every other route, and another of one's own tokens a 403.
     The owner ``signed_in`` to the web site (Regenerate on My Tokens) may rotate any of theirs."""
     old = get_live_token(session, token_id, owner_id)
+    if old.parent_id is not None:
+        raise NotPermitted("An application token cannot be rotated: revoke it, and let the application ask "
+                           "for a new one (link it again).")
     if not signed_in and presented_token_id != token_id:
         raise NotPermitted("A token can rotate only itself: authenticate with the token you want to rotate.")
     if old.expires_at is not None and old.expires_at <= utcnow():
@@ -540,8 +594,8 @@ def rotate_token(
         raise NotFound("You have no live token with that id.")
     # The limits carry over as they are: the replacement may do exactly what the old one could.
     carried = token_limits.Limits(tuple(old.scopes), _tupled(old.projects), _tupled(old.allowed_ips))
-    secret, new = _mint(session, keys, owner_id, old.name, carried, prefix=prefix, actor=actor,
-                        expires_at=old.expires_at, now=utcnow(), ip=ip, audited=False)
+    secret, new = mint_checked(session, keys, owner_id, old.name, carried, prefix=prefix, actor=actor,
+                               expires_at=old.expires_at, now=utcnow(), ip=ip, audited=False)
     old.replaced_by_id = new.id
     audit.record(
         session,

@@ -1,9 +1,15 @@
 """Studio releases: a revision of a project's repository, versioned, packaged as a jar with a
 pom, and published to the Studio Maven repository.
+
+Each release is published twice in that one repository: at the project's own coordinates,
+``{groupId}:{project}:{version}``, and at the reference's, ``nuxeo-studio:{project}:{version}``,
+where poms and ``settings.xml`` files written for the reference look for it. Each copy has its
+own pom, checksums and ``maven-metadata.xml``, naming its own groupId: Maven checks them.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 from dataclasses import dataclass
@@ -19,6 +25,12 @@ from tokensmith.errors import Conflict, InvalidInput
 from tokensmith.maven_repository import VERSION, Coordinates, version_key
 from tokensmith.models import Project, Release
 
+log = logging.getLogger("tokensmith.releases")
+
+# The groupId the reference publishes every Studio project's releases under.
+REFERENCE_GROUP_ID = "nuxeo-studio"
+# The reference's version of a project's workspace, which it names before any release.
+WORKSPACE_VERSION = "0.0.0-SNAPSHOT"
 BUMPS = {"MAJOR": 0, "MINOR": 1, "PATCH": 2}
 FIRST = {"MAJOR": "1.0.0", "MINOR": "0.1.0", "PATCH": "0.0.1"}
 REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,199}$")
@@ -112,11 +124,61 @@ def release(
                                 created_at=utcnow(), created_by=user_id))
     except IntegrityError:
         raise Conflict(f"{project.id} {version} is already released.") from None
-    coordinates = Coordinates(project.group_id, project.id, version)
-    maven_repository.publish(session, maven_repository.studio_root(data_dir), coordinates, {
-        "jar": build_jar(repository, commit, project.id, version),
-        "pom": maven_repository.pom(coordinates, name=bundle_symbolic_name(project.id)),
-    })
+    jar = build_jar(repository, commit, project.id, version)
+    for coordinates in published_at(project, version):
+        _publish(session, data_dir, coordinates, jar)
     audit.record(session, "release.published", actor=actor, user_id=user_id, project=project.id,
                  version=version, revision=commit)
-    return Published(version, bundle_symbolic_name(project.id), str(coordinates))
+    return Published(version, bundle_symbolic_name(project.id), str(Coordinates(project.group_id, project.id, version)))
+
+
+def published_at(project: Project, version: str) -> list[Coordinates]:
+    """Where a release of ``project`` is found: its own coordinates, then the reference's."""
+    own = Coordinates(project.group_id, project.id, version)
+    return [own] if project.group_id == REFERENCE_GROUP_ID else [own, reference_coordinates(project.id, version)]
+
+
+def reference_coordinates(project_id: str, version: str) -> Coordinates:
+    return Coordinates(REFERENCE_GROUP_ID, project_id, version)
+
+
+def group_ids(project: Project) -> tuple[str, ...]:
+    """The groupIds the project's releases are published under."""
+    return (project.group_id, REFERENCE_GROUP_ID)
+
+
+def _publish(session: Session, data_dir: Path, coordinates: Coordinates, jar: bytes) -> None:
+    maven_repository.publish(session, maven_repository.studio_root(data_dir), coordinates, {
+        "jar": jar, "pom": maven_repository.pom(coordinates, name=bundle_symbolic_name(coordinates.artifact_id)),
+    })
+
+
+def latest_release(session: Session, project_id: str) -> str | None:
+    """The project's latest version, by Maven's order; None before its first release."""
+    found = released_versions(session, project_id)
+    return found[-1] if found else None
+
+
+def publish_reference_copies(session: Session, data_dir: Path) -> int:
+    """Publish at the reference's coordinates every release that is only at its project's own
+    (released before both were published): ``tokensmith serve`` runs this at each start. The jar
+    is the one published then. Returns how many were published."""
+    root = maven_repository.studio_root(data_dir)
+    published = 0
+    for release_row, project in session.execute(select(Release, Project).join(Project, Project.id == Release.project_id)):
+        if project.group_id == REFERENCE_GROUP_ID:
+            continue
+        reference = reference_coordinates(project.id, release_row.version)
+        if (root / reference.artifact_dir / reference.version).exists():
+            continue
+        own = Coordinates(project.group_id, project.id, release_row.version)
+        jar = root / own.artifact_dir / own.version / own.file_name("jar")
+        if not jar.is_file():
+            log.warning("release %s has no jar at %s: not published at %s", own, jar, reference)
+            continue
+        try:
+            _publish(session, data_dir, reference, jar.read_bytes())
+        except Conflict:  # another instance starting at the same time published it
+            continue
+        published += 1
+    return published

@@ -74,10 +74,7 @@ def project_with_a_commit(server, person: str, tmp_path: Path) -> str:
     git = GitUser(tmp_path / "git", person, server.create_token(person, f"git {project}"))
     git.remember_credentials(server.base_url)
     git.git("clone", f"{server.base_url}/git/{project}.git", str(tmp_path / "work"))
-    (tmp_path / "work" / "README.md").write_text("hello\n")
-    git.git("add", ".", cwd=tmp_path / "work")
-    git.git("commit", "-m", "first", cwd=tmp_path / "work")
-    git.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
+    git.publish(tmp_path / "work", {"README.md": "hello\n"}, "first")
     return project
 
 

@@ -35,3 +35,15 @@ class GitUser:
         if check and result.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed:\n{result.stderr}")
         return result
+
+    def publish(self, work: Path, files: dict[str, str | bytes], message: str, ref: str = "HEAD:master") -> None:
+        """Write ``files`` (path: content) into the clone ``work``, commit them, push ``ref``."""
+        for name, content in files.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                (work / name).write_bytes(content)
+            else:
+                (work / name).write_text(content)
+        self.git("add", *files, cwd=work)
+        self.git("commit", "-m", message, cwd=work)
+        self.git("push", "origin", ref, cwd=work)

@@ -19,7 +19,7 @@ def verified(**changes: object) -> VerifiedToken:
         id=42, name="CI “Chain” <b>", hint="tks_…Ab3d", scopes=["api:read", "api:write", "git:read", "git:write", "maven:read"],
         projects=None, allowed_ips=None, created_at=datetime(2026, 11, 28, 2, 21, 9, 538206, tzinfo=timezone.utc),
         expires_at=None, last_used_at=None, last_used_ip=None, last_used_agent=None,
-        revoked_at=None, revoked_reason=None, owner=OWNER, owner_active=True,
+        revoked_at=None, revoked_reason=None, parent_id=None, owner=OWNER, owner_active=True,
     )
     fields.update(changes)
     return VerifiedToken(**fields)
@@ -32,8 +32,9 @@ def verified(**changes: object) -> VerifiedToken:
              last_used_ip="2001:db8::1", last_used_agent="git/2.47.0 (ünïcode)"),
     verified(expires_at=datetime.now(timezone.utc) - timedelta(days=1)),  # expired
     verified(scopes=["git:read"], projects=["acme-contracts", "ünï"], allowed_ips=["203.0.113.0/24", "2001:db8::/32"]),
+    verified(parent_id=41, name="nuxeo-cli on device 1"),  # an application token
     None,  # a password under the warn policy
-], ids=["fresh", "used", "expired", "limited", "password"])
+], ids=["fresh", "used", "expired", "limited", "application", "password"])
 def test_me_written_by_hand_is_the_models_json_byte_for_byte(token):
     identity = Identity(user=OWNER, method="token" if token else "password", token=token)
     expected = Me(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import uuid
 import zipfile
@@ -15,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import unavailable
 from tests.support.git import GitUser
 
 PASSWORD = "studio person's password"
@@ -180,14 +178,6 @@ def test_a_stranger_cannot_tell_a_hidden_artifact_from_a_missing_one(server, stu
     hidden = get(server, studio, artifact_path(studio, version), who="carol")
     missing = get(server, studio, artifact_path(studio, "9.9.9"), who="carol")
     assert hidden.status_code == missing.status_code == 404 and hidden.text == missing.text
-
-
-@pytest.fixture(scope="module")
-def mvn() -> str:
-    found = shutil.which("mvn")
-    if not found or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
-        unavailable("mvn with Debian's maven-dependency-plugin is not installed")
-    return found
 
 
 def maven_settings(path: Path, server, username: str, token: str) -> Path:

@@ -22,11 +22,13 @@ import pytest
 
 from tests.conftest import start_server
 from tests.support.git import GitUser
+from tests.support.ledger import remember
 from tests.support.servers import LiveServer
 from fastapi.routing import APIRoute
 
 from tokensmith import token_limits
 from tokensmith.web.app import ROUTERS
+from tokensmith.web import nuxeo
 from tokensmith.web.auth import requirements, requirements_table
 
 GROUP = "com.acme.studio"
@@ -97,7 +99,10 @@ def expected(scope: str, needed: str | None, project_in: bool | None, address_in
 
 def check_refusal(outcome: str, response: httpx.Response, scope: str, needed: str | None,
                   missing: Callable[[], httpx.Response] | None = None, project: str = "") -> None:
-    if outcome == "ip_not_allowed":
+    if outcome == "ip_not_allowed" and response.headers["content-type"].startswith("text/plain"):
+        assert response.status_code == 403, response.text  # the reference's token route: its words in plain text
+        assert f"This token may not be used from {OUTSIDE}" in response.text
+    elif outcome == "ip_not_allowed":
         assert response.status_code == 403, response.text
         body = response.json()
         assert body["error"] == "ip_not_allowed" and body["address"] == OUTSIDE
@@ -131,13 +136,15 @@ class Route:
     name: str
     needed: str | None  # the scope the contract says the route needs
     path: str  # as the route declares it
+    reference: bool = False  # called at the reference's address of the route (web/nuxeo.py)
 
 
 PLAIN_ROUTES = [Route("GET /api/v1/me", None, "/api/v1/me"), Route("GET /api/v1/tokens", "api:read", "/api/v1/tokens"),
                 Route("GET /api/v1/projects", "api:read", "/api/v1/projects"),
                 Route("GET /api/v1/audit", "api:read", "/api/v1/audit"),
                 Route("DELETE /api/v1/tokens/{id}", "api:write", "/api/v1/tokens/{token_id:int}"),
-                Route("POST /api/v1/tokens/{id}/rotate", "api:write", "/api/v1/tokens/{token_id:int}/rotate")]
+                Route("POST /api/v1/tokens/{id}/rotate", "api:write", "/api/v1/tokens/{token_id:int}/rotate"),
+                Route("GET /nuxeo/authentication/token", None, "/nuxeo/authentication/token")]
 
 
 def call_plain(world: World, route: Route, token: str, address: str) -> httpx.Response:
@@ -147,6 +154,8 @@ def call_plain(world: World, route: Route, token: str, address: str) -> httpx.Re
             return client.delete(f"/api/v1/tokens/{world.token_id(victim)}")
         if route.name.startswith("POST"):
             return client.post(f"/api/v1/tokens/{world.token_id(token)}/rotate")
+        if route.path == "/nuxeo/authentication/token":
+            return client.get(route.path, params={"applicationName": "matrix", "deviceId": uuid.uuid4().hex[:8]})
         return client.get(route.name.split()[1])
 
 
@@ -169,16 +178,30 @@ def test_routes_without_a_project(world: World, route: Route, scope: str, addres
             rotated = response.json()
             assert (rotated["scopes"], rotated["projects"], rotated["allowed_ips"]) == (
                 list(token_limits.validate_scopes([scope])), [world.a], [BLOCK])
+        if route.path == "/nuxeo/authentication/token":  # an application token: its parent's limits, no wider
+            derived = remember(response.text)
+            with world.server.client(headers={"X-Authentication-Token": derived, "X-Forwarded-For": INSIDE}) as client:
+                limits = client.get("/api/v1/me").json()["token"]
+            assert (limits["scopes"], limits["projects"], limits["allowed_ips"]) == (
+                list(token_limits.validate_scopes([scope])), [world.a], [BLOCK])
+            assert limits["parent_id"] == world.token_id(token)
     else:
         check_refusal(outcome, response, scope, route.needed)
 
 
 # --- routes on a project ------------------------------------------------------------------------------
 
+STUDIO_READS = ("administrativeInformation", "workspace/ws.maven", "workspace/ws.registries")
 PROJECT_ROUTES = [Route("POST /api/v1/instances", "api:write", "/api/v1/instances"),
-                  Route("POST /studio/v2/.../releases", "api:write", "/studio/v2/project/{project_id}/releases"),
-                  Route("GET /maven/studio/...", "maven:read", "/maven/studio/{path:path}"),
-                  Route("HEAD /maven/studio/...", "maven:read", "/maven/studio/{path:path}")]
+                  *(route for reference in (False, True) for route in (
+                      Route(f"POST {'/nuxeo/site' if reference else ''}/studio/v2/.../releases", "api:write",
+                            "/studio/v2/project/{project_id}/releases", reference),
+                      Route(f"GET {'/nuxeo/site/studio/maven' if reference else '/maven/studio'}/...", "maven:read",
+                            "/maven/studio/{path:path}", reference),
+                      Route(f"HEAD {'/nuxeo/site/studio/maven' if reference else '/maven/studio'}/...", "maven:read",
+                            "/maven/studio/{path:path}", reference),
+                      *(Route(f"GET {'/nuxeo/site' if reference else ''}/studio/v2/.../{read}", "api:read",
+                              f"/studio/v2/project/{{project_id}}/{read}", reference) for read in STUDIO_READS)))]
 GIT_ROUTES = [Route("git clone", "git:read", "/git/{project_id}.git/{path:path}"),
               Route("git push", "git:write", "/git/{project_id}.git/{path:path}"),
               # The same repositories without ".git" at the end of the URL, as GitHub and GitLab take them.
@@ -187,13 +210,17 @@ GIT_ROUTES = [Route("git clone", "git:read", "/git/{project_id}.git/{path:path}"
 
 
 def call_on_project(world: World, route: Route, token: str, address: str, project: str) -> httpx.Response:
+    studio = "/nuxeo/site/studio/v2" if route.reference else "/studio/v2"
     with world.client(token, address) as client:
         if route.name.startswith("POST /api/v1/instances"):
             return client.post("/api/v1/instances", json={"project": project, "description": "matrix"})
-        if route.name.startswith("POST /studio"):
-            return client.post(f"/studio/v2/project/{project}/releases",
+        if route.name.endswith("/releases"):
+            return client.post(f"{studio}/project/{project}/releases",
                                json={"revision": "master", "versionName": f"2.0.0-m{uuid.uuid4().hex[:8]}"})
-        path = f"/maven/studio/com/acme/studio/{project}/1.0.0/{project}-1.0.0.pom"
+        if route.path.startswith("/studio/"):
+            return client.get(f"{studio}/project/{project}/{route.path.rsplit('}/', 1)[1]}")
+        path = (f"/nuxeo/site/studio/maven/nuxeo-studio/{project}/1.0.0/{project}-1.0.0.pom" if route.reference
+                else f"/maven/studio/com/acme/studio/{project}/1.0.0/{project}-1.0.0.pom")
         if route.name.startswith("HEAD"):
             # HEAD has no body to compare: the refusal is read from a GET of the same file.
             head = client.head(path)
@@ -227,12 +254,13 @@ def git_as(world: World, token: str, address: str, label: str) -> GitUser:
     return person
 
 
-def push_attempt(world: World, person: GitUser, project: str, suffix: str = ".git") -> subprocess.CompletedProcess[str]:
+def push_attempt(world: World, person: GitUser, project: str, suffix: str = ".git",
+                 at: str = "/git/") -> subprocess.CompletedProcess[str]:
     """A new commit pushed by ``person``, from a copy of the repository taken on the disk."""
     work = person.home / "work"
     bare = world.server.data_dir / "git" / f"{project}.git"
     person.git("clone", "--quiet", f"file://{bare}", str(work))
-    person.git("remote", "set-url", "origin", f"{world.server.base_url}/git/{project}{suffix}", cwd=work)
+    person.git("remote", "set-url", "origin", f"{world.server.base_url}{at}{project}{suffix}", cwd=work)
     (work / f"{uuid.uuid4().hex[:8]}.txt").write_text("pushed\n")
     person.git("add", ".", cwd=work)
     person.git("commit", "-m", "matrix", cwd=work)
@@ -251,17 +279,18 @@ def git_refusal(outcome: str, stderr: str, scope: str, needed: str) -> None:
 
 
 def git_attempt(world: World, action: str, scope: str, project_in: bool, address_in: bool,
-                suffix: str = ".git") -> None:
-    """``git clone`` or ``git push`` with a token of one scope, checked against the contract."""
+                suffix: str = ".git", at: str = "/git/") -> None:
+    """``git clone`` or ``git push`` with a token of one scope, checked against the contract;
+    ``at``: /git/, or the reference's /nuxeo/git/."""
     needed = "git:read" if action == "clone" else "git:write"
     outcome = expected(scope, needed, project_in, address_in)
     person = git_as(world, world.token(scope, action), INSIDE if address_in else OUTSIDE, action)
     project = world.a if project_in else world.b
     if action == "clone":
-        result = person.git("clone", f"{world.server.base_url}/git/{project}{suffix}", str(person.home / "clone"),
+        result = person.git("clone", f"{world.server.base_url}{at}{project}{suffix}", str(person.home / "clone"),
                             check=False)
     else:
-        result = push_attempt(world, person, project, suffix)
+        result = push_attempt(world, person, project, suffix, at)
     if outcome == "ok":
         assert result.returncode == 0, result.stderr
         return
@@ -269,7 +298,7 @@ def git_attempt(world: World, action: str, scope: str, project_in: bool, address
     git_refusal(outcome, result.stderr, scope, needed)
     if outcome == "not_found":  # word for word what a missing project gets
         missing = git_as(world, world.admin_token, INSIDE, "missing").git(
-            "clone", f"{world.server.base_url}/git/{ABSENT}{suffix}", str(world.home / f"m-{uuid.uuid4().hex[:6]}"),
+            "clone", f"{world.server.base_url}{at}{ABSENT}{suffix}", str(world.home / f"m-{uuid.uuid4().hex[:6]}"),
             check=False)
         remote = [line.replace(project, "X") for line in result.stderr.splitlines() if line.startswith("remote:")]
         assert remote == [line.replace(ABSENT, "X") for line in missing.stderr.splitlines()
@@ -292,6 +321,13 @@ def test_git_without_dot_git(world: World, action: str, scope: str, project_in: 
     (the address refusal is the check's, not the URL's, and walked above)."""
     git_attempt(world, action, scope, project_in, True, suffix="")
 
+
+@pytest.mark.parametrize("project_in", [True, False], ids=["project-in", "project-out"])
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("action", ["clone", "push"])
+def test_git_at_the_reference_address(world: World, action: str, scope: str, project_in: bool) -> None:
+    """/nuxeo/git/{project}.git is the same route as /git/…: the same declaration and words."""
+    git_attempt(world, action, scope, project_in, True, at="/nuxeo/git/")
 
 # --- addresses ---------------------------------------------------------------------------------------
 
@@ -370,7 +406,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "scopes.md"
 def test_the_table_in_the_docs_is_written_from_the_routes_declarations() -> None:
     text = DOC.read_text()
     documented = text.split("<!-- scopes:table:start -->\n")[1].split("<!-- scopes:table:end -->")[0]
-    table = requirements_table(ROUTERS)
+    table = requirements_table(ROUTERS, nuxeo.reference_path)
     assert documented.strip() == table.strip(), f"docs/scopes.md is out of date; its table is now:\n{table}"
 
 
@@ -384,8 +420,9 @@ def test_every_route_that_takes_a_token_declares_what_it_needs() -> None:
     """Denied by default: a route under the token-taking prefixes that declares nothing is either
     public on purpose (the leak report) or refuses tokens outright (the hotfix repository)."""
     declared = {route.path for route, _needs in requirements(ROUTERS)}
-    public = {"/api/v1/tokens/revoke", "/packages/hotfix/{path:path}"}
+    public = {"/api/v1/tokens/revoke", "/packages/hotfix/{path:path}", "/nuxeo/site/connect/tokens"}
     for router in ROUTERS:
         for route in router.routes:
-            if isinstance(route, APIRoute) and route.path.startswith(("/api/", "/git/", "/maven/", "/studio/", "/packages/")):
+            if isinstance(route, APIRoute) and route.path.startswith(
+                    ("/api/", "/git/", "/maven/", "/studio/", "/packages/", "/nuxeo/")):
                 assert (route.path in declared) != (route.path in public), route.path

@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tokensmith import data_dir, deployment, metrics
+from tokensmith import data_dir, deployment, metrics, releases
 from tokensmith.bootstrap import ADMIN_USERNAME, FirstStart, first_start
 from tokensmith.cli.server_commands import app
 from tokensmith.config import Settings, load_settings
@@ -34,7 +34,9 @@ def prepare_store(settings: Settings) -> FirstStart | None:
         check_replication(engine, settings)
         with migrated(engine) as connection, unit_of_work(sessionmaker(bind=connection)) as session:
             deployment.record_public_url(session, settings.public_url)  # for the shell's commands
-            return first_start(session, settings)
+            started = first_start(session, settings)
+            releases.publish_reference_copies(session, settings.data_dir)
+            return started
     finally:
         engine.dispose()
 

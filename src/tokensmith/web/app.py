@@ -12,7 +12,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tokensmith import __version__
 from tokensmith.config import Settings, load_settings
-from tokensmith.web import api, api_docs, device, git, maven, monitoring, oidc, packages, pages, scim, security, studio
+from tokensmith.web import api, api_docs, device, git, maven, monitoring, nuxeo, oidc, packages, pages, scim, security, studio
 from tokensmith.web.assets import Assets
 from tokensmith.web.bodies import BodyLimit
 from tokensmith.web.edge import Edge
@@ -23,7 +23,7 @@ from tokensmith.web.templates import use_assets
 STATIC_DIR = Path(__file__).parent / "static"
 # Every route of the server, in the order they are matched.
 ROUTERS = (api.router, monitoring.router, git.router, maven.router, studio.router, packages.router, scim.router,
-           pages.router, security.router, oidc.router, device.router, api_docs.router)
+           nuxeo.router, pages.router, security.router, oidc.router, device.router, api_docs.router)
 # Every body a route reads is small (a form, a leak report of at most 100 tokens, a release
 # request): past this it is a 413 before it is parsed. Git's pushes have a limit of their own.
 MAX_BODY = 64 * 1024
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app = create_fastapi_app(settings)
     static = Assets(STATIC_DIR, api_docs.SWAGGER_UI)
     use_assets(static)
-    served: ASGIApp = Edge(app, static)
+    served: ASGIApp = Edge(app, static, addresses=nuxeo.ADDRESSES)
     trusted = app.state.runtime.settings.trusted_proxies
     if trusted:
         # Who the client is, from X-Forwarded-For, only when the request comes from a proxy we

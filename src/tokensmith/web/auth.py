@@ -1,7 +1,8 @@
 """The one credential extractor: any request in, an Identity out (or a refusal).
 
 Non-browser routes declare what they need of a token with ``Requires`` (Basic
-``username:token`` as git, Maven, Nexus and curl send it, or Bearer): a scope, and where the
+``username:token`` as git, Maven, Nexus and curl send it, Bearer, or the reference's
+``X-Authentication-Token`` header, which its tools send): a scope, and where the
 project they act on is named. The extractor hands that need to the check, which holds the token
 to its limits right after its lookup (token_limits.py). Pages depend on ``browser_identity``
 (the session cookie). A route that declares neither is public; everything else is denied by
@@ -14,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -37,6 +38,8 @@ from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get
 from tokensmith.web.templates import SESSION_COOKIE
 
 MAX_AUTHORIZATION_LENGTH = 4096
+# The reference's header for a token alone (its command-line tool sends it): read as Bearer is.
+TOKEN_HEADER = "x-authentication-token"
 Db = Annotated[Session, Depends(get_db, scope="function")]
 
 
@@ -44,16 +47,32 @@ class SignInRequired(Exception):
     """A page needs a browser session; the handler redirects to the sign-in page."""
 
 
+def presented_credentials(headers: Mapping[str, str], token_prefix: str) -> Credentials | None:
+    """What a request presents: its Authorization header, else its X-Authentication-Token (a
+    token alone, as Bearer carries it); None when neither is there. Never echoes their content."""
+    header = headers.get("authorization")
+    if header is not None or TOKEN_HEADER not in headers:
+        return parse_authorization(header, token_prefix)
+    token = _within_limit(headers[TOKEN_HEADER], "X-Authentication-Token").strip()
+    if not token:
+        raise CredentialMalformed("The X-Authentication-Token header is empty.")
+    return BearerCredentials(token)
+
+
+def _within_limit(header: str, name: str) -> str:
+    if len(header) > MAX_AUTHORIZATION_LENGTH:
+        raise HeaderTooLarge(
+            f"The {name} header is {len(header):,} characters long; at most "
+            f"{MAX_AUTHORIZATION_LENGTH:,} are accepted (a token is 42)."
+        )
+    return header
+
+
 def parse_authorization(header: str | None, token_prefix: str) -> Credentials | None:
     """Read an Authorization header; None when there is none. Never echoes its content."""
     if header is None:
         return None
-    if len(header) > MAX_AUTHORIZATION_LENGTH:
-        raise HeaderTooLarge(
-            f"The Authorization header is {len(header):,} characters long; at most "
-            f"{MAX_AUTHORIZATION_LENGTH:,} are accepted (a token is 42)."
-        )
-    scheme, _, value = header.strip().partition(" ")
+    scheme, _, value = _within_limit(header, "Authorization").strip().partition(" ")
     value = value.strip()
     if not scheme:
         raise CredentialMalformed("The Authorization header is empty.")
@@ -198,9 +217,7 @@ async def identify_client(request: Request, requires: Requires) -> Identity:
     runtime = get_runtime(request)
     settings = runtime.settings
     try:
-        credentials = parse_authorization(
-            request.headers.get("authorization"), settings.token_prefix
-        )
+        credentials = presented_credentials(request.headers, settings.token_prefix)
     except CredentialMalformed as error:
         metrics.count_authentication("token", error.reason)
         error.advice = f"Send your username and a personal access token from {settings.tokens_page_url}"
@@ -285,9 +302,10 @@ def requirements(routers: Iterable[APIRouter]) -> Iterator[tuple[APIRoute, Requi
             yield route, declared
 
 
-def requirements_table(routers: Iterable[APIRouter]) -> str:
+def requirements_table(routers: Iterable[APIRouter], also_at: Callable[[str], str] = lambda _path: "") -> str:
     """docs/scopes.md's table, from the routes' own declarations: what each route needs, and
-    what a token holding each one scope gets there (its address allowed, its project listed)."""
+    what a token holding each one scope gets there (its address allowed, its project listed).
+    ``also_at``: another address of a route's path, served by the same route (web/nuxeo.py), or ''."""
     from tokensmith.token_limits import ALL_SCOPES, validate_scopes  # noqa: PLC0415
 
     lines = ["| route | needs | " + " | ".join(f"`{scope}`" for scope in ALL_SCOPES) + " | its project, from |",
@@ -297,7 +315,9 @@ def requirements_table(routers: Iterable[APIRouter]) -> str:
         for what, scope in declared.rows():
             cells = ["yes" if scope is None or scope in validate_scopes([held]) else "403" for held in ALL_SCOPES]
             where = declared.project.where if declared.project else "—"
-            lines.append(f"| `{methods} {route.path}`{' ' + what if what else ''} | {f'`{scope}`' if scope else 'any scope'} | "
+            alias = f" (also `{also_at(route.path)}`)" if also_at(route.path) else ""
+            lines.append(f"| `{methods} {route.path}`{alias}{' ' + what if what else ''} | "
+                         f"{f'`{scope}`' if scope else 'any scope'} | "
                          + " | ".join(cells) + f" | {where} |")
     return "\n".join(lines) + "\n"
 

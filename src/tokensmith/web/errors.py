@@ -36,6 +36,7 @@ from tokensmith.errors import (
     TokensmithError,
     TooManyAttempts,
 )
+from tokensmith.web import nuxeo
 from tokensmith.web.auth import SignInRequired
 from tokensmith.web.bodies import LIMIT_SCOPE_KEY, problems_of
 from tokensmith.web.templates import render
@@ -60,9 +61,11 @@ STATUS = {
     SignInRejected: 400,
 }
 # Paths whose clients are programs; everything else is a page for a person.
-PLAIN_TEXT_PREFIXES = ("/git/",)
+# (The reference's addresses under /nuxeo/ that are Tokensmith's own routes reach here with the
+# route's own path, web/edge.py; the rest, its token route, answers plain text as the reference.)
+PLAIN_TEXT_PREFIXES = ("/git/", nuxeo.ROOT)
 MACHINE_PREFIXES = ("/api/", "/git/", "/maven/", "/packages/", "/studio/", "/scim/", "/healthz", "/metrics",
-                    "/login/device/")
+                    "/login/device/", nuxeo.ROOT)
 
 
 def status_of(error: TokensmithError) -> int:
@@ -130,7 +133,8 @@ async def handle_http_error(request: Request, error: StarletteHTTPException) -> 
     status = error.status_code
     if status == 413:
         return error_response(request, 413, BodyTooLarge.code, body_too_large(request))
-    messages = {404: "Nothing here.", 405: f"{request.method[:10]} is not allowed here."}
+    messages = {404: nuxeo.nothing_here(request.url.path) if request.url.path.startswith(nuxeo.ROOT) else "Nothing here.",
+                405: f"{request.method[:10]} is not allowed here."}
     headers = dict(error.headers or {})
     if status == 405:
         headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")

@@ -3,6 +3,8 @@
 GET and HEAD, ETag with If-None-Match, Range. Readable by the members of the project an
 artifact belongs to; to anyone else a file reads as missing. Like a static repository, it
 answers 401 with a Basic challenge first: Maven and Nexus send credentials only after it.
+A release is there at its project's coordinates and at the reference's, ``nuxeo-studio:…``
+(releases.py), which is how the reference's address ``/nuxeo/site/studio/maven/`` serves it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
-from tokensmith import maven_repository, projects
+from tokensmith import maven_repository, projects, releases
 from tokensmith.authentication import Identity
 from tokensmith.errors import NotFound
 from tokensmith.web.auth import ProjectIn, Requires
@@ -74,7 +76,7 @@ def _authorize_studio_file(session: Session, runtime: Runtime, identity: Identit
         project = projects.require_role(session, artifact_id, identity.user.id, "read")
     except NotFound:
         raise NotFound("No such file in this repository.") from None
-    if project.group_id != group_id:
+    if group_id not in releases.group_ids(project):
         raise NotFound("No such file in this repository.")
     return maven_repository.resolve(maven_repository.studio_root(runtime.settings.data_dir), segments)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from tokensmith import instances, maven_repository, tokens
 from tokensmith.authentication import BasicCredentials, Credentials
 from tokensmith.errors import AuthenticationRequired, NotFound
-from tokensmith.web.auth import parse_authorization
+from tokensmith.web.auth import presented_credentials
 from tokensmith.web.maven import file_response
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
@@ -48,7 +48,7 @@ def _authorize(session: Session, runtime: Runtime, credentials: Credentials | No
 @router.api_route("/packages/hotfix/{path:path}", methods=["GET", "HEAD"])
 async def hotfix_file(path: str, request: Request) -> Response:
     runtime = get_runtime(request)
-    credentials = parse_authorization(request.headers.get("authorization"), runtime.settings.token_prefix)
+    credentials = presented_credentials(request.headers, runtime.settings.token_prefix)
     if has_encoded_separators(request):
         raise NotFound("No such file in this repository.")
     file = await runtime.run_unit(lambda session: _authorize(session, runtime, credentials, path))

@@ -62,6 +62,8 @@ class TokenPublic(BaseModel):
     last_used_at: datetime | None
     last_used_ip: str | None
     last_used_agent: str | None
+    parent_id: int | None = Field(description="An application token's: the id of the personal token it was made "
+                                  "from (/nuxeo/authentication/token), listed right before it; null for any other")
 
     @classmethod
     def of(cls, row: PersonalToken | VerifiedToken) -> TokenPublic:
@@ -82,6 +84,7 @@ class TokenPublic(BaseModel):
             last_used_at=row.last_used_at,
             last_used_ip=row.last_used_ip,
             last_used_agent=row.last_used_agent,
+            parent_id=row.parent_id,
         )
 
 

@@ -1,5 +1,7 @@
-"""The Studio release API, the reference's documented contract:
-``POST /studio/v2/project/{project}/releases``."""
+"""The Studio API, as the reference's tools call it: ``POST /studio/v2/project/{project}/releases``
+(its documented contract), and the project's ``administrativeInformation`` and workspace
+(``ws.maven``, ``ws.registries``) that its command-line tool reads. Also served at the
+reference's address, ``/nuxeo/site/studio/v2/…`` (web/nuxeo.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fastapi import Depends
 
-from tokensmith import releases
+from tokensmith import projects, releases
 from tokensmith.authentication import Identity
 from tokensmith.web.auth import Db, ProjectIn, Requires
 from tokensmith.web.bodies import authenticated_json_body, documented
@@ -20,6 +22,12 @@ from tokensmith.web.schemas import AUTHENTICATED, refusals
 
 router = APIRouter(prefix="/studio/v2", tags=["studio"])
 RELEASE = Requires("api:write", project=ProjectIn.path("project_id"))
+READ_PROJECT = Requires("api:read", project=ProjectIn.path("project_id"))
+ProjectId = Annotated[str, Path(max_length=200)]
+# The registries of a Studio designer's workspace, as the reference's tool reads them. Tokensmith
+# models no designer: each list is empty (the tool then writes a constants class with none).
+REGISTRIES = ("documentTypes", "schemas", "facets", "lifeCycles", "operationChains", "operationScriptings",
+              "pageProviders")
 
 
 class ReleaseRequest(BaseModel):
@@ -45,7 +53,7 @@ class ReleaseCreated(BaseModel):
     responses=refusals(*AUTHENTICATED, 403, 404, 409, 413, 422),
 )
 def create_release(
-    project_id: Annotated[str, Path(max_length=200)],
+    project_id: ProjectId,
     identity: Annotated[Identity, Depends(RELEASE)],
     asked: Annotated[ReleaseRequest, authenticated_json_body(ReleaseRequest, RELEASE)],
     request: Request,
@@ -61,3 +69,51 @@ def create_release(
         version=published.version, bundleSymbolicName=published.bundle_symbolic_name,
         mavenCoordinates=published.maven_coordinates,
     ).model_dump(), status_code=201)
+
+
+class ProjectInformation(BaseModel):
+    symbolicName: str  # noqa: N815  (the reference's field names)
+    bundleSymbolicName: str  # noqa: N815
+    role: str = Field(description='"read" or "write"')
+    releases: list[str] = Field(description="Its released versions, oldest first")
+
+
+class MavenCoordinates(BaseModel):
+    groupId: str  # noqa: N815
+    artifactId: str  # noqa: N815
+    version: str
+
+
+@router.get("/project/{project_id}/administrativeInformation", response_model=ProjectInformation,
+            responses=refusals(*AUTHENTICATED, 404))
+def administrative_information(project_id: ProjectId, identity: Annotated[Identity, Depends(READ_PROJECT)],
+                               db: Db) -> ProjectInformation:
+    """The project, if you may read it: its name, your role, its releases."""
+    project = projects.require_role(db, project_id, identity.user.id, "read")
+    return ProjectInformation(symbolicName=project.id, bundleSymbolicName=releases.bundle_symbolic_name(project.id),
+                              role=projects.role_of(db, project.id, identity.user.id) or "read",
+                              releases=releases.released_versions(db, project.id))
+
+
+@router.get("/project/{project_id}/workspace/ws.maven", response_model=MavenCoordinates,
+            responses=refusals(*AUTHENTICATED, 404))
+def workspace_maven(project_id: ProjectId, identity: Annotated[Identity, Depends(READ_PROJECT)],
+                    db: Db) -> MavenCoordinates:
+    """The reference's Maven coordinates of the project's latest release (groupId nuxeo-studio),
+    which the Studio Maven repository serves. Before the first release, the version is the
+    reference's name for a project's workspace, 0.0.0-SNAPSHOT: its tool then still finishes
+    linking (it stops, silently, on anything but a 200), and sets the version of the first
+    release it makes; Maven finds the project from then on."""
+    project = projects.require_role(db, project_id, identity.user.id, "read")
+    version = releases.latest_release(db, project.id) or releases.WORKSPACE_VERSION
+    coordinates = releases.reference_coordinates(project.id, version)
+    return MavenCoordinates(groupId=coordinates.group_id, artifactId=coordinates.artifact_id, version=version)
+
+
+@router.get("/project/{project_id}/workspace/ws.registries", responses=refusals(*AUTHENTICATED, 404))
+def workspace_registries(project_id: ProjectId, identity: Annotated[Identity, Depends(READ_PROJECT)],
+                         db: Db) -> dict[str, list]:
+    """The project's registries (document types, schemas, operation chains…): all empty, since
+    Tokensmith models no Studio designer."""
+    projects.require_role(db, project_id, identity.user.id, "read")
+    return {registry: [] for registry in REGISTRIES}
