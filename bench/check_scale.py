@@ -5,7 +5,7 @@ Two SQLite stores, migrated, seeded straight into the table (the bench's own sho
 digests, and among them, spread evenly through the table, ``presented`` real tokens whose
 secrets the bench keeps. Each call presents one of those, in a random order, so that a lookup
 finds its pages wherever they are, as a server with many clients does. The
-check runs as the server runs it: ``personal_tokens.verify_token`` on the check engine's
+check runs as the server runs it: ``token_check.verify_token`` on the check engine's
 connection of the thread (web/runtime.Runtime.check_connection). Batches alternate between
 the two stores; the figure is the median batch, in microseconds of the thread's CPU time (user
 and system: a page SQLite reads from the OS is counted) per call, and the ratio of the large
@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tokensmith import accounts, personal_tokens, tokens
+from tokensmith import token_check
+from tokensmith import accounts, tokens
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
 from tokensmith.db import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
@@ -104,7 +105,7 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
                 "SELECT r + (r - 1) / ?, ?, 'filler ' || r, digest, ?, 'tks_…fill', '[\"api\"]', ? FROM numbered",
                 (size - presented, gap - 1, user_id, keys.current, created))
         store.executemany(f"INSERT INTO personal_tokens ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-            ((number + 1) * gap, user_id, f"presented {number}", keys.digest(personal_tokens.PURPOSE, secret),
+            ((number + 1) * gap, user_id, f"presented {number}", keys.digest(token_check.PURPOSE, secret),
              keys.current, tokens.hint(secret, PREFIX), '["api"]', created)
             for number, secret in enumerate(secrets_)])
         for _name, sql in indexes:
@@ -136,7 +137,7 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
             bare = sqlite3.connect(settings.sqlite_path, isolation_level=None)
             bare.execute(f"PRAGMA cache_size=-{CHECK_CACHE_KIB}")
             connections.append(bare)
-            digests = [keys.digest(personal_tokens.PURPOSE, secret) for secret in order]
+            digests = [keys.digest(token_check.PURPOSE, secret) for secret in order]
 
             def lookup(bare=bare, digests=digests) -> None:
                 for digest in digests:
@@ -147,7 +148,7 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
                     if writes and number % write_every == 0:
                         writer.execute("UPDATE personal_tokens SET last_used_at = ? WHERE id = 1",
                                        (utcnow().strftime("%Y-%m-%d %H:%M:%S.%f"),))
-                    personal_tokens.verify_token(connection, keys, secret, prefix=PREFIX)
+                    token_check.verify_token(connection, keys, secret, prefix=PREFIX)
 
             check()  # warm: the pages the lookups reach, as a server's would be after a while
             checks[f"quiet {size}"] = check
@@ -178,7 +179,7 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
 
 MODES = {"quiet": "no write meanwhile", "writes": f"a commit every {WRITE_EVERY} checks",
          "driver": "SQLite's lookup alone (the floor)"}
-LOOKUP_SQL = personal_tokens._BY_DIGEST_SQLITE  # the check's one statement, as the driver runs it
+LOOKUP_SQL = token_check._BY_DIGEST_SQLITE  # the check's one statement, as the driver runs it
 
 
 if __name__ == "__main__":

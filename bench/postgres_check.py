@@ -24,6 +24,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from tests.support.postgres import PostgresServer  # noqa: E402
+from tokensmith import token_check  # noqa: E402
 from tokensmith import accounts, personal_tokens  # noqa: E402
 from tokensmith.config import Settings  # noqa: E402
 from tokensmith.db import (  # noqa: E402
@@ -63,7 +64,7 @@ def main(calls: int, tasks: int) -> None:
             secret, _ = personal_tokens.create_token(session, keys, user.id, "bench", prefix=PREFIX, actor="bench")
         engine.dispose()
         check = create_check_engine(settings)
-        digest = keys.digest(personal_tokens.PURPOSE, secret)
+        digest = keys.digest(token_check.PURPOSE, secret)
 
         def checkout() -> None:
             with connection_to(check):
@@ -71,17 +72,17 @@ def main(calls: int, tasks: int) -> None:
 
         def lookup_prepared() -> None:
             with connection_to(check) as connection:
-                fetch_one_on_driver(connection, personal_tokens._BY_DIGEST_POSTGRESQL, {"digest": digest})
+                fetch_one_on_driver(connection, token_check._BY_DIGEST_POSTGRESQL, {"digest": digest})
 
         def lookup_unprepared() -> None:
             with connection_to(check) as connection:
                 connection.connection.driver_connection.prepare_threshold = None
-                fetch_one_on_driver(connection, personal_tokens._BY_DIGEST_POSTGRESQL, {"digest": digest})
+                fetch_one_on_driver(connection, token_check._BY_DIGEST_POSTGRESQL, {"digest": digest})
                 connection.connection.driver_connection.prepare_threshold = 5
 
         def verify() -> None:
             with connection_to(check) as connection:
-                personal_tokens.verify_token(connection, keys, secret, prefix=PREFIX)
+                token_check.verify_token(connection, keys, secret, prefix=PREFIX)
 
         async def noop() -> None:
             await run_in_threadpool(lambda: None)

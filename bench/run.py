@@ -1,6 +1,6 @@
 """``make bench``: what a token costs on the request path, against /healthz on the same server.
 
-1. In process, on SQLite: one ``personal_tokens.verify_token`` call and each of its pieces
+1. In process, on SQLite: one ``token_check.verify_token`` call and each of its pieces
    (parse, digest, lookup), in microseconds.
 2. Over HTTP, for SQLite and for PostgreSQL: a real ``tokensmith serve`` pinned to one core,
    wrk on another, ``GET /api/v1/me`` with a Bearer token against ``GET /healthz``, alternated

@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from tokensmith import token_check
 from tokensmith import accounts, personal_tokens, tokens
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
@@ -106,7 +107,7 @@ def measure_token_check(data_dir: Path, *, calls: int, batches: int, filler: int
 
 def _measure(engine, check_engine, factory, keys, secret: str, *, calls: int, batches: int,
              log: Callable[[str], None]) -> list[Timing]:
-    digest = keys.digest(personal_tokens.PURPOSE, secret)
+    digest = keys.digest(token_check.PURPOSE, secret)
     tokens_table, users_table = PersonalToken.__table__, User.__table__
     # Built once, with a bound parameter, as opposed to a statement built (and hashed for the
     # statement cache) anew on every call.
@@ -123,7 +124,7 @@ def _measure(engine, check_engine, factory, keys, secret: str, *, calls: int, ba
     def per_request() -> None:
         # What the server does for each request: a pooled connection of its own, committed.
         with connection_to(check_engine) as request_connection:
-            personal_tokens.verify_token(request_connection, keys, secret, prefix=PREFIX)
+            token_check.verify_token(request_connection, keys, secret, prefix=PREFIX)
 
     session = factory()
     try:
@@ -131,11 +132,11 @@ def _measure(engine, check_engine, factory, keys, secret: str, *, calls: int, ba
         cursor = connection.connection.dbapi_connection.cursor()
         return time_round_robin([
             ("verify", "verify_token (on a connection, as the server runs it)",
-             lambda: personal_tokens.verify_token(connection, keys, secret, prefix=PREFIX), calls,
+             lambda: token_check.verify_token(connection, keys, secret, prefix=PREFIX), calls,
              "parse + checksum + digest + one indexed SELECT with the owner; the target"),
             ("parse", "  tokens.parse (shape + CRC32 checksum)", lambda: tokens.parse(secret, PREFIX), calls, ""),
             ("digest", "  keys.all_digests (HMAC-SHA256, one key)",
-             lambda: keys.all_digests(personal_tokens.PURPOSE, secret), calls, ""),
+             lambda: keys.all_digests(token_check.PURPOSE, secret), calls, ""),
             ("lookup_orm_per_call", "  lookup, ORM, SELECT built per call",
              lambda: session.scalars(select(PersonalToken).where(PersonalToken.digest == digest)).one_or_none(),
              calls, "as the first version of the check did"),

@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
-import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,25 +14,14 @@ from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput
 from tokensmith.models import AuditEvent
 
-SOURCE = Path(audit.__file__).parent
-ACTION = re.compile(r'"([a-z_]+\.[a-z_]+)"')
+def test_every_action_reads_in_words() -> None:
+    """audit.record takes an AuditAction (the type checker holds every call to it); each has its
+    sentence, and no sentence is left for an action that is gone."""
+    assert set(audit._DESCRIPTIONS) == set(audit.AuditAction)
 
 
-def recorded_actions() -> set[str]:
-    """Every action code a call of audit.record anywhere in the server can write."""
-    found = set()
-    for path in SOURCE.rglob("*.py"):
-        text = path.read_text()
-        for call in re.finditer(r"audit\.record\(", text):
-            head = text[call.end(): call.end() + 160].split("actor=")[0]
-            found.update(ACTION.findall(head))
-    return found
-
-
-def test_every_recorded_action_reads_in_words() -> None:
-    actions = recorded_actions()
-    assert {"project.created", "release.published", "token.created", "session.reauthenticated"} <= actions
-    assert sorted(actions - set(audit._DESCRIPTIONS)) == []
+def test_every_revoke_reason_reads_in_words_for_its_owner_and_for_whoever_presents_the_token() -> None:
+    assert set(audit.REVOKE_REASONS) == set(audit.REVOKE_CAUSES) == set(audit.RevokeReason)
 
 
 @pytest.mark.parametrize("action", sorted(audit._DESCRIPTIONS))

@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import event
 
 from tokensmith import audit
-from tokensmith.authentication import Authenticator, BasicCredentials, BearerCredentials
+from tokensmith.authentication import Authenticator
+from tokensmith.identity import BasicCredentials, BearerCredentials
 from tokensmith.config import PasswordPolicy, Settings
 from tokensmith.errors import (
     CredentialMalformed,

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.ledger import remember
-from tokensmith import accounts, device_authorization as grant, token_limits
-from tokensmith.accounts import Account
+from tokensmith.scopes import ALL_SCOPES
+from tokensmith import accounts, device_authorization as grant
+from tokensmith.identity import Account
 from tokensmith.clock import utcnow
 from tokensmith.device_authorization import DeviceGrantError
 from tokensmith.errors import InvalidInput, TooManyAttempts
@@ -50,7 +51,7 @@ def test_codes_are_shown_once_and_kept_as_digests_only(db, keys):
     text = repr(tuple(stored))
     assert codes.device_code not in text and letters not in text
     assert row.device_code_digest == keys.digest("device_code", codes.device_code)
-    assert row.scopes == list(token_limits.ALL_SCOPES) and row.status == "pending"
+    assert row.scopes == list(ALL_SCOPES) and row.status == "pending"
 
 
 def test_an_unknown_client_or_scope_is_refused_in_the_rfcs_words(db, keys):
@@ -76,7 +77,7 @@ def test_the_client_waits_then_gets_one_token_named_for_its_host(db, keys, make_
     secret, token = poll(db, keys, codes)
     remember(secret)
     assert token.user_id == person.id and token.name == "tokensmith CLI on laptop-7[31m"
-    assert token.scopes == list(token_limits.ALL_SCOPES) and secret.startswith("tks_")
+    assert token.scopes == list(ALL_SCOPES) and secret.startswith("tks_")
     assert refused(db, keys, codes).code == "invalid_grant"  # one token per device code, once
     with pytest.raises(InvalidInput):  # and its user code is spent too
         grant.pending(db, keys, codes.user_code, person, ip=None)

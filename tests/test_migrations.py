@@ -7,6 +7,8 @@ import warnings
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tokensmith import token_check
+from tokensmith.scopes import ALL_SCOPES
 from tokensmith.models import Base, compared_on
 
 
@@ -41,7 +43,7 @@ def test_tokens_made_before_the_five_scopes_keep_everything_they_could_do(tmp_pa
 
     from sqlalchemy import create_engine, text
 
-    from tokensmith import personal_tokens, token_limits, tokens
+    from tokensmith import tokens
 
     engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     _upgrade(engine, "0006")
@@ -60,11 +62,11 @@ def test_tokens_made_before_the_five_scopes_keep_everything_they_could_do(tmp_pa
     with engine.connect() as connection:
         rows = dict(connection.execute(text("SELECT id, scopes FROM personal_tokens")).all())
         limits = connection.execute(text("SELECT projects, allowed_ips FROM personal_tokens")).all()
-        token = personal_tokens.verify_token(connection, keys, secret, prefix="tks_")
-    assert json.loads(rows[1]) == list(token_limits.ALL_SCOPES)
+        token = token_check.verify_token(connection, keys, secret, prefix="tks_")
+    assert json.loads(rows[1]) == list(ALL_SCOPES)
     assert json.loads(rows[2]) == ["maven:read"]
     assert limits == [(None, None), (None, None)]
-    assert token.scopes == list(token_limits.ALL_SCOPES) and token.projects is None and token.allowed_ips is None
+    assert token.scopes == list(ALL_SCOPES) and token.projects is None and token.allowed_ips is None
     engine.dispose()
 
 

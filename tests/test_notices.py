@@ -19,9 +19,10 @@ from tokensmith.models import MailOutbox, TokenReminder
 
 @pytest.fixture
 def mail_on():
-    yield mail.configure(Settings(public_url="https://tokens.example.test", mail=MailSettings(
+    yield notices.listen(Settings(public_url="https://tokens.example.test", mail=MailSettings(
         scheme="smtp", host="127.0.0.1", port=25, sender="Tokensmith <tokens@example.test>")))
     mail.configure(Settings())
+    audit.unsubscribe(notices.for_event)
 
 
 def outbox(db) -> list[MailOutbox]:
@@ -38,11 +39,14 @@ def clear_outbox(db) -> None:
 
 
 def test_without_mail_configured_nothing_is_queued(db, make_user, make_token):
-    mail.configure(Settings())
-    owner = make_user()
-    _secret, row = make_token(owner)
-    personal_tokens.revoke_all_tokens(db, owner.id, actor="admin (shell)", reason="admin")
-    assert outbox(db) == []
+    notices.listen(Settings())  # listening, with no mail configured
+    try:
+        owner = make_user()
+        _secret, row = make_token(owner)
+        personal_tokens.revoke_all_tokens(db, owner.id, actor="admin (shell)", reason="admin")
+        assert outbox(db) == []
+    finally:
+        audit.unsubscribe(notices.for_event)
 
 
 def test_a_new_token_is_queued_for_its_owner_in_the_same_transaction(db, make_user, make_token, mail_on):

@@ -9,6 +9,8 @@ from sqlalchemy import event, select
 
 from tests.support.ledger import remember
 
+from tokensmith import token_listing
+from tokensmith import token_check
 from tokensmith import accounts, audit, personal_tokens, projects, tokens
 from tokensmith.clock import utcnow
 from tokensmith.errors import (
@@ -29,7 +31,7 @@ PREFIX = "tks_"
 
 
 def verify(db, keys, secret):
-    return personal_tokens.verify_token(db, keys, secret, prefix=PREFIX)
+    return token_check.verify_token(db, keys, secret, prefix=PREFIX)
 
 
 def test_a_created_token_verifies_and_is_stored_only_as_a_digest(db, keys, make_user, make_token):
@@ -103,7 +105,7 @@ def test_bad_names_are_refused_and_nothing_is_created(db, keys, make_user, name,
     alice = make_user()
     with pytest.raises(InvalidInput, match=words):
         personal_tokens.create_token(db, keys, alice.id, name, prefix=PREFIX, actor="tests")
-    assert personal_tokens.list_tokens(db, alice.id) == []
+    assert token_listing.list_tokens(db, alice.id) == []
 
 
 def test_a_name_of_100_characters_and_markup_are_fine(db, keys, make_user, make_token):
@@ -137,7 +139,7 @@ def test_expiry(db, keys, make_user, make_token):
     secret, row = make_token(alice, "short", expires_at=personal_tokens.expiry_in_days(7))
     assert verify(db, keys, secret)
     with pytest.raises(TokenExpired, match="expired on"):
-        personal_tokens.verify_token(db, keys, secret, prefix=PREFIX, now=row.expires_at + timedelta(seconds=1))
+        token_check.verify_token(db, keys, secret, prefix=PREFIX, now=row.expires_at + timedelta(seconds=1))
     with pytest.raises(InvalidInput, match="in the future"):
         make_token(alice, "past", expires_at=utcnow() - timedelta(days=1))
     for days in (0, -1, 3651):
@@ -153,7 +155,7 @@ def test_revoking_stops_that_token_only_and_is_audited(db, keys, make_user, make
     with pytest.raises(TokenRevoked, match=r"revoked on .* \(by its owner\)"):
         verify(db, keys, lost)
     assert verify(db, keys, kept)
-    assert [row.name for row in personal_tokens.list_tokens(db, alice.id)] == ["desktop"]
+    assert [row.name for row in token_listing.list_tokens(db, alice.id)] == ["desktop"]
     events = [e for e in audit.events_for_user(db, alice.id) if e.action == "token.revoked"]
     assert events[0].details["token_id"] == lost_row.id and events[0].details["reason"] == "owner"
 
@@ -231,7 +233,7 @@ def test_reported_leaks_are_revoked_and_their_owners_told(db, keys, make_user, m
 def test_use_is_recorded_at_most_once_a_minute(db, keys, make_user, make_token, store_engine):
     secret, row = make_token(make_user())
     token = verify(db, keys, secret)
-    personal_tokens.record_use(db, token, ip="127.0.0.1", agent="git/2.39.5")
+    token_check.record_use(db, token, ip="127.0.0.1", agent="git/2.39.5")
     db.refresh(row)
     first = row.last_used_at
     assert (row.last_used_ip, row.last_used_agent) == ("127.0.0.1", "git/2.39.5") and first is not None
@@ -239,7 +241,7 @@ def test_use_is_recorded_at_most_once_a_minute(db, keys, make_user, make_token, 
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(store_engine, "before_cursor_execute", listener)
     try:
-        personal_tokens.record_use(db, verify(db, keys, secret), ip="127.0.0.2", agent="curl/8")
+        token_check.record_use(db, verify(db, keys, secret), ip="127.0.0.2", agent="curl/8")
     finally:
         event.remove(store_engine, "before_cursor_execute", listener)
     assert len(statements) == 1 and statements[0].lstrip().startswith("SELECT")  # the check only
@@ -247,7 +249,7 @@ def test_use_is_recorded_at_most_once_a_minute(db, keys, make_user, make_token, 
     assert row.last_used_at == first and row.last_used_ip == "127.0.0.1"
     row.last_used_at = first - timedelta(minutes=2)
     db.flush()
-    personal_tokens.record_use(db, verify(db, keys, secret), ip="127.0.0.2", agent="x" * 500)
+    token_check.record_use(db, verify(db, keys, secret), ip="127.0.0.2", agent="x" * 500)
     db.refresh(row)
     assert row.last_used_ip == "127.0.0.2" and len(row.last_used_agent) == 200
 
@@ -275,21 +277,21 @@ def test_the_request_path_reads_a_token_exactly_as_the_orm_path_does(db, keys, m
     owner = make_user("ines", admin=True)
     fresh, _ = make_token(owner, "fresh")
     used, used_row = make_token(owner, "used", expires_at=utcnow() + timedelta(days=3))
-    personal_tokens.record_use(db, personal_tokens.verify_token(db, keys, used, prefix=PREFIX),
+    token_check.record_use(db, token_check.verify_token(db, keys, used, prefix=PREFIX),
                                ip="2001:db8::1", agent="git/2.47")
     revoked, revoked_row = make_token(owner, "revoked")
     personal_tokens.revoke_token(db, revoked_row.id, owner.id, actor="tests")
     db.flush()
     limited, _ = make_token(owner, "limited", scopes=["git:write"], allowed_ips=["2001:db8::/32", "192.0.2.0/24"])
     for secret in (fresh, used, revoked, limited):
-        on_request_path = personal_tokens._lookup(db.connection(), keys, secret)
-        through_session = personal_tokens._lookup(db, keys, secret)
+        on_request_path = token_check.lookup(db.connection(), keys, secret)
+        through_session = token_check.lookup(db, keys, secret)
         assert on_request_path == through_session
         assert on_request_path.created_at.tzinfo is not None and on_request_path.owner.is_admin is True
-    used_token = personal_tokens._lookup(db.connection(), keys, used)
+    used_token = token_check.lookup(db.connection(), keys, used)
     assert used_token.last_used_ip == "2001:db8::1" and used_token.expires_at.utcoffset() == timedelta(0)
-    assert personal_tokens._lookup(db.connection(), keys, revoked).revoked_reason == "owner"
-    assert personal_tokens._lookup(db.connection(), keys, "tks_" + "x" * 38) is None
+    assert token_check.lookup(db.connection(), keys, revoked).revoked_reason == "owner"
+    assert token_check.lookup(db.connection(), keys, "tks_" + "x" * 38) is None
 
 
 def _rotate(db, keys, row):
@@ -363,11 +365,11 @@ def test_the_inventory_lists_live_tokens_only_and_an_administrator_revokes_any(d
     personal_tokens.revoke_token(db, gone.id, alice.id, actor=alice.username)
     later = utcnow() + timedelta(minutes=1)
 
-    rows, more = personal_tokens.live_tokens(db, owner_id=alice.id, now=later)
+    rows, more = token_listing.live_tokens(db, owner_id=alice.id, now=later)
     assert [row.name for row in rows] == ["kept"] and not more
-    everyone, _more = personal_tokens.live_tokens(db, now=later, limit=100_000)
+    everyone, _more = token_listing.live_tokens(db, now=later, limit=100_000)
     assert {kept.id, theirs.id} <= {row.id for row in everyone} and gone.id not in {row.id for row in everyone}
-    first, more = personal_tokens.live_tokens(db, limit=1, now=later)
+    first, more = token_listing.live_tokens(db, limit=1, now=later)
     assert len(first) == 1 and more
 
     personal_tokens.revoke_any_token(db, theirs.id, actor=admin.username, ip="192.0.2.1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from tokensmith import token_check
 from tokensmith import accounts, audit, personal_tokens, provider_accounts
 from tokensmith.errors import SignInRejected, TokenRevoked
 from tokensmith.identity_provider import VerifiedIdentity
@@ -105,7 +106,7 @@ def test_a_disabled_account_cannot_sign_in_and_its_tokens_stay_dead(db, keys):
     accounts.enable_user(db, user, actor="tests")
     assert sign_in(db, person()).id == user.id
     with pytest.raises(TokenRevoked):
-        personal_tokens.verify_token(db.connection(), keys, secret, prefix="tks_")
+        token_check.verify_token(db.connection(), keys, secret, prefix="tks_")
 
 
 def test_what_the_provider_did_reads_as_words_on_my_tokens(db):

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.ledger import remember
-from tokensmith import accounts, personal_tokens, scim, sessions
+from tokensmith import token_listing
+from tokensmith import accounts, scim, sessions
 from tokensmith.clock import utcnow
 from tokensmith.models import AuditEvent, PersonalToken, User
 from tokensmith.scim import ScimError
@@ -278,13 +279,13 @@ def test_okta_deactivation_revokes_every_token_and_ends_sessions(db, keys, make_
     cookie, _row = sessions.start_session(db, keys, user, days=7, ip=None, user_agent=None)
     scim.patch_user(db, str(user.id), patch({"op": "replace", "value": {"active": False}}))
     assert not user.is_active and user.updated_at is not None
-    assert personal_tokens.list_tokens(db, user.id) == []
+    assert token_listing.list_tokens(db, user.id) == []
     reasons = db.scalars(select(PersonalToken.revoked_reason).where(PersonalToken.user_id == user.id)).all()
     assert reasons == ["account_disabled", "account_disabled"]
     assert sessions.find_session(db, keys, cookie) is None
     scim.patch_user(db, str(user.id), patch({"op": "replace", "value": {"active": True}}))
     assert user.is_active
-    assert personal_tokens.list_tokens(db, user.id) == [], "reactivation brings no token back"
+    assert token_listing.list_tokens(db, user.id) == [], "reactivation brings no token back"
     actions = [(event.action, event.actor) for event in events(db, user)]
     assert ("user.disabled", "scim") in actions and ("user.enabled", "scim") in actions
 
@@ -436,7 +437,7 @@ def test_delete_disables_hides_and_keeps_the_row(db, make_token):
     make_token(user)
     scim.remove_user(db, str(user.id))
     assert not user.is_active and user.removed_at is not None
-    assert personal_tokens.list_tokens(db, user.id) == []
+    assert token_listing.list_tokens(db, user.id) == []
     for call in (scim.get_user, scim.remove_user):
         with refused(404, None):
             call(db, str(user.id))

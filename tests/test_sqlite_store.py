@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import exc, select, text
 
-from tokensmith import audit, personal_tokens
+from tokensmith import token_check
+from tokensmith import audit
 from tokensmith.config import Settings
 from tokensmith.db import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.models import CHECK_COLUMNS, AuditEvent
@@ -101,11 +102,11 @@ def test_the_log_is_checkpointed_by_its_own_thread(settings):
 def test_the_token_check_reads_one_index_and_never_the_table(settings):
     """Among a million tokens, every page the check touches is one SQLite may have to read again
     after a commit elsewhere: the lookup reads the index made for it alone (migration 0013)."""
-    assert set(personal_tokens.VerifiedToken.__slots__[:personal_tokens._COLUMNS]) - {"id"} | {"digest", "user_id"} \
+    assert set(token_check._TOKEN_FIELDS) - {"id"} | {"digest", "user_id"} \
         == set(CHECK_COLUMNS)
     engine = create_check_engine(settings)
     with engine.connect() as connection:
         plan = " | ".join(row[3] for row in connection.exec_driver_sql(
-            "EXPLAIN QUERY PLAN " + personal_tokens._BY_DIGEST_SQLITE, (b"\0" * 32,)))
+            "EXPLAIN QUERY PLAN " + token_check._BY_DIGEST_SQLITE, (b"\0" * 32,)))
     engine.dispose()
     assert "SEARCH personal_tokens USING COVERING INDEX ix_personal_tokens_check (digest=?)" in plan, plan

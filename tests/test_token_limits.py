@@ -9,6 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from tokensmith import token_listing
+from tokensmith import token_check
+from tokensmith.scopes import ALL_SCOPES
 from tokensmith import audit, personal_tokens, projects, token_limits
 from tokensmith.clock import utcnow
 from tokensmith.errors import AddressNotAllowed, InsufficientScope, InvalidInput, NotFound
@@ -19,7 +22,7 @@ from tokensmith.token_limits import Need
 def test_scopes_are_known_non_empty_and_bring_what_they_imply():
     assert token_limits.validate_scopes(["maven:read", " api:read "]) == ("api:read", "maven:read")
     assert token_limits.validate_scopes(["git:write"]) == ("git:read", "git:write")
-    assert token_limits.validate_scopes(token_limits.ALL_SCOPES) == token_limits.ALL_SCOPES
+    assert token_limits.validate_scopes(ALL_SCOPES) == ALL_SCOPES
     with pytest.raises(InvalidInput, match="Unknown scope 'git'"):
         token_limits.validate_scopes(["git"])
     with pytest.raises(InvalidInput, match="Unknown scope 'admin'"):
@@ -108,7 +111,7 @@ def test_the_limits_are_stored_read_back_by_the_check_and_audited(db, keys, memb
     user, project = member
     secret, row = make_token(user, "narrow", scopes=["git:write", "maven:read"], projects=[project],
                              allowed_ips=["2001:db8::/32"])
-    found = personal_tokens.verify_token(db, keys, secret, prefix="tks_")
+    found = token_check.verify_token(db, keys, secret, prefix="tks_")
     assert (found.scopes, found.projects, found.allowed_ips) == (
         ["git:read", "git:write", "maven:read"], [project], ["2001:db8::/32"])
     created = next(e for e in audit.events_for_user(db, user.id) if e.action == "token.created")
@@ -127,16 +130,16 @@ def test_inactive_tokens_are_those_revoked_in_the_last_30_days_and_the_expired(d
     old.revoked_at = utcnow() - timedelta(days=31)
     expired.expires_at = utcnow() - timedelta(hours=1)
     db.flush()
-    assert [row.name for row in personal_tokens.inactive_tokens(db, user.id)] == ["recent", "expired"]
-    assert personal_tokens.find_token(db, old.id, user.id) is old
-    assert personal_tokens.find_token(db, live.id, user.id + 1000) is None
+    assert [row.name for row in token_listing.inactive_tokens(db, user.id)] == ["recent", "expired"]
+    assert token_listing.find_token(db, old.id, user.id) is old
+    assert token_listing.find_token(db, live.id, user.id + 1000) is None
 
 
 def test_a_leak_notice_says_where_the_owner_last_used_the_token_not_where_the_reporter_was(db, keys, make_user, make_token):
     user = make_user()
     secret, row = make_token(user, "leaky")
-    used = personal_tokens.verify_token(db, keys, secret, prefix="tks_")
-    personal_tokens.record_use(db, used, ip="192.0.2.44", agent="git/2.47.0")
+    used = token_check.verify_token(db, keys, secret, prefix="tks_")
+    token_check.record_use(db, used, ip="192.0.2.44", agent="git/2.47.0")
     db.expire_all()  # the use was written by its own statement, as the server's writer does
     personal_tokens.revoke_reported_tokens(db, keys, [secret], prefix="tks_", ip="198.51.100.66")
     event = next(e for e in audit.events_for_user(db, user.id) if e.action == "token.leak_reported")

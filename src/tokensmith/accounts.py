@@ -11,14 +11,14 @@ import re
 import secrets
 import unicodedata
 
-from dataclasses import dataclass
-
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction, RevokeReason
 from tokensmith import audit
+from tokensmith.personal_tokens import revoke_all_tokens
 from tokensmith.clock import utcnow
 from tokensmith.errors import (
     AccountDisabled,
@@ -37,20 +37,6 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 
 _hasher = PasswordHasher()
-
-
-@dataclass(frozen=True)
-class Account:
-    """A user as a request sees them: plain values, still readable after the transaction."""
-
-    id: int
-    username: str
-    email: str
-    is_admin: bool
-
-    @classmethod
-    def of(cls, user: User) -> Account:
-        return cls(id=user.id, username=user.username, email=user.email, is_admin=user.is_admin)
 
 
 @functools.cache
@@ -152,7 +138,7 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    audit.record(session, "user.created", actor=actor, user_id=user.id, admin=is_admin, origin=origin)
+    audit.record(session, AuditAction.USER_CREATED, actor=actor, user_id=user.id, admin=is_admin, origin=origin)
     return user
 
 
@@ -166,7 +152,7 @@ def set_password(session: Session, user: User, password: str, *, token_prefix: s
     session of the account ends: whoever held one signs in again, with the new password."""
     user.password_hash = hash_password(validate_password(password, token_prefix))
     session.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id))
-    audit.record(session, "user.password_set", actor=actor, user_id=user.id)
+    audit.record(session, AuditAction.USER_PASSWORD_SET, actor=actor, user_id=user.id)
 
 
 def check_password(session: Session, username: str, password: str) -> User:
@@ -192,14 +178,12 @@ def disable_user(session: Session, user: User, *, actor: str) -> int:
     Returns how many live tokens were revoked. Re-enabling an account (when that exists)
     does not bring them back.
     """
-    from tokensmith.personal_tokens import revoke_all_tokens
-
     if user.is_active:
         user.is_active = False
         user.disabled_at = utcnow()
-        audit.record(session, "user.disabled", actor=actor, user_id=user.id)
+        audit.record(session, AuditAction.USER_DISABLED, actor=actor, user_id=user.id)
     session.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id))
-    return revoke_all_tokens(session, user.id, actor=actor, reason="account_disabled")
+    return revoke_all_tokens(session, user.id, actor=actor, reason=RevokeReason.ACCOUNT_DISABLED)
 
 
 def enable_user(session: Session, user: User, *, actor: str) -> None:
@@ -208,4 +192,4 @@ def enable_user(session: Session, user: User, *, actor: str) -> None:
     if not user.is_active:
         user.is_active = True
         user.disabled_at = None
-        audit.record(session, "user.enabled", actor=actor, user_id=user.id)
+        audit.record(session, AuditAction.USER_ENABLED, actor=actor, user_id=user.id)

@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from tokensmith import token_listing
+from tokensmith.audit import RevokeReason
 from tokensmith import personal_tokens, token_limits
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InsufficientScope, InvalidInput, NotPermitted, TokenExpired, TokenRevoked
@@ -37,7 +39,7 @@ MAX_PERMISSION = 200
 MAX_PER_PARENT = 50
 # Signed out by the application itself, and revoked with its parent: what the owner did, through
 # a tool or on the parent, and so told by no mail of its own (notices.py).
-SIGNED_OUT = "application"
+SIGNED_OUT = RevokeReason.APPLICATION
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def _expiry(parent_expiry: datetime | None, now: datetime, max_lifetime_days: in
 
 def sign_out(session: Session, token_id: int, owner_id: int, *, actor: str, ip: str | None) -> PersonalToken:
     """``revoke=true``: the application token presented revokes itself."""
-    row = personal_tokens.get_live_token(session, token_id, owner_id)
+    row = token_listing.get_live_token(session, token_id, owner_id)
     if row.parent_id is None:
         raise NotPermitted("revoke=true signs an application out: it revokes the application token presented, "
                            "and this is a personal token. Revoke a personal token on My Tokens, or with "

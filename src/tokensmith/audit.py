@@ -8,82 +8,129 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import string
-from collections.abc import Iterator
+from enum import StrEnum
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from tokensmith import mail, notices, token_limits
+from tokensmith.scopes import describe as describe_limits
 from tokensmith.clock import display, utcnow
 from tokensmith.errors import InvalidInput
 from tokensmith.models import AuditEvent, User
 
+class AuditAction(StrEnum):
+    """What an audit event records (its ``action`` column): each one has its sentence in
+    ``_DESCRIPTIONS``, the words its person reads (tests/test_audit.py holds them together)."""
+
+    USER_CREATED = "user.created"
+    USER_DISABLED = "user.disabled"
+    USER_ENABLED = "user.enabled"
+    USER_UPDATED = "user.updated"
+    USER_LINKED = "user.linked"
+    USER_REMOVED = "user.removed"
+    USER_RENAMED = "user.renamed"
+    USER_PASSWORD_SET = "user.password_set"
+    TOKEN_CREATED = "token.created"
+    TOKEN_REVOKED = "token.revoked"
+    TOKEN_ROTATED = "token.rotated"
+    TOKEN_DERIVED = "token.derived"
+    TOKEN_PUSH_BLOCKED = "token.push_blocked"
+    TOKEN_LEAK_REPORTED = "token.leak_reported"
+    AUTH_PASSWORD_USED = "auth.password_used"
+    SESSION_STARTED = "session.started"
+    SESSION_REAUTHENTICATED = "session.reauthenticated"
+    PROJECT_CREATED = "project.created"
+    PROJECT_MEMBER_ADDED = "project.member_added"
+    INSTANCE_REGISTERED = "instance.registered"
+    RELEASE_PUBLISHED = "release.published"
+    DEVICE_APPROVED = "device.approved"
+    DEVICE_DENIED = "device.denied"
+    DEVICE_CODE_REJECTED = "device.code_rejected"
+
+
+class RevokeReason(StrEnum):
+    """Why a token was revoked (its ``revoked_reason`` column), each with the words of its owner
+    (``REVOKE_REASONS``) and of whoever presents it afterwards (``REVOKE_CAUSES``)."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    LEAK_REPORTED = "leak_reported"
+    ROTATED = "rotated"
+    ACCOUNT_DISABLED = "account_disabled"
+    PUSH_PROTECTION = "push_protection"
+    ROTATION_REUSE = "rotation_reuse"
+    APPLICATION = "application"
+    PARENT_REVOKED = "parent_revoked"
+
+
 # What a person reads about their own account on the My Tokens page.
 _DESCRIPTIONS = {
-    "user.created": "Account created",
-    "user.disabled": "Account disabled",
-    "user.enabled": "Account enabled again (tokens revoked meanwhile stay revoked)",
-    "user.updated": "Profile updated by the identity provider",
-    "user.linked": "Account linked to your identity at the identity provider",
-    "user.removed": "Account removed by the identity provider",
-    "user.renamed": "Account renamed from {previous} to {username}",
-    "token.created": "Token “{name}” created{limits_phrase}",
-    "token.revoked": "Token “{name}” revoked{reason_phrase}",
-    "token.rotated": "Token “{name}” rotated: a new secret{new_phrase} replaced the old one{old_phrase}{limits_phrase}",
-    "token.derived": "Application token “{name}” made from your token “{parent_name}” for {application}"
+    AuditAction.USER_CREATED: "Account created",
+    AuditAction.USER_DISABLED: "Account disabled",
+    AuditAction.USER_ENABLED: "Account enabled again (tokens revoked meanwhile stay revoked)",
+    AuditAction.USER_UPDATED: "Profile updated by the identity provider",
+    AuditAction.USER_LINKED: "Account linked to your identity at the identity provider",
+    AuditAction.USER_REMOVED: "Account removed by the identity provider",
+    AuditAction.USER_RENAMED: "Account renamed from {previous} to {username}",
+    AuditAction.TOKEN_CREATED: "Token “{name}” created{limits_phrase}",
+    AuditAction.TOKEN_REVOKED: "Token “{name}” revoked{reason_phrase}",
+    AuditAction.TOKEN_ROTATED: "Token “{name}” rotated: a new secret{new_phrase} replaced the old one{old_phrase}{limits_phrase}",
+    AuditAction.TOKEN_DERIVED: "Application token “{name}” made from your token “{parent_name}” for {application}"
     "{limits_phrase}",
-    "token.push_blocked": "Token “{name}” was found in a git push by {pusher} to project {repository} "
+    AuditAction.TOKEN_PUSH_BLOCKED: "Token “{name}” was found in a git push by {pusher} to project {repository} "
     "(commit {short_commit}, {path}); the push was refused and the token revoked. Replace it "
     "wherever it was used",
-    "token.leak_reported": "Token “{name}” was reported leaked and has been revoked. "
+    AuditAction.TOKEN_LEAK_REPORTED: "Token “{name}” was reported leaked and has been revoked. "
     "Replace it wherever it was used{where_phrase}",
-    "auth.password_used": "Your password was used by a non-browser client ({agent}); "
+    AuditAction.AUTH_PASSWORD_USED: "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
-    "session.started": "Signed in to the web site",
-    "session.reauthenticated": "Confirmed your password again to create or change a token",
-    "project.created": "Project {project} created, with you as its owner",
-    "project.member_added": "Given {role} access to project {project}",
-    "instance.registered": "Instance registered for project {project} ({hint})",
-    "release.published": "Released version {version} of project {project}",
-    "device.approved": "Approved a login of the {client} on {device} (from {requested_ip})",
-    "device.denied": "Denied a login of the {client} on {device} (from {requested_ip})",
-    "device.code_rejected": "Entered a device login code that was not waiting for approval",
-    "user.password_set": "Password set by an administrator; your browser sessions were ended",
+    AuditAction.SESSION_STARTED: "Signed in to the web site",
+    AuditAction.SESSION_REAUTHENTICATED: "Confirmed your password again to create or change a token",
+    AuditAction.PROJECT_CREATED: "Project {project} created, with you as its owner",
+    AuditAction.PROJECT_MEMBER_ADDED: "Given {role} access to project {project}",
+    AuditAction.INSTANCE_REGISTERED: "Instance registered for project {project} ({hint})",
+    AuditAction.RELEASE_PUBLISHED: "Released version {version} of project {project}",
+    AuditAction.DEVICE_APPROVED: "Approved a login of the {client} on {device} (from {requested_ip})",
+    AuditAction.DEVICE_DENIED: "Denied a login of the {client} on {device} (from {requested_ip})",
+    AuditAction.DEVICE_CODE_REJECTED: "Entered a device login code that was not waiting for approval",
+    AuditAction.USER_PASSWORD_SET: "Password set by an administrator; your browser sessions were ended",
 }
 
 # Why a token was revoked, as its owner reads it on the page ...
 REVOKE_REASONS = {
-    "owner": " by you",
-    "admin": " by an administrator",
-    "leak_reported": " after it was reported leaked",
-    "rotated": " when it was rotated",
-    "account_disabled": " when the account was disabled",
-    "push_protection": " by push protection (found in a git push)",
-    "rotation_reuse": " after the token it replaced was used again (it had been copied before it was rotated)",
-    "application": " by the application that held it (it signed out)",
-    "parent_revoked": " with the token it was made from",
+    RevokeReason.OWNER: " by you",
+    RevokeReason.ADMIN: " by an administrator",
+    RevokeReason.LEAK_REPORTED: " after it was reported leaked",
+    RevokeReason.ROTATED: " when it was rotated",
+    RevokeReason.ACCOUNT_DISABLED: " when the account was disabled",
+    RevokeReason.PUSH_PROTECTION: " by push protection (found in a git push)",
+    RevokeReason.ROTATION_REUSE: " after the token it replaced was used again (it had been copied before it was rotated)",
+    RevokeReason.APPLICATION: " by the application that held it (it signed out)",
+    RevokeReason.PARENT_REVOKED: " with the token it was made from",
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES = {
-    "owner": "by its owner",
-    "admin": "by an administrator",
-    "leak_reported": "it was reported leaked",
-    "rotated": "it was rotated; use the new token",
-    "account_disabled": "the account was disabled",
-    "push_protection": "it was found in a git push",
-    "rotation_reuse": "the token it replaced was used after its rotation, so this one may have been copied too",
-    "application": "by the application that held it, which signed out",
-    "parent_revoked": "with the personal token it was made from",
+    RevokeReason.OWNER: "by its owner",
+    RevokeReason.ADMIN: "by an administrator",
+    RevokeReason.LEAK_REPORTED: "it was reported leaked",
+    RevokeReason.ROTATED: "it was rotated; use the new token",
+    RevokeReason.ACCOUNT_DISABLED: "the account was disabled",
+    RevokeReason.PUSH_PROTECTION: "it was found in a git push",
+    RevokeReason.ROTATION_REUSE: "the token it replaced was used after its rotation, so this one may have been copied too",
+    RevokeReason.APPLICATION: "by the application that held it, which signed out",
+    RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
 }
 
 
 def record(
     session: Session,
-    action: str,
+    action: AuditAction,
     *,
     actor: str,
     user_id: int | None = None,
@@ -95,9 +142,26 @@ def record(
         at=at or utcnow(), action=action, actor=actor, user_id=user_id, ip=ip, details=details
     )
     session.add(event)
-    if mail.current() is not None:  # the owner may be told by mail, in this same transaction
-        notices.for_event(session, event)
+    for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
+        listener(session, event)
     return event
+
+
+Listener = Callable[[Session, AuditEvent], None]
+_listeners: list[Listener] = []
+
+
+def subscribe(listener: Listener) -> None:
+    """Call ``listener(session, event)`` for every event recorded from now on, in the event's
+    own transaction: what reacts to events (mail to owners) listens here, rather than being
+    called by the trail."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def unsubscribe(listener: Listener) -> None:
+    with contextlib.suppress(ValueError):
+        _listeners.remove(listener)
 
 
 MAX_PAGE = 200
@@ -210,7 +274,7 @@ def describe(event: AuditEvent) -> str:
 def _limits_phrase(details: dict[str, Any]) -> str:
     if "scopes" not in details:  # events from before tokens had limits
         return ""
-    return f" ({token_limits.describe(details['scopes'], details.get('projects'), details.get('allowed_ips'))})"
+    return f" ({describe_limits(details['scopes'], details.get('projects'), details.get('allowed_ips'))})"
 
 
 def _where_phrase(details: dict[str, Any]) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, audit, metrics, personal_tokens, tokens
+from tokensmith.audit import AuditAction
+from tokensmith import token_check
+from tokensmith import accounts, audit, metrics, tokens
+from tokensmith import token_limits
 from tokensmith.token_limits import Need
 from tokensmith.config import PasswordPolicy, Settings
 from tokensmith.db import Connectable
@@ -28,40 +30,11 @@ from tokensmith.errors import (
     TokenNotForSignIn,
     TokenUnknown,
 )
-from tokensmith.accounts import Account
+from tokensmith.identity import Account, BasicCredentials, BearerCredentials, Credentials, Identity
 from tokensmith.models import User
-from tokensmith.personal_tokens import VerifiedToken
 from tokensmith.server_keys import ServerKeys
 from tokensmith.throttle import SignInThrottle
 from tokensmith.usage import RECORD_INLINE, UsageRecorder
-
-
-@dataclass(frozen=True)
-class BasicCredentials:
-    username: str
-    secret: str
-
-
-@dataclass(frozen=True)
-class BearerCredentials:
-    secret: str
-
-
-Credentials = BasicCredentials | BearerCredentials
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who made a request and how. Plain values: readable after the transaction is gone."""
-
-    user: Account
-    method: str  # "token", "password" or "session"
-    token: VerifiedToken | None = None
-    warning: str | None = None
-
-    @property
-    def username(self) -> str:
-        return self.user.username
 
 
 class Authenticator:
@@ -116,7 +89,7 @@ class Authenticator:
     ) -> Identity:
         secret = _secret_of(credentials)
         if is_token:
-            token = personal_tokens.verify_checksummed(store, self.keys, secret)
+            token = token_check.verify_checksummed(store, self.keys, secret)
             claimed = credentials.username if isinstance(credentials, BasicCredentials) else ""
             if claimed and claimed.lower() != token.owner.username.lower():
                 # Same words as an unknown token: a stranger learns nothing about usernames.
@@ -124,8 +97,8 @@ class Authenticator:
                 error.reason = "wrong_user"
                 raise error
             if need is not None:
-                token.enforce(need, ip)
-            personal_tokens.record_use(store, token, ip=ip, agent=agent, usage=self.usage)
+                token_limits.enforce_on(token, need, ip)
+            token_check.record_use(store, token, ip=ip, agent=agent, usage=self.usage)
             return Identity(user=token.owner, method="token", token=token)
         if isinstance(credentials, BearerCredentials):
             raise CredentialMalformed("A Bearer credential must be a personal access token.")
@@ -145,7 +118,7 @@ class Authenticator:
     ) -> Identity:
         user = self._check_password(session, credentials.username, credentials.secret, ip)
         audit.record(
-            session, "auth.password_used", actor=user.username, user_id=user.id, ip=ip,
+            session, AuditAction.AUTH_PASSWORD_USED, actor=user.username, user_id=user.id, ip=ip,
             agent=(agent or "unknown client")[:200],
         )
         return Identity(

@@ -26,8 +26,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction
+from tokensmith.scopes import ALL_SCOPES
 from tokensmith import audit, personal_tokens, token_limits
-from tokensmith.accounts import Account
+from tokensmith.identity import Account
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InvalidInput, TokensmithError, TooManyAttempts
 from tokensmith.models import AuditEvent, DeviceAuthorization, PersonalToken, User
@@ -84,7 +86,7 @@ def parse_scopes(scope: str) -> list[str]:
     """The scopes a client asks for (space-separated, RFC 6749 §3.3), checked as every token's
     are (token_limits); all five when none."""
     if not scope.split():
-        return list(token_limits.ALL_SCOPES)
+        return list(ALL_SCOPES)
     try:
         return list(token_limits.validate_scopes(scope.split()))
     except InvalidInput as error:
@@ -139,7 +141,7 @@ def token_name(row: DeviceAuthorization) -> str:
 def _check_attempts(session: Session, user: Account, now: datetime) -> None:
     since = now - WRONG_CODE_WINDOW
     wrong = session.scalars(
-        select(AuditEvent.at).where(AuditEvent.user_id == user.id, AuditEvent.action == "device.code_rejected",
+        select(AuditEvent.at).where(AuditEvent.user_id == user.id, AuditEvent.action == AuditAction.DEVICE_CODE_REJECTED,
                                     AuditEvent.at > since).order_by(AuditEvent.at)
     ).all()
     if len(wrong) >= MAX_WRONG_CODES:
@@ -160,7 +162,7 @@ def pending(session: Session, keys: ServerKeys, typed: str, user: Account, *, ip
             DeviceAuthorization.user_code_digest.in_(keys.all_digests(USER_PURPOSE, code)),
             DeviceAuthorization.status == "pending", DeviceAuthorization.expires_at > now)).one_or_none()
     if row is None:
-        audit.record(session, "device.code_rejected", actor=user.username, user_id=user.id, ip=ip)
+        audit.record(session, AuditAction.DEVICE_CODE_REJECTED, actor=user.username, user_id=user.id, ip=ip)
         raise InvalidInput("That code is not one waiting for approval: it is mistyped, expired or used. Enter "
                            "the code your terminal shows, or run `tokensmith login --web` again.")
     return row
@@ -171,7 +173,7 @@ def decide(session: Session, keys: ServerKeys, typed: str, user: Account, *, app
     """The person's answer. An approval is for their own account: the token is theirs."""
     row = pending(session, keys, typed, user, ip=ip)
     row.status, row.user_id, row.decided_at = ("approved" if approve else "denied"), user.id, utcnow()
-    audit.record(session, "device.approved" if approve else "device.denied", actor=user.username,
+    audit.record(session, AuditAction.DEVICE_APPROVED if approve else AuditAction.DEVICE_DENIED, actor=user.username,
                  user_id=user.id, ip=ip, client=CLIENTS[row.client_id], device=row.device_name or "?",
                  requested_ip=row.requested_ip, scopes=" ".join(row.scopes))
     return row

@@ -181,6 +181,14 @@ class NotFound(TokensmithError):
     code = "not_found"
 
 
+class ProjectNotFound(NotFound):
+    """A project that does not exist, or one the caller may not see (not a member, or outside
+    the token's list): the same words for both, so that nothing tells them apart."""
+
+    def __init__(self, project_id: str) -> None:
+        super().__init__(f"There is no project {project_id[:64]!r}, or you are not a member of it.")
+
+
 class InvalidInput(TokensmithError):
     code = "invalid_input"
 

@@ -13,6 +13,7 @@ import unicodedata
 
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction
 from tokensmith import audit, projects
 from tokensmith.clock import utcnow
 from tokensmith.errors import AuthenticationFailed, InvalidInput
@@ -58,7 +59,7 @@ def register_instance(
     )
     session.add(instance)
     session.flush()
-    audit.record(session, "instance.registered", actor=actor, user_id=user_id, project=project.id,
+    audit.record(session, AuditAction.INSTANCE_REGISTERED, actor=actor, user_id=user_id, project=project.id,
                  instance_id=instance.id, hint=instance.key_hint)
     return instance, key
 

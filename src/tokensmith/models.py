@@ -89,7 +89,7 @@ class User(Base):
 
 
 # The columns of the SQLite index the token check reads alone (see PersonalToken's indexes and
-# migration 0013): the digest first, then every column personal_tokens._LOOKUP reads.
+# migration 0013): the digest first, then every column token_check._LOOKUP reads.
 CHECK_COLUMNS = (
     "digest", "user_id", "name", "hint", "scopes", "projects", "allowed_ips", "created_at", "expires_at",
     "last_used_at", "last_used_ip", "last_used_agent", "revoked_at", "revoked_reason", "parent_id",
@@ -155,7 +155,7 @@ class PersonalToken(Base):
             postgresql_where=revoked_at.is_(None),
         ),
         # The token check's one B-tree on SQLite: the digest followed by every column the check
-        # reads (personal_tokens._LOOKUP; the id is the rowid, in every index already), so the
+        # reads (token_check._LOOKUP; the id is the rowid, in every index already), so the
         # lookup never reaches the table. Among a million tokens a check touches about half the
         # pages it did through the digest's unique index and the table, and each commit elsewhere
         # (the last-used times) makes SQLite drop the check connection's page cache, so every

@@ -24,7 +24,10 @@ from sqlalchemy import Engine, and_, exists, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tokensmith import mail, token_limits
+from tokensmith.audit import AuditAction, RevokeReason
+from tokensmith.scopes import describe as describe_limits
+from tokensmith import audit, mail
+from tokensmith.config import Settings
 from tokensmith.clock import display, utcnow
 from tokensmith.db import lock_key, transaction_lock, unit_of_work
 from tokensmith.housekeeping import Periodic
@@ -39,7 +42,7 @@ EXPIRED_NOTICE_WINDOW = timedelta(days=7)
 REMINDERS_PER_ROUND = 500
 # Revocations the owner did themselves (through an application that signed out, too), or that a
 # mail of its own tells (a rotation; an application token revoked with its parent: the parent's).
-_OWN_REVOCATIONS = {"owner", "rotated", "application", "parent_revoked"}
+_OWN_REVOCATIONS = {RevokeReason.OWNER, RevokeReason.ROTATED, RevokeReason.APPLICATION, RevokeReason.PARENT_REVOKED}
 _IDENTITY_PROVIDER_ACTORS = {"scim", "identity provider"}
 
 
@@ -52,18 +55,26 @@ class _Pending:
     events: list[AuditEvent] = field(default_factory=list)
 
 
+def listen(settings: Settings) -> mail.MailConfig | None:
+    """Mail on or off for this process (``mail.configure``), and from now on the owners told
+    of the audit events that concern them: the server's start and the shell's commands call it."""
+    config = mail.configure(settings)
+    audit.subscribe(for_event)
+    return config
+
+
 def for_event(session: Session, event: AuditEvent) -> None:
     """Queue the mail an audit event calls for, if any, in the event's transaction."""
     config = mail.current()
     if config is None or event.user_id is None:
         return
     details = event.details or {}
-    if event.action == "token.created":
+    if event.action == AuditAction.TOKEN_CREATED:
         key: tuple[Any, ...] = ("token", details.get("token_id"))
-    elif event.action == "token.rotated":
+    elif event.action == AuditAction.TOKEN_ROTATED:
         key = ("token", details.get("token_id"))  # its token.created came just before: this replaces it
-    elif event.action == "token.leak_reported" or (
-            event.action == "token.revoked" and details.get("reason") not in _OWN_REVOCATIONS):
+    elif event.action == AuditAction.TOKEN_LEAK_REPORTED or (
+            event.action == AuditAction.TOKEN_REVOKED and details.get("reason") not in _OWN_REVOCATIONS):
         key = ("revoked", event.user_id, event.action, details.get("reason"), event.actor)
     else:
         return
@@ -71,7 +82,7 @@ def for_event(session: Session, event: AuditEvent) -> None:
     if owner is None or not mail.plausible_address(owner.email):
         return
     pending: dict[tuple[Any, ...], _Pending] = session.info.setdefault("mail_pending", {})
-    if key in pending and event.action != "token.rotated":
+    if key in pending and event.action != AuditAction.TOKEN_ROTATED:
         pending[key].events.append(event)
     elif key in pending:
         pending[key].events = [event]
@@ -85,9 +96,9 @@ def for_event(session: Session, event: AuditEvent) -> None:
 
 def _compose(owner: User, events: list[AuditEvent], config: mail.MailConfig) -> tuple[str, str]:
     first = events[0]
-    if first.action == "token.created":
+    if first.action == AuditAction.TOKEN_CREATED:
         subject, lines = _created(first, rotated=False)
-    elif first.action == "token.rotated":
+    elif first.action == AuditAction.TOKEN_ROTATED:
         subject, lines = _created(first, rotated=True)
     else:
         subject, lines = _revoked(events)
@@ -150,7 +161,7 @@ def _by(event: AuditEvent) -> str:
 def _created(event: AuditEvent, *, rotated: bool) -> tuple[str, list[str]]:
     details = event.details or {}
     expires = details.get("expires_at")
-    limits = (token_limits.describe(details["scopes"], details.get("projects"), details.get("allowed_ips"))
+    limits = (describe_limits(details["scopes"], details.get("projects"), details.get("allowed_ips"))
               if "scopes" in details else "")
     if rotated:
         subject = f"Tokensmith: your token “{details.get('name', '?')}” was rotated"
@@ -176,7 +187,7 @@ def _created(event: AuditEvent, *, rotated: bool) -> tuple[str, list[str]]:
 def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
     first = events[0]
     details = first.details or {}
-    reason = "leak_reported" if first.action == "token.leak_reported" else str(details.get("reason"))
+    reason = RevokeReason.LEAK_REPORTED if first.action == AuditAction.TOKEN_LEAK_REPORTED else str(details.get("reason"))
     what, why, advice = _REVOCATION_WORDS.get(reason, _generic_revocation)(first)
     names = [_token(event.details or {}) for event in events]
     if len(events) == 1:
@@ -271,11 +282,11 @@ def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
 
 
 _REVOCATION_WORDS = {
-    "leak_reported": _leak,
-    "push_protection": _push_protection,
-    "admin": _admin,
-    "account_disabled": _account_disabled,
-    "rotation_reuse": _rotation_reuse,
+    RevokeReason.LEAK_REPORTED: _leak,
+    RevokeReason.PUSH_PROTECTION: _push_protection,
+    RevokeReason.ADMIN: _admin,
+    RevokeReason.ACCOUNT_DISABLED: _account_disabled,
+    RevokeReason.ROTATION_REUSE: _rotation_reuse,
 }
 
 

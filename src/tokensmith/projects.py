@@ -13,18 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction
 from tokensmith import audit, repositories
 from tokensmith.clock import utcnow
-from tokensmith.errors import Conflict, InvalidInput, NotFound, NotPermitted
+from tokensmith.errors import Conflict, InvalidInput, NotPermitted, ProjectNotFound
 from tokensmith.models import Project, ProjectMember
 
 ROLES = ("read", "write")
 PROJECT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 GROUP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-def not_found(project_id: str) -> NotFound:
-    return NotFound(f"There is no project {project_id[:64]!r}, or you are not a member of it.")
 
 
 def validate_project_id(project_id: str) -> str:
@@ -57,14 +54,14 @@ def create_project(
         raise Conflict(f"A project {project_id!r} already exists.") from None
     session.add(ProjectMember(project_id=project.id, user_id=owner_id, role="write"))
     repositories.create_bare_repository(repositories.repository_path(data_dir, project.id))
-    audit.record(session, "project.created", actor=actor, user_id=owner_id, project=project.id)
+    audit.record(session, AuditAction.PROJECT_CREATED, actor=actor, user_id=owner_id, project=project.id)
     return project
 
 
 def get_project(session: Session, project_id: str) -> Project:
     project = session.get(Project, project_id) if PROJECT_ID.match(project_id) else None
     if project is None:
-        raise not_found(project_id)
+        raise ProjectNotFound(project_id)
     return project
 
 
@@ -79,7 +76,7 @@ def add_member(session: Session, project_id: str, user_id: int, role: str, *, ac
         session.add(member)
     member.role = role
     session.flush()
-    audit.record(session, "project.member_added", actor=actor, user_id=user_id, project=project_id, role=role)
+    audit.record(session, AuditAction.PROJECT_MEMBER_ADDED, actor=actor, user_id=user_id, project=project_id, role=role)
     return member
 
 
@@ -97,10 +94,10 @@ def require_role(session: Session, project_id: str, user_id: int, needed: str) -
     Not a member, or no such project: the same NotFound. A reader who needs to write: NotPermitted.
     """
     if not PROJECT_ID.match(project_id):
-        raise not_found(project_id[:64])
+        raise ProjectNotFound(project_id)
     role = role_of(session, project_id, user_id)
     if role is None:
-        raise not_found(project_id)
+        raise ProjectNotFound(project_id)
     if needed == "write" and role != "write":
         raise NotPermitted(
             f"You have read access to {project_id}; this needs write access. Ask a project "
@@ -117,6 +114,11 @@ def projects_of(session: Session, user_id: int) -> list[tuple[Project, str]]:
         .order_by(Project.id)
     ).all()
     return [(project, role) for project, role in rows]
+
+
+def project_ids_of(session: Session, user_id: int) -> set[str]:
+    """The ids of the projects ``user_id`` is a member of (what a token of theirs may name)."""
+    return set(session.scalars(select(ProjectMember.project_id).where(ProjectMember.user_id == user_id)))
 
 
 def all_projects(session: Session) -> list[tuple[Project, int]]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction
 from tokensmith import accounts, audit
 from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput, SignInRejected
@@ -53,7 +54,7 @@ def link(session: Session, user: User, *, issuer: str, subject: str, actor: str)
         raise InvalidInput(f"That identity is already linked to the account {holder.username!r}.")
     user.oidc_issuer, user.oidc_subject = issuer, subject
     user.updated_at = utcnow()
-    audit.record(session, "user.linked", actor=actor, user_id=user.id, issuer=issuer, subject=subject)
+    audit.record(session, AuditAction.USER_LINKED, actor=actor, user_id=user.id, issuer=issuer, subject=subject)
 
 
 def _first_sign_in(session: Session, identity: VerifiedIdentity, provider_name: str) -> User:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction
+from tokensmith import token_listing
 from tokensmith import audit, personal_tokens, tokens
 from tokensmith.errors import CredentialMalformed
 from tokensmith.server_keys import ServerKeys
@@ -198,7 +200,7 @@ def block_live_tokens(session: Session, keys: ServerKeys, findings: Iterable[Fin
     """Look up every finding in one statement; revoke each live one and tell its owner.
     ``commits`` maps each finding's object to the pushed commit that brought it."""
     findings = list(findings)
-    live = personal_tokens.live_tokens_among(session, keys, (finding.secret for finding in findings))
+    live = token_listing.live_tokens_among(session, keys, (finding.secret for finding in findings))
     blocked, seen = [], set()
     for finding in findings:
         row = live.get(finding.secret)
@@ -210,7 +212,7 @@ def block_live_tokens(session: Session, keys: ServerKeys, findings: Iterable[Fin
             continue
         seen.add(row.id)
         where = {"repository": repository, "commit": commit, "path": finding.path}
-        audit.record(session, "token.push_blocked", actor=pusher, user_id=row.user_id, token_id=row.id,
+        audit.record(session, AuditAction.TOKEN_PUSH_BLOCKED, actor=pusher, user_id=row.user_id, token_id=row.id,
                      name=row.name, hint=row.hint, pusher=pusher, **where)
         personal_tokens.revoke_pushed_token(session, row, pusher=pusher, **where)
     return blocked

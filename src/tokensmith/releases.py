@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction
 from tokensmith import audit, maven_repository, projects, repositories
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InvalidInput
@@ -127,7 +128,7 @@ def release(
     jar = build_jar(repository, commit, project.id, version)
     for coordinates in published_at(project, version):
         _publish(session, data_dir, coordinates, jar)
-    audit.record(session, "release.published", actor=actor, user_id=user_id, project=project.id,
+    audit.record(session, AuditAction.RELEASE_PUBLISHED, actor=actor, user_id=user_id, project=project.id,
                  version=version, revision=commit)
     return Published(version, bundle_symbolic_name(project.id), str(Coordinates(project.group_id, project.id, version)))
 

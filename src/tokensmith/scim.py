@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_, select
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction
 from tokensmith import accounts, audit, scim_patch
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict
@@ -141,7 +142,7 @@ def remove_user(session: Session, user_id: str, *, ip: str | None = None) -> Non
     user = get_user(session, user_id)
     accounts.disable_user(session, user, actor=ACTOR)
     user.removed_at = user.updated_at = utcnow()
-    audit.record(session, "user.removed", actor=ACTOR, user_id=user.id, ip=ip)
+    audit.record(session, AuditAction.USER_REMOVED, actor=ACTOR, user_id=user.id, ip=ip)
     session.flush()
 
 
@@ -214,7 +215,7 @@ def _write(session: Session, user: User, profile: Profile, ip: str | None) -> No
         user.email, user.display_name = profile.account_email(), profile.account_display_name()
         user.external_id, user.scim_profile = profile.external_id, profile.kept()
         user.updated_at = utcnow()
-        audit.record(session, "user.updated", actor=ACTOR, user_id=user.id, ip=ip, attributes=changed)
+        audit.record(session, AuditAction.USER_UPDATED, actor=ACTOR, user_id=user.id, ip=ip, attributes=changed)
     if profile.active != user.is_active:
         user.updated_at = utcnow()
         if profile.active:
@@ -248,7 +249,7 @@ def _release_user_name(session: Session, holder: User, ip: str | None) -> None:
     deleted one keeps its row under a name no person can type."""
     suffix = f"~removed-{holder.id}"
     previous, holder.username = holder.username, holder.username[: 64 - len(suffix)] + suffix
-    audit.record(session, "user.renamed", actor=ACTOR, user_id=holder.id, ip=ip,
+    audit.record(session, AuditAction.USER_RENAMED, actor=ACTOR, user_id=holder.id, ip=ip,
                  previous=previous, username=holder.username, reason="name provisioned again")
     session.flush()  # before the name is taken again: the unique index must see it free
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tokensmith.audit import AuditAction
 from tokensmith import audit
 from tokensmith.clock import utcnow
 from tokensmith.models import BrowserSession, User
@@ -56,7 +57,7 @@ def start_session(
     )
     session.add(row)
     session.flush()
-    audit.record(session, "session.started", actor=user.username, user_id=user.id, ip=ip)
+    audit.record(session, AuditAction.SESSION_STARTED, actor=user.username, user_id=user.id, ip=ip)
     return secret, row
 
 
@@ -89,7 +90,7 @@ def recently_authenticated(row: BrowserSession, now: datetime | None = None) -> 
 def reauthenticated(session: Session, row: BrowserSession, *, ip: str | None) -> None:
     """The person just gave their password again: the session counts as freshly signed in."""
     row.authenticated_at = utcnow()
-    audit.record(session, "session.reauthenticated", actor=row.user.username, user_id=row.user_id, ip=ip)
+    audit.record(session, AuditAction.SESSION_REAUTHENTICATED, actor=row.user.username, user_id=row.user_id, ip=ip)
 
 
 def end_session(session: Session, keys: ServerKeys, secret: str) -> None:

@@ -12,29 +12,14 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
+from tokensmith.identity import VerifiedToken
+from tokensmith.scopes import ALL_SCOPES, IMPLIES, SCOPES
+from tokensmith.errors import AddressNotAllowed, InsufficientScope, InvalidInput, NotFound, ProjectNotFound
 
-from tokensmith import projects as projects_module
-from tokensmith.errors import AddressNotAllowed, InsufficientScope, InvalidInput, NotFound
-
-# The five scopes, in the order they are shown, each with the sentence that explains it.
-SCOPES: dict[str, str] = {
-    "api:read": "Read the REST API: your tokens, your projects, who you are.",
-    "api:write": "Change things through the API: revoke or rotate tokens, register instances, trigger releases.",
-    "git:read": "Clone and fetch your projects' Git repositories.",
-    "git:write": "Push to your projects' Git repositories (includes git:read).",
-    "maven:read": "Download artifacts from the Studio Maven repository.",
-}
-ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
-READ_ONLY: tuple[str, ...] = ("api:read", "git:read", "maven:read")
-# A scope that brings others with it: pushing without fetching is of no use to git.
-IMPLIES = {"git:write": ("git:read",)}
-# The scopes of tokens made before these five existed, and what each became (migration 0007).
-LEGACY_SCOPES = {"api": ("api:read", "api:write"), "git": ("git:read", "git:write"), "maven": ("maven:read",)}
 MAX_PROJECTS = 100
 MAX_ADDRESS_BLOCKS = 50
 
@@ -53,7 +38,7 @@ class Limits:
 
 def missing_project(project_id: str) -> NotFound:
     """A project the token may not reach, in the words of one that does not exist."""
-    return projects_module.not_found(project_id)
+    return ProjectNotFound(project_id)
 
 
 @dataclass(frozen=True)
@@ -87,8 +72,9 @@ def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     return tuple(scope for scope in ALL_SCOPES if scope in asked)
 
 
-def validate_projects(session: Session, owner_id: int, project_ids: Iterable[str] | None) -> tuple[str, ...] | None:
-    """None (every project, now and later), or project ids the owner is a member of, sorted."""
+def validate_projects(project_ids: Iterable[str] | None, reachable: Collection[str]) -> tuple[str, ...] | None:
+    """None (every project, now and later), or project ids among ``reachable`` (those the owner
+    is a member of), sorted."""
     if project_ids is None:
         return None
     wanted = sorted({project_id.strip() for project_id in project_ids} - {""})
@@ -96,7 +82,6 @@ def validate_projects(session: Session, owner_id: int, project_ids: Iterable[str
         raise InvalidInput("Choose at least one project, or every project.")
     if len(wanted) > MAX_PROJECTS:
         raise InvalidInput(f"A token names at most {MAX_PROJECTS} projects; this one names {len(wanted)}.")
-    reachable = {project.id for project, _role in projects_module.projects_of(session, owner_id)}
     beyond = [project_id for project_id in wanted if project_id not in reachable]
     if beyond:
         raise InvalidInput(
@@ -140,11 +125,12 @@ def _parse_block(block: str) -> IPNetwork:
 
 
 def validate(
-    session: Session, owner_id: int, *, scopes: Iterable[str], projects: Iterable[str] | None,
-    allowed_ips: Iterable[str] | None,
+    *, scopes: Iterable[str], projects: Iterable[str] | None, allowed_ips: Iterable[str] | None,
+    reachable: Collection[str],
 ) -> Limits:
-    return Limits(validate_scopes(scopes), validate_projects(session, owner_id, projects),
-                  validate_allowed_ips(allowed_ips))
+    """The limits asked for a new token, checked and in their normal form; ``reachable``: the
+    ids of the projects its owner is a member of."""
+    return Limits(validate_scopes(scopes), validate_projects(projects, reachable), validate_allowed_ips(allowed_ips))
 
 
 def check_lifetime(expires_at: datetime | None, now: datetime, max_days: int | None) -> None:
@@ -175,6 +161,12 @@ def enforce(scopes: Sequence[str], projects: Sequence[str] | None, allowed_ips: 
         raise InsufficientScope(need.scope, tuple(scopes))
     if need.project is not None and not opens(projects, need.project):
         raise need.hidden(need.project)
+
+
+def enforce_on(token: VerifiedToken, need: Need, ip: str | None) -> None:
+    """``enforce`` for a token the check found: its limits came with the lookup, so this costs
+    no query."""
+    enforce(token.scopes, token.projects, token.allowed_ips, need, ip)
 
 
 def opens(projects: Sequence[str] | None, project_id: str) -> bool:
@@ -210,34 +202,3 @@ def _address(ip: str) -> tuple[int, int] | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.version, int(address)
-
-
-# --- showing ---------------------------------------------------------------------------------------
-
-
-def describe_scopes(scopes: Sequence[str]) -> str:
-    if tuple(scopes) == ALL_SCOPES:
-        return "Everything"
-    if tuple(scopes) == READ_ONLY:
-        return "Read only"
-    return ", ".join(scopes)
-
-
-def describe_projects(projects: Sequence[str] | None) -> str:
-    return "every project of its owner" if projects is None else ", ".join(projects)
-
-
-def describe_allowed_ips(allowed_ips: Sequence[str] | None) -> str:
-    return "anywhere" if allowed_ips is None else ", ".join(allowed_ips)
-
-
-def describe(scopes: Sequence[str], projects: Sequence[str] | None, allowed_ips: Sequence[str] | None) -> str:
-    """The three limits in one line, as the audit trail and the CLI say them."""
-    return (f"scopes: {describe_scopes(scopes)}; projects: {describe_projects(projects)}; "
-            f"from: {describe_allowed_ips(allowed_ips)}")
-
-
-def from_legacy(scopes: Iterable[str]) -> list[str]:
-    """A token's scopes as they read before the five existed, in today's names."""
-    current = {new for old in scopes for new in LEGACY_SCOPES.get(old, (old,))}
-    return [scope for scope in ALL_SCOPES if scope in current]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.ledger import remember
 from tests.support.pages import sign_in
+from tokensmith import token_listing
 from tokensmith import tokens
 
 PASSWORD = "admin-made password"
@@ -184,9 +185,9 @@ def test_tokens_create_refuses_bad_limits_and_creates_nothing(server, args, word
     assert refused.returncode == 2 and refused.stdout == "" and words in refused.stderr
     assert "Traceback" not in refused.stderr
     with server.store() as session:
-        from tokensmith import accounts, personal_tokens
+        from tokensmith import accounts
 
-        assert personal_tokens.list_tokens(session, accounts.get_user(session, name).id) == []
+        assert token_listing.list_tokens(session, accounts.get_user(session, name).id) == []
 
 
 def test_an_admin_command_where_there_is_no_store_says_so_and_creates_none(server, tmp_path):

@@ -28,7 +28,7 @@ from tests.support.git import GitUser
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "src" / "tokensmith"
-CLIENT_FILES = {"tokensmith/__init__.py", "tokensmith/__main__.py", "tokensmith/cli/__init__.py",
+CLIENT_FILES = {"tokensmith/__init__.py", "tokensmith/__main__.py", "tokensmith/cli/__init__.py", "tokensmith/cli/entry.py",
                 "tokensmith/cli/main.py"} | {f"tokensmith/client/{path.name}" for path in (SOURCES / "client").glob("*.py")}
 # Beyond the server's own dependencies (pyproject.toml), what they bring that a client never needs.
 SERVER_ONLY = {"tokensmith", "starlette", "pydantic", "pydantic-core", "mako", "greenlet", "argon2-cffi-bindings",
@@ -88,7 +88,7 @@ def test_the_client_wheel_holds_the_client_and_the_server_wheel_holds_both(wheel
     server = wheel_files(wheels["tokensmith"])
     assert CLIENT_FILES < server and {"tokensmith/cli/serve.py", "tokensmith/cli/admin.py", "tokensmith/db.py"} < server
     for wheel in wheels.values():  # one command, the same in both
-        assert "tokensmith = tokensmith.cli:main" in wheel_metadata(wheel, "entry_points.txt")
+        assert "tokensmith = tokensmith.cli.entry:main" in wheel_metadata(wheel, "entry_points.txt")
 
 
 def test_the_client_depends_on_what_it_imports_with_the_servers_ranges(wheels):

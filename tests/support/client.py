@@ -83,7 +83,7 @@ import atexit, json, sys
 listing = sys.argv.pop(1)
 atexit.register(lambda: open(listing, "w").write(json.dumps(sorted(sys.modules))))
 sys.argv[0] = {script!r}
-from tokensmith.cli import main
+from tokensmith.cli.entry import main
 main()
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import insert
 
+from tokensmith import token_check
 from tokensmith import accounts, personal_tokens, tokens
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
@@ -27,7 +28,7 @@ def never_used_tokens(settings: Settings, username: str, count: int) -> list[str
         with unit_of_work(session_factory(engine)) as session:
             owner = accounts.get_user(session, username)
             session.execute(insert(PersonalToken), [
-                {"user_id": owner.id, "name": f"fresh {number}", "digest": keys.digest(personal_tokens.PURPOSE, secret),
+                {"user_id": owner.id, "name": f"fresh {number}", "digest": keys.digest(token_check.PURPOSE, secret),
                  "key_version": keys.current, "hint": tokens.hint(secret, settings.token_prefix),
                  "scopes": list(personal_tokens.DEFAULT_SCOPES), "created_at": now}
                 for number, secret in enumerate(secrets_)

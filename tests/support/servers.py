@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from tests.support.ledger import remember, watch
 from tests.support.processes import stop_process, wait_until_answering
 from tests.support.ports import free_port
+from tokensmith import token_listing
 from tokensmith import accounts, personal_tokens
 from tokensmith.config import load_settings
 from tokensmith.db import create_store_engine, session_factory, unit_of_work
@@ -156,7 +157,7 @@ class LiveServer:
 
     def token_row(self, username: str, name: str) -> PersonalToken:
         with self.store() as session:
-            rows = [row for row in personal_tokens.list_tokens(session, accounts.get_user(session, username).id)
+            rows = [row for row in token_listing.list_tokens(session, accounts.get_user(session, username).id)
                     if row.name == name]
             session.expunge_all()
         assert len(rows) == 1, f"expected one live token {name!r} of {username}, found {len(rows)}"

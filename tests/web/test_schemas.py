@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tokensmith.accounts import Account
-from tokensmith.authentication import Identity
-from tokensmith.personal_tokens import VerifiedToken
+from tokensmith.identity import Account
+from tokensmith.identity import Identity
+from tokensmith.identity import VerifiedToken
 from tokensmith.web.schemas import Me, TokenPublic, UserPublic
 
 OWNER = Account(id=7, username="zoë@example.test", email="zoë@example.test", is_admin=True)

@@ -24,6 +24,7 @@ from tests.support.ledger import remember
 from tests.test_audit import ISSUE_18_CURSORS
 from tests.support.pages import csrf_of, sign_in
 from tests.support.servers import LiveServer
+from tokensmith import token_listing
 from tokensmith import accounts, audit, personal_tokens
 from tokensmith.cli.main import run as run_command
 from tokensmith.clock import utcnow
@@ -284,7 +285,7 @@ def test_a_person_reads_their_security_log_page_by_page_and_by_token(context: Br
 def server_hint(server: LiveServer, username: str, name: str) -> str:
     with server.store() as session:
         owner = accounts.get_user(session, username)
-        return next(row.hint for row in personal_tokens.every_token_of(session, owner.id) if row.name == name)
+        return next(row.hint for row in token_listing.every_token_of(session, owner.id) if row.name == name)
 
 
 @pytest.mark.browser

@@ -29,7 +29,9 @@ from tests.support.browser import chromium_missing, launch_chromium
 from tests.support.ledger import remember
 from tests.support.seeding import never_used_tokens
 from tests.support.servers import LiveServer
-from tokensmith import accounts, personal_tokens
+from tokensmith import token_listing
+from tokensmith import token_check
+from tokensmith import accounts
 from tokensmith.server_keys import load_server_keys
 from tokensmith.config import load_settings
 
@@ -202,7 +204,7 @@ def test_a_busy_day_on_sqlite_fails_nothing_and_freezes_nothing(busy_server: Liv
     # Every token a person was shown is in the store, and nothing more.
     with busy_server.store() as session:
         for name in PEOPLE:
-            stored = [row.name for row in personal_tokens.list_tokens(session, accounts.get_user(session, name).id)]
+            stored = [row.name for row in token_listing.list_tokens(session, accounts.get_user(session, name).id)]
             shown = [answer.token_name for answer in alone + created if answer.person == name]
             assert sorted(stored) == sorted(shown)
 
@@ -214,12 +216,12 @@ def test_a_busy_day_on_sqlite_fails_nothing_and_freezes_nothing(busy_server: Liv
 
 def assert_all_recorded(live: LiveServer, used: set[str], timeout: float = 10) -> None:
     keys = load_server_keys(load_settings(live.env))
-    digests = {keys.digest(personal_tokens.PURPOSE, token) for token in used}
+    digests = {keys.digest(token_check.PURPOSE, token) for token in used}
     deadline = time.monotonic() + timeout
     while True:
         with live.store() as session:
             unrecorded = [row.name for username in CLIENTS
-                          for row in personal_tokens.list_tokens(session, accounts.get_user(session, username).id)
+                          for row in token_listing.list_tokens(session, accounts.get_user(session, username).id)
                           if row.digest in digests and row.last_used_at is None]
         if not unrecorded or time.monotonic() > deadline:
             break

@@ -26,6 +26,7 @@ from tests.support.ledger import remember
 from tests.support.servers import LiveServer
 from fastapi.routing import APIRoute
 
+from tokensmith.scopes import ALL_SCOPES
 from tokensmith import token_limits
 from tokensmith.web.app import ROUTERS
 from tokensmith.web import nuxeo
@@ -33,7 +34,7 @@ from tokensmith.web.auth import requirements, requirements_table
 
 GROUP = "com.acme.studio"
 BLOCK, INSIDE, OUTSIDE = "198.51.100.0/24", "198.51.100.7", "203.0.113.9"
-SCOPES = token_limits.ALL_SCOPES
+SCOPES = ALL_SCOPES
 
 
 @dataclass

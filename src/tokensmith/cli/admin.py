@@ -17,7 +17,9 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, audit, deployment, mail, maven_repository, personal_tokens, projects, provider_accounts, token_limits
+from tokensmith.audit import RevokeReason
+from tokensmith.scopes import ALL_SCOPES, describe as describe_limits
+from tokensmith import accounts, audit, deployment, maven_repository, notices, personal_tokens, projects, provider_accounts
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.db import create_store_engine, migrate, require_existing_store, session_factory, unit_of_work
@@ -54,7 +56,7 @@ def admin_store() -> Iterator[AdminContext]:
             raise StoreUnavailable(f"Cannot open the store: {type(error).__name__}.") from error
         with unit_of_work(session_factory(engine)) as session:
             settings = deployment.for_the_shell(session, settings)
-            mail.configure(settings)  # what a command does is mailed as when done on the web site
+            notices.listen(settings)  # what a command does is mailed as when done on the web site
             yield AdminContext(session, settings, load_server_keys(settings))
     finally:
         engine.dispose()
@@ -208,11 +210,11 @@ def tokens_create(
         expires_at = personal_tokens.expiry_in_days(expires_in) if expires_in else None
         secret, row = personal_tokens.create_token(
             ctx.session, ctx.keys, owner.id, name, prefix=ctx.settings.token_prefix,
-            actor=ACTOR, expires_at=expires_at, scopes=scope or token_limits.ALL_SCOPES, projects=project or None,
+            actor=ACTOR, expires_at=expires_at, scopes=scope or ALL_SCOPES, projects=project or None,
             allowed_ips=allow_ip or None, max_lifetime_days=ctx.settings.max_token_lifetime_days,
         )
         summary = (f"Created token “{row.name}” ({row.hint}) for {owner.username}, expires: {display(row.expires_at)}; "
-                   f"{token_limits.describe(row.scopes, row.projects, row.allowed_ips)}.")
+                   f"{describe_limits(row.scopes, row.projects, row.allowed_ips)}.")
     typer.echo(secret)
     note(summary + " It will not be shown again.")
 
@@ -222,7 +224,7 @@ def tokens_revoke_all(user: Annotated[str, typer.Option("--user", help="Whose to
     """Revoke every live token of a user (a lost laptop, a departure). Their password stays."""
     with admin_store() as ctx:
         owner = accounts.get_user(ctx.session, user)
-        count = personal_tokens.revoke_all_tokens(ctx.session, owner.id, actor=ACTOR, reason="admin")
+        count = personal_tokens.revoke_all_tokens(ctx.session, owner.id, actor=ACTOR, reason=RevokeReason.ADMIN)
         name = owner.username
     note(f"Revoked {count} token(s) of {name}.")
 

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from fastapi import Depends
 
+from tokensmith import token_listing
 from tokensmith import audit, instances, personal_tokens, projects, token_limits
-from tokensmith.authentication import Identity
+from tokensmith.identity import Identity
 from tokensmith.web.auth import Db, ProjectIn, Requires, add_deprecation_headers, declares, identify_client
 from tokensmith.web.edge import at_the_edge
 from tokensmith.web.bodies import authenticated_json_body, documented, json_body
@@ -61,7 +62,7 @@ async def read_me(request: Request) -> Response:
 @router.get("/tokens", response_model=list[TokenPublic], responses=refusals(*AUTHENTICATED))
 def list_tokens(identity: Reader, db: Db) -> list[TokenPublic]:
     """The caller's tokens that are not revoked (expired ones included). Never a secret."""
-    return [TokenPublic.of(row) for row in personal_tokens.list_tokens(db, identity.user.id)]
+    return [TokenPublic.of(row) for row in token_listing.list_tokens(db, identity.user.id)]
 
 
 @router.delete("/tokens/{token_id:int}", status_code=status.HTTP_204_NO_CONTENT,

@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session
 
 from tokensmith import metrics, personal_tokens, sessions, tokens
 from tokensmith.errors import NotFound
+from tokensmith import token_limits
 from tokensmith.token_limits import Need, missing_project
-from tokensmith.accounts import Account
 from tokensmith.config import Settings
-from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
+from tokensmith.identity import Account, BasicCredentials, BearerCredentials, Credentials, Identity
 from tokensmith.errors import (
     AuthenticationFailed, AuthenticationRequired, CredentialMalformed, HeaderTooLarge, TokenReplaced,
 )
@@ -160,7 +160,7 @@ class Requires:
     """What a route needs of a token, declared on the route (a FastAPI dependency): everything
     the extractor checks comes from here.
 
-    ``scope``: one of token_limits.SCOPES, or None for any (GET /api/v1/me). A route whose need
+    ``scope``: one of scopes.SCOPES, or None for any (GET /api/v1/me). A route whose need
     depends on the request (git: fetch or push) gives ``choose`` instead, and ``variants``,
     its (what, scope) pairs for the table. ``project``: where the route names its project.
     """
@@ -252,7 +252,7 @@ async def identify_client(request: Request, requires: Requires) -> Identity:
     if identity.token is not None and requires.project is not None and requires.project.body_field:
         # Named in the body, which is read only now that the credentials hold.
         named = await requires.project.from_body(request)
-        identity.token.enforce(Need(None, named, requires.project.hidden), ip)
+        token_limits.enforce_on(identity.token, Need(None, named, requires.project.hidden), ip)
     return identity
 
 
@@ -306,7 +306,8 @@ def requirements_table(routers: Iterable[APIRouter], also_at: Callable[[str], st
     """docs/scopes.md's table, from the routes' own declarations: what each route needs, and
     what a token holding each one scope gets there (its address allowed, its project listed).
     ``also_at``: another address of a route's path, served by the same route (web/nuxeo.py), or ''."""
-    from tokensmith.token_limits import ALL_SCOPES, validate_scopes  # noqa: PLC0415
+    from tokensmith.scopes import ALL_SCOPES  # noqa: PLC0415
+    from tokensmith.token_limits import validate_scopes  # noqa: PLC0415
 
     lines = ["| route | needs | " + " | ".join(f"`{scope}`" for scope in ALL_SCOPES) + " | its project, from |",
              "|---|---|" + "---|" * len(ALL_SCOPES) + "---|"]

@@ -26,7 +26,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokensmith.authentication import Identity
+from tokensmith.identity import Identity
 from tokensmith.errors import InvalidInput
 from tokensmith.web.auth import Requires
 

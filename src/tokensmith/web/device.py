@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokensmith import device_authorization, token_limits
+from tokensmith.scopes import SCOPES
+from tokensmith import device_authorization
 from tokensmith.device_authorization import DeviceGrantError
 from tokensmith.errors import InvalidInput, TooManyAttempts
 from tokensmith.models import DeviceAuthorization
@@ -62,7 +63,7 @@ def device_token(request: Request, db: Db, grant_type: Field = "", device_code: 
 
 
 def page(request: Request, step: str, *, status: int = 200, **context: object) -> Response:
-    return render(request, "device.html", {"step": step, "scopes": token_limits.SCOPES, **context},
+    return render(request, "device.html", {"step": step, "scopes": SCOPES, **context},
                   status=status)
 
 

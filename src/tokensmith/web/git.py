@@ -29,8 +29,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from tokensmith import projects, push_protection, repositories
-from tokensmith.authentication import Identity
-from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound
+from tokensmith.identity import Identity
+from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound, ProjectNotFound
 from tokensmith.web.auth import ProjectIn, Requires
 from tokensmith.web import git_processes
 from tokensmith.web.bodies import declared_length
@@ -157,7 +157,7 @@ async def smart_http(project_id: str, path: str, request: Request,
                      identity: Annotated[Identity, Depends(GIT)]) -> Response:
     runtime = get_runtime(request)
     if has_encoded_separators(request):
-        raise projects.not_found(project_id[:64])
+        raise ProjectNotFound(project_id)
     service = request.query_params.get("service") if path == "info/refs" else path
     role = needed_role(request.method, path, service)
     repository = await runtime.run_unit(lambda session: _authorize(session, runtime, project_id, identity, role))

@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
 from tokensmith import maven_repository, projects, releases
-from tokensmith.authentication import Identity
+from tokensmith.identity import Identity
 from tokensmith.errors import NotFound
 from tokensmith.web.auth import ProjectIn, Requires
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators

@@ -19,7 +19,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from tokensmith import application_tokens
 from tokensmith.application_tokens import Application
-from tokensmith.authentication import Identity
+from tokensmith.identity import Identity
 from tokensmith.errors import NotPermitted, TokenExpired, TokenReplaced, TokenRevoked
 from tokensmith.web.auth import Requires, declares, identify_client
 from tokensmith.web.runtime import client_ip, get_runtime

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from tokensmith import instances, maven_repository, tokens
-from tokensmith.authentication import BasicCredentials, Credentials
+from tokensmith.identity import BasicCredentials, Credentials
 from tokensmith.errors import AuthenticationRequired, NotFound
 from tokensmith.web.auth import presented_credentials
 from tokensmith.web.maven import file_response

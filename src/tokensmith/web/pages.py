@@ -12,8 +12,10 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from tokensmith import audit, personal_tokens, projects, releases, sessions, token_limits
-from tokensmith.authentication import Identity
+from tokensmith import token_listing
+from tokensmith.scopes import ALL_SCOPES, READ_ONLY, SCOPES
+from tokensmith import audit, personal_tokens, projects, releases, sessions
+from tokensmith.identity import Identity
 from tokensmith.models import User
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
@@ -162,7 +164,7 @@ async def logout(request: Request, csrf_token: FormText = "") -> Response:
 
 MAX_ID = 2**31 - 1
 TokenId = Annotated[int, Path(ge=1, le=MAX_ID)]
-PRESETS = {"everything": token_limits.ALL_SCOPES, "read": token_limits.READ_ONLY}
+PRESETS = {"everything": ALL_SCOPES, "read": READ_ONLY}
 FormList = Annotated[list[Annotated[str, Field(max_length=100)]], Form(max_length=200)]
 
 
@@ -179,7 +181,7 @@ def expiration_choices(max_days: int | None) -> list[tuple[str, str]]:
 
 def _blank_form(max_days: int | None) -> dict[str, object]:
     return {"name": "", "expiration": expiration_choices(max_days)[0][0], "expires_on": "", "access": "everything",
-            "scopes": list(token_limits.ALL_SCOPES), "project_choice": "all", "projects": [], "allowed_ips": ""}
+            "scopes": list(ALL_SCOPES), "project_choice": "all", "projects": [], "allowed_ips": ""}
 
 
 def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 200,
@@ -187,18 +189,18 @@ def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 
     user = identity.user
     settings = get_runtime(request).settings
     now = datetime.now(timezone.utc)
-    live = [row for row in personal_tokens.list_tokens(db, user.id) if not row.expires_at or row.expires_at > now]
+    live = [row for row in token_listing.list_tokens(db, user.id) if not row.expires_at or row.expires_at > now]
     return render(
         request,
         "tokens.html",
         {
             "tokens": live,
-            "inactive": personal_tokens.inactive_tokens(db, user.id),
+            "inactive": token_listing.inactive_tokens(db, user.id),
             "events": audit.events_for_user(db, user.id, limit=15),
             "choices": expiration_choices(settings.max_token_lifetime_days),
             "max_days": settings.max_token_lifetime_days,
             "latest_day": _latest_day(now.date(), settings.max_token_lifetime_days),
-            "scopes": token_limits.SCOPES,
+            "scopes": SCOPES,
             "my_projects": [project.id for project, _role in projects.projects_of(db, user.id)],
             "now": now,
             "form": _blank_form(settings.max_token_lifetime_days),
@@ -217,7 +219,7 @@ def tokens_page(request: Request, db: Db, identity: BrowserIdentity,
                 revoked: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     notice = None
     if revoked is not None:
-        ended = personal_tokens.find_token(db, revoked, identity.user.id)
+        ended = token_listing.find_token(db, revoked, identity.user.id)
         named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
         notice = f"{named} was revoked. Any tool still using it will now be refused."
     filled = _form_from_query(request, get_runtime(request).settings.max_token_lifetime_days)

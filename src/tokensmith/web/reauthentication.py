@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from tokensmith import sessions
-from tokensmith.authentication import Identity
+from tokensmith.identity import Identity
 from tokensmith.errors import AuthenticationFailed, TooManyAttempts
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.templates import render

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from tokensmith import mail, metrics
+from tokensmith import mail, metrics, notices
 from tokensmith.authentication import Authenticator
 from tokensmith.config import Settings
 from tokensmith.db import (
@@ -49,7 +49,7 @@ from tokensmith.db import (
 from tokensmith.errors import StoreUnavailable
 from tokensmith.housekeeping import Periodic
 from tokensmith.identity_provider import OpenIdProvider
-from tokensmith.notices import ExpiryReminders
+
 from tokensmith.server_keys import ServerKeys, load_server_keys
 from tokensmith.sqlite_store import WalCheckpointer
 from tokensmith.throttle import SignInThrottle, ThrottlePruner
@@ -164,11 +164,11 @@ class Runtime:
 
 def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
     """With mail on: its sender and the expiry reminders, threads on a small engine of their own."""
-    if mail.configure(settings) is None:
+    if notices.listen(settings) is None:
         return None, []
     engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
     return engine, [mail.MailSender(engine, settings.mail).start(),
-                    ExpiryReminders(engine, settings.mail.reminder_seconds).start()]
+                    notices.ExpiryReminders(engine, settings.mail.reminder_seconds).start()]
 
 
 def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:

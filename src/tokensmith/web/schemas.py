@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokensmith.authentication import Identity
+from tokensmith.identity import Identity, VerifiedToken
+from tokensmith.personal_tokens import MAX_LEAK_REPORT
 from tokensmith.clock import utcnow
 from tokensmith.models import PersonalToken
-from tokensmith.personal_tokens import VerifiedToken
 
 
 class ErrorBody(BaseModel):
@@ -123,7 +123,7 @@ class LeakReport(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"tokens": ["tks_…the token you found"]}})
 
     tokens: list[Annotated[str, Field(max_length=200)]] = Field(
-        min_length=1, max_length=100, description="The tokens found, at most 100 at a time")
+        min_length=1, max_length=MAX_LEAK_REPORT, description=f"The tokens found, at most {MAX_LEAK_REPORT} at a time")
 
 
 class LeakReportReceived(BaseModel):

@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from tokensmith import token_listing
 from tokensmith import accounts, audit, personal_tokens
-from tokensmith.authentication import Identity
+from tokensmith.identity import Identity
 from tokensmith.errors import InvalidInput, NotFound
 from tokensmith.models import PersonalToken
 from tokensmith.web.auth import BrowserIdentity, Db
@@ -40,7 +41,7 @@ def security_log(request: Request, db: Db, identity: BrowserIdentity, cursor: Cu
     return render(request, "security_log.html", {
         "active": "security-log",
         "events": events,
-        "tokens": personal_tokens.every_token_of(db, user_id),
+        "tokens": token_listing.every_token_of(db, user_id),
         "chosen": token,
         "first_page": cursor is not None,
         "first_url": "/security-log" + (f"?{urlencode(filters)}" if filters else ""),
@@ -71,7 +72,7 @@ def inventory(request: Request, db: Db, identity: BrowserIdentity,
             owner_id = accounts.get_user(db, owner).id
         except NotFound as missing:
             error = missing.message
-    rows, more = ([], False) if error else personal_tokens.live_tokens(
+    rows, more = ([], False) if error else token_listing.live_tokens(
         db, owner_id=owner_id, offset=(page - 1) * INVENTORY_PAGE, limit=INVENTORY_PAGE)
     filters = {"owner": owner} if owner else {}
     notice = None

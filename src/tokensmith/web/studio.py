@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fastapi import Depends
 
 from tokensmith import projects, releases
-from tokensmith.authentication import Identity
+from tokensmith.identity import Identity
 from tokensmith.web.auth import Db, ProjectIn, Requires
 from tokensmith.web.bodies import authenticated_json_body, documented
 from tokensmith.web.runtime import get_runtime

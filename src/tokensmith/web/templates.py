@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from tokensmith import audit, sessions, token_limits
+from tokensmith.scopes import describe_scopes
+from tokensmith import audit, sessions
 from tokensmith.clock import display
 from tokensmith.web.assets import Assets
 
@@ -40,7 +41,7 @@ PAGE_HEADERS = {
 _environment = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=True)
 _environment.filters["when"] = display
 _environment.filters["describe_event"] = audit.describe
-_environment.filters["describe_scopes"] = token_limits.describe_scopes
+_environment.filters["describe_scopes"] = describe_scopes
 _environment.filters["revoke_reason"] = lambda reason: audit.REVOKE_REASONS.get(reason or "", "")
 _environment.tests["attention"] = audit.needs_attention
 _environment.tests["with_address"] = audit.shows_address
