@@ -28,13 +28,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tokensmith import token_check
-from tokensmith import accounts, tokens
+from tokensmith.tokens import check as token_check
+from tokensmith.accounts import users
+from tokensmith.tokens import format as token_format
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
-from tokensmith.db import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
-from tokensmith.server_keys import load_server_keys
-from tokensmith.sqlite_store import CHECK_CACHE_KIB
+from tokensmith.store.database import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.store.server_keys import load_server_keys
+from tokensmith.store.sqlite import CHECK_CACHE_KIB
 
 PREFIX = "tks_"
 SIZES = (1_000, 1_000_000)
@@ -76,12 +77,12 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
         migrate(engine)
         keys = load_server_keys(settings)
         with unit_of_work(session_factory(engine)) as session:
-            user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
+            user = users.create_user(session, "bench", "bench@example.test", actor="bench")
             user_id = user.id
     finally:
         engine.dispose()
     presented = min(PRESENTED, size)
-    secrets_ = [tokens.generate(PREFIX) for _ in range(presented)]
+    secrets_ = [token_format.generate(PREFIX) for _ in range(presented)]
     created = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
     columns = "id, user_id, name, digest, key_version, hint, scopes, created_at"
     gap = size // presented  # every gap-th row is a presented token; the others filler
@@ -106,7 +107,7 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
                 (size - presented, gap - 1, user_id, keys.current, created))
         store.executemany(f"INSERT INTO personal_tokens ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
             ((number + 1) * gap, user_id, f"presented {number}", keys.digest(token_check.PURPOSE, secret),
-             keys.current, tokens.hint(secret, PREFIX), '["api"]', created)
+             keys.current, token_format.hint(secret, PREFIX), '["api"]', created)
             for number, secret in enumerate(secrets_)])
         for _name, sql in indexes:
             store.execute(sql)

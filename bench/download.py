@@ -15,10 +15,10 @@ from pathlib import Path
 from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, pinned
 from bench.machine import CLIENT_CPU, SERVER_CPU, cpu_speed_ms
 from tests.support.nginx import Nginx, NginxUnavailable
-from tokensmith import maven_repository
+from tokensmith.projects import maven_repository
 from tokensmith.config import load_settings
-from tokensmith.db import create_store_engine, session_factory, unit_of_work
-from tokensmith.maven_repository import Coordinates
+from tokensmith.store.database import create_store_engine, session_factory, unit_of_work
+from tokensmith.projects.maven_repository import Coordinates
 
 TARGET_RATIO = 0.7
 SIZE = 100 * 1024 * 1024

@@ -28,9 +28,9 @@ from bench.machine import ForeignLoad, children_of, cpu_affinity, process_cpu_se
 from tests.support.pages import csrf_of
 from tests.support.postgres import PostgresServer
 from tests.support.seeding import never_used_tokens
-from tokensmith import accounts
+from tokensmith.accounts import users
 from tokensmith.config import load_settings
-from tokensmith.db import create_store_engine, session_factory, unit_of_work
+from tokensmith.store.database import create_store_engine, session_factory, unit_of_work
 
 SCRIPT = Path(__file__).with_name("mixed.lua")
 CONNECTIONS = (64, 256)
@@ -95,9 +95,9 @@ def seed_store(env: dict[str, str]) -> list[str]:
     try:
         with unit_of_work(session_factory(engine)) as session:
             for number, password in enumerate(passwords, 1):
-                accounts.create_user(session, f"mix-person-{number}", f"mix-person-{number}@example.test",
+                users.create_user(session, f"mix-person-{number}", f"mix-person-{number}@example.test",
                                      password=password, actor="bench")
-            accounts.create_user(session, CLIENT_USER, f"{CLIENT_USER}@example.test", actor="bench")
+            users.create_user(session, CLIENT_USER, f"{CLIENT_USER}@example.test", actor="bench")
     finally:
         engine.dispose()
     return passwords

@@ -24,14 +24,15 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from tests.support.postgres import PostgresServer  # noqa: E402
-from tokensmith import token_check  # noqa: E402
-from tokensmith import accounts, personal_tokens  # noqa: E402
+from tokensmith.tokens import check as token_check  # noqa: E402
+from tokensmith.accounts import users  # noqa: E402
+from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.config import Settings  # noqa: E402
-from tokensmith.db import (  # noqa: E402
+from tokensmith.store.database import (  # noqa: E402
     connection_to, create_check_engine, create_store_engine, fetch_one_on_driver, migrate, ping,
     session_factory, unit_of_work,
 )
-from tokensmith.server_keys import load_server_keys  # noqa: E402
+from tokensmith.store.server_keys import load_server_keys  # noqa: E402
 
 PREFIX = "tks_"
 
@@ -60,8 +61,8 @@ def main(calls: int, tasks: int) -> None:
         migrate(engine)
         keys = load_server_keys(settings)
         with unit_of_work(session_factory(engine)) as session:
-            user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
-            secret, _ = personal_tokens.create_token(session, keys, user.id, "bench", prefix=PREFIX, actor="bench")
+            user = users.create_user(session, "bench", "bench@example.test", actor="bench")
+            secret, _ = token_lifecycle.create_token(session, keys, user.id, "bench", prefix=PREFIX, actor="bench")
         engine.dispose()
         check = create_check_engine(settings)
         digest = keys.digest(token_check.PURPOSE, secret)

@@ -17,11 +17,13 @@ from pathlib import Path
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from tokensmith import token_check
-from tokensmith import accounts, personal_tokens, tokens
+from tokensmith.tokens import check as token_check
+from tokensmith.accounts import users
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import format as token_format
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
-from tokensmith.db import (
+from tokensmith.store.database import (
     connection_to,
     create_check_engine,
     create_store_engine,
@@ -29,8 +31,8 @@ from tokensmith.db import (
     session_factory,
     unit_of_work,
 )
-from tokensmith.models import PersonalToken, User
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.models import PersonalToken, User
+from tokensmith.store.server_keys import load_server_keys
 
 PREFIX = "tks_"
 
@@ -94,8 +96,8 @@ def measure_token_check(data_dir: Path, *, calls: int, batches: int, filler: int
         keys = load_server_keys(settings)
         factory = session_factory(engine)
         with unit_of_work(factory) as session:
-            user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
-            secret, _row = personal_tokens.create_token(
+            user = users.create_user(session, "bench", "bench@example.test", actor="bench")
+            secret, _row = token_lifecycle.create_token(
                 session, keys, user.id, "bench", prefix=PREFIX, actor="bench"
             )
             _fill(session, user.id, filler)
@@ -134,7 +136,7 @@ def _measure(engine, check_engine, factory, keys, secret: str, *, calls: int, ba
             ("verify", "verify_token (on a connection, as the server runs it)",
              lambda: token_check.verify_token(connection, keys, secret, prefix=PREFIX), calls,
              "parse + checksum + digest + one indexed SELECT with the owner; the target"),
-            ("parse", "  tokens.parse (shape + CRC32 checksum)", lambda: tokens.parse(secret, PREFIX), calls, ""),
+            ("parse", "  token_format.parse (shape + CRC32 checksum)", lambda: token_format.parse(secret, PREFIX), calls, ""),
             ("digest", "  keys.all_digests (HMAC-SHA256, one key)",
              lambda: keys.all_digests(token_check.PURPOSE, secret), calls, ""),
             ("lookup_orm_per_call", "  lookup, ORM, SELECT built per call",

@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.ledger import remember
 from tests.support.pages import sign_in
-from tokensmith import token_listing
-from tokensmith import tokens
+from tokensmith.tokens import listing as token_listing
+from tokensmith.tokens import format as token_format
 
 PASSWORD = "admin-made password"
 
@@ -83,7 +83,7 @@ def test_tokens_create_prints_the_token_once_on_stdout(server):
     result = server.cli("tokens", "create", "--user", name, "--name", "deploy bot", "--expires-in", "30")
     assert result.returncode == 0, result.stderr
     token = remember(result.stdout.strip())
-    assert tokens.parse(token, "tks_") and result.stdout == token + "\n"
+    assert token_format.parse(token, "tks_") and result.stdout == token + "\n"
     assert token not in result.stderr and "will not be shown again" in result.stderr
     body = me(server, name, token).json()
     assert body["token"]["name"] == "deploy bot" and body["token"]["expires_at"] is not None
@@ -185,9 +185,9 @@ def test_tokens_create_refuses_bad_limits_and_creates_nothing(server, args, word
     assert refused.returncode == 2 and refused.stdout == "" and words in refused.stderr
     assert "Traceback" not in refused.stderr
     with server.store() as session:
-        from tokensmith import accounts
+        from tokensmith.accounts import users
 
-        assert token_listing.list_tokens(session, accounts.get_user(session, name).id) == []
+        assert token_listing.list_tokens(session, users.get_user(session, name).id) == []
 
 
 def test_an_admin_command_where_there_is_no_store_says_so_and_creates_none(server, tmp_path):

@@ -18,14 +18,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.support.ledger import remember
 from tests.support.servers import LiveServer
-from tokensmith import tokens
+from tokensmith.tokens import format as token_format
 
 MALFORMED = 'tokensmith_authentications_total{method="token",outcome="malformed"}'
 
 
 def forged_token() -> str:
     """A token whose checksum fails: counted as malformed without the store."""
-    good = tokens.generate("tks_")
+    good = token_format.generate("tks_")
     return good[:-1] + ("A" if good[-1] != "A" else "B")
 
 
@@ -143,7 +143,7 @@ def test_a_request_sent_on_an_idle_connection_as_the_server_stops_is_served(tmp_
     in its pool; the instance is told to stop; the proxy sends a POST on that connection. It
     is answered (and the connection closed after it), not dropped: nginx would not repeat it."""
     live = LiveServer(tmp_path / "var", name="draining", args=args).start()
-    unknown = remember(tokens.generate("tks_"))
+    unknown = remember(token_format.generate("tks_"))
     body = ('{"tokens": ["' + unknown + '"]}').encode()
     try:
         with socket.create_connection(("127.0.0.1", live.port), timeout=10) as connection:

@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session
 from tests.support.ledger import remember, watch
 from tests.support.processes import stop_process, wait_until_answering
 from tests.support.ports import free_port
-from tokensmith import token_listing
-from tokensmith import accounts, personal_tokens
+from tokensmith.tokens import listing as token_listing
+from tokensmith.accounts import users
+from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.config import load_settings
-from tokensmith.db import create_store_engine, session_factory, unit_of_work
-from tokensmith.models import PersonalToken, User
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.database import create_store_engine, session_factory, unit_of_work
+from tokensmith.store.models import PersonalToken, User
+from tokensmith.store.server_keys import load_server_keys
 
 BANNER_PASSWORD = re.compile(r"First start: created user 'admin' with this password:\s+(\S+)")
 
@@ -131,7 +132,7 @@ class LiveServer:
 
     def create_user(self, username: str, *, password: str | None = None, admin: bool = False) -> None:
         with self.store() as session:
-            accounts.create_user(
+            users.create_user(
                 session, username, f"{username}@example.test", password=password and remember(password),
                 is_admin=admin, actor="tests",
             )
@@ -148,8 +149,8 @@ class LiveServer:
         """A token made as the admin command makes one; ``limits``: scopes, projects, allowed_ips."""
         settings = load_settings(self.env)
         with self.store() as session:
-            owner = accounts.get_user(session, username)
-            secret, _row = personal_tokens.create_token(
+            owner = users.get_user(session, username)
+            secret, _row = token_lifecycle.create_token(
                 session, load_server_keys(settings), owner.id, name, prefix=settings.token_prefix,
                 actor="tests", expires_at=expires_at, **limits,
             )
@@ -157,7 +158,7 @@ class LiveServer:
 
     def token_row(self, username: str, name: str) -> PersonalToken:
         with self.store() as session:
-            rows = [row for row in token_listing.list_tokens(session, accounts.get_user(session, username).id)
+            rows = [row for row in token_listing.list_tokens(session, users.get_user(session, username).id)
                     if row.name == name]
             session.expunge_all()
         assert len(rows) == 1, f"expected one live token {name!r} of {username}, found {len(rows)}"
@@ -173,6 +174,6 @@ class LiveServer:
 
     def user(self, username: str) -> User:
         with self.store() as session:
-            user = accounts.get_user(session, username)
+            user = users.get_user(session, username)
             session.expunge(user)
         return user

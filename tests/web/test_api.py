@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.ledger import remember
-from tokensmith import audit, tokens
+from tokensmith.audit import trail
+from tokensmith.tokens import format as token_format
 from tokensmith.clock import utcnow
-from tokensmith.models import AuditEvent, PersonalToken
+from tokensmith.store.models import AuditEvent, PersonalToken
 from tokensmith.web.schemas import Me
 
 PASSWORD = "the web site's password"
@@ -123,7 +124,7 @@ def test_an_expired_token_is_refused_with_the_date(server, alice):
     token = server.create_token(alice, "short-lived", expires_at=utcnow() + timedelta(days=1))
     assert me(server, auth=(alice, token)).status_code == 200
     with server.store() as session:  # a day passes
-        session.execute(update(PersonalToken).where(PersonalToken.hint == tokens.hint(token, "tks_"))
+        session.execute(update(PersonalToken).where(PersonalToken.hint == token_format.hint(token, "tks_"))
                         .values(expires_at=utcnow() - timedelta(seconds=1)))
     assert_refused(me(server, auth=(alice, token)), "token_expired", "expired on", "/tokens")
 
@@ -137,7 +138,7 @@ def test_a_token_rotates_itself(server, alice):
     assert response.headers["cache-control"] == "no-store"  # it carries a secret
     body = response.json()
     new = remember(body["token"])
-    assert new != old and tokens.parse(new, "tks_")
+    assert new != old and token_format.parse(new, "tks_")
     assert body["name"] == "CI Chain" and body["scopes"] == before.scopes
     assert body["expires_at"].startswith(before.expires_at.strftime("%Y-%m-%dT%H:%M:%S"))
     assert me(server, auth=(alice, new)).json()["token"]["id"] == body["id"]
@@ -156,10 +157,10 @@ def test_a_rotated_token_used_again_revokes_its_replacement(server, alice):
     assert "/tokens" in refused["message"] + str(refused.get("advice", ""))
     assert_refused(me(server, auth=(alice, new)), "token_revoked", "the token it replaced was used after its rotation")
     with server.store() as session:
-        events = [e for e in audit.events_for_user(session, server.user(alice).id) if e.action == "token.revoked"]
+        events = [e for e in trail.events_for_user(session, server.user(alice).id) if e.action == "token.revoked"]
         reuse = [e for e in events if e.details["reason"] == "rotation_reuse"]
         assert [e.details["token_id"] for e in reuse] == [rotated["id"]]
-        assert "had been copied before it was rotated" in audit.describe(reuse[0])
+        assert "had been copied before it was rotated" in trail.describe(reuse[0])
 
 
 def test_a_token_cannot_rotate_another(server, alice):
@@ -193,7 +194,7 @@ def test_anyone_can_report_leaked_tokens_without_learning_anything(server, alice
     safe = server.create_token(alice, "safe")
     with server.client() as client:
         real = client.post("/api/v1/tokens/revoke", json={"tokens": [leaked, "junk"]})
-        fake = client.post("/api/v1/tokens/revoke", json={"tokens": [tokens.generate("tks_")]})
+        fake = client.post("/api/v1/tokens/revoke", json={"tokens": [token_format.generate("tks_")]})
         again = client.post("/api/v1/tokens/revoke", json={"tokens": [leaked]})
     assert real.status_code == fake.status_code == again.status_code == 202
     assert real.json() == fake.json() == again.json()

@@ -22,8 +22,8 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.support.ledger import remember
 from tests.support.servers import LiveServer
-from tokensmith import token_listing
-from tokensmith import accounts
+from tokensmith.tokens import listing as token_listing
+from tokensmith.accounts import users
 
 pytestmark = pytest.mark.browser
 
@@ -133,7 +133,7 @@ def read_row(page: Page, name: str) -> dict[str, str]:
 
 def live_token_names(server: LiveServer, username: str) -> list[str]:
     with server.store() as session:
-        owner = accounts.get_user(session, username)
+        owner = users.get_user(session, username)
         return [row.name for row in token_listing.list_tokens(session, owner.id)]
 
 

@@ -20,12 +20,12 @@ from sqlalchemy import update
 from tests.support.client import TOKENSMITH, client_env, tokensmith
 from tests.support.ledger import remember
 from tests.support.pages import csrf_of, sign_in as sign_in_over_http
-from tokensmith import device_authorization
+from tokensmith.accounts import device_authorization
 from tokensmith.client.device_login import device_name
 from tokensmith.clock import utcnow
 from tokensmith.config import load_settings
-from tokensmith.models import DeviceAuthorization
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.models import DeviceAuthorization
+from tokensmith.store.server_keys import load_server_keys
 
 pytestmark = pytest.mark.browser
 CODE = re.compile(r"First copy your one-time code: ([A-Z]{4}-[A-Z]{4})")

@@ -26,9 +26,9 @@ from tests.support.ledger import remember
 from tests.support.oidc_provider import OidcProvider, OidcProviderUnavailable, sign_in_with_forms
 from tests.support.pages import csrf_of
 from tests.support.servers import LiveServer
-from tokensmith import accounts
+from tokensmith.accounts import users
 from tokensmith.clock import utcnow
-from tokensmith.models import BrowserSession
+from tokensmith.store.models import BrowserSession
 
 PROVIDER_NAME = "Acme SSO"
 # Okta's and Entra ID's subjects are opaque ids, not names.
@@ -288,7 +288,7 @@ def test_past_fifteen_minutes_the_provider_is_asked_again_with_max_age(server):
     before a token is made."""
     with signed_in_client(server, "hank") as browser:
         with server.store() as session:
-            hank = accounts.get_user(session, "hank")
+            hank = users.get_user(session, "hank")
             session.execute(update(BrowserSession).where(BrowserSession.user_id == hank.id)
                             .values(authenticated_at=utcnow() - timedelta(minutes=16)))
         form = {"name": "after a while", "csrf_token": csrf_of(browser.get("/tokens"))}

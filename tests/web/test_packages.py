@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.ledger import remember
-from tokensmith.models import Instance
+from tokensmith.store.models import Instance
 
 PASSWORD = "package person's password"
 PACKAGE = "com/acme/hotfix/hotfix-12/1.0.0/hotfix-12-1.0.0.zip"

@@ -21,16 +21,18 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select, update
 
 from tests.support.ledger import remember
-from tests.test_audit import ISSUE_18_CURSORS
+from tests.audit.test_trail import ISSUE_18_CURSORS
 from tests.support.pages import csrf_of, sign_in
 from tests.support.servers import LiveServer
-from tokensmith import token_listing
-from tokensmith import accounts, audit, personal_tokens
+from tokensmith.tokens import listing as token_listing
+from tokensmith.accounts import users
+from tokensmith.audit import trail
+from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.cli.main import run as run_command
 from tokensmith.clock import utcnow
 from tokensmith.config import load_settings
-from tokensmith.models import AuditEvent, BrowserSession
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.models import AuditEvent, BrowserSession
+from tokensmith.store.server_keys import load_server_keys
 
 _people = itertools.count(1)
 
@@ -45,7 +47,7 @@ def new_person(server: LiveServer, prefix: str = "log", *, admin: bool = False) 
 def age_sessions(server: LiveServer, username: str, minutes: int = 16) -> None:
     """As if the person had signed in ``minutes`` ago: past the re-authentication window."""
     with server.store() as session:
-        user = accounts.get_user(session, username)
+        user = users.get_user(session, username)
         session.execute(update(BrowserSession).where(BrowserSession.user_id == user.id)
                         .values(authenticated_at=utcnow() - timedelta(minutes=minutes)))
 
@@ -242,9 +244,9 @@ def many_tokens(server: LiveServer, username: str, count: int) -> None:
     """``count`` tokens as the admin command makes them, in one unit of work."""
     settings = load_settings(server.env)
     with server.store() as session:
-        owner = accounts.get_user(session, username)
+        owner = users.get_user(session, username)
         for number in range(count):
-            secret, _row = personal_tokens.create_token(session, load_server_keys(settings), owner.id,
+            secret, _row = token_lifecycle.create_token(session, load_server_keys(settings), owner.id,
                                                         f"tool-{number:02}", prefix=settings.token_prefix, actor="tests")
             remember(secret)
 
@@ -284,7 +286,7 @@ def test_a_person_reads_their_security_log_page_by_page_and_by_token(context: Br
 
 def server_hint(server: LiveServer, username: str, name: str) -> str:
     with server.store() as session:
-        owner = accounts.get_user(session, username)
+        owner = users.get_user(session, username)
         return next(row.hint for row in token_listing.every_token_of(session, owner.id) if row.name == name)
 
 
@@ -375,6 +377,6 @@ def test_past_fifteen_minutes_approving_a_device_login_asks_the_password_again(s
         approved = browser.post("/device/decision", data={**form, "reauth_password": password})
         assert approved.status_code == 200, approved.text
     with server.store() as session:
-        user = accounts.get_user(session, person)
-        events = [event.action for event in audit.events_for_user(session, user.id)]
+        user = users.get_user(session, person)
+        events = [event.action for event in trail.events_for_user(session, user.id)]
     assert events[:2] == ["device.approved", "session.reauthenticated"]

@@ -27,7 +27,7 @@ from tests.support.servers import LiveServer
 from fastapi.routing import APIRoute
 
 from tokensmith.scopes import ALL_SCOPES
-from tokensmith import token_limits
+from tokensmith.tokens import limits as token_limits
 from tokensmith.web.app import ROUTERS
 from tokensmith.web import nuxeo
 from tokensmith.web.auth import requirements, requirements_table

@@ -17,17 +17,24 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith.audit import RevokeReason
+from tokensmith.audit.trail import RevokeReason
 from tokensmith.scopes import ALL_SCOPES, describe as describe_limits
-from tokensmith import accounts, audit, deployment, maven_repository, notices, personal_tokens, projects, provider_accounts
+from tokensmith.accounts import users
+from tokensmith.audit import trail
+from tokensmith.store import deployment
+from tokensmith.projects import maven_repository
+from tokensmith.audit import notices
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.projects import catalog
+from tokensmith.accounts import provider_accounts
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
-from tokensmith.db import create_store_engine, migrate, require_existing_store, session_factory, unit_of_work
+from tokensmith.store.database import create_store_engine, migrate, require_existing_store, session_factory, unit_of_work
 from tokensmith.errors import ConfigurationError, InvalidInput, StoreUnavailable
 from tokensmith.cli.server_commands import audit_app, packages_app, projects_app, tokens_app, users_app
 from tokensmith.client.output import columns
-from tokensmith.maven_repository import Coordinates
-from tokensmith.server_keys import ServerKeys, load_server_keys
+from tokensmith.projects.maven_repository import Coordinates
+from tokensmith.store.server_keys import ServerKeys, load_server_keys
 
 ACTOR = "admin (shell)"
 
@@ -83,7 +90,7 @@ def users_create(
         if not password:
             raise InvalidInput("--password-stdin was given but stdin held no password.")
     with admin_store() as ctx:
-        user = accounts.create_user(
+        user = users.create_user(
             ctx.session, username, email, password=password, is_admin=admin,
             token_prefix=ctx.settings.token_prefix, actor=ACTOR,
         )
@@ -109,7 +116,7 @@ def without_password(name: str, settings: Settings) -> str:
 def users_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Every account: username, email, administrator, active, where it came from."""
     with admin_store() as ctx:
-        users = accounts.list_users(ctx.session)
+        users = users.list_users(ctx.session)
     if as_json:
         typer.echo(json.dumps([{"username": u.username, "email": u.email, "admin": u.is_admin, "active": u.is_active,
                                 "origin": u.origin, "created_at": u.created_at.isoformat()} for u in users], indent=2))
@@ -136,8 +143,8 @@ def users_set_password(
     if not password:
         raise InvalidInput("No password given.")
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, username)
-        accounts.set_password(ctx.session, user, password, token_prefix=ctx.settings.token_prefix, actor=ACTOR)
+        user = users.get_user(ctx.session, username)
+        users.set_password(ctx.session, user, password, token_prefix=ctx.settings.token_prefix, actor=ACTOR)
         name = user.username
     note(f"Set the password of {name}; their browser sessions ended. Their tokens are unchanged.")
 
@@ -146,8 +153,8 @@ def users_set_password(
 def users_disable(username: Annotated[str, typer.Argument(help="The user to disable.")]) -> None:
     """Disable a user: their sessions end and every token stops working at once."""
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, username)
-        revoked = accounts.disable_user(ctx.session, user, actor=ACTOR)
+        user = users.get_user(ctx.session, username)
+        revoked = users.disable_user(ctx.session, user, actor=ACTOR)
         name = user.username
     note(f"Disabled {name}: signed out everywhere, {revoked} token(s) revoked.")
 
@@ -156,8 +163,8 @@ def users_disable(username: Annotated[str, typer.Argument(help="The user to disa
 def users_enable(username: Annotated[str, typer.Argument(help="The user to enable.")]) -> None:
     """Let a disabled user sign in again. Their revoked tokens stay revoked."""
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, username)
-        accounts.enable_user(ctx.session, user, actor=ACTOR)
+        user = users.get_user(ctx.session, username)
+        users.enable_user(ctx.session, user, actor=ACTOR)
         name = user.username
     note(f"Enabled {name}. Tokens revoked while disabled stay revoked: they create new ones.")
 
@@ -181,7 +188,7 @@ def users_link(
             raise InvalidInput("No identity provider is configured: give --issuer, or set TOKENSMITH_OIDC_ISSUER.")
         if not subject.strip() or len(subject) > 255:
             raise InvalidInput("--subject is the provider's 'sub' claim: 1 to 255 characters.")
-        user = accounts.get_user(ctx.session, username)
+        user = users.get_user(ctx.session, username)
         provider_accounts.link(ctx.session, user, issuer=issuer, subject=subject.strip(), actor=ACTOR)
         name = user.username
     note(f"Linked {name} to subject {subject.strip()} at {issuer}: signing in there now opens this account.")
@@ -206,9 +213,9 @@ def tokens_create(
 ) -> None:
     """Mint a token for a user (service accounts, provisioning). Printed once, on stdout."""
     with admin_store() as ctx:
-        owner = accounts.get_user(ctx.session, user)
-        expires_at = personal_tokens.expiry_in_days(expires_in) if expires_in else None
-        secret, row = personal_tokens.create_token(
+        owner = users.get_user(ctx.session, user)
+        expires_at = token_lifecycle.expiry_in_days(expires_in) if expires_in else None
+        secret, row = token_lifecycle.create_token(
             ctx.session, ctx.keys, owner.id, name, prefix=ctx.settings.token_prefix,
             actor=ACTOR, expires_at=expires_at, scopes=scope or ALL_SCOPES, projects=project or None,
             allowed_ips=allow_ip or None, max_lifetime_days=ctx.settings.max_token_lifetime_days,
@@ -223,8 +230,8 @@ def tokens_create(
 def tokens_revoke_all(user: Annotated[str, typer.Option("--user", help="Whose tokens to revoke.")]) -> None:
     """Revoke every live token of a user (a lost laptop, a departure). Their password stays."""
     with admin_store() as ctx:
-        owner = accounts.get_user(ctx.session, user)
-        count = personal_tokens.revoke_all_tokens(ctx.session, owner.id, actor=ACTOR, reason=RevokeReason.ADMIN)
+        owner = users.get_user(ctx.session, user)
+        count = token_lifecycle.revoke_all_tokens(ctx.session, owner.id, actor=ACTOR, reason=RevokeReason.ADMIN)
         name = owner.username
     note(f"Revoked {count} token(s) of {name}.")
 
@@ -237,8 +244,8 @@ def projects_create(
 ) -> None:
     """Create a project: a bare Git repository, and a Maven coordinate for its releases."""
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, owner)
-        project = projects.create_project(
+        user = users.get_user(ctx.session, owner)
+        project = catalog.create_project(
             ctx.session, ctx.settings.data_dir, project_id, group_id, user.id, actor=ACTOR
         )
         summary = f"Created project {project.id} ({project.group_id}), owned by {user.username}."
@@ -250,7 +257,7 @@ def projects_create(
 def projects_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Every project: id, Maven groupId, members, created."""
     with admin_store() as ctx:
-        found = projects.all_projects(ctx.session)
+        found = catalog.all_projects(ctx.session)
     if as_json:
         typer.echo(json.dumps([{"id": p.id, "group_id": p.group_id, "members": members,
                                 "created_at": p.created_at.isoformat()} for p, members in found], indent=2))
@@ -267,8 +274,8 @@ def projects_add_member(
 ) -> None:
     """Give a user a role on a project (or change it)."""
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, username)
-        projects.add_member(ctx.session, project_id, user.id, role, actor=ACTOR)
+        user = users.get_user(ctx.session, username)
+        catalog.add_member(ctx.session, project_id, user.id, role, actor=ACTOR)
         name = user.username
     note(f"{name} now has {role} access to {project_id}.")
 
@@ -326,8 +333,8 @@ def audit_export(
         writer = csv.DictWriter(sys.stdout, EXPORT_COLUMNS) if output_format is ExportFormat.csv else None
         if writer is not None:
             writer.writeheader()
-        for event, username in audit.all_events(ctx.session, start):
-            record = {**audit.public_fields(event, for_admin=True), "user": username}
+        for event, username in trail.all_events(ctx.session, start):
+            record = {**trail.public_fields(event, for_admin=True), "user": username}
             if writer is not None:
                 writer.writerow({**record, "details": json.dumps(record["details"], ensure_ascii=False)})
             else:

@@ -14,12 +14,15 @@ from sqlalchemy.orm import sessionmaker
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tokensmith import data_dir, deployment, metrics, releases
-from tokensmith.bootstrap import ADMIN_USERNAME, FirstStart, first_start
+from tokensmith import metrics
+from tokensmith.store import data_dir
+from tokensmith.store import deployment
+from tokensmith.projects import releases
+from tokensmith.accounts.first_start import ADMIN_USERNAME, FirstStart, first_start
 from tokensmith.cli.server_commands import app
 from tokensmith.config import Settings, load_settings
-from tokensmith.db import check_replication, create_store_engine, migrated, unit_of_work
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.database import check_replication, create_store_engine, migrated, unit_of_work
+from tokensmith.store.server_keys import load_server_keys
 from tokensmith.web.draining import DrainingProtocol
 
 

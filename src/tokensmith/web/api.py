@@ -8,8 +8,12 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from fastapi import Depends
 
-from tokensmith import token_listing
-from tokensmith import audit, instances, personal_tokens, projects, token_limits
+from tokensmith.tokens import listing as token_listing
+from tokensmith.audit import trail
+from tokensmith.projects import instances
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.projects import catalog
+from tokensmith.tokens import limits as token_limits
 from tokensmith.identity import Identity
 from tokensmith.web.auth import Db, ProjectIn, Requires, add_deprecation_headers, declares, identify_client
 from tokensmith.web.edge import at_the_edge
@@ -69,7 +73,7 @@ def list_tokens(identity: Reader, db: Db) -> list[TokenPublic]:
                responses=refusals(*AUTHENTICATED, 404, 422))
 def revoke_token(token_id: TokenId, identity: Writer, db: Db, request: Request) -> Response:
     """Revoke one of the caller's tokens. Anybody else's token is a 404."""
-    personal_tokens.revoke_token(
+    token_lifecycle.revoke_token(
         db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request)
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -82,7 +86,7 @@ def rotate_token(token_id: TokenId, identity: Writer, db: Db, request: Request,
     """A token replaces its own secret: same name, expiry and limits; the old one is revoked.
     Anybody else's id is a 404; another of your own tokens, a 403."""
     runtime = get_runtime(request)
-    secret, row = personal_tokens.rotate_token(
+    secret, row = token_lifecycle.rotate_token(
         db,
         runtime.keys,
         token_id,
@@ -113,7 +117,7 @@ def report_leaked_tokens(
     them existed or not.
     """
     runtime = get_runtime(request)
-    personal_tokens.revoke_reported_tokens(
+    token_lifecycle.revoke_reported_tokens(
         db, runtime.keys, report.tokens, prefix=runtime.settings.token_prefix, ip=client_ip(request)
     )
     return LeakReportReceived(
@@ -150,7 +154,7 @@ def list_projects(identity: Reader, db: Db, request: Request) -> list[ProjectPub
     return [
         ProjectPublic(id=project.id, role=role, group_id=project.group_id, git_url=f"{base}/git/{project.id}.git",
                       maven_coordinates=f"{project.group_id}:{project.id}", maven_url=f"{base}/maven/studio/")
-        for project, role in projects.projects_of(db, identity.user.id) if token_limits.opens(listed, project.id)
+        for project, role in catalog.projects_of(db, identity.user.id) if token_limits.opens(listed, project.id)
     ]
 
 
@@ -158,12 +162,12 @@ def list_projects(identity: Reader, db: Db, request: Request) -> list[ProjectPub
 def read_audit(
     identity: Reader,
     db: Db,
-    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE, description="Events per page")] = 50,
+    limit: Annotated[int, Query(ge=1, le=trail.MAX_PAGE, description="Events per page")] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
     token_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this token's events")] = None,
 ) -> AuditPage:
     """Your security log: every event of your account and tokens, newest first, a page at a
     time. Each event carries its action code and its description in words."""
-    events, next_cursor = audit.events_page(db, identity.user.id, limit=limit, cursor=cursor, token_id=token_id)
-    return AuditPage(events=[AuditEventPublic(**audit.public_fields(event)) for event in events],
+    events, next_cursor = trail.events_page(db, identity.user.id, limit=limit, cursor=cursor, token_id=token_id)
+    return AuditPage(events=[AuditEventPublic(**trail.public_fields(event)) for event in events],
                      next_cursor=next_cursor)

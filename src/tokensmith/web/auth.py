@@ -25,10 +25,13 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from tokensmith import metrics, personal_tokens, sessions, tokens
+from tokensmith import metrics
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.accounts import sessions
+from tokensmith.tokens import format as token_format
 from tokensmith.errors import NotFound
-from tokensmith import token_limits
-from tokensmith.token_limits import Need, missing_project
+from tokensmith.tokens import limits as token_limits
+from tokensmith.tokens.limits import Need, missing_project
 from tokensmith.config import Settings
 from tokensmith.identity import Account, BasicCredentials, BearerCredentials, Credentials, Identity
 from tokensmith.errors import (
@@ -113,7 +116,7 @@ def _parse_basic(value: str, token_prefix: str) -> Credentials:
         raise CredentialMalformed(
             "The Basic credentials have no ':' between the username and the token."
         )
-    if not secret and tokens.looks_like_token(username, token_prefix):
+    if not secret and token_format.looks_like_token(username, token_prefix):
         return BearerCredentials(username)  # `curl -u TOKEN:`, as GitHub allows
     if not secret:
         raise CredentialMalformed("The Basic credentials carry an empty password.")
@@ -236,7 +239,7 @@ async def identify_client(request: Request, requires: Requires) -> Identity:
             # A rotated token used again: whoever copied it may hold its replacement too. Written
             # in a unit of its own (the check engine never writes), committed before the 401.
             replaced = error.token_id
-            await runtime.run_unit(lambda session: personal_tokens.revoke_successors(session, replaced))
+            await runtime.run_unit(lambda session: token_lifecycle.revoke_successors(session, replaced))
             raise
     else:
         def check_password(session: Session) -> Identity | AuthenticationFailed:
@@ -307,7 +310,7 @@ def requirements_table(routers: Iterable[APIRouter], also_at: Callable[[str], st
     what a token holding each one scope gets there (its address allowed, its project listed).
     ``also_at``: another address of a route's path, served by the same route (web/nuxeo.py), or ''."""
     from tokensmith.scopes import ALL_SCOPES  # noqa: PLC0415
-    from tokensmith.token_limits import validate_scopes  # noqa: PLC0415
+    from tokensmith.tokens.limits import validate_scopes  # noqa: PLC0415
 
     lines = ["| route | needs | " + " | ".join(f"`{scope}`" for scope in ALL_SCOPES) + " | its project, from |",
              "|---|---|" + "---|" * len(ALL_SCOPES) + "---|"]

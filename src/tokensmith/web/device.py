@@ -10,10 +10,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
 
 from tokensmith.scopes import SCOPES
-from tokensmith import device_authorization
-from tokensmith.device_authorization import DeviceGrantError
+from tokensmith.accounts import device_authorization
+from tokensmith.accounts.device_authorization import DeviceGrantError
 from tokensmith.errors import InvalidInput, TooManyAttempts
-from tokensmith.models import DeviceAuthorization
+from tokensmith.store.models import DeviceAuthorization
 from tokensmith.web.auth import BrowserIdentity, Db
 from tokensmith.web.pages import check_csrf
 from tokensmith.web.reauthentication import recent_sign_in

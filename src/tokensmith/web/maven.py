@@ -19,7 +19,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
-from tokensmith import maven_repository, projects, releases
+from tokensmith.projects import maven_repository
+from tokensmith.projects import catalog
+from tokensmith.projects import releases
 from tokensmith.identity import Identity
 from tokensmith.errors import NotFound
 from tokensmith.web.auth import ProjectIn, Requires
@@ -73,7 +75,7 @@ def _authorize_studio_file(session: Session, runtime: Runtime, identity: Identit
         raise NotFound("No such file in this repository.")
     group_id, artifact_id = owner
     try:
-        project = projects.require_role(session, artifact_id, identity.user.id, "read")
+        project = catalog.require_role(session, artifact_id, identity.user.id, "read")
     except NotFound:
         raise NotFound("No such file in this repository.") from None
     if group_id not in releases.group_ids(project):

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from tokensmith import metrics
-from tokensmith.db import ping
+from tokensmith.store.database import ping
 from tokensmith.errors import StoreUnavailable
 from tokensmith.web.auth import presents_bearer_secret
 from tokensmith.web.runtime import client_ip, get_runtime

@@ -17,8 +17,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
-from tokensmith import application_tokens
-from tokensmith.application_tokens import Application
+from tokensmith.tokens import application_tokens
+from tokensmith.tokens.application_tokens import Application
 from tokensmith.identity import Identity
 from tokensmith.errors import NotPermitted, TokenExpired, TokenReplaced, TokenRevoked
 from tokensmith.web.auth import Requires, declares, identify_client

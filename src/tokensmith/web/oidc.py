@@ -10,9 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tokensmith import provider_accounts, sessions
+from tokensmith.accounts import provider_accounts
+from tokensmith.accounts import sessions
 from tokensmith.errors import IdentityProviderUnavailable, NotFound, SignInRejected
-from tokensmith.identity_provider import PENDING_SECONDS, OpenIdProvider, PendingSignIn
+from tokensmith.accounts.identity_provider import PENDING_SECONDS, OpenIdProvider, PendingSignIn
 from tokensmith.web.errors import status_of
 from tokensmith.web.pages import login_page, safe_next, start_browser_session
 from tokensmith.web.runtime import get_runtime

@@ -14,7 +14,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from tokensmith import instances, maven_repository, tokens
+from tokensmith.projects import instances
+from tokensmith.projects import maven_repository
+from tokensmith.tokens import format as token_format
 from tokensmith.identity import BasicCredentials, Credentials
 from tokensmith.errors import AuthenticationRequired, NotFound
 from tokensmith.web.auth import presented_credentials
@@ -37,7 +39,7 @@ def _authorize(session: Session, runtime: Runtime, credentials: Credentials | No
         )
     if (
         not isinstance(credentials, BasicCredentials)
-        or tokens.looks_like_token(credentials.secret, runtime.settings.token_prefix)
+        or token_format.looks_like_token(credentials.secret, runtime.settings.token_prefix)
         or not credentials.secret.startswith(instances.KEY_PREFIX)
     ):
         raise instances.InstanceRefused(NOT_FOR_PACKAGES)

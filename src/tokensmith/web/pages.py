@@ -12,11 +12,15 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from tokensmith import token_listing
+from tokensmith.tokens import listing as token_listing
 from tokensmith.scopes import ALL_SCOPES, READ_ONLY, SCOPES
-from tokensmith import audit, personal_tokens, projects, releases, sessions
+from tokensmith.audit import trail
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.projects import catalog
+from tokensmith.projects import releases
+from tokensmith.accounts import sessions
 from tokensmith.identity import Identity
-from tokensmith.models import User
+from tokensmith.store.models import User
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
 from tokensmith.web.reauthentication import recent_sign_in
@@ -196,12 +200,12 @@ def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 
         {
             "tokens": live,
             "inactive": token_listing.inactive_tokens(db, user.id),
-            "events": audit.events_for_user(db, user.id, limit=15),
+            "events": trail.events_for_user(db, user.id, limit=15),
             "choices": expiration_choices(settings.max_token_lifetime_days),
             "max_days": settings.max_token_lifetime_days,
             "latest_day": _latest_day(now.date(), settings.max_token_lifetime_days),
             "scopes": SCOPES,
-            "my_projects": [project.id for project, _role in projects.projects_of(db, user.id)],
+            "my_projects": [project.id for project, _role in catalog.projects_of(db, user.id)],
             "now": now,
             "form": _blank_form(settings.max_token_lifetime_days),
             **context,
@@ -211,7 +215,7 @@ def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 
 
 
 def _latest_day(today: date, max_days: int | None) -> date:
-    return today + timedelta(days=max_days or personal_tokens.MAX_EXPIRY_DAYS)
+    return today + timedelta(days=max_days or token_lifecycle.MAX_EXPIRY_DAYS)
 
 
 @router.get("/tokens")
@@ -261,7 +265,7 @@ def parse_expiration(choice: str, expires_on: str, today: date, max_days: int | 
     if choice == "never":
         return None
     if choice != "date":
-        return personal_tokens.expiry_in_days(int(choice))
+        return token_lifecycle.expiry_in_days(int(choice))
     try:
         day = date.fromisoformat(expires_on.strip())
     except ValueError:
@@ -319,7 +323,7 @@ def create_token(
         return asked
     try:
         expires_at = parse_expiration(expiration, expires_on, datetime.now(timezone.utc).date(), max_days)
-        secret, row = personal_tokens.create_token(
+        secret, row = token_lifecycle.create_token(
             db, runtime.keys, identity.user.id, name,
             prefix=runtime.settings.token_prefix, actor=identity.username,
             expires_at=expires_at, scopes=chosen_scopes(access, scopes),
@@ -355,7 +359,7 @@ def regenerate_token(
     if asked is not None:
         return asked
     runtime = get_runtime(request)
-    secret, row = personal_tokens.rotate_token(
+    secret, row = token_lifecycle.rotate_token(
         db, runtime.keys, token_id, identity.user.id, prefix=runtime.settings.token_prefix,
         actor=identity.username, presented_token_id=None, signed_in=True, ip=client_ip(request),
     )
@@ -368,7 +372,7 @@ def revoke_token(
     token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = ""
 ) -> Response:
     check_csrf(request, csrf_token)
-    personal_tokens.revoke_token(
+    token_lifecycle.revoke_token(
         db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request)
     )
     return RedirectResponse(f"/tokens?revoked={token_id}", status_code=303)
@@ -384,7 +388,7 @@ def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Re
 
 def _applications_page(request: Request, db: Db, identity: Identity, **context: object) -> Response:
     base = get_runtime(request).settings.public_url
-    mine = projects.projects_of(db, identity.user.id)
+    mine = catalog.projects_of(db, identity.user.id)
     return render(request, "applications.html", {
         "projects": mine,
         "releases": {project.id: releases.released_versions(db, project.id)[::-1] for project, _role in mine},
@@ -411,10 +415,10 @@ def fill_maven_token(request: Request, db: Db, identity: BrowserIdentity, csrf_t
         return asked
     runtime = get_runtime(request)
     max_days = runtime.settings.max_token_lifetime_days
-    secret, row = personal_tokens.create_token(
-        db, runtime.keys, identity.user.id, personal_tokens.unused_name(db, identity.user.id, MAVEN_TOKEN_NAME),
+    secret, row = token_lifecycle.create_token(
+        db, runtime.keys, identity.user.id, token_lifecycle.unused_name(db, identity.user.id, MAVEN_TOKEN_NAME),
         prefix=runtime.settings.token_prefix, actor=identity.username, scopes=["maven:read"],
-        expires_at=personal_tokens.expiry_in_days(max_days) if max_days else None, max_lifetime_days=max_days,
+        expires_at=token_lifecycle.expiry_in_days(max_days) if max_days else None, max_lifetime_days=max_days,
         ip=client_ip(request),
     )
     db.commit()  # as for a token made on My Tokens: before the page is drawn

@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from tokensmith import sessions
+from tokensmith.accounts import sessions
 from tokensmith.identity import Identity
 from tokensmith.errors import AuthenticationFailed, TooManyAttempts
 from tokensmith.web.runtime import client_ip, get_runtime

@@ -31,10 +31,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from tokensmith import mail, metrics, notices
-from tokensmith.authentication import Authenticator
+from tokensmith import metrics
+from tokensmith.audit import mail
+from tokensmith.audit import notices
+from tokensmith.accounts.authentication import Authenticator
 from tokensmith.config import Settings
-from tokensmith.db import (
+from tokensmith.store.database import (
     CHECK_POOL,
     SESSION_POOL,
     Pool,
@@ -48,12 +50,12 @@ from tokensmith.db import (
 )
 from tokensmith.errors import StoreUnavailable
 from tokensmith.housekeeping import Periodic
-from tokensmith.identity_provider import OpenIdProvider
+from tokensmith.accounts.identity_provider import OpenIdProvider
 
-from tokensmith.server_keys import ServerKeys, load_server_keys
-from tokensmith.sqlite_store import WalCheckpointer
-from tokensmith.throttle import SignInThrottle, ThrottlePruner
-from tokensmith.usage import UsageWriter
+from tokensmith.store.server_keys import ServerKeys, load_server_keys
+from tokensmith.store.sqlite import WalCheckpointer
+from tokensmith.accounts.throttle import SignInThrottle, ThrottlePruner
+from tokensmith.tokens.usage import UsageWriter
 
 T = TypeVar("T")
 

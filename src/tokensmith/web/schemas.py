@@ -9,9 +9,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from tokensmith.identity import Identity, VerifiedToken
-from tokensmith.personal_tokens import MAX_LEAK_REPORT
+from tokensmith.tokens.lifecycle import MAX_LEAK_REPORT
 from tokensmith.clock import utcnow
-from tokensmith.models import PersonalToken
+from tokensmith.store.models import PersonalToken
 
 
 class ErrorBody(BaseModel):

@@ -21,9 +21,10 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tokensmith import metrics, scim
+from tokensmith import metrics
+from tokensmith.scim import provisioning
 from tokensmith.errors import StoreUnavailable
-from tokensmith.scim import ScimError
+from tokensmith.scim.provisioning import ScimError
 from tokensmith.web.auth import presents_bearer_secret
 from tokensmith.web.bodies import LimitExceeded
 from tokensmith.web.runtime import client_ip, get_runtime
@@ -135,19 +136,19 @@ def _integer(request: Request, name: str, default: int) -> int:
 
 
 def _names(request: Request, name: str) -> list[str] | None:
-    return scim.names(request.query_params.get(name), name)
+    return provisioning.names(request.query_params.get(name), name)
 
 
-def _projection(request: Request) -> scim.Projection:
+def _projection(request: Request) -> provisioning.Projection:
     """``attributes`` or ``excludedAttributes`` (RFC 7644 §3.9), on every answer with a resource."""
-    return scim.Projection.of(_names(request, "attributes"), _names(request, "excludedAttributes"))
+    return provisioning.Projection.of(_names(request, "attributes"), _names(request, "excludedAttributes"))
 
 
-def _query(request: Request) -> scim.Query:
-    return scim.Query(
+def _query(request: Request) -> provisioning.Query:
+    return provisioning.Query(
         filter=request.query_params.get("filter") or "",
         start_index=_integer(request, "startIndex", 1),
-        count=_integer(request, "count", scim.DEFAULT_COUNT),
+        count=_integer(request, "count", provisioning.DEFAULT_COUNT),
         projection=_projection(request),
     )
 
@@ -162,15 +163,15 @@ def _public_url(request: Request) -> str:
 @router.api_route("/Users", methods=READ)
 async def list_users(request: Request) -> Response:
     query, base = _query(request), _public_url(request)
-    return scim_response(await on_store(request, lambda session: scim.search(session, query, base)))
+    return scim_response(await on_store(request, lambda session: provisioning.search(session, query, base)))
 
 
 @router.post("/Users/.search")
 @router.post("/.search")
 async def search(request: Request) -> Response:
     """RFC 7644 §3.4.3. At the root too: Users are the only resources Tokensmith serves."""
-    query, base = scim.search_request(await read_document(request)), _public_url(request)
-    return scim_response(await on_store(request, lambda session: scim.search(session, query, base)))
+    query, base = provisioning.search_request(await read_document(request)), _public_url(request)
+    return scim_response(await on_store(request, lambda session: provisioning.search(session, query, base)))
 
 
 @router.api_route("/Users/.search", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
@@ -182,39 +183,39 @@ async def search_otherwise(request: Request) -> Response:
 async def _resource_answer(request: Request, act: Callable[[Session], Any]) -> dict[str, Any]:
     """The resource of the user ``act`` returns, shaped by attributes/excludedAttributes."""
     base, projection = _public_url(request), _projection(request)
-    return await on_store(request, lambda session: projection.apply(scim.resource(act(session), base)))
+    return await on_store(request, lambda session: projection.apply(provisioning.resource(act(session), base)))
 
 
 @router.post("/Users")
 async def create_user(request: Request) -> Response:
     document, ip = await read_document(request), client_ip(request)
-    created = await _resource_answer(request, lambda session: scim.create_user(session, document, ip=ip))
-    return scim_response(created, 201, {"Location": scim.location(created["id"], _public_url(request))})
+    created = await _resource_answer(request, lambda session: provisioning.create_user(session, document, ip=ip))
+    return scim_response(created, 201, {"Location": provisioning.location(created["id"], _public_url(request))})
 
 
 @router.api_route("/Users/{user_id}", methods=READ)
 async def get_user(user_id: str, request: Request) -> Response:
-    return scim_response(await _resource_answer(request, lambda session: scim.get_user(session, user_id)))
+    return scim_response(await _resource_answer(request, lambda session: provisioning.get_user(session, user_id)))
 
 
 @router.put("/Users/{user_id}")
 async def replace_user(user_id: str, request: Request) -> Response:
     document, ip = await read_document(request), client_ip(request)
     return scim_response(await _resource_answer(
-        request, lambda session: scim.replace_user(session, user_id, document, ip=ip)))
+        request, lambda session: provisioning.replace_user(session, user_id, document, ip=ip)))
 
 
 @router.patch("/Users/{user_id}")
 async def patch_user(user_id: str, request: Request) -> Response:
     document, ip = await read_document(request), client_ip(request)
     return scim_response(await _resource_answer(
-        request, lambda session: scim.patch_user(session, user_id, document, ip=ip)))
+        request, lambda session: provisioning.patch_user(session, user_id, document, ip=ip)))
 
 
 @router.delete("/Users/{user_id}")
 async def remove_user(user_id: str, request: Request) -> Response:
     ip = client_ip(request)
-    await on_store(request, lambda session: scim.remove_user(session, user_id, ip=ip))
+    await on_store(request, lambda session: provisioning.remove_user(session, user_id, ip=ip))
     return Response(status_code=204)
 
 
@@ -252,7 +253,7 @@ def user_schema(base: str) -> dict[str, Any]:
     ]
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
-        "id": scim.USER_SCHEMA, "name": "User", "description": "A Tokensmith account",
+        "id": provisioning.USER_SCHEMA, "name": "User", "description": "A Tokensmith account",
         "attributes": [
             _attribute("userName", "The login: 1 to 64 letters, digits, '.', '_', '@' or '-'; unique "
                        "whatever the case.", required=True, uniqueness="server"),
@@ -265,7 +266,7 @@ def user_schema(base: str) -> dict[str, Any]:
             _attribute("active", "false disables the account: sessions end and every token is revoked.",
                        kind="boolean", required=True),
         ],
-        "meta": _meta(base, "Schema", f"Schemas/{scim.USER_SCHEMA}"),
+        "meta": _meta(base, "Schema", f"Schemas/{provisioning.USER_SCHEMA}"),
     }
 
 
@@ -273,7 +274,7 @@ def user_resource_type(base: str) -> dict[str, Any]:
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
         "id": "User", "name": "User", "endpoint": "/Users", "description": "A Tokensmith account",
-        "schema": scim.USER_SCHEMA, "meta": _meta(base, "ResourceType", "ResourceTypes/User"),
+        "schema": provisioning.USER_SCHEMA, "meta": _meta(base, "ResourceType", "ResourceTypes/User"),
     }
 
 
@@ -291,7 +292,7 @@ async def service_provider_config(request: Request) -> Response:
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "patch": {"supported": True},
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": True, "maxResults": scim.MAX_RESULTS},
+        "filter": {"supported": True, "maxResults": provisioning.MAX_RESULTS},
         "changePassword": {"supported": False},
         "sort": {"supported": False},
         "etag": {"supported": False},
@@ -305,7 +306,7 @@ async def service_provider_config(request: Request) -> Response:
 
 @router.api_route("/ResourceTypes", methods=READ)
 async def resource_types(request: Request) -> Response:
-    return scim_response(scim.listed([user_resource_type(_public_url(request))]))
+    return scim_response(provisioning.listed([user_resource_type(_public_url(request))]))
 
 
 @router.api_route("/ResourceTypes/{name}", methods=READ)
@@ -315,7 +316,7 @@ async def resource_type(name: str, request: Request) -> Response:
 
 @router.api_route("/Schemas", methods=READ)
 async def schemas(request: Request) -> Response:
-    return scim_response(scim.listed([user_schema(_public_url(request))]))
+    return scim_response(provisioning.listed([user_schema(_public_url(request))]))
 
 
 @router.api_route("/Schemas/{schema_id}", methods=READ)

@@ -10,11 +10,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tokensmith import token_listing
-from tokensmith import accounts, audit, personal_tokens
+from tokensmith.tokens import listing as token_listing
+from tokensmith.accounts import users
+from tokensmith.audit import trail
+from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.identity import Identity
 from tokensmith.errors import InvalidInput, NotFound
-from tokensmith.models import PersonalToken
+from tokensmith.store.models import PersonalToken
 from tokensmith.web.auth import BrowserIdentity, Db
 from tokensmith.web.pages import MAX_ID, FormText, TokenId, check_csrf
 from tokensmith.web.reauthentication import recent_sign_in
@@ -34,7 +36,7 @@ def security_log(request: Request, db: Db, identity: BrowserIdentity, cursor: Cu
     user_id = identity.user.id
     error = None
     try:
-        events, next_cursor = audit.events_page(db, user_id, limit=LOG_PAGE, cursor=cursor, token_id=token)
+        events, next_cursor = trail.events_page(db, user_id, limit=LOG_PAGE, cursor=cursor, token_id=token)
     except InvalidInput as refused:  # a cursor edited by hand, or from another server
         events, next_cursor, error = [], None, refused.message
     filters = {"token": token} if token is not None else {}
@@ -69,7 +71,7 @@ def inventory(request: Request, db: Db, identity: BrowserIdentity,
     owner_id, error = None, None
     if owner:
         try:
-            owner_id = accounts.get_user(db, owner).id
+            owner_id = users.get_user(db, owner).id
         except NotFound as missing:
             error = missing.message
     rows, more = ([], False) if error else token_listing.live_tokens(
@@ -85,7 +87,7 @@ def inventory(request: Request, db: Db, identity: BrowserIdentity,
         "active": "inventory",
         "tokens": rows,
         "owner": owner,
-        "users": [user.username for user in accounts.list_users(db)],
+        "users": [user.username for user in users.list_users(db)],
         "error": error,
         "notice": notice,
         "page": page,
@@ -107,7 +109,7 @@ def inventory_revoke(token_id: TokenId, request: Request, db: Db, identity: Brow
                            fields=[("back", back)], password=reauth_password)
     if asked is not None:
         return asked
-    personal_tokens.revoke_any_token(db, token_id, actor=identity.username, ip=client_ip(request))
+    token_lifecycle.revoke_any_token(db, token_id, actor=identity.username, ip=client_ip(request))
     separator = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{separator}revoked={token_id}", status_code=303)
 

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fastapi import Depends
 
-from tokensmith import projects, releases
+from tokensmith.projects import catalog
+from tokensmith.projects import releases
 from tokensmith.identity import Identity
 from tokensmith.web.auth import Db, ProjectIn, Requires
 from tokensmith.web.bodies import authenticated_json_body, documented
@@ -89,9 +90,9 @@ class MavenCoordinates(BaseModel):
 def administrative_information(project_id: ProjectId, identity: Annotated[Identity, Depends(READ_PROJECT)],
                                db: Db) -> ProjectInformation:
     """The project, if you may read it: its name, your role, its releases."""
-    project = projects.require_role(db, project_id, identity.user.id, "read")
+    project = catalog.require_role(db, project_id, identity.user.id, "read")
     return ProjectInformation(symbolicName=project.id, bundleSymbolicName=releases.bundle_symbolic_name(project.id),
-                              role=projects.role_of(db, project.id, identity.user.id) or "read",
+                              role=catalog.role_of(db, project.id, identity.user.id) or "read",
                               releases=releases.released_versions(db, project.id))
 
 
@@ -104,7 +105,7 @@ def workspace_maven(project_id: ProjectId, identity: Annotated[Identity, Depends
     reference's name for a project's workspace, 0.0.0-SNAPSHOT: its tool then still finishes
     linking (it stops, silently, on anything but a 200), and sets the version of the first
     release it makes; Maven finds the project from then on."""
-    project = projects.require_role(db, project_id, identity.user.id, "read")
+    project = catalog.require_role(db, project_id, identity.user.id, "read")
     version = releases.latest_release(db, project.id) or releases.WORKSPACE_VERSION
     coordinates = releases.reference_coordinates(project.id, version)
     return MavenCoordinates(groupId=coordinates.group_id, artifactId=coordinates.artifact_id, version=version)
@@ -115,5 +116,5 @@ def workspace_registries(project_id: ProjectId, identity: Annotated[Identity, De
                          db: Db) -> dict[str, list]:
     """The project's registries (document types, schemas, operation chains…): all empty, since
     Tokensmith models no Studio designer."""
-    projects.require_role(db, project_id, identity.user.id, "read")
+    catalog.require_role(db, project_id, identity.user.id, "read")
     return {registry: [] for registry in REGISTRIES}

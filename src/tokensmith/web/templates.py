@@ -12,7 +12,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from tokensmith.scopes import describe_scopes
-from tokensmith import audit, sessions
+from tokensmith.audit import trail
+from tokensmith.accounts import sessions
 from tokensmith.clock import display
 from tokensmith.web.assets import Assets
 
@@ -40,11 +41,11 @@ PAGE_HEADERS = {
 
 _environment = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=True)
 _environment.filters["when"] = display
-_environment.filters["describe_event"] = audit.describe
+_environment.filters["describe_event"] = trail.describe
 _environment.filters["describe_scopes"] = describe_scopes
-_environment.filters["revoke_reason"] = lambda reason: audit.REVOKE_REASONS.get(reason or "", "")
-_environment.tests["attention"] = audit.needs_attention
-_environment.tests["with_address"] = audit.shows_address
+_environment.filters["revoke_reason"] = lambda reason: trail.REVOKE_REASONS.get(reason or "", "")
+_environment.tests["attention"] = trail.needs_attention
+_environment.tests["with_address"] = trail.shows_address
 templates = Jinja2Templates(env=_environment)
 
 
