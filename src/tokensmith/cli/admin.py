@@ -116,14 +116,14 @@ def without_password(name: str, settings: Settings) -> str:
 def users_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Every account: username, email, administrator, active, where it came from."""
     with admin_store() as ctx:
-        users = users.list_users(ctx.session)
+        accounts = users.list_users(ctx.session)
     if as_json:
         typer.echo(json.dumps([{"username": u.username, "email": u.email, "admin": u.is_admin, "active": u.is_active,
-                                "origin": u.origin, "created_at": u.created_at.isoformat()} for u in users], indent=2))
+                                "origin": u.origin, "created_at": u.created_at.isoformat()} for u in accounts], indent=2))
         return
     typer.echo(columns(["USERNAME", "EMAIL", "ADMIN", "ACTIVE", "ORIGIN", "CREATED"], [
         [u.username, u.email, "yes" if u.is_admin else "", "yes" if u.is_active else "disabled", u.origin,
-         display(u.created_at)] for u in users]))
+         display(u.created_at)] for u in accounts]))
 
 
 @users_app.command("set-password")
