@@ -28,14 +28,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tokensmith.tokens import check as token_check
 from tokensmith.accounts import users
-from tokensmith.tokens import format as token_format
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
 from tokensmith.store.database import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.store.server_keys import load_server_keys
 from tokensmith.store.sqlite import CHECK_CACHE_KIB
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import format as token_format
 
 PREFIX = "tks_"
 SIZES = (1_000, 1_000_000)
@@ -64,8 +64,12 @@ class ScaleFigures:
         return self.ratio_of("writes")
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio, "ratio_quiet": self.ratio_of("quiet"),
-                "ratio_driver": self.ratio_of("driver")}
+        return {
+            **asdict(self),
+            "ratio": self.ratio,
+            "ratio_quiet": self.ratio_of("quiet"),
+            "ratio_driver": self.ratio_of("driver"),
+        }
 
 
 def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
@@ -93,8 +97,10 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
         # presented tokens, so that the presented rows lie all through the table.
         store.execute("PRAGMA synchronous=OFF")
         store.execute("PRAGMA cache_size=-262144")
-        indexes = store.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                                "AND tbl_name = 'personal_tokens' AND sql IS NOT NULL").fetchall()
+        indexes = store.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+            "AND tbl_name = 'personal_tokens' AND sql IS NOT NULL"
+        ).fetchall()
         for name, _sql in indexes:
             store.execute(f'DROP INDEX "{name}"')
         if gap > 1:
@@ -104,22 +110,42 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
                 "sorted(digest) AS (SELECT randomblob(32) AS digest FROM n ORDER BY digest), "
                 "numbered(r, digest) AS (SELECT row_number() OVER (), digest FROM sorted) "
                 "SELECT r + (r - 1) / ?, ?, 'filler ' || r, digest, ?, 'tks_…fill', '[\"api\"]', ? FROM numbered",
-                (size - presented, gap - 1, user_id, keys.current, created))
-        store.executemany(f"INSERT INTO personal_tokens ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-            ((number + 1) * gap, user_id, f"presented {number}", keys.digest(token_check.PURPOSE, secret),
-             keys.current, token_format.hint(secret, PREFIX), '["api"]', created)
-            for number, secret in enumerate(secrets_)])
+                (size - presented, gap - 1, user_id, keys.current, created),
+            )
+        store.executemany(
+            f"INSERT INTO personal_tokens ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    (number + 1) * gap,
+                    user_id,
+                    f"presented {number}",
+                    keys.digest(token_check.PURPOSE, secret),
+                    keys.current,
+                    token_format.hint(secret, PREFIX),
+                    '["api"]',
+                    created,
+                )
+                for number, secret in enumerate(secrets_)
+            ],
+        )
         for _name, sql in indexes:
             store.execute(sql)
         store.execute("ANALYZE")
-        total, = store.execute("SELECT count(*) FROM personal_tokens").fetchone()
+        (total,) = store.execute("SELECT count(*) FROM personal_tokens").fetchone()
     if total != size:
         raise RuntimeError(f"seeded {total} tokens, not {size}")
     return settings, secrets_
 
 
-def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, sizes: tuple[int, ...] = SIZES,
-                        write_every: int = WRITE_EVERY, log: Callable[[str], None] = print) -> ScaleFigures:
+def measure_check_scale(
+    workdir: Path,
+    *,
+    calls: int = 4000,
+    batches: int = 9,
+    sizes: tuple[int, ...] = SIZES,
+    write_every: int = WRITE_EVERY,
+    log: Callable[[str], None] = print,
+) -> ScaleFigures:
     checks, seeded = {}, {}
     engines, connections = [], []
     try:
@@ -147,8 +173,10 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
             def check(connection=connection, keys=keys, order=order, writer=writer, writes=False) -> None:
                 for number, secret in enumerate(order):
                     if writes and number % write_every == 0:
-                        writer.execute("UPDATE personal_tokens SET last_used_at = ? WHERE id = 1",
-                                       (utcnow().strftime("%Y-%m-%d %H:%M:%S.%f"),))
+                        writer.execute(
+                            "UPDATE personal_tokens SET last_used_at = ? WHERE id = 1",
+                            (utcnow().strftime("%Y-%m-%d %H:%M:%S.%f"),),
+                        )
                     token_check.verify_token(connection, keys, secret, prefix=PREFIX)
 
             check()  # warm: the pages the lookups reach, as a server's would be after a while
@@ -160,26 +188,32 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
         for _ in range(batches):
             for key, check in checks.items():
                 start = time.thread_time_ns()  # this thread's CPU, user and system: on a shared
-                check()                          # machine, what others run does not count
+                check()  # machine, what others run does not count
                 per_call[key].append((time.thread_time_ns() - start) / calls / 1000)
     finally:
         for engine in engines:
             engine.dispose()
         for opened in connections:
             opened.close()
-    figures = ScaleFigures(tuple(sizes), {key: statistics.median(v) for key, v in per_call.items()}, per_call,
-                           seeded, write_every)
+    figures = ScaleFigures(
+        tuple(sizes), {key: statistics.median(v) for key, v in per_call.items()}, per_call, seeded, write_every
+    )
     for key in checks:
         mode, size = key.split()
-        log(f"  random tokens among {int(size):>9,}, {MODES[mode]:<38}: {figures.median_us[key]:6.1f} µs per check "
-            f"(batches {min(per_call[key]):.1f}–{max(per_call[key]):.1f})")
+        log(
+            f"  random tokens among {int(size):>9,}, {MODES[mode]:<38}: {figures.median_us[key]:6.1f} µs per check "
+            f"(batches {min(per_call[key]):.1f}–{max(per_call[key]):.1f})"
+        )
     for mode in MODES:
         log(f"  ratio {max(sizes):,} / {min(sizes):,}, {MODES[mode]}: {figures.ratio_of(mode):.2f}")
     return figures
 
 
-MODES = {"quiet": "no write meanwhile", "writes": f"a commit every {WRITE_EVERY} checks",
-         "driver": "SQLite's lookup alone (the floor)"}
+MODES = {
+    "quiet": "no write meanwhile",
+    "writes": f"a commit every {WRITE_EVERY} checks",
+    "driver": "SQLite's lookup alone (the floor)",
+}
 LOOKUP_SQL = token_check._BY_DIGEST_SQLITE  # the check's one statement, as the driver runs it
 
 
@@ -188,5 +222,8 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="tokensmith-check-scale-") as directory:
-        measure_check_scale(Path(directory), calls=int(sys.argv[1]) if len(sys.argv) > 1 else 4000,
-                            write_every=int(sys.argv[2]) if len(sys.argv) > 2 else WRITE_EVERY)
+        measure_check_scale(
+            Path(directory),
+            calls=int(sys.argv[1]) if len(sys.argv) > 1 else 4000,
+            write_every=int(sys.argv[2]) if len(sys.argv) > 2 else WRITE_EVERY,
+        )

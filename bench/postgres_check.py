@@ -24,15 +24,21 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from tests.support.postgres import PostgresServer  # noqa: E402
-from tokensmith.tokens import check as token_check  # noqa: E402
 from tokensmith.accounts import users  # noqa: E402
-from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.config import Settings  # noqa: E402
 from tokensmith.store.database import (  # noqa: E402
-    connection_to, create_check_engine, create_store_engine, fetch_one_on_driver, migrate, ping,
-    session_factory, unit_of_work,
+    connection_to,
+    create_check_engine,
+    create_store_engine,
+    fetch_one_on_driver,
+    migrate,
+    ping,
+    session_factory,
+    unit_of_work,
 )
 from tokensmith.store.server_keys import load_server_keys  # noqa: E402
+from tokensmith.tokens import check as token_check  # noqa: E402
+from tokensmith.tokens import lifecycle as token_lifecycle  # noqa: E402
 
 PREFIX = "tks_"
 
@@ -91,16 +97,30 @@ def main(calls: int, tasks: int) -> None:
         async def in_thread(work):
             async def call() -> None:
                 await run_in_threadpool(work)
+
             return call
 
         async def on_loop(work):
             async def call() -> None:
                 work()
+
             return call
 
         print(f"PostgreSQL, {calls:,} calls by {tasks} tasks:")
-        asyncio.run(_all(calls, tasks, noop, in_thread, on_loop, checkout, lookup_prepared, lookup_unprepared,
-                         verify, lambda: ping(lambda: connection_to(check))))
+        asyncio.run(
+            _all(
+                calls,
+                tasks,
+                noop,
+                in_thread,
+                on_loop,
+                checkout,
+                lookup_prepared,
+                lookup_unprepared,
+                verify,
+                lambda: ping(lambda: connection_to(check)),
+            )
+        )
         check.dispose()
     finally:
         postgres.stop()
@@ -124,7 +144,9 @@ async def _all(calls, tasks, noop, in_thread, on_loop, checkout, prepared, unpre
     await timed("verify_token in an executor of its own", executor_verify, calls, tasks)
     executor.shutdown()
     await timed("pool checkout + checkin, on the loop", await on_loop(checkout), calls, tasks)
-    await timed("lookup on the driver, prepared (psycopg, after 5 runs), on the loop", await on_loop(prepared), calls, tasks)
+    await timed(
+        "lookup on the driver, prepared (psycopg, after 5 runs), on the loop", await on_loop(prepared), calls, tasks
+    )
     await timed("lookup on the driver, never prepared, on the loop", await on_loop(unprepared), calls, tasks)
     await timed("verify_token (parse, digest, lookup), on the loop", await on_loop(verify), calls, tasks)
     await timed("verify_token in the threadpool (as the server runs it)", await in_thread(verify), calls, tasks)

@@ -17,11 +17,11 @@ from tests.support.ledger import remember, watch, watch_database
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.servers import LiveServer
 from tokensmith.accounts import users
-from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.config import Settings
 from tokensmith.store.database import create_store_engine, migrate
 from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys, parse_keys
+from tokensmith.tokens import lifecycle as token_lifecycle
 
 # `make test` sets this: there, a missing browser or PostgreSQL is a failure, not a skip.
 REQUIRE_ALL = os.environ.get("TOKENSMITH_TEST_REQUIRE_ALL") == "1"
@@ -136,8 +136,12 @@ def make_user(db: Session):
         _user_count += 1
         username = username or f"user{_user_count}"
         return users.create_user(
-            db, username, f"{username}@example.test", password=password and remember(password),
-            is_admin=admin, actor="tests",
+            db,
+            username,
+            f"{username}@example.test",
+            password=password and remember(password),
+            is_admin=admin,
+            actor="tests",
         )
 
     return make

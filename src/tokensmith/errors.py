@@ -36,7 +36,9 @@ class GitUnavailable(TokensmithError):
 
     code = "git_unavailable"
 
-    def __init__(self, message: str = "Git could not be started on the server just now; try again in a moment.") -> None:
+    def __init__(
+        self, message: str = "Git could not be started on the server just now; try again in a moment."
+    ) -> None:
         super().__init__(message)
 
 
@@ -213,6 +215,4 @@ class CsrfFailed(TokensmithError):
     code = "csrf_failed"
 
     def __init__(self) -> None:
-        super().__init__(
-            "This form has expired or did not come from this site. Reload the page and try again."
-        )
+        super().__init__("This form has expired or did not come from this site. Reload the page and try again.")

@@ -40,5 +40,7 @@ def describe_allowed_ips(allowed_ips: Sequence[str] | None) -> str:
 
 def describe(scopes: Sequence[str], projects: Sequence[str] | None, allowed_ips: Sequence[str] | None) -> str:
     """The three limits in one line, as the audit trail, the mail and the server's shell say them."""
-    return (f"scopes: {describe_scopes(scopes)}; projects: {describe_projects(projects)}; "
-            f"from: {describe_allowed_ips(allowed_ips)}")
+    return (
+        f"scopes: {describe_scopes(scopes)}; projects: {describe_projects(projects)}; "
+        f"from: {describe_allowed_ips(allowed_ips)}"
+    )

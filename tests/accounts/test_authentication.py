@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
-from tokensmith.audit import trail
 from tokensmith.accounts.authentication import Authenticator
-from tokensmith.identity import BasicCredentials, BearerCredentials
+from tokensmith.audit import trail
 from tokensmith.config import PasswordPolicy, Settings
 from tokensmith.errors import (
     CredentialMalformed,
@@ -16,6 +15,7 @@ from tokensmith.errors import (
     TokenNotForSignIn,
     TokenUnknown,
 )
+from tokensmith.identity import BasicCredentials, BearerCredentials
 from tokensmith.metrics import AUTHENTICATIONS
 
 PASSWORD = "a long enough password"
@@ -33,7 +33,11 @@ def test_basic_and_bearer_tokens_identify_the_owner_and_the_token(db, keys, make
     alice = make_user("alice", password=PASSWORD)
     secret, row = make_token(alice, "CI Chain")
     before = counted("token", "ok")
-    for credentials in (BasicCredentials("alice", secret), BasicCredentials("ALICE", secret), BearerCredentials(secret)):
+    for credentials in (
+        BasicCredentials("alice", secret),
+        BasicCredentials("ALICE", secret),
+        BearerCredentials(secret),
+    ):
         identity = authenticator(keys).authenticate(db, credentials, ip="127.0.0.1", agent="curl/8")
         assert (identity.user.id, identity.method, identity.token.id) == (alice.id, "token", row.id)
     assert counted("token", "ok") == before + 3
@@ -100,8 +104,8 @@ def test_the_sign_in_form_takes_a_password_never_a_token(db, keys, make_user, ma
 
 
 def test_password_guessing_on_the_api_is_throttled_under_warn(db, keys, make_user):
-    from tokensmith.errors import TooManyAttempts
     from tokensmith.accounts.throttle import SignInThrottle
+    from tokensmith.errors import TooManyAttempts
 
     make_user("alice", password=PASSWORD)
     checker = Authenticator(Settings(password_policy=PasswordPolicy.WARN), keys, SignInThrottle(keys, per_account=2))

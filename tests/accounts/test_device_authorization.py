@@ -9,27 +9,34 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.ledger import remember
-from tokensmith.scopes import ALL_SCOPES
-from tokensmith.accounts import users
-from tokensmith.accounts import device_authorization
-from tokensmith.identity import Account
-from tokensmith.clock import utcnow
+from tokensmith.accounts import device_authorization, users
 from tokensmith.accounts.device_authorization import DeviceGrantError
+from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput, TooManyAttempts
+from tokensmith.identity import Account
+from tokensmith.scopes import ALL_SCOPES
 from tokensmith.store.models import DeviceAuthorization
 
 CLIENT = "tokensmith-cli"
 
 
 def request(db, keys, *, scope: str = "", device_name: str = "laptop-7", ip: str = "192.0.2.7"):
-    codes, row = device_authorization.request_codes(db, keys, client_id=CLIENT, scope=scope, device_name=device_name, ip=ip)
+    codes, row = device_authorization.request_codes(
+        db, keys, client_id=CLIENT, scope=scope, device_name=device_name, ip=ip
+    )
     remember(codes.device_code)
     return codes, row
 
 
 def poll(db, keys, codes, **changes):
-    arguments = {"grant_type": device_authorization.GRANT_TYPE, "device_code": codes.device_code, "client_id": CLIENT,
-                 "prefix": "tks_", "ip": "192.0.2.7", **changes}
+    arguments = {
+        "grant_type": device_authorization.GRANT_TYPE,
+        "device_code": codes.device_code,
+        "client_id": CLIENT,
+        "prefix": "tks_",
+        "ip": "192.0.2.7",
+        **changes,
+    }
     return device_authorization.exchange(db, keys, **arguments)
 
 
@@ -47,7 +54,9 @@ def test_codes_are_shown_once_and_kept_as_digests_only(db, keys):
     codes, row = request(db, keys)
     assert len(codes.device_code) >= 43 and codes.expires_in == 600 and codes.interval == 5
     letters = codes.user_code.replace("-", "")
-    assert codes.user_code[4] == "-" and len(letters) == 8 and set(letters) <= set(device_authorization.USER_CODE_ALPHABET)
+    assert (
+        codes.user_code[4] == "-" and len(letters) == 8 and set(letters) <= set(device_authorization.USER_CODE_ALPHABET)
+    )
     stored = db.execute(select(DeviceAuthorization.__table__).where(DeviceAuthorization.id == row.id)).one()
     text = repr(tuple(stored))
     assert codes.device_code not in text and letters not in text
@@ -73,7 +82,9 @@ def test_the_client_waits_then_gets_one_token_named_for_its_host(db, keys, make_
     slow = refused(db, keys, codes)  # again at once: too soon
     assert slow.code == "slow_down" and "every 10 seconds" in slow.message
     row = device_authorization.pending(db, keys, codes.user_code.lower().replace("-", " "), person, ip="198.51.100.1")
-    assert row.device_name == "laptop-7[31m" and device_authorization.token_name(row) == "tokensmith CLI on laptop-7[31m"
+    assert (
+        row.device_name == "laptop-7[31m" and device_authorization.token_name(row) == "tokensmith CLI on laptop-7[31m"
+    )
     device_authorization.decide(db, keys, codes.user_code, person, approve=True, ip="198.51.100.1")
     secret, token = poll(db, keys, codes)
     remember(secret)
@@ -145,7 +156,9 @@ def test_wrong_codes_are_limited_per_person(db, keys, make_user):
     with pytest.raises(TooManyAttempts) as throttled:  # even the right code, now
         device_authorization.pending(db, keys, codes.user_code, person, ip="203.0.113.9")
     assert 0 < throttled.value.retry_after <= 3600
-    assert device_authorization.pending(db, keys, codes.user_code, other, ip=None).id == _row.id  # others are not held up
+    assert (
+        device_authorization.pending(db, keys, codes.user_code, other, ip=None).id == _row.id
+    )  # others are not held up
 
 
 def test_one_address_has_a_bounded_number_of_codes_waiting(db, keys):
@@ -157,9 +170,17 @@ def test_one_address_has_a_bounded_number_of_codes_waiting(db, keys):
     request(db, keys, ip="203.0.113.51")  # another address is not held up
 
 
-@pytest.mark.parametrize(("typed", "stored"), [
-    ("BDWP-HQPK", "BDWPHQPK"), ("bdwp hqpk", "BDWPHQPK"), (" BDWPHQPK ", "BDWPHQPK"),
-    ("BDWP-HQP", None), ("BDWA-HQPK", None), ("", None), ("B" * 400, None),
-])
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("BDWP-HQPK", "BDWPHQPK"),
+        ("bdwp hqpk", "BDWPHQPK"),
+        (" BDWPHQPK ", "BDWPHQPK"),
+        ("BDWP-HQP", None),
+        ("BDWA-HQPK", None),
+        ("", None),
+        ("B" * 400, None),
+    ],
+)
 def test_a_typed_code_is_read_as_people_type_it(typed, stored):
     assert device_authorization.normalised(typed) == stored

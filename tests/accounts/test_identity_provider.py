@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from tokensmith.accounts.identity_provider import PENDING_SECONDS, PendingSignIn
 from tokensmith.config import load_settings
 from tokensmith.errors import ConfigurationError, SignInRejected
-from tokensmith.accounts.identity_provider import PENDING_SECONDS, PendingSignIn
 from tokensmith.store.server_keys import parse_keys
 
 KEYS = parse_keys("1:" + "a" * 40)
@@ -20,14 +20,17 @@ def test_a_pending_sign_in_survives_the_round_trip_through_the_browser():
     assert PendingSignIn.unseal(KEYS, sealed, now=PENDING.started + 5) == PENDING
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda sealed: sealed[:-1] + ("0" if sealed[-1] != "0" else "1"),  # the MAC
-    lambda sealed: sealed.replace(".", ".x", 1),  # the payload
-    lambda sealed: "7" + sealed[1:],  # an unknown key version
-    lambda sealed: "",
-    lambda sealed: "garbage",
-    lambda sealed: sealed * 200,  # too long to be ours
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda sealed: sealed[:-1] + ("0" if sealed[-1] != "0" else "1"),  # the MAC
+        lambda sealed: sealed.replace(".", ".x", 1),  # the payload
+        lambda sealed: "7" + sealed[1:],  # an unknown key version
+        lambda sealed: "",
+        lambda sealed: "garbage",
+        lambda sealed: sealed * 200,  # too long to be ours
+    ],
+)
 def test_a_tampered_pending_sign_in_is_refused(tamper):
     with pytest.raises(SignInRejected, match="not started from this browser"):
         PendingSignIn.unseal(KEYS, tamper(PENDING.seal(KEYS)), now=PENDING.started + 5)
@@ -76,14 +79,17 @@ def test_passwords_can_be_turned_off_only_with_a_provider():
         load_settings({"TOKENSMITH_LOCAL_LOGIN": "false"})
 
 
-@pytest.mark.parametrize("changes, variable", [
-    ({"TOKENSMITH_OIDC_ISSUER": "http://acme.okta.com"}, "TOKENSMITH_OIDC_ISSUER"),  # plain http off loopback
-    ({"TOKENSMITH_OIDC_ISSUER": "acme.okta.com"}, "TOKENSMITH_OIDC_ISSUER"),
-    ({"TOKENSMITH_OIDC_ISSUER": "https://acme.okta.com?x=1"}, "TOKENSMITH_OIDC_ISSUER"),
-    ({"TOKENSMITH_OIDC_CLIENT_ID": ""}, "TOKENSMITH_OIDC_CLIENT_ID"),
-    ({"TOKENSMITH_LOCAL_LOGIN": "maybe"}, "TOKENSMITH_LOCAL_LOGIN"),
-    ({"TOKENSMITH_SCIM_TOKEN": "short"}, "TOKENSMITH_SCIM_TOKEN"),
-])
+@pytest.mark.parametrize(
+    "changes, variable",
+    [
+        ({"TOKENSMITH_OIDC_ISSUER": "http://acme.okta.com"}, "TOKENSMITH_OIDC_ISSUER"),  # plain http off loopback
+        ({"TOKENSMITH_OIDC_ISSUER": "acme.okta.com"}, "TOKENSMITH_OIDC_ISSUER"),
+        ({"TOKENSMITH_OIDC_ISSUER": "https://acme.okta.com?x=1"}, "TOKENSMITH_OIDC_ISSUER"),
+        ({"TOKENSMITH_OIDC_CLIENT_ID": ""}, "TOKENSMITH_OIDC_CLIENT_ID"),
+        ({"TOKENSMITH_LOCAL_LOGIN": "maybe"}, "TOKENSMITH_LOCAL_LOGIN"),
+        ({"TOKENSMITH_SCIM_TOKEN": "short"}, "TOKENSMITH_SCIM_TOKEN"),
+    ],
+)
 def test_bad_identity_provider_settings_are_refused_with_the_variable_named(changes, variable):
     with pytest.raises(ConfigurationError, match=variable):
         load_settings({**OKTA, **changes})

@@ -37,7 +37,8 @@ DANA_SUB = "00u1dana2subject3"
 @pytest.fixture(scope="module")
 def provider(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> OidcProvider:
     idp = OidcProvider(
-        tmp_path_factory.mktemp("oidc-provider"), redirect_uris=REDIRECT_URI,
+        tmp_path_factory.mktemp("oidc-provider"),
+        redirect_uris=REDIRECT_URI,
         post_logout_redirect_uris=SIGNED_OUT_URI,
         accounts={"dana": {"sub": DANA_SUB, "email": "dana@corp.example.test"}},
     )
@@ -51,8 +52,13 @@ def provider(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture
 def relying_party(provider: OidcProvider) -> Iterator[OAuth2Client]:
-    with OAuth2Client(provider.client_id, provider.client_secret, scope="openid profile email",
-                      redirect_uri=REDIRECT_URI, code_challenge_method="S256") as client:
+    with OAuth2Client(
+        provider.client_id,
+        provider.client_secret,
+        scope="openid profile email",
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+    ) as client:
         yield client
 
 
@@ -68,16 +74,22 @@ def verified_claims(provider: OidcProvider, id_token: str, nonce: str) -> dict[s
     return token.claims
 
 
-def sign_in(provider: OidcProvider, relying_party: OAuth2Client, browser: httpx.Client,
-            login: str) -> tuple[dict[str, object], str]:
+def sign_in(
+    provider: OidcProvider, relying_party: OAuth2Client, browser: httpx.Client, login: str
+) -> tuple[dict[str, object], str]:
     """A whole sign-in: the ID token's verified claims, and the ID token."""
     discovery = provider.discovery()
     verifier, nonce = generate_token(48), generate_token(20)
     url, state = relying_party.create_authorization_url(
-        discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
+        discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce
+    )
     back = sign_in_with_forms(browser, url, login)
-    token = relying_party.fetch_token(discovery["token_endpoint"], authorization_response=back.headers["location"],
-                                      state=state, code_verifier=verifier)
+    token = relying_party.fetch_token(
+        discovery["token_endpoint"],
+        authorization_response=back.headers["location"],
+        state=state,
+        code_verifier=verifier,
+    )
     remember(token["access_token"])
     return verified_claims(provider, remember(token["id_token"]), nonce), token["id_token"]
 
@@ -92,11 +104,13 @@ def test_discovery_advertises_what_the_sign_in_needs(provider: OidcProvider):
 
 
 def test_a_code_signs_in_once_with_pkce_and_an_id_token_the_provider_signed(
-        provider: OidcProvider, relying_party: OAuth2Client):
+    provider: OidcProvider, relying_party: OAuth2Client
+):
     discovery = provider.discovery()
     verifier, nonce = generate_token(48), generate_token(20)
     url, state = relying_party.create_authorization_url(
-        discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
+        discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce
+    )
 
     with httpx.Client(timeout=10) as browser:
         back = sign_in_with_forms(browser, url, "dana")
@@ -107,8 +121,9 @@ def test_a_code_signs_in_once_with_pkce_and_an_id_token_the_provider_signed(
     assert query["state"] == [state] and query["iss"] == [provider.issuer]
     remember(query["code"][0])
 
-    token = relying_party.fetch_token(discovery["token_endpoint"], authorization_response=location,
-                                      state=state, code_verifier=verifier)
+    token = relying_party.fetch_token(
+        discovery["token_endpoint"], authorization_response=location, state=state, code_verifier=verifier
+    )
     remember(token["access_token"])
     claims = verified_claims(provider, remember(token["id_token"]), nonce)
     assert claims["sub"] == DANA_SUB and claims["aud"] == provider.client_id
@@ -116,18 +131,23 @@ def test_a_code_signs_in_once_with_pkce_and_an_id_token_the_provider_signed(
     assert claims["email_verified"] is True
 
     with pytest.raises(OAuthError) as replayed:
-        relying_party.fetch_token(discovery["token_endpoint"], authorization_response=location,
-                                  state=state, code_verifier=verifier)
+        relying_party.fetch_token(
+            discovery["token_endpoint"], authorization_response=location, state=state, code_verifier=verifier
+        )
     assert replayed.value.error == "invalid_grant"
     assert "grant.error: invalid_grant" in provider.console()
 
 
 def test_signing_out_asks_for_confirmation_and_ends_the_providers_session(
-        provider: OidcProvider, relying_party: OAuth2Client):
+    provider: OidcProvider, relying_party: OAuth2Client
+):
     with httpx.Client(timeout=10) as browser:
         _, id_token = sign_in(provider, relying_party, browser, "erin")
-        end_session = provider.discovery()["end_session_endpoint"] + "?" + urlencode(
-            {"id_token_hint": id_token, "post_logout_redirect_uri": SIGNED_OUT_URI, "state": "bye-123"})
+        end_session = (
+            provider.discovery()["end_session_endpoint"]
+            + "?"
+            + urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": SIGNED_OUT_URI, "state": "bye-123"})
+        )
 
         confirmation = browser.get(end_session)
         assert confirmation.status_code == 200

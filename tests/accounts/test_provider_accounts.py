@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
-from tokensmith.tokens import check as token_check
-from tokensmith.accounts import users
-from tokensmith.audit import trail
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.accounts import provider_accounts
-from tokensmith.errors import SignInRejected, TokenRevoked
+from tokensmith.accounts import provider_accounts, users
 from tokensmith.accounts.identity_provider import VerifiedIdentity
+from tokensmith.audit import trail
+from tokensmith.errors import SignInRejected, TokenRevoked
 from tokensmith.store.models import AuditEvent
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import lifecycle as token_lifecycle
 
 ISSUER = "https://idp.example.test"
 
 
 def person(sub: str = "00u1", *, issuer: str = ISSUER, **claims: str) -> VerifiedIdentity:
     defaults = {"preferred_username": "jane", "email": "jane@example.test", "name": "Jane Doe"}
-    return VerifiedIdentity(issuer=issuer, subject=sub, claims={**defaults, **claims, "sub": sub},
-                            id_token="not-used-here")
+    return VerifiedIdentity(
+        issuer=issuer, subject=sub, claims={**defaults, **claims, "sub": sub}, id_token="not-used-here"
+    )
 
 
 def sign_in(db, identity: VerifiedIdentity):
@@ -29,7 +31,12 @@ def sign_in(db, identity: VerifiedIdentity):
 
 def test_a_first_sign_in_creates_the_account_from_the_claims(db):
     user = sign_in(db, person())
-    assert (user.username, user.email, user.display_name, user.origin) == ("jane", "jane@example.test", "Jane Doe", "oidc")
+    assert (user.username, user.email, user.display_name, user.origin) == (
+        "jane",
+        "jane@example.test",
+        "Jane Doe",
+        "oidc",
+    )
     assert (user.oidc_issuer, user.oidc_subject) == (ISSUER, "00u1")
     assert user.password_hash is None
 
@@ -44,7 +51,7 @@ def test_later_sign_ins_find_the_person_by_subject_whatever_their_name_and_email
 
 def test_an_email_alone_never_opens_an_account(db):
     sign_in(db, person())
-    with pytest.raises(SignInRejected, match="email address jane@example.test already exists") as refusal:
+    with pytest.raises(SignInRejected, match=re.escape("email address jane@example.test already exists")) as refusal:
         sign_in(db, person("someone-else", preferred_username="jane2"))
     assert "tokensmith users link USERNAME --subject someone-else" in refusal.value.message
 
@@ -83,17 +90,23 @@ def test_an_account_provisioned_over_scim_is_taken_over_at_its_first_sign_in(db)
 
 
 def test_an_email_shaped_login_becomes_the_username_and_a_missing_one_falls_back_to_the_email(db):
-    assert sign_in(db, person("a", preferred_username="ann@corp.example.test", email="ann@corp.example.test")).username == "ann@corp.example.test"
+    assert (
+        sign_in(db, person("a", preferred_username="ann@corp.example.test", email="ann@corp.example.test")).username
+        == "ann@corp.example.test"
+    )
     claims = person("b", email="bob@corp.example.test")
     del claims.claims["preferred_username"]
     assert sign_in(db, claims).username == "bob@corp.example.test"
 
 
-@pytest.mark.parametrize("claims, words", [
-    ({"email": ""}, "did not share a valid email address"),
-    ({"email": "not an email"}, "did not share a valid email address"),
-    ({"preferred_username": "Jane Doe (Sales)", "email": "x" * 70 + "@example.test"}, "did not send a login name"),
-])
+@pytest.mark.parametrize(
+    "claims, words",
+    [
+        ({"email": ""}, "did not share a valid email address"),
+        ({"email": "not an email"}, "did not share a valid email address"),
+        ({"preferred_username": "Jane Doe (Sales)", "email": "x" * 70 + "@example.test"}, "did not send a login name"),
+    ],
+)
 def test_unusable_claims_are_refused_with_the_reason(db, claims, words):
     with pytest.raises(SignInRejected, match=words):
         sign_in(db, person(**claims))

@@ -6,8 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from tokensmith.accounts import users
-from tokensmith.accounts import sessions
+from tokensmith.accounts import sessions, users
 from tokensmith.store.models import BrowserSession
 
 

@@ -7,10 +7,10 @@ import time
 import pytest
 from sqlalchemy import event, func, select
 
-from tokensmith.store.database import session_factory, unit_of_work
-from tokensmith.errors import TooManyAttempts
-from tokensmith.store.models import SignInFailure
 from tokensmith.accounts.throttle import SignInThrottle, ThrottlePruner
+from tokensmith.errors import TooManyAttempts
+from tokensmith.store.database import session_factory, unit_of_work
+from tokensmith.store.models import SignInFailure
 
 
 class Clock:
@@ -105,7 +105,7 @@ def test_a_failure_is_one_upsert_and_a_check_one_read(db, keys):
 def test_the_store_holds_digests_not_what_was_typed(db, keys):
     typed = "a-password-typed-into-the-username-field"
     SignInThrottle(keys, clock=Clock()).failed(db, typed, "203.0.113.77")
-    for digest, in db.execute(select(SignInFailure.digest)):
+    for (digest,) in db.execute(select(SignInFailure.digest)):
         assert len(digest) == 32 and typed.encode() not in digest and b"203.0.113.77" not in digest
 
 
@@ -135,5 +135,6 @@ def test_old_counts_are_pruned_by_a_thread_not_by_requests(store_engine, keys):
     with unit_of_work(sessions) as session:
         with pytest.raises(TooManyAttempts):
             SignInThrottle(keys, per_account=5, per_address=1, window_seconds=60, clock=clock).check(
-                session, "anyone", "192.0.2.1")
+                session, "anyone", "192.0.2.1"
+            )
         session.execute(SignInFailure.__table__.delete())

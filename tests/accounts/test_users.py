@@ -39,8 +39,12 @@ def test_bad_usernames_are_refused(db, username):
 
 @pytest.mark.parametrize(
     "password, words",
-    [("short", "at least 12"), ("tks_" + "a" * 20, "token prefix"), ("bell\x07bell-bell", "control"),
-     ("x" * 1025, "at most")],
+    [
+        ("short", "at least 12"),
+        ("tks_" + "a" * 20, "token prefix"),
+        ("bell\x07bell-bell", "control"),
+        ("x" * 1025, "at most"),
+    ],
 )
 def test_weak_or_confusing_passwords_are_refused(db, password, words):
     with pytest.raises(InvalidInput, match=words):

@@ -39,10 +39,16 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="module")
 def mailing_server(smtp, tmp_path_factory) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path_factory.mktemp("mailing") / "data", name="mailing", env={
-        "TOKENSMITH_SMTP_URL": smtp.url, "TOKENSMITH_MAIL_FROM": "Tokensmith <tokens@tokensmith.test>",
-        "TOKENSMITH_MAIL_POLL_SECONDS": "0.2", "TOKENSMITH_MAIL_REMINDER_SECONDS": str(REMINDER_SECONDS),
-    }).start(timeout=60)
+    live = LiveServer(
+        tmp_path_factory.mktemp("mailing") / "data",
+        name="mailing",
+        env={
+            "TOKENSMITH_SMTP_URL": smtp.url,
+            "TOKENSMITH_MAIL_FROM": "Tokensmith <tokens@tokensmith.test>",
+            "TOKENSMITH_MAIL_POLL_SECONDS": "0.2",
+            "TOKENSMITH_MAIL_REMINDER_SECONDS": str(REMINDER_SECONDS),
+        },
+    ).start(timeout=60)
     yield live
     live.stop()
 
@@ -68,8 +74,9 @@ def create_on_page(client: httpx.Client, name: str, **fields: str) -> str:
 
 
 def about(name: str, token_name: str, words: str):
-    return lambda message: message["To"] == address(name) and token_name in message["Subject"] \
-        and words in message["Subject"]
+    return lambda message: (
+        message["To"] == address(name) and token_name in message["Subject"] and words in message["Subject"]
+    )
 
 
 def words_of(message) -> str:
@@ -116,7 +123,8 @@ def test_a_rotation_is_one_mail_and_the_owner_revoking_is_none(mailing_server, s
     create_on_page(client, "after the revocation")  # its mail comes after any about the revocation
     smtp.mailbox.wait_for(about(name, "after the revocation", "created"))
     assert smtp.mailbox.matching(to(address(name))) and not smtp.mailbox.matching(
-        lambda m: m["To"] == address(name) and "revoked" in m["Subject"])
+        lambda m: m["To"] == address(name) and "revoked" in m["Subject"]
+    )
     assert len(smtp.mailbox.matching(about(name, "rotating", ""))) == 2  # created, rotated: nothing else
 
 
@@ -141,8 +149,9 @@ def test_an_administrator_revoking_every_token_sends_one_mail_that_lists_them(ma
         mailing_server.create_token(name, token_name)
     result = mailing_server.cli("tokens", "revoke-all", "--user", name)
     assert result.returncode == 0, result.stderr
-    [message] = smtp.mailbox.wait_for(lambda m: m["To"] == address(name) and "2 of your tokens were revoked"
-                                      in m["Subject"])
+    [message] = smtp.mailbox.wait_for(
+        lambda m: m["To"] == address(name) and "2 of your tokens were revoked" in m["Subject"]
+    )
     body = text_of(message)
     assert "“laptop” (tks_…" in body and "“ci” (tks_…" in body
     assert "Why: an administrator (admin (shell)) revoked it" in words_of(message)
@@ -155,10 +164,18 @@ def test_a_token_made_from_the_shell_is_mailed_with_the_running_servers_address(
     URL in the store when it starts (deployment.py); the shell's own variable still wins."""
     name, _client = person
     shell = {key: value for key, value in mailing_server.env.items() if key != "TOKENSMITH_PUBLIC_URL"}
-    for token_name, env in (("from the shell", shell),
-                            ("from a shell that says", {**shell, "TOKENSMITH_PUBLIC_URL": "https://tokens.example.test"})):
-        made = subprocess.run([sys.executable, "-m", "tokensmith", "tokens", "create", "--user", name, "--name", token_name],
-                              env=env, cwd=mailing_server.data_dir.parent, capture_output=True, text=True, timeout=60)
+    for token_name, env in (
+        ("from the shell", shell),
+        ("from a shell that says", {**shell, "TOKENSMITH_PUBLIC_URL": "https://tokens.example.test"}),
+    ):
+        made = subprocess.run(
+            [sys.executable, "-m", "tokensmith", "tokens", "create", "--user", name, "--name", token_name],
+            env=env,
+            cwd=mailing_server.data_dir.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert made.returncode == 0, made.stderr
         remember(made.stdout.strip())
     [told] = smtp.mailbox.wait_for(about(name, "from the shell", "created"))
@@ -167,8 +184,7 @@ def test_a_token_made_from_the_shell_is_mailed_with_the_running_servers_address(
     assert "https://tokens.example.test/tokens" in text_of(said)
 
 
-def test_reminders_come_once_for_a_token_expiring_within_7_days_and_once_it_has_expired(
-        mailing_server, smtp, person):
+def test_reminders_come_once_for_a_token_expiring_within_7_days_and_once_it_has_expired(mailing_server, smtp, person):
     name, _client = person
     now = utcnow()
     # Made outside the reminders' reach, then given their ages in one transaction: the job runs
@@ -177,13 +193,25 @@ def test_reminders_come_once_for_a_token_expiring_within_7_days_and_once_it_has_
     mailing_server.create_token(name, "weekly", expires_at=now + timedelta(days=6))  # lived 6 days only
     mailing_server.create_token(name, "old", expires_at=now + timedelta(days=60))
     with mailing_server.store() as session:
-        ids = {row.name: row.id for row in session.scalars(select(PersonalToken).where(
-            PersonalToken.name.in_(["quarterly", "weekly", "old"]), PersonalToken.revoked_at.is_(None)))
-            if row.owner.username == name}
-        session.execute(update(PersonalToken).where(PersonalToken.id == ids["quarterly"])
-                        .values(created_at=now - timedelta(days=84), expires_at=now + timedelta(days=6)))
-        session.execute(update(PersonalToken).where(PersonalToken.id == ids["old"])
-                        .values(created_at=now - timedelta(days=90), expires_at=now - timedelta(hours=1)))
+        ids = {
+            row.name: row.id
+            for row in session.scalars(
+                select(PersonalToken).where(
+                    PersonalToken.name.in_(["quarterly", "weekly", "old"]), PersonalToken.revoked_at.is_(None)
+                )
+            )
+            if row.owner.username == name
+        }
+        session.execute(
+            update(PersonalToken)
+            .where(PersonalToken.id == ids["quarterly"])
+            .values(created_at=now - timedelta(days=84), expires_at=now + timedelta(days=6))
+        )
+        session.execute(
+            update(PersonalToken)
+            .where(PersonalToken.id == ids["old"])
+            .values(created_at=now - timedelta(days=90), expires_at=now - timedelta(hours=1))
+        )
     [expiring] = smtp.mailbox.wait_for(about(name, "quarterly", "expires on"))
     [expired] = smtp.mailbox.wait_for(about(name, "old", "has expired"))
     assert "in 6 days" in words_of(expiring) and "create a new token" in words_of(expiring)
@@ -216,7 +244,7 @@ def test_mail_waits_while_the_smtp_server_is_down_and_goes_once_it_is_back(maili
         assert not smtp.mailbox.matching(to(address(name)))
     finally:
         smtp.start()
-    [message] = smtp.mailbox.wait_for(about(name, "while down", "created"), timeout=15)
+    [_message] = smtp.mailbox.wait_for(about(name, "while down", "created"), timeout=15)
     assert "Tokensmith: the SMTP server" not in mailing_server.console()  # logged as below, never a message's text
     assert "cannot be reached (ConnectionRefusedError)" in mailing_server.console()
 
@@ -238,17 +266,20 @@ def test_two_instances_on_one_postgresql_send_each_mail_exactly_once(postgres, s
     from tests.conftest import new_postgres_database
     from tokensmith.accounts import users
     from tokensmith.audit import mail
-    from tokensmith.tokens import lifecycle as token_lifecycle
     from tokensmith.config import load_settings
     from tokensmith.store.server_keys import load_server_keys
+    from tokensmith.tokens import lifecycle as token_lifecycle
 
-    env = {"TOKENSMITH_DATABASE_URL": new_postgres_database(postgres), "TOKENSMITH_SMTP_URL": smtp.url,
-           "TOKENSMITH_MAIL_FROM": "tokens@tokensmith.test", "TOKENSMITH_MAIL_POLL_SECONDS": "0.1",
-           "TOKENSMITH_MAIL_REMINDER_SECONDS": "0.1"}
+    env = {
+        "TOKENSMITH_DATABASE_URL": new_postgres_database(postgres),
+        "TOKENSMITH_SMTP_URL": smtp.url,
+        "TOKENSMITH_MAIL_FROM": "tokens@tokensmith.test",
+        "TOKENSMITH_MAIL_POLL_SECONDS": "0.1",
+        "TOKENSMITH_MAIL_REMINDER_SECONDS": "0.1",
+    }
     # Not traced by coverage (which slows a start severalfold): the sender's code is covered by
     # the tests above and below, in this process and in the mailing server.
-    instances = [LiveServer(tmp_path / "shared-data", env=env, name=f"instance{n}", measured=False)
-                 for n in (1, 2)]
+    instances = [LiveServer(tmp_path / "shared-data", env=env, name=f"instance{n}", measured=False) for n in (1, 2)]
     try:
         for instance in instances:
             instance.launch()
@@ -267,12 +298,24 @@ def test_two_instances_on_one_postgresql_send_each_mail_exactly_once(postgres, s
             owner = users.get_user(session, name)
             for number in range(5):  # reminders, which both instances' jobs look for
                 _secret, row = token_lifecycle.create_token(
-                    session, load_server_keys(settings), owner.id, f"expiring {number}", prefix="tks_",
-                    actor="tests", expires_at=now + timedelta(days=3))
+                    session,
+                    load_server_keys(settings),
+                    owner.id,
+                    f"expiring {number}",
+                    prefix="tks_",
+                    actor="tests",
+                    expires_at=now + timedelta(days=3),
+                )
                 row.created_at = now - timedelta(days=60)
             for number in range(40):  # a backlog that both senders find at once
-                mail.queue(session, kind="test", recipient=address(name), subject=f"backlog {number}",
-                           body="Nothing secret.", user_id=owner.id)
+                mail.queue(
+                    session,
+                    kind="test",
+                    recipient=address(name),
+                    subject=f"backlog {number}",
+                    body="Nothing secret.",
+                    user_id=owner.id,
+                )
         expected = 4 + 5 + 40
         received = smtp.mailbox.wait_for(to(address(name)), count=expected, timeout=30)
         time.sleep(1)  # a duplicate would come now
@@ -308,8 +351,10 @@ def queued(engine, *recipients: str) -> list[int]:
     from tokensmith.store.database import session_factory, unit_of_work
 
     with unit_of_work(session_factory(engine)) as session:
-        rows = [mail.queue(session, kind="test", recipient=recipient, subject=f"to {recipient}", body="Hello.")
-                for recipient in recipients]
+        rows = [
+            mail.queue(session, kind="test", recipient=recipient, subject=f"to {recipient}", body="Hello.")
+            for recipient in recipients
+        ]
         session.flush()
         return [row.id for row in rows]
 
@@ -322,11 +367,12 @@ def outbox_rows(engine) -> dict[str, MailOutbox]:
 
 
 def test_a_refused_recipient_is_given_up_and_a_deferred_one_retried_later(outbox_engine, smtp):
-    from tokensmith.config import MailSettings
     from tokensmith.audit.mail import MailSender
+    from tokensmith.config import MailSettings
 
-    smtp.mailbox.refusals.update({"gone@example.test": "550 5.1.1 No such user",
-                                  "busy@example.test": "451 4.3.0 Try again later"})
+    smtp.mailbox.refusals.update(
+        {"gone@example.test": "550 5.1.1 No such user", "busy@example.test": "451 4.3.0 Try again later"}
+    )
     sender = MailSender(outbox_engine, MailSettings("smtp", "127.0.0.1", smtp.port, "tokens@tokensmith.test"))
     queued(outbox_engine, "gone@example.test", "busy@example.test", "fine@example.test")
     assert sender.deliver() == 3
@@ -340,17 +386,18 @@ def test_a_refused_recipient_is_given_up_and_a_deferred_one_retried_later(outbox
 
 
 def test_a_row_claimed_by_one_sender_is_not_sent_by_another(outbox_engine, smtp):
-    from tokensmith.config import MailSettings
     from tokensmith.audit.mail import MailSender
+    from tokensmith.config import MailSettings
 
     settings = MailSettings("smtp", "127.0.0.1", smtp.port, "tokens@tokensmith.test")
     first, second = MailSender(outbox_engine, settings), MailSender(outbox_engine, settings)
-    [claimed, other] = queued(outbox_engine, "claimed@example.test", "other@example.test")
+    [claimed, _other] = queued(outbox_engine, "claimed@example.test", "other@example.test")
     assert first._claim(claimed)
     assert not second._claim(claimed)
     second.deliver()
-    assert [m["To"] for m in smtp.mailbox.matching(lambda m: m["To"] in (
-        "claimed@example.test", "other@example.test"))] == ["other@example.test"]
+    assert [
+        m["To"] for m in smtp.mailbox.matching(lambda m: m["To"] in ("claimed@example.test", "other@example.test"))
+    ] == ["other@example.test"]
     first._sent(claimed)
     rows = outbox_rows(outbox_engine)
     assert rows["claimed@example.test"].sent_at is not None and not second._claim(claimed)
@@ -360,8 +407,8 @@ def test_a_row_claimed_by_one_sender_is_not_sent_by_another(outbox_engine, smtp)
 @pytest.mark.parametrize("tls", ["starttls", "smtps"])
 def test_mail_goes_over_tls_with_a_login_whose_password_is_never_kept(outbox_engine, tmp_path, monkeypatch, tls):
     from tests.support.smtp import self_signed
-    from tokensmith.config import load_settings
     from tokensmith.audit.mail import MailSender
+    from tokensmith.config import load_settings
 
     certificate = self_signed(tmp_path)
     password = remember("smtp-relay-password-0123")
@@ -376,7 +423,7 @@ def test_mail_goes_over_tls_with_a_login_whose_password_is_never_kept(outbox_eng
         assert outbox_rows(outbox_engine)["wrong-ca@example.test"].last_error.startswith("SSLCertVerificationError")
         monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # now trusted, as a company CA would be
         sender.deliver()
-        [message] = server.mailbox.wait_for(to("wrong-ca@example.test"))
+        [_message] = server.mailbox.wait_for(to("wrong-ca@example.test"))
         assert server.logins == ["relay@acme.test"] and sender.failures == 0
         assert password not in repr(mail_settings) and password not in repr(outbox_rows(outbox_engine))
     finally:

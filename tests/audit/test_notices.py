@@ -11,21 +11,23 @@ from sqlalchemy import select
 
 from tests.support.ledger import remember
 from tokensmith.accounts import users
-from tokensmith.tokens import application_tokens
-from tokensmith.audit import trail
-from tokensmith.audit import mail
-from tokensmith.audit import notices
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.tokens.application_tokens import Application
+from tokensmith.audit import mail, notices, trail
 from tokensmith.clock import utcnow
 from tokensmith.config import MailSettings, Settings
 from tokensmith.store.models import MailOutbox, TokenReminder
+from tokensmith.tokens import application_tokens
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens.application_tokens import Application
 
 
 @pytest.fixture
 def mail_on():
-    yield notices.listen(Settings(public_url="https://tokens.example.test", mail=MailSettings(
-        scheme="smtp", host="127.0.0.1", port=25, sender="Tokensmith <tokens@example.test>")))
+    yield notices.listen(
+        Settings(
+            public_url="https://tokens.example.test",
+            mail=MailSettings(scheme="smtp", host="127.0.0.1", port=25, sender="Tokensmith <tokens@example.test>"),
+        )
+    )
     mail.configure(Settings())
     trail.unsubscribe(notices.for_event)
 
@@ -47,7 +49,7 @@ def test_without_mail_configured_nothing_is_queued(db, make_user, make_token):
     notices.listen(Settings())  # listening, with no mail configured
     try:
         owner = make_user()
-        _secret, row = make_token(owner)
+        _secret, _row = make_token(owner)
         token_lifecycle.revoke_all_tokens(db, owner.id, actor="admin (shell)", reason="admin")
         assert outbox(db) == []
     finally:
@@ -71,8 +73,9 @@ def test_a_rotation_is_one_mail_about_the_rotation(db, keys, make_user, make_tok
     owner = make_user()
     _secret, row = make_token(owner, "rotating")
     clear_outbox(db)
-    new_secret, new = token_lifecycle.rotate_token(db, keys, row.id, owner.id, prefix="tks_", actor=owner.username,
-                                                   presented_token_id=row.id)
+    new_secret, new = token_lifecycle.rotate_token(
+        db, keys, row.id, owner.id, prefix="tks_", actor=owner.username, presented_token_id=row.id
+    )
     [queued] = outbox(db)
     assert queued.kind == "token.rotated" and "was rotated" in queued.subject
     assert new.hint in queued.body and new_secret not in queued.body
@@ -99,26 +102,56 @@ def test_revoke_all_by_an_administrator_is_one_mail_listing_every_token(db, make
 
 def _revocation_mail(db, owner, reason: str, actor: str, **details) -> MailOutbox:
     clear_outbox(db)
-    trail.record(db, "token.revoked", actor=actor, user_id=owner.id, ip="192.0.2.7", token_id=1, name="ci",
-                 hint="tks_…Ab12", reason=reason, **details)
+    trail.record(
+        db,
+        "token.revoked",
+        actor=actor,
+        user_id=owner.id,
+        ip="192.0.2.7",
+        token_id=1,
+        name="ci",
+        hint="tks_…Ab12",
+        reason=reason,
+        **details,
+    )
     [queued] = outbox(db)
     return queued
 
 
-@pytest.mark.parametrize("reason, actor, details, subject, words", [
-    ("push_protection", "bob", {"project": "acme-contracts", "commit": "0123abcd", "path": "ci/deploy.yml"},
-     "after it was found in a git push",
-     ["found in a git push by bob (project acme-contracts, commit 0123abcd, file ci/deploy.yml)",
-      "amend or rebase"]),
-    ("rotation_reuse", "authentication", {}, "after a rotated token was used again",
-     ["someone kept a copy of the old secret", "Find where the old token was copied"]),
-    ("account_disabled", "scim", {}, "when your account was disabled",
-     ["your account was disabled (by your identity provider)", "enable your account again"]),
-    ("admin", "root", {}, "by an administrator", ["an administrator (root) revoked it"]),
-    ("policy_sweep", "identity provider", {}, "", ["your identity provider revoked it (policy sweep)"]),
-])
-def test_every_revocation_by_someone_else_says_who_why_and_what_to_do(db, make_user, mail_on, reason, actor,
-                                                                        details, subject, words):
+@pytest.mark.parametrize(
+    "reason, actor, details, subject, words",
+    [
+        (
+            "push_protection",
+            "bob",
+            {"project": "acme-contracts", "commit": "0123abcd", "path": "ci/deploy.yml"},
+            "after it was found in a git push",
+            [
+                "found in a git push by bob (project acme-contracts, commit 0123abcd, file ci/deploy.yml)",
+                "amend or rebase",
+            ],
+        ),
+        (
+            "rotation_reuse",
+            "authentication",
+            {},
+            "after a rotated token was used again",
+            ["someone kept a copy of the old secret", "Find where the old token was copied"],
+        ),
+        (
+            "account_disabled",
+            "scim",
+            {},
+            "when your account was disabled",
+            ["your account was disabled (by your identity provider)", "enable your account again"],
+        ),
+        ("admin", "root", {}, "by an administrator", ["an administrator (root) revoked it"]),
+        ("policy_sweep", "identity provider", {}, "", ["your identity provider revoked it (policy sweep)"]),
+    ],
+)
+def test_every_revocation_by_someone_else_says_who_why_and_what_to_do(
+    db, make_user, mail_on, reason, actor, details, subject, words
+):
     owner = make_user()
     queued = _revocation_mail(db, owner, reason, actor, **details)
     assert queued.subject == f"Tokensmith: your token “ci” was revoked {subject}".rstrip()
@@ -145,7 +178,8 @@ def test_an_owner_without_an_address_gets_no_mail(db, make_user, make_token, mai
 
 
 def test_reminders_are_queued_once_each_for_what_expires_within_7_days_and_what_just_expired(
-        db, make_user, make_token, mail_on):
+    db, make_user, make_token, mail_on
+):
     owner, other = make_user(), make_user()
     now = utcnow()
 
@@ -183,14 +217,15 @@ def test_an_application_token_is_mailed_nothing_of_its_own(db, keys, make_user, 
     now = utcnow()
     _secret, parent = make_token(owner, "Laptop", expires_at=now + timedelta(days=5))
     parent.created_at = now - timedelta(days=25)
-    _secret, child = application_tokens.derive_token(db, keys, parent.id, owner.id, Application("nuxeo-cli", "1"),
-                                                     prefix="tks_", actor=owner.username, ip=None)
+    _secret, child = application_tokens.derive_token(
+        db, keys, parent.id, owner.id, Application("nuxeo-cli", "1"), prefix="tks_", actor=owner.username, ip=None
+    )
     remember(_secret)
     child.created_at = parent.created_at
     assert [row.subject for row in outbox(db)] == ["Tokensmith: a token “Laptop” was created on your account"]
     clear_outbox(db)
     assert notices.queue_reminders(db, now) == 1  # the parent's
-    assert [row.subject for row in outbox(db)][0].startswith("Tokensmith: your token “Laptop” expires on ")
+    assert next(row.subject for row in outbox(db)).startswith("Tokensmith: your token “Laptop” expires on ")
     clear_outbox(db)
     token_lifecycle.revoke_token(db, parent.id, owner.id, actor=owner.username)
     assert outbox(db) == []  # the owner's own revocation, and its child's with it
@@ -199,12 +234,16 @@ def test_an_application_token_is_mailed_nothing_of_its_own(db, keys, make_user, 
 def test_pruning_gives_up_old_unsent_mail_and_removes_what_went_a_week_ago(db, make_user, mail_on):
     owner = make_user()
     now = utcnow()
-    sent, stale, fresh = (mail.queue(db, kind="test", recipient=owner.email, subject=subject, body="-")
-                          for subject in ("sent", "stale", "fresh"))
+    sent, stale, _fresh = (
+        mail.queue(db, kind="test", recipient=owner.email, subject=subject, body="-")
+        for subject in ("sent", "stale", "fresh")
+    )
     sent.sent_at, sent.due_at = now - timedelta(days=8), None
     stale.created_at = now - timedelta(days=4)
     db.flush()
     assert mail.prune(db, now) == 1
     db.expire_all()
     assert [(row.subject, row.failed_at is not None, row.due_at is None) for row in outbox(db)] == [
-        ("stale", True, True), ("fresh", False, False)]
+        ("stale", True, True),
+        ("fresh", False, False),
+    ]

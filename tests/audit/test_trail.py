@@ -9,12 +9,13 @@ from datetime import timedelta
 
 import pytest
 
-from tokensmith.audit import trail
-from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.accounts import sessions
+from tokensmith.audit import trail
 from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput
 from tokensmith.store.models import AuditEvent
+from tokensmith.tokens import lifecycle as token_lifecycle
+
 
 def test_every_action_reads_in_words() -> None:
     """trail.record takes an AuditAction (the type checker holds every call to it); each has its
@@ -73,8 +74,9 @@ def test_a_session_counts_as_recent_for_fifteen_minutes(db, make_user, keys) -> 
     _secret, row = sessions.start_session(db, keys, user, days=1, ip=None, user_agent=None)
     assert sessions.recently_authenticated(row)
     assert not sessions.recently_authenticated(row, utcnow() + sessions.REAUTHENTICATION_WINDOW + timedelta(seconds=1))
-    _secret, old = sessions.start_session(db, keys, user, days=1, ip=None, user_agent=None,
-                                          authenticated_at=utcnow() - timedelta(hours=2))
+    _secret, old = sessions.start_session(
+        db, keys, user, days=1, ip=None, user_agent=None, authenticated_at=utcnow() - timedelta(hours=2)
+    )
     assert not sessions.recently_authenticated(old)
     sessions.reauthenticated(db, old, ip="127.0.0.1")
     assert sessions.recently_authenticated(old)
@@ -94,9 +96,19 @@ def fuzzed_cursors(seed: int, count: int) -> list[str]:
     """Cursors of every shape: random bytes, JSON of the wrong shape or types, moments at the
     edges of the calendar and of UTC offsets, valid cursors with characters changed."""
     rng = random.Random(seed)
-    moments = ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59+00:00",
-               "0001-01-01T00:00:00+00:00", "2026-01-01T00:00:00", "2026-01-01", "2026-13-01T00:00:00+00:00",
-               "2026-01-01T00:00:00+24:00", "", "now", "2026-01-01T00:00:00.123456789+00:00"]
+    moments = [
+        "9999-12-31T23:59:59-23:59",
+        "0001-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59+00:00",
+        "0001-01-01T00:00:00+00:00",
+        "2026-01-01T00:00:00",
+        "2026-01-01",
+        "2026-13-01T00:00:00+00:00",
+        "2026-01-01T00:00:00+24:00",
+        "",
+        "now",
+        "2026-01-01T00:00:00.123456789+00:00",
+    ]
     values = [True, False, None, 0, -1, 2**31, 2**63, 10**400, 1.5, float("inf"), "5", [], {}, [5], {"id": 5}]
     cases = [*ISSUE_18_CURSORS, "", "=", "====", "%%%", "é", "\x00", "a" * 200]
     valid = forged(["2026-01-01T00:00:00+00:00", 5])
@@ -107,8 +119,13 @@ def fuzzed_cursors(seed: int, count: int) -> list[str]:
         elif kind == 1:
             cases.append(forged([rng.choice(moments + values), rng.choice(values + moments)]))
         elif kind == 2:
-            cases.append(forged(rng.choice([values, moments, {"at": moments[0], "id": 5},
-                                            [moments[0], 5, 6], [[moments[0], 5]], "x" * 50])))
+            cases.append(
+                forged(
+                    rng.choice(
+                        [values, moments, {"at": moments[0], "id": 5}, [moments[0], 5, 6], [[moments[0], 5]], "x" * 50]
+                    )
+                )
+            )
         elif kind == 3:
             chars = list(valid)
             for _ in range(rng.randrange(1, 4)):

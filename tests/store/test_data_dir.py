@@ -46,4 +46,5 @@ def test_a_first_start_makes_the_data_dir_and_the_store_private(tmp_path):
     assert {"tokensmith.db", "secret-keys"} <= set(files)
     # SQLite gives its -wal and -shm files the database's own mode.
     assert {name: m for name, m in files.items() if name.startswith(("tokensmith.db", "secret-keys"))} == {
-        name: 0o600 for name in files if name.startswith(("tokensmith.db", "secret-keys"))}
+        name: 0o600 for name in files if name.startswith(("tokensmith.db", "secret-keys"))
+    }

@@ -7,17 +7,16 @@ import warnings
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tokensmith.tokens import check as token_check
 from tokensmith.scopes import ALL_SCOPES
 from tokensmith.store.models import Base, compared_on
+from tokensmith.tokens import check as token_check
 
 
 def test_the_migrated_store_matches_the_models(store_engine):
     with store_engine.connect() as connection, warnings.catch_warnings():
         # SQLite cannot reflect the expression index on lower(username); PostgreSQL compares it.
         warnings.simplefilter("ignore")
-        context = MigrationContext.configure(
-            connection, opts={"include_object": compared_on(connection.dialect.name)})
+        context = MigrationContext.configure(connection, opts={"include_object": compared_on(connection.dialect.name)})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
 
@@ -49,15 +48,25 @@ def test_tokens_made_before_the_five_scopes_keep_everything_they_could_do(tmp_pa
     _upgrade(engine, "0006")
     secret = token_format.generate("tks_")
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO users (id, username, email, is_admin, is_active, created_at, origin) "
-            "VALUES (1, 'old', 'old@example.test', 0, 1, '2026-01-01 00:00:00', 'local')"))
+        connection.execute(
+            text(
+                "INSERT INTO users (id, username, email, is_admin, is_active, created_at, origin) "
+                "VALUES (1, 'old', 'old@example.test', 0, 1, '2026-01-01 00:00:00', 'local')"
+            )
+        )
         for token_id, scopes in ((1, ["api", "git", "maven"]), (2, ["maven"])):
-            connection.execute(text(
-                "INSERT INTO personal_tokens (id, user_id, name, digest, key_version, hint, scopes, created_at) "
-                "VALUES (:id, 1, :name, :digest, 1, 'tks_…old', :scopes, '2026-01-01 00:00:00')"),
-                {"id": token_id, "name": f"old {token_id}", "scopes": json.dumps(scopes),
-                 "digest": keys.digest("token", secret if token_id == 1 else secret + "x")})
+            connection.execute(
+                text(
+                    "INSERT INTO personal_tokens (id, user_id, name, digest, key_version, hint, scopes, created_at) "
+                    "VALUES (:id, 1, :name, :digest, 1, 'tks_…old', :scopes, '2026-01-01 00:00:00')"
+                ),
+                {
+                    "id": token_id,
+                    "name": f"old {token_id}",
+                    "scopes": json.dumps(scopes),
+                    "digest": keys.digest("token", secret if token_id == 1 else secret + "x"),
+                },
+            )
     _upgrade(engine, "head")
     with engine.connect() as connection:
         rows = dict(connection.execute(text("SELECT id, scopes FROM personal_tokens")).all())
@@ -80,18 +89,27 @@ def test_tokens_rotated_before_successors_were_kept_get_theirs_from_the_audit_tr
     engine = create_engine(f"sqlite:///{tmp_path / 'rotated.db'}")
     _upgrade(engine, "0009")
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO users (id, username, email, is_admin, is_active, created_at, origin) "
-            "VALUES (1, 'old', 'old@example.test', 0, 1, '2026-01-01 00:00:00', 'local')"))
+        connection.execute(
+            text(
+                "INSERT INTO users (id, username, email, is_admin, is_active, created_at, origin) "
+                "VALUES (1, 'old', 'old@example.test', 0, 1, '2026-01-01 00:00:00', 'local')"
+            )
+        )
         for token_id in (1, 2, 3):
-            connection.execute(text(
-                "INSERT INTO personal_tokens (id, user_id, name, digest, key_version, hint, scopes, created_at) "
-                "VALUES (:id, 1, :name, :digest, 1, 'tks_…old', '[]', '2026-01-01 00:00:00')"),
-                {"id": token_id, "name": f"t{token_id}", "digest": bytes([token_id]) * 32})
-        connection.execute(text(
-            "INSERT INTO audit_events (at, user_id, actor, action, details) "
-            "VALUES ('2026-01-02 00:00:00', 1, 'old', 'token.rotated', :details)"),
-            {"details": json.dumps({"token_id": 2, "replaced_token_id": 1, "name": "t1"})})
+            connection.execute(
+                text(
+                    "INSERT INTO personal_tokens (id, user_id, name, digest, key_version, hint, scopes, created_at) "
+                    "VALUES (:id, 1, :name, :digest, 1, 'tks_…old', '[]', '2026-01-01 00:00:00')"
+                ),
+                {"id": token_id, "name": f"t{token_id}", "digest": bytes([token_id]) * 32},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO audit_events (at, user_id, actor, action, details) "
+                "VALUES ('2026-01-02 00:00:00', 1, 'old', 'token.rotated', :details)"
+            ),
+            {"details": json.dumps({"token_id": 2, "replaced_token_id": 1, "name": "t1"})},
+        )
     _upgrade(engine, "head")
     with engine.connect() as connection:
         links = dict(connection.execute(text("SELECT id, replaced_by_id FROM personal_tokens")).all())
@@ -165,9 +183,14 @@ def test_sqlite_migrates_up_and_down_without_a_warning_and_keeps_the_username_in
         _downgrade(engine, "0004")
         _upgrade(engine, "head")
     with engine.connect() as connection:
-        indexes = dict(connection.execute(text(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users'")).all())
+        indexes = dict(
+            connection.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users'")
+            ).all()
+        )
         foreign_keys = connection.execute(text("PRAGMA foreign_key_list(browser_sessions)")).all()
-    assert indexes["uq_users_username_lower"] == "CREATE UNIQUE INDEX uq_users_username_lower ON users (lower(username))"
+    assert (
+        indexes["uq_users_username_lower"] == "CREATE UNIQUE INDEX uq_users_username_lower ON users (lower(username))"
+    )
     assert [(row[2], row[3], row[6]) for row in foreign_keys] == [("users", "user_id", "CASCADE")]
     engine.dispose()

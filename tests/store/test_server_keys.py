@@ -63,8 +63,15 @@ def test_processes_starting_together_on_one_data_dir_all_get_the_same_key(tmp_pa
         "print(load_server_keys(Settings(data_dir=Path(sys.argv[2]))).digest('probe', 'same').hex())"
     )
     start_at = str(time.time() + 1.5)
-    children = [subprocess.Popen([sys.executable, "-c", program, start_at, str(tmp_path / "shared")],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", program, start_at, str(tmp_path / "shared")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     outputs = [child.communicate(timeout=60) for child in children]
     assert [child.returncode for child in children] == [0] * 8, [err for _, err in outputs]
     assert len({out.strip() for out, _ in outputs}) == 1

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import exc, select, text
 
-from tokensmith.tokens import check as token_check
 from tokensmith.audit import trail
 from tokensmith.config import Settings
 from tokensmith.store.database import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.store.models import CHECK_COLUMNS, AuditEvent
 from tokensmith.store.sqlite import CHECK_CACHE_KIB, WalCheckpointer
+from tokensmith.tokens import check as token_check
 
 
 @pytest.fixture
@@ -57,11 +57,10 @@ def test_concurrent_writers_queue_instead_of_failing_on_the_lock(settings):
 def test_a_turn_is_given_back_however_the_transaction_ends(settings):
     engine = create_store_engine(settings, busy_timeout_ms=1)
     factory = session_factory(engine)
-    with pytest.raises(RuntimeError):
-        with unit_of_work(factory) as session:
-            trail.record(session, "test.undone", actor="tests")
-            session.flush()
-            raise RuntimeError("the route failed after writing")
+    with pytest.raises(RuntimeError), unit_of_work(factory) as session:
+        trail.record(session, "test.undone", actor="tests")
+        session.flush()
+        raise RuntimeError("the route failed after writing")
     session = factory()
     trail.record(session, "test.abandoned", actor="tests")
     session.flush()
@@ -94,7 +93,7 @@ def test_the_log_is_checkpointed_by_its_own_thread(settings):
     checkpointer = WalCheckpointer(engine, interval=0.05).start()
     checkpointer.stop()
     with engine.connect() as connection:
-        busy, log_frames, checkpointed = connection.exec_driver_sql("PRAGMA wal_checkpoint(NOOP)").fetchone()
+        _busy, log_frames, checkpointed = connection.exec_driver_sql("PRAGMA wal_checkpoint(NOOP)").fetchone()
     assert checkpointed == log_frames
     engine.dispose()
 
@@ -102,11 +101,12 @@ def test_the_log_is_checkpointed_by_its_own_thread(settings):
 def test_the_token_check_reads_one_index_and_never_the_table(settings):
     """Among a million tokens, every page the check touches is one SQLite may have to read again
     after a commit elsewhere: the lookup reads the index made for it alone (migration 0013)."""
-    assert set(token_check._TOKEN_FIELDS) - {"id"} | {"digest", "user_id"} \
-        == set(CHECK_COLUMNS)
+    assert set(token_check._TOKEN_FIELDS) - {"id"} | {"digest", "user_id"} == set(CHECK_COLUMNS)
     engine = create_check_engine(settings)
     with engine.connect() as connection:
-        plan = " | ".join(row[3] for row in connection.exec_driver_sql(
-            "EXPLAIN QUERY PLAN " + token_check._BY_DIGEST_SQLITE, (b"\0" * 32,)))
+        plan = " | ".join(
+            row[3]
+            for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + token_check._BY_DIGEST_SQLITE, (b"\0" * 32,))
+        )
     engine.dispose()
     assert "SEARCH personal_tokens USING COVERING INDEX ix_personal_tokens_check (digest=?)" in plan, plan

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from sqlalchemy import insert
 
-from tokensmith.tokens import check as token_check
 from tokensmith.accounts import users
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.tokens import format as token_format
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
 from tokensmith.store.database import create_store_engine, session_factory, unit_of_work
 from tokensmith.store.models import PersonalToken
 from tokensmith.store.server_keys import load_server_keys
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import format as token_format
+from tokensmith.tokens import lifecycle as token_lifecycle
 
 
 def never_used_tokens(settings: Settings, username: str, count: int) -> list[str]:
@@ -29,12 +29,21 @@ def never_used_tokens(settings: Settings, username: str, count: int) -> list[str
     try:
         with unit_of_work(session_factory(engine)) as session:
             owner = users.get_user(session, username)
-            session.execute(insert(PersonalToken), [
-                {"user_id": owner.id, "name": f"fresh {number}", "digest": keys.digest(token_check.PURPOSE, secret),
-                 "key_version": keys.current, "hint": token_format.hint(secret, settings.token_prefix),
-                 "scopes": list(token_lifecycle.DEFAULT_SCOPES), "created_at": now}
-                for number, secret in enumerate(secrets_)
-            ])
+            session.execute(
+                insert(PersonalToken),
+                [
+                    {
+                        "user_id": owner.id,
+                        "name": f"fresh {number}",
+                        "digest": keys.digest(token_check.PURPOSE, secret),
+                        "key_version": keys.current,
+                        "hint": token_format.hint(secret, settings.token_prefix),
+                        "scopes": list(token_lifecycle.DEFAULT_SCOPES),
+                        "created_at": now,
+                    }
+                    for number, secret in enumerate(secrets_)
+                ],
+            )
     finally:
         engine.dispose()
     return secrets_

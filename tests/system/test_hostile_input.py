@@ -46,13 +46,17 @@ def bodies(*fields: str) -> list[str]:
 
 RELEASE = bodies("revision", "versionName")
 INSTANCE = bodies("project", "description")
-LEAK = bodies("tokens") + ['{"tokens": [' + DEEP + "]}", '{"tokens": [' + HUGE + "]}"]
+LEAK = [*bodies("tokens"), '{"tokens": [' + DEEP + "]}", '{"tokens": [' + HUGE + "]}"]
 
 
 def post(server: LiveServer, path: str, body: str | bytes, **kwargs: object) -> httpx.Response:
     with server.client() as client:
-        return client.post(path, content=body.encode(errors="surrogateescape") if isinstance(body, str) else body,
-                           headers=JSON, **kwargs)
+        return client.post(
+            path,
+            content=body.encode(errors="surrogateescape") if isinstance(body, str) else body,
+            headers=JSON,
+            **kwargs,
+        )
 
 
 def assert_refused_in_words(response: httpx.Response, status: int) -> dict:
@@ -64,8 +68,9 @@ def assert_refused_in_words(response: httpx.Response, status: int) -> dict:
 
 @pytest.mark.parametrize("body", RELEASE)
 def test_a_hostile_release_request_is_a_422(server, hostile, body):
-    response = post(server, f"/studio/v2/project/{hostile['project']}/releases", body,
-                    auth=(hostile["user"], hostile["token"]))
+    response = post(
+        server, f"/studio/v2/project/{hostile['project']}/releases", body, auth=(hostile["user"], hostile["token"])
+    )
     assert assert_refused_in_words(response, 422)["error"] == "invalid_input"
 
 
@@ -98,8 +103,10 @@ def test_a_stranger_is_refused_401_whatever_the_size_of_the_body(server, hostile
 def test_a_leak_report_past_its_limit_is_a_413(server, size):
     body = b'{"tokens": ["tks_' + b"a" * size + b'"]}'
     answer = assert_refused_in_words(post(server, "/api/v1/tokens/revoke", body), 413)
-    assert answer == {"error": "body_too_large",
-                      "message": "The request body is larger than POST /api/v1/tokens/revoke accepts (at most 64 KiB)."}
+    assert answer == {
+        "error": "body_too_large",
+        "message": "The request body is larger than POST /api/v1/tokens/revoke accepts (at most 64 KiB).",
+    }
 
 
 def test_a_body_sent_in_chunks_is_held_to_the_same_limit(server):
@@ -115,13 +122,19 @@ def test_a_body_sent_in_chunks_is_held_to_the_same_limit(server):
     assert assert_refused_in_words(response, 413)["error"] == "body_too_large"
 
 
-@pytest.mark.parametrize(("length", "status"), [
-    (b"3000000000", b"413 Request Entity Too Large"),  # refused before a byte of it is read
-    (b"99999999999999999999", b"400 Bad Request"),  # uvicorn's parser refuses it first
-])
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [
+        (b"3000000000", b"413 Request Entity Too Large"),  # refused before a byte of it is read
+        (b"99999999999999999999", b"400 Bad Request"),  # uvicorn's parser refuses it first
+    ],
+)
 def test_a_content_length_no_server_would_take_is_refused_at_once(server, length, status):
-    answer = raw_request(server, b"POST /api/v1/tokens/revoke HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                 b"Content-Type: application/json\r\nContent-Length: " + length + b"\r\n\r\n{}")
+    answer = raw_request(
+        server,
+        b"POST /api/v1/tokens/revoke HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + length + b"\r\n\r\n{}",
+    )
     assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status
 
 
@@ -143,7 +156,8 @@ def test_a_page_form_from_a_stranger_goes_to_sign_in_whatever_it_holds(server):
 def upload_pack(server: LiveServer, hostile: dict[str, str], body: bytes, encoding: str = "gzip") -> httpx.Response:
     with server.client() as client:
         return client.post(
-            f"/git/{hostile['project']}.git/git-upload-pack", content=body,
+            f"/git/{hostile['project']}.git/git-upload-pack",
+            content=body,
             headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": encoding},
             auth=(hostile["user"], hostile["token"]),
         )
@@ -165,9 +179,11 @@ def test_a_git_request_that_is_not_gzip_says_so(server, hostile):
 
 def test_a_stranger_gets_the_challenge_before_git_reads_anything(server, hostile):
     with server.client() as client:
-        response = client.post(f"/git/{hostile['project']}.git/git-upload-pack", content=gzip.compress(b"0" * 2**20),
-                               headers={"Content-Type": "application/x-git-upload-pack-request",
-                                        "Content-Encoding": "gzip"})
+        response = client.post(
+            f"/git/{hostile['project']}.git/git-upload-pack",
+            content=gzip.compress(b"0" * 2**20),
+            headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip"},
+        )
     assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Basic")
 
 
@@ -176,10 +192,20 @@ def many_tagged_commits(count: int) -> bytes:
     stream = []
     for number in range(1, count + 1):
         content = f"{number}\n".encode()
-        stream += [b"commit refs/heads/master", b"mark :%d" % number, b"committer T <t@example.test> 0 +0000",
-                   b"data 4", b"step", *([b"from :%d" % (number - 1)] if number > 1 else []),
-                   b"M 644 inline n.txt", b"data %d" % len(content), content,
-                   b"reset refs/tags/v0.0.%d" % number, b"from :%d" % number, b""]
+        stream += [
+            b"commit refs/heads/master",
+            b"mark :%d" % number,
+            b"committer T <t@example.test> 0 +0000",
+            b"data 4",
+            b"step",
+            *([b"from :%d" % (number - 1)] if number > 1 else []),
+            b"M 644 inline n.txt",
+            b"data %d" % len(content),
+            content,
+            b"reset refs/tags/v0.0.%d" % number,
+            b"from :%d" % number,
+            b"",
+        ]
     return b"\n".join(stream) + b"\n"
 
 
@@ -190,13 +216,23 @@ def test_git_itself_gzips_a_fetch_of_many_refs_and_it_is_served(server, hostile,
     url = f"{server.base_url}/git/{hostile['project']}.git"
     work = tmp_path / "work"
     git.git("init", "-q", str(work))
-    imported = subprocess.run(["git", "fast-import", "--quiet"], input=many_tagged_commits(300), cwd=work,
-                              env=git.env(), capture_output=True, timeout=60)
+    imported = subprocess.run(
+        ["git", "fast-import", "--quiet"],
+        input=many_tagged_commits(300),
+        cwd=work,
+        env=git.env(),
+        capture_output=True,
+        timeout=60,
+    )
     assert imported.returncode == 0, imported.stderr
     git.git("push", "-q", url, "master", "--tags", cwd=work)
-    traced = subprocess.run(["git", "clone", "-q", url, str(tmp_path / "again")],
-                            env={**git.env(), "GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"},
-                            capture_output=True, text=True, timeout=120)
+    traced = subprocess.run(
+        ["git", "clone", "-q", url, str(tmp_path / "again")],
+        env={**git.env(), "GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert traced.returncode == 0, traced.stderr[-2000:]
     assert "Content-Encoding: gzip" in traced.stderr
     assert len(git.git("tag", cwd=tmp_path / "again").stdout.split()) == 300

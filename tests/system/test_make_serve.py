@@ -13,8 +13,14 @@ ROOT = Path(__file__).parents[2]
 def planned(target: str, venv: Path, *arguments: str, **environment: str) -> str:
     """What make would run for ``target`` in a fresh virtualenv (make's own plan, nothing run)."""
     env = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    result = subprocess.run(["make", "-n", "--no-print-directory", target, f"VENV={venv}", *arguments],
-                            cwd=ROOT, env={**env, **environment}, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", target, f"VENV={venv}", *arguments],
+        cwd=ROOT,
+        env={**env, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -36,8 +36,20 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 def fuzz(live: LiveServer, *headers: str) -> subprocess.CompletedProcess[str]:
     """One bounded run, from the server's folder (schemathesis keeps a cache where it runs)."""
-    command = [str(SCHEMATHESIS), "run", f"{live.base_url}/openapi.json", "--checks", "all",
-               "--max-time", str(SECONDS), "--seed", SEED, "--generation-database", "none", "--no-color"]
+    command = [
+        str(SCHEMATHESIS),
+        "run",
+        f"{live.base_url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-time",
+        str(SECONDS),
+        "--seed",
+        SEED,
+        "--generation-database",
+        "none",
+        "--no-color",
+    ]
     for header in headers:
         command += ["-H", header]
     return subprocess.run(command, capture_output=True, text=True, timeout=SECONDS * 4, cwd=live.data_dir.parent)

@@ -71,8 +71,7 @@ PLACEHOLDER = "tks_...paste-yours-here..."
 TOKEN = re.compile(r"tks_[0-9A-Za-z]{38}")
 BANNER_PASSWORD = re.compile(r"First start: created user 'admin' with this password:\s+(\S+)")
 # The README's Okta values, which node-oidc-provider is given as they are.
-OKTA_ISSUER, OKTA_CLIENT_ID, OKTA_CLIENT_SECRET = ("https://acme.okta.com", "0oa1b2c3d4e5f6g7h8i9",
-                                                   "the client secret")
+OKTA_ISSUER, OKTA_CLIENT_ID, OKTA_CLIENT_SECRET = ("https://acme.okta.com", "0oa1b2c3d4e5f6g7h8i9", "the client secret")
 ADMIN_SUBJECT = "00u9f8e7d6c5b4a3z2y1"  # the README's `users link admin --subject`
 PUBLIC_URL_EXAMPLE = "https://tokens.example.com"
 PROMPT = re.compile(r"readme-done:(\d+)> ")
@@ -122,8 +121,16 @@ class Terminal:
 
     def __init__(self, name: str, cwd: Path, env: dict[str, str], secrets: list[str]) -> None:
         self.name, self.secrets = name, secrets
-        self.child = pexpect.spawn("bash", ["--norc", "--noprofile", "--noediting", "-i"], cwd=str(cwd), env=env,
-                                   encoding="utf-8", codec_errors="replace", timeout=60, dimensions=(50, 250))
+        self.child = pexpect.spawn(
+            "bash",
+            ["--norc", "--noprofile", "--noediting", "-i"],
+            cwd=str(cwd),
+            env=env,
+            encoding="utf-8",
+            codec_errors="replace",
+            timeout=60,
+            dimensions=(50, 250),
+        )
         self.transcript = ""
         if os.environ.get("TOKENSMITH_README_TRANSCRIPTS"):  # a folder: each terminal's screen, live
             self.child.logfile_read = open(Path(os.environ["TOKENSMITH_README_TRANSCRIPTS"]) / f"{name}.txt", "w")  # noqa: SIM115
@@ -228,7 +235,9 @@ class Walk:
 
     def page(self) -> Page:
         if self.context is None:
-            self.context = self.browser.new_context(base_url=self.url, permissions=["clipboard-read", "clipboard-write"])
+            self.context = self.browser.new_context(
+                base_url=self.url, permissions=["clipboard-read", "clipboard-write"]
+            )
             self.context.set_default_timeout(15_000)
         return self.context.pages[0] if self.context.pages else self.context.new_page()
 
@@ -282,13 +291,18 @@ class Walk:
             line = lines[0]
             status, output = self.shell.command(lines, pending)
             printed += output
-            problem = ("Traceback" in output and "traceback") or ('"error":' in output and "an error answer") or (
-                "}{" in output and "answers run together") or (
-                re.search(r"[}\]]readme-done:", output) and "an answer without its final newline")
+            problem = (
+                ("Traceback" in output and "traceback")
+                or ('"error":' in output and "an error answer")
+                or ("}{" in output and "answers run together")
+                or (re.search(r"[}\]]readme-done:", output) and "an answer without its final newline")
+            )
             if status != 0 or problem:
-                raise CommandFailed(f"{block}: `{self.shell.masked(line)}` "
-                                    f"{f'ended with status {status}' if status else f'printed {problem}'}:\n"
-                                    f"{self.shell.masked(output[-3000:])}")
+                raise CommandFailed(
+                    f"{block}: `{self.shell.masked(line)}` "
+                    f"{f'ended with status {status}' if status else f'printed {problem}'}:\n"
+                    f"{self.shell.masked(output[-3000:])}"
+                )
         return printed
 
 
@@ -327,14 +341,21 @@ def settings_from_my_applications(walk: Walk) -> None:
     page.get_by_role("button", name="Copy the settings.xml for acme-contracts").click()
     copied = page.evaluate("() => navigator.clipboard.readText()")
     shown = next(block for block in re.findall(r"```xml\n(.*?)```", README.read_text(), re.S) if "<settings>" in block)
-    like_the_readme = re.sub(r"<password>[^<]*</password>", "<password>PASTE-A-PERSONAL-ACCESS-TOKEN-HERE</password>",
-                             copied).replace("<username>admin</username>", "<username>alice</username>")
-    assert " ".join(like_the_readme.replace(walk.url, "http://127.0.0.1:8000").split()) == " ".join(shown.split()), \
+    like_the_readme = re.sub(
+        r"<password>[^<]*</password>", "<password>PASTE-A-PERSONAL-ACCESS-TOKEN-HERE</password>", copied
+    ).replace("<username>admin</username>", "<username>alice</username>")
+    assert " ".join(like_the_readme.replace(walk.url, "http://127.0.0.1:8000").split()) == " ".join(shown.split()), (
         "the settings.xml of My Applications is not the README's"
+    )
     (walk.home / ".m2").mkdir(exist_ok=True)
-    (walk.home / ".m2" / "settings.xml").write_text(copied.replace(
-        "<settings>", "<settings>\n  <mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf>"
-        "<url>file:///usr/share/maven-repo</url></mirror></mirrors>", 1))
+    (walk.home / ".m2" / "settings.xml").write_text(
+        copied.replace(
+            "<settings>",
+            "<settings>\n  <mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf>"
+            "<url>file:///usr/share/maven-repo</url></mirror></mirrors>",
+            1,
+        )
+    )
 
 
 def a_hotfix_at_hand(walk: Walk) -> None:
@@ -349,19 +370,32 @@ def two_tokens_for_the_laptop(walk: Walk) -> None:
 
 def the_mirror_in_settings_xml(walk: Walk) -> None:
     """The README: the mirror of the repository nuxeo-studio, added to ~/.m2/settings.xml."""
-    mirror = next(block for block in re.findall(r"```xml\n(.*?)```", README.read_text(), re.S) if "<mirrorOf>nuxeo-studio" in block)
+    mirror = next(
+        block
+        for block in re.findall(r"```xml\n(.*?)```", README.read_text(), re.S)
+        if "<mirrorOf>nuxeo-studio" in block
+    )
     settings = walk.home / ".m2" / "settings.xml"
-    entry = mirror.strip().removeprefix("<mirrors>").removesuffix("</mirrors>").replace("http://127.0.0.1:8000", walk.url)
+    entry = (
+        mirror.strip().removeprefix("<mirrors>").removesuffix("</mirrors>").replace("http://127.0.0.1:8000", walk.url)
+    )
     settings.write_text(settings.read_text().replace("</mirrors>", f"{entry}</mirrors>", 1))
 
 
 def the_nuxeo_cli_at_its_prompts(walk: Walk) -> list[tuple[str, Callable[[], str]]]:
-    return [("NOS Username:", lambda: "admin"), ("NOS Token:", lambda: walk.values["README"]),
-            ("Studio Project:", lambda: "acme-contracts"), ("settings.xml file accordingly", lambda: "Y"),
-            (r"Overwrite \S*settings\.xml\?", lambda: "y"), ("Branch to release:", lambda: "master"),
-            ("Version to release:", lambda: "3"), (r"Overwrite pom\.xml\?", lambda: "y"),
-            ("Constant package:", lambda: "com.acme.app"), ("Constant class name:", lambda: "StudioConstant"),
-            (r"Are you sure to unlink\?", lambda: "y")]
+    return [
+        ("NOS Username:", lambda: "admin"),
+        ("NOS Token:", lambda: walk.values["README"]),
+        ("Studio Project:", lambda: "acme-contracts"),
+        ("settings.xml file accordingly", lambda: "Y"),
+        (r"Overwrite \S*settings\.xml\?", lambda: "y"),
+        ("Branch to release:", lambda: "master"),
+        ("Version to release:", lambda: "3"),
+        (r"Overwrite pom\.xml\?", lambda: "y"),
+        ("Constant package:", lambda: "com.acme.app"),
+        ("Constant class name:", lambda: "StudioConstant"),
+        (r"Are you sure to unlink\?", lambda: "y"),
+    ]
 
 
 def sign_in_with_okta_as_admin(walk: Walk) -> None:
@@ -397,14 +431,24 @@ class Action:
 
 ACTIONS = [
     Action(r"^make test\b", skip="this run is the suite"),
-    Action(r"Password for 'http", answers=lambda walk: [
-        (re.escape(f"Username for '{walk.url}': "), lambda: "admin"),
-        (re.escape(f"Password for 'http://admin@127.0.0.1:{walk.port}': "), lambda: walk.values["README"])]),
+    Action(
+        r"Password for 'http",
+        answers=lambda walk: [
+            (re.escape(f"Username for '{walk.url}': "), lambda: "admin"),
+            (re.escape(f"Password for 'http://admin@127.0.0.1:{walk.port}': "), lambda: walk.values["README"]),
+        ],
+    ),
     Action(r"^mvn dependency:get", before=settings_from_my_applications),
     Action(r"packages publish hotfix-12\.zip", before=a_hotfix_at_hand),
-    Action(r"^tokensmith login\b", before=two_tokens_for_the_laptop, answers=lambda walk: [
-        ("Username: ", lambda: "admin"), ("Token: ", lambda: walk.values["Laptop"]),
-        (r"Revoke token “Old laptop” \(tks_…\w{4}\)\? \[y/N\]: ", lambda: "y")]),
+    Action(
+        r"^tokensmith login\b",
+        before=two_tokens_for_the_laptop,
+        answers=lambda walk: [
+            ("Username: ", lambda: "admin"),
+            ("Token: ", lambda: walk.values["Laptop"]),
+            (r"Revoke token “Old laptop” \(tks_…\w{4}\)\? \[y/N\]: ", lambda: "y"),
+        ],
+    ),
     Action(r"users link admin\b", after=sign_in_with_okta_as_admin),
     Action(r"^nuxeo studio link\b", before=the_mirror_in_settings_xml, answers=the_nuxeo_cli_at_its_prompts),
 ]
@@ -425,24 +469,38 @@ def person_env(home: Path) -> dict[str, str]:
     `nuxeo` is)."""
     drop = ("TOKENSMITH_", "GIT_", "PYTHON_KEYRING", "MAKE", "MFLAGS")
     env = {key: value for key, value in os.environ.items() if not key.startswith(drop) and key != "VIRTUAL_ENV"}
-    path = [str(home / "bin")] + [entry for entry in env["PATH"].split(os.pathsep)
-                                  if Path(entry) != Path(sys.executable).parent]
-    return {**env, "PATH": os.pathsep.join(path), "HOME": str(home), "LANG": "C.UTF-8", "TERM": "dumb",
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": "Ada Reader", "GIT_AUTHOR_EMAIL": "ada@example.test",
-            "GIT_COMMITTER_NAME": "Ada Reader", "GIT_COMMITTER_EMAIL": "ada@example.test",
-            "MAVEN_OPTS": f"-Duser.home={home}", "NO_COLOR": "1"}
+    path = [str(home / "bin")] + [
+        entry for entry in env["PATH"].split(os.pathsep) if Path(entry) != Path(sys.executable).parent
+    ]
+    return {
+        **env,
+        "PATH": os.pathsep.join(path),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TERM": "dumb",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Ada Reader",
+        "GIT_AUTHOR_EMAIL": "ada@example.test",
+        "GIT_COMMITTER_NAME": "Ada Reader",
+        "GIT_COMMITTER_EMAIL": "ada@example.test",
+        "MAVEN_OPTS": f"-Duser.home={home}",
+        "NO_COLOR": "1",
+    }
 
 
 def a_checkout(folder: Path) -> None:
     folder.mkdir()
     for name in CHECKOUT_FILES:
         (folder / name).symlink_to(ROOT / name)
-    plan = subprocess.run(["make", "-n", "serve"], cwd=folder, env=person_env(folder.parent),
-                          capture_output=True, text=True, timeout=60)
+    plan = subprocess.run(
+        ["make", "-n", "serve"], cwd=folder, env=person_env(folder.parent), capture_output=True, text=True, timeout=60
+    )
     if "pip install" in plan.stdout:
-        pytest.fail(f"{ROOT / '.venv'} is older than pyproject.toml: `make serve` would install it again. "
-                    "Run `make test` (which brings it up to date) first.")
+        pytest.fail(
+            f"{ROOT / '.venv'} is older than pyproject.toml: `make serve` would install it again. "
+            "Run `make test` (which brings it up to date) first."
+        )
 
 
 @pytest.fixture(scope="module")
@@ -450,15 +508,23 @@ def walk(chromium: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     base = tmp_path_factory.mktemp("readme")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    idp = OidcProvider(base / "okta", redirect_uris=f"{url}/login/oidc/callback",
-                       post_logout_redirect_uris=f"{url}/login", client_id=OKTA_CLIENT_ID, name="readme-okta",
-                       accounts={"the.person": {"sub": ADMIN_SUBJECT, "email": "the.person@example.test"}})
+    idp = OidcProvider(
+        base / "okta",
+        redirect_uris=f"{url}/login/oidc/callback",
+        post_logout_redirect_uris=f"{url}/login",
+        client_id=OKTA_CLIENT_ID,
+        name="readme-okta",
+        accounts={"the.person": {"sub": ADMIN_SUBJECT, "email": "the.person@example.test"}},
+    )
     idp.client_secret = remember(OKTA_CLIENT_SECRET)
     try:
         idp.start()
     except OidcProviderUnavailable as error:
         unavailable(str(error))
-    if not shutil.which("mvn") or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
+    if (
+        not shutil.which("mvn")
+        or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir()
+    ):
         unavailable("mvn with Debian's maven-dependency-plugin is not installed")
     if reason := nuxeo_cli.missing():
         unavailable(reason)
@@ -519,27 +585,47 @@ def test_the_readme_runs_top_to_bottom_as_written(walk: Walk) -> None:
     everything = "".join(shown.values())
     assert "\n204\r\n" in everything  # the revocation by id
     assert "admin with token “README”" in everything  # the CI block, with the token nothing rotated
-    for said in ("Logged in to", "admin with token “Laptop”", "Revoked token “Old laptop”",
-                 "Rotated token “Laptop”", "git now asks tokensmith", "tokensmith-studio for admin", "Linked",
-                 "Released acme-contracts", "Registered instance", f"Logged out of {walk.url}"):
+    for said in (
+        "Logged in to",
+        "admin with token “Laptop”",
+        "Revoked token “Old laptop”",
+        "Rotated token “Laptop”",
+        "git now asks tokensmith",
+        "tokensmith-studio for admin",
+        "Linked",
+        "Released acme-contracts",
+        "Registered instance",
+        f"Logged out of {walk.url}",
+    ):
         assert said in everything, said
-    assert (walk.home / "acme-contracts" / ".git").is_dir() and (walk.home / "acme-laptop" / ".tokensmith.json").exists()
+    assert (walk.home / "acme-contracts" / ".git").is_dir() and (
+        walk.home / "acme-laptop" / ".tokensmith.json"
+    ).exists()
     assert (walk.folder / "downloaded-hotfix-12.zip").read_bytes() == (walk.folder / "hotfix-12.zip").read_bytes()
     jar = walk.home / ".m2" / "repository" / "com" / "acme" / "studio" / "acme-contracts" / "0.1.0"
     assert (jar / "acme-contracts-0.1.0.jar").exists()
     assert '"active":false' in everything.replace(" ", "")  # grace, deactivated through SCIM
     # Coming from Nuxeo Online Services: the reference's addresses, its CLI, application tokens.
-    for said in ('"mavenCoordinates":"com.acme.studio:acme-contracts:0.1.1"',
-                 '{"groupId":"nuxeo-studio","artifactId":"acme-contracts","version":"0.1.1"}',
-                 "nuxeo-studio:acme-contracts:jar:0.1.1:test", "We released a new version 0.1.2 of your Studio project",
-                 "Your NOS account has been unlink.", '"name":"nightly-build on device ci-7"', '"scopes":["maven:read"]',
-                 "Revoked the application token “nightly-build on device ci-7”"):
+    for said in (
+        '"mavenCoordinates":"com.acme.studio:acme-contracts:0.1.1"',
+        '{"groupId":"nuxeo-studio","artifactId":"acme-contracts","version":"0.1.1"}',
+        "nuxeo-studio:acme-contracts:jar:0.1.1:test",
+        "We released a new version 0.1.2 of your Studio project",
+        "Your NOS account has been unlink.",
+        '"name":"nightly-build on device ci-7"',
+        '"scopes":["maven:read"]',
+        "Revoked the application token “nightly-build on device ci-7”",
+    ):
         assert said in everything, said
     app = walk.home / "acme-app"
     assert "<groupId>nuxeo-studio</groupId>" not in (app / "pom.xml").read_text()  # unlinked: its dependency is gone
-    assert 'BUNDLE_NAME = "studio.extensions.acme-contracts"' in (
-        app / "src/main/java/com/acme/app/StudioConstant.java").read_text()
-    assert re.search(r"<id>nuxeo-studio</id>\s*<username>admin</username>", (walk.home / ".m2" / "settings.xml").read_text())
+    assert (
+        'BUNDLE_NAME = "studio.extensions.acme-contracts"'
+        in (app / "src/main/java/com/acme/app/StudioConstant.java").read_text()
+    )
+    assert re.search(
+        r"<id>nuxeo-studio</id>\s*<username>admin</username>", (walk.home / ".m2" / "settings.xml").read_text()
+    )
 
     # The starts were quiet: the banner, uvicorn's lines, nothing else (issue 18: a SAWarning).
     first_start = walk.consoles[0].split("Uvicorn running on")[0]

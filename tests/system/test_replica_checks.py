@@ -42,8 +42,11 @@ def replicated(tmp_path_factory):
         except (PostgresUnavailable, OSError) as error:
             unavailable(f"PostgreSQL replication cannot start here: {error}")
         deadline = time.monotonic() + 30
-        while primary.execute(f"SELECT sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY}'") \
-                != [("sync",)] and time.monotonic() < deadline:
+        while (
+            primary.execute(f"SELECT sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY}'")
+            != [("sync",)]
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
         assert replica.execute("SELECT pg_is_in_recovery()") == [(True,)]
         yield primary, replica
@@ -58,9 +61,22 @@ def keep_for_the_ledger(primary: PostgresServer, folder) -> None:
     """The database and the log, kept where the last test of the run reads them for secrets:
     this PostgreSQL is gone by then."""
     dump = subprocess.run(
-        ["pg_dump", "--data-only", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-         "tokensmith_replicated"],
-        env={**os.environ, "PGPASSWORD": primary.password}, capture_output=True, timeout=120, check=True)
+        [
+            "pg_dump",
+            "--data-only",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "tokensmith_replicated",
+        ],
+        env={**os.environ, "PGPASSWORD": primary.password},
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     (folder / "tokensmith_replicated.sql").write_bytes(dump.stdout)
     watch(folder / "tokensmith_replicated.sql")
     shutil.copy(primary.log_path, folder / "primary.log")
@@ -68,8 +84,10 @@ def keep_for_the_ledger(primary: PostgresServer, folder) -> None:
 
 
 def start(tmp_path, primary: PostgresServer, replica: PostgresServer | None, name: str) -> LiveServer:
-    env = {"TOKENSMITH_DATABASE_URL": primary.url_for("tokensmith_replicated"),
-           "TOKENSMITH_SECRET_KEY": "1:" + "r" * 40}
+    env = {
+        "TOKENSMITH_DATABASE_URL": primary.url_for("tokensmith_replicated"),
+        "TOKENSMITH_SECRET_KEY": "1:" + "r" * 40,
+    }
     if replica is not None:
         env["TOKENSMITH_REPLICA_DATABASE_URL"] = replica.url_for("tokensmith_replicated")
     return LiveServer(tmp_path / "data", env=env, name=name).start()
@@ -80,8 +98,9 @@ def me(live: LiveServer, token: str) -> httpx.Response:
 
 
 def revoke(live: LiveServer, token: str, token_id: int) -> int:
-    return httpx.delete(f"{live.base_url}/api/v1/tokens/{token_id}", headers={"Authorization": f"Bearer {token}"},
-                        timeout=60).status_code
+    return httpx.delete(
+        f"{live.base_url}/api/v1/tokens/{token_id}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ).status_code
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +112,12 @@ def on_replica(replicated, tmp_path_factory):
 
 
 def test_a_revocation_is_refused_on_the_replica_at_the_very_next_request(replicated, on_replica):
-    primary, replica = replicated
+    _primary, replica = replicated
     user = f"replicated-{uuid.uuid4().hex[:6]}"
     on_replica.create_user(user)
     checks_before = replica.execute(
-        "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database WHERE datname = 'tokensmith_replicated'")[0][0]
+        "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database WHERE datname = 'tokensmith_replicated'"
+    )[0][0]
     timings = []
     for round_number in range(25):
         token = on_replica.create_token(user, f"round {round_number}")
@@ -109,7 +129,8 @@ def test_a_revocation_is_refused_on_the_replica_at_the_very_next_request(replica
         refused = me(on_replica, token)
         assert refused.status_code == 401 and refused.json()["error"] == "token_revoked", refused.text
     checks_after = replica.execute(
-        "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database WHERE datname = 'tokensmith_replicated'")[0][0]
+        "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database WHERE datname = 'tokensmith_replicated'"
+    )[0][0]
     assert checks_after - checks_before >= 50  # the checks were read there: two a round at least
     print(f"\nrevocation with remote_apply: median {sorted(timings)[len(timings) // 2] * 1000:.1f} ms")
 
@@ -154,8 +175,11 @@ def test_the_primary_answers_a_revocation_only_once_the_replica_has_applied_it(r
 
 
 def test_a_replica_without_a_synchronous_standby_is_refused_at_start(postgres, tmp_path):
-    live = LiveServer(tmp_path / "data", name="unsynchronised", env={
-        "TOKENSMITH_DATABASE_URL": postgres.url, "TOKENSMITH_REPLICA_DATABASE_URL": postgres.url})
+    live = LiveServer(
+        tmp_path / "data",
+        name="unsynchronised",
+        env={"TOKENSMITH_DATABASE_URL": postgres.url, "TOKENSMITH_REPLICA_DATABASE_URL": postgres.url},
+    )
     with pytest.raises(ServerFailed):
         live.start(timeout=30)
     assert "synchronous_standby_names" in live.console()

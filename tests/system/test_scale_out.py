@@ -26,9 +26,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
 from playwright.sync_api import expect
 from sqlalchemy import create_engine, select
 
@@ -40,10 +40,10 @@ from tests.support.nginx import NginxUnavailable
 from tests.support.pages import sign_in
 from tests.support.servers import LiveServer
 from tokensmith.projects import maven_repository
-from tokensmith.tokens import format as token_format
-from tokensmith.store.database import MIGRATIONS_DIR, session_factory, transaction_lock, unit_of_work
 from tokensmith.projects.maven_repository import Coordinates
+from tokensmith.store.database import MIGRATIONS_DIR, session_factory, transaction_lock, unit_of_work
 from tokensmith.store.models import Project, User
+from tokensmith.tokens import format as token_format
 
 pytestmark = pytest.mark.postgres
 
@@ -168,8 +168,11 @@ def test_sessions_and_forms_hold_whichever_instance_answers(cluster, chromium):
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     finally:
         context.close()
-    pages = [r for r in cluster.nginx.requests()[seen_before:]  # the browser's, but for its favicon
-             if not r.path.startswith(("/static/", "/api/", "/favicon.ico"))]
+    pages = [
+        r
+        for r in cluster.nginx.requests()[seen_before:]  # the browser's, but for its favicon
+        if not r.path.startswith(("/static/", "/api/", "/favicon.ico"))
+    ]
     assert all(r.status < 400 for r in pages), [(r.method, r.path, r.status) for r in pages]
     posts = [r for r in pages if r.method == "POST"]
     assert [r.path for r in posts] == ["/login", "/tokens", "/tokens", "/logout"]
@@ -197,8 +200,12 @@ def test_password_guessing_spread_over_the_instances_is_counted_once(cluster):
 def release_project(cluster, tmp_path_factory) -> dict:
     user, project = unique("releaser"), unique("fleet-project")
     cluster.instances[0].create_user(user)
-    assert cluster.instances[0].cli("projects", "create", project, "--group-id", "com.example.fleet",
-                                    "--owner", user).returncode == 0
+    assert (
+        cluster.instances[0]
+        .cli("projects", "create", project, "--group-id", "com.example.fleet", "--owner", user)
+        .returncode
+        == 0
+    )
     token = cluster.instances[0].create_token(user, "releases")
     git = GitUser(tmp_path_factory.mktemp("releaser"), user, token)
     git.remember_credentials(cluster.url)
@@ -212,15 +219,20 @@ def release_project(cluster, tmp_path_factory) -> dict:
 
 
 def release(base_url: str, project: dict, version: str) -> int:
-    return curl(f"{base_url}/studio/v2/project/{project['project']}/releases", token=project["token"], method="POST",
-                data=f'{{"revision": "master", "versionName": "{version}"}}')[0]
+    return curl(
+        f"{base_url}/studio/v2/project/{project['project']}/releases",
+        token=project["token"],
+        method="POST",
+        data=f'{{"revision": "master", "versionName": "{version}"}}',
+    )[0]
 
 
 def test_releases_through_every_instance_at_once_all_land_in_maven_metadata(cluster, release_project, tmp_path):
     versions = [f"1.0.{n}" for n in range(9)]
     with ThreadPoolExecutor(max_workers=9) as pool:
-        statuses = list(pool.map(lambda n: release(cluster.instances[n % 3].base_url, release_project, versions[n]),
-                                 range(9)))
+        statuses = list(
+            pool.map(lambda n: release(cluster.instances[n % 3].base_url, release_project, versions[n]), range(9))
+        )
     assert statuses == [201] * 9
     base = f"{cluster.url}/maven/studio/com/example/fleet/{release_project['project']}/maven-metadata.xml"
     status, metadata = curl(base, token=release_project["token"])
@@ -234,7 +246,7 @@ def test_releases_through_every_instance_at_once_all_land_in_maven_metadata(clus
     settings = tmp_path / "settings.xml"
     settings.write_text(f"""<settings>
   <mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>
-  <servers><server><id>fleet</id><username>{release_project['user']}</username><password>{release_project['token']}</password></server></servers>
+  <servers><server><id>fleet</id><username>{release_project["user"]}</username><password>{release_project["token"]}</password></server></servers>
   <profiles><profile><id>fleet</id><repositories><repository><id>fleet</id>
     <url>{cluster.url}/maven/studio/</url></repository></repositories></profile></profiles>
   <activeProfiles><activeProfile>fleet</activeProfile></activeProfiles>
@@ -242,10 +254,20 @@ def test_releases_through_every_instance_at_once_all_land_in_maven_metadata(clus
 """)
     settings.chmod(0o600)
     resolved = subprocess.run(
-        [mvn, "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={tmp_path / 'm2'}",
-         "org.apache.maven.plugins:maven-dependency-plugin:get",
-         f"-Dartifact=com.example.fleet:{release_project['project']}:[1.0,2.0)"],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
+        [
+            mvn,
+            "-B",
+            "-q",
+            "-s",
+            str(settings),
+            f"-Dmaven.repo.local={tmp_path / 'm2'}",
+            "org.apache.maven.plugins:maven-dependency-plugin:get",
+            f"-Dartifact=com.example.fleet:{release_project['project']}:[1.0,2.0)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
     )
     assert resolved.returncode == 0, resolved.stdout[-3000:]
     assert (tmp_path / "m2" / "com" / "example" / "fleet" / release_project["project"] / "1.0.8").is_dir()
@@ -260,8 +282,9 @@ def test_a_release_waits_for_the_lock_in_the_store_not_on_a_file(cluster, releas
     outcome: list[int] = []
     try:
         with unit_of_work(session_factory(engine)) as session:
-            transaction_lock(session, maven_repository.publishing_lock(
-                maven_repository.studio_root(cluster.data_dir), coordinates))
+            transaction_lock(
+                session, maven_repository.publishing_lock(maven_repository.studio_root(cluster.data_dir), coordinates)
+            )
             releasing = threading.Thread(target=lambda: outcome.append(release(cluster.url, release_project, "2.0.0")))
             releasing.start()
             releasing.join(3)
@@ -288,7 +311,10 @@ def test_a_push_is_answered_only_once_its_whole_pack_is_in(cluster, release_proj
             f"POST /git/{release_project['project']}.git/git-receive-pack HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{instance.port}\r\nAuthorization: Basic {credentials}\r\n"
             "Content-Type: application/x-git-receive-pack-request\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-            + f"{len(start):x}\r\n".encode() + start + b"\r\n")
+            + f"{len(start):x}\r\n".encode()
+            + start
+            + b"\r\n"
+        )
         connection.settimeout(2.0)  # the rest of the pack is "on its way": no answer yet
         with pytest.raises(TimeoutError):
             early = connection.recv(200)
@@ -306,17 +332,33 @@ def run_wrk(url: str, token: str, seconds: int, connections: int = 12) -> subpro
         unavailable("wrk is not installed (apt-get install wrk)")
     unknown = remember(token_format.generate("tks_"))  # reported as leaked: known to nobody
     return subprocess.Popen(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "20s", "-s", str(FAILOVER_LUA),
-         f"{url}/", "--", token, unknown],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "20s",
+            "-s",
+            str(FAILOVER_LUA),
+            f"{url}/",
+            "--",
+            token,
+            unknown,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
 def wrk_outcome(load: subprocess.Popen[str], timeout: float) -> tuple[dict[int, int], int, str]:
     """Answers by status, and requests that got no answer at all (socket errors)."""
     output, _ = load.communicate(timeout=timeout)
-    statuses = {int(status): int(count) for status, count in
-                re.findall(r"(\d+)=(\d+)", re.search(r"failover-statuses:(.*)", output).group(1))}
+    statuses = {
+        int(status): int(count)
+        for status, count in re.findall(r"(\d+)=(\d+)", re.search(r"failover-statuses:(.*)", output).group(1))
+    }
     errors = sum(int(n) for n in re.findall(r"=(\d+)", re.search(r"failover-errors:(.*)", output).group(1)))
     return statuses, errors, output
 
@@ -370,9 +412,14 @@ def test_a_rolling_restart_costs_no_request_not_even_a_clone_in_flight(cluster, 
     cloner.remember_credentials(cluster.url)
     target = cloner.home / "clone"
     load = run_wrk(cluster.url, token, seconds=300, connections=8)
-    clone = subprocess.Popen(["git", "clone", f"{cluster.url}/git/{project}.git", str(target)],
-                             cwd=cloner.home, env=cloner.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    clone = subprocess.Popen(
+        ["git", "clone", f"{cluster.url}/git/{project}.git", str(target)],
+        cwd=cloner.home,
+        env=cloner.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     stops: dict[str, tuple[float, float]] = {}
     try:
         deadline = time.monotonic() + 30
@@ -401,12 +448,16 @@ def test_a_rolling_restart_costs_no_request_not_even_a_clone_in_flight(cluster, 
     assert (target / "blob23.bin").read_bytes() == (work / "blob23.bin").read_bytes()
     # The pack was sent by an instance told to stop while sending it, which went on until it
     # had sent it all (the last megabytes wait in socket buffers when it exits).
-    pack = max((r for r in cluster.nginx.requests() if r.path == f"/git/{project}.git/git-upload-pack"),
-               key=lambda r: r.bytes_sent)
+    pack = max(
+        (r for r in cluster.nginx.requests() if r.path == f"/git/{project}.git/git-upload-pack"),
+        key=lambda r: r.bytes_sent,
+    )
     assert pack.status == 200 and pack.bytes_sent > 24 * 1024 * 1024 and pack.upstreams == [pack.upstreams[-1]]
     asked, exited = stops[pack.upstreams[-1]]
     assert pack.started < asked < pack.ended and exited - asked > 2, (pack, asked, exited)
     answered = sum(statuses.values())
     assert answered > 300 and errors == 0 and set(statuses) <= {200, 202}, output
-    print(f"\nrolling restart: {answered} requests, none failed; the clone took {pack.seconds:.1f} s, and its "
-          f"instance went on {exited - asked:.1f} s after SIGTERM\n{output}")
+    print(
+        f"\nrolling restart: {answered} requests, none failed; the clone took {pack.seconds:.1f} s, and its "
+        f"instance went on {exited - asked:.1f} s after SIGTERM\n{output}"
+    )

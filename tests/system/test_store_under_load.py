@@ -29,11 +29,11 @@ from tests.support.browser import chromium_missing, launch_chromium
 from tests.support.ledger import remember
 from tests.support.seeding import never_used_tokens
 from tests.support.servers import LiveServer
-from tokensmith.tokens import listing as token_listing
-from tokensmith.tokens import check as token_check
 from tokensmith.accounts import users
-from tokensmith.store.server_keys import load_server_keys
 from tokensmith.config import load_settings
+from tokensmith.store.server_keys import load_server_keys
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import listing as token_listing
 
 pytestmark = pytest.mark.browser
 
@@ -89,14 +89,20 @@ def timed(what: str, send: Callable[[], httpx.Response]) -> Answer:
     return Answer(what, status, time.monotonic() - started)
 
 
-def present_fresh_tokens(live: LiveServer, username: str, fresh: list[str], done: threading.Event,
-                         answers: list[Answer], presented: list[str]) -> None:
+def present_fresh_tokens(
+    live: LiveServer,
+    username: str,
+    fresh: list[str],
+    done: threading.Event,
+    answers: list[Answer],
+    presented: list[str],
+) -> None:
     """A CI job: one request after another, each with a token never used before."""
     with live.client() as client:
         for token in fresh:
             if done.is_set():
                 return
-            answers.append(timed("token check", lambda: client.get("/api/v1/me", auth=(username, token))))
+            answers.append(timed("token check", lambda token=token: client.get("/api/v1/me", auth=(username, token))))
             presented.append(token)
     answers.append(Answer(f"{username} ran out of never-used tokens", 0, 0.0))
 
@@ -139,8 +145,9 @@ async def create_tokens(page: Page, username: str, label: str, until: float, ans
         await expect(page.get_by_role("heading", name=f"Your new token “{name}”")).to_be_visible()
 
 
-async def a_busy_day(live: LiveServer, passwords: dict[str, str], crowd: list[threading.Thread],
-                     done: threading.Event) -> tuple[list[Answer], list[Answer]]:
+async def a_busy_day(
+    live: LiveServer, passwords: dict[str, str], crowd: list[threading.Thread], done: threading.Event
+) -> tuple[list[Answer], list[Answer]]:
     """Both people sign in and create tokens alone for a while, then again while ``crowd`` runs;
     the answers of each phase."""
     alone: list[Answer] = []
@@ -154,8 +161,12 @@ async def a_busy_day(live: LiveServer, passwords: dict[str, str], crowd: list[th
                     for thread in crowd:
                         thread.start()
                 ends = time.monotonic() + seconds
-                await asyncio.gather(*(create_tokens(page, name, "alone" if answers is alone else "busy", ends, answers)
-                                       for name, page in pages.items()))
+                await asyncio.gather(
+                    *(
+                        create_tokens(page, name, "alone" if answers is alone else "busy", ends, answers)
+                        for name, page in pages.items()
+                    )
+                )
         finally:
             done.set()
             await browser.close()
@@ -172,9 +183,13 @@ def test_a_busy_day_on_sqlite_fails_nothing_and_freezes_nothing(busy_server: Liv
     done = threading.Event()
     crowd_answers: list[Answer] = []
     presented: dict[str, list[str]] = {client: [] for client in CLIENTS}
-    crowd = [threading.Thread(target=present_fresh_tokens,
-                              args=(busy_server, client, fresh[client], done, crowd_answers, presented[client]))
-             for client in CLIENTS]
+    crowd = [
+        threading.Thread(
+            target=present_fresh_tokens,
+            args=(busy_server, client, fresh[client], done, crowd_answers, presented[client]),
+        )
+        for client in CLIENTS
+    ]
     crowd.append(threading.Thread(target=monitor, args=(busy_server, done, crowd_answers)))
     try:
         alone, created = asyncio.run(a_busy_day(busy_server, passwords, crowd, done))
@@ -198,8 +213,9 @@ def test_a_busy_day_on_sqlite_fails_nothing_and_freezes_nothing(busy_server: Liv
     # (the browsers themselves share the two CPUs with the crowd; the first design managed a
     # thirtieth).
     rate_alone, rate_busy = len(alone) / ALONE_SECONDS, len(created) / LOAD_SECONDS
-    assert rate_alone > 0 and rate_busy >= rate_alone / 3, \
+    assert rate_alone > 0 and rate_busy >= rate_alone / 3, (
         f"{rate_busy:.1f} tokens/s under load against {rate_alone:.1f} alone"
+    )
 
     # Every token a person was shown is in the store, and nothing more.
     with busy_server.store() as session:
@@ -220,9 +236,12 @@ def assert_all_recorded(live: LiveServer, used: set[str], timeout: float = 10) -
     deadline = time.monotonic() + timeout
     while True:
         with live.store() as session:
-            unrecorded = [row.name for username in CLIENTS
-                          for row in token_listing.list_tokens(session, users.get_user(session, username).id)
-                          if row.digest in digests and row.last_used_at is None]
+            unrecorded = [
+                row.name
+                for username in CLIENTS
+                for row in token_listing.list_tokens(session, users.get_user(session, username).id)
+                if row.digest in digests and row.last_used_at is None
+            ]
         if not unrecorded or time.monotonic() > deadline:
             break
         time.sleep(0.2)

@@ -9,25 +9,25 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.ledger import remember
-
-from tokensmith.tokens import listing as token_listing
-from tokensmith.tokens import check as token_check
-from tokensmith.tokens import application_tokens
 from tokensmith.audit import trail
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.projects import catalog
-from tokensmith.tokens.application_tokens import Application
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InsufficientScope, InvalidInput, NotPermitted, TokenRevoked
+from tokensmith.projects import catalog
 from tokensmith.store.models import AuditEvent
+from tokensmith.tokens import application_tokens
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import listing as token_listing
+from tokensmith.tokens.application_tokens import Application
 
 PREFIX = "tks_"
 CLI = Application("nuxeo-cli", "1", "AMIREAD")
 
 
 def derive(db, keys, parent, asked=CLI, **kwargs):
-    secret, row = application_tokens.derive_token(db, keys, parent.id, parent.user_id, asked, prefix=PREFIX,
-                                                  actor="tests", ip="192.0.2.1", **kwargs)
+    secret, row = application_tokens.derive_token(
+        db, keys, parent.id, parent.user_id, asked, prefix=PREFIX, actor="tests", ip="192.0.2.1", **kwargs
+    )
     return remember(secret), row
 
 
@@ -41,31 +41,52 @@ def alice(make_user):
 
 
 def test_an_application_token_has_its_parents_limits_and_expiry_and_a_name_saying_what_it_is(
-        db, keys, alice, make_token, tmp_path):
+    db, keys, alice, make_token, tmp_path
+):
     catalog.create_project(db, tmp_path, "acme", "com.acme", alice.id, actor="tests")
     expiry = utcnow() + timedelta(days=30)
-    _secret, parent = make_token(alice, "Laptop", scopes=["api:read", "git:read"], projects=["acme"],
-                                 allowed_ips=["192.0.2.0/24"], expires_at=expiry)
+    _secret, parent = make_token(
+        alice,
+        "Laptop",
+        scopes=["api:read", "git:read"],
+        projects=["acme"],
+        allowed_ips=["192.0.2.0/24"],
+        expires_at=expiry,
+    )
     secret, row = derive(db, keys, parent)
     checked = verify(db, keys, secret)
     assert (checked.scopes, checked.projects, checked.allowed_ips, checked.expires_at) == (
-        ["api:read", "git:read"], ["acme"], ["192.0.2.0/24"], expiry)
+        ["api:read", "git:read"],
+        ["acme"],
+        ["192.0.2.0/24"],
+        expiry,
+    )
     assert (row.name, row.parent_id, checked.parent_id) == ("nuxeo-cli on device 1", parent.id, parent.id)
     event = db.scalars(select(AuditEvent).where(AuditEvent.action == "token.derived")).one()
-    assert trail.describe(event).startswith("Application token “nuxeo-cli on device 1” made from your token “Laptop” "
-                                            "for nuxeo-cli (scopes: api:read, git:read; projects: acme;")
+    assert trail.describe(event).startswith(
+        "Application token “nuxeo-cli on device 1” made from your token “Laptop” "
+        "for nuxeo-cli (scopes: api:read, git:read; projects: acme;"
+    )
     assert event.details["permission"] == "AMIREAD" and event.details["device"] == "1"
 
 
 def test_each_request_makes_a_new_one_numbered_and_listed_under_its_parent(db, keys, alice, make_token):
-    _secret, older = make_token(alice, "Older")
+    _secret, _older = make_token(alice, "Older")
     _secret, parent = make_token(alice, "Laptop")
     made = [derive(db, keys, parent)[1] for _ in range(3)]
-    assert [row.name for row in made] == ["nuxeo-cli on device 1", "nuxeo-cli on device 1 (2)",
-                                          "nuxeo-cli on device 1 (3)"]
+    assert [row.name for row in made] == [
+        "nuxeo-cli on device 1",
+        "nuxeo-cli on device 1 (2)",
+        "nuxeo-cli on device 1 (3)",
+    ]
     listed = [row.name for row in token_listing.list_tokens(db, alice.id)]
-    assert listed == ["Laptop", "nuxeo-cli on device 1 (3)", "nuxeo-cli on device 1 (2)", "nuxeo-cli on device 1",
-                      "Older"]
+    assert listed == [
+        "Laptop",
+        "nuxeo-cli on device 1 (3)",
+        "nuxeo-cli on device 1 (2)",
+        "nuxeo-cli on device 1",
+        "Older",
+    ]
 
 
 def test_permission_naming_scopes_narrows_and_cannot_widen(db, keys, alice, make_token):
@@ -87,8 +108,9 @@ def test_an_application_token_can_neither_derive_another_nor_be_rotated(db, keys
     with pytest.raises(NotPermitted, match="cannot make another"):
         derive(db, keys, child)
     with pytest.raises(NotPermitted, match="cannot be rotated"):
-        token_lifecycle.rotate_token(db, keys, child.id, alice.id, prefix=PREFIX, actor="tests",
-                                     presented_token_id=child.id)
+        token_lifecycle.rotate_token(
+            db, keys, child.id, alice.id, prefix=PREFIX, actor="tests", presented_token_id=child.id
+        )
 
 
 @pytest.mark.parametrize("how", ["owner", "admin", "leak report", "rotation", "account disabled"])
@@ -104,8 +126,9 @@ def test_whatever_revokes_the_parent_revokes_its_application_tokens(db, keys, al
     elif how == "leak report":
         assert token_lifecycle.revoke_reported_tokens(db, keys, [parent_secret], prefix=PREFIX, ip=None) == 1
     elif how == "rotation":
-        token_lifecycle.rotate_token(db, keys, parent.id, alice.id, prefix=PREFIX, actor="tests",
-                                     presented_token_id=parent.id)
+        token_lifecycle.rotate_token(
+            db, keys, parent.id, alice.id, prefix=PREFIX, actor="tests", presented_token_id=parent.id
+        )
     else:
         token_lifecycle.revoke_all_tokens(db, alice.id, actor="root", reason="account_disabled")
     for secret, row in children:
@@ -122,10 +145,15 @@ def test_revoking_the_parent_is_one_event_each_and_no_mail_of_the_childrens_own(
     _secret, parent = make_token(alice, "Laptop")
     _secret, child = derive(db, keys, parent)
     token_lifecycle.revoke_token(db, parent.id, alice.id, actor=alice.username)
-    events = db.scalars(select(AuditEvent).where(AuditEvent.action == "token.revoked", AuditEvent.user_id == alice.id)
-                        .order_by(AuditEvent.id)).all()
+    events = db.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.action == "token.revoked", AuditEvent.user_id == alice.id)
+        .order_by(AuditEvent.id)
+    ).all()
     assert [(event.details["token_id"], event.details["reason"]) for event in events] == [
-        (parent.id, "owner"), (child.id, "parent_revoked")]
+        (parent.id, "owner"),
+        (child.id, "parent_revoked"),
+    ]
     assert trail.describe(events[1]) == "Token “nuxeo-cli on device 1” revoked with the token it was made from"
 
 
@@ -165,15 +193,18 @@ def test_signing_out_revokes_an_application_token_and_refuses_a_personal_one(db,
     assert verify(db, keys, parent_secret).id == parent.id
 
 
-@pytest.mark.parametrize("application, device, permission, words", [
-    (None, "1", None, "applicationName is missing"),
-    ("nuxeo-cli", "  ", None, "deviceId is missing"),
-    ("n" * 51, "1", None, "applicationName has at most 50 characters; this one has 51"),
-    ("nuxeo-cli", "d" * 10_000, None, "deviceId has at most 100 characters; this one has 10,000"),
-    ("nuxeo\x1b[31m-cli", "1", None, "applicationName cannot contain control"),
-    ("nuxeo-cli", "1\u202e", None, "deviceId cannot contain control"),
-    ("nuxeo-cli", "1", "p" * 201, "permission has at most 200 characters"),
-])
+@pytest.mark.parametrize(
+    "application, device, permission, words",
+    [
+        (None, "1", None, "applicationName is missing"),
+        ("nuxeo-cli", "  ", None, "deviceId is missing"),
+        ("n" * 51, "1", None, "applicationName has at most 50 characters; this one has 51"),
+        ("nuxeo-cli", "d" * 10_000, None, "deviceId has at most 100 characters; this one has 10,000"),
+        ("nuxeo\x1b[31m-cli", "1", None, "applicationName cannot contain control"),
+        ("nuxeo-cli", "1\u202e", None, "deviceId cannot contain control"),
+        ("nuxeo-cli", "1", "p" * 201, "permission has at most 200 characters"),
+    ],
+)
 def test_what_an_application_asks_is_checked_before_anything_else(application, device, permission, words):
     with pytest.raises(InvalidInput, match=words.replace("(", r"\(")):
         Application.of(application, device, permission)

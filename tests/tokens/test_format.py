@@ -6,8 +6,8 @@ import zlib
 
 import pytest
 
-from tokensmith.tokens import format as token_format
 from tokensmith.errors import CredentialMalformed
+from tokensmith.tokens import format as token_format
 
 PREFIX = "tks_"
 
@@ -16,7 +16,7 @@ def test_a_token_is_prefix_32_random_and_6_checksum_characters() -> None:
     token = token_format.generate(PREFIX)
     assert len(token) == 42
     assert token.startswith(PREFIX)
-    body = token[len(PREFIX):]
+    body = token[len(PREFIX) :]
     assert set(body) <= set(token_format.ALPHABET)
     assert body[32:] == token_format.checksum(body[:32])
 
@@ -64,7 +64,7 @@ def test_parse_refuses_mistyped_tokens_with_a_reason(mangle, words: str) -> None
 def test_a_swapped_pair_of_characters_fails_the_checksum() -> None:
     token = token_format.generate(PREFIX)
     i = next(i for i in range(4, 35) if token[i] != token[i + 1])
-    swapped = token[:i] + token[i + 1] + token[i] + token[i + 2:]
+    swapped = token[:i] + token[i + 1] + token[i] + token[i + 2 :]
     with pytest.raises(CredentialMalformed, match="checksum"):
         token_format.parse(swapped, PREFIX)
 

@@ -8,14 +8,8 @@ import pytest
 from sqlalchemy import event, select
 
 from tests.support.ledger import remember
-
-from tokensmith.tokens import listing as token_listing
-from tokensmith.tokens import check as token_check
 from tokensmith.accounts import users
 from tokensmith.audit import trail
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.projects import catalog
-from tokensmith.tokens import format as token_format
 from tokensmith.clock import utcnow
 from tokensmith.errors import (
     AccountDisabled,
@@ -29,7 +23,12 @@ from tokensmith.errors import (
     TokenRevoked,
     TokenUnknown,
 )
+from tokensmith.projects import catalog
 from tokensmith.store.models import AuditEvent, PersonalToken
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import format as token_format
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import listing as token_listing
 
 PREFIX = "tks_"
 
@@ -46,7 +45,13 @@ def test_a_created_token_verifies_and_is_stored_only_as_a_digest(db, keys, make_
     assert stored.digest == keys.digest("token", secret) and len(stored.digest) == 32
     assert secret.encode() not in stored.digest and secret not in stored.hint
     assert stored.hint == f"tks_…{secret[-4:]}"
-    assert stored.expires_at is None and stored.scopes == ["api:read", "api:write", "git:read", "git:write", "maven:read"]
+    assert stored.expires_at is None and stored.scopes == [
+        "api:read",
+        "api:write",
+        "git:read",
+        "git:write",
+        "maven:read",
+    ]
     assert stored.projects is None and stored.allowed_ips is None
 
 
@@ -65,9 +70,7 @@ def test_a_rotated_server_key_still_verifies_old_tokens(db, keys, make_user, mak
     secret, _row = make_token(make_user())
     rotated = parse_keys("2:" + "n" * 40 + ",1:" + "k" * 40)
     assert verify(db, rotated, secret)
-    new_secret, new_row = token_lifecycle.create_token(
-        db, rotated, make_user().id, "new", prefix=PREFIX, actor="tests"
-    )
+    new_secret, new_row = token_lifecycle.create_token(db, rotated, make_user().id, "new", prefix=PREFIX, actor="tests")
     assert new_row.key_version == 2 and verify(db, rotated, new_secret)
 
 
@@ -179,26 +182,34 @@ def test_rotation_keeps_name_expiry_and_limits_and_kills_the_old_secret(db, keys
     alice = make_user()
     project = catalog.create_project(db, tmp_path, f"rot-{alice.id}", "com.acme", alice.id, actor="tests").id
     expires = token_lifecycle.expiry_in_days(30)
-    old_secret, old = make_token(alice, "CI Chain", expires_at=expires, scopes=["git:write"], projects=[project],
-                                 allowed_ips=["192.0.2.0/24"])
-    new_secret, new = token_lifecycle.rotate_token(db, keys, old.id, alice.id, prefix=PREFIX, actor="tests",
-                                                        presented_token_id=old.id)
+    old_secret, old = make_token(
+        alice, "CI Chain", expires_at=expires, scopes=["git:write"], projects=[project], allowed_ips=["192.0.2.0/24"]
+    )
+    new_secret, new = token_lifecycle.rotate_token(
+        db, keys, old.id, alice.id, prefix=PREFIX, actor="tests", presented_token_id=old.id
+    )
     assert new_secret != old_secret and new.id != old.id
     assert (new.name, new.expires_at, new.scopes, new.projects, new.allowed_ips) == (
-        "CI Chain", expires, ["git:read", "git:write"], [project], ["192.0.2.0/24"])
-    rotated = [e for e in trail.events_for_user(db, alice.id) if e.action == "token.rotated"][0]
+        "CI Chain",
+        expires,
+        ["git:read", "git:write"],
+        [project],
+        ["192.0.2.0/24"],
+    )
+    rotated = next(e for e in trail.events_for_user(db, alice.id) if e.action == "token.rotated")
     assert rotated.details["projects"] == [project] and rotated.details["allowed_ips"] == ["192.0.2.0/24"]
     with pytest.raises(TokenRevoked, match="rotated"):
         verify(db, keys, old_secret)
     assert verify(db, keys, new_secret).id == new.id
     # One event tells the rotation (issue 18: three, one reading like a new token was made).
     before_rotation = [e.action for e in trail.events_for_user(db, alice.id)][1:]
-    assert [e.action for e in trail.events_for_user(db, alice.id)][0] == "token.rotated"
+    assert next(e.action for e in trail.events_for_user(db, alice.id)) == "token.rotated"
     assert before_rotation[0] == "token.created" and before_rotation.count("token.created") == 1
     assert "token.revoked" not in before_rotation
     assert trail.describe(rotated) == (
         f"Token “CI Chain” rotated: a new secret ({new.hint}) replaced the old one ({old.hint}), which no longer "
-        f"works (scopes: git:read, git:write; projects: {project}; from: 192.0.2.0/24)")
+        f"works (scopes: git:read, git:write; projects: {project}; from: 192.0.2.0/24)"
+    )
     assert rotated.details["expires_at"] == expires.isoformat()
 
 
@@ -208,13 +219,14 @@ def test_an_expired_token_cannot_be_rotated(db, keys, make_user, make_token):
     row.expires_at = utcnow() - timedelta(seconds=1)
     db.flush()
     with pytest.raises(NotPermitted, match="expired"):
-        token_lifecycle.rotate_token(db, keys, row.id, alice.id, prefix=PREFIX, actor="tests",
-                                     presented_token_id=row.id)
+        token_lifecycle.rotate_token(
+            db, keys, row.id, alice.id, prefix=PREFIX, actor="tests", presented_token_id=row.id
+        )
 
 
 def test_reported_leaks_are_revoked_and_their_owners_told(db, keys, make_user, make_token):
     alice, bob = make_user(), make_user()
-    leaked, leaked_row = make_token(alice, "pasted in a gist")
+    leaked, _leaked_row = make_token(alice, "pasted in a gist")
     safe, _safe_row = make_token(alice, "safe")
     bobs, _bobs_row = make_token(bob, "also leaked")
     reported = [leaked, bobs, leaked, token_format.generate(PREFIX), "not a token", leaked[:-1] + "x"]
@@ -280,9 +292,10 @@ def test_the_request_path_reads_a_token_exactly_as_the_orm_path_does(db, keys, m
     itself; whatever a token holds, it must come out as SQLAlchemy's types would have it."""
     owner = make_user("ines", admin=True)
     fresh, _ = make_token(owner, "fresh")
-    used, used_row = make_token(owner, "used", expires_at=utcnow() + timedelta(days=3))
-    token_check.record_use(db, token_check.verify_token(db, keys, used, prefix=PREFIX),
-                               ip="2001:db8::1", agent="git/2.47")
+    used, _used_row = make_token(owner, "used", expires_at=utcnow() + timedelta(days=3))
+    token_check.record_use(
+        db, token_check.verify_token(db, keys, used, prefix=PREFIX), ip="2001:db8::1", agent="git/2.47"
+    )
     revoked, revoked_row = make_token(owner, "revoked")
     token_lifecycle.revoke_token(db, revoked_row.id, owner.id, actor="tests")
     db.flush()
@@ -299,8 +312,9 @@ def test_the_request_path_reads_a_token_exactly_as_the_orm_path_does(db, keys, m
 
 
 def _rotate(db, keys, row):
-    return token_lifecycle.rotate_token(db, keys, row.id, row.user_id, prefix=PREFIX, actor="tests",
-                                        presented_token_id=row.id)
+    return token_lifecycle.rotate_token(
+        db, keys, row.id, row.user_id, prefix=PREFIX, actor="tests", presented_token_id=row.id
+    )
 
 
 def test_a_rotated_token_used_again_revokes_its_successors_and_tells_the_owner(db, keys, make_user, make_token):
@@ -317,8 +331,9 @@ def test_a_rotated_token_used_again_revokes_its_successors_and_tells_the_owner(d
     with pytest.raises(TokenRevoked, match="the token it replaced was used after its rotation"):
         verify(db, keys, third)
     reuse = [e for e in trail.events_for_user(db, alice.id) if e.details.get("reason") == "rotation_reuse"]
-    assert [(e.action, e.details["token_id"], e.actor) for e in reuse] == [("token.revoked", third_row.id,
-                                                                             "rotation reuse")]
+    assert [(e.action, e.details["token_id"], e.actor) for e in reuse] == [
+        ("token.revoked", third_row.id, "rotation reuse")
+    ]
     assert "had been copied before it was rotated" in trail.describe(reuse[0]) and trail.needs_attention(reuse[0])
     assert db.get(PersonalToken, first_row.id).replaced_by_id == second_row.id
 
@@ -332,8 +347,7 @@ def test_two_reuses_at_once_revoke_the_successor_once(store_engine, keys):
 
     sessions = session_factory(store_engine)
     with unit_of_work(sessions) as setup:
-        owner = users.create_user(setup, f"reuse-{store_engine.dialect.name}", "reuse@example.test",
-                                     actor="tests")
+        owner = users.create_user(setup, f"reuse-{store_engine.dialect.name}", "reuse@example.test", actor="tests")
         _secret, old = token_lifecycle.create_token(setup, keys, owner.id, "ci", prefix=PREFIX, actor="tests")
         remember(_secret)
         secret, new = _rotate(setup, keys, old)
@@ -356,8 +370,16 @@ def test_two_reuses_at_once_revoke_the_successor_once(store_engine, keys):
     assert counted == [0]
     with unit_of_work(sessions) as session:
         assert session.get(PersonalToken, new_id).revoked_reason == "rotation_reuse"
-        assert len([e for e in trail.events_for_user(session, owner_id, limit=50)
-                    if e.details.get("reason") == "rotation_reuse"]) == 1
+        assert (
+            len(
+                [
+                    e
+                    for e in trail.events_for_user(session, owner_id, limit=50)
+                    if e.details.get("reason") == "rotation_reuse"
+                ]
+            )
+            == 1
+        )
 
 
 def test_the_inventory_lists_live_tokens_only_and_an_administrator_revokes_any(db, make_user, make_token):
@@ -377,7 +399,9 @@ def test_the_inventory_lists_live_tokens_only_and_an_administrator_revokes_any(d
     assert len(first) == 1 and more
 
     token_lifecycle.revoke_any_token(db, theirs.id, actor=admin.username, ip="192.0.2.1")
-    event = db.scalars(select(AuditEvent).where(AuditEvent.action == "token.revoked", AuditEvent.user_id == bob.id)).one()
+    event = db.scalars(
+        select(AuditEvent).where(AuditEvent.action == "token.revoked", AuditEvent.user_id == bob.id)
+    ).one()
     assert (event.actor, event.details["reason"], event.details["token_id"]) == (admin.username, "admin", theirs.id)
     assert trail.describe(event) == "Token “theirs” revoked by an administrator"
     with pytest.raises(NotFound):

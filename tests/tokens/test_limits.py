@@ -9,16 +9,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tokensmith.tokens import listing as token_listing
-from tokensmith.tokens import check as token_check
-from tokensmith.scopes import ALL_SCOPES
 from tokensmith.audit import trail
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.projects import catalog
-from tokensmith.tokens import limits as token_limits
 from tokensmith.clock import utcnow
 from tokensmith.errors import AddressNotAllowed, InsufficientScope, InvalidInput, NotFound
+from tokensmith.projects import catalog
+from tokensmith.scopes import ALL_SCOPES
 from tokensmith.store.models import AuditEvent, PersonalToken
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import limits as token_limits
+from tokensmith.tokens import listing as token_listing
 from tokensmith.tokens.limits import Need
 
 
@@ -38,7 +38,10 @@ def test_scopes_are_known_non_empty_and_bring_what_they_imply():
 def test_address_blocks_are_checked_and_written_in_their_normal_form():
     assert token_limits.validate_allowed_ips(None) is None
     assert token_limits.validate_allowed_ips(["203.0.113.0/24", "198.51.100.7", "2001:DB8::/32", "203.0.113.0/24"]) == (
-        "203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32")
+        "203.0.113.0/24",
+        "198.51.100.7/32",
+        "2001:db8::/32",
+    )
     with pytest.raises(InvalidInput, match=r"did you mean 10\.0\.0\.0/8\?"):
         token_limits.validate_allowed_ips(["10.0.0.1/8"])
     for bad in ("10.0.0.0/33", "300.1.2.3", "example.com", "10.0.0.0/8/8", "::g"):
@@ -90,16 +93,27 @@ def member(db, make_user, tmp_path):
     return user, project.id
 
 
-@pytest.mark.parametrize("limits, words", [
-    ({"scopes": ["api:read", "sudo"]}, "Unknown scope 'sudo'"),
-    ({"scopes": []}, "Choose at least one scope"),
-    ({"allowed_ips": ["10.0.0.0/99"]}, "is not an address or a CIDR block"),
-    ({"projects": ["somebody-elses"]}, "You are not a member of 'somebody-elses'"),
-    ({"projects": []}, "Choose at least one project"),
-    ({"max_lifetime_days": 30}, "expire within 30 days"),
-    ({"max_lifetime_days": 30, "expires_at": utcnow() + timedelta(days=45)}, "expire within 30 days"),
-], ids=["unknown-scope", "no-scope", "bad-cidr", "unreachable-project", "no-project", "no-expiry-under-max",
-        "beyond-max"])
+@pytest.mark.parametrize(
+    "limits, words",
+    [
+        ({"scopes": ["api:read", "sudo"]}, "Unknown scope 'sudo'"),
+        ({"scopes": []}, "Choose at least one scope"),
+        ({"allowed_ips": ["10.0.0.0/99"]}, "is not an address or a CIDR block"),
+        ({"projects": ["somebody-elses"]}, "You are not a member of 'somebody-elses'"),
+        ({"projects": []}, "Choose at least one project"),
+        ({"max_lifetime_days": 30}, "expire within 30 days"),
+        ({"max_lifetime_days": 30, "expires_at": utcnow() + timedelta(days=45)}, "expire within 30 days"),
+    ],
+    ids=[
+        "unknown-scope",
+        "no-scope",
+        "bad-cidr",
+        "unreachable-project",
+        "no-project",
+        "no-expiry-under-max",
+        "beyond-max",
+    ],
+)
 def test_bad_limits_create_nothing(db, keys, member, limits, words):
     user, _project = member
     before = db.scalar(select(func.count()).select_from(PersonalToken))
@@ -112,14 +126,19 @@ def test_bad_limits_create_nothing(db, keys, member, limits, words):
 
 def test_the_limits_are_stored_read_back_by_the_check_and_audited(db, keys, member, make_token):
     user, project = member
-    secret, row = make_token(user, "narrow", scopes=["git:write", "maven:read"], projects=[project],
-                             allowed_ips=["2001:db8::/32"])
+    secret, _row = make_token(
+        user, "narrow", scopes=["git:write", "maven:read"], projects=[project], allowed_ips=["2001:db8::/32"]
+    )
     found = token_check.verify_token(db, keys, secret, prefix="tks_")
     assert (found.scopes, found.projects, found.allowed_ips) == (
-        ["git:read", "git:write", "maven:read"], [project], ["2001:db8::/32"])
+        ["git:read", "git:write", "maven:read"],
+        [project],
+        ["2001:db8::/32"],
+    )
     created = next(e for e in trail.events_for_user(db, user.id) if e.action == "token.created")
     assert trail.describe(created) == (
-        f"Token “narrow” created (scopes: git:read, git:write, maven:read; projects: {project}; from: 2001:db8::/32)")
+        f"Token “narrow” created (scopes: git:read, git:write, maven:read; projects: {project}; from: 2001:db8::/32)"
+    )
 
 
 def test_inactive_tokens_are_those_revoked_in_the_last_30_days_and_the_expired(db, keys, make_user, make_token):
@@ -138,9 +157,11 @@ def test_inactive_tokens_are_those_revoked_in_the_last_30_days_and_the_expired(d
     assert token_listing.find_token(db, live.id, user.id + 1000) is None
 
 
-def test_a_leak_notice_says_where_the_owner_last_used_the_token_not_where_the_reporter_was(db, keys, make_user, make_token):
+def test_a_leak_notice_says_where_the_owner_last_used_the_token_not_where_the_reporter_was(
+    db, keys, make_user, make_token
+):
     user = make_user()
-    secret, row = make_token(user, "leaky")
+    secret, _row = make_token(user, "leaky")
     used = token_check.verify_token(db, keys, secret, prefix="tks_")
     token_check.record_use(db, used, ip="192.0.2.44", agent="git/2.47.0")
     db.expire_all()  # the use was written by its own statement, as the server's writer does
@@ -150,6 +171,6 @@ def test_a_leak_notice_says_where_the_owner_last_used_the_token_not_where_the_re
     assert "you last used it on" in words and "from 192.0.2.44 by git/2.47.0" in words
     assert "198.51.100.66" not in words and not trail.shows_address(event)
     assert event.ip == "198.51.100.66"  # kept for administrators
-    _s, never = make_token(user, "never used")
+    _s, _never = make_token(user, "never used")
     token_lifecycle.revoke_reported_tokens(db, keys, [_s], prefix="tks_", ip="198.51.100.66")
     assert trail.describe(trail.events_for_user(db, user.id)[0]).endswith("it had never been used")

@@ -13,14 +13,13 @@ import pytest
 from sqlalchemy import Engine
 
 from tokensmith import metrics
-from tokensmith.accounts import users
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.accounts import sessions
+from tokensmith.accounts import sessions, users
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
 from tokensmith.store.database import Pool, create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.store.models import BrowserSession, PersonalToken
 from tokensmith.store.server_keys import parse_keys
+from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens.usage import SessionSeen, TokenUse, UsageWriter
 
 KEYS = parse_keys("1:" + "u" * 40)
@@ -38,8 +37,10 @@ def store(tmp_path) -> Iterator[tuple[Settings, Engine]]:
 def three_tokens_and_a_session(engine: Engine) -> tuple[list[int], int]:
     with unit_of_work(session_factory(engine)) as session:
         user = users.create_user(session, "ada", "ada@example.test", actor="tests")
-        ids = [token_lifecycle.create_token(session, KEYS, user.id, f"t{n}", prefix="tks_", actor="tests")[1].id
-               for n in range(3)]
+        ids = [
+            token_lifecycle.create_token(session, KEYS, user.id, f"t{n}", prefix="tks_", actor="tests")[1].id
+            for n in range(3)
+        ]
         _secret, browser = sessions.start_session(session, KEYS, user, days=1, ip=None, user_agent=None)
         session.flush()
         return ids, browser.id
@@ -104,7 +105,8 @@ def test_uses_are_kept_while_the_store_is_locked_and_written_once_it_is_not(stor
         blocker.rollback()
         blocker.close()
     assert [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()] == [
-        "cannot write last-used times yet (OperationalError); 1 kept, retrying every 2 s"]  # once, not per try
+        "cannot write last-used times yet (OperationalError); 1 kept, retrying every 2 s"
+    ]  # once, not per try
     assert writer.write_pending() is True
     assert read(engine, PersonalToken, token).last_used_agent == "held"
     assert any("written again" in r.getMessage() for r in caplog.records)
@@ -135,7 +137,11 @@ def test_at_most_so_many_pending_uses_are_kept(store):
     writer.token_used(None, TokenUse(first, utcnow(), None, "again"))  # one already pending: updated
     assert metrics.USAGE_RECORDS.labels("dropped")._value.get() == dropped + 1
     writer.write_pending()
-    assert [read(engine, PersonalToken, t).last_used_agent for t in (first, second, third)] == ["again", "bounded", None]
+    assert [read(engine, PersonalToken, t).last_used_agent for t in (first, second, third)] == [
+        "again",
+        "bounded",
+        None,
+    ]
     writer.engine.dispose()
 
 

@@ -13,53 +13,68 @@ from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
-from tokensmith.tokens import check as token_check
 from tokensmith import metrics
 from tokensmith.accounts import users
+from tokensmith.accounts.throttle import SignInThrottle
 from tokensmith.audit import trail
-from tokensmith.tokens import format as token_format
-from tokensmith.tokens import limits as token_limits
-from tokensmith.tokens.limits import Need
+from tokensmith.audit.trail import AuditAction
 from tokensmith.config import PasswordPolicy, Settings
-from tokensmith.store.database import Connectable
 from tokensmith.errors import (
     AddressNotAllowed,
     AuthenticationFailed,
-    InsufficientScope,
     CredentialMalformed,
+    InsufficientScope,
     PasswordIncorrect,
     PasswordRefused,
     TokenNotForSignIn,
     TokenUnknown,
 )
 from tokensmith.identity import Account, BasicCredentials, BearerCredentials, Credentials, Identity
+from tokensmith.store.database import Connectable
 from tokensmith.store.models import User
 from tokensmith.store.server_keys import ServerKeys
-from tokensmith.accounts.throttle import SignInThrottle
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import format as token_format
+from tokensmith.tokens import limits as token_limits
+from tokensmith.tokens.limits import Need
 from tokensmith.tokens.usage import RECORD_INLINE, UsageRecorder
 
 
 class Authenticator:
     """Checks credentials against the store under one deployment's settings and keys."""
 
-    def __init__(self, settings: Settings, keys: ServerKeys, throttle: SignInThrottle | None = None,
-                 usage: UsageRecorder = RECORD_INLINE) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: ServerKeys,
+        throttle: SignInThrottle | None = None,
+        usage: UsageRecorder = RECORD_INLINE,
+    ) -> None:
         self.settings = settings
         self.keys = keys
         self.throttle = throttle or SignInThrottle(keys)
         self.usage = usage
 
     def authenticate(
-        self, store: Connectable, credentials: Credentials, *, ip: str | None, agent: str | None,
+        self,
+        store: Connectable,
+        credentials: Credentials,
+        *,
+        ip: str | None,
+        agent: str | None,
         need: Need | None = None,
     ) -> Identity:
         """Check a non-browser client's credentials on ``store``, a connection or a session."""
         return self.check(lambda: contextlib.nullcontext(store), credentials, ip=ip, agent=agent, need=need)
 
     def check(
-        self, connect: Callable[[], AbstractContextManager[Connectable]], credentials: Credentials, *,
-        ip: str | None, agent: str | None, need: Need | None = None,
+        self,
+        connect: Callable[[], AbstractContextManager[Connectable]],
+        credentials: Credentials,
+        *,
+        ip: str | None,
+        agent: str | None,
+        need: Need | None = None,
     ) -> Identity:
         """Check credentials on the store ``connect()`` opens, opened only once a token's shape
         and checksum hold: a mistyped or forged token is refused without the store, even while
@@ -87,8 +102,14 @@ class Authenticator:
         return token_format.looks_like_token(_secret_of(credentials), self.settings.token_prefix)
 
     def _authenticate(
-        self, store: Connectable, credentials: Credentials, is_token: bool, *, ip: str | None,
-        agent: str | None, need: Need | None,
+        self,
+        store: Connectable,
+        credentials: Credentials,
+        is_token: bool,
+        *,
+        ip: str | None,
+        agent: str | None,
+        need: Need | None,
     ) -> Identity:
         secret = _secret_of(credentials)
         if is_token:
@@ -121,7 +142,11 @@ class Authenticator:
     ) -> Identity:
         user = self._check_password(session, credentials.username, credentials.secret, ip)
         trail.record(
-            session, AuditAction.AUTH_PASSWORD_USED, actor=user.username, user_id=user.id, ip=ip,
+            session,
+            AuditAction.AUTH_PASSWORD_USED,
+            actor=user.username,
+            user_id=user.id,
+            ip=ip,
             agent=(agent or "unknown client")[:200],
         )
         return Identity(
@@ -147,13 +172,9 @@ class Authenticator:
         """The browser's sign-in form: a password, never a token."""
         try:
             if not self.settings.local_login:
-                raise PasswordRefused(
-                    "Passwords are turned off on this server: sign in through the identity provider."
-                )
+                raise PasswordRefused("Passwords are turned off on this server: sign in through the identity provider.")
             if token_format.looks_like_token(password, self.settings.token_prefix):
-                raise TokenNotForSignIn(
-                    "A personal access token cannot sign in to the web site. Use your password."
-                )
+                raise TokenNotForSignIn("A personal access token cannot sign in to the web site. Use your password.")
             user = self._check_password(session, username, password, ip)
         except AuthenticationFailed as error:
             metrics.count_authentication("sign_in", error.reason)
@@ -164,10 +185,7 @@ class Authenticator:
     def _advise(self, error: AuthenticationFailed) -> AuthenticationFailed:
         url = self.settings.tokens_page_url
         if isinstance(error, PasswordRefused):
-            error.advice = (
-                "Use a personal access token as the password: create one on the My Tokens "
-                f"page, {url}"
-            )
+            error.advice = f"Use a personal access token as the password: create one on the My Tokens page, {url}"
         elif error.reason in ("malformed", "unknown", "wrong_user"):
             error.advice = f"Copy the token again, or create a new one at {url}"
         elif error.reason in ("revoked", "expired"):

@@ -26,16 +26,16 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
-from tokensmith.scopes import ALL_SCOPES
 from tokensmith.audit import trail
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.tokens import limits as token_limits
-from tokensmith.identity import Account
+from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InvalidInput, TokensmithError, TooManyAttempts
+from tokensmith.identity import Account
+from tokensmith.scopes import ALL_SCOPES
 from tokensmith.store.models import AuditEvent, DeviceAuthorization, PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import limits as token_limits
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 # The clients that may ask (public clients: no secret), and how the approval page names them.
@@ -101,28 +101,45 @@ def clean_device_name(name: str) -> str | None:
     return name.strip()[:64] or None
 
 
-def request_codes(session: Session, keys: ServerKeys, *, client_id: str, scope: str, device_name: str,
-                  ip: str | None) -> tuple[DeviceCodes, DeviceAuthorization]:
+def request_codes(
+    session: Session, keys: ServerKeys, *, client_id: str, scope: str, device_name: str, ip: str | None
+) -> tuple[DeviceCodes, DeviceAuthorization]:
     """Step 1: new codes for a client (RFC 8628 §3.1, §3.2)."""
     if client_id not in CLIENTS:
         raise DeviceGrantError("invalid_client", "Unknown client_id.")
     scopes = parse_scopes(scope)
     now = utcnow()
     session.execute(delete(DeviceAuthorization).where(DeviceAuthorization.expires_at < now - KEPT_AFTER_EXPIRY))
-    waiting = session.scalar(select(func.count()).select_from(DeviceAuthorization).where(
-        DeviceAuthorization.requested_ip == ip, DeviceAuthorization.status == "pending",
-        DeviceAuthorization.expires_at > now))
+    waiting = session.scalar(
+        select(func.count())
+        .select_from(DeviceAuthorization)
+        .where(
+            DeviceAuthorization.requested_ip == ip,
+            DeviceAuthorization.status == "pending",
+            DeviceAuthorization.expires_at > now,
+        )
+    )
     if waiting >= MAX_PENDING_PER_ADDRESS:
-        raise DeviceGrantError("slow_down", f"{waiting} logins from this address are waiting for approval: "
-                                            "approve them, or wait until they expire.", status=429)
+        raise DeviceGrantError(
+            "slow_down",
+            f"{waiting} logins from this address are waiting for approval: approve them, or wait until they expire.",
+            status=429,
+        )
     for _attempt in range(5):  # a user code already in use: draw another
         device_code = secrets.token_urlsafe(32)
         user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
         row = DeviceAuthorization(
             device_code_digest=keys.digest(DEVICE_PURPOSE, device_code),
-            user_code_digest=keys.digest(USER_PURPOSE, user_code), key_version=keys.current,
-            client_id=client_id, device_name=clean_device_name(device_name), scopes=scopes, requested_ip=ip,
-            created_at=now, expires_at=now + LIFETIME, interval=INTERVAL, status="pending",
+            user_code_digest=keys.digest(USER_PURPOSE, user_code),
+            key_version=keys.current,
+            client_id=client_id,
+            device_name=clean_device_name(device_name),
+            scopes=scopes,
+            requested_ip=ip,
+            created_at=now,
+            expires_at=now + LIFETIME,
+            interval=INTERVAL,
+            status="pending",
         )
         try:
             with session.begin_nested():
@@ -143,13 +160,19 @@ def token_name(row: DeviceAuthorization) -> str:
 def _check_attempts(session: Session, user: Account, now: datetime) -> None:
     since = now - WRONG_CODE_WINDOW
     wrong = session.scalars(
-        select(AuditEvent.at).where(AuditEvent.user_id == user.id, AuditEvent.action == AuditAction.DEVICE_CODE_REJECTED,
-                                    AuditEvent.at > since).order_by(AuditEvent.at)
+        select(AuditEvent.at)
+        .where(
+            AuditEvent.user_id == user.id, AuditEvent.action == AuditAction.DEVICE_CODE_REJECTED, AuditEvent.at > since
+        )
+        .order_by(AuditEvent.at)
     ).all()
     if len(wrong) >= MAX_WRONG_CODES:
         wait = math.ceil((wrong[-MAX_WRONG_CODES] + WRONG_CODE_WINDOW - now).total_seconds())
-        raise TooManyAttempts(f"Too many wrong codes lately. Wait {max(1, math.ceil(wait / 60))} minute(s), "
-                              "then enter the code your terminal shows.", retry_after=max(1, wait))
+        raise TooManyAttempts(
+            f"Too many wrong codes lately. Wait {max(1, math.ceil(wait / 60))} minute(s), "
+            "then enter the code your terminal shows.",
+            retry_after=max(1, wait),
+        )
 
 
 def pending(session: Session, keys: ServerKeys, typed: str, user: Account, *, ip: str | None) -> DeviceAuthorization:
@@ -160,32 +183,56 @@ def pending(session: Session, keys: ServerKeys, typed: str, user: Account, *, ip
     code = normalised(typed)
     row = None
     if code is not None:
-        row = session.scalars(select(DeviceAuthorization).where(
-            DeviceAuthorization.user_code_digest.in_(keys.all_digests(USER_PURPOSE, code)),
-            DeviceAuthorization.status == "pending", DeviceAuthorization.expires_at > now)).one_or_none()
+        row = session.scalars(
+            select(DeviceAuthorization).where(
+                DeviceAuthorization.user_code_digest.in_(keys.all_digests(USER_PURPOSE, code)),
+                DeviceAuthorization.status == "pending",
+                DeviceAuthorization.expires_at > now,
+            )
+        ).one_or_none()
     if row is None:
         trail.record(session, AuditAction.DEVICE_CODE_REJECTED, actor=user.username, user_id=user.id, ip=ip)
-        raise InvalidInput("That code is not one waiting for approval: it is mistyped, expired or used. Enter "
-                           "the code your terminal shows, or run `tokensmith login --web` again.")
+        raise InvalidInput(
+            "That code is not one waiting for approval: it is mistyped, expired or used. Enter "
+            "the code your terminal shows, or run `tokensmith login --web` again."
+        )
     return row
 
 
-def decide(session: Session, keys: ServerKeys, typed: str, user: Account, *, approve: bool,
-           ip: str | None) -> DeviceAuthorization:
+def decide(
+    session: Session, keys: ServerKeys, typed: str, user: Account, *, approve: bool, ip: str | None
+) -> DeviceAuthorization:
     """The person's answer. An approval is for their own account: the token is theirs."""
     row = pending(session, keys, typed, user, ip=ip)
     row.status, row.user_id, row.decided_at = ("approved" if approve else "denied"), user.id, utcnow()
-    trail.record(session, AuditAction.DEVICE_APPROVED if approve else AuditAction.DEVICE_DENIED, actor=user.username,
-                 user_id=user.id, ip=ip, client=CLIENTS[row.client_id], device=row.device_name or "?",
-                 requested_ip=row.requested_ip, scopes=" ".join(row.scopes))
+    trail.record(
+        session,
+        AuditAction.DEVICE_APPROVED if approve else AuditAction.DEVICE_DENIED,
+        actor=user.username,
+        user_id=user.id,
+        ip=ip,
+        client=CLIENTS[row.client_id],
+        device=row.device_name or "?",
+        requested_ip=row.requested_ip,
+        scopes=" ".join(row.scopes),
+    )
     return row
 
 
 # --- step 3: the client's poll ------------------------------------------------------------------------
 
 
-def exchange(session: Session, keys: ServerKeys, *, grant_type: str, device_code: str, client_id: str,
-             prefix: str, ip: str | None, max_lifetime_days: int | None = None) -> tuple[str, PersonalToken]:
+def exchange(
+    session: Session,
+    keys: ServerKeys,
+    *,
+    grant_type: str,
+    device_code: str,
+    client_id: str,
+    prefix: str,
+    ip: str | None,
+    max_lifetime_days: int | None = None,
+) -> tuple[str, PersonalToken]:
     """A poll (RFC 8628 §3.4, §3.5): the new token once approved, else the RFC's error. Under a
     deployment's maximum lifetime (``max_lifetime_days``) the token expires at that maximum."""
     if grant_type != GRANT_TYPE:
@@ -194,8 +241,11 @@ def exchange(session: Session, keys: ServerKeys, *, grant_type: str, device_code
         raise DeviceGrantError("invalid_client", "Unknown client_id.")
     if not device_code or len(device_code) > 128:
         raise DeviceGrantError("invalid_request", "device_code is missing.")
-    row = session.scalars(select(DeviceAuthorization).where(
-        DeviceAuthorization.device_code_digest.in_(keys.all_digests(DEVICE_PURPOSE, device_code)))).one_or_none()
+    row = session.scalars(
+        select(DeviceAuthorization).where(
+            DeviceAuthorization.device_code_digest.in_(keys.all_digests(DEVICE_PURPOSE, device_code))
+        )
+    ).one_or_none()
     if row is None or row.client_id != client_id:
         raise DeviceGrantError("invalid_grant", "Unknown device code.")
     now = utcnow()
@@ -213,26 +263,50 @@ def exchange(session: Session, keys: ServerKeys, *, grant_type: str, device_code
             raise DeviceGrantError("slow_down", f"Poll at most every {row.interval} seconds.")
         raise DeviceGrantError("authorization_pending", "Waiting for the person to approve the code.")
     # Approved: exactly one poll may turn it into a token, whatever else polls at the same moment.
-    claimed = session.execute(update(DeviceAuthorization).where(
-        DeviceAuthorization.id == row.id, DeviceAuthorization.status == "approved").values(status="issued"))
+    claimed = session.execute(
+        update(DeviceAuthorization)
+        .where(DeviceAuthorization.id == row.id, DeviceAuthorization.status == "approved")
+        .values(status="issued")
+    )
     if claimed.rowcount != 1:
         raise DeviceGrantError("invalid_grant", "This device code was used already.")
     owner = session.get(User, row.user_id)
     if owner is None or not owner.is_active:
         raise DeviceGrantError("access_denied", "The account that approved the login is disabled.")
     expires_at = now + timedelta(days=max_lifetime_days) if max_lifetime_days else None
-    return _create_token(session, keys, row, owner, prefix=prefix, ip=ip, expires_at=expires_at,
-                         max_lifetime_days=max_lifetime_days)
+    return _create_token(
+        session, keys, row, owner, prefix=prefix, ip=ip, expires_at=expires_at, max_lifetime_days=max_lifetime_days
+    )
 
 
-def _create_token(session: Session, keys: ServerKeys, row: DeviceAuthorization, owner: User, *, prefix: str,
-                  ip: str | None, expires_at: datetime | None,
-                  max_lifetime_days: int | None) -> tuple[str, PersonalToken]:
+def _create_token(
+    session: Session,
+    keys: ServerKeys,
+    row: DeviceAuthorization,
+    owner: User,
+    *,
+    prefix: str,
+    ip: str | None,
+    expires_at: datetime | None,
+    max_lifetime_days: int | None,
+) -> tuple[str, PersonalToken]:
     """The token, by the one maker of tokens, under a name the person recognises (with a number
     when that name is taken)."""
     try:
-        return token_lifecycle.under_a_free_name(token_name(row), lambda name: token_lifecycle.create_token(
-            session, keys, owner.id, name, prefix=prefix, actor=owner.username, scopes=row.scopes,
-            expires_at=expires_at, max_lifetime_days=max_lifetime_days, ip=ip))
+        return token_lifecycle.under_a_free_name(
+            token_name(row),
+            lambda name: token_lifecycle.create_token(
+                session,
+                keys,
+                owner.id,
+                name,
+                prefix=prefix,
+                actor=owner.username,
+                scopes=row.scopes,
+                expires_at=expires_at,
+                max_lifetime_days=max_lifetime_days,
+                ip=ip,
+            ),
+        )
     except Conflict as error:
         raise DeviceGrantError("invalid_grant", error.message) from None

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tokensmith.accounts import users
-from tokensmith.projects import catalog
 from tokensmith.config import Settings
+from tokensmith.projects import catalog
 from tokensmith.store.models import User
 
 ADMIN_USERNAME = "admin"
@@ -47,9 +47,7 @@ def first_start(session: Session, settings: Settings) -> FirstStart | None:
         token_prefix=settings.token_prefix,
         actor="first start",
     )
-    catalog.create_project(
-        session, settings.data_dir, DEMO_PROJECT, DEMO_GROUP_ID, admin.id, actor="first start"
-    )
+    catalog.create_project(session, settings.data_dir, DEMO_PROJECT, DEMO_GROUP_ID, admin.id, actor="first start")
     return FirstStart(password)
 
 

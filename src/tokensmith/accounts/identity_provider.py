@@ -17,9 +17,10 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx2
@@ -81,9 +82,15 @@ class PendingSignIn:
 
     def seal(self, keys: ServerKeys) -> str:
         """The cookie value: the fields, and their MAC under the server's key."""
-        payload = base64.urlsafe_b64encode(json.dumps(
-            [self.state, self.nonce, self.code_verifier, self.next_path, self.started, self.max_age]
-        ).encode()).decode().rstrip("=")
+        payload = (
+            base64.urlsafe_b64encode(
+                json.dumps(
+                    [self.state, self.nonce, self.code_verifier, self.next_path, self.started, self.max_age]
+                ).encode()
+            )
+            .decode()
+            .rstrip("=")
+        )
         mac = keys.digest(PENDING_PURPOSE, payload).hex()
         return f"{keys.current}.{payload}.{mac}"
 
@@ -123,7 +130,7 @@ class VerifiedIdentity:
         """When the provider last authenticated the person (``auth_time``), when it says."""
         auth_time = self.claims.get("auth_time")
         if isinstance(auth_time, (int, float)) and not isinstance(auth_time, bool):
-            return datetime.fromtimestamp(auth_time, timezone.utc)
+            return datetime.fromtimestamp(auth_time, UTC)
         return None
 
     @property
@@ -241,14 +248,21 @@ class OpenIdProvider:
         Connect Core 3.1.2.1), for a re-authentication."""
         metadata = await self.metadata()
         pending = PendingSignIn(
-            state=generate_token(32), nonce=generate_token(32), code_verifier=generate_token(64),
-            next_path=next_path, started=int(time.time()), max_age=max_age,
+            state=generate_token(32),
+            nonce=generate_token(32),
+            code_verifier=generate_token(64),
+            next_path=next_path,
+            started=int(time.time()),
+            max_age=max_age,
         )
         extra = {"max_age": str(max_age)} if max_age is not None else {}
         async with self._client() as client:
             url, _state = client.create_authorization_url(
-                metadata.authorization_endpoint, state=pending.state,
-                code_verifier=pending.code_verifier, nonce=pending.nonce, **extra,
+                metadata.authorization_endpoint,
+                state=pending.state,
+                code_verifier=pending.code_verifier,
+                nonce=pending.nonce,
+                **extra,
             )
         return url, pending
 
@@ -264,8 +278,7 @@ class OpenIdProvider:
         if "iss" in params and params["iss"] != metadata.issuer:
             # RFC 9207: the answer names another provider (a mix-up attack, or a misconfiguration).
             raise SignInRejected(
-                f"This answer comes from another identity provider than {self.name}. Start again "
-                "from the sign-in page."
+                f"This answer comes from another identity provider than {self.name}. Start again from the sign-in page."
             )
         if "error" in params:
             raise SignInRejected(_provider_error(self.name, params))
@@ -275,7 +288,9 @@ class OpenIdProvider:
         async with self._client() as client:
             try:
                 token = await client.fetch_token(
-                    metadata.token_endpoint, code=code, code_verifier=pending.code_verifier,
+                    metadata.token_endpoint,
+                    code=code,
+                    code_verifier=pending.code_verifier,
                     grant_type="authorization_code",
                 )
             except OAuthError as error:
@@ -298,8 +313,9 @@ class OpenIdProvider:
         merged = {**profile, **{k: v for k, v in claims.items() if v is not None}}
         return VerifiedIdentity(issuer=metadata.issuer, subject=claims["sub"], claims=merged, id_token=id_token)
 
-    async def _verified_claims(self, metadata: ProviderMetadata, id_token: str, nonce: str,
-                               max_age: int | None = None) -> dict[str, Any]:
+    async def _verified_claims(
+        self, metadata: ProviderMetadata, id_token: str, nonce: str, max_age: int | None = None
+    ) -> dict[str, Any]:
         registry = JWSRegistry(algorithms=list(metadata.signing_algorithms), strict_check_header=False)
         try:
             try:
@@ -308,15 +324,19 @@ class OpenIdProvider:
                 # The provider may have rotated its keys since we fetched them.
                 decoded = jwt.decode(id_token, await self._signing_keys(refresh=True), registry=registry)
             claims = CodeIDToken(
-                decoded.claims, decoded.header,
+                decoded.claims,
+                decoded.header,
                 options={
                     "iss": {"essential": True, "value": metadata.issuer},
                     "aud": {"essential": True, "value": self.settings.client_id},
                     "exp": {"essential": True},
                     "sub": {"essential": True},
                 },
-                params={"nonce": nonce, "client_id": self.settings.client_id,
-                        **({"max_age": max_age} if max_age is not None else {})},
+                params={
+                    "nonce": nonce,
+                    "client_id": self.settings.client_id,
+                    **({"max_age": max_age} if max_age is not None else {}),
+                },
             )
             claims.validate(leeway=CLOCK_LEEWAY)
         except ExpiredTokenError:
@@ -345,8 +365,9 @@ class OpenIdProvider:
             "sign-in page; if it persists, tell an administrator."
         )
 
-    async def _userinfo(self, client: AsyncOAuth2Client, metadata: ProviderMetadata,
-                        token: Mapping[str, Any], subject: str) -> dict[str, Any]:
+    async def _userinfo(
+        self, client: AsyncOAuth2Client, metadata: ProviderMetadata, token: Mapping[str, Any], subject: str
+    ) -> dict[str, Any]:
         """The profile claims the ID token may leave out (providers that follow the spec
         strictly return them from the UserInfo endpoint only)."""
         if not metadata.userinfo_endpoint or not token.get("access_token"):

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
 from tokensmith.accounts import users
 from tokensmith.audit import trail
+from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput, SignInRejected
 from tokensmith.store.models import User
@@ -68,17 +68,30 @@ def _first_sign_in(session: Session, identity: VerifiedIdentity, provider_name: 
             link(session, existing, issuer=identity.issuer, subject=identity.subject, actor=ACTOR)
             _refresh_profile(session, existing, identity)
             return existing
-        raise SignInRejected(_collision(
-            f"An account named {existing.username!r} already exists in Tokensmith", provider_name,
-            identity, username=existing.username,
-        ))
+        raise SignInRejected(
+            _collision(
+                f"An account named {existing.username!r} already exists in Tokensmith",
+                provider_name,
+                identity,
+                username=existing.username,
+            )
+        )
     if users.find_user_by_email(session, email) is not None:
-        raise SignInRejected(_collision(
-            f"An account with the email address {email} already exists in Tokensmith",
-            provider_name, identity, username=None,
-        ))
+        raise SignInRejected(
+            _collision(
+                f"An account with the email address {email} already exists in Tokensmith",
+                provider_name,
+                identity,
+                username=None,
+            )
+        )
     user = users.create_user(
-        session, username, email, display_name=_display_name(identity), origin="oidc", actor=ACTOR,
+        session,
+        username,
+        email,
+        display_name=_display_name(identity),
+        origin="oidc",
+        actor=ACTOR,
     )
     link(session, user, issuer=identity.issuer, subject=identity.subject, actor=ACTOR)
     return user

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
 from tokensmith.audit import trail
+from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
 from tokensmith.store.models import BrowserSession, User
 from tokensmith.store.server_keys import ServerKeys
@@ -71,9 +71,7 @@ def find_session(
     if not secret or len(secret) > 128:
         return None
     digests = keys.all_digests(PURPOSE, secret)
-    row = session.scalars(
-        select(BrowserSession).where(BrowserSession.digest.in_(digests))
-    ).one_or_none()
+    row = session.scalars(select(BrowserSession).where(BrowserSession.digest.in_(digests))).one_or_none()
     now = utcnow()
     if row is None or row.expires_at <= now or not row.user.is_active:
         return None
@@ -100,9 +98,7 @@ def end_session(session: Session, keys: ServerKeys, secret: str) -> None:
 
 
 def purge_expired_sessions(session: Session, now: datetime | None = None) -> int:
-    result = session.execute(
-        delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))
-    )
+    result = session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow())))
     return result.rowcount or 0
 
 

@@ -21,15 +21,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tokensmith.store.database import connection_to
 from tokensmith.errors import TooManyAttempts
 from tokensmith.housekeeping import Periodic
+from tokensmith.store.database import connection_to
 from tokensmith.store.models import SignInFailure
 from tokensmith.store.server_keys import ServerKeys
 
@@ -74,8 +74,9 @@ class SignInThrottle:
             digest: (failures, _seconds(oldest))
             for digest, failures, oldest in session.execute(
                 select(_FAILURES.c.digest, func.sum(_FAILURES.c.failures), func.min(_FAILURES.c.window_start))
-                .where(_FAILURES.c.digest.in_(list(keys.values())),
-                       _FAILURES.c.window_start > _moment(now - self.window))
+                .where(
+                    _FAILURES.c.digest.in_(list(keys.values())), _FAILURES.c.window_start > _moment(now - self.window)
+                )
                 .group_by(_FAILURES.c.digest)
             )
         }
@@ -94,12 +95,17 @@ class SignInThrottle:
         start = _moment(math.floor(self.clock() / self.bucket) * self.bucket)
         insert = _INSERTS[session.get_bind().dialect.name]
         statement = insert(_FAILURES).values(
-            [{"digest": digest, "window_start": start, "failures": 1} for digest in self._keys(username, address).values()]
+            [
+                {"digest": digest, "window_start": start, "failures": 1}
+                for digest in self._keys(username, address).values()
+            ]
         )
-        session.execute(statement.on_conflict_do_update(
-            index_elements=[_FAILURES.c.digest, _FAILURES.c.window_start],
-            set_={"failures": _FAILURES.c.failures + 1},
-        ))
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[_FAILURES.c.digest, _FAILURES.c.window_start],
+                set_={"failures": _FAILURES.c.failures + 1},
+            )
+        )
 
     def succeeded(self, session: Session, username: str, address: str | None) -> None:
         """The right password: this account's count at this address starts again."""
@@ -130,9 +136,8 @@ class ThrottlePruner(Periodic):
 
 
 def _moment(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _seconds(moment: datetime) -> float:
     return moment.timestamp()
-

@@ -16,9 +16,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction, RevokeReason
 from tokensmith.audit import trail
-from tokensmith.tokens.lifecycle import revoke_all_tokens
+from tokensmith.audit.trail import AuditAction, RevokeReason
 from tokensmith.clock import utcnow
 from tokensmith.errors import (
     AccountDisabled,
@@ -28,6 +27,7 @@ from tokensmith.errors import (
     PasswordIncorrect,
 )
 from tokensmith.store.models import BrowserSession, User
+from tokensmith.tokens.lifecycle import revoke_all_tokens
 
 # '@' because identity providers' logins are often email addresses (Okta's are); never ':'
 # (it ends a Basic username) nor '/' (git and Maven URLs).
@@ -50,8 +50,7 @@ def validate_username(username: str) -> str:
     username = username.strip()
     if not USERNAME.match(username):
         raise InvalidInput(
-            "A username is 1 to 64 letters, digits, '.', '_', '@' or '-', starting and ending "
-            "with a letter or digit."
+            "A username is 1 to 64 letters, digits, '.', '_', '@' or '-', starting and ending with a letter or digit."
         )
     return username
 

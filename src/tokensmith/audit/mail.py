@@ -33,14 +33,14 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from sqlalchemy import Engine, delete, or_, select, update
-from sqlalchemy.orm import Session
 from sqlalchemy import event as orm_event
+from sqlalchemy.orm import Session
 
 from tokensmith import metrics
 from tokensmith.clock import utcnow
 from tokensmith.config import MailSettings, Settings
-from tokensmith.store.database import connection_to
 from tokensmith.housekeeping import Periodic
+from tokensmith.store.database import connection_to
 from tokensmith.store.models import MailOutbox
 
 log = logging.getLogger("tokensmith.mail")
@@ -85,18 +85,26 @@ def plausible_address(address: str | None) -> bool:
     if not address or len(address) > 254 or address.count("@") != 1:
         return False
     local, domain = address.split("@")
-    return bool(local) and "." in domain and not any(char.isspace() or char in "<>,;\"" for char in address)
+    return bool(local) and "." in domain and not any(char.isspace() or char in '<>,;"' for char in address)
 
 
-def queue(session: Session, *, kind: str, recipient: str, subject: str, body: str,
-          user_id: int | None = None) -> MailOutbox:
+def queue(
+    session: Session, *, kind: str, recipient: str, subject: str, body: str, user_id: int | None = None
+) -> MailOutbox:
     """Put a mail in the outbox, in the caller's transaction; sent once it commits."""
     config = _config
     domain = config.mail.sender_domain if config else "tokensmith.invalid"
     now = utcnow()
     row = MailOutbox(
-        kind=kind, user_id=user_id, recipient=recipient, subject=subject[:300], body=body,
-        message_id=f"<{secrets.token_hex(16)}@{domain}>", created_at=now, due_at=now, attempts=0,
+        kind=kind,
+        user_id=user_id,
+        recipient=recipient,
+        subject=subject[:300],
+        body=body,
+        message_id=f"<{secrets.token_hex(16)}@{domain}>",
+        created_at=now,
+        due_at=now,
+        attempts=0,
     )
     session.add(row)
     session.info["mail_queued"] = True
@@ -160,11 +168,20 @@ def connect(mail: MailSettings) -> smtplib.SMTP:
 
 
 # What says the SMTP server (or the way to it) is unavailable: try again later, every message.
-_SERVER_FAILURES = (OSError, smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, smtplib.SMTPHeloError,
-                    smtplib.SMTPAuthenticationError)
+_SERVER_FAILURES = (
+    OSError,
+    smtplib.SMTPConnectError,
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPHeloError,
+    smtplib.SMTPAuthenticationError,
+)
 # What one message was refused for: permanent (5xx) or not (4xx), as the server's code says.
-_MESSAGE_FAILURES = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError,
-                     smtplib.SMTPNotSupportedError)
+_MESSAGE_FAILURES = (
+    smtplib.SMTPRecipientsRefused,
+    smtplib.SMTPSenderRefused,
+    smtplib.SMTPDataError,
+    smtplib.SMTPNotSupportedError,
+)
 
 
 def _refusal_code(error: Exception) -> int:
@@ -218,8 +235,10 @@ class MailSender(Periodic):
         now = utcnow()
         with connection_to(self.engine) as connection:
             rows = connection.execute(
-                select(_OUTBOX).where(_OUTBOX.c.due_at <= now, _unclaimed(now))
-                .order_by(_OUTBOX.c.due_at, _OUTBOX.c.id).limit(BATCH)
+                select(_OUTBOX)
+                .where(_OUTBOX.c.due_at <= now, _unclaimed(now))
+                .order_by(_OUTBOX.c.due_at, _OUTBOX.c.id)
+                .limit(BATCH)
             ).all()
         smtp: smtplib.SMTP | None = None
         try:
@@ -228,7 +247,7 @@ class MailSender(Periodic):
                     continue  # another sender has it, or sent it already
                 try:
                     message = message_of(row, self.mail.sender)
-                except Exception as error:  # a header that cannot be written: it never will be
+                except Exception as error:  # noqa: BLE001 a header that cannot be written: it never will be
                     self._give_up(row, error)
                     continue
                 try:
@@ -250,7 +269,7 @@ class MailSender(Periodic):
             if smtp is not None:
                 try:
                     smtp.quit()
-                except Exception:
+                except Exception:  # noqa: BLE001 a server gone mid-goodbye: the socket is closed all the same
                     smtp.close()
         return len(rows)
 
@@ -258,13 +277,19 @@ class MailSender(Periodic):
         self._release(row_id, error)
         self.failures += 1
         metrics.mail_failed()
-        log.warning("Mail: the SMTP server at %s:%s cannot be reached (%s); trying again in %.0f s",
-                    self.mail.host, self.mail.port, _error_name(error), self.delay())
+        log.warning(
+            "Mail: the SMTP server at %s:%s cannot be reached (%s); trying again in %.0f s",
+            self.mail.host,
+            self.mail.port,
+            _error_name(error),
+            self.delay(),
+        )
 
     def _update(self, row_id: int, **values: object) -> int:
         with connection_to(self.engine) as connection:
             return connection.execute(
-                update(_OUTBOX).where(_OUTBOX.c.id == row_id, _OUTBOX.c.claimed_by == self.name_in_store)
+                update(_OUTBOX)
+                .where(_OUTBOX.c.id == row_id, _OUTBOX.c.claimed_by == self.name_in_store)
                 .values(**values)
             ).rowcount
 
@@ -272,38 +297,60 @@ class MailSender(Periodic):
         now = utcnow()
         with connection_to(self.engine) as connection:
             claimed = connection.execute(
-                update(_OUTBOX).where(_OUTBOX.c.id == row_id, _OUTBOX.c.due_at.is_not(None), _unclaimed(now))
+                update(_OUTBOX)
+                .where(_OUTBOX.c.id == row_id, _OUTBOX.c.due_at.is_not(None), _unclaimed(now))
                 .values(claimed_by=self.name_in_store, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
             ).rowcount
         return claimed == 1
 
     def _sent(self, row_id: int) -> None:
-        self._update(row_id, sent_at=utcnow(), due_at=None, claimed_by=None, claimed_until=None,
-                     attempts=_OUTBOX.c.attempts + 1, last_error=None)
+        self._update(
+            row_id,
+            sent_at=utcnow(),
+            due_at=None,
+            claimed_by=None,
+            claimed_until=None,
+            attempts=_OUTBOX.c.attempts + 1,
+            last_error=None,
+        )
         metrics.mail_sent()
 
     def _release(self, row_id: int, error: BaseException) -> None:
-        self._update(row_id, claimed_by=None, claimed_until=None, attempts=_OUTBOX.c.attempts + 1,
-                     last_error=_error_name(error))
+        self._update(
+            row_id, claimed_by=None, claimed_until=None, attempts=_OUTBOX.c.attempts + 1, last_error=_error_name(error)
+        )
 
     def _refused(self, row: object, error: Exception) -> None:
         """A message the server refused: given up for good (5xx), or retried later (4xx)."""
         code = _refusal_code(error)
         metrics.mail_failed()
         if 400 <= code < 500:
-            wait = self.interval * min(2 ** row.attempts, MAX_BACKOFF_ROUNDS)
-            self._update(row.id, due_at=utcnow() + timedelta(seconds=wait), claimed_by=None, claimed_until=None,
-                         attempts=_OUTBOX.c.attempts + 1, last_error=_error_name(error))
+            wait = self.interval * min(2**row.attempts, MAX_BACKOFF_ROUNDS)
+            self._update(
+                row.id,
+                due_at=utcnow() + timedelta(seconds=wait),
+                claimed_by=None,
+                claimed_until=None,
+                attempts=_OUTBOX.c.attempts + 1,
+                last_error=_error_name(error),
+            )
             return
         self._give_up(row, error)
 
     def _give_up(self, row: object, error: Exception) -> None:
         log.warning("Mail: mail %s is given up (%s)", row.id, _error_name(error))
-        self._update(row.id, due_at=None, failed_at=utcnow(), claimed_by=None, claimed_until=None,
-                     attempts=_OUTBOX.c.attempts + 1, last_error=_error_name(error))
+        self._update(
+            row.id,
+            due_at=None,
+            failed_at=utcnow(),
+            claimed_by=None,
+            claimed_until=None,
+            attempts=_OUTBOX.c.attempts + 1,
+            last_error=_error_name(error),
+        )
 
 
-def _unclaimed(now: datetime):  # noqa: ANN202 - a SQL expression
+def _unclaimed(now: datetime):
     return or_(_OUTBOX.c.claimed_until.is_(None), _OUTBOX.c.claimed_until < now)
 
 
@@ -312,8 +359,8 @@ def prune(session: Session, now: datetime | None = None) -> int:
     ago. Returns how many rows were removed."""
     now = now or utcnow()
     session.execute(
-        update(_OUTBOX).where(_OUTBOX.c.due_at.is_not(None), _OUTBOX.c.created_at < now - GIVE_UP_AFTER,
-                              _unclaimed(now))
+        update(_OUTBOX)
+        .where(_OUTBOX.c.due_at.is_not(None), _OUTBOX.c.created_at < now - GIVE_UP_AFTER, _unclaimed(now))
         .values(due_at=None, failed_at=now, last_error="given up: unsent for 3 days")
     )
     return session.execute(

@@ -24,14 +24,13 @@ from sqlalchemy import Engine, and_, exists, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tokensmith.audit import mail, trail
 from tokensmith.audit.trail import AuditAction, RevokeReason
-from tokensmith.scopes import describe as describe_limits
-from tokensmith.audit import trail
-from tokensmith.audit import mail
-from tokensmith.config import Settings
 from tokensmith.clock import display, utcnow
-from tokensmith.store.database import lock_key, transaction_lock, unit_of_work
+from tokensmith.config import Settings
 from tokensmith.housekeeping import Periodic
+from tokensmith.scopes import describe as describe_limits
+from tokensmith.store.database import lock_key, transaction_lock, unit_of_work
 from tokensmith.store.models import AuditEvent, MailOutbox, PersonalToken, TokenReminder, User
 
 log = logging.getLogger("tokensmith.notices")
@@ -75,7 +74,8 @@ def for_event(session: Session, event: AuditEvent) -> None:
     elif event.action == AuditAction.TOKEN_ROTATED:
         key = ("token", details.get("token_id"))  # its token.created came just before: this replaces it
     elif event.action == AuditAction.TOKEN_LEAK_REPORTED or (
-            event.action == AuditAction.TOKEN_REVOKED and details.get("reason") not in _OWN_REVOCATIONS):
+        event.action == AuditAction.TOKEN_REVOKED and details.get("reason") not in _OWN_REVOCATIONS
+    ):
         key = ("revoked", event.user_id, event.action, details.get("reason"), event.actor)
     else:
         return
@@ -142,8 +142,7 @@ def _wrapped(lines: list[str]) -> list[str]:
         if line.startswith("- "):
             out.extend(textwrap.wrap(line, WIDTH, subsequent_indent="  "))
         elif line.startswith("    "):
-            out.extend(textwrap.wrap(line, WIDTH, subsequent_indent=_LABELLED)
-                       if len(line) > WIDTH else [line])
+            out.extend(textwrap.wrap(line, WIDTH, subsequent_indent=_LABELLED) if len(line) > WIDTH else [line])
         else:
             out.append(line)
     end_paragraph()
@@ -162,12 +161,17 @@ def _by(event: AuditEvent) -> str:
 def _created(event: AuditEvent, *, rotated: bool) -> tuple[str, list[str]]:
     details = event.details or {}
     expires = details.get("expires_at")
-    limits = (describe_limits(details["scopes"], details.get("projects"), details.get("allowed_ips"))
-              if "scopes" in details else "")
+    limits = (
+        describe_limits(details["scopes"], details.get("projects"), details.get("allowed_ips"))
+        if "scopes" in details
+        else ""
+    )
     if rotated:
         subject = f"Tokensmith: your token “{details.get('name', '?')}” was rotated"
-        opening = ["A new secret replaced the old one of your personal access token; the old secret",
-                   "no longer works."]
+        opening = [
+            "A new secret replaced the old one of your personal access token; the old secret",
+            "no longer works.",
+        ]
     else:
         subject = f"Tokensmith: a token “{details.get('name', '?')}” was created on your account"
         opening = ["A personal access token was created on your account."]
@@ -188,7 +192,9 @@ def _created(event: AuditEvent, *, rotated: bool) -> tuple[str, list[str]]:
 def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
     first = events[0]
     details = first.details or {}
-    reason = RevokeReason.LEAK_REPORTED if first.action == AuditAction.TOKEN_LEAK_REPORTED else str(details.get("reason"))
+    reason = (
+        RevokeReason.LEAK_REPORTED if first.action == AuditAction.TOKEN_LEAK_REPORTED else str(details.get("reason"))
+    )
     what, why, advice = _REVOCATION_WORDS.get(reason, _generic_revocation)(first)
     names = [_token(event.details or {}) for event in events]
     if len(events) == 1:
@@ -233,53 +239,81 @@ _NEW_TOKEN = "create a new token on My Tokens and put it where the old one was u
 
 
 def _leak(event: AuditEvent) -> tuple[str, str, list[str]]:
-    return (" after it was reported leaked",
+    return (
+        " after it was reported leaked",
+        (
             "it was reported leaked: someone found it where it should not be (a public repository, "
-            "a log, a paste) and reported it, and it was revoked at once",
-            [f"- If you still need it, {_NEW_TOKEN};",
-             "- remove the old one from wherever it was exposed, and keep the new one out of code and logs."])
+            "a log, a paste) and reported it, and it was revoked at once"
+        ),
+        [
+            f"- If you still need it, {_NEW_TOKEN};",
+            "- remove the old one from wherever it was exposed, and keep the new one out of code and logs.",
+        ],
+    )
 
 
 def _push_protection(event: AuditEvent) -> tuple[str, str, list[str]]:
     details = event.details or {}
-    where = ", ".join(f"{label} {details[key]}" for label, key in
-                      (("project", "project"), ("commit", "commit"), ("file", "path")) if details.get(key))
-    return (" after it was found in a git push",
+    where = ", ".join(
+        f"{label} {details[key]}"
+        for label, key in (("project", "project"), ("commit", "commit"), ("file", "path"))
+        if details.get(key)
+    )
+    return (
+        " after it was found in a git push",
+        (
             f"it was found in a git push by {event.actor}{f' ({where})' if where else ''}, which was "
-            "refused; anyone who can read the repository would have had it",
-            ["- Remove the token from those commits (amend or rebase them), then push again;",
-             f"- if you still need it, {_NEW_TOKEN}."])
+            "refused; anyone who can read the repository would have had it"
+        ),
+        [
+            "- Remove the token from those commits (amend or rebase them), then push again;",
+            f"- if you still need it, {_NEW_TOKEN}.",
+        ],
+    )
 
 
 def _admin(event: AuditEvent) -> tuple[str, str, list[str]]:
-    return (" by an administrator",
-            f"an administrator ({event.actor}) revoked it",
-            [f"- If you still need it, {_NEW_TOKEN};",
-             "- if you do not know why it was revoked, ask your administrator."])
+    return (
+        " by an administrator",
+        f"an administrator ({event.actor}) revoked it",
+        [f"- If you still need it, {_NEW_TOKEN};", "- if you do not know why it was revoked, ask your administrator."],
+    )
 
 
 def _account_disabled(event: AuditEvent) -> tuple[str, str, list[str]]:
     by = "your identity provider" if event.actor in _IDENTITY_PROVIDER_ACTORS else event.actor
-    return (" when your account was disabled",
-            f"your account was disabled (by {by}), and with it every token",
-            ["- If this is a mistake, ask your administrator to enable your account again;",
-             "- revoked tokens stay revoked: you will then create new ones."])
+    return (
+        " when your account was disabled",
+        f"your account was disabled (by {by}), and with it every token",
+        [
+            "- If this is a mistake, ask your administrator to enable your account again;",
+            "- revoked tokens stay revoked: you will then create new ones.",
+        ],
+    )
 
 
 def _rotation_reuse(event: AuditEvent) -> tuple[str, str, list[str]]:
-    return (" after a rotated token was used again",
+    return (
+        " after a rotated token was used again",
+        (
             "a token that a rotation had replaced was presented again, so someone kept a copy of "
-            "the old secret; the token that replaced it was revoked too, to shut them out",
-            ["- Find where the old token was copied (a CI variable, a config file, a laptop) and remove it;",
-             f"- {_NEW_TOKEN}."])
+            "the old secret; the token that replaced it was revoked too, to shut them out"
+        ),
+        [
+            "- Find where the old token was copied (a CI variable, a config file, a laptop) and remove it;",
+            f"- {_NEW_TOKEN}.",
+        ],
+    )
 
 
 def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
     reason = str((event.details or {}).get("reason") or "no reason given").replace("_", " ")
     by = "your identity provider" if event.actor in _IDENTITY_PROVIDER_ACTORS else event.actor
-    return ("", f"{by} revoked it ({reason})",
-            [f"- If you still need it, {_NEW_TOKEN};",
-             "- if you do not know why it was revoked, ask your administrator."])
+    return (
+        "",
+        f"{by} revoked it ({reason})",
+        [f"- If you still need it, {_NEW_TOKEN};", "- if you do not know why it was revoked, ask your administrator."],
+    )
 
 
 _REVOCATION_WORDS = {
@@ -297,29 +331,39 @@ _REVOCATION_WORDS = {
 def _expiring(owner: User, token: PersonalToken, now: datetime, config: mail.MailConfig) -> tuple[str, str]:
     days = max(1, round((token.expires_at - now) / timedelta(days=1)))
     subject = f"Tokensmith: your token “{token.name}” expires on {token.expires_at:%Y-%m-%d}"
-    return subject, _letter(owner, [
-        f"Your personal access token {_token({'name': token.name, 'hint': token.hint})} expires on",
-        f"{display(token.expires_at)}, in {days} day{'s' if days != 1 else ''}. After that, whatever uses it "
-        "(git, Maven, a CI job) is refused.",
-        "",
-        f"    Last used: {display(token.last_used_at, never='never')}",
-        "",
-        "To keep things working, create a new token on My Tokens, with a later expiry, and put it",
-        "where this one is used. If you no longer need it, let it expire, or revoke it now.",
-    ], config)
+    return subject, _letter(
+        owner,
+        [
+            f"Your personal access token {_token({'name': token.name, 'hint': token.hint})} expires on",
+            (
+                f"{display(token.expires_at)}, in {days} day{'s' if days != 1 else ''}. After that, whatever uses it "
+                "(git, Maven, a CI job) is refused."
+            ),
+            "",
+            f"    Last used: {display(token.last_used_at, never='never')}",
+            "",
+            "To keep things working, create a new token on My Tokens, with a later expiry, and put it",
+            "where this one is used. If you no longer need it, let it expire, or revoke it now.",
+        ],
+        config,
+    )
 
 
 def _expired(owner: User, token: PersonalToken, config: mail.MailConfig) -> tuple[str, str]:
     subject = f"Tokensmith: your token “{token.name}” has expired"
-    return subject, _letter(owner, [
-        f"Your personal access token {_token({'name': token.name, 'hint': token.hint})} expired on",
-        f"{display(token.expires_at)}: whatever still uses it is refused.",
-        "",
-        f"    Last used: {display(token.last_used_at, never='never')}",
-        "",
-        "If you still need one, create a new token on My Tokens and put it where this one was",
-        "used; then revoke the expired one, which frees its name.",
-    ], config)
+    return subject, _letter(
+        owner,
+        [
+            f"Your personal access token {_token({'name': token.name, 'hint': token.hint})} expired on",
+            f"{display(token.expires_at)}: whatever still uses it is refused.",
+            "",
+            f"    Last used: {display(token.last_used_at, never='never')}",
+            "",
+            "If you still need one, create a new token on My Tokens and put it where this one was",
+            "used; then revoke the expired one, which frees its name.",
+        ],
+        config,
+    )
 
 
 def queue_reminders(session: Session, now: datetime | None = None) -> int:
@@ -342,24 +386,31 @@ def queue_reminders(session: Session, now: datetime | None = None) -> int:
                 continue
             if token.parent_id is not None:  # an application token: its parent's reminder tells
                 continue
-            subject, body = (_expiring(owner, token, now, config) if kind == "expiring"
-                             else _expired(owner, token, config))
-            mail.queue(session, kind=f"token.{kind}", recipient=owner.email, subject=subject, body=body,
-                       user_id=owner.id)
+            subject, body = (
+                _expiring(owner, token, now, config) if kind == "expiring" else _expired(owner, token, config)
+            )
+            mail.queue(
+                session, kind=f"token.{kind}", recipient=owner.email, subject=subject, body=body, user_id=owner.id
+            )
             queued += 1
     return queued
 
 
 def _due(session: Session, kind: str, after: datetime, until: datetime) -> list[PersonalToken]:
     reminded = exists().where(and_(TokenReminder.token_id == PersonalToken.id, TokenReminder.kind == kind))
-    return list(session.scalars(
-        select(PersonalToken).where(
-            PersonalToken.revoked_at.is_(None),
-            PersonalToken.expires_at > after,
-            PersonalToken.expires_at <= until,
-            ~reminded,
-        ).order_by(PersonalToken.expires_at).limit(REMINDERS_PER_ROUND)
-    ))
+    return list(
+        session.scalars(
+            select(PersonalToken)
+            .where(
+                PersonalToken.revoked_at.is_(None),
+                PersonalToken.expires_at > after,
+                PersonalToken.expires_at <= until,
+                ~reminded,
+            )
+            .order_by(PersonalToken.expires_at)
+            .limit(REMINDERS_PER_ROUND)
+        )
+    )
 
 
 REMINDERS_LOCK = "expiry reminders"
@@ -369,8 +420,9 @@ def _take_turn(session: Session) -> bool:
     """Whether this process runs the reminders now: on PostgreSQL, whoever holds the advisory
     lock (the others skip their round); on SQLite, the file's one write lock, taken in turn."""
     if session.get_bind().dialect.name == "postgresql":
-        return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"),
-                                    {"key": lock_key(REMINDERS_LOCK)}).scalar())
+        return bool(
+            session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(REMINDERS_LOCK)}).scalar()
+        )
     transaction_lock(session, REMINDERS_LOCK)
     return True
 

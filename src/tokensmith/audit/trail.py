@@ -11,18 +11,19 @@ import binascii
 import contextlib
 import json
 import string
-from enum import StrEnum
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from tokensmith.scopes import describe as describe_limits
 from tokensmith.clock import display, utcnow
 from tokensmith.errors import InvalidInput
+from tokensmith.scopes import describe as describe_limits
 from tokensmith.store.models import AuditEvent, User
+
 
 class AuditAction(StrEnum):
     """What an audit event records (its ``action`` column): each one has its sentence in
@@ -80,7 +81,9 @@ _DESCRIPTIONS = {
     AuditAction.USER_RENAMED: "Account renamed from {previous} to {username}",
     AuditAction.TOKEN_CREATED: "Token “{name}” created{limits_phrase}",
     AuditAction.TOKEN_REVOKED: "Token “{name}” revoked{reason_phrase}",
-    AuditAction.TOKEN_ROTATED: "Token “{name}” rotated: a new secret{new_phrase} replaced the old one{old_phrase}{limits_phrase}",
+    AuditAction.TOKEN_ROTATED: (
+        "Token “{name}” rotated: a new secret{new_phrase} replaced the old one{old_phrase}{limits_phrase}"
+    ),
     AuditAction.TOKEN_DERIVED: "Application token “{name}” made from your token “{parent_name}” for {application}"
     "{limits_phrase}",
     AuditAction.TOKEN_PUSH_BLOCKED: "Token “{name}” was found in a git push by {pusher} to project {repository} "
@@ -110,7 +113,9 @@ REVOKE_REASONS = {
     RevokeReason.ROTATED: " when it was rotated",
     RevokeReason.ACCOUNT_DISABLED: " when the account was disabled",
     RevokeReason.PUSH_PROTECTION: " by push protection (found in a git push)",
-    RevokeReason.ROTATION_REUSE: " after the token it replaced was used again (it had been copied before it was rotated)",
+    RevokeReason.ROTATION_REUSE: (
+        " after the token it replaced was used again (it had been copied before it was rotated)"
+    ),
     RevokeReason.APPLICATION: " by the application that held it (it signed out)",
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
 }
@@ -122,7 +127,9 @@ REVOKE_CAUSES = {
     RevokeReason.ROTATED: "it was rotated; use the new token",
     RevokeReason.ACCOUNT_DISABLED: "the account was disabled",
     RevokeReason.PUSH_PROTECTION: "it was found in a git push",
-    RevokeReason.ROTATION_REUSE: "the token it replaced was used after its rotation, so this one may have been copied too",
+    RevokeReason.ROTATION_REUSE: (
+        "the token it replaced was used after its rotation, so this one may have been copied too"
+    ),
     RevokeReason.APPLICATION: "by the application that held it, which signed out",
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
 }
@@ -138,9 +145,7 @@ def record(
     at: datetime | None = None,
     **details: Any,
 ) -> AuditEvent:
-    event = AuditEvent(
-        at=at or utcnow(), action=action, actor=actor, user_id=user_id, ip=ip, details=details
-    )
+    event = AuditEvent(at=at or utcnow(), action=action, actor=actor, user_id=user_id, ip=ip, details=details)
     session.add(event)
     for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
         listener(session, event)
@@ -185,7 +190,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         moment = datetime.fromisoformat(at)
         if moment.tzinfo is None:
             raise ValueError
-        return moment.astimezone(timezone.utc), event_id
+        return moment.astimezone(UTC), event_id
     except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error):
         raise InvalidInput("The cursor is not one this server gave: start again without it.") from None
 
@@ -199,8 +204,12 @@ def events_page(
         raise InvalidInput(f"limit is from 1 to {MAX_PAGE}.")
     query = select(AuditEvent).where(AuditEvent.user_id == user_id)
     if token_id is not None:
-        query = query.where(or_(AuditEvent.details["token_id"].as_integer() == token_id,
-                                AuditEvent.details["replaced_token_id"].as_integer() == token_id))
+        query = query.where(
+            or_(
+                AuditEvent.details["token_id"].as_integer() == token_id,
+                AuditEvent.details["replaced_token_id"].as_integer() == token_id,
+            )
+        )
     if cursor:
         at, event_id = _decode_cursor(cursor)
         query = query.where(or_(AuditEvent.at < at, (AuditEvent.at == at) & (AuditEvent.id < event_id)))
@@ -216,8 +225,7 @@ def all_events(session: Session, since: datetime | None = None) -> Iterator[tupl
     if since is not None:
         query = query.where(AuditEvent.at >= since)
     query = query.order_by(AuditEvent.at, AuditEvent.id).execution_options(yield_per=500)
-    for event, username in session.execute(query):
-        yield event, username
+    yield from session.execute(query)
 
 
 def public_fields(event: AuditEvent, *, for_admin: bool = False) -> dict[str, Any]:
@@ -297,7 +305,6 @@ def shows_address(event: AuditEvent) -> bool:
 
 def needs_attention(event: AuditEvent) -> bool:
     """Events the owner should notice without asking: someone else acted on their tokens."""
-    return event.action in ("token.leak_reported", "token.push_blocked", "auth.password_used",
-                            "user.password_set") or (
+    return event.action in ("token.leak_reported", "token.push_blocked", "auth.password_used", "user.password_set") or (
         event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse")
     )

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
 from tokensmith.audit import trail
-from tokensmith.projects import git_repositories
+from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InvalidInput, NotPermitted, ProjectNotFound
+from tokensmith.projects import git_repositories
 from tokensmith.store.models import Project, ProjectMember
 
 ROLES = ("read", "write")
@@ -44,9 +44,7 @@ def create_project(
     session: Session, data_dir: Path, project_id: str, group_id: str, owner_id: int, *, actor: str
 ) -> Project:
     """A new project with its bare repository; the owner gets write access."""
-    project = Project(
-        id=validate_project_id(project_id), group_id=validate_group_id(group_id), created_at=utcnow()
-    )
+    project = Project(id=validate_project_id(project_id), group_id=validate_group_id(group_id), created_at=utcnow())
     try:
         with session.begin_nested():
             session.add(project)
@@ -83,9 +81,7 @@ def add_member(session: Session, project_id: str, user_id: int, role: str, *, ac
 
 def role_of(session: Session, project_id: str, user_id: int) -> str | None:
     return session.scalars(
-        select(ProjectMember.role).where(
-            ProjectMember.project_id == project_id, ProjectMember.user_id == user_id
-        )
+        select(ProjectMember.role).where(ProjectMember.project_id == project_id, ProjectMember.user_id == user_id)
     ).first()
 
 

@@ -38,7 +38,8 @@ def create_bare_repository(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [git_executable(), "init", "--quiet", "--bare", f"--initial-branch={DEFAULT_BRANCH}", str(path)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     # Refs of a push are updated all together or not at all; their reflog says who pushed.
     for key, value in (("receive.atomic", "true"), ("core.logAllRefUpdates", "true")):

@@ -13,11 +13,11 @@ import unicodedata
 
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
 from tokensmith.audit import trail
-from tokensmith.projects import catalog
+from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
 from tokensmith.errors import AuthenticationFailed, InvalidInput
+from tokensmith.projects import catalog
 from tokensmith.store.models import Instance
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens.format import ALPHABET
@@ -60,8 +60,15 @@ def register_instance(
     )
     session.add(instance)
     session.flush()
-    trail.record(session, AuditAction.INSTANCE_REGISTERED, actor=actor, user_id=user_id, project=project.id,
-                 instance_id=instance.id, hint=instance.key_hint)
+    trail.record(
+        session,
+        AuditAction.INSTANCE_REGISTERED,
+        actor=actor,
+        user_id=user_id,
+        project=project.id,
+        instance_id=instance.id,
+        hint=instance.key_hint,
+    )
     return instance, key
 
 

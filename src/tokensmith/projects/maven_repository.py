@@ -13,14 +13,15 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from sqlalchemy.orm import Session
 
-from tokensmith.store.database import transaction_lock
 from tokensmith.errors import Conflict, InvalidInput, NotFound
+from tokensmith.store.database import transaction_lock
+
 
 def studio_root(data_dir: Path) -> Path:
     """The Studio repository: project releases."""
@@ -144,10 +145,11 @@ def version_key(version: str) -> tuple:
 
 
 def _write_metadata(artifact_dir: Path, coordinates: Coordinates) -> None:
-    known = sorted((d.name for d in artifact_dir.iterdir() if d.is_dir() and not d.name.startswith(".")),
-                   key=version_key)
+    known = sorted(
+        (d.name for d in artifact_dir.iterdir() if d.is_dir() and not d.name.startswith(".")), key=version_key
+    )
     releases = [v for v in known if VERSION.match(v) and not VERSION.match(v).group(4)] or known
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     listed = "\n".join(f"      <version>{escape(v)}</version>" for v in known)
     xml = (
         '<?xml version="1.0" encoding="UTF-8"?>\n<metadata>\n'

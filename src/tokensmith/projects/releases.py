@@ -19,13 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
 from tokensmith.audit import trail
-from tokensmith.projects import maven_repository
-from tokensmith.projects import catalog
-from tokensmith.projects import git_repositories
+from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InvalidInput
+from tokensmith.projects import catalog, git_repositories, maven_repository
 from tokensmith.projects.maven_repository import VERSION, Coordinates, version_key
 from tokensmith.store.models import Project, Release
 
@@ -66,10 +64,10 @@ def next_version(version_name: str, existing: list[str]) -> str:
         numbers = [int(n) for n in parts]
         position = BUMPS[version_name]
         # As npm does: the bump that a pre-release (2.0.0-rc1) was heading to finalises it.
-        finalises = qualifier is not None and not any(numbers[position + 1:])
+        finalises = qualifier is not None and not any(numbers[position + 1 :])
         if not finalises:
             numbers[position] += 1
-            numbers[position + 1:] = [0] * (2 - position)
+            numbers[position + 1 :] = [0] * (2 - position)
         return ".".join(map(str, numbers))
     if len(version_name) > 100 or not VERSION.match(version_name):
         raise InvalidInput(
@@ -83,9 +81,18 @@ def resolve_revision(repository: Path, revision: str) -> str:
     if not REVISION.match(revision) or ".." in revision:
         raise InvalidInput(f"{revision[:100]!r} is not a branch, tag or commit of this project.")
     result = subprocess.run(
-        [git_repositories.git_executable(), "--git-dir", str(repository), "rev-parse", "--verify", "--quiet",
-         "--end-of-options", f"{revision}^{{commit}}"],
-        capture_output=True, text=True,
+        [
+            git_repositories.git_executable(),
+            "--git-dir",
+            str(repository),
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            f"{revision}^{{commit}}",
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise InvalidInput(f"{revision!r} is not a branch, tag or commit of this project.")
@@ -101,20 +108,36 @@ def build_jar(repository: Path, commit: str, project_id: str, version: str) -> b
         f"Implementation-Version: {version}\n\n"
     )
     result = subprocess.run(
-        [git_repositories.git_executable(), "--git-dir", str(repository), "-c", "core.quotePath=false", "archive",
-         "--format=zip", f"--add-virtual-file=META-INF/MANIFEST.MF:{manifest}", commit],
+        [
+            git_repositories.git_executable(),
+            "--git-dir",
+            str(repository),
+            "-c",
+            "core.quotePath=false",
+            "archive",
+            "--format=zip",
+            f"--add-virtual-file=META-INF/MANIFEST.MF:{manifest}",
+            commit,
+        ],
         capture_output=True,
     )
     if result.returncode != 0:  # git before 2.35 has no --add-virtual-file
         result = subprocess.run(
             [git_repositories.git_executable(), "--git-dir", str(repository), "archive", "--format=zip", commit],
-            capture_output=True, check=True,
+            capture_output=True,
+            check=True,
         )
     return result.stdout
 
 
 def release(
-    session: Session, data_dir: Path, project_id: str, user_id: int, *, revision: str, version_name: str,
+    session: Session,
+    data_dir: Path,
+    project_id: str,
+    user_id: int,
+    *,
+    revision: str,
+    version_name: str,
     actor: str,
 ) -> Published:
     """Release a revision: 409 when the version exists, 422 for an unknown revision or a bad version."""
@@ -124,15 +147,25 @@ def release(
     version = next_version(version_name, released_versions(session, project.id))
     try:
         with session.begin_nested():  # concurrent releases of one version: exactly one row wins
-            session.add(Release(project_id=project.id, version=version, revision=commit,
-                                created_at=utcnow(), created_by=user_id))
+            session.add(
+                Release(
+                    project_id=project.id, version=version, revision=commit, created_at=utcnow(), created_by=user_id
+                )
+            )
     except IntegrityError:
         raise Conflict(f"{project.id} {version} is already released.") from None
     jar = build_jar(repository, commit, project.id, version)
     for coordinates in published_at(project, version):
         _publish(session, data_dir, coordinates, jar)
-    trail.record(session, AuditAction.RELEASE_PUBLISHED, actor=actor, user_id=user_id, project=project.id,
-                 version=version, revision=commit)
+    trail.record(
+        session,
+        AuditAction.RELEASE_PUBLISHED,
+        actor=actor,
+        user_id=user_id,
+        project=project.id,
+        version=version,
+        revision=commit,
+    )
     return Published(version, bundle_symbolic_name(project.id), str(Coordinates(project.group_id, project.id, version)))
 
 
@@ -152,9 +185,15 @@ def group_ids(project: Project) -> tuple[str, ...]:
 
 
 def _publish(session: Session, data_dir: Path, coordinates: Coordinates, jar: bytes) -> None:
-    maven_repository.publish(session, maven_repository.studio_root(data_dir), coordinates, {
-        "jar": jar, "pom": maven_repository.pom(coordinates, name=bundle_symbolic_name(coordinates.artifact_id)),
-    })
+    maven_repository.publish(
+        session,
+        maven_repository.studio_root(data_dir),
+        coordinates,
+        {
+            "jar": jar,
+            "pom": maven_repository.pom(coordinates, name=bundle_symbolic_name(coordinates.artifact_id)),
+        },
+    )
 
 
 def latest_release(session: Session, project_id: str) -> str | None:
@@ -169,7 +208,9 @@ def publish_reference_copies(session: Session, data_dir: Path) -> int:
     is the one published then. Returns how many were published."""
     root = maven_repository.studio_root(data_dir)
     published = 0
-    for release_row, project in session.execute(select(Release, Project).join(Project, Project.id == Release.project_id)):
+    for release_row, project in session.execute(
+        select(Release, Project).join(Project, Project.id == Release.project_id)
+    ):
         if project.group_id == REFERENCE_GROUP_ID:
             continue
         reference = reference_coordinates(project.id, release_row.version)

@@ -124,15 +124,21 @@ def _attribute_before_brackets(path: str) -> AttrPath | None:
 
 def _selector(node: ValuePath, path: str) -> Equality:
     selector = node.val_filter
-    if (not isinstance(selector, Comparison) or selector.op is not CompareOperator.eq
-            or selector.attr_path.uri or selector.attr_path.sub_attr):
+    if (
+        not isinstance(selector, Comparison)
+        or selector.op is not CompareOperator.eq
+        or selector.attr_path.uri
+        or selector.attr_path.sub_attr
+    ):
         raise _selector_not_understood(path)
     return selector.attr_path.attr.lower(), selector.value
 
 
 def _selector_not_understood(path: str) -> ScimError:
-    return invalid("invalidPath", f"The filter in the path {path[:100]!r} is not understood: "
-                   'write it like emails[type eq "work"].value.')
+    return invalid(
+        "invalidPath",
+        f'The filter in the path {path[:100]!r} is not understood: write it like emails[type eq "work"].value.',
+    )
 
 
 def _lowered(name: str | None) -> str | None:
@@ -157,8 +163,11 @@ def parse_attribute_names(names: list[str], parameter: str) -> list[AttributeNam
     for name in names:
         node = _path_node(name) if len(name) <= MAX_PATH_LENGTH else None
         if not isinstance(node, AttrPath):
-            raise invalid("invalidValue", f"{parameter} names attributes, separated by commas, like "
-                          f"userName,name.givenName: {name[:100]!r} is not one.")
+            raise invalid(
+                "invalidValue",
+                f"{parameter} names attributes, separated by commas, like "
+                f"userName,name.givenName: {name[:100]!r} is not one.",
+            )
         if _is_core(node):
             parsed.append(AttributeName(node.attr.lower(), _lowered(node.sub_attr)))
     return parsed

@@ -110,8 +110,9 @@ def _applied_to_name(name: Any, op: str, target: Target, value: object) -> dict[
     if target.sub is not None and target.sub not in NAME_KEPT:
         return dict(name)  # middleName, honorificPrefix, ...: accepted, ignored
     if op == "remove" or value is None:
-        changes: dict[str, str | None] = dict.fromkeys(NAME_KEPT.values()) if target.sub is None else {
-            NAME_KEPT[target.sub]: None}
+        changes: dict[str, str | None] = (
+            dict.fromkeys(NAME_KEPT.values()) if target.sub is None else {NAME_KEPT[target.sub]: None}
+        )
     elif target.sub is None:
         changes = name_changes(value)
     else:
@@ -160,8 +161,10 @@ def _selects(email: Email, selector: Equality | None) -> bool:
 def _removed(emails: tuple[Email, ...], target: Target) -> tuple[Email, ...]:
     if target.sub in (None, "value"):
         return tuple(email for email in emails if not _selects(email, target.selector))
-    return tuple({key: item for key, item in email.items() if key != target.sub} if _selects(email, target.selector)
-                 else email for email in emails)
+    return tuple(
+        {key: item for key, item in email.items() if key != target.sub} if _selects(email, target.selector) else email
+        for email in emails
+    )
 
 
 def _added(emails: tuple[Email, ...], new: tuple[Email, ...]) -> tuple[Email, ...]:
@@ -180,6 +183,7 @@ def _set(emails: tuple[Email, ...], target: Target, value: object) -> tuple[Emai
         return _added(emails, (_new_entry(target, change),))
     if change.get("primary") is True:
         emails = _not_primary(emails)
+
     def changed(email: Email) -> Email:
         merged = change if target.sub is None else {**email, **change}
         return {key: item for key, item in merged.items() if item is not None}  # a type set to ""
@@ -192,8 +196,11 @@ def _new_entry(target: Target, change: dict[str, Any]) -> Email:
     attribute, wanted = target.selector or ("", None)
     if attribute != "type" or "value" not in change:
         raise invalid("noTarget", f"No email matches {attribute} eq {wanted!r}: there is nothing to change.")
-    return {"value": change["value"], "type": change.get("type", wanted), **{
-        key: item for key, item in change.items() if key not in ("value", "type")}}
+    return {
+        "value": change["value"],
+        "type": change.get("type", wanted),
+        **{key: item for key, item in change.items() if key not in ("value", "type")},
+    }
 
 
 def _email_part(sub: str, value: object) -> object:

@@ -21,12 +21,34 @@ LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 # RFC 7643 §4.1 and §3.1, lowercased: SCIM attribute names are case-insensitive.
-CORE_ATTRIBUTES = frozenset({
-    "id", "externalid", "meta", "username", "name", "displayname", "nickname", "profileurl",
-    "title", "usertype", "preferredlanguage", "locale", "timezone", "active", "password",
-    "emails", "phonenumbers", "ims", "photos", "addresses", "groups", "entitlements", "roles",
-    "x509certificates",
-})
+CORE_ATTRIBUTES = frozenset(
+    {
+        "id",
+        "externalid",
+        "meta",
+        "username",
+        "name",
+        "displayname",
+        "nickname",
+        "profileurl",
+        "title",
+        "usertype",
+        "preferredlanguage",
+        "locale",
+        "timezone",
+        "active",
+        "password",
+        "emails",
+        "phonenumbers",
+        "ims",
+        "photos",
+        "addresses",
+        "groups",
+        "entitlements",
+        "roles",
+        "x509certificates",
+    }
+)
 NAME_PARTS = frozenset({"formatted", "familyname", "givenname", "middlename", "honorificprefix", "honorificsuffix"})
 EMAIL_PARTS = frozenset({"value", "type", "primary", "display"})
 

@@ -26,13 +26,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
 from tokensmith.accounts import users
 from tokensmith.audit import trail
-from tokensmith.scim import patch as scim_patch
+from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict
-from tokensmith.store.models import User
+from tokensmith.scim import patch as scim_patch
 from tokensmith.scim.filters import FILTER_HELP, parse_filter
 from tokensmith.scim.protocol import (  # noqa: F401 (the vocabulary, as callers know it)
     ENTERPRISE_USER_SCHEMA,
@@ -49,6 +48,7 @@ from tokensmith.scim.protocol import (  # noqa: F401 (the vocabulary, as callers
     string,
 )
 from tokensmith.scim.resources import (  # noqa: F401
+    EVERY_ATTRIBUTE,
     Profile,
     Projection,
     location,
@@ -57,6 +57,7 @@ from tokensmith.scim.resources import (  # noqa: F401
     resource_attributes,
     timestamp,
 )
+from tokensmith.store.models import User
 
 ACTOR = "scim"
 MAX_RESULTS = 200
@@ -109,8 +110,14 @@ def create_user(session: Session, body: object, *, ip: str | None = None) -> Use
     profile = profile_from(resource_attributes(body), active=True)
     _claim_user_name(session, profile.user_name, None, ip)
     try:
-        user = users.create_user(session, profile.user_name, profile.account_email(),
-                                    display_name=profile.account_display_name(), origin="scim", actor=ACTOR)
+        user = users.create_user(
+            session,
+            profile.user_name,
+            profile.account_email(),
+            display_name=profile.account_display_name(),
+            origin="scim",
+            actor=ACTOR,
+        )
     except Conflict as error:  # only when another request took the name since the check
         raise ScimError(409, "uniqueness", error.message) from None
     user.external_id = profile.external_id
@@ -148,8 +155,9 @@ def remove_user(session: Session, user_id: str, *, ip: str | None = None) -> Non
     session.flush()
 
 
-def list_users(session: Session, filter_text: str | None = None, *, start_index: int = 1,
-               count: int = DEFAULT_COUNT) -> Page:
+def list_users(
+    session: Session, filter_text: str | None = None, *, start_index: int = 1, count: int = DEFAULT_COUNT
+) -> Page:
     """GET /Users: oldest first, ``start_index`` 1-based; ``count`` between 0 and MAX_RESULTS."""
     conditions = [visible(), *(_condition(name, value) for name, value in parse_filter(filter_text or ""))]
     start_index, count = min(max(start_index, 1), 2**31), min(max(count, 0), MAX_RESULTS)
@@ -174,15 +182,19 @@ def search_request(body: object) -> Query:
     body, _ = message(body, SEARCH_REQUEST_SCHEMA, "a SCIM SearchRequest")
     fields = {key: value for key, value in lowered(body, "A SearchRequest").items() if key != "schemas"}
     for key in fields.keys() - SEARCH_FIELDS:
-        raise invalid("invalidSyntax", f"Unknown SearchRequest attribute {key[:100]!r}: it takes filter, "
-                      "attributes, excludedAttributes, startIndex and count.")
+        raise invalid(
+            "invalidSyntax",
+            f"Unknown SearchRequest attribute {key[:100]!r}: it takes filter, "
+            "attributes, excludedAttributes, startIndex and count.",
+        )
     string(fields.get("sortby"), "sortBy"), string(fields.get("sortorder"), "sortOrder")
     return Query(
         filter=string(fields.get("filter"), "filter") or "",
         start_index=whole_number(fields.get("startindex"), "startIndex", 1),
         count=whole_number(fields.get("count"), "count", DEFAULT_COUNT),
-        projection=Projection.of(names(fields.get("attributes"), "attributes"),
-                                 names(fields.get("excludedattributes"), "excludedAttributes")),
+        projection=Projection.of(
+            names(fields.get("attributes"), "attributes"), names(fields.get("excludedattributes"), "excludedAttributes")
+        ),
     )
 
 
@@ -209,8 +221,12 @@ def _write(session: Session, user: User, profile: Profile, ip: str | None) -> No
         _claim_user_name(session, profile.user_name, user, ip)
         user.username = profile.user_name
         changed.append("userName")
-    for attribute, field_name in (("emails", "emails"), ("name", "name"), ("displayName", "display_name"),
-                                  ("externalId", "external_id")):
+    for attribute, field_name in (
+        ("emails", "emails"),
+        ("name", "name"),
+        ("displayName", "display_name"),
+        ("externalId", "external_id"),
+    ):
         if getattr(before, field_name) != getattr(profile, field_name):
             changed.append(attribute)
     if changed:
@@ -235,15 +251,22 @@ def _claim_user_name(session: Session, user_name: str, claimant: User | None, ip
     if holder.removed_at is not None:
         _release_user_name(session, holder, ip)
     elif _is_visible(session, holder):
-        raise ScimError(409, "uniqueness", f"A user named {holder.username!r} already exists (id "
-                        f"{holder.id}): userName is unique, whatever the case.")
+        raise ScimError(
+            409,
+            "uniqueness",
+            f"A user named {holder.username!r} already exists (id {holder.id}): userName is unique, whatever the case.",
+        )
     else:
-        raise ScimError(409, "uniqueness", (
-            f"Tokensmith already has a local account named {holder.username!r}, and provisioning "
-            "does not take local accounts over. Provision this person under another userName, or "
-            "have a Tokensmith administrator link the account to the identity provider "
-            f"(tokensmith users link {holder.username} --subject SUBJECT) so that it manages it."
-        ))
+        raise ScimError(
+            409,
+            "uniqueness",
+            (
+                f"Tokensmith already has a local account named {holder.username!r}, and provisioning "
+                "does not take local accounts over. Provision this person under another userName, or "
+                "have a Tokensmith administrator link the account to the identity provider "
+                f"(tokensmith users link {holder.username} --subject SUBJECT) so that it manages it."
+            ),
+        )
 
 
 def _release_user_name(session: Session, holder: User, ip: str | None) -> None:
@@ -251,15 +274,23 @@ def _release_user_name(session: Session, holder: User, ip: str | None) -> None:
     deleted one keeps its row under a name no person can type."""
     suffix = f"~removed-{holder.id}"
     previous, holder.username = holder.username, holder.username[: 64 - len(suffix)] + suffix
-    trail.record(session, AuditAction.USER_RENAMED, actor=ACTOR, user_id=holder.id, ip=ip,
-                 previous=previous, username=holder.username, reason="name provisioned again")
+    trail.record(
+        session,
+        AuditAction.USER_RENAMED,
+        actor=ACTOR,
+        user_id=holder.id,
+        ip=ip,
+        previous=previous,
+        username=holder.username,
+        reason="name provisioned again",
+    )
     session.flush()  # before the name is taken again: the unique index must see it free
 
 
 # --- the ListResponse ---------------------------------------------------------------------------
 
 
-def list_response(page: Page, public_url: str, projection: Projection = Projection()) -> dict[str, Any]:
+def list_response(page: Page, public_url: str, projection: Projection = EVERY_ATTRIBUTE) -> dict[str, Any]:
     resources = [projection.apply(resource(user, public_url)) for user in page.users]
     return listed(resources, total=page.total, start_index=page.start_index)
 

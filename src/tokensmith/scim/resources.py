@@ -18,11 +18,10 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tokensmith.accounts import users
-from tokensmith.store.models import User
 from tokensmith.scim.filters import AttributeName, parse_attribute_names
 from tokensmith.scim.protocol import (
     CORE_ATTRIBUTES,
@@ -37,6 +36,7 @@ from tokensmith.scim.protocol import (
     message,
     string,
 )
+from tokensmith.store.models import User
 
 MAX_EXTERNAL_ID_LENGTH = 255
 MAX_EMAILS = 20
@@ -73,8 +73,14 @@ class Profile:
     def _of_account(cls, user: User) -> Profile:
         given, _, family = (user.display_name or "").partition(" ")
         name = {"formatted": user.display_name, "givenName": given or None, "familyName": family.strip() or None}
-        return cls(user.username, ({"value": user.email, "type": "work", "primary": True},), user.display_name,
-                   {key: value for key, value in name.items() if value}, user.external_id, user.is_active)
+        return cls(
+            user.username,
+            ({"value": user.email, "type": "work", "primary": True},),
+            user.display_name,
+            {key: value for key, value in name.items() if value},
+            user.external_id,
+            user.is_active,
+        )
 
     def account_display_name(self) -> str | None:
         if self.display_name or self.name.get("formatted"):
@@ -84,22 +90,34 @@ class Profile:
             return users.validate_display_name(joined)
 
     def account_email(self) -> str:
-        chosen = (next((email for email in self.emails if email.get("primary") is True), None)
-                  or next((email for email in self.emails if str(email.get("type", "")).lower() == "work"), None)
-                  or self.emails[0])
+        chosen = (
+            next((email for email in self.emails if email.get("primary") is True), None)
+            or next((email for email in self.emails if str(email.get("type", "")).lower() == "work"), None)
+            or self.emails[0]
+        )
         return chosen["value"]
 
     def kept(self) -> dict[str, Any]:
         """What ``users.scim_profile`` holds."""
-        return {"displayName": self.display_name, "name": dict(self.name), "emails": [dict(email) for email in self.emails]}
+        return {
+            "displayName": self.display_name,
+            "name": dict(self.name),
+            "emails": [dict(email) for email in self.emails],
+        }
 
 
 def _kept_profile(user: User) -> Profile | None:
     kept = user.scim_profile
     if not isinstance(kept, dict) or not kept.get("emails"):
         return None
-    return Profile(user.username, tuple(kept["emails"]), kept.get("displayName"), kept.get("name") or {},
-                   user.external_id, user.is_active)
+    return Profile(
+        user.username,
+        tuple(kept["emails"]),
+        kept.get("displayName"),
+        kept.get("name") or {},
+        user.external_id,
+        user.is_active,
+    )
 
 
 # --- reading a User resource (POST, PUT) -----------------------------------------------------
@@ -111,16 +129,22 @@ def resource_attributes(body: object) -> dict[str, Any]:
     body, schemas = message(body, USER_SCHEMA, "a SCIM User resource")
     for schema in schemas:
         if schema != USER_SCHEMA.lower() and not schema.startswith(EXTENSION_PREFIX):
-            raise invalid("invalidSyntax", f'"schemas" lists {schema[:100]!r}, which is not a User '
-                          "schema extension; Tokensmith provisions users only.")
+            raise invalid(
+                "invalidSyntax",
+                f'"schemas" lists {schema[:100]!r}, which is not a User '
+                "schema extension; Tokensmith provisions users only.",
+            )
     attributes = {}
     for key, value in body.items():
         name = key.lower()
         if name == "schemas" or name in schemas:
             continue
         if name not in CORE_ATTRIBUTES:
-            raise invalid("invalidSyntax", f"Unknown attribute {key[:100]!r}: it is not in the core User "
-                          'schema, nor an extension listed in "schemas".')
+            raise invalid(
+                "invalidSyntax",
+                f"Unknown attribute {key[:100]!r}: it is not in the core User "
+                'schema, nor an extension listed in "schemas".',
+            )
         attributes[name] = value
     return attributes
 
@@ -162,7 +186,9 @@ def name_changes(value: object) -> dict[str, str | None]:
     """The sub-attributes of ``name`` Tokensmith keeps that ``value`` sets (None: cleared);
     the others (middleName, honorificPrefix, ...) are accepted and ignored."""
     parts = _known(lowered(value, "name"), NAME_PARTS, "name")
-    return {kept: text(parts[part], f"name.{kept}", MAX_NAME_LENGTH) for part, kept in NAME_KEPT.items() if part in parts}
+    return {
+        kept: text(parts[part], f"name.{kept}", MAX_NAME_LENGTH) for part, kept in NAME_KEPT.items() if part in parts
+    }
 
 
 def name_parts(value: object) -> dict[str, str]:
@@ -183,8 +209,11 @@ def emails_from(value: object) -> tuple[Email, ...]:
     """Every entry of ``emails`` (an object alone is one entry), at most one of them primary."""
     entries = [value] if isinstance(value, dict) else value
     if not isinstance(entries, list) or not entries:
-        raise invalid("invalidValue", "A Tokensmith user needs an email address: send emails with at "
-                      'least one entry, like [{"value": "ada@example.com", "type": "work", "primary": true}].')
+        raise invalid(
+            "invalidValue",
+            "A Tokensmith user needs an email address: send emails with at "
+            'least one entry, like [{"value": "ada@example.com", "type": "work", "primary": true}].',
+        )
     if len(entries) > MAX_EMAILS:
         raise invalid("invalidValue", f"Tokensmith keeps at most {MAX_EMAILS} email addresses a person.")
     emails = tuple(email_entry(entry) for entry in entries)
@@ -207,8 +236,9 @@ def email_entry(value: object) -> dict[str, Any]:
 def _known(fields: dict[str, Any], known: frozenset[str], attribute: str) -> dict[str, Any]:
     """``fields``, if each is a sub-attribute of ``attribute`` in the core User schema."""
     for key in fields.keys() - known:
-        raise invalid("invalidSyntax", f"Unknown sub-attribute {attribute}.{key[:100]}: it is not in the "
-                      "core User schema.")
+        raise invalid(
+            "invalidSyntax", f"Unknown sub-attribute {attribute}.{key[:100]}: it is not in the core User schema."
+        )
     return fields
 
 
@@ -246,7 +276,7 @@ def location(user_id: str, public_url: str) -> str:
 
 
 def timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- attributes and excludedAttributes (RFC 7644 §3.9, §3.4.2.5) ---------------------------------
@@ -264,13 +294,18 @@ class Projection:
     def of(cls, attributes: list[str] | None, excluded: list[str] | None) -> Projection:
         if attributes and excluded:
             raise invalid("invalidValue", "Send attributes or excludedAttributes, not both (RFC 7644 §3.4.2.5).")
-        return cls(tuple(parse_attribute_names(attributes or [], "attributes")),
-                   tuple(parse_attribute_names(excluded or [], "excludedAttributes")))
+        return cls(
+            tuple(parse_attribute_names(attributes or [], "attributes")),
+            tuple(parse_attribute_names(excluded or [], "excludedAttributes")),
+        )
 
     def apply(self, document: dict[str, Any]) -> dict[str, Any]:
         if self.attributes:
             return _only(document, self.attributes)
         return _without(document, self.excluded) if self.excluded else document
+
+
+EVERY_ATTRIBUTE = Projection()  # no attributes= nor excludedAttributes=
 
 
 def _only(document: dict[str, Any], names: tuple[AttributeName, ...]) -> dict[str, Any]:
@@ -285,7 +320,7 @@ def _only(document: dict[str, Any], names: tuple[AttributeName, ...]) -> dict[st
         subs = wanted.get(key.lower(), ())
         if key.lower() in ALWAYS_RETURNED or subs is None:
             kept[key] = value
-        elif subs and (selected := _sub_attributes(value, lambda sub: sub in subs)):
+        elif subs and (selected := _sub_attributes(value, lambda sub, subs=subs: sub in subs)):
             kept[key] = selected
     return kept
 
@@ -298,7 +333,7 @@ def _without(document: dict[str, Any], names: tuple[AttributeName, ...]) -> dict
             continue
         if name.sub is not None and not isinstance(kept[key], (dict, list)):
             continue  # "userName.x": a simple attribute has no sub-attribute to leave out
-        remaining = None if name.sub is None else _sub_attributes(kept[key], lambda sub: sub != name.sub)
+        remaining = None if name.sub is None else _sub_attributes(kept[key], lambda sub, name=name: sub != name.sub)
         if remaining:
             kept[key] = remaining
         else:

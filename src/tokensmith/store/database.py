@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool
 
-from tokensmith.store import data_dir
-from tokensmith.store import sqlite as sqlite_store
 from tokensmith.config import Settings
 from tokensmith.errors import ConfigurationError, StoreUnavailable
+from tokensmith.store import data_dir
+from tokensmith.store import sqlite as sqlite_store
 
 MIGRATIONS_DIR = Path(__file__).parents[1] / "migrations"
 
@@ -61,8 +62,12 @@ SQLITE_WRITE_WAIT_MS = 5000
 
 
 def create_store_engine(
-    settings: Settings, *, pool: Pool = SESSION_POOL, busy_timeout_ms: int = SQLITE_WRITE_WAIT_MS,
-    per_thread: bool = False, checkpoints: bool = True,
+    settings: Settings,
+    *,
+    pool: Pool = SESSION_POOL,
+    busy_timeout_ms: int = SQLITE_WRITE_WAIT_MS,
+    per_thread: bool = False,
+    checkpoints: bool = True,
 ) -> Engine:
     """An engine on the configured store. SQLite only (see sqlite_store.py): ``per_thread`` keeps
     one connection per thread instead of a pool; ``checkpoints=False`` leaves the write-ahead
@@ -74,18 +79,28 @@ def create_store_engine(
             data_dir.create_private_file(settings.sqlite_path)  # before SQLite makes it world-readable
         # The event loop's own connections (per_thread) only read: a write there fails at once
         # rather than wait on the loop. Everyone else's writes take turns.
-        queue = None if per_thread or settings.sqlite_path is None else \
-            sqlite_store.WriterQueue.of(settings.sqlite_path, SQLITE_WRITE_WAIT_MS / 1000)
+        queue = (
+            None
+            if per_thread or settings.sqlite_path is None
+            else sqlite_store.WriterQueue.of(settings.sqlite_path, SQLITE_WRITE_WAIT_MS / 1000)
+        )
         engine = create_engine(
             url,
             hide_parameters=True,  # errors and logs never show bound values
-            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000,
-                          **({"factory": queue.connection_class} if queue else {})},
-            **({"poolclass": SingletonThreadPool} if per_thread else
-               {"pool_size": pool.size, "max_overflow": pool.overflow}),
+            connect_args={
+                "check_same_thread": False,
+                "timeout": busy_timeout_ms / 1000,
+                **({"factory": queue.connection_class} if queue else {}),
+            },
+            **(
+                {"poolclass": SingletonThreadPool}
+                if per_thread
+                else {"pool_size": pool.size, "max_overflow": pool.overflow}
+            ),
         )
-        sqlite_store.configure(engine, busy_timeout_ms=busy_timeout_ms, checkpoints=checkpoints, queue=queue,
-                               read_only=per_thread)
+        sqlite_store.configure(
+            engine, busy_timeout_ms=busy_timeout_ms, checkpoints=checkpoints, queue=queue, read_only=per_thread
+        )
         return engine
     return _postgresql_engine(url, pool, replicated=settings.replica_database_url is not None)
 
@@ -104,11 +119,24 @@ def _postgresql_engine(url: str, pool: Pool, *, replicated: bool, autocommit: bo
         # Every statement commits on its own, so a connection comes back with nothing to roll
         # back: no reset on its return, and no isolation level set and reset at each checkout
         # (as ``execution_options(isolation_level=...)`` on the engine does).
-        return create_engine(url, hide_parameters=True, connect_args=connect_args, isolation_level="AUTOCOMMIT",
-                             pool_reset_on_return=None, pool_size=pool.size, max_overflow=pool.overflow,
-                             pool_timeout=10)
-    return create_engine(url, hide_parameters=True, connect_args=connect_args,
-                         pool_size=pool.size, max_overflow=pool.overflow, pool_timeout=10)
+        return create_engine(
+            url,
+            hide_parameters=True,
+            connect_args=connect_args,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+            pool_size=pool.size,
+            max_overflow=pool.overflow,
+            pool_timeout=10,
+        )
+    return create_engine(
+        url,
+        hide_parameters=True,
+        connect_args=connect_args,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        pool_timeout=10,
+    )
 
 
 def require_existing_store(settings: Settings, engine: Engine | None = None) -> None:
@@ -156,11 +184,10 @@ def migrated(engine: Engine) -> Iterator[Connection]:
     import, more to load its scripts) is loaded only when there is something to apply, which
     every administration command would otherwise pay.
     """
-    with engine.connect() as connection:
-        with _session_lock(connection, STARTUP_LOCK):
-            if schema_revision(connection) != head_revision():
-                _upgrade(connection)
-            yield connection
+    with engine.connect() as connection, _session_lock(connection, STARTUP_LOCK):
+        if schema_revision(connection) != head_revision():
+            _upgrade(connection)
+        yield connection
 
 
 def _upgrade(connection: Connection) -> None:
@@ -253,8 +280,9 @@ def create_check_engine(settings: Settings) -> Engine:
     """
     if settings.store_url.startswith("sqlite"):
         return create_store_engine(settings, busy_timeout_ms=SQLITE_READ_WAIT_MS, per_thread=True)
-    return _postgresql_engine(settings.replica_database_url or settings.store_url, CHECK_POOL,
-                              replicated=False, autocommit=True)
+    return _postgresql_engine(
+        settings.replica_database_url or settings.store_url, CHECK_POOL, replicated=False, autocommit=True
+    )
 
 
 def check_replication(engine: Engine, settings: Settings) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -41,14 +41,14 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -91,8 +91,21 @@ class User(Base):
 # The columns of the SQLite index the token check reads alone (see PersonalToken's indexes and
 # migration 0013): the digest first, then every column token_check._LOOKUP reads.
 CHECK_COLUMNS = (
-    "digest", "user_id", "name", "hint", "scopes", "projects", "allowed_ips", "created_at", "expires_at",
-    "last_used_at", "last_used_ip", "last_used_agent", "revoked_at", "revoked_reason", "parent_id",
+    "digest",
+    "user_id",
+    "name",
+    "hint",
+    "scopes",
+    "projects",
+    "allowed_ips",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "last_used_ip",
+    "last_used_agent",
+    "revoked_at",
+    "revoked_reason",
+    "parent_id",
 )
 
 
@@ -102,8 +115,9 @@ def compared_on(dialect: str) -> Any:
 
     def include(obj: Any, _name: str | None, type_: str, reflected: bool, _compare_to: Any) -> bool:
         condition = getattr(obj, "_ddl_if", None)
-        return not (type_ == "index" and not reflected and condition is not None
-                    and condition.dialect not in (None, dialect))
+        return not (
+            type_ == "index" and not reflected and condition is not None and condition.dialect not in (None, dialect)
+        )
 
     return include
 
@@ -133,12 +147,14 @@ class PersonalToken(Base):
     # The token a rotation put in this one's place: presenting this one afterwards revokes that
     # one too (personal_tokens.revoke_successors).
     replaced_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("personal_tokens.id", ondelete="SET NULL"), default=None)
+        ForeignKey("personal_tokens.id", ondelete="SET NULL"), default=None
+    )
     # An application token's parent: the personal token it was derived from, never wider than it
     # and revoked with it (personal_tokens.derive_token, the reference's /authentication/token).
     # Indexed for that revocation, which looks for a token's live children.
     parent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("personal_tokens.id", ondelete="CASCADE"), default=None, index=True)
+        ForeignKey("personal_tokens.id", ondelete="CASCADE"), default=None, index=True
+    )
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
     # Read where an application token is shown (its parent's name), never on the check's path.
@@ -215,9 +231,7 @@ class Project(Base):
 class ProjectMember(Base):
     __tablename__ = "project_members"
 
-    project_id: Mapped[str] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
     role: Mapped[str] = mapped_column(String(10))  # "read" or "write"
 

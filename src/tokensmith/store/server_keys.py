@@ -19,9 +19,9 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokensmith.store import data_dir
 from tokensmith.config import Settings
 from tokensmith.errors import ConfigurationError
+from tokensmith.store import data_dir
 
 KEY_FILE_NAME = "secret-keys"
 MIN_KEY_LENGTH = 32
@@ -73,9 +73,7 @@ def parse_keys(text: str) -> ServerKeys:
         if not version_text.isdigit():
             raise ConfigurationError("Secret keys are listed as VERSION:KEY, separated by commas.")
         if len(key) < MIN_KEY_LENGTH:
-            raise ConfigurationError(
-                f"Each secret key must be at least {MIN_KEY_LENGTH} characters long."
-            )
+            raise ConfigurationError(f"Each secret key must be at least {MIN_KEY_LENGTH} characters long.")
         version = int(version_text)
         if version in versions:
             raise ConfigurationError(f"Secret key version {version} is listed twice.")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, event
 
@@ -40,8 +40,9 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 CHECK_CACHE_KIB = 64 * 1024
 
 
-def configure(engine: Engine, *, busy_timeout_ms: int, checkpoints: bool, queue: WriterQueue | None,
-              read_only: bool = False) -> None:
+def configure(
+    engine: Engine, *, busy_timeout_ms: int, checkpoints: bool, queue: WriterQueue | None, read_only: bool = False
+) -> None:
     """Set up every connection ``engine`` opens; with a ``queue`` (whose ``connection_class`` the
     engine's connections must be), its writers take turns; ``read_only`` connections refuse every
     write."""
@@ -101,14 +102,15 @@ class WriterQueue:
     busy wait was. The engine's connections must be of this queue's ``connection_class``.
     """
 
-    _by_file: dict[Path, WriterQueue] = {}
+    _by_file: ClassVar[dict[Path, WriterQueue]] = {}
     _registry_lock = threading.Lock()
 
     def __init__(self, wait_seconds: float) -> None:
         self.wait_seconds = wait_seconds
         self._turn = threading.Lock()
         self.connection_class: type[TurnTakingConnection] = type(
-            "QueuedConnection", (TurnTakingConnection,), {"queue": self})
+            "QueuedConnection", (TurnTakingConnection,), {"queue": self}
+        )
 
     @classmethod
     def of(cls, path: Path, wait_seconds: float) -> WriterQueue:

@@ -25,14 +25,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from tokensmith.tokens import listing as token_listing
 from tokensmith.audit.trail import RevokeReason
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.tokens import limits as token_limits
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InsufficientScope, InvalidInput, NotPermitted, TokenExpired, TokenRevoked
 from tokensmith.store.models import PersonalToken
 from tokensmith.store.server_keys import ServerKeys
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import limits as token_limits
+from tokensmith.tokens import listing as token_listing
 
 MAX_APPLICATION = 50
 MAX_DEVICE = 100
@@ -54,9 +54,11 @@ class Application:
     @classmethod
     def of(cls, application: str | None, device: str | None, permission: str | None) -> Application:
         """The request's parameters checked, or InvalidInput saying which is wrong."""
-        return cls(_label(application, "applicationName", MAX_APPLICATION, "the application's name, like nuxeo-cli"),
-                   _label(device, "deviceId", MAX_DEVICE, "an identifier of the device it runs on"),
-                   _label(permission, "permission", MAX_PERMISSION) if permission and permission.strip() else None)
+        return cls(
+            _label(application, "applicationName", MAX_APPLICATION, "the application's name, like nuxeo-cli"),
+            _label(device, "deviceId", MAX_DEVICE, "an identifier of the device it runs on"),
+            _label(permission, "permission", MAX_PERMISSION) if permission and permission.strip() else None,
+        )
 
     @property
     def name(self) -> str:
@@ -96,29 +98,62 @@ def scopes_for(permission: str | None, held: tuple[str, ...]) -> tuple[str, ...]
 
 
 def derive_token(
-    session: Session, keys: ServerKeys, parent_id: int, owner_id: int, asked: Application, *, prefix: str, actor: str,
-    ip: str | None, max_lifetime_days: int | None = None,
+    session: Session,
+    keys: ServerKeys,
+    parent_id: int,
+    owner_id: int,
+    asked: Application,
+    *,
+    prefix: str,
+    actor: str,
+    ip: str | None,
+    max_lifetime_days: int | None = None,
 ) -> tuple[str, PersonalToken]:
     """A new application token under ``parent_id``, one of ``owner_id``'s live personal tokens:
     ``(secret, row)``. Show the secret once, then drop it."""
     parent = hold_live_parent(session, parent_id, owner_id)
     if parent.parent_id is not None:
-        raise NotPermitted("An application token cannot make another: present the personal token it was made "
-                           "from (your username and a personal access token).")
-    live_children = session.scalar(select(func.count()).select_from(PersonalToken).where(
-        PersonalToken.parent_id == parent.id, PersonalToken.revoked_at.is_(None)))
+        raise NotPermitted(
+            "An application token cannot make another: present the personal token it was made "
+            "from (your username and a personal access token)."
+        )
+    live_children = session.scalar(
+        select(func.count())
+        .select_from(PersonalToken)
+        .where(PersonalToken.parent_id == parent.id, PersonalToken.revoked_at.is_(None))
+    )
     if live_children >= MAX_PER_PARENT:
-        raise Conflict(f"The token “{parent.name}” has {MAX_PER_PARENT} live application tokens already: revoke "
-                       "those no longer used (My Tokens lists them under it), then try again.")
+        raise Conflict(
+            f"The token “{parent.name}” has {MAX_PER_PARENT} live application tokens already: revoke "
+            "those no longer used (My Tokens lists them under it), then try again."
+        )
     now = utcnow()
-    limits = token_limits.Limits(scopes_for(asked.permission, tuple(parent.scopes)),
-                                 None if parent.projects is None else tuple(parent.projects),
-                                 None if parent.allowed_ips is None else tuple(parent.allowed_ips))
-    return token_lifecycle.under_a_free_name(asked.name, lambda name: token_lifecycle.mint_checked(
-        session, keys, owner_id, name, limits, prefix=prefix, actor=actor, now=now, ip=ip, parent_id=parent.id,
-        expires_at=_expiry(parent.expires_at, now, max_lifetime_days),
-        parent_token_id=parent.id, parent_name=parent.name, application=asked.application, device=asked.device,
-        permission=asked.permission))
+    limits = token_limits.Limits(
+        scopes_for(asked.permission, tuple(parent.scopes)),
+        None if parent.projects is None else tuple(parent.projects),
+        None if parent.allowed_ips is None else tuple(parent.allowed_ips),
+    )
+    return token_lifecycle.under_a_free_name(
+        asked.name,
+        lambda name: token_lifecycle.mint_checked(
+            session,
+            keys,
+            owner_id,
+            name,
+            limits,
+            prefix=prefix,
+            actor=actor,
+            now=now,
+            ip=ip,
+            parent_id=parent.id,
+            expires_at=_expiry(parent.expires_at, now, max_lifetime_days),
+            parent_token_id=parent.id,
+            parent_name=parent.name,
+            application=asked.application,
+            device=asked.device,
+            permission=asked.permission,
+        ),
+    )
 
 
 def hold_live_parent(session: Session, token_id: int, owner_id: int) -> PersonalToken:
@@ -154,7 +189,9 @@ def sign_out(session: Session, token_id: int, owner_id: int, *, actor: str, ip: 
     """``revoke=true``: the application token presented revokes itself."""
     row = token_listing.get_live_token(session, token_id, owner_id)
     if row.parent_id is None:
-        raise NotPermitted("revoke=true signs an application out: it revokes the application token presented, "
-                           "and this is a personal token. Revoke a personal token on My Tokens, or with "
-                           "DELETE /api/v1/tokens/{id}.")
+        raise NotPermitted(
+            "revoke=true signs an application out: it revokes the application token presented, "
+            "and this is a personal token. Revoke a personal token on My Tokens, or with "
+            "DELETE /api/v1/tokens/{id}."
+        )
     return token_lifecycle.revoke_token(session, token_id, owner_id, actor=actor, reason=SIGNED_OUT, ip=ip)

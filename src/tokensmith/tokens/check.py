@@ -12,19 +12,17 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-from datetime import datetime, timedelta, timezone
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.dialects import postgresql as postgresql_dialect, sqlite as sqlite_dialect
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from tokensmith.audit import trail
-from tokensmith.tokens import format as token_format
 from tokensmith.audit.trail import RevokeReason
-from tokensmith.identity import Account, VerifiedToken
 from tokensmith.clock import display, utcnow
-from tokensmith.store.database import Connectable, fetch_one_on_driver
 from tokensmith.errors import (
     AccountDisabled,
     TokenExpired,
@@ -32,10 +30,12 @@ from tokensmith.errors import (
     TokenRevoked,
     TokenUnknown,
 )
+from tokensmith.identity import Account, VerifiedToken
+from tokensmith.store.database import Connectable, fetch_one_on_driver
 from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys
+from tokensmith.tokens import format as token_format
 from tokensmith.tokens.usage import RECORD_INLINE, TokenUse, UsageRecorder
-
 
 PURPOSE = "token"
 USE_RECORD_INTERVAL = timedelta(minutes=1)
@@ -97,7 +97,7 @@ def _from_postgresql(row: tuple[Any, ...]) -> list[Any]:
     values = list(row)
     for index in _TIMES_AT:
         if values[index] is not None:
-            values[index] = values[index].astimezone(timezone.utc)
+            values[index] = values[index].astimezone(UTC)
     return values
 
 
@@ -164,7 +164,9 @@ def verify_checksummed(
             raise TokenReplaced(
                 f"This token was replaced when it was rotated on {display(token.revoked_at)}, and has "
                 "been used since: somebody copied it before the rotation, so the token that "
-                "replaced it has been revoked as well.", token.id)
+                "replaced it has been revoked as well.",
+                token.id,
+            )
         cause = trail.REVOKE_CAUSES.get(token.revoked_reason or "")
         because = f" ({cause})" if cause else ""
         raise TokenRevoked(f"This token was revoked on {display(token.revoked_at)}{because}.")
@@ -176,7 +178,11 @@ def verify_checksummed(
 
 
 def record_use(
-    store: Connectable, token: VerifiedToken, *, ip: str | None, agent: str | None,
+    store: Connectable,
+    token: VerifiedToken,
+    *,
+    ip: str | None,
+    agent: str | None,
     usage: UsageRecorder = RECORD_INLINE,
 ) -> None:
     """Note when and from where a token was used: at most once a minute per token, handed to

@@ -63,11 +63,10 @@ def parse(secret: str, prefix: str) -> ParsedToken:
     """Check a token's shape and checksum; raise CredentialMalformed when either is wrong."""
     if not secret.startswith(prefix):
         raise CredentialMalformed(f"This is not a Tokensmith token: tokens start with '{prefix}'.")
-    body = secret[len(prefix):]
+    body = secret[len(prefix) :]
     if len(body) != BODY_LENGTH or not _ALPHABET_SET.issuperset(body):
         raise CredentialMalformed(
-            f"This token is mistyped or truncated: a token is '{prefix}' followed by "
-            f"{BODY_LENGTH} letters and digits."
+            f"This token is mistyped or truncated: a token is '{prefix}' followed by {BODY_LENGTH} letters and digits."
         )
     random_part, check = body[:RANDOM_LENGTH], body[RANDOM_LENGTH:]
     if not secrets.compare_digest(checksum(random_part), check):

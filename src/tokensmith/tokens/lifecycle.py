@@ -17,14 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from tokensmith.audit.trail import AuditAction, RevokeReason
-from tokensmith.scopes import ALL_SCOPES
 from tokensmith.audit import trail
-from tokensmith.tokens import check as token_check
-from tokensmith.tokens import limits as token_limits
-from tokensmith.tokens import listing as token_listing
-from tokensmith.tokens import format as token_format
-from tokensmith.identity import VerifiedToken
+from tokensmith.audit.trail import AuditAction, RevokeReason
 from tokensmith.clock import utcnow
 from tokensmith.errors import (
     Conflict,
@@ -33,10 +27,15 @@ from tokensmith.errors import (
     NotFound,
     NotPermitted,
 )
-from tokensmith.store.models import PersonalToken
+from tokensmith.identity import VerifiedToken
 from tokensmith.projects.catalog import project_ids_of
+from tokensmith.scopes import ALL_SCOPES
+from tokensmith.store.models import PersonalToken
 from tokensmith.store.server_keys import ServerKeys
-
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import format as token_format
+from tokensmith.tokens import limits as token_limits
+from tokensmith.tokens import listing as token_listing
 
 MAX_NAME_LENGTH = 100
 
@@ -69,9 +68,7 @@ def validate_name(name: str) -> str:
     if not name:
         raise InvalidInput("Give the token a name, so you can recognise it later.")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(
-            f"A token name has at most {MAX_NAME_LENGTH} characters; this one has {len(name)}."
-        )
+        raise InvalidInput(f"A token name has at most {MAX_NAME_LENGTH} characters; this one has {len(name)}.")
     if not readable(name):
         raise InvalidInput("A token name cannot contain control or invisible formatting characters.")
     return name
@@ -116,14 +113,26 @@ def create_token(
     token_limits.check_lifetime(expires_at, now, max_lifetime_days)
     reachable = project_ids_of(session, owner_id) if projects is not None else set()
     limits = token_limits.validate(scopes=scopes, projects=projects, allowed_ips=allowed_ips, reachable=reachable)
-    return mint_checked(session, keys, owner_id, name, limits, prefix=prefix, actor=actor, expires_at=expires_at,
-                        now=now, ip=ip)
+    return mint_checked(
+        session, keys, owner_id, name, limits, prefix=prefix, actor=actor, expires_at=expires_at, now=now, ip=ip
+    )
 
 
 def mint_checked(
-    session: Session, keys: ServerKeys, owner_id: int, name: str, limits: token_limits.Limits, *, prefix: str,
-    actor: str, expires_at: datetime | None, now: datetime, ip: str | None, audited: bool = True,
-    parent_id: int | None = None, **details: Any,
+    session: Session,
+    keys: ServerKeys,
+    owner_id: int,
+    name: str,
+    limits: token_limits.Limits,
+    *,
+    prefix: str,
+    actor: str,
+    expires_at: datetime | None,
+    now: datetime,
+    ip: str | None,
+    audited: bool = True,
+    parent_id: int | None = None,
+    **details: Any,
 ) -> tuple[str, PersonalToken]:
     """The token row and its ``token.created`` event (with ``details``), for limits checked
     already: a new token's, the ones a rotated token carries over as they were (a rotation writes
@@ -195,8 +204,11 @@ def limits_of(row: PersonalToken | VerifiedToken) -> dict[str, Any]:
 def unused_name(session: Session, owner_id: int, wanted: str) -> str:
     """``wanted``, or ``wanted (2)``, ``wanted (3)``…: the first that none of the owner's live
     tokens holds (for a token the site names itself)."""
-    taken = set(session.scalars(select(PersonalToken.name).where(
-        PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))))
+    taken = set(
+        session.scalars(
+            select(PersonalToken.name).where(PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))
+        )
+    )
     number, name = 1, wanted
     while name in taken:
         number += 1
@@ -215,10 +227,7 @@ def _ensure_name_free(session: Session, owner_id: int, name: str, now: datetime)
     if existing is None:
         return
     if existing.expires_at is not None and existing.expires_at <= now:
-        raise Conflict(
-            f"Your expired token “{name}” still holds that name. Revoke it first, or choose "
-            "another name."
-        )
+        raise Conflict(f"Your expired token “{name}” still holds that name. Revoke it first, or choose another name.")
     raise Conflict(f"You already have a token named “{name}”. Choose another name.")
 
 
@@ -231,8 +240,14 @@ def revoke_any_token(session: Session, token_id: int, *, actor: str, ip: str | N
 
 
 def _revoke(
-    session: Session, row: PersonalToken, *, actor: str, reason: RevokeReason, ip: str | None = None,
-    audited: bool = True, **details: Any,
+    session: Session,
+    row: PersonalToken,
+    *,
+    actor: str,
+    reason: RevokeReason,
+    ip: str | None = None,
+    audited: bool = True,
+    **details: Any,
 ) -> bool:
     """Revoke ``row`` unless someone else just did: False then, and nothing is written. Its
     application tokens (application_tokens.py) go with it, whatever the reason, each with its
@@ -257,20 +272,33 @@ def _revoke(
     set_committed_value(row, "revoked_reason", reason)
     if audited:
         _record_revocation(session, row, actor=actor, reason=reason, ip=ip, **details)
-    children = [] if row.parent_id is not None else session.scalars(select(PersonalToken).where(
-        PersonalToken.parent_id == row.id, PersonalToken.revoked_at.is_(None))).all()
+    children = (
+        []
+        if row.parent_id is not None
+        else session.scalars(
+            select(PersonalToken).where(PersonalToken.parent_id == row.id, PersonalToken.revoked_at.is_(None))
+        ).all()
+    )
     for child in children:
         _revoke(session, child, actor=actor, reason=RevokeReason.PARENT_REVOKED, ip=ip, parent_token_id=row.id)
     return True
 
 
-def _record_revocation(session: Session, row: PersonalToken, *, actor: str, reason: RevokeReason, ip: str | None,
-                       **details: Any) -> None:
+def _record_revocation(
+    session: Session, row: PersonalToken, *, actor: str, reason: RevokeReason, ip: str | None, **details: Any
+) -> None:
     leaked = reason == RevokeReason.LEAK_REPORTED
     # A leak notice tells the owner where *they* last used the token (where to replace it),
     # not where the reporter was: that address is kept for administrators only.
-    where = {"last_used_at": row.last_used_at and row.last_used_at.isoformat(),
-             "last_used_ip": row.last_used_ip, "last_used_agent": row.last_used_agent} if leaked else {}
+    where = (
+        {
+            "last_used_at": row.last_used_at and row.last_used_at.isoformat(),
+            "last_used_ip": row.last_used_ip,
+            "last_used_agent": row.last_used_agent,
+        }
+        if leaked
+        else {}
+    )
     trail.record(
         session,
         AuditAction.TOKEN_LEAK_REPORTED if leaked else AuditAction.TOKEN_REVOKED,
@@ -304,9 +332,7 @@ def revoke_token(
 
 def revoke_all_tokens(session: Session, owner_id: int, *, actor: str, reason: RevokeReason) -> int:
     rows = session.scalars(
-        select(PersonalToken).where(
-            PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None)
-        )
+        select(PersonalToken).where(PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))
     ).all()
     return sum(_revoke(session, row, actor=actor, reason=reason) for row in rows)
 
@@ -331,8 +357,10 @@ def rotate_token(
     The owner ``signed_in`` to the web site (Regenerate on My Tokens) may rotate any of theirs."""
     old = token_listing.get_live_token(session, token_id, owner_id)
     if old.parent_id is not None:
-        raise NotPermitted("An application token cannot be rotated: revoke it, and let the application ask "
-                           "for a new one (link it again).")
+        raise NotPermitted(
+            "An application token cannot be rotated: revoke it, and let the application ask "
+            "for a new one (link it again)."
+        )
     if not signed_in and presented_token_id != token_id:
         raise NotPermitted("A token can rotate only itself: authenticate with the token you want to rotate.")
     if old.expires_at is not None and old.expires_at <= utcnow():
@@ -343,8 +371,19 @@ def rotate_token(
         raise NotFound("You have no live token with that id.")
     # The limits carry over as they are: the replacement may do exactly what the old one could.
     carried = token_limits.Limits(tuple(old.scopes), _tupled(old.projects), _tupled(old.allowed_ips))
-    secret, new = mint_checked(session, keys, owner_id, old.name, carried, prefix=prefix, actor=actor,
-                               expires_at=old.expires_at, now=utcnow(), ip=ip, audited=False)
+    secret, new = mint_checked(
+        session,
+        keys,
+        owner_id,
+        old.name,
+        carried,
+        prefix=prefix,
+        actor=actor,
+        expires_at=old.expires_at,
+        now=utcnow(),
+        ip=ip,
+        audited=False,
+    )
     old.replaced_by_id = new.id
     trail.record(
         session,
@@ -396,8 +435,13 @@ def revoke_successors(session: Session, replaced_token_id: int) -> int:
             break
         row = session.get(PersonalToken, row.replaced_by_id, populate_existing=True)
         if row is not None and row.revoked_at is None:
-            if _revoke(session, row, actor="rotation reuse", reason=RevokeReason.ROTATION_REUSE,
-                       reused_token_id=replaced_token_id):
+            if _revoke(
+                session,
+                row,
+                actor="rotation reuse",
+                reason=RevokeReason.ROTATION_REUSE,
+                reused_token_id=replaced_token_id,
+            ):
                 revoked += 1
             else:  # revoked meanwhile, perhaps rotated once more: follow it to its newest successor
                 session.refresh(row)

@@ -16,9 +16,9 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tokensmith.errors import AddressNotAllowed, InsufficientScope, InvalidInput, NotFound, ProjectNotFound
 from tokensmith.identity import VerifiedToken
 from tokensmith.scopes import ALL_SCOPES, IMPLIES, SCOPES
-from tokensmith.errors import AddressNotAllowed, InsufficientScope, InvalidInput, NotFound, ProjectNotFound
 
 MAX_PROJECTS = 100
 MAX_ADDRESS_BLOCKS = 50
@@ -118,14 +118,16 @@ def _parse_block(block: str) -> IPNetwork:
         network = ipaddress.ip_network(block, strict=False)
     except ValueError:
         raise InvalidInput(
-            f"{shown} is not an address or a CIDR block: write one like 203.0.113.0/24, "
-            "198.51.100.7 or 2001:db8::/32."
+            f"{shown} is not an address or a CIDR block: write one like 203.0.113.0/24, 198.51.100.7 or 2001:db8::/32."
         ) from None
     raise InvalidInput(f"{shown} has bits set past its prefix: did you mean {network}?")
 
 
 def validate(
-    *, scopes: Iterable[str], projects: Iterable[str] | None, allowed_ips: Iterable[str] | None,
+    *,
+    scopes: Iterable[str],
+    projects: Iterable[str] | None,
+    allowed_ips: Iterable[str] | None,
     reachable: Collection[str],
 ) -> Limits:
     """The limits asked for a new token, checked and in their normal form; ``reachable``: the
@@ -139,20 +141,18 @@ def check_lifetime(expires_at: datetime | None, now: datetime, max_days: int | N
         return
     if expires_at is None:
         raise InvalidInput(
-            f"Tokens on this server expire within {max_days} days: choose an expiration of at most "
-            f"{max_days} days."
+            f"Tokens on this server expire within {max_days} days: choose an expiration of at most {max_days} days."
         )
     if expires_at > now + timedelta(days=max_days, minutes=1):
-        raise InvalidInput(
-            f"Tokens on this server expire within {max_days} days: choose an earlier expiration."
-        )
+        raise InvalidInput(f"Tokens on this server expire within {max_days} days: choose an earlier expiration.")
 
 
 # --- checking: on every request, right after the lookup ---------------------------------------------
 
 
-def enforce(scopes: Sequence[str], projects: Sequence[str] | None, allowed_ips: Sequence[str] | None,
-            need: Need, ip: str | None) -> None:
+def enforce(
+    scopes: Sequence[str], projects: Sequence[str] | None, allowed_ips: Sequence[str] | None, need: Need, ip: str | None
+) -> None:
     """Refuse a request its token may not make: from elsewhere, without the scope, or on a project
     outside its list. In that order: an address refused tells nothing about the rest."""
     if allowed_ips is not None and not address_allowed(allowed_ips, ip):
@@ -180,16 +180,19 @@ def address_allowed(allowed_ips: Sequence[str], ip: str | None) -> bool:
     if address is None:
         return False
     version, number = address
-    return any(version == block_version and first <= number <= last
-               for block_version, first, last in _ranges(tuple(allowed_ips)))
+    return any(
+        version == block_version and first <= number <= last
+        for block_version, first, last in _ranges(tuple(allowed_ips))
+    )
 
 
 @functools.lru_cache(maxsize=1024)
 def _ranges(blocks: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
     """Blocks as (IP version, first address, last address): a check compares integers."""
     networks = [ipaddress.ip_network(block) for block in blocks]
-    return tuple((network.version, int(network.network_address), int(network.broadcast_address))
-                 for network in networks)
+    return tuple(
+        (network.version, int(network.network_address), int(network.broadcast_address)) for network in networks
+    )
 
 
 @functools.lru_cache(maxsize=4096)

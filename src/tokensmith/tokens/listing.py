@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tokensmith.tokens import check as token_check
 from tokensmith.clock import utcnow
 from tokensmith.errors import (
     NotFound,
 )
 from tokensmith.store.models import PersonalToken
 from tokensmith.store.server_keys import ServerKeys
+from tokensmith.tokens import check as token_check
 
 
 def list_tokens(session: Session, owner_id: int) -> list[PersonalToken]:
@@ -55,8 +55,7 @@ def inactive_tokens(session: Session, owner_id: int, now: datetime | None = None
     since = now - timedelta(days=INACTIVE_DAYS)
     query = select(PersonalToken).where(
         PersonalToken.user_id == owner_id,
-        (PersonalToken.revoked_at >= since)
-        | (PersonalToken.revoked_at.is_(None) & (PersonalToken.expires_at <= now)),
+        (PersonalToken.revoked_at >= since) | (PersonalToken.revoked_at.is_(None) & (PersonalToken.expires_at <= now)),
     )
     rows = list(session.scalars(query))
     return sorted(rows, key=lambda row: (row.revoked_at or row.expires_at, row.id), reverse=True)
@@ -118,11 +117,13 @@ def live_tokens_among(session: Session, keys: ServerKeys, secrets: Iterable[str]
             by_digest[digest] = secret
     digests, now, live = list(by_digest), utcnow(), {}
     for start in range(0, len(digests), LOOKUP_BATCH):
-        rows = session.scalars(select(PersonalToken).where(
-            PersonalToken.digest.in_(digests[start:start + LOOKUP_BATCH]),
-            PersonalToken.revoked_at.is_(None),
-            (PersonalToken.expires_at.is_(None)) | (PersonalToken.expires_at > now),
-        ))
+        rows = session.scalars(
+            select(PersonalToken).where(
+                PersonalToken.digest.in_(digests[start : start + LOOKUP_BATCH]),
+                PersonalToken.revoked_at.is_(None),
+                (PersonalToken.expires_at.is_(None)) | (PersonalToken.expires_at > now),
+            )
+        )
         live.update((by_digest[row.digest], row) for row in rows)
     return live
 

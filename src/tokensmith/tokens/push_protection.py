@@ -20,13 +20,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from tokensmith.audit.trail import AuditAction
-from tokensmith.tokens import listing as token_listing
 from tokensmith.audit import trail
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.tokens import format as token_format
+from tokensmith.audit.trail import AuditAction
 from tokensmith.errors import CredentialMalformed
 from tokensmith.store.server_keys import ServerKeys
+from tokensmith.tokens import format as token_format
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import listing as token_listing
 
 ZERO = "0" * 40
 READ = 1024 * 1024  # bytes of an object read at a time: a 1 GB blob is scanned in constant memory
@@ -79,8 +79,9 @@ def new_tips(updates: str) -> list[str]:
     return tips
 
 
-async def scan_push(git: str, repository: Path, updates: str, quarantine: Mapping[str, str],
-                    prefix: str) -> list[Finding]:
+async def scan_push(
+    git: str, repository: Path, updates: str, quarantine: Mapping[str, str], prefix: str
+) -> list[Finding]:
     """Every checksum-valid token string in the objects this push adds to ``repository``.
 
     ``quarantine`` is the hook's GIT_OBJECT_DIRECTORY, GIT_ALTERNATE_OBJECT_DIRECTORIES and
@@ -91,8 +92,9 @@ async def scan_push(git: str, repository: Path, updates: str, quarantine: Mappin
     if not tips:
         return []
     env = {"PATH": "/usr/bin:/bin", **quarantine, "GIT_DIR": str(repository)}
-    listing = await _run(git, env, ["rev-list", "--objects", "--stdin", "--not", "--all"],
-                         "\n".join(tips).encode() + b"\n")
+    listing = await _run(
+        git, env, ["rev-list", "--objects", "--stdin", "--not", "--all"], "\n".join(tips).encode() + b"\n"
+    )
     paths: dict[str, str] = {}
     for line in listing.decode(errors="replace").splitlines():
         oid, _, path = line.partition(" ")
@@ -104,20 +106,33 @@ async def scan_push(git: str, repository: Path, updates: str, quarantine: Mappin
 
 async def _run(git: str, env: dict[str, str], args: list[str], stdin: bytes) -> bytes:
     process = await asyncio.create_subprocess_exec(
-        git, *args, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        git,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await process.communicate(stdin)
     if process.returncode != 0:
         raise ScanFailed(f"git {args[0]} exited {process.returncode}: {err.decode(errors='replace')[:300]}")
     return out
 
 
-async def _scan_objects(git: str, env: dict[str, str], paths: dict[str, str], pattern: re.Pattern[bytes],
-                        prefix: str) -> list[Finding]:
+async def _scan_objects(
+    git: str, env: dict[str, str], paths: dict[str, str], pattern: re.Pattern[bytes], prefix: str
+) -> list[Finding]:
     """Read each object once through one ``git cat-file --batch``, trees skipped, as it streams."""
     process = await asyncio.create_subprocess_exec(
-        git, "cat-file", "--batch", env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, limit=READ)
+        git,
+        "cat-file",
+        "--batch",
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        limit=READ,
+    )
 
     async def ask() -> None:
         try:
@@ -151,8 +166,9 @@ async def _scan_objects(git: str, env: dict[str, str], paths: dict[str, str], pa
     return list(found.values())
 
 
-async def _secrets_in(stream: asyncio.StreamReader, size: int, pattern: re.Pattern[bytes], prefix: str,
-                      *, scan: bool) -> AsyncIterator[str]:
+async def _secrets_in(
+    stream: asyncio.StreamReader, size: int, pattern: re.Pattern[bytes], prefix: str, *, scan: bool
+) -> AsyncIterator[str]:
     """The checksum-valid token strings among ``size`` bytes of ``stream``, read a piece at a time;
     each piece keeps the end of the previous one, so a token split between two is found."""
     overlap = len(prefix) + token_format.BODY_LENGTH - 1
@@ -174,9 +190,9 @@ async def _secrets_in(stream: asyncio.StreamReader, size: int, pattern: re.Patte
         tail = data[-overlap:]
 
 
-
-async def introducing_commits(git: str, repository: Path, quarantine: Mapping[str, str], updates: str,
-                              findings: Iterable[Finding]) -> dict[str, str]:
+async def introducing_commits(
+    git: str, repository: Path, quarantine: Mapping[str, str], updates: str, findings: Iterable[Finding]
+) -> dict[str, str]:
     """For each finding's object, the pushed commit that brought it: for a blob the oldest new
     commit whose changes add it (one ``git log --raw`` for all), for a commit itself."""
     commits = {finding.oid: finding.oid for finding in findings if finding.kind != "blob"}
@@ -184,8 +200,12 @@ async def introducing_commits(git: str, repository: Path, quarantine: Mapping[st
     if not blobs:
         return commits
     env = {"PATH": "/usr/bin:/bin", **quarantine, "GIT_DIR": str(repository)}
-    out = await _run(git, env, ["log", "--reverse", "--raw", "--no-abbrev", "--no-renames", "--format=commit %H",
-                                "--stdin", "--not", "--all"], "\n".join(new_tips(updates)).encode() + b"\n")
+    out = await _run(
+        git,
+        env,
+        ["log", "--reverse", "--raw", "--no-abbrev", "--no-renames", "--format=commit %H", "--stdin", "--not", "--all"],
+        "\n".join(new_tips(updates)).encode() + b"\n",
+    )
     commit = "?"
     for line in out.decode(errors="replace").splitlines():
         if line.startswith("commit "):
@@ -197,8 +217,16 @@ async def introducing_commits(git: str, repository: Path, quarantine: Mapping[st
     return commits
 
 
-def block_live_tokens(session: Session, keys: ServerKeys, findings: Iterable[Finding], commits: Mapping[str, str],
-                      *, pusher_id: int, pusher: str, repository: str) -> list[Blocked]:
+def block_live_tokens(
+    session: Session,
+    keys: ServerKeys,
+    findings: Iterable[Finding],
+    commits: Mapping[str, str],
+    *,
+    pusher_id: int,
+    pusher: str,
+    repository: str,
+) -> list[Blocked]:
     """Look up every finding in one statement; revoke each live one and tell its owner.
     ``commits`` maps each finding's object to the pushed commit that brought it."""
     findings = list(findings)
@@ -214,16 +242,27 @@ def block_live_tokens(session: Session, keys: ServerKeys, findings: Iterable[Fin
             continue
         seen.add(row.id)
         where = {"repository": repository, "commit": commit, "path": finding.path}
-        trail.record(session, AuditAction.TOKEN_PUSH_BLOCKED, actor=pusher, user_id=row.user_id, token_id=row.id,
-                     name=row.name, hint=row.hint, pusher=pusher, **where)
+        trail.record(
+            session,
+            AuditAction.TOKEN_PUSH_BLOCKED,
+            actor=pusher,
+            user_id=row.user_id,
+            token_id=row.id,
+            name=row.name,
+            hint=row.hint,
+            pusher=pusher,
+            **where,
+        )
         token_lifecycle.revoke_pushed_token(session, row, pusher=pusher, **where)
     return blocked
 
 
 def too_many_findings() -> str:
-    return (f"\nPush refused: it carries more than {MAX_FINDINGS:,} strings that look like Tokensmith tokens, "
-            "more than a push is checked for. Nothing was changed.\nRemove them (test data can use a prefix "
-            "other than the server's), then push again.\n")
+    return (
+        f"\nPush refused: it carries more than {MAX_FINDINGS:,} strings that look like Tokensmith tokens, "
+        "more than a push is checked for. Nothing was changed.\nRemove them (test data can use a prefix "
+        "other than the server's), then push again.\n"
+    )
 
 
 def refusal(blocked: list[Blocked], tokens_page_url: str) -> str:

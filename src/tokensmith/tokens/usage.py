@@ -24,8 +24,8 @@ from typing import Protocol
 from sqlalchemy import Engine, bindparam, or_, update
 
 from tokensmith import metrics
-from tokensmith.store.database import Connectable, connection_to
 from tokensmith.errors import StoreUnavailable
+from tokensmith.store.database import Connectable, connection_to
 from tokensmith.store.models import BrowserSession, PersonalToken
 
 log = logging.getLogger("tokensmith.usage")
@@ -49,10 +49,11 @@ _TOKENS = PersonalToken.__table__
 _SESSIONS = BrowserSession.__table__
 _WRITE_TOKEN_USE = (
     update(_TOKENS)
-    .where(_TOKENS.c.id == bindparam("use_token_id"),
-           or_(_TOKENS.c.last_used_at.is_(None), _TOKENS.c.last_used_at < bindparam("use_at")))
-    .values(last_used_at=bindparam("use_at"), last_used_ip=bindparam("use_ip"),
-            last_used_agent=bindparam("use_agent"))
+    .where(
+        _TOKENS.c.id == bindparam("use_token_id"),
+        or_(_TOKENS.c.last_used_at.is_(None), _TOKENS.c.last_used_at < bindparam("use_at")),
+    )
+    .values(last_used_at=bindparam("use_at"), last_used_ip=bindparam("use_ip"), last_used_agent=bindparam("use_agent"))
 )
 _WRITE_SESSION_SEEN = (
     update(_SESSIONS)
@@ -63,10 +64,13 @@ _WRITE_SESSION_SEEN = (
 
 def write_token_uses(store: Connectable, uses: Sequence[TokenUse]) -> None:
     if uses:
-        store.execute(_WRITE_TOKEN_USE, [
-            {"use_token_id": use.token_id, "use_at": use.at, "use_ip": use.ip, "use_agent": use.agent}
-            for use in uses
-        ])
+        store.execute(
+            _WRITE_TOKEN_USE,
+            [
+                {"use_token_id": use.token_id, "use_at": use.at, "use_ip": use.ip, "use_agent": use.agent}
+                for use in uses
+            ],
+        )
 
 
 def write_sessions_seen(store: Connectable, seen: Sequence[SessionSeen]) -> None:
@@ -105,8 +109,9 @@ class UsageWriter:
     of each kind are kept, and those beyond are dropped and counted.
     """
 
-    def __init__(self, engine: Engine, *, interval: float = 0.2, retry_seconds: float = 2.0,
-                 max_pending: int = 100_000) -> None:
+    def __init__(
+        self, engine: Engine, *, interval: float = 0.2, retry_seconds: float = 2.0, max_pending: int = 100_000
+    ) -> None:
         self.engine = engine
         self.interval = interval
         self.retry_seconds = retry_seconds
@@ -172,8 +177,12 @@ class UsageWriter:
         except StoreUnavailable as error:
             self._keep(tokens, seen)
             if not self._failing:
-                log.warning("cannot write last-used times yet (%s); %d kept, retrying every %.0f s",
-                            type(error.__cause__).__name__, len(tokens) + len(seen), self.retry_seconds)
+                log.warning(
+                    "cannot write last-used times yet (%s); %d kept, retrying every %.0f s",
+                    type(error.__cause__).__name__,
+                    len(tokens) + len(seen),
+                    self.retry_seconds,
+                )
             self._failing = True
             return False
         except Exception:

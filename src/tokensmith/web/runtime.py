@@ -32,10 +32,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics
-from tokensmith.audit import mail
-from tokensmith.audit import notices
 from tokensmith.accounts.authentication import Authenticator
+from tokensmith.accounts.identity_provider import OpenIdProvider
+from tokensmith.accounts.throttle import SignInThrottle, ThrottlePruner
+from tokensmith.audit import mail, notices
 from tokensmith.config import Settings
+from tokensmith.errors import StoreUnavailable
+from tokensmith.housekeeping import Periodic
 from tokensmith.store.database import (
     CHECK_POOL,
     SESSION_POOL,
@@ -48,13 +51,8 @@ from tokensmith.store.database import (
     session_factory,
     unit_of_work,
 )
-from tokensmith.errors import StoreUnavailable
-from tokensmith.housekeeping import Periodic
-from tokensmith.accounts.identity_provider import OpenIdProvider
-
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
-from tokensmith.accounts.throttle import SignInThrottle, ThrottlePruner
 from tokensmith.tokens.usage import UsageWriter
 
 T = TypeVar("T")
@@ -99,10 +97,14 @@ class Runtime:
             admission=asyncio.Semaphore(SESSION_POOL.capacity),
             identity_provider=(
                 OpenIdProvider(settings.identity_provider, settings.oidc_redirect_uri)
-                if settings.identity_provider else None
+                if settings.identity_provider
+                else None
             ),
-            housekeeping=[ThrottlePruner(throttle, usage.engine).start(),
-                          *([WalCheckpointer(usage.engine).start()] if local else []), *mail_jobs],
+            housekeeping=[
+                ThrottlePruner(throttle, usage.engine).start(),
+                *([WalCheckpointer(usage.engine).start()] if local else []),
+                *mail_jobs,
+            ],
             mail_engine=mail_engine,
         )
 
@@ -169,8 +171,10 @@ def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
     if notices.listen(settings) is None:
         return None, []
     engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
-    return engine, [mail.MailSender(engine, settings.mail).start(),
-                    notices.ExpiryReminders(engine, settings.mail.reminder_seconds).start()]
+    return engine, [
+        mail.MailSender(engine, settings.mail).start(),
+        notices.ExpiryReminders(engine, settings.mail.reminder_seconds).start(),
+    ]
 
 
 def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:
@@ -206,8 +210,9 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
 
 
 async def _end_in_thread(session: Session, *, succeeded: bool) -> None:
-    await anyio.to_thread.run_sync(functools.partial(end_unit, session, succeeded=succeeded),
-                                   limiter=anyio.CapacityLimiter(1))
+    await anyio.to_thread.run_sync(
+        functools.partial(end_unit, session, succeeded=succeeded), limiter=anyio.CapacityLimiter(1)
+    )
 
 
 def client_ip(request: Request) -> str | None:

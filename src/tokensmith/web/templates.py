@@ -11,10 +11,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from tokensmith.scopes import describe_scopes
-from tokensmith.audit import trail
 from tokensmith.accounts import sessions
+from tokensmith.audit import trail
 from tokensmith.clock import display
+from tokensmith.scopes import describe_scopes
 from tokensmith.web.assets import Assets
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -93,9 +93,7 @@ def render(
     if runtime.identity_provider is not None:
         # Signing out redirects the form's submission on to the provider: allow its origin.
         origins = " ".join(sorted(runtime.identity_provider.origins()))
-        policy = PAGE_HEADERS["Content-Security-Policy"].replace(
-            "form-action 'self'", f"form-action 'self' {origins}"
-        )
+        policy = PAGE_HEADERS["Content-Security-Policy"].replace("form-action 'self'", f"form-action 'self' {origins}")
         page_headers = {**PAGE_HEADERS, "Content-Security-Policy": policy}
     return templates.TemplateResponse(
         request, name, page_context, status_code=status, headers={**page_headers, **(headers or {})}

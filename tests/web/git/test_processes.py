@@ -31,6 +31,7 @@ def run(request):
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 return runner.run(coroutine)
         return asyncio.run(coroutine)
+
     return run
 
 
@@ -94,8 +95,9 @@ class Canaries(threading.Thread):
 
 
 def test_backends_close_their_pipes_once_never_another_thread_s(run):
-    expected = subprocess.run(["git", "hash-object", "--stdin"], input=b"hello\n", capture_output=True,
-                              check=True).stdout
+    expected = subprocess.run(
+        ["git", "hash-object", "--stdin"], input=b"hello\n", capture_output=True, check=True
+    ).stdout
 
     async def scenario() -> list:
         return [await hash_object(b"hello\n") for _ in range(600)]
@@ -166,8 +168,8 @@ def test_a_backend_with_much_to_say_on_stderr_never_waits_for_it(run):
 
     async def scenario() -> tuple[bytes, str, int]:
         process = await git_processes.start(
-            ["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' e >&2; echo done"],
-            PATH, with_input=False)
+            ["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' e >&2; echo done"], PATH, with_input=False
+        )
         out = await asyncio.wait_for(read_all(process), timeout=20)
         errors = await process.errors()
         status = await process.wait()

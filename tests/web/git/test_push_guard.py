@@ -14,7 +14,9 @@ async def run_hook(guard: PushGuard) -> tuple[int, str]:
     hook = await asyncio.create_subprocess_exec(
         str(guard.directory / "pre-receive"),
         env={"PATH": os.environ["PATH"], **guard.environment(), "GIT_QUARANTINE_PATH": "/q"},
-        stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdin=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await hook.communicate(UPDATE.encode())
     return hook.returncode, err.decode()
 

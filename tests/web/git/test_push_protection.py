@@ -13,8 +13,8 @@ from sqlalchemy import select
 from tests.support.git import GitUser
 from tests.support.ledger import remember
 from tokensmith.audit import trail
-from tokensmith.tokens import format as token_format
 from tokensmith.store.models import AuditEvent, PersonalToken
+from tokensmith.tokens import format as token_format
 
 PASSWORD = "push person's password"
 
@@ -60,19 +60,22 @@ def commit(user: GitUser, work: Path, files: dict[str, str | None], message: str
 
 
 def server_head(project) -> str:
-    return subprocess.run(["git", "--git-dir", project["bare"], "rev-parse", "master"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "--git-dir", project["bare"], "rev-parse", "master"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def has_object(project, oid: str) -> bool:
-    return subprocess.run(["git", "--git-dir", project["bare"], "cat-file", "-e", oid],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(["git", "--git-dir", project["bare"], "cat-file", "-e", oid], capture_output=True).returncode
+        == 0
+    )
 
 
 def token_state(server, secret: str) -> PersonalToken:
     with server.store() as session:
         rows = session.scalars(select(PersonalToken).where(PersonalToken.hint == token_format.hint(secret, "tks_")))
-        row = [row for row in rows][-1]
+        row = list(rows)[-1]
         session.expunge(row)
     return row
 
@@ -80,8 +83,9 @@ def token_state(server, secret: str) -> PersonalToken:
 def events(server, username: str, action: str) -> list[AuditEvent]:
     with server.store() as session:
         user = server.user(username)
-        found = list(session.scalars(select(AuditEvent).where(AuditEvent.user_id == user.id,
-                                                              AuditEvent.action == action)))
+        found = list(
+            session.scalars(select(AuditEvent).where(AuditEvent.user_id == user.id, AuditEvent.action == action))
+        )
         session.expunge_all()
     return found
 
@@ -142,7 +146,10 @@ def test_a_token_in_a_commit_message_blocks_too(server, project, tmp_path):
     before = server_head(project)
     carrying = commit(alice, work, {"ok.txt": "nothing here\n"}, f"deploy with {leaked}")
     refused = alice.git("push", "origin", "HEAD:master", cwd=work, check=False)
-    assert f"remote:   commit {carrying[:12]}  (commit message)  token {token_format.hint(leaked, 'tks_')}" in refused.stderr
+    assert (
+        f"remote:   commit {carrying[:12]}  (commit message)  token {token_format.hint(leaked, 'tks_')}"
+        in refused.stderr
+    )
     assert server_head(project) == before
 
 

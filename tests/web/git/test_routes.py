@@ -102,8 +102,7 @@ def test_bad_credentials_fail_fast_with_a_message(server, project, tmp_path, cas
 def test_a_project_one_cannot_see_reads_like_one_that_does_not_exist(server, project, tmp_path):
     carol = person(server, tmp_path, project["carol"])
     hidden = carol.git("clone", project["url"], str(tmp_path / "hidden"), check=False)
-    missing = carol.git("clone", f"{server.base_url}/git/no-such-project.git", str(tmp_path / "missing"),
-                        check=False)
+    missing = carol.git("clone", f"{server.base_url}/git/no-such-project.git", str(tmp_path / "missing"), check=False)
     assert hidden.returncode != 0 and missing.returncode != 0
     assert "or you are not a member of it" in hidden.stderr and "or you are not a member of it" in missing.stderr
     assert "not found" in hidden.stderr and "not found" in missing.stderr
@@ -113,17 +112,23 @@ def test_the_cache_credential_helper_works_too(server, project, tmp_path):
     alice = GitUser(tmp_path / "alice", project["alice"], server.create_token(project["alice"], "cached"))
     socket = tmp_path / "cache-socket"
     alice.git("config", "--global", "credential.helper", f"cache --socket={socket} --timeout=300")
-    alice.git("credential", "approve", input=(
-        f"protocol=http\nhost={server.base_url.removeprefix('http://')}\nusername={alice.username}\n"
-        f"password={alice.token}\n\n"))
+    alice.git(
+        "credential",
+        "approve",
+        input=(
+            f"protocol=http\nhost={server.base_url.removeprefix('http://')}\nusername={alice.username}\n"
+            f"password={alice.token}\n\n"
+        ),
+    )
     try:
         assert alice.git("clone", project["url"], str(tmp_path / "cached")).returncode == 0
     finally:
         alice.git("credential-cache", f"--socket={socket}", "exit", check=False)
 
 
-@pytest.mark.parametrize("path, method", [("HEAD", "GET"), ("objects/info/packs", "GET"),
-                                          ("info/refs", "GET"), ("git-upload-pack", "GET")])
+@pytest.mark.parametrize(
+    "path, method", [("HEAD", "GET"), ("objects/info/packs", "GET"), ("info/refs", "GET"), ("git-upload-pack", "GET")]
+)
 def test_only_the_smart_protocol_is_served(server, project, path, method):
     token = server.create_token(project["alice"], f"probe {path} {method}")
     with server.client(auth=(project["alice"], token)) as client:
@@ -132,9 +137,16 @@ def test_only_the_smart_protocol_is_served(server, project, path, method):
     assert response.headers["content-type"].startswith("text/plain")
 
 
-@pytest.mark.parametrize("raw", ["/git/..%2F..%2Fetc.git/info/refs", "/git/%2e%2e.git/info/refs",
-                                 "/git/a%00b.git/info/refs", "/git/" + "a" * 300 + ".git/info/refs",
-                                 "/git/UPPER.git/info/refs"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/git/..%2F..%2Fetc.git/info/refs",
+        "/git/%2e%2e.git/info/refs",
+        "/git/a%00b.git/info/refs",
+        "/git/" + "a" * 300 + ".git/info/refs",
+        "/git/UPPER.git/info/refs",
+    ],
+)
 def test_hostile_project_paths_are_not_found(server, project, raw):
     token = server.create_token(project["alice"], f"hostile {uuid.uuid4().hex[:6]}")
     with server.client(auth=(project["alice"], token)) as client:
@@ -152,8 +164,14 @@ def test_an_interrupted_push_leaves_the_repository_as_it_was(server, project, tm
     alice.git("commit", "-m", "big", cwd=work)
     after = alice.git("rev-parse", "HEAD", cwd=work).stdout.strip()
     # The push git would send (update command, then the pack), cut off halfway through the pack.
-    pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs"], input=f"{after}\n^{before}\n".encode(),
-                          cwd=work, env=alice.env(), capture_output=True, check=True).stdout
+    pack = subprocess.run(
+        ["git", "pack-objects", "--stdout", "--revs"],
+        input=f"{after}\n^{before}\n".encode(),
+        cwd=work,
+        env=alice.env(),
+        capture_output=True,
+        check=True,
+    ).stdout
     command = f"{before} {after} refs/heads/master\0report-status\n".encode()
 
     def cut_off_body():
@@ -162,8 +180,11 @@ def test_an_interrupted_push_leaves_the_repository_as_it_was(server, project, tm
         raise ConnectionAbortedError("the laptop lost its network")
 
     with server.client(auth=(alice.username, alice.token)) as client, pytest.raises(ConnectionAbortedError):
-        client.post(f"/git/{project['id']}.git/git-receive-pack", content=cut_off_body(),
-                    headers={"Content-Type": "application/x-git-receive-pack-request"})
+        client.post(
+            f"/git/{project['id']}.git/git-receive-pack",
+            content=cut_off_body(),
+            headers={"Content-Type": "application/x-git-receive-pack-request"},
+        )
 
     repository = server.data_dir / "git" / f"{project['id']}.git"
     deadline = time.monotonic() + 30
@@ -195,7 +216,11 @@ def test_project_administration_refuses_bad_input(server, project):
     cases = [
         (("projects", "create", "../etc", "--group-id", "com.acme", "--owner", project["alice"]), 2, "project id"),
         (("projects", "create", "ok-id", "--group-id", "com..acme", "--owner", project["alice"]), 2, "groupId"),
-        (("projects", "create", project["id"], "--group-id", "com.acme", "--owner", project["alice"]), 4, "already exists"),
+        (
+            ("projects", "create", project["id"], "--group-id", "com.acme", "--owner", project["alice"]),
+            4,
+            "already exists",
+        ),
         (("projects", "add-member", project["id"], project["carol"], "--role", "admin"), 2, "'read' or 'write'"),
         (("projects", "add-member", "no-such-project", project["carol"]), 3, "no project"),
     ]
@@ -219,9 +244,11 @@ def test_a_gzipped_fetch_request_is_understood(server, project, tmp_path):
     head = commit_and_push(alice, project["url"], tmp_path / "work", "gzip.txt")
     body = f"0032want {head}\n".encode() + b"0000" + b"0009done\n"
     with server.client(auth=(alice.username, alice.token)) as client:
-        response = client.post(f"/git/{project['id']}.git/git-upload-pack", content=gzip.compress(body),
-                               headers={"Content-Type": "application/x-git-upload-pack-request",
-                                        "Content-Encoding": "gzip"})
+        response = client.post(
+            f"/git/{project['id']}.git/git-upload-pack",
+            content=gzip.compress(body),
+            headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip"},
+        )
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/x-git-upload-pack-result"
     assert response.content.startswith(b"0008NAK\n") and b"PACK" in response.content[:64]
@@ -230,16 +257,19 @@ def test_a_gzipped_fetch_request_is_understood(server, project, tmp_path):
 def test_a_request_of_the_wrong_type_is_refused(server, project, tmp_path):
     alice = person(server, tmp_path, project["alice"])
     with server.client(auth=(alice.username, alice.token)) as client:
-        response = client.post(f"/git/{project['id']}.git/git-upload-pack", content=b"0000",
-                               headers={"Content-Type": "text/plain"})
+        response = client.post(
+            f"/git/{project['id']}.git/git-upload-pack", content=b"0000", headers={"Content-Type": "text/plain"}
+        )
     assert response.status_code == 422 and "application/x-git-upload-pack-request" in response.text
 
 
 def test_a_corrupt_gzipped_request_fails_cleanly(server, project, tmp_path):
     alice = person(server, tmp_path, project["alice"])
     with server.client(auth=(alice.username, alice.token)) as client:
-        response = client.post(f"/git/{project['id']}.git/git-upload-pack", content=b"\x1f\x8b\x08\x00garbage",
-                               headers={"Content-Type": "application/x-git-upload-pack-request",
-                                        "Content-Encoding": "gzip"})
+        response = client.post(
+            f"/git/{project['id']}.git/git-upload-pack",
+            content=b"\x1f\x8b\x08\x00garbage",
+            headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip"},
+        )
     assert response.status_code == 422 and "not valid gzip" in response.text  # before git even starts
     assert "Traceback" not in server.console()[-5000:]

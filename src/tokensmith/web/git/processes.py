@@ -98,7 +98,7 @@ class PipeWriter(_Pipe):
             if self.closed:
                 raise BrokenPipeError("the backend's input is closed")
             try:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
             except BlockingIOError:
                 await self._wait(loop.add_writer, loop.remove_writer)
 
@@ -177,10 +177,17 @@ async def start(argv: Sequence[str], env: Mapping[str, str], *, with_input: bool
     """Start ``argv`` with pipes to its stdout and stderr, and to its stdin ``with_input``."""
     loop = asyncio.get_running_loop()
     try:
-        popen = await loop.run_in_executor(None, functools.partial(
-            subprocess.Popen, list(argv), env=dict(env),
-            stdin=subprocess.PIPE if with_input else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        popen = await loop.run_in_executor(
+            None,
+            functools.partial(
+                subprocess.Popen,
+                list(argv),
+                env=dict(env),
+                stdin=subprocess.PIPE if with_input else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+        )
     except OSError as error:  # out of processes or descriptors, or git gone from the host
         log.warning("could not start %s: %s", argv[0], error)
         raise GitUnavailable() from None

@@ -30,12 +30,12 @@ log = logging.getLogger("tokensmith.git")
 MAX_REQUEST = 1024 * 1024  # the hook's input: one line per ref pushed
 QUARANTINE = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH")
 
-_RELAY = r'''import json, os, socket, sys
+_RELAY = rf"""import json, os, socket, sys
 try:
     with socket.socket(socket.AF_UNIX) as server:
         server.connect(os.environ["TOKENSMITH_PUSH_SOCKET"])
-        server.sendall(json.dumps({"updates": sys.stdin.read(), "quarantine": {
-            name: os.environ[name] for name in %r if name in os.environ}}).encode())
+        server.sendall(json.dumps({{"updates": sys.stdin.read(), "quarantine": {{
+            name: os.environ[name] for name in {QUARANTINE!r} if name in os.environ}}}}).encode())
         server.shutdown(socket.SHUT_WR)
         answer = b"".join(iter(lambda: server.recv(65536), b""))
 except OSError:
@@ -46,7 +46,7 @@ if verdict != b"accept" and not text.strip():
 sys.stderr.buffer.write(text)
 sys.stderr.flush()
 sys.exit(0 if verdict == b"accept" else 1)
-''' % (QUARANTINE,)
+"""
 
 # (updates, quarantine) -> (accepted, what the pusher reads)
 Check = Callable[[str, dict[str, str]], Awaitable[tuple[bool, str]]]
@@ -75,8 +75,12 @@ class PushGuard:
         return self
 
     def environment(self) -> dict[str, str]:
-        return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath",
-                "GIT_CONFIG_VALUE_0": str(self.directory), "TOKENSMITH_PUSH_SOCKET": str(self.socket_path)}
+        return {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "core.hooksPath",
+            "GIT_CONFIG_VALUE_0": str(self.directory),
+            "TOKENSMITH_PUSH_SOCKET": str(self.socket_path),
+        }
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -18,7 +18,6 @@ import os
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -28,16 +27,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from tokensmith.projects import catalog
-from tokensmith.tokens import push_protection
-from tokensmith.projects import git_repositories
-from tokensmith.identity import Identity
 from tokensmith.errors import BodyTooLarge, InvalidInput, NotFound, ProjectNotFound
+from tokensmith.identity import Identity
+from tokensmith.projects import catalog, git_repositories
+from tokensmith.tokens import push_protection
 from tokensmith.web.auth import ProjectIn, Requires
-from tokensmith.web.git import processes as git_processes
 from tokensmith.web.bodies import declared_length
-from tokensmith.web.git.push_guard import PushGuard
+from tokensmith.web.git import processes as git_processes
 from tokensmith.web.git.processes import BackendProcess
+from tokensmith.web.git.push_guard import PushGuard
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 log = logging.getLogger("tokensmith.git")
@@ -67,8 +65,12 @@ def needed_scope(request: Request) -> str:
     return "git:write" if service == "git-receive-pack" else "git:read"
 
 
-GIT = Requires(None, project=ProjectIn.path("project_id"), choose=needed_scope,
-               variants=(("clone, fetch (git-upload-pack)", "git:read"), ("push (git-receive-pack)", "git:write")))
+GIT = Requires(
+    None,
+    project=ProjectIn.path("project_id"),
+    choose=needed_scope,
+    variants=(("clone, fetch (git-upload-pack)", "git:read"), ("push (git-receive-pack)", "git:write")),
+)
 
 
 def _authorize(session: Session, runtime: Runtime, project_id: str, identity: Identity, role: str) -> Path:
@@ -93,8 +95,11 @@ def _pkt_line(text: str) -> bytes:
     return f"{len(data) + 4:04x}".encode() + data
 
 
-NO_CACHE = {"Cache-Control": "no-cache, max-age=0, must-revalidate", "Pragma": "no-cache",
-            "Expires": "Fri, 01 Jan 1980 00:00:00 GMT"}
+NO_CACHE = {
+    "Cache-Control": "no-cache, max-age=0, must-revalidate",
+    "Pragma": "no-cache",
+    "Expires": "Fri, 01 Jan 1980 00:00:00 GMT",
+}
 
 
 async def request_body(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -115,8 +120,10 @@ async def request_body(request: Request, limit: int) -> AsyncIterator[bytes]:
                 chunk = inflate.unconsumed_tail
             total += len(piece)
             if total > limit:
-                raise BodyTooLarge(f"A git request may carry at most {limit // 2**20:,} MiB"
-                                   + (" once inflated." if inflate is not None else "."))
+                raise BodyTooLarge(
+                    f"A git request may carry at most {limit // 2**20:,} MiB"
+                    + (" once inflated." if inflate is not None else ".")
+                )
             if piece:
                 yield piece
     if inflate is not None and not inflate.eof:
@@ -155,8 +162,9 @@ async def _feed(request: Request, process: BackendProcess, body: bytes | None) -
 # matched by its own route before the other could read "P.git" as a project id.)
 @router.api_route("/git/{project_id}/{path:path}", methods=["GET", "POST"])
 @router.api_route("/git/{project_id}.git/{path:path}", methods=["GET", "POST"])
-async def smart_http(project_id: str, path: str, request: Request,
-                     identity: Annotated[Identity, Depends(GIT)]) -> Response:
+async def smart_http(
+    project_id: str, path: str, request: Request, identity: Annotated[Identity, Depends(GIT)]
+) -> Response:
     runtime = get_runtime(request)
     if has_encoded_separators(request):
         raise ProjectNotFound(project_id)
@@ -177,14 +185,21 @@ async def smart_http(project_id: str, path: str, request: Request,
     environment = backend_environment(request, identity)
     guard = None
     if service == "git-receive-pack" and not advertising and runtime.settings.push_protection:
-        guard = await PushGuard(lambda updates, quarantine: check_push(
-            runtime, identity, project_id, repository, updates, quarantine)).open()
+        guard = await PushGuard(
+            lambda updates, quarantine: check_push(runtime, identity, project_id, repository, updates, quarantine)
+        ).open()
         environment.update(guard.environment())
     try:
         process = await git_processes.start(
-            [git_repositories.git_executable(), service.removeprefix("git-"), "--stateless-rpc",
-             *(["--advertise-refs"] if advertising else []), str(repository)],
-            environment, with_input=not advertising,
+            [
+                git_repositories.git_executable(),
+                service.removeprefix("git-"),
+                "--stateless-rpc",
+                *(["--advertise-refs"] if advertising else []),
+                str(repository),
+            ],
+            environment,
+            with_input=not advertising,
         )
     except BaseException:
         if guard is not None:
@@ -232,8 +247,14 @@ class BackendResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _stream(process: BackendProcess, feeding: asyncio.Task | None, preamble: bytes,
-                  project_id: str, username: str, guard: PushGuard | None = None) -> AsyncIterator[bytes]:
+async def _stream(
+    process: BackendProcess,
+    feeding: asyncio.Task | None,
+    preamble: bytes,
+    project_id: str,
+    username: str,
+    guard: PushGuard | None = None,
+) -> AsyncIterator[bytes]:
     try:
         if preamble:
             yield preamble
@@ -243,8 +264,7 @@ async def _stream(process: BackendProcess, feeding: asyncio.Task | None, preambl
             await feeding
         errors = await process.errors()
         if await process.wait() != 0 or errors:
-            log.warning("git backend for %s (%s) exited %s: %s", project_id, username,
-                        process.returncode, errors[:500])
+            log.warning("git backend for %s (%s) exited %s: %s", project_id, username, process.returncode, errors[:500])
     finally:
         # The client went away mid-transfer: stop the backend. An interrupted push leaves the
         # repository as it was, since refs move only once the whole pack is in.
@@ -255,23 +275,30 @@ async def _stream(process: BackendProcess, feeding: asyncio.Task | None, preambl
             guard.close()
 
 
-async def check_push(runtime: Runtime, identity: Identity, project_id: str, repository: Path, updates: str,
-                     quarantine: dict[str, str]) -> tuple[bool, str]:
+async def check_push(
+    runtime: Runtime, identity: Identity, project_id: str, repository: Path, updates: str, quarantine: dict[str, str]
+) -> tuple[bool, str]:
     """The pre-receive hook's question: may this push go in? (push_protection.py)"""
     git = git_repositories.git_executable()
     try:
-        findings = await push_protection.scan_push(git, repository, updates, quarantine,
-                                                   runtime.settings.token_prefix)
+        findings = await push_protection.scan_push(git, repository, updates, quarantine, runtime.settings.token_prefix)
     except push_protection.TooManyFindings:
         return False, push_protection.too_many_findings()
     if not findings:
         return True, ""
     commits = await push_protection.introducing_commits(git, repository, quarantine, updates, findings)
-    blocked = await runtime.run_unit(lambda session: push_protection.block_live_tokens(
-        session, runtime.keys, findings, commits, pusher_id=identity.user.id, pusher=identity.username,
-        repository=project_id))
+    blocked = await runtime.run_unit(
+        lambda session: push_protection.block_live_tokens(
+            session,
+            runtime.keys,
+            findings,
+            commits,
+            pusher_id=identity.user.id,
+            pusher=identity.username,
+            repository=project_id,
+        )
+    )
     if not blocked:
         return True, ""
     log.info("push to %s by %s refused: %d live token(s) in it", project_id, identity.username, len(blocked))
     return False, push_protection.refusal(blocked, runtime.settings.tokens_page_url)
-
