@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import string
 import unicodedata
 
 from sqlalchemy.orm import Session
@@ -20,11 +21,11 @@ from tokensmith.errors import AuthenticationFailed, InvalidInput
 from tokensmith.projects import catalog
 from tokensmith.store.models import Instance
 from tokensmith.store.server_keys import ServerKeys
-from tokensmith.tokens.format import ALPHABET
 
 PURPOSE = "instance"
 KEY_PREFIX = "tkinst_"
 KEY_RANDOM_LENGTH = 40
+KEY_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase  # base62, as tokens
 
 
 class InstanceRefused(AuthenticationFailed):
@@ -33,7 +34,7 @@ class InstanceRefused(AuthenticationFailed):
 
 
 def _new_key() -> str:
-    return KEY_PREFIX + "".join(secrets.choice(ALPHABET) for _ in range(KEY_RANDOM_LENGTH))
+    return KEY_PREFIX + "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_RANDOM_LENGTH))
 
 
 def register_instance(
