@@ -108,6 +108,7 @@ def inventory(
         {
             "active": "inventory",
             "tokens": rows,
+            "addresses": token_listing.addresses_of(db, (row.id for row in rows)),
             "owner": owner,
             "users": [user.username for user in users.list_users(db)],
             "error": error,
