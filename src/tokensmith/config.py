@@ -71,6 +71,9 @@ class MailSettings:
         return parseaddr(self.sender)[1].rpartition("@")[2] or "tokensmith.invalid"
 
 
+GITHUB_SCANNING_KEYS = "https://api.github.com/meta/public_keys/secret_scanning"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("var")
@@ -98,6 +101,8 @@ class Settings:
     # A git push whose new objects carry a live token is refused (push_protection.py). On unless
     # TOKENSMITH_PUSH_PROTECTION=false (the benchmark's baseline).
     push_protection: bool = True
+    # Where the keys that sign GitHub's secret-scanning reports are published (secret_scanning.py).
+    secret_scanning_keys_url: str = GITHUB_SCANNING_KEYS
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -162,6 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_token_lifetime_days=_days(env, "TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS"),
         mail=_mail(env),
         push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
+        secret_scanning_keys_url=_secure_url(env, "TOKENSMITH_SECRET_SCANNING_KEYS_URL", GITHUB_SCANNING_KEYS),
     )
 
 
@@ -275,6 +281,25 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def _on_loopback_or_https(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.netloc) and (
+        parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"})
+    )
+
+
+def _secure_url(env: Mapping[str, str], name: str, default: str) -> str:
+    """An https:// URL (plain http only on loopback) to fetch something this server trusts."""
+    url = env.get(name, "").strip() or default
+    try:
+        acceptable = _on_loopback_or_https(url) and not urlsplit(url).fragment
+    except ValueError:  # a malformed address: an unclosed IPv6 bracket, say
+        acceptable = False
+    if not acceptable:
+        raise ConfigurationError(f"{name} must be an https:// URL (plain http only on loopback); got {url[:200]!r}")
+    return url
+
+
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     value = env.get(name, "").strip().lower()
     if not value:
@@ -293,8 +318,7 @@ def _identity_provider(env: Mapping[str, str]) -> IdentityProviderSettings | Non
     if not issuer:
         return None
     parts = urlsplit(issuer)
-    secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"})
-    if not parts.netloc or not secure or parts.query or parts.fragment:
+    if not _on_loopback_or_https(issuer) or parts.query or parts.fragment:
         raise ConfigurationError(
             "TOKENSMITH_OIDC_ISSUER must be the provider's https:// issuer URL (plain http only "
             f"on loopback), as its discovery document names it; got {issuer!r}"

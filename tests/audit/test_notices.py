@@ -146,6 +146,16 @@ def _revocation_mail(db, owner, reason: str, actor: str, **details) -> MailOutbo
             ["your account was disabled (by your identity provider)", "enable your account again"],
         ),
         ("admin", "root", {}, "by an administrator", ["an administrator (root) revoked it"]),
+        (
+            "secret_scanning",
+            "GitHub secret scanning",
+            {"url": "https://github.com/octocat/hello/blob/1a2b/app.env", "source": "content"},
+            "after GitHub found it in public",
+            [
+                "secret scanning found it in public, at https://github.com/octocat/hello/blob/1a2b/app.env (content)",
+                "rewrite the history that holds it",
+            ],
+        ),
         ("policy_sweep", "identity provider", {}, "", ["your identity provider revoked it (policy sweep)"]),
     ],
 )

@@ -179,7 +179,9 @@ def test_each_token_keeps_its_last_five_distinct_addresses_with_first_and_last_s
     writer = writer_of(settings)
     start = utcnow() - timedelta(hours=1)
     for minute in range(7):  # seven addresses, one a minute; the first comes back at the end
-        writer.token_used(None, TokenUse(token, start + timedelta(minutes=minute), f"192.0.2.{minute}", f"agent {minute}"))
+        writer.token_used(
+            None, TokenUse(token, start + timedelta(minutes=minute), f"192.0.2.{minute}", f"agent {minute}")
+        )
         writer.write_pending()
     writer.token_used(None, TokenUse(token, start + timedelta(minutes=8), "192.0.2.0", "agent again"))
     writer.token_used(None, TokenUse(other, start, "2001:db8::1", None))

@@ -14,6 +14,7 @@ what to do. None carries a secret: no token, no password, no link that opens any
 
 from __future__ import annotations
 
+import functools
 import logging
 import textwrap
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ def for_event(session: Session, event: AuditEvent) -> None:
         key: tuple[Any, ...] = ("token", details.get("token_id"))
     elif event.action == AuditAction.TOKEN_ROTATED:
         key = ("token", details.get("token_id"))  # its token.created came just before: this replaces it
-    elif event.action == AuditAction.TOKEN_LEAK_REPORTED or (
+    elif event.action in (AuditAction.TOKEN_LEAK_REPORTED, AuditAction.TOKEN_FOUND_BY_SCANNING) or (
         event.action == AuditAction.TOKEN_REVOKED and details.get("reason") not in _OWN_REVOCATIONS
     ):
         key = ("revoked", event.user_id, event.action, details.get("reason"), event.actor)
@@ -125,13 +126,15 @@ _LABELLED = " " * 14  # where the value of a "    Label:    value" line starts
 
 def _wrapped(lines: list[str]) -> list[str]:
     """Plain lines become paragraphs filled to WIDTH; "- " items wrap under themselves, and
-    indented "Label: value" lines under their value; "-- " (the signature's mark) stays."""
+    indented "Label: value" lines under their value; "-- " (the signature's mark) stays. Lines
+    break between words only: never inside an address or a name (a URL, a client's)."""
     out: list[str] = []
     paragraph: list[str] = []
+    wrap = functools.partial(textwrap.wrap, width=WIDTH, break_on_hyphens=False, break_long_words=False)
 
     def end_paragraph() -> None:
         if paragraph:
-            out.extend(textwrap.wrap(" ".join(paragraph), WIDTH))
+            out.extend(wrap(" ".join(paragraph)))
             paragraph.clear()
 
     for line in lines:
@@ -140,9 +143,9 @@ def _wrapped(lines: list[str]) -> list[str]:
             continue
         end_paragraph()
         if line.startswith("- "):
-            out.extend(textwrap.wrap(line, WIDTH, subsequent_indent="  "))
+            out.extend(wrap(line, subsequent_indent="  "))
         elif line.startswith("    "):
-            out.extend(textwrap.wrap(line, WIDTH, subsequent_indent=_LABELLED) if len(line) > WIDTH else [line])
+            out.extend(wrap(line, subsequent_indent=_LABELLED) if len(line) > WIDTH else [line])
         else:
             out.append(line)
     end_paragraph()
@@ -197,6 +200,11 @@ def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
     )
     what, why, advice = _REVOCATION_WORDS.get(reason, _generic_revocation)(first)
     names = [_token(event.details or {}) for event in events]
+    if len(events) > 1:  # found in several places: each where it was
+        names = [
+            f"{name}, found at {event.details['url']}" if (event.details or {}).get("url") else name
+            for name, event in zip(names, events, strict=True)
+        ]
     if len(events) == 1:
         subject = f"Tokensmith: your token “{details.get('name', '?')}” was revoked{what}"
         heading = "Your personal access token was revoked:"
@@ -248,6 +256,26 @@ def _leak(event: AuditEvent) -> tuple[str, str, list[str]]:
         [
             f"- If you still need it, {_NEW_TOKEN};",
             "- remove the old one from wherever it was exposed, and keep the new one out of code and logs.",
+        ],
+    )
+
+
+def _secret_scanning(event: AuditEvent) -> tuple[str, str, list[str]]:
+    details = event.details or {}
+    where = details.get("url") or "a public place it does not say"
+    source = f" ({str(details['source']).replace('_', ' ')})" if details.get("source") else ""
+    return (
+        " after GitHub found it in public",
+        (
+            f"GitHub's secret scanning found it in public, at {where}{source}, where anyone could "
+            "copy it; it was revoked as soon as GitHub reported it"
+        ),
+        [
+            (
+                "- Remove it from there: edit the file and rewrite the history that holds it (a public "
+                "repository keeps it in every earlier commit), or unpublish the package;"
+            ),
+            f"- if you still need it, {_NEW_TOKEN}, and keep it out of code (a CI secret, a credential helper).",
         ],
     )
 
@@ -318,6 +346,7 @@ def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
 
 _REVOCATION_WORDS = {
     RevokeReason.LEAK_REPORTED: _leak,
+    RevokeReason.SECRET_SCANNING: _secret_scanning,
     RevokeReason.PUSH_PROTECTION: _push_protection,
     RevokeReason.ADMIN: _admin,
     RevokeReason.ACCOUNT_DISABLED: _account_disabled,

@@ -43,6 +43,7 @@ class AuditAction(StrEnum):
     TOKEN_DERIVED = "token.derived"
     TOKEN_PUSH_BLOCKED = "token.push_blocked"
     TOKEN_LEAK_REPORTED = "token.leak_reported"
+    TOKEN_FOUND_BY_SCANNING = "token.found_by_scanning"
     AUTH_PASSWORD_USED = "auth.password_used"
     SESSION_STARTED = "session.started"
     SESSION_REAUTHENTICATED = "session.reauthenticated"
@@ -68,6 +69,7 @@ class RevokeReason(StrEnum):
     ROTATION_REUSE = "rotation_reuse"
     APPLICATION = "application"
     PARENT_REVOKED = "parent_revoked"
+    SECRET_SCANNING = "secret_scanning"
 
 
 # What a person reads about their own account on the My Tokens page.
@@ -91,6 +93,8 @@ _DESCRIPTIONS = {
     "wherever it was used",
     AuditAction.TOKEN_LEAK_REPORTED: "Token “{name}” was reported leaked and has been revoked. "
     "Replace it wherever it was used{where_phrase}",
+    AuditAction.TOKEN_FOUND_BY_SCANNING: "Token “{name}” was found in public by GitHub's secret scanning{found_phrase} "
+    "and has been revoked. Remove it from there, and replace it wherever it was used{where_phrase}",
     AuditAction.AUTH_PASSWORD_USED: "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     AuditAction.SESSION_STARTED: "Signed in to the web site",
@@ -118,6 +122,7 @@ REVOKE_REASONS = {
     ),
     RevokeReason.APPLICATION: " by the application that held it (it signed out)",
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
+    RevokeReason.SECRET_SCANNING: " after GitHub's secret scanning found it in public",
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES = {
@@ -132,6 +137,7 @@ REVOKE_CAUSES = {
     ),
     RevokeReason.APPLICATION: "by the application that held it, which signed out",
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
+    RevokeReason.SECRET_SCANNING: "GitHub's secret scanning found it in public",
 }
 
 
@@ -271,6 +277,7 @@ def describe(event: AuditEvent) -> str:
     details["reason_phrase"] = REVOKE_REASONS.get(details.get("reason", ""), "")
     details["limits_phrase"] = _limits_phrase(details)
     details["where_phrase"] = _where_phrase(details)
+    details["found_phrase"] = f" at {details['url']}" if details.get("url") else ""
     # A rotation's two secrets by their hints (events from before they were kept have neither).
     rotated = "replaced_hint" in details and "hint" in details
     details["new_phrase"] = f" ({details['hint']})" if rotated else ""
@@ -298,13 +305,20 @@ def _where_phrase(details: dict[str, Any]) -> str:
 
 
 def shows_address(event: AuditEvent) -> bool:
-    """Whether the owner sees the address an event came from. Not a leak report's: that is the
-    reporter's, which tells the owner nothing about where the token was."""
-    return event.ip is not None and event.action != "token.leak_reported"
+    """Whether the owner sees the address an event came from. Not a leak report's nor secret
+    scanning's: that is the reporter's, which tells the owner nothing about where the token was."""
+    return event.ip is not None and event.action not in (
+        AuditAction.TOKEN_LEAK_REPORTED,
+        AuditAction.TOKEN_FOUND_BY_SCANNING,
+    )
 
 
 def needs_attention(event: AuditEvent) -> bool:
     """Events the owner should notice without asking: someone else acted on their tokens."""
-    return event.action in ("token.leak_reported", "token.push_blocked", "auth.password_used", "user.password_set") or (
-        event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse")
-    )
+    return event.action in (
+        AuditAction.TOKEN_LEAK_REPORTED,
+        AuditAction.TOKEN_FOUND_BY_SCANNING,
+        AuditAction.TOKEN_PUSH_BLOCKED,
+        AuditAction.AUTH_PASSWORD_USED,
+        AuditAction.USER_PASSWORD_SET,
+    ) or (event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse"))

@@ -189,11 +189,7 @@ def record_use(
     another address than the last one written (usage.py keeps each token's last five), handed to
     ``usage`` (in the server, the writer behind the requests; see usage.py)."""
     now = utcnow()
-    if (
-        token.last_used_at is not None
-        and now - token.last_used_at < USE_RECORD_INTERVAL
-        and ip == token.last_used_ip
-    ):
+    if token.last_used_at is not None and now - token.last_used_at < USE_RECORD_INTERVAL and ip == token.last_used_ip:
         return
     token.last_used_at, token.last_used_ip = now, ip
     token.last_used_agent = agent[:200] if agent else None

@@ -284,10 +284,18 @@ def _revoke(
     return True
 
 
+# Revocations of a token found where it should not be: each has an event of its own, which tells
+# the owner where they last used it.
+_FOUND_ELSEWHERE = {
+    RevokeReason.LEAK_REPORTED: AuditAction.TOKEN_LEAK_REPORTED,
+    RevokeReason.SECRET_SCANNING: AuditAction.TOKEN_FOUND_BY_SCANNING,
+}
+
+
 def _record_revocation(
     session: Session, row: PersonalToken, *, actor: str, reason: RevokeReason, ip: str | None, **details: Any
 ) -> None:
-    leaked = reason == RevokeReason.LEAK_REPORTED
+    found = _FOUND_ELSEWHERE.get(reason)
     # A leak notice tells the owner where *they* last used the token (where to replace it),
     # not where the reporter was: that address is kept for administrators only.
     where = (
@@ -296,12 +304,12 @@ def _record_revocation(
             "last_used_ip": row.last_used_ip,
             "last_used_agent": row.last_used_agent,
         }
-        if leaked
+        if found
         else {}
     )
     trail.record(
         session,
-        AuditAction.TOKEN_LEAK_REPORTED if leaked else AuditAction.TOKEN_REVOKED,
+        found or AuditAction.TOKEN_REVOKED,
         actor=actor,
         user_id=row.user_id,
         ip=ip,
@@ -452,3 +460,11 @@ def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **
     """Push protection found ``row`` in a push (``where``: repository, commit, path): revoke it,
     with the pusher as the actor."""
     return _revoke(session, row, actor=pusher, reason=RevokeReason.PUSH_PROTECTION, **where)
+
+
+def revoke_found_token(
+    session: Session, row: PersonalToken, *, actor: str, reason: RevokeReason, ip: str | None, **where: str
+) -> bool:
+    """A token found where it should not be (GitHub's secret scanning: secret_scanning.py):
+    revoke it, with where it was found (``where``: url, source...)."""
+    return _revoke(session, row, actor=actor, reason=reason, ip=ip, **where)

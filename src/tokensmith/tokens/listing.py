@@ -129,21 +129,28 @@ def get_live_token(session: Session, token_id: int, owner_id: int) -> PersonalTo
 def live_tokens_among(session: Session, keys: ServerKeys, secrets: Iterable[str]) -> dict[str, PersonalToken]:
     """Which of ``secrets`` (checksums checked by the caller) are live tokens: one statement for
     all of them (a push's scan finds a few at most), one per thousand digests past that."""
+    return tokens_among(session, keys, secrets, live=True)
+
+
+def tokens_among(
+    session: Session, keys: ServerKeys, secrets: Iterable[str], *, live: bool = False
+) -> dict[str, PersonalToken]:
+    """Which of ``secrets`` (checksums checked by the caller) are tokens of this server, revoked
+    and expired ones too unless ``live``, each with its row: a statement per thousand digests."""
     by_digest: dict[bytes, str] = {}
     for secret in set(secrets):
         for digest in keys.all_digests(token_check.PURPOSE, secret):
             by_digest[digest] = secret
-    digests, now, live = list(by_digest), utcnow(), {}
+    digests, now, found = list(by_digest), utcnow(), {}
     for start in range(0, len(digests), LOOKUP_BATCH):
-        rows = session.scalars(
-            select(PersonalToken).where(
-                PersonalToken.digest.in_(digests[start : start + LOOKUP_BATCH]),
+        query = select(PersonalToken).where(PersonalToken.digest.in_(digests[start : start + LOOKUP_BATCH]))
+        if live:
+            query = query.where(
                 PersonalToken.revoked_at.is_(None),
                 (PersonalToken.expires_at.is_(None)) | (PersonalToken.expires_at > now),
             )
-        )
-        live.update((by_digest[row.digest], row) for row in rows)
-    return live
+        found.update((by_digest[row.digest], row) for row in session.scalars(query))
+    return found
 
 
 LOOKUP_BATCH = 1000

@@ -26,9 +26,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Engine, bindparam, delete, or_, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -57,7 +57,7 @@ class SessionSeen:
 
 _TOKENS = PersonalToken.__table__
 _SESSIONS = BrowserSession.__table__
-_ADDRESSES = TokenAddress.__table__
+_ADDRESSES = cast(Table, TokenAddress.__table__)
 MAX_ADDRESSES = 5  # the distinct addresses kept per token, the most recently seen
 # A use from the same token and address as one written less than this ago is not written again.
 REWRITE_AFTER = timedelta(minutes=1)
@@ -122,7 +122,13 @@ def write_token_uses(store: Connectable, uses: Sequence[TokenUse]) -> None:
     store.execute(
         _UPSERT_ADDRESS[_dialect_of(store)],
         [
-            {"token_id": use.token_id, "ip": use.ip, "first_seen_at": use.at, "last_seen_at": use.at, "agent": use.agent}
+            {
+                "token_id": use.token_id,
+                "ip": use.ip,
+                "first_seen_at": use.at,
+                "last_seen_at": use.at,
+                "agent": use.agent,
+            }
             for use in located
         ],
     )

@@ -53,6 +53,7 @@ from tokensmith.store.database import (
 )
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
+from tokensmith.tokens.secret_scanning import PublishedKeys
 from tokensmith.tokens.usage import UsageWriter
 
 T = TypeVar("T")
@@ -68,6 +69,7 @@ class Runtime:
     authenticator: Authenticator
     usage: UsageWriter
     admission: asyncio.Semaphore
+    scanning_keys: PublishedKeys  # GitHub's secret-scanning keys (tokens/secret_scanning.py)
     identity_provider: OpenIdProvider | None = None
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
     mail_engine: Engine | None = None  # the mail sender's and the reminders' (mail.py), when mail is on
@@ -100,6 +102,7 @@ class Runtime:
                 if settings.identity_provider
                 else None
             ),
+            scanning_keys=PublishedKeys(settings.secret_scanning_keys_url),
             housekeeping=[
                 ThrottlePruner(throttle, usage.engine).start(),
                 *([WalCheckpointer(usage.engine).start()] if local else []),
