@@ -53,8 +53,7 @@ class MailSettings:
     """Where mail goes out (TOKENSMITH_SMTP_URL) and whom it comes from (TOKENSMITH_MAIL_FROM).
 
     ``poll_seconds``: how often the sender looks for mail that another process queued, and the
-    first wait before a retry while the SMTP server is down (each one doubles, up to ten times);
-    ``reminder_seconds``: how often one instance looks for tokens to remind their owners of.
+    first wait before a retry while the SMTP server is down (each one doubles, up to ten times).
     """
 
     scheme: str  # smtp, smtps (TLS from the start) or smtp+starttls
@@ -64,7 +63,6 @@ class MailSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     poll_seconds: float = 30.0
-    reminder_seconds: float = 900.0
 
     @property
     def sender_domain(self) -> str:
@@ -103,6 +101,10 @@ class Settings:
     push_protection: bool = True
     # Where the keys that sign GitHub's secret-scanning reports are published (secret_scanning.py).
     secret_scanning_keys_url: str = GITHUB_SCANNING_KEYS
+    # Tokens unused for this many days are revoked (tokens/sweep.py); None (the default): never.
+    revoke_unused_after_days: int | None = None
+    # How often one instance sweeps: unused tokens, and the notices of tokens about to expire.
+    sweep_seconds: float = 900.0
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -168,6 +170,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mail=_mail(env),
         push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
         secret_scanning_keys_url=_secure_url(env, "TOKENSMITH_SECRET_SCANNING_KEYS_URL", GITHUB_SCANNING_KEYS),
+        revoke_unused_after_days=_days(env, "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", minimum=MIN_UNUSED_DAYS),
+        sweep_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
     )
 
 
@@ -215,7 +219,6 @@ def _mail(env: Mapping[str, str]) -> MailSettings | None:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         poll_seconds=_seconds(env, "TOKENSMITH_MAIL_POLL_SECONDS", 30.0),
-        reminder_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
     )
 
 
@@ -235,12 +238,18 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
 MAX_LIFETIME_DAYS = 3650
 
 
-def _days(env: Mapping[str, str], name: str) -> int | None:
+# Owners are told a week before a token is revoked unused: the limit is longer than that.
+MIN_UNUSED_DAYS = 8
+
+
+def _days(env: Mapping[str, str], name: str, *, minimum: int = 1) -> int | None:
     value = env.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIFETIME_DAYS:
-        raise ConfigurationError(f"{name} is a number of days from 1 to {MAX_LIFETIME_DAYS}; got {value[:20]!r}")
+    if not value.isdigit() or not minimum <= int(value) <= MAX_LIFETIME_DAYS:
+        raise ConfigurationError(
+            f"{name} is a number of days from {minimum} to {MAX_LIFETIME_DAYS}; got {value[:20]!r}"
+        )
     return int(value)
 
 

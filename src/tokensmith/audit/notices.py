@@ -1,42 +1,46 @@
 """What token owners are told by mail, and when (mail.py sends it).
 
 Told: a token was created (or rotated), someone other than the owner revoked one (a leak
-report, push protection, an administrator, the identity provider, the reuse of a rotated
-token), a token expires within 7 days, a token has expired. An application token
-(application_tokens.py) has no mail of its own: its owner made it by presenting their token,
-and it is revoked with that token and expires with it. The first two follow from audit
-events (``for_event``, called by trail.record in the same transaction); the reminders come from
-``ExpiryReminders``, a job that one instance at a time runs.
+report, GitHub's secret scanning, push protection, an administrator, the identity provider, the
+reuse of a rotated token, the retirement of unused tokens), a token will be revoked within a week
+unless it is used, a token expires within 30, 7 and 1 days, a token has expired. An application
+token (application_tokens.py) has no expiry reminder of its own: it expires with the token it was
+made from, whose reminder tells. Those about what happened follow from audit events
+(``for_event``, called by trail.record in the same transaction); the expiry reminders are queued by
+``queue_reminders``, which the sweep (tokens/sweep.py) runs in one instance at a time.
 
 Each mail says what happened, to which token (its name and hint), when, by whom or why, and
-what to do. None carries a secret: no token, no password, no link that opens anything.
+what to do. None carries a secret: no token, no password, no link that opens anything. A mail
+about many tokens at once names the first ``LISTED`` of them, and says how many more.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, exists, select
+from sqlalchemy.orm import Session
 
 from tokensmith.audit import mail, trail
 from tokensmith.audit.trail import AuditAction, RevokeReason
 from tokensmith.clock import display, utcnow
 from tokensmith.config import Settings
-from tokensmith.housekeeping import Periodic
 from tokensmith.scopes import describe as describe_limits
-from tokensmith.store.database import lock_key, transaction_lock, unit_of_work
 from tokensmith.store.models import AuditEvent, MailOutbox, PersonalToken, TokenReminder, User
 
-log = logging.getLogger("tokensmith.notices")
-
-REMIND_BEFORE = timedelta(days=7)
+# Expiry reminders: a token expiring within each of these is reminded once, at the nearest, if
+# it lived longer than that (a shorter one's creation mail said when it ends). The 7 days' kind
+# keeps its name from before there were three.
+REMINDER_STAGES = (
+    (timedelta(days=1), "expiring1"),
+    (timedelta(days=7), "expiring"),
+    (timedelta(days=30), "expiring30"),
+)
+LISTED = 50  # tokens a mail names at most
 # An expired token is mentioned only if it expired this recently: not the old ones, when mail
 # is switched on, nor after a long outage.
 EXPIRED_NOTICE_WINDOW = timedelta(days=7)
@@ -78,6 +82,8 @@ def for_event(session: Session, event: AuditEvent) -> None:
         event.action == AuditAction.TOKEN_REVOKED and details.get("reason") not in _OWN_REVOCATIONS
     ):
         key = ("revoked", event.user_id, event.action, details.get("reason"), event.actor)
+    elif event.action == AuditAction.TOKEN_UNUSED_WARNING:
+        key = ("unused", event.user_id)
     else:
         return
     owner = session.get(User, event.user_id)
@@ -102,6 +108,8 @@ def _compose(owner: User, events: list[AuditEvent], config: mail.MailConfig) -> 
         subject, lines = _created(first, rotated=False)
     elif first.action == AuditAction.TOKEN_ROTATED:
         subject, lines = _created(first, rotated=True)
+    elif first.action == AuditAction.TOKEN_UNUSED_WARNING:
+        subject, lines = _unused_warning(events)
     else:
         subject, lines = _revoked(events)
     return subject, _letter(owner, lines, config)
@@ -199,11 +207,11 @@ def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
         RevokeReason.LEAK_REPORTED if first.action == AuditAction.TOKEN_LEAK_REPORTED else str(details.get("reason"))
     )
     what, why, advice = _REVOCATION_WORDS.get(reason, _generic_revocation)(first)
-    names = [_token(event.details or {}) for event in events]
+    names = [_token(event.details or {}) for event in events[:LISTED]]
     if len(events) > 1:  # found in several places: each where it was
         names = [
             f"{name}, found at {event.details['url']}" if (event.details or {}).get("url") else name
-            for name, event in zip(names, events, strict=True)
+            for name, event in zip(names, events, strict=False)
         ]
     if len(events) == 1:
         subject = f"Tokensmith: your token “{details.get('name', '?')}” was revoked{what}"
@@ -215,13 +223,51 @@ def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
         heading,
         "",
         *(f"    {name}" for name in names),
+        *_more(events),
         "",
         f"    When:     {display(first.at)}",
         f"    Why:      {why}",
-        *_where_used(events),
+        *_where_used(events[:LISTED]),
         "",
         "Whatever used it is now refused. What to do:",
         *advice,
+    ]
+
+
+def _more(events: list[AuditEvent]) -> list[str]:
+    """The tokens past those a mail names: how many, and where they all are."""
+    if len(events) <= LISTED:
+        return []
+    return [f"    … and {len(events) - LISTED} more: every one is on My Tokens."]
+
+
+def _unused_warning(events: list[AuditEvent]) -> tuple[str, list[str]]:
+    first = events[0].details or {}
+    if len(events) == 1:
+        subject = (
+            f"Tokensmith: your token “{first.get('name', '?')}” will be revoked on {first.get('revoke_on', '?')} "
+            "unless it is used"
+        )
+        heading = "Your personal access token has not been used for a long time:"
+    else:
+        subject = f"Tokensmith: {len(events)} of your tokens will be revoked unless they are used"
+        heading = f"{len(events)} of your personal access tokens have not been used for a long time:"
+    return subject, [
+        heading,
+        "",
+        *(
+            f"    {_token(details)}: unused since {details.get('unused_since', '?')}, revoked on "
+            f"{details.get('revoke_on', '?')}"
+            for details in (event.details or {} for event in events[:LISTED])
+        ),
+        *_more(events),
+        "",
+        (
+            f"This server revokes tokens that nobody has used for {first.get('after_days', '?')} days: a "
+            "token forgotten somewhere still opens everything it opened. What to do:"
+        ),
+        "- If you still need it, use it before then: any request made with it counts, and it stays;",
+        "- if you do not, there is nothing to do (or revoke it now on My Tokens).",
     ]
 
 
@@ -334,6 +380,18 @@ def _rotation_reuse(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
+def _unused(event: AuditEvent) -> tuple[str, str, list[str]]:
+    details = event.details or {}
+    return (
+        " because it was not used",
+        (
+            f"it had not been used since {details.get('unused_since', '?')}, and this server revokes tokens "
+            f"that nobody has used for {details.get('after_days', '?')} days"
+        ),
+        [f"- If you still need it, {_NEW_TOKEN}."],
+    )
+
+
 def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
     reason = str((event.details or {}).get("reason") or "no reason given").replace("_", " ")
     by = "your identity provider" if event.actor in _IDENTITY_PROVIDER_ACTORS else event.actor
@@ -347,6 +405,7 @@ def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
 _REVOCATION_WORDS = {
     RevokeReason.LEAK_REPORTED: _leak,
     RevokeReason.SECRET_SCANNING: _secret_scanning,
+    RevokeReason.UNUSED: _unused,
     RevokeReason.PUSH_PROTECTION: _push_protection,
     RevokeReason.ADMIN: _admin,
     RevokeReason.ACCOUNT_DISABLED: _account_disabled,
@@ -396,30 +455,40 @@ def _expired(owner: User, token: PersonalToken, config: mail.MailConfig) -> tupl
 
 
 def queue_reminders(session: Session, now: datetime | None = None) -> int:
-    """Queue the reminders now due: a token expires within 7 days (for tokens that lived longer
-    than that: a shorter one's creation mail said when it ends) or has expired. Each is noted in
+    """Queue the reminders now due: a token expires within 30, 7 or 1 days (the nearest of those
+    it is within; for tokens that lived longer than that) or has expired. Each is noted in
     token_reminders, queued or not (an owner without an address), so that none comes twice.
     Returns how many mails were queued."""
     config = mail.current()
     if config is None:
         return 0
     now = now or utcnow()
-    queued = 0
-    for kind, window in (("expiring", (now, now + REMIND_BEFORE)), ("expired", (now - EXPIRED_NOTICE_WINDOW, now))):
+    queued, nearer = 0, timedelta(0)
+    windows = []
+    for before, kind in REMINDER_STAGES:
+        windows.append((kind, before, (now + nearer, now + before)))
+        nearer = before
+    windows.append(("expired", timedelta(0), (now - EXPIRED_NOTICE_WINDOW, now)))
+    for kind, before, window in windows:
         for token in _due(session, kind, *window):
             owner = token.owner
             session.add(TokenReminder(token_id=token.id, kind=kind, at=now))
             if not owner.is_active or not mail.plausible_address(owner.email):
                 continue
-            if kind == "expiring" and token.expires_at - token.created_at <= REMIND_BEFORE:
+            if before and token.expires_at - token.created_at <= before:
                 continue
             if token.parent_id is not None:  # an application token: its parent's reminder tells
                 continue
             subject, body = (
-                _expiring(owner, token, now, config) if kind == "expiring" else _expired(owner, token, config)
+                _expired(owner, token, config) if kind == "expired" else _expiring(owner, token, now, config)
             )
             mail.queue(
-                session, kind=f"token.{kind}", recipient=owner.email, subject=subject, body=body, user_id=owner.id
+                session,
+                kind="token.expired" if kind == "expired" else "token.expiring",
+                recipient=owner.email,
+                subject=subject,
+                body=body,
+                user_id=owner.id,
             )
             queued += 1
     return queued
@@ -440,36 +509,3 @@ def _due(session: Session, kind: str, after: datetime, until: datetime) -> list[
             .limit(REMINDERS_PER_ROUND)
         )
     )
-
-
-REMINDERS_LOCK = "expiry reminders"
-
-
-def _take_turn(session: Session) -> bool:
-    """Whether this process runs the reminders now: on PostgreSQL, whoever holds the advisory
-    lock (the others skip their round); on SQLite, the file's one write lock, taken in turn."""
-    if session.get_bind().dialect.name == "postgresql":
-        return bool(
-            session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(REMINDERS_LOCK)}).scalar()
-        )
-    transaction_lock(session, REMINDERS_LOCK)
-    return True
-
-
-class ExpiryReminders(Periodic):
-    """Every ``reminder_seconds``: queue the reminders due and prune the outbox, in one
-    transaction that one process of one instance at a time runs."""
-
-    def __init__(self, engine: Engine, interval: float) -> None:
-        super().__init__("tokensmith-expiry-reminders", interval)
-        self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
-
-    def run_once(self) -> None:
-        try:
-            with unit_of_work(self.sessions) as session:
-                if not _take_turn(session):
-                    return
-                queue_reminders(session)
-                mail.prune(session)
-        except IntegrityError:  # another process noted the same reminder first: it sends it
-            log.info("Expiry reminders: another process took this round")

@@ -44,6 +44,7 @@ class AuditAction(StrEnum):
     TOKEN_PUSH_BLOCKED = "token.push_blocked"
     TOKEN_LEAK_REPORTED = "token.leak_reported"
     TOKEN_FOUND_BY_SCANNING = "token.found_by_scanning"
+    TOKEN_UNUSED_WARNING = "token.unused_warning"
     AUTH_PASSWORD_USED = "auth.password_used"
     SESSION_STARTED = "session.started"
     SESSION_REAUTHENTICATED = "session.reauthenticated"
@@ -70,6 +71,7 @@ class RevokeReason(StrEnum):
     APPLICATION = "application"
     PARENT_REVOKED = "parent_revoked"
     SECRET_SCANNING = "secret_scanning"
+    UNUSED = "unused"
 
 
 # What a person reads about their own account on the My Tokens page.
@@ -95,6 +97,8 @@ _DESCRIPTIONS = {
     "Replace it wherever it was used{where_phrase}",
     AuditAction.TOKEN_FOUND_BY_SCANNING: "Token “{name}” was found in public by GitHub's secret scanning{found_phrase} "
     "and has been revoked. Remove it from there, and replace it wherever it was used{where_phrase}",
+    AuditAction.TOKEN_UNUSED_WARNING: "Token “{name}” has not been used since {unused_since}: it will be revoked "
+    "on {revoke_on} unless it is used before then (tokens unused for {after_days} days are revoked)",
     AuditAction.AUTH_PASSWORD_USED: "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     AuditAction.SESSION_STARTED: "Signed in to the web site",
@@ -123,6 +127,7 @@ REVOKE_REASONS = {
     RevokeReason.APPLICATION: " by the application that held it (it signed out)",
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
     RevokeReason.SECRET_SCANNING: " after GitHub's secret scanning found it in public",
+    RevokeReason.UNUSED: " because it had not been used for too long",
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES = {
@@ -138,6 +143,7 @@ REVOKE_CAUSES = {
     RevokeReason.APPLICATION: "by the application that held it, which signed out",
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
     RevokeReason.SECRET_SCANNING: "GitHub's secret scanning found it in public",
+    RevokeReason.UNUSED: "it had not been used for too long: this server revokes unused tokens",
 }
 
 
@@ -321,4 +327,5 @@ def needs_attention(event: AuditEvent) -> bool:
         AuditAction.TOKEN_PUSH_BLOCKED,
         AuditAction.AUTH_PASSWORD_USED,
         AuditAction.USER_PASSWORD_SET,
-    ) or (event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse"))
+        AuditAction.TOKEN_UNUSED_WARNING,
+    ) or (event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse", "unused"))

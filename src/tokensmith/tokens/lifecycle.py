@@ -468,3 +468,9 @@ def revoke_found_token(
     """A token found where it should not be (GitHub's secret scanning: secret_scanning.py):
     revoke it, with where it was found (``where``: url, source...)."""
     return _revoke(session, row, actor=actor, reason=reason, ip=ip, **where)
+
+
+def revoke_unused_token(session: Session, row: PersonalToken, *, actor: str, **why: Any) -> bool:
+    """A token nobody has used for the deployment's limit (sweep.py): revoke it, saying since
+    when (``why``: unused_since, after_days)."""
+    return _revoke(session, row, actor=actor, reason=RevokeReason.UNUSED, **why)
