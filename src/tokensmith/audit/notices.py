@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, select
+from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
 from tokensmith.audit import mail, trail
@@ -54,10 +55,14 @@ _IDENTITY_PROVIDER_ACTORS = {"scim", "identity provider"}
 @dataclass
 class _Pending:
     """A mail queued in this transaction that later events of the same kind join (revoke-all
-    sends one mail listing every token, not one per token)."""
+    sends one mail listing every token, not one per token). What it says is written when the
+    session next flushes (``_write_pending``): once for a thousand events joined in between."""
 
     row: MailOutbox
+    owner: User
+    config: mail.MailConfig
     events: list[AuditEvent] = field(default_factory=list)
+    written: bool = False
 
 
 def listen(settings: Settings) -> mail.MailConfig | None:
@@ -96,10 +101,19 @@ def for_event(session: Session, event: AuditEvent) -> None:
         pending[key].events = [event]
     else:
         row = mail.queue(session, kind=event.action, recipient=owner.email, subject="", body="", user_id=owner.id)
-        pending[key] = _Pending(row, [event])
-    entry = pending[key]
-    entry.row.kind = entry.events[0].action
-    entry.row.subject, entry.row.body = _compose(owner, entry.events, config)
+        pending[key] = _Pending(row, owner, config, [event])
+    pending[key].written = False
+
+
+@orm_event.listens_for(Session, "before_flush")
+def _write_pending(session: Session, _context: object, _instances: object) -> None:
+    """Write what each mail queued in this transaction says, from every event it tells, before
+    its row goes to the store (every flush: the commit's, and any a query makes before)."""
+    for entry in session.info.get("mail_pending", {}).values():
+        if not entry.written:
+            entry.row.kind = entry.events[0].action
+            entry.row.subject, entry.row.body = _compose(entry.owner, entry.events, entry.config)
+            entry.written = True
 
 
 def _compose(owner: User, events: list[AuditEvent], config: mail.MailConfig) -> tuple[str, str]:

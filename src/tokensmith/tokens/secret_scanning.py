@@ -216,8 +216,9 @@ def _printable(text: str, limit: int) -> str:
 def revoke_found(
     session: Session, keys: ServerKeys, findings: Iterable[Finding], *, prefix: str, ip: str | None
 ) -> list[Verdict]:
-    """Revoke every live token among ``findings``, with where it was found, and label each
-    finding: one query for all of them, one revocation each (its owner told)."""
+    """Revoke every live token among ``findings``, with where it was found (its first finding's
+    place), and label each finding: one query finds them all, one statement revokes them (each
+    audited, its owner told)."""
     findings = list(findings)
     shaped = set()
     for finding in findings:
@@ -227,24 +228,24 @@ def revoke_found(
             continue
         shaped.add(finding.token)
     found = token_listing.tokens_among(session, keys, shaped)
-    now, revoked = utcnow(), set()
+    now, live = utcnow(), {}
     for finding in findings:
         row = found.get(finding.token)
-        if row is None or row.id in revoked or row.revoked_at is not None:
+        if row is None or row.id in live or row.revoked_at is not None:
             continue
-        revoked.add(row.id)
         if row.expires_at is not None and row.expires_at <= now:
             continue  # it opens nothing any more
-        token_lifecycle.revoke_found_token(
-            session,
+        live[row.id] = (
             row,
-            actor=FINDER,
-            reason=RevokeReason.SECRET_SCANNING,
-            ip=ip,
-            url=_printable(finding.url, 2048),
-            source=_printable(finding.source, 100),
-            type=_printable(finding.type, 100),
+            {
+                "url": _printable(finding.url, 2048),
+                "source": _printable(finding.source, 100),
+                "type": _printable(finding.type, 100),
+            },
         )
+    token_lifecycle.revoke_found_tokens(
+        session, list(live.values()), actor=FINDER, reason=RevokeReason.SECRET_SCANNING, ip=ip
+    )
     return [
         Verdict(
             token_hash(finding.token),

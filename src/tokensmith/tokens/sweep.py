@@ -96,16 +96,8 @@ def revoke_unused(session: Session, after_days: int, now: datetime) -> tuple[int
         .order_by(PersonalToken.id)
         .limit(BATCH)
     ).all()
-    revoked = 0
-    for row in rows:
-        revoked += token_lifecycle.revoke_unused_token(
-            session,
-            row,
-            actor=ACTOR,
-            unused_since=f"{unused_since(row):%Y-%m-%d}",
-            after_days=after_days,
-        )
-    return revoked, len(rows) == BATCH
+    why = [(row, {"unused_since": f"{unused_since(row):%Y-%m-%d}", "after_days": after_days}) for row in rows]
+    return token_lifecycle.revoke_unused_tokens(session, why, actor=ACTOR), len(rows) == BATCH
 
 
 def warn_unused(session: Session, after_days: int, now: datetime) -> tuple[int, bool]:
