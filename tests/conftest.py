@@ -16,8 +16,10 @@ from tests.support.browser import chromium_missing, launch_chromium
 from tests.support.ledger import remember, watch, watch_database
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.servers import LiveServer
+from tests.support.smtp import SmtpServer
 from tokensmith.accounts import users
-from tokensmith.config import Settings
+from tokensmith.audit import mail, notices, trail
+from tokensmith.config import MailSettings, Settings
 from tokensmith.store.database import create_store_engine, migrate
 from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys, parse_keys
@@ -189,3 +191,27 @@ def warn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     live = start_server(tmp_path_factory.mktemp("warn-server"), TOKENSMITH_PASSWORD_POLICY="warn")
     yield live
     live.stop()
+
+
+# --- mail -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback (aiosmtpd), one per test module."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mail_on() -> Iterator[object]:
+    """Mail on in this process, as a server with an SMTP server configured has it; off again after."""
+    yield notices.listen(
+        Settings(
+            public_url="https://tokens.example.test",
+            mail=MailSettings(scheme="smtp", host="127.0.0.1", port=25, sender="Tokensmith <tokens@example.test>"),
+        )
+    )
+    mail.configure(Settings())
+    trail.unsubscribe(notices.for_event)

@@ -31,13 +31,6 @@ REMINDER_SECONDS = 0.3
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def mailing_server(smtp, tmp_path_factory) -> Iterator[LiveServer]:
     live = LiveServer(
         tmp_path_factory.mktemp("mailing") / "data",

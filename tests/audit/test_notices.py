@@ -13,23 +13,11 @@ from tests.support.ledger import remember
 from tokensmith.accounts import users
 from tokensmith.audit import mail, notices, trail
 from tokensmith.clock import utcnow
-from tokensmith.config import MailSettings, Settings
+from tokensmith.config import Settings
 from tokensmith.store.models import MailOutbox, TokenReminder
 from tokensmith.tokens import application_tokens
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens.application_tokens import Application
-
-
-@pytest.fixture
-def mail_on():
-    yield notices.listen(
-        Settings(
-            public_url="https://tokens.example.test",
-            mail=MailSettings(scheme="smtp", host="127.0.0.1", port=25, sender="Tokensmith <tokens@example.test>"),
-        )
-    )
-    mail.configure(Settings())
-    trail.unsubscribe(notices.for_event)
 
 
 def outbox(db) -> list[MailOutbox]:

@@ -17,11 +17,11 @@ from sqlalchemy import func, select
 from tests.conftest import new_postgres_database
 from tests.support.ledger import remember, watch
 from tests.support.servers import LiveServer
-from tests.support.smtp import SmtpServer, text_of, to
+from tests.support.smtp import text_of, to
 from tokensmith.accounts import users
-from tokensmith.audit import mail, notices, trail
+from tokensmith.audit import trail
 from tokensmith.clock import utcnow
-from tokensmith.config import MailSettings, Settings, load_settings
+from tokensmith.config import Settings, load_settings
 from tokensmith.store.database import create_store_engine, migrate, session_factory, unit_of_work
 from tokensmith.store.models import AuditEvent, MailOutbox, PersonalToken, TokenReminder
 from tokensmith.store.server_keys import load_server_keys
@@ -32,18 +32,6 @@ from tokensmith.tokens.application_tokens import Application
 
 AFTER = 90
 SETTINGS = Settings(revoke_unused_after_days=AFTER)
-
-
-@pytest.fixture
-def mail_on():
-    yield notices.listen(
-        Settings(
-            public_url="https://tokens.example.test",
-            mail=MailSettings(scheme="smtp", host="127.0.0.1", port=25, sender="Tokensmith <tokens@example.test>"),
-        )
-    )
-    mail.configure(Settings())
-    trail.unsubscribe(notices.for_event)
 
 
 def aged(row: PersonalToken, *, created_days_ago: float, used_days_ago: float | None = None) -> PersonalToken:
@@ -167,13 +155,6 @@ def test_the_job_and_the_shells_command_sweep_in_turn_and_revoke_each_token_once
 
 
 # --- two instances and the shell on one PostgreSQL, end to end ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.postgres

@@ -23,19 +23,12 @@ from tests.support.ledger import SECRETS
 from tests.support.pages import sign_in
 from tests.support.secret_scanner import KeyServer, Scanner, SigningKey, report
 from tests.support.servers import LiveServer
-from tests.support.smtp import SmtpServer, text_of, to
+from tests.support.smtp import text_of, to
 from tokensmith.store.models import AuditEvent, MailOutbox
 from tokensmith.tokens import format as token_format
 
 PASSWORD = "a password for scanning tests"
 URL = "https://github.com/octocat/hello/blob/1a2b3c4d/deploy/app.env"
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

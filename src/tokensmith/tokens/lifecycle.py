@@ -280,7 +280,7 @@ def _revoke_each(
     if not rows:
         return []
     now, by_id = utcnow(), {row.id: (row, details) for row, details in rows}
-    ids, changed = list(by_id), set()
+    ids, changed = list(by_id), set[int]()
     for start in range(0, len(ids), REVOKE_BATCH):
         changed.update(
             session.scalars(
@@ -378,9 +378,11 @@ def revoke_all_tokens(session: Session, owner_id: int, *, actor: str, reason: Re
         .where(PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))
         .order_by(PersonalToken.id)
     ).all()
-    parents = [(row, {}) for row in rows if row.parent_id is None]
+    parents: list[tuple[PersonalToken, dict[str, Any]]] = [(row, {}) for row in rows if row.parent_id is None]
     revoked = len(_revoke_each(session, parents, actor=actor, reason=reason))
-    orphans = [(row, {}) for row in rows if row.parent_id is not None and row.revoked_at is None]
+    orphans: list[tuple[PersonalToken, dict[str, Any]]] = [
+        (row, {}) for row in rows if row.parent_id is not None and row.revoked_at is None
+    ]
     return revoked + len(_revoke_each(session, orphans, actor=actor, reason=reason))
 
 

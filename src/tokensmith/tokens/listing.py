@@ -141,7 +141,8 @@ def tokens_among(
     for secret in set(secrets):
         for digest in keys.all_digests(token_check.PURPOSE, secret):
             by_digest[digest] = secret
-    digests, now, found = list(by_digest), utcnow(), {}
+    digests, now = list(by_digest), utcnow()
+    found: dict[str, PersonalToken] = {}
     for start in range(0, len(digests), LOOKUP_BATCH):
         query = select(PersonalToken).where(PersonalToken.digest.in_(digests[start : start + LOOKUP_BATCH]))
         if live:
