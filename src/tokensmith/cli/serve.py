@@ -6,6 +6,7 @@ import copy
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -118,7 +119,7 @@ def serve(
     settings = load_settings()
     if not settings.public_url_configured:
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        settings = settings.with_overrides(public_url=f"http://{shown_host}:{port}")
+        settings = replace(settings, public_url=f"http://{shown_host}:{port}")
     started = prepare_store(settings)
     if started is not None:
         print_first_start_banner(started, settings)

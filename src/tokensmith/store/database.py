@@ -324,8 +324,11 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
     I/O; a PostgreSQL connection lost) is an outage, and a lost connection leaves the pool,
     as it does through SQLAlchemy.
     """
+    driver = connection.connection.driver_connection
+    assert driver is not None  # None only once the pool has closed the connection, never while in use
     try:
-        return connection.connection.driver_connection.execute(sql, parameters).fetchone()
+        row: tuple[Any, ...] | None = driver.execute(sql, parameters).fetchone()
+        return row
     except sqlite3.OperationalError as error:
         raise StoreUnavailable() from error
     except Exception as error:
@@ -334,7 +337,7 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
         psycopg = sys.modules.get("psycopg")
         if psycopg is None or not isinstance(error, psycopg.Error):
             raise
-        if isinstance(error, psycopg.OperationalError) or connection.connection.driver_connection.closed:
+        if isinstance(error, psycopg.OperationalError) or driver.closed:
             connection.invalidate()
             raise StoreUnavailable() from error
         raise
