@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from tokensmith.audit import trail
 from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
+from tokensmith.store.database import rows_changed
 from tokensmith.store.models import BrowserSession, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens.usage import RECORD_INLINE, SessionSeen, UsageRecorder
@@ -98,8 +99,7 @@ def end_session(session: Session, keys: ServerKeys, secret: str) -> None:
 
 
 def purge_expired_sessions(session: Session, now: datetime | None = None) -> int:
-    result = session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow())))
-    return result.rowcount or 0
+    return rows_changed(session, delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow())))
 
 
 def csrf_token(keys: ServerKeys, binding: str) -> str:

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool
+from sqlalchemy.sql.dml import UpdateBase
 
 from tokensmith.config import Settings
 from tokensmith.errors import ConfigurationError, StoreUnavailable
@@ -341,6 +342,15 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
             connection.invalidate()
             raise StoreUnavailable() from error
         raise
+
+
+def rows_changed(session: Session, statement: UpdateBase) -> int:
+    """Run an UPDATE or DELETE in the session's transaction: how many rows it changed (matched, for
+    an UPDATE). Its result is a CursorResult, whose rowcount SQLAlchemy's types only promise for a
+    Connection's execute."""
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def ping(connect: Callable[[], AbstractContextManager[Connection]]) -> None:

@@ -30,6 +30,7 @@ from tokensmith.errors import (
 from tokensmith.identity import VerifiedToken
 from tokensmith.projects.catalog import project_ids_of
 from tokensmith.scopes import ALL_SCOPES
+from tokensmith.store.database import rows_changed
 from tokensmith.store.models import PersonalToken
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import check as token_check
@@ -260,12 +261,13 @@ def _revoke(
     holds its parent's row until it is in (application_tokens.hold_live_parent), so that the
     children read here include it."""
     now = utcnow()
-    changed = session.execute(
+    changed = rows_changed(
+        session,
         update(PersonalToken)
         .where(PersonalToken.id == row.id, PersonalToken.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if not changed:
         return False
     set_committed_value(row, "revoked_at", now)
