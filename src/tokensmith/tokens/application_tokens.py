@@ -118,11 +118,11 @@ def derive_token(
             "An application token cannot make another: present the personal token it was made "
             "from (your username and a personal access token)."
         )
-    live_children = session.scalar(
+    live_children = session.scalars(
         select(func.count())
         .select_from(PersonalToken)
         .where(PersonalToken.parent_id == parent.id, PersonalToken.revoked_at.is_(None))
-    )
+    ).one()
     if live_children >= MAX_PER_PARENT:
         raise Conflict(
             f"The token “{parent.name}” has {MAX_PER_PARENT} live application tokens already: revoke "
