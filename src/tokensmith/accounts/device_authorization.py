@@ -111,7 +111,7 @@ def request_codes(
     scopes = parse_scopes(scope)
     now = utcnow()
     session.execute(delete(DeviceAuthorization).where(DeviceAuthorization.expires_at < now - KEPT_AFTER_EXPIRY))
-    waiting = session.scalar(
+    waiting = session.scalars(
         select(func.count())
         .select_from(DeviceAuthorization)
         .where(
@@ -119,7 +119,7 @@ def request_codes(
             DeviceAuthorization.status == "pending",
             DeviceAuthorization.expires_at > now,
         )
-    )
+    ).one()
     if waiting >= MAX_PENDING_PER_ADDRESS:
         raise DeviceGrantError(
             "slow_down",
