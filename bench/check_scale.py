@@ -5,7 +5,7 @@ Two SQLite stores, migrated, seeded straight into the table (the bench's own sho
 digests, and among them, spread evenly through the table, ``presented`` real tokens whose
 secrets the bench keeps. Each call presents one of those, in a random order, so that a lookup
 finds its pages wherever they are, as a server with many clients does. The
-check runs as the server runs it: ``personal_tokens.verify_token`` on the check engine's
+check runs as the server runs it: ``token_check.verify_token`` on the check engine's
 connection of the thread (web/runtime.Runtime.check_connection). Batches alternate between
 the two stores; the figure is the median batch, in microseconds of the thread's CPU time (user
 and system: a page SQLite reads from the OS is counted) per call, and the ratio of the large
@@ -28,12 +28,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tokensmith import accounts, personal_tokens, tokens
+from tokensmith.accounts import users
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
-from tokensmith.db import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
-from tokensmith.server_keys import load_server_keys
-from tokensmith.sqlite_store import CHECK_CACHE_KIB
+from tokensmith.store.database import create_check_engine, create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.store.server_keys import load_server_keys
+from tokensmith.store.sqlite import CHECK_CACHE_KIB
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import format as token_format
 
 PREFIX = "tks_"
 SIZES = (1_000, 1_000_000)
@@ -62,8 +64,12 @@ class ScaleFigures:
         return self.ratio_of("writes")
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio, "ratio_quiet": self.ratio_of("quiet"),
-                "ratio_driver": self.ratio_of("driver")}
+        return {
+            **asdict(self),
+            "ratio": self.ratio,
+            "ratio_quiet": self.ratio_of("quiet"),
+            "ratio_driver": self.ratio_of("driver"),
+        }
 
 
 def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
@@ -75,12 +81,12 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
         migrate(engine)
         keys = load_server_keys(settings)
         with unit_of_work(session_factory(engine)) as session:
-            user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
+            user = users.create_user(session, "bench", "bench@example.test", actor="bench")
             user_id = user.id
     finally:
         engine.dispose()
     presented = min(PRESENTED, size)
-    secrets_ = [tokens.generate(PREFIX) for _ in range(presented)]
+    secrets_ = [token_format.generate(PREFIX) for _ in range(presented)]
     created = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
     columns = "id, user_id, name, digest, key_version, hint, scopes, created_at"
     gap = size // presented  # every gap-th row is a presented token; the others filler
@@ -91,8 +97,10 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
         # presented tokens, so that the presented rows lie all through the table.
         store.execute("PRAGMA synchronous=OFF")
         store.execute("PRAGMA cache_size=-262144")
-        indexes = store.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                                "AND tbl_name = 'personal_tokens' AND sql IS NOT NULL").fetchall()
+        indexes = store.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+            "AND tbl_name = 'personal_tokens' AND sql IS NOT NULL"
+        ).fetchall()
         for name, _sql in indexes:
             store.execute(f'DROP INDEX "{name}"')
         if gap > 1:
@@ -102,22 +110,42 @@ def seed(data_dir: Path, size: int) -> tuple[Settings, list[str]]:
                 "sorted(digest) AS (SELECT randomblob(32) AS digest FROM n ORDER BY digest), "
                 "numbered(r, digest) AS (SELECT row_number() OVER (), digest FROM sorted) "
                 "SELECT r + (r - 1) / ?, ?, 'filler ' || r, digest, ?, 'tks_…fill', '[\"api\"]', ? FROM numbered",
-                (size - presented, gap - 1, user_id, keys.current, created))
-        store.executemany(f"INSERT INTO personal_tokens ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-            ((number + 1) * gap, user_id, f"presented {number}", keys.digest(personal_tokens.PURPOSE, secret),
-             keys.current, tokens.hint(secret, PREFIX), '["api"]', created)
-            for number, secret in enumerate(secrets_)])
+                (size - presented, gap - 1, user_id, keys.current, created),
+            )
+        store.executemany(
+            f"INSERT INTO personal_tokens ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    (number + 1) * gap,
+                    user_id,
+                    f"presented {number}",
+                    keys.digest(token_check.PURPOSE, secret),
+                    keys.current,
+                    token_format.hint(secret, PREFIX),
+                    '["api"]',
+                    created,
+                )
+                for number, secret in enumerate(secrets_)
+            ],
+        )
         for _name, sql in indexes:
             store.execute(sql)
         store.execute("ANALYZE")
-        total, = store.execute("SELECT count(*) FROM personal_tokens").fetchone()
+        (total,) = store.execute("SELECT count(*) FROM personal_tokens").fetchone()
     if total != size:
         raise RuntimeError(f"seeded {total} tokens, not {size}")
     return settings, secrets_
 
 
-def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, sizes: tuple[int, ...] = SIZES,
-                        write_every: int = WRITE_EVERY, log: Callable[[str], None] = print) -> ScaleFigures:
+def measure_check_scale(
+    workdir: Path,
+    *,
+    calls: int = 4000,
+    batches: int = 9,
+    sizes: tuple[int, ...] = SIZES,
+    write_every: int = WRITE_EVERY,
+    log: Callable[[str], None] = print,
+) -> ScaleFigures:
     checks, seeded = {}, {}
     engines, connections = [], []
     try:
@@ -136,7 +164,7 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
             bare = sqlite3.connect(settings.sqlite_path, isolation_level=None)
             bare.execute(f"PRAGMA cache_size=-{CHECK_CACHE_KIB}")
             connections.append(bare)
-            digests = [keys.digest(personal_tokens.PURPOSE, secret) for secret in order]
+            digests = [keys.digest(token_check.PURPOSE, secret) for secret in order]
 
             def lookup(bare=bare, digests=digests) -> None:
                 for digest in digests:
@@ -145,9 +173,11 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
             def check(connection=connection, keys=keys, order=order, writer=writer, writes=False) -> None:
                 for number, secret in enumerate(order):
                     if writes and number % write_every == 0:
-                        writer.execute("UPDATE personal_tokens SET last_used_at = ? WHERE id = 1",
-                                       (utcnow().strftime("%Y-%m-%d %H:%M:%S.%f"),))
-                    personal_tokens.verify_token(connection, keys, secret, prefix=PREFIX)
+                        writer.execute(
+                            "UPDATE personal_tokens SET last_used_at = ? WHERE id = 1",
+                            (utcnow().strftime("%Y-%m-%d %H:%M:%S.%f"),),
+                        )
+                    token_check.verify_token(connection, keys, secret, prefix=PREFIX)
 
             check()  # warm: the pages the lookups reach, as a server's would be after a while
             checks[f"quiet {size}"] = check
@@ -158,27 +188,33 @@ def measure_check_scale(workdir: Path, *, calls: int = 4000, batches: int = 9, s
         for _ in range(batches):
             for key, check in checks.items():
                 start = time.thread_time_ns()  # this thread's CPU, user and system: on a shared
-                check()                          # machine, what others run does not count
+                check()  # machine, what others run does not count
                 per_call[key].append((time.thread_time_ns() - start) / calls / 1000)
     finally:
         for engine in engines:
             engine.dispose()
         for opened in connections:
             opened.close()
-    figures = ScaleFigures(tuple(sizes), {key: statistics.median(v) for key, v in per_call.items()}, per_call,
-                           seeded, write_every)
+    figures = ScaleFigures(
+        tuple(sizes), {key: statistics.median(v) for key, v in per_call.items()}, per_call, seeded, write_every
+    )
     for key in checks:
         mode, size = key.split()
-        log(f"  random tokens among {int(size):>9,}, {MODES[mode]:<38}: {figures.median_us[key]:6.1f} µs per check "
-            f"(batches {min(per_call[key]):.1f}–{max(per_call[key]):.1f})")
+        log(
+            f"  random tokens among {int(size):>9,}, {MODES[mode]:<38}: {figures.median_us[key]:6.1f} µs per check "
+            f"(batches {min(per_call[key]):.1f}–{max(per_call[key]):.1f})"
+        )
     for mode in MODES:
         log(f"  ratio {max(sizes):,} / {min(sizes):,}, {MODES[mode]}: {figures.ratio_of(mode):.2f}")
     return figures
 
 
-MODES = {"quiet": "no write meanwhile", "writes": f"a commit every {WRITE_EVERY} checks",
-         "driver": "SQLite's lookup alone (the floor)"}
-LOOKUP_SQL = personal_tokens._BY_DIGEST_SQLITE  # the check's one statement, as the driver runs it
+MODES = {
+    "quiet": "no write meanwhile",
+    "writes": f"a commit every {WRITE_EVERY} checks",
+    "driver": "SQLite's lookup alone (the floor)",
+}
+LOOKUP_SQL = token_check._BY_DIGEST_SQLITE  # the check's one statement, as the driver runs it
 
 
 if __name__ == "__main__":
@@ -186,5 +222,8 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="tokensmith-check-scale-") as directory:
-        measure_check_scale(Path(directory), calls=int(sys.argv[1]) if len(sys.argv) > 1 else 4000,
-                            write_every=int(sys.argv[2]) if len(sys.argv) > 2 else WRITE_EVERY)
+        measure_check_scale(
+            Path(directory),
+            calls=int(sys.argv[1]) if len(sys.argv) > 1 else 4000,
+            write_every=int(sys.argv[2]) if len(sys.argv) > 2 else WRITE_EVERY,
+        )

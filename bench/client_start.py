@@ -76,29 +76,40 @@ class ClientFigures:
 def _run(command: Command) -> float:
     argv = command.arguments()
     started = time.perf_counter()
-    subprocess.run(argv, input=command.stdin, env=command.env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        argv, input=command.stdin, env=command.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+    )
     return (time.perf_counter() - started) * 1000
 
 
 def _check(command: Command, expect: bytes) -> None:
     done = subprocess.run(command.arguments(), input=command.stdin, env=command.env, capture_output=True, timeout=60)
     if done.returncode != 0 or expect not in done.stdout:
-        raise BenchError(f"{command.label} did not work ({done.returncode}):\n{done.stdout[-500:]!r}\n"
-                         f"{done.stderr[-1000:]!r}")
+        raise BenchError(
+            f"{command.label} did not work ({done.returncode}):\n{done.stdout[-500:]!r}\n{done.stderr[-1000:]!r}"
+        )
 
 
 def _login(server: BenchServer, home: Path, env: dict[str, str], token: str) -> None:
-    done = subprocess.run([*tokensmith_command(), "login", "--server", server.base_url], capture_output=True,
-                          env={**env, "TOKENSMITH_USERNAME": "bench", "TOKENSMITH_TOKEN": token}, timeout=60)
+    done = subprocess.run(
+        [*tokensmith_command(), "login", "--server", server.base_url],
+        capture_output=True,
+        env={**env, "TOKENSMITH_USERNAME": "bench", "TOKENSMITH_TOKEN": token},
+        timeout=60,
+    )
     if done.returncode != 0:
         raise BenchError(f"tokensmith login failed:\n{done.stderr.decode(errors='replace')}")
 
 
 def person_env(home: Path, **extra: str) -> dict[str, str]:
     env = clean_environment(home / "unused", None)
-    for name in ("TOKENSMITH_DATA_DIR", "COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG", "PYTHON_KEYRING_BACKEND",
-                 "PYTHONDONTWRITEBYTECODE"):
+    for name in (
+        "TOKENSMITH_DATA_DIR",
+        "COVERAGE_PROCESS_START",
+        "COVERAGE_PROCESS_CONFIG",
+        "PYTHON_KEYRING_BACKEND",
+        "PYTHONDONTWRITEBYTECODE",
+    ):
         env.pop(name, None)
     home.mkdir(parents=True, exist_ok=True)
     return {**env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "GIT_CONFIG_NOSYSTEM": "1", **extra}
@@ -108,17 +119,20 @@ def shell_commands(server: BenchServer) -> list[Command]:
     """The server's administration, as typed in its shell: straight on the store."""
     env = {key: value for key, value in server.env.items() if key != "PYTHONDONTWRITEBYTECODE"}
     tokensmith = tokensmith_command()
-    return [Command(f"tokensmith {label} (server shell)", [*tokensmith, *argv], SHELL_COMMAND_TARGET_MS, b"", env)
-            for label, argv in (
-                ("users list", ["users", "list"]),
-                ("projects list", ["projects", "list"]),
-                ("users create", ["users", "create", "shell-{n}", "--email", "shell@example.test"]),
-                ("tokens create", ["tokens", "create", "--user", "bench", "--name", "shell {n}"]),
-            )]
+    return [
+        Command(f"tokensmith {label} (server shell)", [*tokensmith, *argv], SHELL_COMMAND_TARGET_MS, b"", env)
+        for label, argv in (
+            ("users list", ["users", "list"]),
+            ("projects list", ["projects", "list"]),
+            ("users create", ["users", "create", "shell-{n}", "--email", "shell@example.test"]),
+            ("tokens create", ["tokens", "create", "--user", "bench", "--name", "shell {n}"]),
+        )
+    ]
 
 
-def measure_client_start(workdir: Path, options: LoadOptions, *, rounds: int = 5, runs: int = 10,
-                         shell: bool = True) -> ClientFigures:
+def measure_client_start(
+    workdir: Path, options: LoadOptions, *, rounds: int = 5, runs: int = 10, shell: bool = True
+) -> ClientFigures:
     workdir.mkdir(parents=True)
     server = BenchServer(workdir, clean_environment(workdir / "data", None), options).start()
     desktop: SecretService | None = None
@@ -128,20 +142,39 @@ def measure_client_start(workdir: Path, options: LoadOptions, *, rounds: int = 5
         request = f"protocol=http\nhost={host}\n\n".encode()
         # A server or CI: no keyring, the token in the client's 0600 file.
         plain = person_env(workdir / "plain", PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-        _login(server, workdir / "plain", plain, server.admin("tokens", "create", "--user", "bench", "--name", "file").strip())
+        _login(
+            server,
+            workdir / "plain",
+            plain,
+            server.admin("tokens", "create", "--user", "bench", "--name", "file").strip(),
+        )
         store = workdir / "git-credentials"
-        subprocess.run(["git", "credential-store", f"--file={store}", "store"], env=plain, check=True,
-                       input=f"protocol=http\nhost={host}\nusername=bench\npassword=tks_{'A' * 38}\n\n".encode())
+        subprocess.run(
+            ["git", "credential-store", f"--file={store}", "store"],
+            env=plain,
+            check=True,
+            input=f"protocol=http\nhost={host}\nusername=bench\npassword=tks_{'A' * 38}\n\n".encode(),
+        )
         tokensmith = tokensmith_command()
         commands = [
             Command(FLOOR, ["git", "credential-store", f"--file={store}", "get"], None, request, plain),
             Command("python3 -c pass (the interpreter alone)", [sys.executable, "-c", "pass"], None, b"", plain),
-            Command("tokensmith git-credential get (token in the 0600 file)", [*tokensmith, "git-credential", "get"],
-                    GIT_CREDENTIAL_TARGET_MS, request, plain),
+            Command(
+                "tokensmith git-credential get (token in the 0600 file)",
+                [*tokensmith, "git-credential", "get"],
+                GIT_CREDENTIAL_TARGET_MS,
+                request,
+                plain,
+            ),
             Command("tokensmith --help", [*tokensmith, "--help"], COMMAND_TARGET_MS, b"", plain),
             Command("tokensmith whoami (GET /api/v1/me)", [*tokensmith, "whoami"], COMMAND_TARGET_MS, b"", plain),
-            Command("tokensmith tokens list (GET /api/v1/tokens)", [*tokensmith, "tokens", "list"], COMMAND_TARGET_MS,
-                    b"", plain),
+            Command(
+                "tokensmith tokens list (GET /api/v1/tokens)",
+                [*tokensmith, "tokens", "list"],
+                COMMAND_TARGET_MS,
+                b"",
+                plain,
+            ),
             Command("tokensmith status (GET /api/v1/me)", [*tokensmith, "status"], COMMAND_TARGET_MS, b"", plain),
         ]
         keyring = "GNOME Keyring could not run here: " + (secret_service_missing() or "")
@@ -152,11 +185,22 @@ def measure_client_start(workdir: Path, options: LoadOptions, *, rounds: int = 5
                 keyring = f"GNOME Keyring could not run here: {error}"
         if desktop is not None:
             laptop = person_env(workdir / "desktop", **desktop.env)
-            _login(server, workdir / "desktop", laptop,
-                   server.admin("tokens", "create", "--user", "bench", "--name", "keyring").strip())
-            commands.insert(3, Command("tokensmith git-credential get (token in GNOME Keyring)",
-                                       [*tokensmith, "git-credential", "get"], GIT_CREDENTIAL_TARGET_MS, request,
-                                       laptop))
+            _login(
+                server,
+                workdir / "desktop",
+                laptop,
+                server.admin("tokens", "create", "--user", "bench", "--name", "keyring").strip(),
+            )
+            commands.insert(
+                3,
+                Command(
+                    "tokensmith git-credential get (token in GNOME Keyring)",
+                    [*tokensmith, "git-credential", "get"],
+                    GIT_CREDENTIAL_TARGET_MS,
+                    request,
+                    laptop,
+                ),
+            )
             keyring = "GNOME Keyring's Secret Service on a D-Bus session of the bench's own"
         if shell:
             commands += shell_commands(server)
@@ -169,8 +213,9 @@ def measure_client_start(workdir: Path, options: LoadOptions, *, rounds: int = 5
             for number in range(rounds):
                 for command in commands if number % 2 == 0 else commands[::-1]:
                     times[command.label] += [_run(command) for _ in range(runs)]
-        return ClientFigures(times, {c.label: c.target_ms for c in commands if c.target_ms}, rounds, runs,
-                             load.percent, keyring)
+        return ClientFigures(
+            times, {c.label: c.target_ms for c in commands if c.target_ms}, rounds, runs, load.percent, keyring
+        )
     finally:
         if desktop is not None:
             desktop.stop()

@@ -15,10 +15,10 @@ from pathlib import Path
 from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, pinned
 from bench.machine import CLIENT_CPU, SERVER_CPU, cpu_speed_ms
 from tests.support.nginx import Nginx, NginxUnavailable
-from tokensmith import maven_repository
 from tokensmith.config import load_settings
-from tokensmith.db import create_store_engine, session_factory, unit_of_work
-from tokensmith.maven_repository import Coordinates
+from tokensmith.projects import maven_repository
+from tokensmith.projects.maven_repository import Coordinates
+from tokensmith.store.database import create_store_engine, session_factory, unit_of_work
 
 TARGET_RATIO = 0.7
 SIZE = 100 * 1024 * 1024
@@ -45,14 +45,23 @@ class DownloadFigures:
         return self.tokensmith / self.nginx
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "tokensmith_median": self.tokensmith, "nginx_median": self.nginx,
-                "ratio": self.ratio}
+        return {**asdict(self), "tokensmith_median": self.tokensmith, "nginx_median": self.nginx, "ratio": self.ratio}
 
 
 def download_mb_s(url: str, options: LoadOptions, netrc: Path | None = None) -> float:
     credentials = ["--netrc-file", str(netrc)] if netrc is not None else []
-    command = [*pinned(CLIENT_CPU, options), "curl", "-sS", "--fail", *credentials, "-o", "/dev/null",
-               "-w", "%{size_download} %{time_total}", url]
+    command = [
+        *pinned(CLIENT_CPU, options),
+        "curl",
+        "-sS",
+        "--fail",
+        *credentials,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download} %{time_total}",
+        url,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise BenchError(f"curl {url} failed: {done.stderr.strip()}")
@@ -62,8 +71,7 @@ def download_mb_s(url: str, options: LoadOptions, netrc: Path | None = None) -> 
     return SIZE / 1e6 / float(seconds)
 
 
-def measure_download(workdir: Path, options: LoadOptions, rounds: int = 5,
-                     log=print) -> DownloadFigures:
+def measure_download(workdir: Path, options: LoadOptions, rounds: int = 5, log=print) -> DownloadFigures:
     data_dir = workdir / "data"
     server = BenchServer(workdir, clean_environment(data_dir, None), options)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -78,8 +86,12 @@ def measure_download(workdir: Path, options: LoadOptions, rounds: int = 5,
         engine = create_store_engine(load_settings(server.env))
         try:
             with unit_of_work(session_factory(engine)) as session:
-                maven_repository.publish(session, maven_repository.studio_root(data_dir), coordinates,
-                                         {"jar": os.urandom(SIZE), "pom": maven_repository.pom(coordinates)})
+                maven_repository.publish(
+                    session,
+                    maven_repository.studio_root(data_dir),
+                    coordinates,
+                    {"jar": os.urandom(SIZE), "pom": maven_repository.pom(coordinates)},
+                )
         finally:
             engine.dispose()
         relative = f"{GROUP.replace('.', '/')}/{PROJECT}/{VERSION}/{coordinates.file_name('jar')}"
@@ -87,8 +99,11 @@ def measure_download(workdir: Path, options: LoadOptions, rounds: int = 5,
         netrc.write_text(f"machine 127.0.0.1 login downloader password {token}\n")
         netrc.chmod(0o600)
         try:
-            nginx = Nginx(workdir / "nginx", prefix=pinned(SERVER_CPU, options), log_requests=False).serve_folder(
-                maven_repository.studio_root(data_dir).resolve()).start()
+            nginx = (
+                Nginx(workdir / "nginx", prefix=pinned(SERVER_CPU, options), log_requests=False)
+                .serve_folder(maven_repository.studio_root(data_dir).resolve())
+                .start()
+            )
         except NginxUnavailable as error:
             raise BenchError(str(error)) from error
         ours = f"{server.base_url}/maven/studio/{relative}"

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, pinned
-from bench.machine import CLIENT_CPU, SERVER_CPU, CLOCK_TICKS, ForeignLoad, cpu_affinity, cpu_speed_ms
+from bench.machine import CLIENT_CPU, CLOCK_TICKS, SERVER_CPU, ForeignLoad, cpu_affinity, cpu_speed_ms
 from tests.support.nginx import FcgiWrap, Nginx, NginxUnavailable, htpasswd_line
 
 PROJECT = "bench"
@@ -99,16 +99,27 @@ class GitClient:
         self.options = options
         home.mkdir(parents=True, exist_ok=True)
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C",
-            "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.test",
-            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.test",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "LANG": "C",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Bench",
+            "GIT_AUTHOR_EMAIL": "bench@example.test",
+            "GIT_COMMITTER_NAME": "Bench",
+            "GIT_COMMITTER_EMAIL": "bench@example.test",
         }
 
-    def run(self, *args: str, cwd: Path | None = None, input: str | None = None,
-            timeout: float = 120) -> str:
-        done = subprocess.run(["git", *args], cwd=cwd or self.home, env=self.env, input=input,
-                              capture_output=True, text=True, timeout=timeout)
+    def run(self, *args: str, cwd: Path | None = None, input: str | None = None, timeout: float = 120) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.home,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if done.returncode != 0:
             raise BenchError(f"git {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return done.stdout
@@ -117,9 +128,14 @@ class GitClient:
         store = self.home / ".git-credentials"
         store.touch(mode=0o600)
         self.run("config", "--global", "credential.helper", f"store --file={store}")
-        self.run("credential", "approve", input=(
-            f"protocol=http\nhost={urllib.parse.urlsplit(base_url).netloc}\n"
-            f"username={username}\npassword={token}\n\n"))
+        self.run(
+            "credential",
+            "approve",
+            input=(
+                f"protocol=http\nhost={urllib.parse.urlsplit(base_url).netloc}\n"
+                f"username={username}\npassword={token}\n\n"
+            ),
+        )
 
     def clone_command(self, source: str, destination: Path) -> list[str]:
         """A normal clone (full history, checkout), the client on its own CPU.
@@ -238,24 +254,34 @@ class GitFigures:
         timed = [r for r in self.runs if not r.warmup]
         http = [r.seconds for r in timed if r.source == HTTP]
         file = [r.seconds for r in timed if r.source == FILE]
-        return [h / f for h, f in zip(http, file)]
+        return [h / f for h, f in zip(http, file, strict=False)]
 
     @property
     def cpu_probes_ms(self) -> list[float]:
         return [r.cpu_probe_ms for r in self.runs if not r.warmup]
 
     def as_dict(self) -> dict:
-        return {"backend": self.backend, "ratio": self.ratio, "round_ratios": self.round_ratios,
-                "rounds": self.rounds, "repository": asdict(self.repository),
-                "http": asdict(self.http), "file": asdict(self.file),
-                "runs": [asdict(r) for r in self.runs], "fetch": self.fetch.as_dict() if self.fetch else None}
+        return {
+            "backend": self.backend,
+            "ratio": self.ratio,
+            "round_ratios": self.round_ratios,
+            "rounds": self.rounds,
+            "repository": asdict(self.repository),
+            "http": asdict(self.http),
+            "file": asdict(self.file),
+            "runs": [asdict(r) for r in self.runs],
+            "fetch": self.fetch.as_dict() if self.fetch else None,
+        }
 
 
 def _summary(source: str, runs: list[CloneRun]) -> CloneFigures:
     seconds = [r.seconds for r in runs]
     return CloneFigures(
-        source=source, label=LABELS[source], median_seconds=statistics.median(seconds),
-        min_seconds=min(seconds), max_seconds=max(seconds),
+        source=source,
+        label=LABELS[source],
+        median_seconds=statistics.median(seconds),
+        min_seconds=min(seconds),
+        max_seconds=max(seconds),
         server_python_ms=statistics.median(r.server_python_ms for r in runs),
         server_git_ms=statistics.median(r.server_git_ms for r in runs),
         foreign_cpu_percent=max(r.foreign_cpu_percent for r in runs),
@@ -263,12 +289,14 @@ def _summary(source: str, runs: list[CloneRun]) -> CloneFigures:
 
 
 def count_files(root: Path) -> int:
-    return sum(len(files) for folder, _dirs, files in os.walk(root)
-               if ".git" not in Path(folder).relative_to(root).parts)
+    return sum(
+        len(files) for folder, _dirs, files in os.walk(root) if ".git" not in Path(folder).relative_to(root).parts
+    )
 
 
-def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
-                      log: Callable[[str], None] = print) -> GitFigures:
+def measure_git_clone(
+    workdir: Path, options: LoadOptions, rounds: int = 5, log: Callable[[str], None] = print
+) -> GitFigures:
     """Serve a project from SQLite, push the bench repository into it, then time clones."""
     backend = "sqlite"  # the store only answers the auth check: one store is enough
     workdir.mkdir(parents=True, exist_ok=True)
@@ -292,10 +320,12 @@ def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
         shape = build_and_push(client, workdir / "source", sources[HTTP])
         head = client.run("rev-parse", "HEAD", cwd=workdir / "source").strip()
         shape.pack_bytes = sum(p.stat().st_size for p in (bare / "objects").rglob("*") if p.is_file())
-        log(f"  repository: {shape.files:,} files in {shape.directories} directories, "
+        log(
+            f"  repository: {shape.files:,} files in {shape.directories} directories, "
             f"{shape.bytes / 1e6:.1f} MB ({shape.binary_files:,} of random bytes), {shape.commits} commits; "
             f"{shape.pack_bytes / 1e6:.1f} MB in the server's bare repository; "
-            f"built in {shape.build_seconds:.1f} s, pushed over HTTP in {shape.push_seconds:.1f} s")
+            f"built in {shape.build_seconds:.1f} s, pushed over HTTP in {shape.push_seconds:.1f} s"
+        )
 
         def clone(source: str, number: int, *, timed: bool) -> CloneRun:
             destination = clones / f"{source}-{number}"
@@ -303,26 +333,42 @@ def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
             python_before, git_before = _cpu_split(server.process.pid)
             with ForeignLoad(lambda: [server.process.pid]) as load:
                 started = time.perf_counter()
-                done = subprocess.run(client.clone_command(sources[source], destination), env=client.env,
-                                      cwd=clones, capture_output=True, text=True, timeout=300)
+                done = subprocess.run(
+                    client.clone_command(sources[source], destination),
+                    env=client.env,
+                    cwd=clones,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
                 seconds = time.perf_counter() - started
             python_after, git_after = _cpu_split(server.process.pid)
             try:
                 if done.returncode != 0:
-                    raise BenchError(f"git clone {sources[source]} failed ({done.returncode}):\n{done.stderr[-3000:]}"
-                                     + (f"\nServer log:\n{server.console()}" if source == HTTP else ""))
+                    raise BenchError(
+                        f"git clone {sources[source]} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+                        + (f"\nServer log:\n{server.console()}" if source == HTTP else "")
+                    )
                 if server.process.poll() is not None:
                     raise BenchError(f"The server died during a clone:\n{server.console()}")
                 cloned = client.run("rev-parse", "HEAD", cwd=destination).strip()
                 if cloned != head:
                     raise BenchError(f"The clone from {source} is at {cloned}, the push was {head}")
                 if not timed and count_files(destination) != shape.files:
-                    raise BenchError(f"The clone from {source} checked out {count_files(destination)} "
-                                     f"files, not {shape.files}")
+                    raise BenchError(
+                        f"The clone from {source} checked out {count_files(destination)} files, not {shape.files}"
+                    )
             finally:
                 shutil.rmtree(destination, ignore_errors=True)
-            return CloneRun(source, seconds, (python_after - python_before) * 1000,
-                            (git_after - git_before) * 1000, load.percent, probe, warmup=not timed)
+            return CloneRun(
+                source,
+                seconds,
+                (python_after - python_before) * 1000,
+                (git_after - git_before) * 1000,
+                load.percent,
+                probe,
+                warmup=not timed,
+            )
 
         for source in (FILE, HTTP):  # one warm-up each: page cache, the server's first request
             runs.append(clone(source, 0, timed=False))
@@ -331,29 +377,52 @@ def measure_git_clone(workdir: Path, options: LoadOptions, rounds: int = 5,
             for source in order if round_number % 2 == 0 else order[::-1]:
                 run = clone(source, round_number + 1, timed=True)
                 runs.append(run)
-                server_cpu = (f"  server CPU {run.server_python_ms:4.0f} ms Python + {run.server_git_ms:4.0f} ms git"
-                              if source == HTTP else "")
-                log(f"  git clone  round {round_number + 1}  {source:<5} {run.seconds * 1000:7.0f} ms"
-                    f"  other load {run.foreign_cpu_percent:3.0f}%  CPU probe {run.cpu_probe_ms:4.1f} ms{server_cpu}")
+                server_cpu = (
+                    f"  server CPU {run.server_python_ms:4.0f} ms Python + {run.server_git_ms:4.0f} ms git"
+                    if source == HTTP
+                    else ""
+                )
+                log(
+                    f"  git clone  round {round_number + 1}  {source:<5} {run.seconds * 1000:7.0f} ms"
+                    f"  other load {run.foreign_cpu_percent:3.0f}%  CPU probe {run.cpu_probe_ms:4.1f} ms{server_cpu}"
+                )
         fetch = measure_fetches(workdir, client, server, token, sources[HTTP], clones, options, rounds, log)
-        warnings = [line for line in server.log_path.read_text(errors="replace").splitlines()
-                    if "git backend" in line or "Traceback" in line]
+        warnings = [
+            line
+            for line in server.log_path.read_text(errors="replace").splitlines()
+            if "git backend" in line or "Traceback" in line
+        ]
         if warnings:
             raise BenchError("The server logged errors during the clones:\n" + "\n".join(warnings[-20:]))
     finally:
         server.stop()
         shutil.rmtree(clones, ignore_errors=True)
     timed = [r for r in runs if not r.warmup]
-    return GitFigures(backend, shape, rounds,
-                      _summary(HTTP, [r for r in timed if r.source == HTTP]),
-                      _summary(FILE, [r for r in timed if r.source == FILE]), runs, fetch)
+    return GitFigures(
+        backend,
+        shape,
+        rounds,
+        _summary(HTTP, [r for r in timed if r.source == HTTP]),
+        _summary(FILE, [r for r in timed if r.source == FILE]),
+        runs,
+        fetch,
+    )
 
 
 # --- no-op fetches, and the first byte of info/refs ----------------------------------------------
 
 
-def measure_fetches(workdir: Path, client: GitClient, server: BenchServer, token: str, url: str, clones: Path,
-                    options: LoadOptions, rounds: int, log: Callable[[str], None]) -> FetchFigures:
+def measure_fetches(
+    workdir: Path,
+    client: GitClient,
+    server: BenchServer,
+    token: str,
+    url: str,
+    clones: Path,
+    options: LoadOptions,
+    rounds: int,
+    log: Callable[[str], None],
+) -> FetchFigures:
     """A ``git fetch`` that finds nothing new, through the server and through ``git
     http-backend`` under nginx + fcgiwrap, with HTTP Basic authentication (an htpasswd file with
     the same username and token), on the same bare repository (both on the server's CPU, git on
@@ -372,33 +441,41 @@ def measure_fetches(workdir: Path, client: GitClient, server: BenchServer, token
         nginx.git_http_backend((workdir / "data" / "git").resolve(), fcgi.socket, users).start()
         client.remember(nginx.url, USERNAME, token)  # git's store helper answers for both servers alike
         sources = {"server": url, "floor": f"{nginx.url}/git/{PROJECT}.git"}
-        command = {name: [*pinned(CLIENT_CPU, options), "git", "-C", str(target), "fetch", "--quiet", source]
-                   for name, source in sources.items()}
+        command = {
+            name: [*pinned(CLIENT_CPU, options), "git", "-C", str(target), "fetch", "--quiet", source]
+            for name, source in sources.items()
+        }
 
         def fetch(name: str) -> float:
             started = time.perf_counter()
             done = subprocess.run(command[name], env=client.env, capture_output=True, text=True, timeout=60)
             seconds = time.perf_counter() - started
             if done.returncode != 0:
-                raise BenchError(f"git fetch from the {name} failed ({done.returncode}):\n{done.stderr[-2000:]}"
-                                 + (f"\nnginx: {nginx.errors()}" if name == "floor" else ""))
+                raise BenchError(
+                    f"git fetch from the {name} failed ({done.returncode}):\n{done.stderr[-2000:]}"
+                    + (f"\nnginx: {nginx.errors()}" if name == "floor" else "")
+                )
             return seconds * 1000
 
         for name in sources:  # warm-up, and a check that both work
             fetch(name)
         for round_number in range(rounds):
             medians = {}
-            for name in (["server", "floor"] if round_number % 2 == 0 else ["floor", "server"]):
+            for name in ["server", "floor"] if round_number % 2 == 0 else ["floor", "server"]:
                 times = [fetch(name) for _ in range(FETCHES_PER_ROUND)]
                 (figures.server_ms if name == "server" else figures.floor_ms).extend(times)
                 medians[name] = statistics.median(times)
             figures.round_ratios.append(medians["server"] / medians["floor"])
-            log(f"  git fetch  round {round_number + 1}  no-op: server {medians['server']:5.1f} ms, "
-                f"git http-backend {medians['floor']:5.1f} ms")
+            log(
+                f"  git fetch  round {round_number + 1}  no-op: server {medians['server']:5.1f} ms, "
+                f"git http-backend {medians['floor']:5.1f} ms"
+            )
         with cpu_affinity(CLIENT_CPU, options.pin):
             first_bytes(server.port, token, figures, rounds)
-        log(f"  info/refs  first byte: refused (401) {statistics.median(figures.refused_first_byte_ms):.2f} ms, "
-            f"authenticated {statistics.median(figures.authenticated_first_byte_ms):.2f} ms")
+        log(
+            f"  info/refs  first byte: refused (401) {statistics.median(figures.refused_first_byte_ms):.2f} ms, "
+            f"authenticated {statistics.median(figures.authenticated_first_byte_ms):.2f} ms"
+        )
     except NginxUnavailable as error:
         raise BenchError(f"The git http-backend floor did not start: {error}") from error
     finally:

@@ -10,16 +10,16 @@ issue holds it to at most 1.3. Run alone: ``python -m bench.git_push --rounds 3`
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
-import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.git_clone import RepositoryShape, GitClient, build_repository
+from bench.git_clone import GitClient, RepositoryShape, build_repository
 from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, pinned
 from bench.machine import CLIENT_CPU, can_pin
 
@@ -42,13 +42,21 @@ class PushFigures:
         return self.median(ON) / self.median(OFF)
 
     def as_dict(self) -> dict:
-        return {"ratio": self.ratio, "limit": LIMIT, "rounds": self.rounds, "repository": asdict(self.repository),
-                "seconds": self.seconds, "median_seconds": {mode: self.median(mode) for mode in self.seconds}}
+        return {
+            "ratio": self.ratio,
+            "limit": LIMIT,
+            "rounds": self.rounds,
+            "repository": asdict(self.repository),
+            "seconds": self.seconds,
+            "median_seconds": {mode: self.median(mode) for mode in self.seconds},
+        }
 
     def summary(self) -> str:
-        return (f"git push of {self.repository.files:,} files, {self.repository.bytes / 1e6:.1f} MB: "
-                f"{self.median(ON):.2f} s scanning, {self.median(OFF):.2f} s not (medians of {self.rounds}); "
-                f"ratio {self.ratio:.2f} (at most {LIMIT})")
+        return (
+            f"git push of {self.repository.files:,} files, {self.repository.bytes / 1e6:.1f} MB: "
+            f"{self.median(ON):.2f} s scanning, {self.median(OFF):.2f} s not (medians of {self.rounds}); "
+            f"ratio {self.ratio:.2f} (at most {LIMIT})"
+        )
 
 
 def measure_git_push(workdir: Path, options: LoadOptions, rounds: int = 3, log=print) -> PushFigures:
@@ -61,7 +69,7 @@ def measure_git_push(workdir: Path, options: LoadOptions, rounds: int = 3, log=p
             folder.mkdir(parents=True, exist_ok=True)
             servers[mode] = BenchServer(folder, env, options).start()
         client = GitClient(workdir / "home", options)
-        for mode, server in servers.items():
+        for server in servers.values():
             server.admin("users", "create", USERNAME, "--email", "bench@example.test")
             token = server.admin("tokens", "create", "--user", USERNAME, "--name", "bench push").strip()
             client.remember(server.base_url, USERNAME, token)
@@ -73,8 +81,14 @@ def measure_git_push(workdir: Path, options: LoadOptions, rounds: int = 3, log=p
             server = servers[mode]
             project = f"push-{number}"
             server.admin("projects", "create", project, "--group-id", "com.example.bench", "--owner", USERNAME)
-            command = [*pinned(CLIENT_CPU, options), "git", "push", "--quiet",
-                       f"{server.base_url}/git/{project}.git", "HEAD:master"]
+            command = [
+                *pinned(CLIENT_CPU, options),
+                "git",
+                "push",
+                "--quiet",
+                f"{server.base_url}/git/{project}.git",
+                "HEAD:master",
+            ]
             started = time.perf_counter()
             done = subprocess.run(command, cwd=source, env=client.env, capture_output=True, text=True, timeout=300)
             seconds = time.perf_counter() - started

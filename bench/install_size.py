@@ -52,8 +52,14 @@ class InstallFigures:
 
 
 def _pip(python: Path, *args: str, cwd: Path | None = None) -> str:
-    done = subprocess.run([str(python), "-m", "pip", *args], capture_output=True, text=True, timeout=900, cwd=cwd,
-                          env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    done = subprocess.run(
+        [str(python), "-m", "pip", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=cwd,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
     if done.returncode != 0:
         raise BenchError(f"pip {' '.join(args[:2])} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return done.stdout
@@ -61,8 +67,15 @@ def _pip(python: Path, *args: str, cwd: Path | None = None) -> str:
 
 def build_wheels(folder: Path) -> dict[str, Path]:
     """Both wheels, built from this checkout into ``folder``."""
-    _pip(Path(sys.executable), "wheel", "--quiet", "--no-deps", "-w", str(folder),
-         *(str(path) for path in DISTRIBUTIONS.values()))
+    _pip(
+        Path(sys.executable),
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "-w",
+        str(folder),
+        *(str(path) for path in DISTRIBUTIONS.values()),
+    )
     return {name: next(folder.glob(f"{name.replace('-', '_')}-*.whl")) for name in DISTRIBUTIONS}
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
+from starlette.responses import Response  # noqa: E402
+
 from bench.bare_app import app as bare_app  # noqa: E402
 from tests.support.seeding import never_used_tokens  # noqa: E402
 from tokensmith import metrics  # noqa: E402
@@ -35,14 +37,23 @@ from tokensmith.config import load_settings  # noqa: E402
 from tokensmith.web.app import create_app  # noqa: E402
 from tokensmith.web.auth import _check_token, parse_authorization  # noqa: E402
 from tokensmith.web.schemas import Me  # noqa: E402
-from starlette.responses import Response  # noqa: E402
 
 
 def scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), *headers],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
 
 
 async def receive() -> dict:
@@ -57,6 +68,7 @@ async def send(message: dict) -> None:
 def served(app, path: str, headers=()) -> Callable[[], Awaitable[None]]:
     async def call() -> None:
         await app(scope(path, list(headers)), receive, send)
+
     return call
 
 
@@ -78,7 +90,7 @@ def main(calls: int = 3000, batches: int = 7) -> dict[str, float]:
     directory = Path(tempfile.mkdtemp(prefix="tokensmith-layers-")) / "data"
     settings = load_settings({"TOKENSMITH_DATA_DIR": str(directory), "TOKENSMITH_PUBLIC_URL": "http://127.0.0.1:8000"})
     prepare_store(settings)
-    token, = never_used_tokens(settings, "admin", 1)
+    (token,) = never_used_tokens(settings, "admin", 1)
     edge = create_app(settings)
     framework = edge.inner
     runtime = framework.state.runtime

@@ -22,11 +22,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.machine import (
-    CLIENT_CPU, SERVER_CPU, ForeignLoad, can_pin, children_of, cpu_affinity, cpu_speed_ms, process_cpu_seconds,
+    CLIENT_CPU,
+    SERVER_CPU,
+    ForeignLoad,
+    can_pin,
+    children_of,
+    cpu_affinity,
+    cpu_speed_ms,
+    process_cpu_seconds,
 )
-from tests.support.processes import stop_process
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
+from tests.support.processes import stop_process
 
 # The token the route is measured with carries limits, so that every check also checks them:
 # one scope and the addresses wrk comes from (docs/scopes.md).
@@ -119,12 +126,25 @@ def parse_wrk(route: str, output: str, *, refuse_errors: bool = True) -> WrkResu
     )
 
 
-def run_wrk(route: str, url: str, options: LoadOptions, *, seconds: int, headers: dict[str, str],
-            own_pids: Callable[[], list[int]] = lambda: [], server_pid: int | None = None,
-            script: Path | None = None, script_args: Sequence[str] = ()) -> WrkResult:
+def run_wrk(
+    route: str,
+    url: str,
+    options: LoadOptions,
+    *,
+    seconds: int,
+    headers: dict[str, str],
+    own_pids: Callable[[], list[int]] = list,
+    server_pid: int | None = None,
+    script: Path | None = None,
+    script_args: Sequence[str] = (),
+) -> WrkResult:
     command = [
-        *pinned(CLIENT_CPU, options), "wrk", f"-t{options.threads}", f"-c{options.connections}",
-        f"-d{seconds}s", "--latency",
+        *pinned(CLIENT_CPU, options),
+        "wrk",
+        f"-t{options.threads}",
+        f"-c{options.connections}",
+        f"-d{seconds}s",
+        "--latency",
     ]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
@@ -170,8 +190,9 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byte
 class BenchServer:
     """``tokensmith serve`` on a loopback port, pinned to one core, stopped by its pid."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], options: LoadOptions,
-                 tokensmith: list[str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], options: LoadOptions, tokensmith: list[str] | None = None
+    ) -> None:
         self.tokensmith = tokensmith or tokensmith_command()  # another checkout's, to compare
         self.workdir = workdir
         self.env = env
@@ -183,13 +204,23 @@ class BenchServer:
 
     def start(self, timeout: float = 30) -> BenchServer:
         command = [
-            *pinned(SERVER_CPU, self.options), *self.tokensmith, "serve",
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+            *pinned(SERVER_CPU, self.options),
+            *self.tokensmith,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, env=self.env, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
+                command,
+                env=self.env,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -210,8 +241,12 @@ class BenchServer:
     def admin(self, *args: str) -> str:
         """The admin CLI on the server's store (same environment); its stdout."""
         done = subprocess.run(
-            [*self.tokensmith, *args], env=self.env, cwd=self.workdir,
-            capture_output=True, text=True, timeout=120,
+            [*self.tokensmith, *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if done.returncode != 0:
             raise BenchError(f"tokensmith {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
@@ -232,10 +267,22 @@ class BareServer:
     def start(self, timeout: float = 30) -> BareServer:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*pinned(SERVER_CPU, self.options), sys.executable, str(ROOT / "bench" / "bare_app.py"), str(self.port)],
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's tokensmith, as the server's
-                    filter(None, [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT)
+                [
+                    *pinned(SERVER_CPU, self.options),
+                    sys.executable,
+                    str(ROOT / "bench" / "bare_app.py"),
+                    str(self.port),
+                ],
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(  # this checkout's tokensmith, as the server's
+                        filter(None, [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH")])
+                    ),
+                },
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -299,8 +346,13 @@ class BackendFigures:
         return [run["cpu_probe_ms"] for route in self.routes for run in route.runs]
 
     def as_dict(self) -> dict:
-        figures = {"backend": self.backend, "ratio": self.ratio, "round_ratios": self.round_ratios,
-                   "health": asdict(self.health), "token": asdict(self.token)}
+        figures = {
+            "backend": self.backend,
+            "ratio": self.ratio,
+            "round_ratios": self.round_ratios,
+            "health": asdict(self.health),
+            "token": asdict(self.token),
+        }
         for name, route in (("bare", self.bare), ("static", self.static)):
             if route is not None:
                 figures[name] = asdict(route)
@@ -315,7 +367,7 @@ def ratio_of(route: RouteFigures, other: RouteFigures) -> float:
 
 
 def round_ratios(route: RouteFigures, other: RouteFigures) -> list[float]:
-    return [r["requests_per_second"] / o["requests_per_second"] for r, o in zip(route.runs, other.runs)]
+    return [r["requests_per_second"] / o["requests_per_second"] for r, o in zip(route.runs, other.runs, strict=False)]
 
 
 def _median_figures(route: str, runs: list[WrkResult]) -> RouteFigures:
@@ -330,9 +382,15 @@ def _median_figures(route: str, runs: list[WrkResult]) -> RouteFigures:
     )
 
 
-def measure_server(backend: str, workdir: Path, database_url: str | None, options: LoadOptions,
-                   log: Callable[[str], None] = print,
-                   store_pids: Callable[[], list[int]] = lambda: [], floors: bool = False) -> BackendFigures:
+def measure_server(
+    backend: str,
+    workdir: Path,
+    database_url: str | None,
+    options: LoadOptions,
+    log: Callable[[str], None] = print,
+    store_pids: Callable[[], list[int]] = list,
+    floors: bool = False,
+) -> BackendFigures:
     """Start a server on ``database_url`` (SQLite in ``workdir`` when None), mint a token with
     the admin CLI, then alternate wrk runs on the routes. With ``floors``, also a bare FastAPI
     route (bench/bare_app.py) beside the server, and the server's style sheet. Every process
@@ -375,18 +433,26 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
         for round_number in range(options.rounds):
             for route in order if round_number % 2 == 0 else order[::-1]:
                 probe = cpu_speed_ms(SERVER_CPU, options.pin)
-                result = run_wrk(route, routes[route][0], options, seconds=options.duration,
-                                 headers=routes[route][1], own_pids=own_pids,
-                                 server_pid=serving(route).pid)
+                result = run_wrk(
+                    route,
+                    routes[route][0],
+                    options,
+                    seconds=options.duration,
+                    headers=routes[route][1],
+                    own_pids=own_pids,
+                    server_pid=serving(route).pid,
+                )
                 if serving(route).poll() is not None:
                     raise BenchError(f"The server died during {route}:\n{server.console()}")
                 result.cpu_probe_ms = probe
                 runs[route].append(result)
                 errors = f", {result.socket_errors} socket errors" if result.socket_errors else ""
-                log(f"  {backend:<10} round {round_number + 1}  {route:<24} "
+                log(
+                    f"  {backend:<10} round {round_number + 1}  {route:<24} "
                     f"{result.requests_per_second:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
                     f"p99 {result.p99_ms:6.2f} ms  server CPU {result.server_cpu_us_per_request:4.0f} µs/req  "
-                    f"other load {result.foreign_cpu_percent:3.0f}%  CPU probe {probe:4.1f} ms{errors}")
+                    f"other load {result.foreign_cpu_percent:3.0f}%  CPU probe {probe:4.1f} ms{errors}"
+                )
     finally:
         server.stop()
         if bare is not None:
@@ -395,8 +461,9 @@ def measure_server(backend: str, workdir: Path, database_url: str | None, option
     return BackendFigures(backend, figures[HEALTH], figures[TOKEN], figures.get(BARE), figures.get(STATIC))
 
 
-def measure_postgres(workdir: Path, options: LoadOptions,
-                     log: Callable[[str], None] = print) -> tuple[BackendFigures, str]:
+def measure_postgres(
+    workdir: Path, options: LoadOptions, log: Callable[[str], None] = print
+) -> tuple[BackendFigures, str]:
     """The same on a fresh PostgreSQL cluster (on the client's core), stopped by its pid."""
     workdir.mkdir(parents=True, exist_ok=True)
     postgres = PostgresServer(workdir / "postgres")
@@ -423,6 +490,7 @@ def measure_postgres(workdir: Path, options: LoadOptions,
 def postgres_version(postgres: PostgresServer) -> str:
     import psycopg
 
-    with psycopg.connect(host="127.0.0.1", port=postgres.port, user="postgres",
-                         password=postgres.password, dbname="postgres") as connection:
+    with psycopg.connect(
+        host="127.0.0.1", port=postgres.port, user="postgres", password=postgres.password, dbname="postgres"
+    ) as connection:
         return str(connection.execute("SHOW server_version").fetchone()[0])

@@ -77,7 +77,7 @@ class ForeignLoad:
     PostgreSQL and its backends, wrk). Another test run on the machine shows up here.
     """
 
-    def __init__(self, own_pids: Callable[[], list[int]] = lambda: []) -> None:
+    def __init__(self, own_pids: Callable[[], list[int]] = list) -> None:
         self.own_pids = own_pids
         self.percent = self.wall = 0.0
 

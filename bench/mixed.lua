@@ -2,7 +2,7 @@
 -- creating tokens and reading the page, clients presenting tokens never used before (so that
 -- every check writes `last used`), and a monitor on /healthz. Of every 20 requests:
 --   1 GET /healthz, 1 GET /tokens, 1 POST /tokens (a new token), 17 GET /api/v1/me with a fresh token
--- (the test's small team, tests/web/test_store_under_load.py, makes about 1 page request in 50).
+-- (the test's small team, tests/system/test_store_under_load.py, makes about 1 page request in 50).
 --
 -- wrk ... -s bench/mixed.lua URL -- TOKENS_FILE FIRST_TOKEN SESSIONS_FILE RUN_ID
 --   TOKENS_FILE    one unused token per line; FIRST_TOKEN is the 1-based line to start at, so

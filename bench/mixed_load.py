@@ -21,16 +21,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+
 from bench.load import (
-    CLIENT_CPU, BenchError, BenchServer, LoadOptions, clean_environment, parse_wrk, pinned,
+    CLIENT_CPU,
+    BenchError,
+    BenchServer,
+    LoadOptions,
+    clean_environment,
+    parse_wrk,
+    pinned,
 )
 from bench.machine import ForeignLoad, children_of, cpu_affinity, process_cpu_seconds
 from tests.support.pages import csrf_of
 from tests.support.postgres import PostgresServer
 from tests.support.seeding import never_used_tokens
-from tokensmith import accounts
+from tokensmith.accounts import users
 from tokensmith.config import load_settings
-from tokensmith.db import create_store_engine, session_factory, unit_of_work
+from tokensmith.store.database import create_store_engine, session_factory, unit_of_work
 
 SCRIPT = Path(__file__).with_name("mixed.lua")
 CONNECTIONS = (64, 256)
@@ -80,9 +87,12 @@ class MixedFigures:
         }
 
     def as_dict(self) -> dict:
-        return {"backend": self.backend, "duration": self.duration,
-                "summary": {str(c): self.summary(c) for c in CONNECTIONS if self.at(c)},
-                "runs": [asdict(run) for run in self.runs]}
+        return {
+            "backend": self.backend,
+            "duration": self.duration,
+            "summary": {str(c): self.summary(c) for c in CONNECTIONS if self.at(c)},
+            "runs": [asdict(run) for run in self.runs],
+        }
 
 
 # --- the store's people and tokens -----------------------------------------------------------------
@@ -95,9 +105,14 @@ def seed_store(env: dict[str, str]) -> list[str]:
     try:
         with unit_of_work(session_factory(engine)) as session:
             for number, password in enumerate(passwords, 1):
-                accounts.create_user(session, f"mix-person-{number}", f"mix-person-{number}@example.test",
-                                     password=password, actor="bench")
-            accounts.create_user(session, CLIENT_USER, f"{CLIENT_USER}@example.test", actor="bench")
+                users.create_user(
+                    session,
+                    f"mix-person-{number}",
+                    f"mix-person-{number}@example.test",
+                    password=password,
+                    actor="bench",
+                )
+            users.create_user(session, CLIENT_USER, f"{CLIENT_USER}@example.test", actor="bench")
     finally:
         engine.dispose()
     return passwords
@@ -115,8 +130,15 @@ def sign_in_people(base_url: str, passwords: list[str], path: Path) -> None:
     for number, password in enumerate(passwords, 1):
         with httpx.Client(base_url=base_url, timeout=30) as browser:
             form = browser.get("/login")
-            signed_in = browser.post("/login", data={"username": f"mix-person-{number}", "password": password,
-                                                     "csrf_token": csrf_of(form), "next": "/tokens"})
+            signed_in = browser.post(
+                "/login",
+                data={
+                    "username": f"mix-person-{number}",
+                    "password": password,
+                    "csrf_token": csrf_of(form),
+                    "next": "/tokens",
+                },
+            )
             if signed_in.status_code != 303:
                 raise BenchError(f"mix-person-{number} could not sign in: {signed_in.status_code}")
             page = browser.get("/tokens")
@@ -138,24 +160,54 @@ def parse_mixed(connections: int, output: str) -> MixedRun:
     statuses_line, tokens_line, max_line = _STATUSES.search(output), _TOKENS.search(output), _MAX.search(output)
     if statuses_line is None or tokens_line is None or max_line is None:
         raise BenchError(f"Cannot read the mixed script's counts:\n{output}")
-    statuses = {int(status): int(count) for status, count in
-                (pair.split("=") for pair in statuses_line.group(1).split())}
+    statuses = {
+        int(status): int(count) for status, count in (pair.split("=") for pair in statuses_line.group(1).split())
+    }
     return MixedRun(
-        connections=connections, requests_per_second=result.requests_per_second, p50_ms=result.p50_ms,
-        p99_ms=result.p99_ms, max_ms=float(max_line.group(1)), requests=result.requests,
+        connections=connections,
+        requests_per_second=result.requests_per_second,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        max_ms=float(max_line.group(1)),
+        requests=result.requests,
         server_errors=sum(count for status, count in statuses.items() if status >= 500),
-        socket_errors=result.socket_errors, tokens_created=statuses.get(201, 0),
-        fresh_checks=int(tokens_line.group(1)), reused_checks=int(tokens_line.group(2)), statuses=statuses,
+        socket_errors=result.socket_errors,
+        tokens_created=statuses.get(201, 0),
+        fresh_checks=int(tokens_line.group(1)),
+        reused_checks=int(tokens_line.group(2)),
+        statuses=statuses,
     )
 
 
-def run_mixed(server: BenchServer, options: LoadOptions, connections: int, seconds: int, *,
-              tokens_file: Path, first_token: int, sessions_file: Path, run_id: str,
-              own_pids: Callable[[], list[int]]) -> MixedRun:
+def run_mixed(
+    server: BenchServer,
+    options: LoadOptions,
+    connections: int,
+    seconds: int,
+    *,
+    tokens_file: Path,
+    first_token: int,
+    sessions_file: Path,
+    run_id: str,
+    own_pids: Callable[[], list[int]],
+) -> MixedRun:
     command = [
-        *pinned(CLIENT_CPU, options), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-        "--timeout", "2s", "-s", str(SCRIPT), server.base_url, "--",
-        str(tokens_file), str(first_token), str(sessions_file), run_id,
+        *pinned(CLIENT_CPU, options),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "2s",
+        "-s",
+        str(SCRIPT),
+        server.base_url,
+        "--",
+        str(tokens_file),
+        str(first_token),
+        str(sessions_file),
+        run_id,
     ]
     server_cpu = process_cpu_seconds(server.process.pid)
     with ForeignLoad(own_pids) as load:
@@ -172,9 +224,14 @@ def run_mixed(server: BenchServer, options: LoadOptions, connections: int, secon
 # --- one backend ---------------------------------------------------------------------------------
 
 
-def measure_mixed(backend: str, workdir: Path, database_url: str | None, options: LoadOptions,
-                  log: Callable[[str], None] = print,
-                  store_pids: Callable[[], list[int]] = lambda: []) -> MixedFigures:
+def measure_mixed(
+    backend: str,
+    workdir: Path,
+    database_url: str | None,
+    options: LoadOptions,
+    log: Callable[[str], None] = print,
+    store_pids: Callable[[], list[int]] = list,
+) -> MixedFigures:
     """Seed a fresh server's store, sign the people in, then alternate the connection counts
     over ``options.rounds`` rounds. The server is always stopped."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -195,17 +252,27 @@ def measure_mixed(backend: str, workdir: Path, database_url: str | None, options
         for round_number in range(options.rounds):
             order = CONNECTIONS if round_number % 2 == 0 else CONNECTIONS[::-1]
             for connections in order:
-                run = run_mixed(server, options, connections, options.duration, tokens_file=tokens_file,
-                                first_token=cursor, sessions_file=sessions_file,
-                                run_id=f"r{round_number}c{connections}", own_pids=own_pids)
+                run = run_mixed(
+                    server,
+                    options,
+                    connections,
+                    options.duration,
+                    tokens_file=tokens_file,
+                    first_token=cursor,
+                    sessions_file=sessions_file,
+                    run_id=f"r{round_number}c{connections}",
+                    own_pids=own_pids,
+                )
                 if server.process.poll() is not None:
                     raise BenchError(f"The server died during the mixed load:\n{server.console()}")
                 cursor += run.fresh_checks
                 runs.append(run)
-                log(f"  {backend:<10} round {round_number + 1}  mixed -c{connections:<4} "
+                log(
+                    f"  {backend:<10} round {round_number + 1}  mixed -c{connections:<4} "
                     f"{run.requests_per_second:8.0f} req/s  p99 {run.p99_ms:7.2f} ms  max {run.max_ms:7.0f} ms  "
                     f"5xx {run.server_errors}  socket errors {run.socket_errors}  "
-                    f"tokens created {run.tokens_created}  other load {run.foreign_cpu_percent:3.0f}%")
+                    f"tokens created {run.tokens_created}  other load {run.foreign_cpu_percent:3.0f}%"
+                )
     finally:
         server.stop()
     return MixedFigures(backend, options.duration, runs)
@@ -226,4 +293,3 @@ def measure_mixed_postgres(workdir: Path, options: LoadOptions, log: Callable[[s
         return measure_mixed("postgresql", workdir / "server", url, options, log, store_pids)
     finally:
         postgres.stop()
-

@@ -24,13 +24,21 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from tests.support.postgres import PostgresServer  # noqa: E402
-from tokensmith import accounts, personal_tokens  # noqa: E402
+from tokensmith.accounts import users  # noqa: E402
 from tokensmith.config import Settings  # noqa: E402
-from tokensmith.db import (  # noqa: E402
-    connection_to, create_check_engine, create_store_engine, fetch_one_on_driver, migrate, ping,
-    session_factory, unit_of_work,
+from tokensmith.store.database import (  # noqa: E402
+    connection_to,
+    create_check_engine,
+    create_store_engine,
+    fetch_one_on_driver,
+    migrate,
+    ping,
+    session_factory,
+    unit_of_work,
 )
-from tokensmith.server_keys import load_server_keys  # noqa: E402
+from tokensmith.store.server_keys import load_server_keys  # noqa: E402
+from tokensmith.tokens import check as token_check  # noqa: E402
+from tokensmith.tokens import lifecycle as token_lifecycle  # noqa: E402
 
 PREFIX = "tks_"
 
@@ -59,11 +67,11 @@ def main(calls: int, tasks: int) -> None:
         migrate(engine)
         keys = load_server_keys(settings)
         with unit_of_work(session_factory(engine)) as session:
-            user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
-            secret, _ = personal_tokens.create_token(session, keys, user.id, "bench", prefix=PREFIX, actor="bench")
+            user = users.create_user(session, "bench", "bench@example.test", actor="bench")
+            secret, _ = token_lifecycle.create_token(session, keys, user.id, "bench", prefix=PREFIX, actor="bench")
         engine.dispose()
         check = create_check_engine(settings)
-        digest = keys.digest(personal_tokens.PURPOSE, secret)
+        digest = keys.digest(token_check.PURPOSE, secret)
 
         def checkout() -> None:
             with connection_to(check):
@@ -71,17 +79,17 @@ def main(calls: int, tasks: int) -> None:
 
         def lookup_prepared() -> None:
             with connection_to(check) as connection:
-                fetch_one_on_driver(connection, personal_tokens._BY_DIGEST_POSTGRESQL, {"digest": digest})
+                fetch_one_on_driver(connection, token_check._BY_DIGEST_POSTGRESQL, {"digest": digest})
 
         def lookup_unprepared() -> None:
             with connection_to(check) as connection:
                 connection.connection.driver_connection.prepare_threshold = None
-                fetch_one_on_driver(connection, personal_tokens._BY_DIGEST_POSTGRESQL, {"digest": digest})
+                fetch_one_on_driver(connection, token_check._BY_DIGEST_POSTGRESQL, {"digest": digest})
                 connection.connection.driver_connection.prepare_threshold = 5
 
         def verify() -> None:
             with connection_to(check) as connection:
-                personal_tokens.verify_token(connection, keys, secret, prefix=PREFIX)
+                token_check.verify_token(connection, keys, secret, prefix=PREFIX)
 
         async def noop() -> None:
             await run_in_threadpool(lambda: None)
@@ -89,16 +97,30 @@ def main(calls: int, tasks: int) -> None:
         async def in_thread(work):
             async def call() -> None:
                 await run_in_threadpool(work)
+
             return call
 
         async def on_loop(work):
             async def call() -> None:
                 work()
+
             return call
 
         print(f"PostgreSQL, {calls:,} calls by {tasks} tasks:")
-        asyncio.run(_all(calls, tasks, noop, in_thread, on_loop, checkout, lookup_prepared, lookup_unprepared,
-                         verify, lambda: ping(lambda: connection_to(check))))
+        asyncio.run(
+            _all(
+                calls,
+                tasks,
+                noop,
+                in_thread,
+                on_loop,
+                checkout,
+                lookup_prepared,
+                lookup_unprepared,
+                verify,
+                lambda: ping(lambda: connection_to(check)),
+            )
+        )
         check.dispose()
     finally:
         postgres.stop()
@@ -122,7 +144,9 @@ async def _all(calls, tasks, noop, in_thread, on_loop, checkout, prepared, unpre
     await timed("verify_token in an executor of its own", executor_verify, calls, tasks)
     executor.shutdown()
     await timed("pool checkout + checkin, on the loop", await on_loop(checkout), calls, tasks)
-    await timed("lookup on the driver, prepared (psycopg, after 5 runs), on the loop", await on_loop(prepared), calls, tasks)
+    await timed(
+        "lookup on the driver, prepared (psycopg, after 5 runs), on the loop", await on_loop(prepared), calls, tasks
+    )
     await timed("lookup on the driver, never prepared, on the loop", await on_loop(unprepared), calls, tasks)
     await timed("verify_token (parse, digest, lookup), on the loop", await on_loop(verify), calls, tasks)
     await timed("verify_token in the threadpool (as the server runs it)", await in_thread(verify), calls, tasks)

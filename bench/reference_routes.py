@@ -32,7 +32,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.load import (
-    BenchError, BenchServer, LoadOptions, clean_environment, http_get, options_of, run_wrk, wrk_parser,
+    BenchError,
+    BenchServer,
+    LoadOptions,
+    clean_environment,
+    http_get,
+    options_of,
+    run_wrk,
+    wrk_parser,
 )
 
 PROJECT = "bench-reference"
@@ -61,7 +68,7 @@ class ReferenceFigures:
 
     def round_ratios(self, route: str) -> list[float]:
         rates = self.requests_per_second[route]
-        return [r / o for r, o in zip(rates["reference"], rates["own"])]
+        return [r / o for r, o in zip(rates["reference"], rates["own"], strict=False)]
 
     def met(self) -> bool:
         return all(self.ratio(route) >= TARGET for route in self.requests_per_second)
@@ -71,8 +78,9 @@ class ReferenceFigures:
 
 
 def _post_json(url: str, headers: dict[str, str], body: dict) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={**headers, "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={**headers, "Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, response.read()
 
@@ -84,35 +92,56 @@ def prepare(server: BenchServer, workdir: Path) -> list[Pair]:
     token = server.admin("tokens", "create", "--user", "bench", "--name", "bench").strip()
     basic = {"Authorization": "Basic " + base64.b64encode(f"bench:{token}".encode()).decode()}
     work = workdir / "work"
-    git = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.test",
-           "-c", f"http.extraHeader=Authorization: {basic['Authorization']}"]
+    git = [
+        "git",
+        "-c",
+        "user.name=Bench",
+        "-c",
+        "user.email=bench@example.test",
+        "-c",
+        f"http.extraHeader=Authorization: {basic['Authorization']}",
+    ]
     subprocess.run(["git", "init", "-q", "-b", "master", str(work)], check=True)
     (work / "README.md").write_text("# Bench\n")
     subprocess.run([*git, "-C", str(work), "add", "."], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "-qm", "first"], check=True)
-    pushed = subprocess.run([*git, "-C", str(work), "push", "-q", f"{server.base_url}/git/{PROJECT}.git", "master"],
-                            capture_output=True, text=True)
+    pushed = subprocess.run(
+        [*git, "-C", str(work), "push", "-q", f"{server.base_url}/git/{PROJECT}.git", "master"],
+        capture_output=True,
+        text=True,
+    )
     if pushed.returncode != 0:
         raise BenchError(f"git push failed: {pushed.stderr}")
-    status, body = _post_json(f"{server.base_url}/studio/v2/project/{PROJECT}/releases", basic,
-                              {"revision": "master", "versionName": "1.0.0"})
+    status, body = _post_json(
+        f"{server.base_url}/studio/v2/project/{PROJECT}/releases", basic, {"revision": "master", "versionName": "1.0.0"}
+    )
     if status != 201:
         raise BenchError(f"the release answered {status}: {body[:200]!r}")
     pom = f"{PROJECT}/1.0.0/{PROJECT}-1.0.0.pom"
     refs = f"{PROJECT}.git/info/refs?service=git-upload-pack"
     return [
-        Pair("GET /api/v1/me", ("/api/v1/me", {"Authorization": f"Bearer {token}"}),
-             ("/api/v1/me", {"X-Authentication-Token": token})),
-        Pair("GET a release's pom", (f"/maven/studio/{GROUP.replace('.', '/')}/{pom}", basic),
-             (f"/nuxeo/site/studio/maven/nuxeo-studio/{pom}", basic)),
-        Pair("GET …/workspace/ws.maven", (f"/studio/v2/project/{PROJECT}/workspace/ws.maven", basic),
-             (f"/nuxeo/site/studio/v2/project/{PROJECT}/workspace/ws.maven", basic)),
+        Pair(
+            "GET /api/v1/me",
+            ("/api/v1/me", {"Authorization": f"Bearer {token}"}),
+            ("/api/v1/me", {"X-Authentication-Token": token}),
+        ),
+        Pair(
+            "GET a release's pom",
+            (f"/maven/studio/{GROUP.replace('.', '/')}/{pom}", basic),
+            (f"/nuxeo/site/studio/maven/nuxeo-studio/{pom}", basic),
+        ),
+        Pair(
+            "GET …/workspace/ws.maven",
+            (f"/studio/v2/project/{PROJECT}/workspace/ws.maven", basic),
+            (f"/nuxeo/site/studio/v2/project/{PROJECT}/workspace/ws.maven", basic),
+        ),
         Pair("GET git info/refs", (f"/git/{refs}", basic), (f"/nuxeo/git/{refs}", basic)),
     ]
 
 
-def measure_reference_routes(workdir: Path, options: LoadOptions,
-                             log: Callable[[str], None] = print) -> ReferenceFigures:
+def measure_reference_routes(
+    workdir: Path, options: LoadOptions, log: Callable[[str], None] = print
+) -> ReferenceFigures:
     workdir.mkdir(parents=True, exist_ok=True)
     server = BenchServer(workdir, clean_environment(workdir / "data", None), options)
     figures = ReferenceFigures()
@@ -135,14 +164,22 @@ def measure_reference_routes(workdir: Path, options: LoadOptions,
             for pair in pairs:
                 for which in order:
                     path, headers = getattr(pair, which)
-                    result = run_wrk(pair.route, server.base_url + path, options, seconds=options.duration,
-                                     headers=headers, server_pid=server.process.pid)
+                    result = run_wrk(
+                        pair.route,
+                        server.base_url + path,
+                        options,
+                        seconds=options.duration,
+                        headers=headers,
+                        server_pid=server.process.pid,
+                    )
                     if server.process.poll() is not None:
                         raise BenchError(f"The server died during {pair.route}:\n{server.console()}")
                     figures.requests_per_second[pair.route][which].append(result.requests_per_second)
                     figures.server_cpu_us[pair.route][which].append(result.server_cpu_us_per_request)
-                    log(f"  round {round_number + 1}  {pair.route:<26} {which:<9} {result.requests_per_second:8.0f} "
-                        f"req/s  p50 {result.p50_ms:6.2f} ms  server CPU {result.server_cpu_us_per_request:5.0f} µs/req")
+                    log(
+                        f"  round {round_number + 1}  {pair.route:<26} {which:<9} {result.requests_per_second:8.0f} "
+                        f"req/s  p50 {result.p50_ms:6.2f} ms  server CPU {result.server_cpu_us_per_request:5.0f} µs/req"
+                    )
     finally:
         server.stop()
     return figures
@@ -152,9 +189,11 @@ def summary(figures: ReferenceFigures) -> str:
     lines = []
     for route in figures.requests_per_second:
         rounds = figures.round_ratios(route)
-        lines.append(f"{route}: own {figures.median(route, 'own'):,.0f} req/s, reference's address "
-                     f"{figures.median(route, 'reference'):,.0f} req/s; ratio {figures.ratio(route):.3f} "
-                     f"(rounds {min(rounds):.3f}–{max(rounds):.3f})")
+        lines.append(
+            f"{route}: own {figures.median(route, 'own'):,.0f} req/s, reference's address "
+            f"{figures.median(route, 'reference'):,.0f} req/s; ratio {figures.ratio(route):.3f} "
+            f"(rounds {min(rounds):.3f}–{max(rounds):.3f})"
+        )
     return "\n".join(lines)
 
 

@@ -64,22 +64,27 @@ class RouteScaleFigures:
     @property
     def round_ratios(self) -> list[float]:
         small, large = min(self.sizes), max(self.sizes)
-        return [s / l for s, l in zip(self.requests_per_second[small], self.requests_per_second[large])]
+        return [
+            s / big for s, big in zip(self.requests_per_second[small], self.requests_per_second[large], strict=False)
+        ]
 
     def summary(self) -> str:
         small, large = min(self.sizes), max(self.sizes)
-        return (f"GET /api/v1/me with random tokens, medians of {len(self.round_ratios)} alternating rounds: among "
-                f"{small:,} {self.median_rate(small):,.0f} req/s ({self.median_cpu(small):.0f} µs CPU/request), "
-                f"among {large:,} {self.median_rate(large):,.0f} req/s ({self.median_cpu(large):.0f} µs CPU/request); "
-                f"ratio {small:,} / {large:,}: {self.ratio:.3f} (rounds {min(self.round_ratios):.3f}–"
-                f"{max(self.round_ratios):.3f})")
+        return (
+            f"GET /api/v1/me with random tokens, medians of {len(self.round_ratios)} alternating rounds: among "
+            f"{small:,} {self.median_rate(small):,.0f} req/s ({self.median_cpu(small):.0f} µs CPU/request), "
+            f"among {large:,} {self.median_rate(large):,.0f} req/s ({self.median_cpu(large):.0f} µs CPU/request); "
+            f"ratio {small:,} / {large:,}: {self.ratio:.3f} (rounds {min(self.round_ratios):.3f}–"
+            f"{max(self.round_ratios):.3f})"
+        )
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio}
 
 
-def measure_route_scale(workdir: Path, options: LoadOptions, *, sizes: tuple[int, ...] = SIZES,
-                        log: Callable[[str], None] = print) -> RouteScaleFigures:
+def measure_route_scale(
+    workdir: Path, options: LoadOptions, *, sizes: tuple[int, ...] = SIZES, log: Callable[[str], None] = print
+) -> RouteScaleFigures:
     servers: dict[int, tuple[BenchServer, Path]] = {}
     figures = RouteScaleFigures(tuple(sizes), {size: [] for size in sizes}, {size: [] for size in sizes})
     workdir.mkdir(parents=True, exist_ok=True)
@@ -91,19 +96,29 @@ def measure_route_scale(workdir: Path, options: LoadOptions, *, sizes: tuple[int
 
         def measure(size: int, seconds: int) -> tuple[float, float]:
             server, tokens_file = servers[size]
-            result = run_wrk(f"{size:,}", f"{server.base_url}/api/v1/me", options, seconds=seconds, headers={},
-                             server_pid=server.process.pid, script=SCRIPT, script_args=[str(tokens_file)])
+            result = run_wrk(
+                f"{size:,}",
+                f"{server.base_url}/api/v1/me",
+                options,
+                seconds=seconds,
+                headers={},
+                server_pid=server.process.pid,
+                script=SCRIPT,
+                script_args=[str(tokens_file)],
+            )
             return result.requests_per_second, result.server_cpu_us_per_request
 
         for size in sizes:  # warm-up: every token used once, its last-used time written
             measure(size, options.warmup + 2)
         for round_number in range(options.rounds):
-            for size in (sizes if round_number % 2 == 0 else sizes[::-1]):
+            for size in sizes if round_number % 2 == 0 else sizes[::-1]:
                 rate, us = measure(size, options.duration)
                 figures.requests_per_second[size].append(rate)
                 figures.server_cpu_us[size].append(us)
-                log(f"  round {round_number + 1}  among {size:>9,} tokens  {rate:8,.0f} req/s  "
-                    f"server CPU {us:5.0f} µs/request")
+                log(
+                    f"  round {round_number + 1}  among {size:>9,} tokens  {rate:8,.0f} req/s  "
+                    f"server CPU {us:5.0f} µs/request"
+                )
     finally:
         for server, _tokens in servers.values():
             server.stop()

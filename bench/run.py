@@ -1,6 +1,6 @@
 """``make bench``: what a token costs on the request path, against /healthz on the same server.
 
-1. In process, on SQLite: one ``personal_tokens.verify_token`` call and each of its pieces
+1. In process, on SQLite: one ``token_check.verify_token`` call and each of its pieces
    (parse, digest, lookup), in microseconds.
 2. Over HTTP, for SQLite and for PostgreSQL: a real ``tokensmith serve`` pinned to one core,
    wrk on another, ``GET /api/v1/me`` with a Bearer token against ``GET /healthz``, alternated
@@ -65,13 +65,19 @@ from bench.git_clone import GitFigures, measure_git_clone  # noqa: E402
 from bench.git_push import PushFigures, measure_git_push  # noqa: E402
 from bench.install_size import InstallFigures, measure_install  # noqa: E402
 from bench.load import BenchError, LoadOptions, measure_postgres, measure_server  # noqa: E402
-from bench.reference_routes import ReferenceFigures, measure_reference_routes  # noqa: E402
-from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E402
+from bench.machine import (  # noqa: E402
+    CLIENT_CPU,
+    SERVER_CPU,
+    ForeignLoad,
+    can_pin,
+    cpu_affinity,
+    cpu_speed_ms,
+    idle_check,
+)
 from bench.mixed_load import CONNECTIONS as MIXED_CONNECTIONS  # noqa: E402
 from bench.mixed_load import MixedFigures, measure_mixed, measure_mixed_postgres  # noqa: E402
-from bench.machine import (  # noqa: E402
-    CLIENT_CPU, SERVER_CPU, ForeignLoad, can_pin, cpu_affinity, cpu_speed_ms, idle_check,
-)
+from bench.reference_routes import ReferenceFigures, measure_reference_routes  # noqa: E402
+from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E402
 from bench.scale_out import ScaleFigures, measure_scale_out  # noqa: E402
 from bench.token_check import measure_token_check  # noqa: E402
 from tests.support.postgres import PostgresUnavailable  # noqa: E402
@@ -100,20 +106,31 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-push", action="store_true", help="no git push timing (push protection's cost)")
     parser.add_argument("--push-rounds", type=int, default=3, help="alternating rounds of git pushes (3)")
     parser.add_argument("--skip-download", action="store_true", help="no 100 MB download against nginx")
-    parser.add_argument("--skip-client", action="store_true",
-                        help="no client start-up timing (nor the server's shell commands beside it)")
+    parser.add_argument(
+        "--skip-client",
+        action="store_true",
+        help="no client start-up timing (nor the server's shell commands beside it)",
+    )
     parser.add_argument("--skip-shell", action="store_true", help="no timing of the server's shell commands")
     parser.add_argument("--skip-install", action="store_true", help="no install size and time of the distributions")
-    parser.add_argument("--install-rounds", type=int, default=2,
-                        help="timed rounds of installs of each distribution, after one that fills pip's cache (2)")
+    parser.add_argument(
+        "--install-rounds",
+        type=int,
+        default=2,
+        help="timed rounds of installs of each distribution, after one that fills pip's cache (2)",
+    )
     parser.add_argument("--skip-check-scale", action="store_true", help="no check among 1k and 1M tokens")
-    parser.add_argument("--skip-reference", action="store_true",
-                        help="no /nuxeo/… addresses against their routes' own")
-    parser.add_argument("--issue-14", action="store_true",
-                        help="only the parts issue 14's targets are measured by (routes, git, check among 1M)")
+    parser.add_argument("--skip-reference", action="store_true", help="no /nuxeo/… addresses against their routes' own")
+    parser.add_argument(
+        "--issue-14",
+        action="store_true",
+        help="only the parts issue 14's targets are measured by (routes, git, check among 1M)",
+    )
     parser.add_argument("--client-runs", type=int, default=10, help="runs of each client command per round (10)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and wrk to CPUs")
-    parser.add_argument("--write-docs", action="store_true", help=f"rewrite the figures section of {DOCS.relative_to(ROOT)}")
+    parser.add_argument(
+        "--write-docs", action="store_true", help=f"rewrite the figures section of {DOCS.relative_to(ROOT)}"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, stores)")
     args = parser.parse_args(argv)
     if args.issue_14:
@@ -127,10 +144,22 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         parser.error("--git-rounds must be at least 1")
     if args.install_rounds < 1:
         parser.error("--install-rounds must be at least 1")
-    if args.write_docs and (args.skip_http or args.skip_check or args.skip_git or args.skip_push or args.skip_download
-                            or args.skip_routes or args.skip_mixed or args.skip_client or args.skip_scale
-                            or args.skip_check_scale or args.skip_shell or args.skip_install or args.skip_reference
-                            or set(args.backends) != set(report.BACKEND_NAMES)):
+    if args.write_docs and (
+        args.skip_http
+        or args.skip_check
+        or args.skip_git
+        or args.skip_push
+        or args.skip_download
+        or args.skip_routes
+        or args.skip_mixed
+        or args.skip_client
+        or args.skip_scale
+        or args.skip_check_scale
+        or args.skip_shell
+        or args.skip_install
+        or args.skip_reference
+        or set(args.backends) != set(report.BACKEND_NAMES)
+    ):
         parser.error("--write-docs needs the full run (every part, both stores)")
     return args
 
@@ -143,13 +172,16 @@ def main(argv: list[str]) -> int:
     pin = not args.no_pin and can_pin()
     if not args.no_pin and not pin:
         print("Note: fewer than 2 CPUs or no taskset: server and wrk are not pinned.")
-    options = LoadOptions(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
-                          connections=args.connections, pin=pin)
+    options = LoadOptions(
+        duration=args.duration, warmup=args.warmup, rounds=args.rounds, connections=args.connections, pin=pin
+    )
     info = report.machine()
     loads = {"before the run": idle_check()}  # other processes' CPU use, % of one CPU
     if loads["before the run"] >= report.NOISE_PERCENT:
-        print(f"Warning: other processes are using {loads['before the run']:.0f}% of a CPU right now; "
-              "the figures will be noisy.")
+        print(
+            f"Warning: other processes are using {loads['before the run']:.0f}% of a CPU right now; "
+            "the figures will be noisy."
+        )
     timings, backends, probes = [], [], []
     mixed: list[MixedFigures] = []
     git: GitFigures | None = None
@@ -168,8 +200,9 @@ def main(argv: list[str]) -> int:
             print(f"In-process token check on SQLite ({args.batches} batches of {args.calls:,} calls):")
             probes.append(cpu_speed_ms(SERVER_CPU, options.pin))
             with cpu_affinity(SERVER_CPU, options.pin), ForeignLoad() as check_load:
-                timings = measure_token_check(workdir / "inprocess", calls=args.calls,
-                                              batches=args.batches, filler=args.filler)
+                timings = measure_token_check(
+                    workdir / "inprocess", calls=args.calls, batches=args.batches, filler=args.filler
+                )
             loads["token check"] = check_load.percent
             probes.append(cpu_speed_ms(SERVER_CPU, options.pin))
         if not args.skip_check_scale:
@@ -178,12 +211,16 @@ def main(argv: list[str]) -> int:
                 check_scale = measure_check_scale(workdir / "check-scale")
             loads["check among 1M"] = scale_load.percent
             if not args.skip_http:
-                print(f"Token route among 1,000 and 1,000,000 tokens presented at random, SQLite: wrk -t1 "
-                      f"-c{options.connections} -d{options.duration}s, {options.rounds} alternating rounds")
+                print(
+                    f"Token route among 1,000 and 1,000,000 tokens presented at random, SQLite: wrk -t1 "
+                    f"-c{options.connections} -d{options.duration}s, {options.rounds} alternating rounds"
+                )
                 route_scale = measure_route_scale(workdir / "route-scale", options)
         if not args.skip_http and not args.skip_routes:
-            print(f"HTTP: wrk -t1 -c{options.connections} -d{options.duration}s, {options.rounds} rounds"
-                  + (f" (server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})" if pin else ""))
+            print(
+                f"HTTP: wrk -t1 -c{options.connections} -d{options.duration}s, {options.rounds} rounds"
+                + (f" (server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})" if pin else "")
+            )
             for backend in args.backends:
                 if backend == "sqlite":
                     backends.append(measure_server("sqlite", workdir / "sqlite", None, options, floors=True))
@@ -195,8 +232,10 @@ def main(argv: list[str]) -> int:
                         continue
                     backends.append(figures)
         if not args.skip_http and not args.skip_mixed:
-            print(f"Mixed load: wrk -t1 at {' and '.join(map(str, MIXED_CONNECTIONS))} connections, "
-                  f"-d{options.duration}s, {options.rounds} rounds")
+            print(
+                f"Mixed load: wrk -t1 at {' and '.join(map(str, MIXED_CONNECTIONS))} connections, "
+                f"-d{options.duration}s, {options.rounds} rounds"
+            )
             for backend in args.backends:
                 if backend == "sqlite":
                     mixed.append(measure_mixed("sqlite", workdir / "mixed-sqlite", None, options))
@@ -206,24 +245,37 @@ def main(argv: list[str]) -> int:
                 except PostgresUnavailable as error:
                     print(f"  PostgreSQL skipped: {error}")
         if not args.skip_client:
-            print(f"Client start-up: {args.rounds} alternating rounds of {args.client_runs} runs of each command"
-                  + (f" (server on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU})" if pin else ""))
-            client = measure_client_start(workdir / "client", options, rounds=max(args.rounds, 2),
-                                          runs=args.client_runs, shell=not args.skip_shell)
+            print(
+                f"Client start-up: {args.rounds} alternating rounds of {args.client_runs} runs of each command"
+                + (f" (server on CPU {SERVER_CPU}, the client on CPU {CLIENT_CPU})" if pin else "")
+            )
+            client = measure_client_start(
+                workdir / "client",
+                options,
+                rounds=max(args.rounds, 2),
+                runs=args.client_runs,
+                shell=not args.skip_shell,
+            )
         if not args.skip_install:
-            print(f"The distributions: pip install of each wheel into a fresh environment, {args.install_rounds} "
-                  "alternating rounds after one that fills pip's cache")
+            print(
+                f"The distributions: pip install of each wheel into a fresh environment, {args.install_rounds} "
+                "alternating rounds after one that fills pip's cache"
+            )
             install = measure_install(workdir / "install", rounds=args.install_rounds)
         if not args.skip_http and not args.skip_scale and "postgresql" in args.backends:
-            print(f"Scale-out on PostgreSQL: wrk -t1 -c{options.connections} -d{options.duration}s through nginx "
-                  f"to 1, 2 and 3 instances, {options.rounds} rounds (not pinned)")
+            print(
+                f"Scale-out on PostgreSQL: wrk -t1 -c{options.connections} -d{options.duration}s through nginx "
+                f"to 1, 2 and 3 instances, {options.rounds} rounds (not pinned)"
+            )
             try:
                 scale = measure_scale_out(workdir / "scale-out", options)
             except PostgresUnavailable as error:
                 print(f"  PostgreSQL skipped: {error}")
         if not args.skip_http and not args.skip_git:
-            print(f"Git clone on SQLite: through the server against file://, {args.git_rounds} rounds"
-                  + (f" (server and upload-pack on CPU {SERVER_CPU}, git clone on CPU {CLIENT_CPU})" if pin else ""))
+            print(
+                f"Git clone on SQLite: through the server against file://, {args.git_rounds} rounds"
+                + (f" (server and upload-pack on CPU {SERVER_CPU}, git clone on CPU {CLIENT_CPU})" if pin else "")
+            )
             git = measure_git_clone(workdir / "git", options, rounds=args.git_rounds)
         if not args.skip_http and not args.skip_push:
             print(f"Git push on SQLite: with push protection against without, {args.push_rounds} rounds")
@@ -233,8 +285,10 @@ def main(argv: list[str]) -> int:
             print("Download of a 100 MB artifact from /maven/studio/ (token) against nginx, 5 rounds")
             download = measure_download(workdir / "download", options)
         if not args.skip_http and not args.skip_reference:
-            print(f"The reference's addresses against their routes' own, SQLite: wrk -t1 -c{options.connections} "
-                  f"-d{options.duration}s, {options.rounds} alternating rounds")
+            print(
+                f"The reference's addresses against their routes' own, SQLite: wrk -t1 -c{options.connections} "
+                f"-d{options.duration}s, {options.rounds} alternating rounds"
+            )
             reference = measure_reference_routes(workdir / "reference", options)
     except BenchError as error:
         print(f"\nBenchmark failed: {error}", file=sys.stderr)
@@ -249,25 +303,51 @@ def main(argv: list[str]) -> int:
     probes += [p for figures in backends for p in figures.cpu_probes_ms]
     probes += git.cpu_probes_ms if git else []
     probes += download.cpu_probes_ms if download else []
-    figures = report.figures_markdown(info, options, backends, timings, elapsed, loads, probes, git, download,
-                                      mixed, client, scale, check_scale, route_scale, install, reference)
+    figures = report.figures_markdown(
+        info,
+        options,
+        backends,
+        timings,
+        elapsed,
+        loads,
+        probes,
+        git,
+        download,
+        mixed,
+        client,
+        scale,
+        check_scale,
+        route_scale,
+        install,
+        reference,
+    )
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": info, "options": asdict(options), "elapsed_seconds": elapsed,
-        "other_load_percent": loads, "cpu_probes_ms": probes,
-        "http": [b.as_dict() for b in backends], "token_check": [asdict(t) for t in timings],
-        "mixed": [m.as_dict() for m in mixed],
-        "git_clone": git.as_dict() if git else None,
-        "git_push": push.as_dict() if push else None,
-        "download": download.as_dict() if download else None,
-        "client": client.as_dict() if client else None,
-        "install": install.as_dict() if install else None,
-        "scale_out": scale.as_dict() if scale else None,
-        "check_scale": check_scale.as_dict() if check_scale else None,
-        "route_scale": route_scale.as_dict() if route_scale else None,
-        "reference_routes": reference.as_dict() if reference else None,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "options": asdict(options),
+                "elapsed_seconds": elapsed,
+                "other_load_percent": loads,
+                "cpu_probes_ms": probes,
+                "http": [b.as_dict() for b in backends],
+                "token_check": [asdict(t) for t in timings],
+                "mixed": [m.as_dict() for m in mixed],
+                "git_clone": git.as_dict() if git else None,
+                "git_push": push.as_dict() if push else None,
+                "download": download.as_dict() if download else None,
+                "client": client.as_dict() if client else None,
+                "install": install.as_dict() if install else None,
+                "scale_out": scale.as_dict() if scale else None,
+                "check_scale": check_scale.as_dict() if check_scale else None,
+                "route_scale": route_scale.as_dict() if route_scale else None,
+                "reference_routes": reference.as_dict() if reference else None,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"Raw figures: {RESULTS.relative_to(ROOT)}")
     if args.write_docs:
         report.rewrite_docs(DOCS, figures)

@@ -22,7 +22,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.load import (
-    TOKEN, BenchError, BenchServer, LoadOptions, WrkResult, clean_environment, http_get, postgres_version, run_wrk,
+    TOKEN,
+    BenchError,
+    BenchServer,
+    LoadOptions,
+    WrkResult,
+    clean_environment,
+    http_get,
+    postgres_version,
+    run_wrk,
 )
 from bench.machine import children_of, cpu_speed_ms
 from tests.support.nginx import Nginx, NginxUnavailable
@@ -103,8 +111,11 @@ def measure_scale_out(workdir: Path, options: LoadOptions, log=print) -> ScaleFi
                 raise BenchError(f"{label}: {TOKEN} answered {status}: {body[:300]!r}")
 
         def own_pids() -> list[int]:
-            return [*(s.process.pid for s in servers), *(p.process.pid for p in proxies.values()),
-                    *([postgres.pid, *children_of(postgres.pid)] if postgres.pid else [])]
+            return [
+                *(s.process.pid for s in servers),
+                *(p.process.pid for p in proxies.values()),
+                *([postgres.pid, *children_of(postgres.pid)] if postgres.pid else []),
+            ]
 
         order = list(urls)
         if options.warmup:
@@ -115,24 +126,35 @@ def measure_scale_out(workdir: Path, options: LoadOptions, log=print) -> ScaleFi
         for round_number in range(options.rounds):
             for label in order if round_number % 2 == 0 else order[::-1]:
                 probes.append(cpu_speed_ms(0, pin=False))
-                result = run_wrk(label, urls[label], options, seconds=options.duration, headers=headers,
-                                 own_pids=own_pids)
+                result = run_wrk(
+                    label, urls[label], options, seconds=options.duration, headers=headers, own_pids=own_pids
+                )
                 runs[label].append(result)
-                log(f"  scale-out round {round_number + 1}  {label:<22} {result.requests_per_second:8.0f} req/s  "
+                log(
+                    f"  scale-out round {round_number + 1}  {label:<22} {result.requests_per_second:8.0f} req/s  "
                     f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
-                    f"other load {result.foreign_cpu_percent:3.0f}%")
+                    f"other load {result.foreign_cpu_percent:3.0f}%"
+                )
         postgres.execute("SELECT pg_stat_statements_reset()", DATABASE)
-        counted = run_wrk(through(INSTANCES), urls[through(INSTANCES)], options, seconds=options.duration,
-                          headers=headers)
+        counted = run_wrk(
+            through(INSTANCES), urls[through(INSTANCES)], options, seconds=options.duration, headers=headers
+        )
         statements = statements_since_reset(postgres)
-        log(f"  statements per token check: {sum(statements.values()) / counted.requests:.3f} "
-            f"({sum(statements.values()):,} statements for {counted.requests:,} checks)")
-        rows = [ScaleRow(label, statistics.median(r.requests_per_second for r in runs[label]),
-                         statistics.median(r.p50_ms for r in runs[label]),
-                         statistics.median(r.p99_ms for r in runs[label]),
-                         max(r.foreign_cpu_percent for r in runs[label]),
-                         [{k: v for k, v in asdict(r).items() if k != "output"} for r in runs[label]])
-                for label in order]
+        log(
+            f"  statements per token check: {sum(statements.values()) / counted.requests:.3f} "
+            f"({sum(statements.values()):,} statements for {counted.requests:,} checks)"
+        )
+        rows = [
+            ScaleRow(
+                label,
+                statistics.median(r.requests_per_second for r in runs[label]),
+                statistics.median(r.p50_ms for r in runs[label]),
+                statistics.median(r.p99_ms for r in runs[label]),
+                max(r.foreign_cpu_percent for r in runs[label]),
+                [{k: v for k, v in asdict(r).items() if k != "output"} for r in runs[label]],
+            )
+            for label in order
+        ]
         return ScaleFigures(rows, counted.requests, statements, postgres_version(postgres), probes)
     finally:
         for proxy in proxies.values():

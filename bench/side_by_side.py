@@ -21,7 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench.load import (  # noqa: E402
-    LIMITED, BenchError, BenchServer, LoadOptions, clean_environment, http_get, options_of, run_wrk, tokensmith_command,
+    LIMITED,
+    BenchError,
+    BenchServer,
+    LoadOptions,
+    clean_environment,
+    http_get,
+    options_of,
+    run_wrk,
+    tokensmith_command,
     wrk_parser,
 )
 
@@ -59,22 +67,33 @@ def main(argv: list[str]) -> int:
         pairs = {"this": (this, this_token), "other": (that, that_token)}
         rates: dict[str, list[float]] = {"this": [], "other": []}
         for name, (server, token) in pairs.items():  # warm-up
-            run_wrk(name, f"{server.base_url}/api/v1/me", options, seconds=1,
-                    headers={"Authorization": f"Bearer {token}"})
+            run_wrk(
+                name, f"{server.base_url}/api/v1/me", options, seconds=1, headers={"Authorization": f"Bearer {token}"}
+            )
         for round_number in range(options.rounds):
             order = ["this", "other"] if round_number % 2 == 0 else ["other", "this"]
             for name in order:
                 server, token = pairs[name]
-                result = run_wrk(name, f"{server.base_url}/api/v1/me", options, seconds=options.duration,
-                                 headers={"Authorization": f"Bearer {token}"}, server_pid=server.process.pid)
+                result = run_wrk(
+                    name,
+                    f"{server.base_url}/api/v1/me",
+                    options,
+                    seconds=options.duration,
+                    headers={"Authorization": f"Bearer {token}"},
+                    server_pid=server.process.pid,
+                )
                 rates[name].append(result.requests_per_second)
-                print(f"  round {round_number + 1}  {name:<5}  {result.requests_per_second:8.0f} req/s  "
-                      f"p50 {result.p50_ms:5.2f} ms  server CPU {result.server_cpu_us_per_request:5.0f} µs/request")
+                print(
+                    f"  round {round_number + 1}  {name:<5}  {result.requests_per_second:8.0f} req/s  "
+                    f"p50 {result.p50_ms:5.2f} ms  server CPU {result.server_cpu_us_per_request:5.0f} µs/request"
+                )
         medians = {name: statistics.median(values) for name, values in rates.items()}
-        ratios = [t / o for t, o in zip(rates["this"], rates["other"])]
-        print(f"GET /api/v1/me, medians of {options.rounds} alternating rounds: this {medians['this']:,.0f} req/s, "
-              f"other {medians['other']:,.0f} req/s; ratio this / other {medians['this'] / medians['other']:.3f} "
-              f"(rounds {min(ratios):.3f}–{max(ratios):.3f})")
+        ratios = [t / o for t, o in zip(rates["this"], rates["other"], strict=False)]
+        print(
+            f"GET /api/v1/me, medians of {options.rounds} alternating rounds: this {medians['this']:,.0f} req/s, "
+            f"other {medians['other']:,.0f} req/s; ratio this / other {medians['this'] / medians['other']:.3f} "
+            f"(rounds {min(ratios):.3f}–{max(ratios):.3f})"
+        )
     finally:
         for server in servers:
             server.stop()

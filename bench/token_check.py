@@ -17,10 +17,10 @@ from pathlib import Path
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, personal_tokens, tokens
+from tokensmith.accounts import users
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
-from tokensmith.db import (
+from tokensmith.store.database import (
     connection_to,
     create_check_engine,
     create_store_engine,
@@ -28,8 +28,11 @@ from tokensmith.db import (
     session_factory,
     unit_of_work,
 )
-from tokensmith.models import PersonalToken, User
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.models import PersonalToken, User
+from tokensmith.store.server_keys import load_server_keys
+from tokensmith.tokens import check as token_check
+from tokensmith.tokens import format as token_format
+from tokensmith.tokens import lifecycle as token_lifecycle
 
 PREFIX = "tks_"
 
@@ -46,8 +49,9 @@ class Timing:
     note: str = ""
 
 
-def time_round_robin(cases: list[tuple[str, str, Callable[[], object], int, str]], batches: int,
-                     log: Callable[[str], None]) -> list[Timing]:
+def time_round_robin(
+    cases: list[tuple[str, str, Callable[[], object], int, str]], batches: int, log: Callable[[str], None]
+) -> list[Timing]:
     """Time every case in ``batches`` rounds, one batch of each case per round.
 
     Interleaved, so that the machine speeding up or slowing down (a shared host does) hits
@@ -77,15 +81,21 @@ def _fill(session: Session, user_id: int, count: int) -> None:
     now = utcnow()
     session.add_all(
         PersonalToken(
-            user_id=user_id, name=f"filler-{i}", digest=secrets.token_bytes(32), key_version=1,
-            hint="tks_…fill", scopes=["api"], created_at=now,
+            user_id=user_id,
+            name=f"filler-{i}",
+            digest=secrets.token_bytes(32),
+            key_version=1,
+            hint="tks_…fill",
+            scopes=["api"],
+            created_at=now,
         )
         for i in range(count)
     )
 
 
-def measure_token_check(data_dir: Path, *, calls: int, batches: int, filler: int = 10_000,
-                        log: Callable[[str], None] = print) -> list[Timing]:
+def measure_token_check(
+    data_dir: Path, *, calls: int, batches: int, filler: int = 10_000, log: Callable[[str], None] = print
+) -> list[Timing]:
     settings = Settings(data_dir=data_dir, token_prefix=PREFIX)
     engine = create_store_engine(settings)
     try:
@@ -93,20 +103,20 @@ def measure_token_check(data_dir: Path, *, calls: int, batches: int, filler: int
         keys = load_server_keys(settings)
         factory = session_factory(engine)
         with unit_of_work(factory) as session:
-            user = accounts.create_user(session, "bench", "bench@example.test", actor="bench")
-            secret, _row = personal_tokens.create_token(
-                session, keys, user.id, "bench", prefix=PREFIX, actor="bench"
-            )
+            user = users.create_user(session, "bench", "bench@example.test", actor="bench")
+            secret, _row = token_lifecycle.create_token(session, keys, user.id, "bench", prefix=PREFIX, actor="bench")
             _fill(session, user.id, filler)
-        return _measure(engine, create_check_engine(settings), factory, keys, secret, calls=calls,
-                        batches=batches, log=log)
+        return _measure(
+            engine, create_check_engine(settings), factory, keys, secret, calls=calls, batches=batches, log=log
+        )
     finally:
         engine.dispose()
 
 
-def _measure(engine, check_engine, factory, keys, secret: str, *, calls: int, batches: int,
-             log: Callable[[str], None]) -> list[Timing]:
-    digest = keys.digest(personal_tokens.PURPOSE, secret)
+def _measure(
+    engine, check_engine, factory, keys, secret: str, *, calls: int, batches: int, log: Callable[[str], None]
+) -> list[Timing]:
+    digest = keys.digest(token_check.PURPOSE, secret)
     tokens_table, users_table = PersonalToken.__table__, User.__table__
     # Built once, with a bound parameter, as opposed to a statement built (and hashed for the
     # statement cache) anew on every call.
@@ -123,31 +133,73 @@ def _measure(engine, check_engine, factory, keys, secret: str, *, calls: int, ba
     def per_request() -> None:
         # What the server does for each request: a pooled connection of its own, committed.
         with connection_to(check_engine) as request_connection:
-            personal_tokens.verify_token(request_connection, keys, secret, prefix=PREFIX)
+            token_check.verify_token(request_connection, keys, secret, prefix=PREFIX)
 
     session = factory()
     try:
         connection = session.connection()
         cursor = connection.connection.dbapi_connection.cursor()
-        return time_round_robin([
-            ("verify", "verify_token (on a connection, as the server runs it)",
-             lambda: personal_tokens.verify_token(connection, keys, secret, prefix=PREFIX), calls,
-             "parse + checksum + digest + one indexed SELECT with the owner; the target"),
-            ("parse", "  tokens.parse (shape + CRC32 checksum)", lambda: tokens.parse(secret, PREFIX), calls, ""),
-            ("digest", "  keys.all_digests (HMAC-SHA256, one key)",
-             lambda: keys.all_digests(personal_tokens.PURPOSE, secret), calls, ""),
-            ("lookup_orm_per_call", "  lookup, ORM, SELECT built per call",
-             lambda: session.scalars(select(PersonalToken).where(PersonalToken.digest == digest)).one_or_none(),
-             calls, "as the first version of the check did"),
-            ("lookup_orm", "  lookup, ORM, SELECT built once",
-             lambda: session.scalars(orm_lookup, params).one_or_none(), calls, ""),
-            ("lookup_core", "  lookup, Core, same join built once (tuples)",
-             lambda: connection.execute(core_lookup, params).one_or_none(), calls, ""),
-            ("lookup_driver", "  lookup, sqlite3 driver alone (same SQL)",
-             lambda: cursor.execute(raw_sql, (digest,)).fetchone(), calls, ""),
-            ("verify_fresh_connection", "verify_token on a fresh pooled connection + commit", per_request,
-             max(calls // 10, 100),
-             "what each HTTP request pays in the store: checkout, lookup, commit, checkin"),
-        ], batches, log)
+        return time_round_robin(
+            [
+                (
+                    "verify",
+                    "verify_token (on a connection, as the server runs it)",
+                    lambda: token_check.verify_token(connection, keys, secret, prefix=PREFIX),
+                    calls,
+                    "parse + checksum + digest + one indexed SELECT with the owner; the target",
+                ),
+                (
+                    "parse",
+                    "  token_format.parse (shape + CRC32 checksum)",
+                    lambda: token_format.parse(secret, PREFIX),
+                    calls,
+                    "",
+                ),
+                (
+                    "digest",
+                    "  keys.all_digests (HMAC-SHA256, one key)",
+                    lambda: keys.all_digests(token_check.PURPOSE, secret),
+                    calls,
+                    "",
+                ),
+                (
+                    "lookup_orm_per_call",
+                    "  lookup, ORM, SELECT built per call",
+                    lambda: session.scalars(select(PersonalToken).where(PersonalToken.digest == digest)).one_or_none(),
+                    calls,
+                    "as the first version of the check did",
+                ),
+                (
+                    "lookup_orm",
+                    "  lookup, ORM, SELECT built once",
+                    lambda: session.scalars(orm_lookup, params).one_or_none(),
+                    calls,
+                    "",
+                ),
+                (
+                    "lookup_core",
+                    "  lookup, Core, same join built once (tuples)",
+                    lambda: connection.execute(core_lookup, params).one_or_none(),
+                    calls,
+                    "",
+                ),
+                (
+                    "lookup_driver",
+                    "  lookup, sqlite3 driver alone (same SQL)",
+                    lambda: cursor.execute(raw_sql, (digest,)).fetchone(),
+                    calls,
+                    "",
+                ),
+                (
+                    "verify_fresh_connection",
+                    "verify_token on a fresh pooled connection + commit",
+                    per_request,
+                    max(calls // 10, 100),
+                    "what each HTTP request pays in the store: checkout, lookup, commit, checkin",
+                ),
+            ],
+            batches,
+            log,
+        )
     finally:
         session.close()

@@ -16,11 +16,12 @@ from tests.support.browser import chromium_missing, launch_chromium
 from tests.support.ledger import remember, watch, watch_database
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.servers import LiveServer
-from tokensmith import accounts, personal_tokens
+from tokensmith.accounts import users
 from tokensmith.config import Settings
-from tokensmith.db import create_store_engine, migrate
-from tokensmith.models import PersonalToken, User
-from tokensmith.server_keys import ServerKeys, parse_keys
+from tokensmith.store.database import create_store_engine, migrate
+from tokensmith.store.models import PersonalToken, User
+from tokensmith.store.server_keys import ServerKeys, parse_keys
+from tokensmith.tokens import lifecycle as token_lifecycle
 
 # `make test` sets this: there, a missing browser or PostgreSQL is a failure, not a skip.
 REQUIRE_ALL = os.environ.get("TOKENSMITH_TEST_REQUIRE_ALL") == "1"
@@ -134,9 +135,13 @@ def make_user(db: Session):
         global _user_count
         _user_count += 1
         username = username or f"user{_user_count}"
-        return accounts.create_user(
-            db, username, f"{username}@example.test", password=password and remember(password),
-            is_admin=admin, actor="tests",
+        return users.create_user(
+            db,
+            username,
+            f"{username}@example.test",
+            password=password and remember(password),
+            is_admin=admin,
+            actor="tests",
         )
 
     return make
@@ -145,7 +150,7 @@ def make_user(db: Session):
 @pytest.fixture
 def make_token(db: Session, keys: ServerKeys):
     def make(owner: User, name: str = "laptop", **kwargs: object) -> tuple[str, PersonalToken]:
-        secret, row = personal_tokens.create_token(db, keys, owner.id, name, prefix="tks_", actor="tests", **kwargs)
+        secret, row = token_lifecycle.create_token(db, keys, owner.id, name, prefix="tks_", actor="tests", **kwargs)
         return remember(secret), row
 
     return make

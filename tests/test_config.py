@@ -17,13 +17,15 @@ def test_defaults_are_the_embedded_deployment():
 
 
 def test_environment_overrides():
-    settings = load_settings({
-        "TOKENSMITH_DATABASE_URL": "postgresql+psycopg://u:p@127.0.0.1/db",
-        "TOKENSMITH_PASSWORD_POLICY": "WARN",
-        "TOKENSMITH_TOKEN_PREFIX": "acme_",
-        "TOKENSMITH_PUBLIC_URL": "https://tokens.example.test/",
-        "TOKENSMITH_PUSH_PROTECTION": "false",
-    })
+    settings = load_settings(
+        {
+            "TOKENSMITH_DATABASE_URL": "postgresql+psycopg://u:p@127.0.0.1/db",
+            "TOKENSMITH_PASSWORD_POLICY": "WARN",
+            "TOKENSMITH_TOKEN_PREFIX": "acme_",
+            "TOKENSMITH_PUBLIC_URL": "https://tokens.example.test/",
+            "TOKENSMITH_PUSH_PROTECTION": "false",
+        }
+    )
     assert settings.store_url == "postgresql+psycopg://u:p@127.0.0.1/db"
     assert settings.password_policy is PasswordPolicy.WARN
     assert settings.token_prefix == "acme_"
@@ -32,13 +34,16 @@ def test_environment_overrides():
     assert not settings.push_protection
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("TOKENSMITH_PASSWORD_POLICY", "allow"),
-    ("TOKENSMITH_TOKEN_PREFIX", "TKS_"),
-    ("TOKENSMITH_TOKEN_PREFIX", "tks"),
-    ("TOKENSMITH_TOKEN_PREFIX", "a_"),
-    ("TOKENSMITH_PUSH_PROTECTION", "sometimes"),
-])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("TOKENSMITH_PASSWORD_POLICY", "allow"),
+        ("TOKENSMITH_TOKEN_PREFIX", "TKS_"),
+        ("TOKENSMITH_TOKEN_PREFIX", "tks"),
+        ("TOKENSMITH_TOKEN_PREFIX", "a_"),
+        ("TOKENSMITH_PUSH_PROTECTION", "sometimes"),
+    ],
+)
 def test_bad_settings_are_refused_with_the_variable_named(variable, value):
     with pytest.raises(ConfigurationError, match=variable):
         load_settings({variable: value})
@@ -46,8 +51,12 @@ def test_bad_settings_are_refused_with_the_variable_named(variable, value):
 
 def test_a_replica_is_named_only_beside_its_postgresql_primary():
     replica = "postgresql+psycopg://u:p@replica.internal/db"
-    settings = load_settings({"TOKENSMITH_DATABASE_URL": "postgresql+psycopg://u:p@primary.internal/db",
-                              "TOKENSMITH_REPLICA_DATABASE_URL": replica})
+    settings = load_settings(
+        {
+            "TOKENSMITH_DATABASE_URL": "postgresql+psycopg://u:p@primary.internal/db",
+            "TOKENSMITH_REPLICA_DATABASE_URL": replica,
+        }
+    )
     assert settings.replica_database_url == replica
     assert load_settings({}).replica_database_url is None
     with pytest.raises(ConfigurationError, match="TOKENSMITH_REPLICA_DATABASE_URL") as refused:
@@ -62,28 +71,51 @@ def test_mail_is_off_unless_an_smtp_server_is_named():
 
 
 def test_the_smtp_url_gives_scheme_host_port_and_login_and_its_password_stays_out_of_sight():
-    mail = load_settings({"TOKENSMITH_SMTP_URL": "smtp+starttls://relay%40acme:s3cr%2Fet-mail-pass@mx.acme.test",
-                          "TOKENSMITH_MAIL_FROM": "Tokensmith <tokens@acme.test>"}).mail
+    mail = load_settings(
+        {
+            "TOKENSMITH_SMTP_URL": "smtp+starttls://relay%40acme:s3cr%2Fet-mail-pass@mx.acme.test",
+            "TOKENSMITH_MAIL_FROM": "Tokensmith <tokens@acme.test>",
+        }
+    ).mail
     assert (mail.scheme, mail.host, mail.port, mail.username, mail.password) == (
-        "smtp+starttls", "mx.acme.test", 587, "relay@acme", "s3cr/et-mail-pass")
+        "smtp+starttls",
+        "mx.acme.test",
+        587,
+        "relay@acme",
+        "s3cr/et-mail-pass",
+    )
     assert mail.sender_domain == "acme.test"
-    assert "s3cr" not in repr(mail) and "s3cr" not in repr(load_settings({
-        "TOKENSMITH_SMTP_URL": "smtps://u:s3cr@mx.acme.test", "TOKENSMITH_MAIL_FROM": "t@acme.test"}))
-    assert load_settings({"TOKENSMITH_SMTP_URL": "smtps://mx.acme.test", "TOKENSMITH_MAIL_FROM": "t@acme.test"}
-                         ).mail.port == 465
-    assert load_settings({"TOKENSMITH_SMTP_URL": "smtp://127.0.0.1:2525", "TOKENSMITH_MAIL_FROM": "t@acme.test",
-                          "TOKENSMITH_MAIL_POLL_SECONDS": "0.5"}).mail.poll_seconds == 0.5
+    assert "s3cr" not in repr(mail) and "s3cr" not in repr(
+        load_settings({"TOKENSMITH_SMTP_URL": "smtps://u:s3cr@mx.acme.test", "TOKENSMITH_MAIL_FROM": "t@acme.test"})
+    )
+    assert (
+        load_settings({"TOKENSMITH_SMTP_URL": "smtps://mx.acme.test", "TOKENSMITH_MAIL_FROM": "t@acme.test"}).mail.port
+        == 465
+    )
+    assert (
+        load_settings(
+            {
+                "TOKENSMITH_SMTP_URL": "smtp://127.0.0.1:2525",
+                "TOKENSMITH_MAIL_FROM": "t@acme.test",
+                "TOKENSMITH_MAIL_POLL_SECONDS": "0.5",
+            }
+        ).mail.poll_seconds
+        == 0.5
+    )
 
 
-@pytest.mark.parametrize("url, sender", [
-    ("http://u:s3cr-et@mx.acme.test", "t@acme.test"),
-    ("smtp://u:s3cr-et@mx.acme.test:99999", "t@acme.test"),
-    ("smtp://u:s3cr-et@mx.acme.test/path?x=1", "t@acme.test"),
-    ("smtp://u:s3cr-et@mx.acme.test", ""),
-    ("smtp://u:s3cr-et@mx.acme.test", "no address"),
-    ("smtp://u:s3cr-et@mx.acme.test", "t@acme.test\r\nBcc: x@evil.test"),
-])
+@pytest.mark.parametrize(
+    "url, sender",
+    [
+        ("http://u:s3cr-et@mx.acme.test", "t@acme.test"),
+        ("smtp://u:s3cr-et@mx.acme.test:99999", "t@acme.test"),
+        ("smtp://u:s3cr-et@mx.acme.test/path?x=1", "t@acme.test"),
+        ("smtp://u:s3cr-et@mx.acme.test", ""),
+        ("smtp://u:s3cr-et@mx.acme.test", "no address"),
+        ("smtp://u:s3cr-et@mx.acme.test", "t@acme.test\r\nBcc: x@evil.test"),
+    ],
+)
 def test_bad_mail_settings_are_refused_without_quoting_the_password(url, sender):
-    with pytest.raises(ConfigurationError, match="TOKENSMITH_SMTP_URL|TOKENSMITH_MAIL_FROM") as refused:
+    with pytest.raises(ConfigurationError, match=r"TOKENSMITH_SMTP_URL|TOKENSMITH_MAIL_FROM") as refused:
         load_settings({"TOKENSMITH_SMTP_URL": url, "TOKENSMITH_MAIL_FROM": sender})
     assert "s3cr-et" not in str(refused.value)

@@ -27,6 +27,7 @@ CLIENT_SOURCES = (
     "tokensmith/__init__.py",
     "tokensmith/__main__.py",
     "tokensmith/cli/__init__.py",
+    "tokensmith/cli/entry.py",
     "tokensmith/cli/main.py",
     "tokensmith/client",
 )

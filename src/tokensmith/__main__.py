@@ -1,3 +1,3 @@
-from tokensmith.cli import main
+from tokensmith.cli.entry import main
 
 main()

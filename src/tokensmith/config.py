@@ -9,17 +9,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
-from pathlib import Path
-from typing import Mapping
 from email.utils import parseaddr
+from enum import StrEnum
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from tokensmith.errors import ConfigurationError
 
 
-class PasswordPolicy(str, Enum):
+class PasswordPolicy(StrEnum):
     """Whether a password may stand in for a token on non-browser routes."""
 
     DENY = "deny"
@@ -137,9 +137,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         password_policy = PasswordPolicy(policy)
     except ValueError:
-        raise ConfigurationError(
-            f"TOKENSMITH_PASSWORD_POLICY must be 'deny' or 'warn'; got {policy!r}"
-        ) from None
+        raise ConfigurationError(f"TOKENSMITH_PASSWORD_POLICY must be 'deny' or 'warn'; got {policy!r}") from None
     identity_provider = _identity_provider(env)
     local_login = _flag(env, "TOKENSMITH_LOCAL_LOGIN", default=True)
     if not local_login and identity_provider is None:
@@ -184,14 +182,20 @@ def _mail(env: Mapping[str, str]) -> MailSettings | None:
         port = parts.port
     except ValueError:
         port = -1
-    if parts.scheme not in SMTP_PORTS or not parts.hostname or port == -1 or parts.path not in ("", "/") \
-            or parts.query or parts.fragment:
+    if (
+        parts.scheme not in SMTP_PORTS
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
         raise ConfigurationError(
             "TOKENSMITH_SMTP_URL must look like smtp://host:port, smtps://host:port or "
             "smtp+starttls://user:password@host:port (the user and password optional); the one given "
             f"{'has the scheme ' + repr(parts.scheme[:20]) if parts.scheme else 'has no scheme'} and does not."
         )
-    name, address = parseaddr(sender)
+    _name, address = parseaddr(sender)
     if not sender or "@" not in address or any(char in sender for char in "\r\n") or len(sender) > 254:
         raise ConfigurationError(
             "TOKENSMITH_SMTP_URL is set, so TOKENSMITH_MAIL_FROM must be the address mail comes from, like "

@@ -36,7 +36,9 @@ class GitUnavailable(TokensmithError):
 
     code = "git_unavailable"
 
-    def __init__(self, message: str = "Git could not be started on the server just now; try again in a moment.") -> None:
+    def __init__(
+        self, message: str = "Git could not be started on the server just now; try again in a moment."
+    ) -> None:
         super().__init__(message)
 
 
@@ -181,6 +183,14 @@ class NotFound(TokensmithError):
     code = "not_found"
 
 
+class ProjectNotFound(NotFound):
+    """A project that does not exist, or one the caller may not see (not a member, or outside
+    the token's list): the same words for both, so that nothing tells them apart."""
+
+    def __init__(self, project_id: str) -> None:
+        super().__init__(f"There is no project {project_id[:64]!r}, or you are not a member of it.")
+
+
 class InvalidInput(TokensmithError):
     code = "invalid_input"
 
@@ -205,6 +215,4 @@ class CsrfFailed(TokensmithError):
     code = "csrf_failed"
 
     def __init__(self) -> None:
-        super().__init__(
-            "This form has expired or did not come from this site. Reload the page and try again."
-        )
+        super().__init__("This form has expired or did not come from this site. Reload the page and try again.")

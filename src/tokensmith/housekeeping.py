@@ -14,9 +14,9 @@ class Periodic:
     """A daemon thread that calls ``run_once`` every ``interval`` seconds until ``stop``.
 
     Subclasses override ``run_once``, and ``delay`` to wait longer after some rounds (a retry's
-    back-off); ``wake`` starts the next round at once (mail just queued). A round that fails is logged by the kind of its error
-    (never its words, which could quote a value) and the next round tries again: what it
-    failed on (an outage, say) shows elsewhere.
+    back-off); ``wake`` starts the next round at once (mail just queued). A round that fails is
+    logged by the kind of its error (never its words, which could quote a value) and the next
+    round tries again: what it failed on (an outage, say) shows elsewhere.
     """
 
     def __init__(self, name: str, interval: float) -> None:
@@ -50,7 +50,7 @@ class Periodic:
         """One round, its failure logged rather than raised."""
         try:
             self.run_once()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 a timer thread must outlive any one round
             log.info("%s: this round was skipped (%s)", self.name, type(error).__name__)
 
     def _run(self) -> None:

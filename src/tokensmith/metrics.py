@@ -46,11 +46,7 @@ OUTCOMES = (
 
 # Every series exists from the start, at 0, so that rates and alerts work before the first
 # event; and counting is a dict lookup, not a label resolution, on every request.
-_SERIES = {
-    (method, outcome): AUTHENTICATIONS.labels(method, outcome)
-    for method in METHODS
-    for outcome in OUTCOMES
-}
+_SERIES = {(method, outcome): AUTHENTICATIONS.labels(method, outcome) for method in METHODS for outcome in OUTCOMES}
 
 
 def count_authentication(method: str, outcome: str) -> None:
@@ -73,8 +69,7 @@ def count_usage(outcome: str, count: int = 1) -> None:
 
 MAIL = Counter(
     "tokensmith_mail",
-    "Mail to token owners by outcome: sent, or a failed try (the SMTP server unreachable, or the "
-    "message refused).",
+    "Mail to token owners by outcome: sent, or a failed try (the SMTP server unreachable, or the message refused).",
     ["outcome"],
 )
 _MAIL = {outcome: MAIL.labels(outcome) for outcome in ("sent", "failed")}

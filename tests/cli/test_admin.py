@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.ledger import remember
 from tests.support.pages import sign_in
-from tokensmith import tokens
+from tokensmith.tokens import format as token_format
+from tokensmith.tokens import listing as token_listing
 
 PASSWORD = "admin-made password"
 
@@ -28,8 +29,9 @@ def me(server, username, token):
 def test_users_create_with_a_password_from_stdin_then_sign_in(server):
     name = unique("ursula")
     remember(PASSWORD)
-    result = server.cli("users", "create", name, "--email", f"{name}@example.test", "--password-stdin",
-                        input=PASSWORD + "\n")
+    result = server.cli(
+        "users", "create", name, "--email", f"{name}@example.test", "--password-stdin", input=PASSWORD + "\n"
+    )
     assert result.returncode == 0, result.stderr
     assert f"Created user {name}." in result.stderr and PASSWORD not in result.stdout + result.stderr
     with server.client() as client:
@@ -47,12 +49,24 @@ def test_a_user_without_a_password_is_told_what_they_can_do_on_this_server(serve
     assert f"`tokensmith tokens create --user {name} --name …`" in alone.stderr
     assert "identity provider, or" not in alone.stderr
     other = unique("bob")
-    with_provider = server.cli("users", "create", other, "--email", f"{other}@example.test", env={
-        "TOKENSMITH_OIDC_ISSUER": "https://acme.okta.com", "TOKENSMITH_OIDC_CLIENT_ID": "0oa1",
-        "TOKENSMITH_OIDC_CLIENT_SECRET": remember("client secret of the test"), "TOKENSMITH_OIDC_PROVIDER_NAME": "Okta"})
+    with_provider = server.cli(
+        "users",
+        "create",
+        other,
+        "--email",
+        f"{other}@example.test",
+        env={
+            "TOKENSMITH_OIDC_ISSUER": "https://acme.okta.com",
+            "TOKENSMITH_OIDC_CLIENT_ID": "0oa1",
+            "TOKENSMITH_OIDC_CLIENT_SECRET": remember("client secret of the test"),
+            "TOKENSMITH_OIDC_PROVIDER_NAME": "Okta",
+        },
+    )
     assert with_provider.returncode == 0, with_provider.stderr
-    assert f"they sign in with Okta once this account is linked to them there (`tokensmith users link {other}" \
+    assert (
+        f"they sign in with Okta once this account is linked to them there (`tokensmith users link {other}"
         in with_provider.stderr
+    )
     assert "set-password" not in with_provider.stderr
 
 
@@ -82,7 +96,7 @@ def test_tokens_create_prints_the_token_once_on_stdout(server):
     result = server.cli("tokens", "create", "--user", name, "--name", "deploy bot", "--expires-in", "30")
     assert result.returncode == 0, result.stderr
     token = remember(result.stdout.strip())
-    assert tokens.parse(token, "tks_") and result.stdout == token + "\n"
+    assert token_format.parse(token, "tks_") and result.stdout == token + "\n"
     assert token not in result.stderr and "will not be shown again" in result.stderr
     body = me(server, name, token).json()
     assert body["token"]["name"] == "deploy bot" and body["token"]["expires_at"] is not None
@@ -152,31 +166,57 @@ def test_tokens_create_with_limits(server):
     server.cli("users", "create", name, "--email", f"{name}@example.test")
     project = unique("adm-lim")
     assert server.cli("projects", "create", project, "--group-id", "com.acme", "--owner", name).returncode == 0
-    result = server.cli("tokens", "create", "--user", name, "--name", "CI fetch", "--scope", "git:read",
-                        "--scope", "maven:read", "--project", project, "--allow-ip", "127.0.0.0/8",
-                        "--allow-ip", "2001:db8::/32")
+    result = server.cli(
+        "tokens",
+        "create",
+        "--user",
+        name,
+        "--name",
+        "CI fetch",
+        "--scope",
+        "git:read",
+        "--scope",
+        "maven:read",
+        "--project",
+        project,
+        "--allow-ip",
+        "127.0.0.0/8",
+        "--allow-ip",
+        "2001:db8::/32",
+    )
     assert result.returncode == 0, result.stderr
     token = remember(result.stdout.strip())
-    assert (f"scopes: git:read, maven:read; projects: {project}; from: 127.0.0.0/8, 2001:db8::/32"
-            in result.stderr)
+    assert f"scopes: git:read, maven:read; projects: {project}; from: 127.0.0.0/8, 2001:db8::/32" in result.stderr
     body = me(server, name, token).json()["token"]
     assert (body["scopes"], body["projects"], body["allowed_ips"]) == (
-        ["git:read", "maven:read"], [project], ["127.0.0.0/8", "2001:db8::/32"])
+        ["git:read", "maven:read"],
+        [project],
+        ["127.0.0.0/8", "2001:db8::/32"],
+    )
     with server.client() as client:
         refused = client.get("/api/v1/tokens", auth=(name, token))
     assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
     everything = remember(server.cli("tokens", "create", "--user", name, "--name", "all").stdout.strip())
     assert me(server, name, everything).json()["token"]["scopes"] == [
-        "api:read", "api:write", "git:read", "git:write", "maven:read"]
+        "api:read",
+        "api:write",
+        "git:read",
+        "git:write",
+        "maven:read",
+    ]
 
 
-@pytest.mark.parametrize("args, words", [
-    (("--scope", "write"), "Unknown scope 'write'"),
-    (("--scope", ""), "Choose at least one scope"),
-    (("--allow-ip", "192.168.1.1/16"), "did you mean 192.168.0.0/16?"),
-    (("--allow-ip", "10.0.0.0/8,10.1.0.0/16"), "is not an address or a CIDR block"),
-    (("--project", "nobody-has-this"), "You are not a member of 'nobody-has-this'"),
-], ids=["unknown-scope", "empty-scope", "host-bits", "comma-list", "unreachable-project"])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("--scope", "write"), "Unknown scope 'write'"),
+        (("--scope", ""), "Choose at least one scope"),
+        (("--allow-ip", "192.168.1.1/16"), "did you mean 192.168.0.0/16?"),
+        (("--allow-ip", "10.0.0.0/8,10.1.0.0/16"), "is not an address or a CIDR block"),
+        (("--project", "nobody-has-this"), "You are not a member of 'nobody-has-this'"),
+    ],
+    ids=["unknown-scope", "empty-scope", "host-bits", "comma-list", "unreachable-project"],
+)
 def test_tokens_create_refuses_bad_limits_and_creates_nothing(server, args, words):
     name = unique("badlim")
     server.cli("users", "create", name, "--email", f"{name}@example.test")
@@ -184,9 +224,9 @@ def test_tokens_create_refuses_bad_limits_and_creates_nothing(server, args, word
     assert refused.returncode == 2 and refused.stdout == "" and words in refused.stderr
     assert "Traceback" not in refused.stderr
     with server.store() as session:
-        from tokensmith import accounts, personal_tokens
+        from tokensmith.accounts import users
 
-        assert personal_tokens.list_tokens(session, accounts.get_user(session, name).id) == []
+        assert token_listing.list_tokens(session, users.get_user(session, name).id) == []
 
 
 def test_an_admin_command_where_there_is_no_store_says_so_and_creates_none(server, tmp_path):
@@ -194,13 +234,26 @@ def test_an_admin_command_where_there_is_no_store_says_so_and_creates_none(serve
     elsewhere.mkdir()
     env = {key: value for key, value in server.env.items() if key != "TOKENSMITH_DATA_DIR"}
     (elsewhere / "hotfix.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)
-    for arguments in (["users", "create", "nobody", "--email", "n@example.test"], ["users", "list"],
-                      ["tokens", "create", "--user", "admin", "--name", "x"], ["projects", "list"],
-                      ["packages", "publish", "hotfix.zip", "--coordinates", "com.acme:hotfix:1.0.0"]):
-        result = subprocess.run([sys.executable, "-m", "tokensmith", *arguments], env=env, cwd=elsewhere,
-                                capture_output=True, text=True, timeout=60)
+    for arguments in (
+        ["users", "create", "nobody", "--email", "n@example.test"],
+        ["users", "list"],
+        ["tokens", "create", "--user", "admin", "--name", "x"],
+        ["projects", "list"],
+        ["packages", "publish", "hotfix.zip", "--coordinates", "com.acme:hotfix:1.0.0"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "tokensmith", *arguments],
+            env=env,
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 2, (arguments, result.stderr)
-        assert f"No Tokensmith store at {elsewhere / 'var'}" in result.stderr and "set TOKENSMITH_DATA_DIR" in result.stderr
+        assert (
+            f"No Tokensmith store at {elsewhere / 'var'}" in result.stderr
+            and "set TOKENSMITH_DATA_DIR" in result.stderr
+        )
         assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     assert sorted(path.name for path in elsewhere.iterdir()) == ["hotfix.zip"]  # no var/ made
 
@@ -226,11 +279,14 @@ def test_projects_list_shows_every_project_with_its_members(server):
     assert server.cli("projects", "add-member", project, "admin").returncode == 0
     listed = server.cli("projects", "list")
     assert listed.returncode == 0 and listed.stdout.splitlines()[0].split()[:4] == ["PROJECT", "GROUP", "ID", "MEMBERS"]
-    assert next(row for row in listed.stdout.splitlines() if row.startswith(project)).split()[1:3] == \
-        ["com.acme.studio", "2"]
+    assert next(row for row in listed.stdout.splitlines() if row.startswith(project)).split()[1:3] == [
+        "com.acme.studio",
+        "2",
+    ]
     as_json = json.loads(server.cli("projects", "list", "--json").stdout)
-    assert {"id": project, "group_id": "com.acme.studio", "members": 2} == \
-        {k: v for k, v in next(p for p in as_json if p["id"] == project).items() if k != "created_at"}
+    assert {"id": project, "group_id": "com.acme.studio", "members": 2} == {
+        k: v for k, v in next(p for p in as_json if p["id"] == project).items() if k != "created_at"
+    }
 
 
 def test_users_set_password_resets_a_lost_one_and_ends_the_sessions(server):
@@ -264,8 +320,14 @@ def test_users_set_password_asks_twice_on_a_terminal(server):
     name = unique("typist")
     server.create_user(name)
     password = remember("typed at the terminal twice")
-    child = pexpect.spawn(sys.executable, ["-m", "tokensmith", "users", "set-password", name], env=server.env,
-                          cwd=str(server.data_dir.parent), encoding="utf-8", timeout=60)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "tokensmith", "users", "set-password", name],
+        env=server.env,
+        cwd=str(server.data_dir.parent),
+        encoding="utf-8",
+        timeout=60,
+    )
     child.expect("New password: ")
     child.sendline(password)
     child.expect("Repeat for confirmation: ")

@@ -52,9 +52,14 @@ def test_login_prompts_checks_and_keeps_the_token_in_a_private_file_without_a_ke
     assert token not in screen  # typed hidden, never echoed
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     whoami = tokensmith("whoami", env=env)
-    assert whoami.returncode == 0 and whoami.stdout == (  # (issue 18: it ended "(… (mode 0600)).")
-        f"{person} with token “laptop” (tks_…{token[-4:]}) on {server.base_url}; credentials from {stored} "
-        "(mode 0600).\n")
+    assert (
+        whoami.returncode == 0
+        and whoami.stdout
+        == (  # (issue 18: it ended "(… (mode 0600)).")
+            f"{person} with token “laptop” (tks_…{token[-4:]}) on {server.base_url}; credentials from {stored} "
+            "(mode 0600).\n"
+        )
+    )
     assert token not in whoami.stdout + whoami.stderr
     logout = tokensmith("logout", env=env)
     assert logout.returncode == 0 and f"Logged out of {server.base_url}" in logout.stdout
@@ -79,8 +84,11 @@ def test_a_refused_login_says_why_and_stores_nothing(server, person, tmp_path, c
         assert server.cli("tokens", "revoke-all", "--user", person).returncode == 0
     status, screen = login_at_terminal(server, person, secret, client_env(tmp_path))
     assert status == 5, screen
-    expected = {"wrong token": "mistyped", "revoked token": "revoked",
-                "password": f"takes a personal access token here. Create one on the My Tokens page, {server.base_url}/tokens"}
+    expected = {
+        "wrong token": "mistyped",
+        "revoked token": "revoked",
+        "password": f"takes a personal access token here. Create one on the My Tokens page, {server.base_url}/tokens",
+    }
     assert expected[case] in screen and "Traceback" not in screen
     assert not (tmp_path / "config" / "tokensmith").exists() or not list((tmp_path / "config" / "tokensmith").iterdir())
 
@@ -108,10 +116,12 @@ def test_environment_variables_override_everything_for_ci(server, person, tmp_pa
     assert table.returncode == 0 and token not in table.stdout
     header, *rows = table.stdout.splitlines()
     assert header.split() == ["ID", "NAME", "TOKEN", "SCOPES", "LIMITS", "CREATED", "LAST", "USED", "EXPIRES"]
-    assert any(row.split()[1:3] == ["ci", f"tks_…{token[-4:]}"] and "every project; from anywhere" in row
-               for row in rows)
-    assert any(row.split()[1] == "narrow" and " api:read " in row and "every project; from 127.0.0.0/8" in row
-               for row in rows)
+    assert any(
+        row.split()[1:3] == ["ci", f"tks_…{token[-4:]}"] and "every project; from anywhere" in row for row in rows
+    )
+    assert any(
+        row.split()[1] == "narrow" and " api:read " in row and "every project; from 127.0.0.0/8" in row for row in rows
+    )
     assert not (tmp_path / "config").exists()  # nothing kept
 
 
@@ -123,7 +133,9 @@ def test_tokens_list_fits_a_terminal_of_80_columns(server, person, tmp_path):
     with server.client(headers={"User-Agent": "Apache-Maven/3.8.7 (Java 17.0.13; Linux 6.1.0-28-amd64)"}) as client:
         assert client.get("/api/v1/me", auth=(person, maven)).status_code == 200
     server.used_token_row(person, "Maven on the build machine with a long name")  # written behind the request
-    server.create_token(person, "narrow", scopes=["git:read"], allowed_ips=["2001:db8:1234:5678::/64", "203.0.113.0/24"])
+    server.create_token(
+        person, "narrow", scopes=["git:read"], allowed_ips=["2001:db8:1234:5678::/64", "203.0.113.0/24"]
+    )
     env = {**env, "COLUMNS": "80", "LINES": "24"}
     status, screen = at_terminal("tokens", "list", env=env, dimensions=(24, 80))
     assert status == 0, screen
@@ -133,7 +145,9 @@ def test_tokens_list_fits_a_terminal_of_80_columns(server, person, tmp_path):
     rows = {re.search(r"tks_…\w{4}", line).group(): line for line in lines[1:4]}
     assert len(rows) == 3 and {f"tks_…{token[-4:]}", f"tks_…{maven[-4:]}"} <= set(rows), screen
     assert "Laptop" in rows[f"tks_…{token[-4:]}"] and " everything " in rows[f"tks_…{token[-4:]}"]
-    assert re.search(rf" Maven on the [^ ]*…  tks_…{maven[-4:]}  everything +{MOMENT}  never$", rows[f"tks_…{maven[-4:]}"])
+    assert re.search(
+        rf" Maven on the [^ ]*…  tks_…{maven[-4:]}  everything +{MOMENT}  never$", rows[f"tks_…{maven[-4:]}"]
+    )
     narrow = next(line for line in lines[1:4] if "narrow" in line)
     assert re.search(r" git:read; from 2\S*… +never +never$", narrow), narrow
     assert "Where and by what each was last used, every limit: tokens list --json" in screen
@@ -142,22 +156,29 @@ def test_tokens_list_fits_a_terminal_of_80_columns(server, person, tmp_path):
 
 
 def test_a_server_that_is_down_is_reported_with_exit_code_6(tmp_path):
-    env = client_env(tmp_path, TOKENSMITH_SERVER=f"http://127.0.0.1:{free_port()}", TOKENSMITH_USERNAME="x",
-                     TOKENSMITH_TOKEN="tks_" + "A" * 38)
+    env = client_env(
+        tmp_path,
+        TOKENSMITH_SERVER=f"http://127.0.0.1:{free_port()}",
+        TOKENSMITH_USERNAME="x",
+        TOKENSMITH_TOKEN="tks_" + "A" * 38,
+    )
     result = tokensmith("whoami", env=env)
     assert result.returncode == 6 and "Cannot reach" in result.stderr and "Traceback" not in result.stderr
     assert "tks_" not in result.stderr
 
 
-@pytest.mark.parametrize(("typed", "says"), [
-    ("127.0.0.1:8000", "“127.0.0.1:8000” is not a URL: give the scheme too, like http://127.0.0.1:8000"),
-    ("tokens.example.com", "give the scheme too, like https://tokens.example.com"),
-    ("http://127.0.0.1:8000/tokens", "Give the server's address without a path: http://127.0.0.1:8000"),
-    ("HTTP://LOCALHOST:80/", None),
-    ("ftp://tokens.example.com", "is not an http:// or https:// URL"),
-    ("https://alice:secret@tokens.example.com", "without a username or token in it"),
-    ("http://127.0.0.1:99999", "is not a server URL"),
-])
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("127.0.0.1:8000", "“127.0.0.1:8000” is not a URL: give the scheme too, like http://127.0.0.1:8000"),
+        ("tokens.example.com", "give the scheme too, like https://tokens.example.com"),
+        ("http://127.0.0.1:8000/tokens", "Give the server's address without a path: http://127.0.0.1:8000"),
+        ("HTTP://LOCALHOST:80/", None),
+        ("ftp://tokens.example.com", "is not an http:// or https:// URL"),
+        ("https://alice:secret@tokens.example.com", "without a username or token in it"),
+        ("http://127.0.0.1:99999", "is not a server URL"),
+    ],
+)
 def test_a_server_url_that_is_not_one_says_what_to_type(tmp_path, typed, says):
     result = tokensmith("login", "--server", typed, env=client_env(tmp_path))
     if says is None:  # a URL it takes: it goes on to ask for the username (no terminal here)
@@ -173,11 +194,21 @@ def test_tokens_revoke_asks_first_unless_told_yes(server, person, tmp_path):
     server.create_token(person, "old tablet")
     no_terminal = tokensmith("tokens", "revoke", "old phone", env=env)
     assert no_terminal.returncode == 2 and "--yes" in no_terminal.stderr
-    declined, screen = at_terminal("tokens", "revoke", "old phone", env=env,
-                                   answers=[(r"Revoke token “old phone” \(tks_…\w{4}\)\? \[y/N\]: ", "n")])
+    declined, screen = at_terminal(
+        "tokens",
+        "revoke",
+        "old phone",
+        env=env,
+        answers=[(r"Revoke token “old phone” \(tks_…\w{4}\)\? \[y/N\]: ", "n")],
+    )
     assert declined == 1 and "Nothing revoked" in screen
-    status, screen = at_terminal("tokens", "revoke", "old phone", env=env,
-                                 answers=[(r"Revoke token “old phone” \(tks_…\w{4}\)\? \[y/N\]: ", "y")])
+    status, screen = at_terminal(
+        "tokens",
+        "revoke",
+        "old phone",
+        env=env,
+        answers=[(r"Revoke token “old phone” \(tks_…\w{4}\)\? \[y/N\]: ", "y")],
+    )
     assert status == 0 and "Revoked token “old phone”" in screen
     tablet_id = server.token_row(person, "old tablet").id
     assert tokensmith("tokens", "revoke", str(tablet_id), "--yes", env=env).returncode == 0
@@ -207,8 +238,9 @@ def test_release_and_register_from_the_client(server, person, tmp_path):
     assert again.returncode == 4 and "already released" in again.stderr
 
     key_file = tmp_path / "staging.key"
-    registered = tokensmith("register", "--project", project, "--description", "staging",
-                            "--key-file", str(key_file), env=env)
+    registered = tokensmith(
+        "register", "--project", project, "--description", "staging", "--key-file", str(key_file), env=env
+    )
     assert registered.returncode == 0 and str(key_file) in registered.stdout
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     instance_id, key = key_file.read_text().strip().split(":", 1)
@@ -234,9 +266,13 @@ def test_a_linked_folder_gives_release_register_and_status_their_project(server,
 
     below = folder / "deep" / "below"  # as git finds its repository from a subfolder
     released = tokensmith("release", "--version", "PATCH", env=env, cwd=below)
-    assert released.returncode == 0 and released.stdout == f"Released {project} 0.0.1: com.acme.studio:{project}:0.0.1\n"
+    assert (
+        released.returncode == 0 and released.stdout == f"Released {project} 0.0.1: com.acme.studio:{project}:0.0.1\n"
+    )
     key_file = tmp_path / "linked.key"
-    registered = tokensmith("register", "--description", "from the link", "--key-file", str(key_file), env=env, cwd=below)
+    registered = tokensmith(
+        "register", "--description", "from the link", "--key-file", str(key_file), env=env, cwd=below
+    )
     assert registered.returncode == 0 and f"of {project}." in registered.stdout
     remember(key_file.read_text().strip().split(":", 1)[1])
     status = tokensmith("status", env=env, cwd=below)
@@ -246,18 +282,28 @@ def test_a_linked_folder_gives_release_register_and_status_their_project(server,
 
 
 def test_usage_errors_and_failures_are_one_line_without_a_traceback_unless_debug(tmp_path):
-    env = client_env(tmp_path, TOKENSMITH_SERVER=f"http://127.0.0.1:{free_port()}", TOKENSMITH_USERNAME="x",
-                     TOKENSMITH_TOKEN="tks_" + "B" * 38)
+    env = client_env(
+        tmp_path,
+        TOKENSMITH_SERVER=f"http://127.0.0.1:{free_port()}",
+        TOKENSMITH_USERNAME="x",
+        TOKENSMITH_TOKEN="tks_" + "B" * 38,
+    )
     plain = tokensmith("whoami", env=env)
     assert plain.returncode == 6 and len(plain.stderr.strip().splitlines()) == 1 and "Traceback" not in plain.stderr
     debug = tokensmith("--debug", "whoami", env=env)
     assert debug.returncode == 6 and "Traceback" in debug.stderr and "Cannot reach" in debug.stderr
     for arguments, says in [
         (["whoami", "--bogus"], "Error: Unrecognized arguments: --bogus. See `tokensmith whoami --help`."),
-        (["tokens", "revoke"], "Error: The following arguments are required: NAME_OR_ID. See `tokensmith tokens revoke --help`."),
+        (
+            ["tokens", "revoke"],
+            "Error: The following arguments are required: NAME_OR_ID. See `tokensmith tokens revoke --help`.",
+        ),
         (["frobnicate"], "Error: Argument COMMAND: invalid choice: 'frobnicate'"),
         (["users", "create", "x"], "Error: Missing option '--email'. See `tokensmith users create --help`."),
-        (["tokens", "create", "--user"], "Error: Option '--user' requires an argument. See `tokensmith tokens create --help`."),
+        (
+            ["tokens", "create", "--user"],
+            "Error: Option '--user' requires an argument. See `tokensmith tokens create --help`.",
+        ),
     ]:
         result = tokensmith(*arguments, env=env)
         assert result.returncode == 2 and result.stderr.startswith(says), (arguments, result.stderr)
@@ -273,7 +319,17 @@ def test_version_help_and_groups_without_a_command(tmp_path):
         assert result.returncode == 0 and result.stdout.lower().startswith("usage: tokensmith"), arguments
         assert "<bool>" not in result.stdout and "<str>" not in result.stdout
     listed = tokensmith("--help", env=env).stdout
-    for command in ("login", "whoami", "status", "tokens", "git-credential", "completion", "serve", "users", "projects"):
+    for command in (
+        "login",
+        "whoami",
+        "status",
+        "tokens",
+        "git-credential",
+        "completion",
+        "serve",
+        "users",
+        "projects",
+    ):
         assert f"\n    {command}" in listed
     assert "revoke-all" in tokensmith("tokens", "--help", env=env).stdout
 
@@ -283,9 +339,17 @@ def test_commands_ask_for_credentials_on_a_terminal_when_not_logged_in(server, p
     assert server.cli("projects", "create", project, "--group-id", "com.acme.studio", "--owner", person).returncode == 0
     token = server.create_token(person, "asked")
     key_file = tmp_path / "asked.key"
-    status, screen = at_terminal("register", "--server", server.base_url, "--project", project,
-                                 "--key-file", str(key_file), env=client_env(tmp_path),
-                                 answers=[("Username: ", person), ("Token: ", token)])
+    status, screen = at_terminal(
+        "register",
+        "--server",
+        server.base_url,
+        "--project",
+        project,
+        "--key-file",
+        str(key_file),
+        env=client_env(tmp_path),
+        answers=[("Username: ", person), ("Token: ", token)],
+    )
     assert status == 0 and "Registered instance" in screen and token not in screen
     remember(key_file.read_text().strip().split(":", 1)[1])
 
@@ -308,14 +372,23 @@ def test_shell_completion_completes_commands_in_a_real_bash(tmp_path):
 
     def complete(line: str) -> list[str]:
         words = line.split(" ")
-        run = subprocess.run(["bash", "-c", f"""
-            source {tmp_path / 'completion.bash'}
-            COMP_LINE={line!r}; COMP_POINT=${{#COMP_LINE}}; COMP_WORDS=({' '.join(repr(w) for w in words)})
+        run = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f"""
+            source {tmp_path / "completion.bash"}
+            COMP_LINE={line!r}; COMP_POINT=${{#COMP_LINE}}; COMP_WORDS=({" ".join(repr(w) for w in words)})
             COMP_CWORD={len(words) - 1}; COMP_TYPE=9
             $(complete -p tokensmith | sed -E 's/.* -F ([^ ]+) .*/\\1/') tokensmith {words[-1]!r} {words[-2]!r}
             printf '%s\\n' "${{COMPREPLY[@]}}"
-        """], env={**env, "PATH": f"{Path(TOKENSMITH).parent}:{env['PATH']}"},
-            capture_output=True, text=True, timeout=60)
+        """,
+            ],
+            env={**env, "PATH": f"{Path(TOKENSMITH).parent}:{env['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode == 0, run.stderr
         return sorted(item.strip() for item in run.stdout.splitlines() if item.strip())
 

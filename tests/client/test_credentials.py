@@ -55,8 +55,11 @@ def test_the_token_goes_to_the_system_keyring_and_nowhere_on_disk_in_the_clear(s
     assert not (home / "config" / "tokensmith" / "credentials").exists()
     assert files_holding(home, token) == []  # GNOME Keyring encrypts what it keeps
     config = json.loads((home / "config" / "tokensmith" / "config.json").read_text())
-    assert config["servers"][server.base_url] == {"username": person, "kept": "keyring",
-                                                  "keyring": "keyring.backends.SecretService.Keyring"}
+    assert config["servers"][server.base_url] == {
+        "username": person,
+        "kept": "keyring",
+        "keyring": "keyring.backends.SecretService.Keyring",
+    }
 
     whoami = tokensmith("whoami", env=env)
     assert whoami.returncode == 0 and "credentials from the system keyring (SecretService Keyring)" in whoami.stdout
@@ -81,7 +84,10 @@ def test_the_token_goes_to_the_system_keyring_and_nowhere_on_disk_in_the_clear(s
     assert login_at_terminal(server, person, server.create_token(person, "desktop again"), env)[0] == 0
     desktop.stop()
     locked = tokensmith("whoami", env=env)
-    assert locked.returncode == 5 and "The system keyring (keyring.backends.SecretService.Keyring) would not give" in locked.stderr
+    assert (
+        locked.returncode == 5
+        and "The system keyring (keyring.backends.SecretService.Keyring) would not give" in locked.stderr
+    )
 
 
 @pytest.mark.parametrize("backend", ["keyrings.alt.file.PlaintextKeyring", "keyrings.alt.file.EncryptedKeyring"])

@@ -28,22 +28,44 @@ from tests.support.git import GitUser
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "src" / "tokensmith"
-CLIENT_FILES = {"tokensmith/__init__.py", "tokensmith/__main__.py", "tokensmith/cli/__init__.py",
-                "tokensmith/cli/main.py"} | {f"tokensmith/client/{path.name}" for path in (SOURCES / "client").glob("*.py")}
+CLIENT_FILES = {
+    "tokensmith/__init__.py",
+    "tokensmith/__main__.py",
+    "tokensmith/cli/__init__.py",
+    "tokensmith/cli/entry.py",
+    "tokensmith/cli/main.py",
+} | {f"tokensmith/client/{path.name}" for path in (SOURCES / "client").glob("*.py")}
 # Beyond the server's own dependencies (pyproject.toml), what they bring that a client never needs.
-SERVER_ONLY = {"tokensmith", "starlette", "pydantic", "pydantic-core", "mako", "greenlet", "argon2-cffi-bindings",
-               "psycopg-binary", "uvloop", "httptools", "websockets", "watchfiles", "click", "python-dotenv"}
-INSTALL_INSTEAD = re.compile(r"^Error: `(tokensmith [a-z -]+)` is a server command, not in tokensmith-client \(the "
-                             r"client alone\): where the server runs, install the `tokensmith` distribution instead "
-                             r"\(`pip install \.` in a Tokensmith checkout\)\.\n$")
+SERVER_ONLY = {
+    "tokensmith",
+    "starlette",
+    "pydantic",
+    "pydantic-core",
+    "mako",
+    "greenlet",
+    "argon2-cffi-bindings",
+    "psycopg-binary",
+    "uvloop",
+    "httptools",
+    "websockets",
+    "watchfiles",
+    "click",
+    "python-dotenv",
+}
+INSTALL_INSTEAD = re.compile(
+    r"^Error: `(tokensmith [a-z -]+)` is a server command, not in tokensmith-client \(the "
+    r"client alone\): where the server runs, install the `tokensmith` distribution instead "
+    r"\(`pip install \.` in a Tokensmith checkout\)\.\n$"
+)
 
 
 def requirement_name(requirement: str) -> str:
     return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return result
@@ -86,18 +108,23 @@ def wheel_metadata(wheel: Path, name: str) -> str:
 def test_the_client_wheel_holds_the_client_and_the_server_wheel_holds_both(wheels):
     assert wheel_files(wheels["tokensmith-client"]) == CLIENT_FILES
     server = wheel_files(wheels["tokensmith"])
-    assert CLIENT_FILES < server and {"tokensmith/cli/serve.py", "tokensmith/cli/admin.py", "tokensmith/db.py"} < server
+    assert server > CLIENT_FILES and {"tokensmith/cli/serve.py", "tokensmith/cli/admin.py", "tokensmith/store/database.py"} < server
     for wheel in wheels.values():  # one command, the same in both
-        assert "tokensmith = tokensmith.cli:main" in wheel_metadata(wheel, "entry_points.txt")
+        assert "tokensmith = tokensmith.cli.entry:main" in wheel_metadata(wheel, "entry_points.txt")
 
 
 def test_the_client_depends_on_what_it_imports_with_the_servers_ranges(wheels):
     server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     ranges = {requirement.name: requirement.specifier for requirement in map(Requirement, server)}
     metadata = wheel_metadata(wheels["tokensmith-client"], "METADATA")
-    required = {requirement.name: requirement.specifier for requirement in (
-        Requirement(line.removeprefix("Requires-Dist: ")) for line in metadata.splitlines()
-        if line.startswith("Requires-Dist: "))}
+    required = {
+        requirement.name: requirement.specifier
+        for requirement in (
+            Requirement(line.removeprefix("Requires-Dist: "))
+            for line in metadata.splitlines()
+            if line.startswith("Requires-Dist: ")
+        )
+    }
     assert required == {name: ranges[name] for name in ("httpx", "argcomplete", "keyring")}
 
 
@@ -110,14 +137,28 @@ def test_installing_the_client_brings_nothing_of_the_server(client_bin):
     assert installed & (server_only | SERVER_ONLY) == set()
 
 
-@pytest.mark.parametrize("arguments", [
-    ["serve"], ["serve", "--port", "8001"], ["users", "list"], ["projects", "create", "p", "--group-id", "g", "--owner", "o"],
-    ["tokens", "create", "--user", "ci", "--name", "CI"], ["tokens", "revoke-all", "--user", "ci"],
-    ["packages", "publish", "hotfix.zip", "--coordinates", "g:a:1"], ["audit", "export"], ["users"],
-])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["serve"],
+        ["serve", "--port", "8001"],
+        ["users", "list"],
+        ["projects", "create", "p", "--group-id", "g", "--owner", "o"],
+        ["tokens", "create", "--user", "ci", "--name", "CI"],
+        ["tokens", "revoke-all", "--user", "ci"],
+        ["packages", "publish", "hotfix.zip", "--coordinates", "g:a:1"],
+        ["audit", "export"],
+        ["users"],
+    ],
+)
 def test_a_server_command_says_in_one_line_what_to_install_instead(client_bin, tmp_path, arguments):
-    result = subprocess.run([str(client_bin / "tokensmith"), *arguments], env=client_env(tmp_path),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(client_bin / "tokensmith"), *arguments],
+        env=client_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and result.stdout == ""
     found = INSTALL_INSTEAD.match(result.stderr)
     assert found, result.stderr
@@ -139,8 +180,12 @@ def test_the_client_logs_in_lists_and_clones_through_git_against_a_real_server(s
     pusher.git("push", "origin", "HEAD:master", cwd=work)
 
     env = client_env(tmp_path / "home")
-    status, screen = answering(tokensmith, ["login", "--server", server.base_url], env=env,
-                               answers=[("Username: ", person), ("Token: ", server.create_token(person, "laptop"))])
+    status, screen = answering(
+        tokensmith,
+        ["login", "--server", server.base_url],
+        env=env,
+        answers=[("Username: ", person), ("Token: ", server.create_token(person, "laptop"))],
+    )
     assert status == 0, screen
     for arguments, expected in ((["whoami"], f"{person} with token “laptop”"), (["tokens", "list"], "first push")):
         result = run(tokensmith, *arguments, env=env)
@@ -157,8 +202,14 @@ def test_the_client_logs_in_lists_and_clones_through_git_against_a_real_server(s
 @pytest.fixture
 def pipx_home(tmp_path) -> Iterator[dict[str, str]]:
     home = tmp_path / "pipx"
-    yield {**client_env(tmp_path / "person"), "PIPX_HOME": str(home / "home"), "PIPX_BIN_DIR": str(home / "bin"),
-           "PIPX_MAN_DIR": str(home / "man"), "PIPX_DEFAULT_PYTHON": sys.executable, "USE_EMOJI": "0"}
+    yield {
+        **client_env(tmp_path / "person"),
+        "PIPX_HOME": str(home / "home"),
+        "PIPX_BIN_DIR": str(home / "bin"),
+        "PIPX_MAN_DIR": str(home / "man"),
+        "PIPX_DEFAULT_PYTHON": sys.executable,
+        "USE_EMOJI": "0",
+    }
 
 
 def test_pipx_installs_the_client_wheel_as_an_application_of_its_own(wheels, pipx_home):
@@ -168,7 +219,8 @@ def test_pipx_installs_the_client_wheel_as_an_application_of_its_own(wheels, pip
     assert run(tokensmith, "--version", env=pipx_home).stdout.strip() == "tokensmith 0.1.0"
     serve = subprocess.run([tokensmith, "serve"], env=pipx_home, capture_output=True, text=True, timeout=60)
     assert serve.returncode == 2 and INSTALL_INSTEAD.match(serve.stderr)
-    listed = run(sys.executable, "-m", "pipx", "runpip", "tokensmith-client", "list", "--format", "json",
-                 env=pipx_home).stdout
+    listed = run(
+        sys.executable, "-m", "pipx", "runpip", "tokensmith-client", "list", "--format", "json", env=pipx_home
+    ).stdout
     assert not {requirement_name(entry["name"]) for entry in json.loads(listed)} & SERVER_ONLY
     assert os.path.realpath(tokensmith).startswith(pipx_home["PIPX_HOME"])

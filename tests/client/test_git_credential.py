@@ -31,9 +31,14 @@ def project(server, person):
 
 def git(*args: str, env: dict[str, str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     # git runs the helper through /bin/sh with this PATH: the client is not on it.
-    result = subprocess.run(["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-                            env={**env, "PATH": "/usr/bin:/bin"}, cwd=cwd, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check:
         assert result.returncode == 0, f"git {' '.join(args)}:\n{result.stderr}"
     return result
@@ -54,7 +59,8 @@ def test_git_setup_then_clone_and_push_without_a_prompt_and_without_dot_git(serv
     env = client_env(home)
     home.mkdir()
     (home / ".git-credentials").write_text(
-        f"http://{person}:tks_{'A' * 38}@{server.base_url.removeprefix('http://')}\n")
+        f"http://{person}:tks_{'A' * 38}@{server.base_url.removeprefix('http://')}\n"
+    )
     git("config", "--global", "credential.helper", "store", env=env, cwd=home)
     _token, env = set_up(server, person, home)
     helpers = git("config", "--global", "--get-all", f"credential.{server.base_url}.helper", env=env, cwd=home)
@@ -80,13 +86,25 @@ def test_a_refused_clone_does_not_log_the_person_out(server, person, project, tm
     host = server.base_url.removeprefix("http://")
     # A token mistyped into the URL: git is refused (401), then tells every helper to erase it.
     wrong = f"tks_{'B' * 38}"
-    refused = git("clone", f"http://{person}:{wrong}@{host}/git/{project}", "refused", env={**env, "GIT_TRACE": "1"},
-                  cwd=home, check=False)
+    refused = git(
+        "clone",
+        f"http://{person}:{wrong}@{host}/git/{project}",
+        "refused",
+        env={**env, "GIT_TRACE": "1"},
+        cwd=home,
+        check=False,
+    )
     assert refused.returncode != 0 and "git-credential erase" in refused.stderr
     # What git sends after the client's own token is refused, word for word: `git credential reject`.
-    subprocess.run(["git", "credential", "reject"], env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True,
-                   input=f"protocol=http\nhost={host}\nusername={person}\npassword={token}\n\n", text=True,
-                   timeout=60, check=True)
+    subprocess.run(
+        ["git", "credential", "reject"],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        input=f"protocol=http\nhost={host}\nusername={person}\npassword={token}\n\n",
+        text=True,
+        timeout=60,
+        check=True,
+    )
     whoami = tokensmith("whoami", env=env)
     assert whoami.returncode == 0 and f"{person} with token “git laptop”" in whoami.stdout
     git("clone", f"{server.base_url}/git/{project}", "works", env=env, cwd=home)
@@ -116,19 +134,33 @@ def test_the_helper_answers_only_for_its_server_and_its_person(server, person, t
         return result.stdout
 
     assert get(f"protocol=http\nhost={host}\n\n") == f"username={person}\npassword={token}\n"
-    assert get(f"protocol=http\nhost={host}\nusername={person}\npath=git/x\n\n") == f"username={person}\npassword={token}\n"
+    assert (
+        get(f"protocol=http\nhost={host}\nusername={person}\npath=git/x\n\n")
+        == f"username={person}\npassword={token}\n"
+    )
     assert get(f"protocol=http\nhost={host}\nusername=someone-else\n\n") == ""
     assert get(f"protocol=https\nhost={host}\n\n") == ""
     assert get("protocol=http\nhost=github.com\n\n") == ""
     assert get("protocol=http\n\n") == ""
     for operation in ("store", "erase"):
-        assert tokensmith("git-credential", operation, env=env,
-                          input=f"protocol=http\nhost={host}\nusername={person}\npassword={token}\n\n").stdout == ""
+        assert (
+            tokensmith(
+                "git-credential",
+                operation,
+                env=env,
+                input=f"protocol=http\nhost={host}\nusername={person}\npassword={token}\n\n",
+            ).stdout
+            == ""
+        )
     assert get(f"protocol=http\nhost={host}\n\n") == f"username={person}\npassword={token}\n"
     # CI: the environment's token, for the environment's server only.
     ci = remember(f"tks_{'C' * 38}")
-    ci_env = {**client_env(tmp_path / "ci"), "TOKENSMITH_SERVER": server.base_url, "TOKENSMITH_USERNAME": "ci-bot",
-              "TOKENSMITH_TOKEN": ci}
+    ci_env = {
+        **client_env(tmp_path / "ci"),
+        "TOKENSMITH_SERVER": server.base_url,
+        "TOKENSMITH_USERNAME": "ci-bot",
+        "TOKENSMITH_TOKEN": ci,
+    }
     answer = tokensmith("git-credential", "get", env=ci_env, input=f"protocol=http\nhost={host}\n\n")
     assert answer.stdout == f"username=ci-bot\npassword={ci}\n"
 
@@ -146,19 +178,26 @@ def test_a_rotation_puts_the_new_secret_in_gits_store_and_git_keeps_working(serv
     env = client_env(home)
     git("config", "--global", "credential.helper", "store", env=env, cwd=home)
     token = server.create_token(person, "laptop")
-    status, screen = answering("git", ["clone", f"{server.base_url}/git/{project}.git", str(home / "work")],
-                               env={**env, "GIT_TERMINAL_PROMPT": "1"}, cwd=home, answers=[
-                                   (f"Username for '{server.base_url}': ", person),
-                                   (f"Password for 'http://{person}@{server.base_url.removeprefix('http://')}': ",
-                                    token)])
+    status, screen = answering(
+        "git",
+        ["clone", f"{server.base_url}/git/{project}.git", str(home / "work")],
+        env={**env, "GIT_TERMINAL_PROMPT": "1"},
+        cwd=home,
+        answers=[
+            (f"Username for '{server.base_url}': ", person),
+            (f"Password for 'http://{person}@{server.base_url.removeprefix('http://')}': ", token),
+        ],
+    )
     assert status == 0, screen
     assert token in (home / ".git-credentials").read_text()  # what git's store kept, after the prompt
     assert login_at_terminal(server, person, token, env)[0] == 0
 
     rotated = tokensmith("tokens", "rotate", env=env)
     assert rotated.returncode == 0, rotated.stderr
-    assert (f"Updated {home / '.git-credentials'}: git's saved credential for {server.base_url} has the new token."
-            in rotated.stdout)
+    assert (
+        f"Updated {home / '.git-credentials'}: git's saved credential for {server.base_url} has the new token."
+        in rotated.stdout
+    )
     new = remember(json.loads((home / "config" / "tokensmith" / "credentials").read_text())[server.base_url]["token"])
     stored = (home / ".git-credentials").read_text()
     assert token not in stored and new in stored
@@ -179,8 +218,10 @@ def test_a_rotation_names_the_helpers_it_cannot_read(server, person, tmp_path):
     assert login_at_terminal(server, person, server.create_token(person, "cached"), env)[0] == 0
     rotated = tokensmith("tokens", "rotate", env=env)
     assert rotated.returncode == 0, rotated.stderr
-    assert (f"git's credential helper “cache --timeout=60” may still hold the old secret for {server.base_url}"
-            in rotated.stdout)
+    assert (
+        f"git's credential helper “cache --timeout=60” may still hold the old secret for {server.base_url}"
+        in rotated.stdout
+    )
     remember(json.loads((home / "config" / "tokensmith" / "credentials").read_text())[server.base_url]["token"])
     # Once git asks tokensmith for this server, no other helper answers for it: nothing to say.
     assert tokensmith("git", "setup", env=env).returncode == 0

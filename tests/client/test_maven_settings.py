@@ -43,10 +43,14 @@ def test_updating_replaces_only_our_entry():
     assert twice.count("<id>tokensmith-studio</id>") == 1 and "corporate" in twice
 
 
-@pytest.mark.parametrize("text", [
-    '<settings>\n</settings>\n', '<settings xmlns="x">\n  <servers/>\n</settings>\n',
-    '<?xml version="1.0"?>\n<settings>\n  <servers>\n  </servers>\n</settings>\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<settings>\n</settings>\n",
+        '<settings xmlns="x">\n  <servers/>\n</settings>\n',
+        '<?xml version="1.0"?>\n<settings>\n  <servers>\n  </servers>\n</settings>\n',
+    ],
+)
 def test_files_without_servers_get_them(text):
     after = maven_settings.updated(text, "bob", "T")
     assert after.count("<servers>") == 1 and "<id>tokensmith-studio</id>" in after and after.endswith("</settings>\n")
@@ -109,15 +113,30 @@ def test_tokens_rotate_updates_the_settings_maven_settings_wrote_and_mvn_keeps_w
     def resolve(repository: str) -> subprocess.CompletedProcess[str]:
         # Java finds ~ in /etc/passwd, not in $HOME: name this HOME's settings.xml explicitly.
         return subprocess.run(
-            ["mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={tmp_path / repository}",
-             "dependency:get", f"-Dartifact=com.acme.studio:{project}:1.0.0"],
-            env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+            [
+                "mvn",
+                "-B",
+                "-q",
+                "-s",
+                str(settings),
+                f"-Dmaven.repo.local={tmp_path / repository}",
+                "dependency:get",
+                f"-Dartifact=com.acme.studio:{project}:1.0.0",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+        )
 
     before = resolve("m2-before")
     assert before.returncode == 0, before.stdout[-2000:]
     rotated = tokensmith("tokens", "rotate", env=env)
-    assert rotated.returncode == 0 and f"Updated {settings}: its <server> tokensmith-studio has the new token." \
-        in rotated.stdout
+    assert (
+        rotated.returncode == 0
+        and f"Updated {settings}: its <server> tokensmith-studio has the new token." in rotated.stdout
+    )
     assert token not in settings.read_text() and "the person's own settings" in settings.read_text()
     new_token = remember(settings.read_text().split("<password>")[1].split("</password>")[0])
     after = resolve("m2-after")  # a fresh local repository: every file comes from the server again

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
 from tokensmith.client.credentials import Credential
-from tokensmith.client.server_api import ServerApi
 from tokensmith.client.errors import Refused, Unreachable
+from tokensmith.client.server_api import ServerApi
 
 CREDENTIAL = Credential("https://tokens.example.test", "alice", "tks_" + "x" * 38)
 
@@ -17,7 +19,12 @@ def api(handler) -> ServerApi:
 
 
 def test_a_503_says_the_server_is_temporarily_unavailable():
-    answer = lambda request: httpx.Response(503, json={"error": "store_unavailable", "message": "The token store is unreachable; try again in a moment."})  # noqa: E731
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            503,
+            json={"error": "store_unavailable", "message": "The token store is unreachable; try again in a moment."},
+        )
+
     with pytest.raises(Unreachable, match="temporarily unavailable: The token store is unreachable"):
         api(answer).me()
 
@@ -25,13 +32,17 @@ def test_a_503_says_the_server_is_temporarily_unavailable():
 def test_a_tls_failure_is_named_as_such():
     def refuse(request):
         raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
-    with pytest.raises(Unreachable, match="TLS certificate of https://tokens.example.test could not be verified"):
+
+    with pytest.raises(
+        Unreachable, match=re.escape("TLS certificate of https://tokens.example.test could not be verified")
+    ):
         api(refuse).me()
 
 
 def test_a_timeout_and_a_refusal_read_in_words():
     def slow(request):
         raise httpx.ReadTimeout("timed out")
+
     with pytest.raises(Unreachable, match="did not answer in time"):
         api(slow).me()
     answer = lambda request: httpx.Response(401, json={"error": "token_revoked", "message": "This token was revoked."})  # noqa: E731

@@ -40,7 +40,11 @@ def test_status_shows_every_login_and_what_became_of_it(server, warn_server, tmp
     ok = sections[f"://127.0.0.1:{server.port} (default)"]
     assert f"Logged in as {fine} with token “works” (tks_…" in ok
     assert "Scopes:  api:read, api:write, git:read, git:write, maven:read" in ok
-    assert "Limits:  every project; from anywhere" in ok and "Expires: never" in ok and f"Kept in: {kept} (mode 0600)" in ok
+    assert (
+        "Limits:  every project; from anywhere" in ok
+        and "Expires: never" in ok
+        and f"Kept in: {kept} (mode 0600)" in ok
+    )
     refused = sections[f"://127.0.0.1:{warn_server.port}"]
     assert "The server refused the token: " in refused and "revoked" in refused
     assert f"Log in again: tokensmith login --server {warn_server.base_url}" in refused
@@ -57,11 +61,16 @@ def test_status_shows_every_login_and_what_became_of_it(server, warn_server, tmp
 
 def test_status_in_ci_shows_the_environments_login(server, tmp_path):
     person = new_person(server)
-    env = client_env(tmp_path, TOKENSMITH_SERVER=server.base_url, TOKENSMITH_USERNAME=person,
-                     TOKENSMITH_TOKEN=server.create_token(person, "ci job"))
+    env = client_env(
+        tmp_path,
+        TOKENSMITH_SERVER=server.base_url,
+        TOKENSMITH_USERNAME=person,
+        TOKENSMITH_TOKEN=server.create_token(person, "ci job"),
+    )
     status = tokensmith("status", env=env)
     assert status.returncode == 0, status.stderr
-    assert status.stdout.splitlines()[:2] == [f"{server.base_url} (default)",
-                                              f"  Logged in as {person} with token “ci job” (tks_…"
-                                              + status.stdout.split("(tks_…")[1].split(")")[0] + ")"]
+    assert status.stdout.splitlines()[:2] == [
+        f"{server.base_url} (default)",
+        f"  Logged in as {person} with token “ci job” (tks_…" + status.stdout.split("(tks_…")[1].split(")")[0] + ")",
+    ]
     assert "Kept in: the environment (TOKENSMITH_TOKEN)" in status.stdout

@@ -21,28 +21,51 @@ NO_KEYRING = "keyring.backends.fail.Keyring"
 
 def client_env(home: Path, keyring_backend: str | None = NO_KEYRING, **extra: str) -> dict[str, str]:
     """A person's environment: their own HOME and config, none of the server's variables."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("TOKENSMITH_", "PYTHON_KEYRING", "DBUS_", "GIT_"))}
-    env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
-                "COLUMNS": "200", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LANG": "C.UTF-8"})
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TOKENSMITH_", "PYTHON_KEYRING", "DBUS_", "GIT_"))
+    }
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "XDG_DATA_HOME": str(home / "data"),
+            "COLUMNS": "200",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "LANG": "C.UTF-8",
+        }
+    )
     if keyring_backend:
         env["PYTHON_KEYRING_BACKEND"] = keyring_backend
     env.update(extra)
     return env
 
 
-def tokensmith(*args: str, env: dict[str, str], input: str = "", cwd: Path | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TOKENSMITH, *args], env=env, input=input, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+def tokensmith(
+    *args: str, env: dict[str, str], input: str = "", cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TOKENSMITH, *args], env=env, input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
-def answering(program: str, args: list[str], *, env: dict[str, str], answers: list[tuple[str, str]] = (),
-              cwd: Path | None = None, timeout: float = 30, dimensions: tuple[int, int] = (24, 200)) -> tuple[int, str]:
+def answering(
+    program: str,
+    args: list[str],
+    *,
+    env: dict[str, str],
+    answers: list[tuple[str, str]] = (),
+    cwd: Path | None = None,
+    timeout: float = 30,
+    dimensions: tuple[int, int] = (24, 200),
+) -> tuple[int, str]:
     """Run in a pseudo-terminal of ``dimensions`` (rows, columns), answering each expected
     prompt; the exit status and the screen."""
-    child = pexpect.spawn(program, args, env=env, encoding="utf-8", timeout=timeout, cwd=str(cwd) if cwd else None,
-                          dimensions=dimensions)
+    child = pexpect.spawn(
+        program, args, env=env, encoding="utf-8", timeout=timeout, cwd=str(cwd) if cwd else None, dimensions=dimensions
+    )
     screen = ""
     for prompt, answer in answers:
         child.expect(prompt)
@@ -54,17 +77,23 @@ def answering(program: str, args: list[str], *, env: dict[str, str], answers: li
     return child.exitstatus, screen
 
 
-def at_terminal(*args: str, env: dict[str, str], answers: list[tuple[str, str]] = (),
-                cwd: Path | None = None, timeout: float = 30, dimensions: tuple[int, int] = (24, 200)) -> tuple[int, str]:
+def at_terminal(
+    *args: str,
+    env: dict[str, str],
+    answers: list[tuple[str, str]] = (),
+    cwd: Path | None = None,
+    timeout: float = 30,
+    dimensions: tuple[int, int] = (24, 200),
+) -> tuple[int, str]:
     """The client in a pseudo-terminal, as a person runs it."""
-    return answering(TOKENSMITH, list(args), env=env, answers=answers, cwd=cwd, timeout=timeout,
-                     dimensions=dimensions)
+    return answering(TOKENSMITH, list(args), env=env, answers=answers, cwd=cwd, timeout=timeout, dimensions=dimensions)
 
 
 def login_at_terminal(server, username: str, secret: str, env: dict[str, str]) -> tuple[int, str]:
     """Type at the prompts of `tokensmith login`."""
-    return at_terminal("login", "--server", server.base_url, env=env,
-                       answers=[("Username: ", username), ("Token: ", secret)])
+    return at_terminal(
+        "login", "--server", server.base_url, env=env, answers=[("Username: ", username), ("Token: ", secret)]
+    )
 
 
 def project_with_a_commit(server, person: str, tmp_path: Path) -> str:
@@ -83,14 +112,22 @@ import atexit, json, sys
 listing = sys.argv.pop(1)
 atexit.register(lambda: open(listing, "w").write(json.dumps(sorted(sys.modules))))
 sys.argv[0] = {script!r}
-from tokensmith.cli import main
+from tokensmith.cli.entry import main
 main()
 """
 
 
-def loaded_by(arguments: list[str], env: dict[str, str], tmp_path, input: str = "") -> tuple[list[str], subprocess.CompletedProcess]:
+def loaded_by(
+    arguments: list[str], env: dict[str, str], tmp_path, input: str = ""
+) -> tuple[list[str], subprocess.CompletedProcess]:
     listing = tmp_path / f"modules-{uuid.uuid4().hex}.json"
     script = RUN_AND_LIST.format(script=str(tmp_path / "tokensmith"))
-    result = subprocess.run([sys.executable, "-c", script, str(listing), *arguments], env=env, input=input,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(listing), *arguments],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return json.loads(listing.read_text()), result

@@ -17,8 +17,16 @@ from tests.support.servers import LiveServer
 
 
 class Cluster:
-    def __init__(self, base: Path, database_url: str, *, count: int = 3, git_rate: str | None = None,
-                 env: dict[str, str] | None = None, measured: bool = True) -> None:
+    def __init__(
+        self,
+        base: Path,
+        database_url: str,
+        *,
+        count: int = 3,
+        git_rate: str | None = None,
+        env: dict[str, str] | None = None,
+        measured: bool = True,
+    ) -> None:
         self.data_dir = base / "shared-data"
         self.nginx = Nginx(base / "nginx")
         self.url = self.nginx.url
@@ -28,8 +36,10 @@ class Cluster:
             "TOKENSMITH_PUBLIC_URL": self.url,
             **(env or {}),
         }
-        self.instances = [LiveServer(self.data_dir, env=shared, name=f"instance{number}", measured=measured)
-                          for number in range(1, count + 1)]
+        self.instances = [
+            LiveServer(self.data_dir, env=shared, name=f"instance{number}", measured=measured)
+            for number in range(1, count + 1)
+        ]
         self.nginx.proxy([instance.port for instance in self.instances], git_rate=git_rate)
 
     def start(self, timeout: float = 60) -> Cluster:

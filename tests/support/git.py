@@ -16,21 +16,37 @@ class GitUser:
         self.store = home / ".git-credentials"
 
     def env(self) -> dict[str, str]:
-        return {"PATH": os.environ["PATH"], "HOME": str(self.home), "GIT_CONFIG_NOSYSTEM": "1",
-                "GIT_TERMINAL_PROMPT": "0", "LANG": "C"}
+        return {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "LANG": "C",
+        }
 
     def remember_credentials(self, base_url: str, token: str | None = None) -> None:
         """What `git credential approve` does after a successful prompt, for the store helper."""
         self.git("config", "--global", "credential.helper", f"store --file={self.store}")
-        self.git("credential", "approve", input=(
-            f"protocol=http\nhost={base_url.removeprefix('http://')}\nusername={self.username}\n"
-            f"password={token or self.token}\n\n"))
+        self.git(
+            "credential",
+            "approve",
+            input=(
+                f"protocol=http\nhost={base_url.removeprefix('http://')}\nusername={self.username}\n"
+                f"password={token or self.token}\n\n"
+            ),
+        )
 
-    def git(self, *args: str, cwd: Path | None = None, input: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+    def git(
+        self, *args: str, cwd: Path | None = None, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-            cwd=cwd or self.home, env=self.env(), input=input, capture_output=True, text=True, timeout=120,
+            cwd=cwd or self.home,
+            env=self.env(),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed:\n{result.stderr}")

@@ -122,13 +122,17 @@ class Nginx:
         servers = "\n".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;" for port in ports)
         # nginx applies limit_rate only to buffered answers: buffered, then, but never to disk,
         # so that the instance still sends the pack as slowly as the client gets it.
-        slow = f"""
+        slow = (
+            f"""
         location ~ ^/git/.+/git-upload-pack$ {{{PROXY}
             proxy_max_temp_file_size 0;
             proxy_buffers 4 64k;
             proxy_busy_buffers_size 64k;
             limit_rate {git_rate};
-        }}""" if git_rate else ""
+        }}"""
+            if git_rate
+            else ""
+        )
         self.site = f"""
     upstream tokensmith {{
 {servers}
@@ -155,8 +159,11 @@ class Nginx:
             raise NginxUnavailable("nginx is not installed (apt-get install nginx)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         temp = {name: self.workdir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-        logging = (f"log_format requests '{LOG_FORMAT}'; access_log {self.access_log} requests;"
-                   if self.log_requests else "access_log off;")
+        logging = (
+            f"log_format requests '{LOG_FORMAT}'; access_log {self.access_log} requests;"
+            if self.log_requests
+            else "access_log off;"
+        )
         config = self.workdir / "nginx.conf"
         config.write_text(
             "daemon off; master_process off; worker_processes 1;\n"
@@ -169,7 +176,9 @@ class Nginx:
         )
         self.process = subprocess.Popen(
             [*self.prefix, binary, "-p", str(self.workdir), "-c", str(config)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -195,16 +204,29 @@ class Nginx:
         for line in self.access_log.read_text().splitlines():
             ended, seconds, method, path, status, sent, upstream = line.split(" ", 6)
             addresses, _, statuses = upstream.partition("|")
-            found.append(LoggedRequest(float(ended), float(seconds), method, path, int(status),
-                                       addresses.replace(" : ", ", ").split(", "),
-                                       statuses.replace(" : ", ", ").split(", "), int(sent)))
+            found.append(
+                LoggedRequest(
+                    float(ended),
+                    float(seconds),
+                    method,
+                    path,
+                    int(status),
+                    addresses.replace(" : ", ", ").split(", "),
+                    statuses.replace(" : ", ", ").split(", "),
+                    int(sent),
+                )
+            )
         return found
 
 
 def htpasswd_line(username: str, password: str) -> str:
     """An htpasswd entry nginx reads: salted SHA-1 ({SSHA}), never the password itself."""
     salt = os.urandom(8)
-    return f"{username}:{{SSHA}}" + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode() + "\n"
+    return (
+        f"{username}:{{SSHA}}"
+        + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode()
+        + "\n"
+    )
 
 
 def git_http_backend() -> str:
@@ -227,8 +249,12 @@ class FcgiWrap:
         if not Path(binary).exists():
             raise NginxUnavailable("fcgiwrap is not installed (apt-get install fcgiwrap)")
         self.socket.parent.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen([*self.prefix, binary, "-s", f"unix:{self.socket}"],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [*self.prefix, binary, "-s", f"unix:{self.socket}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while not self.socket.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -47,18 +47,36 @@ class NuxeoCli:
 
     def env(self) -> dict[str, str]:
         dead = f"http://127.0.0.1:{free_port()}"
-        return {"PATH": os.environ["PATH"], "HOME": str(self.home), "LANG": "C.UTF-8", "TERM": "xterm",
-                "NO_UPDATE_NOTIFIER": "1", "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead,
-                "https_proxy": dead, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        return {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "TERM": "xterm",
+            "NO_UPDATE_NOTIFIER": "1",
+            "HTTP_PROXY": dead,
+            "HTTPS_PROXY": dead,
+            "http_proxy": dead,
+            "https_proxy": dead,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
 
     def spawn(self, *args: str, cwd: Path, timeout: float = 60) -> pexpect.spawn:
         self.home.mkdir(parents=True, exist_ok=True)
         cwd.mkdir(parents=True, exist_ok=True)
-        return pexpect.spawn(str(NUXEO), ["-n", *args], env=self.env(), cwd=str(cwd), encoding="utf-8",
-                             timeout=timeout, dimensions=(50, 200))
+        return pexpect.spawn(
+            str(NUXEO),
+            ["-n", *args],
+            env=self.env(),
+            cwd=str(cwd),
+            encoding="utf-8",
+            timeout=timeout,
+            dimensions=(50, 200),
+        )
 
-    def run(self, *args: str, cwd: Path, answers: list[tuple[str, str]] = (),
-            if_asked: tuple[str, str] | None = None) -> tuple[int, str]:
+    def run(
+        self, *args: str, cwd: Path, answers: list[tuple[str, str]] = (), if_asked: tuple[str, str] | None = None
+    ) -> tuple[int, str]:
         """Run at the prompts, answering each, and ``if_asked``'s prompt if it comes: the exit
         status and the screen."""
         child = self.spawn(*args, cwd=cwd)
@@ -76,16 +94,23 @@ class NuxeoCli:
         child.close()
         return child.exitstatus, screen_of(output)
 
-    def link(self, cwd: Path, connect_url: str, username: str, token: str, project: str,
-             settings: str | None = None) -> tuple[int, str]:
+    def link(
+        self, cwd: Path, connect_url: str, username: str, token: str, project: str, settings: str | None = None
+    ) -> tuple[int, str]:
         """``nuxeo studio link``, answered; ``settings``: the answer to "update your Maven
         settings.xml?", asked only where a pom.xml is (and then yes to overwriting it, which
         the tool asks when it has something to change there)."""
         answers = [("NOS Username:", username), ("NOS Token:", token), ("Studio Project:", project)]
         if settings is not None:
             answers.append(("settings.xml file accordingly", settings))
-        return self.run("studio", "link", f"--connectUrl={connect_url}", cwd=cwd, answers=answers,
-                        if_asked=(r"Overwrite \S*settings\.xml\?", "y") if settings else None)
+        return self.run(
+            "studio",
+            "link",
+            f"--connectUrl={connect_url}",
+            cwd=cwd,
+            answers=answers,
+            if_asked=(r"Overwrite \S*settings\.xml\?", "y") if settings else None,
+        )
 
 
 def on_the_path(folder: Path) -> Path:

@@ -61,11 +61,13 @@ def ensure_installed() -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise OidcProviderUnavailable("npm is not installed: run `make test` (or `make system-packages`)")
-    result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PACKAGE_DIR,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=300
+    )
     if result.returncode != 0 or not INSTALLED_MARK.is_dir():
         raise OidcProviderUnavailable(
-            f"`npm ci` in {PACKAGE_DIR} failed; run `make test` to install the provider:\n{result.stderr}")
+            f"`npm ci` in {PACKAGE_DIR} failed; run `make test` to install the provider:\n{result.stderr}"
+        )
 
 
 def _as_list(value: str | Iterable[str]) -> list[str]:
@@ -114,12 +116,14 @@ class OidcProvider:
         config: dict[str, object] = {
             "issuer": self.issuer,
             "port": self.port,
-            "clients": [{
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-                "redirect_uris": self.redirect_uris,
-                "post_logout_redirect_uris": self.post_logout_redirect_uris,
-            }],
+            "clients": [
+                {
+                    "client_id": self.client_id,
+                    "client_secret": self.client_secret,
+                    "redirect_uris": self.redirect_uris,
+                    "post_logout_redirect_uris": self.post_logout_redirect_uris,
+                }
+            ],
             "accounts": self.accounts,
             "cookie_keys": [secrets.token_urlsafe(32)],
             "thin_id_tokens": self.thin_id_tokens,
@@ -140,14 +144,25 @@ class OidcProvider:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [shutil.which("node") or "node", str(SCRIPT), str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PACKAGE_DIR, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=PACKAGE_DIR,
+                env=env,
             )
         self._wait_until_ready(timeout)
         return self
 
     def _wait_until_ready(self, timeout: float) -> None:
-        wait_until_answering(self.process, self.discovery_url, statuses=(200,), timeout=timeout,
-                             name="oidc-provider", console=self.console, failure=OidcProviderFailed)
+        wait_until_answering(
+            self.process,
+            self.discovery_url,
+            statuses=(200,),
+            timeout=timeout,
+            name="oidc-provider",
+            console=self.console,
+            failure=OidcProviderFailed,
+        )
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -197,8 +212,9 @@ def _origin(url: str | httpx.URL) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
-def _walk(client: httpx.Client, response: httpx.Response,
-          answer: Callable[[dict[str, str]], dict[str, str]]) -> httpx.Response:
+def _walk(
+    client: httpx.Client, response: httpx.Response, answer: Callable[[dict[str, str]], dict[str, str]]
+) -> httpx.Response:
     """Follow the provider's redirects and answer its forms until it redirects elsewhere.
 
     ``answer(fields)`` returns what to post for a form with these hidden fields; a form the
@@ -230,6 +246,7 @@ def sign_in_with_forms(client: httpx.Client, authorize_url: str, login: str) -> 
     ``prompt=login`` to the authorize URL to be asked again, and a different login then ends
     the provider's session first, as a browser's script would) and the consent already given.
     """
+
     def answer(fields: dict[str, str]) -> dict[str, str]:
         if fields.get("prompt") == "login":
             return {"prompt": "login", "login": login, "password": "any password"}

@@ -15,5 +15,6 @@ def csrf_of(page: httpx.Response) -> str:
 
 def sign_in(client: httpx.Client, username: str, password: str) -> httpx.Response:
     form = client.get("/login")
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": csrf_of(form), "next": "/tokens"})
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": csrf_of(form), "next": "/tokens"}
+    )

@@ -83,10 +83,22 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.base_dir, "postgres", "postgres")
             shutil.chown(pwfile, "postgres")
-        _run(_as_owner([
-            initdb, "-D", str(self.data_dir), "-U", "postgres", "--auth=scram-sha-256",
-            f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8",
-        ]))
+        _run(
+            _as_owner(
+                [
+                    initdb,
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
+        )
         pwfile.unlink()
         return self
 
@@ -111,18 +123,35 @@ class PostgresServer:
         replica.password = self.password  # the backup carries this server's users
         if os.geteuid() == 0:
             shutil.chown(replica.base_dir, "postgres", "postgres")
-        _run(_as_owner([
-            "env", f"PGPASSWORD={self.password}", find_binary("pg_basebackup"), "-h", "127.0.0.1",
-            "-p", str(self.port), "-U", "postgres", "-D", str(replica.data_dir), "-R", "-X", "stream",
-            "--checkpoint=fast",
-        ]))
+        _run(
+            _as_owner(
+                [
+                    "env",
+                    f"PGPASSWORD={self.password}",
+                    find_binary("pg_basebackup"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    str(replica.data_dir),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "--checkpoint=fast",
+                ]
+            )
+        )
         return replica
 
     def execute(self, sql: str, database: str = "postgres") -> list[tuple]:
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", password=self.password,
-                             dbname=database, autocommit=True) as connection:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", password=self.password, dbname=database, autocommit=True
+        ) as connection:
             cursor = connection.execute(sql)
             return cursor.fetchall() if cursor.description else []
 
@@ -155,8 +184,12 @@ class PostgresServer:
         import psycopg
 
         with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", password=self.password,
-            dbname="postgres", autocommit=True,
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            password=self.password,
+            dbname="postgres",
+            autocommit=True,
         ) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url_for(name)

@@ -25,8 +25,14 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 15) -> None:
 
 
 def wait_until_answering(
-    process: subprocess.Popen, url: str, *, statuses: Collection[int], timeout: float,
-    name: str, console: Callable[[], str], failure: type[Exception],
+    process: subprocess.Popen,
+    url: str,
+    *,
+    statuses: Collection[int],
+    timeout: float,
+    name: str,
+    console: Callable[[], str],
+    failure: type[Exception],
 ) -> None:
     """Wait until ``url`` answers one of ``statuses``; ``failure`` with the console if the
     process exits first or the time runs out (and then it is stopped)."""

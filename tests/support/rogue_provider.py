@@ -33,8 +33,8 @@ CLIENT_ID = "tokensmith-tests"
 class RogueProvider:
     """``mode`` picks the misbehaviour of the next token answer: "honest", "wrong_key",
     "expired", "wrong_audience", "wrong_nonce", "wrong_issuer", "unsigned", "garbage_token",
-    "no_id_token", "token_endpoint_broken", "token_answer_odd", "jwks_garbage"; ``discovery`` picks the discovery answer: "ok", "garbage", "not_json",
-    "wrong_issuer", "500"."""
+    "no_id_token", "token_endpoint_broken", "token_answer_odd", "jwks_garbage"; ``discovery`` picks
+    the discovery answer: "ok", "garbage", "not_json", "wrong_issuer", "500"."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -43,8 +43,12 @@ class RogueProvider:
         self.other_key = RSAKey.generate_key(2048, parameters={"kid": "good", "alg": "RS256", "use": "sig"})
         self.mode = "honest"
         self.discovery = "ok"
-        self.claims: dict[str, Any] = {"sub": "rogue-1", "preferred_username": "rogue.user",
-                                       "email": "rogue.user@example.test", "name": "Rogue User"}
+        self.claims: dict[str, Any] = {
+            "sub": "rogue-1",
+            "preferred_username": "rogue.user",
+            "email": "rogue.user@example.test",
+            "name": "Rogue User",
+        }
         self.codes: dict[str, dict[str, str]] = {}  # code -> what the authorization request said
         self.token_requests = 0
         self._server: ThreadingHTTPServer | None = None
@@ -59,16 +63,18 @@ class RogueProvider:
         if self.discovery == "garbage":
             return 200, json.dumps({"hello": "world"}).encode()
         issuer = "https://elsewhere.example" if self.discovery == "wrong_issuer" else self.issuer
-        return 200, json.dumps({
-            "issuer": issuer,
-            "authorization_endpoint": f"{self.issuer}/authorize",
-            "token_endpoint": f"{self.issuer}/token",
-            "jwks_uri": f"{self.issuer}/jwks",
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "code_challenge_methods_supported": ["S256"],
-        }).encode()
+        return 200, json.dumps(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": f"{self.issuer}/authorize",
+                "token_endpoint": f"{self.issuer}/token",
+                "jwks_uri": f"{self.issuer}/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "code_challenge_methods_supported": ["S256"],
+            }
+        ).encode()
 
     def authorize(self, query: dict[str, str]) -> str:
         """Sign the person in at once and send them back with a code."""
@@ -85,15 +91,21 @@ class RogueProvider:
         request = self.codes.pop(form.get("code", ""), None)
         if request is None:
             return 400, {"error": "invalid_grant", "error_description": "code unknown or used"}
-        challenge = base64.urlsafe_b64encode(
-            hashlib.sha256(form.get("code_verifier", "").encode()).digest()
-        ).decode().rstrip("=")
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
+            .decode()
+            .rstrip("=")
+        )
         if request.get("code_challenge_method") != "S256" or challenge != request.get("code_challenge"):
             return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}
         if self.mode == "no_id_token":
             return 200, {"access_token": "opaque", "token_type": "Bearer"}
-        return 200, {"access_token": "opaque", "token_type": "Bearer", "expires_in": 300,
-                     "id_token": remember(self._id_token(request))}
+        return 200, {
+            "access_token": "opaque",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "id_token": remember(self._id_token(request)),
+        }
 
     def _id_token(self, request: dict[str, str]) -> str:
         now = int(time.time())
@@ -128,8 +140,13 @@ class RogueProvider:
             def log_message(self, *_args: object) -> None:  # quiet: codes are in the URLs
                 pass
 
-            def _send(self, status: int, body: bytes, content_type: str = "application/json",
-                      headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str = "application/json",
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))

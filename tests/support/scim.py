@@ -33,6 +33,7 @@ def provisioning_server(data_dir: Path, secret: str, name: str) -> Iterator[Live
 @contextmanager
 def provider_client(server: LiveServer, secret: str) -> Iterator[httpx.Client]:
     """The identity provider's SCIM client: the base URL and the Bearer secret."""
-    with httpx.Client(base_url=f"{server.base_url}/scim/v2", timeout=30,
-                      headers={"Authorization": f"Bearer {secret}"}) as client:
+    with httpx.Client(
+        base_url=f"{server.base_url}/scim/v2", timeout=30, headers={"Authorization": f"Bearer {secret}"}
+    ) as client:
         yield client

@@ -20,13 +20,15 @@ import httpx
 from sqlalchemy.orm import Session
 
 from tests.support.ledger import remember, watch
-from tests.support.processes import stop_process, wait_until_answering
 from tests.support.ports import free_port
-from tokensmith import accounts, personal_tokens
+from tests.support.processes import stop_process, wait_until_answering
+from tokensmith.accounts import users
 from tokensmith.config import load_settings
-from tokensmith.db import create_store_engine, session_factory, unit_of_work
-from tokensmith.models import PersonalToken, User
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.database import create_store_engine, session_factory, unit_of_work
+from tokensmith.store.models import PersonalToken, User
+from tokensmith.store.server_keys import load_server_keys
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import listing as token_listing
 
 BANNER_PASSWORD = re.compile(r"First start: created user 'admin' with this password:\s+(\S+)")
 
@@ -36,8 +38,15 @@ class ServerFailed(RuntimeError):
 
 
 class LiveServer:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, name: str = "server",
-                 measured: bool = True, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        name: str = "server",
+        measured: bool = True,
+        args: tuple[str, ...] = (),
+    ) -> None:
         """``measured=False`` runs the server without coverage's tracing, which slows every line
         down severalfold: for tests that hold the server to a time limit. ``args`` go to
         ``tokensmith serve`` (``--workers 2``)."""
@@ -72,9 +81,11 @@ class LiveServer:
         log = self.log_path.open("ab")
         self._console_offset = log.tell()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tokensmith", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "tokensmith", "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             cwd=self.data_dir.parent,
         )
         log.close()
@@ -88,8 +99,15 @@ class LiveServer:
         return self
 
     def _wait_until_ready(self, timeout: float) -> None:
-        wait_until_answering(self.process, f"{self.base_url}/healthz", statuses=(200, 503), timeout=timeout,
-                             name="server", console=self.console, failure=ServerFailed)
+        wait_until_answering(
+            self.process,
+            f"{self.base_url}/healthz",
+            statuses=(200, 503),
+            timeout=timeout,
+            name="server",
+            console=self.console,
+            failure=ServerFailed,
+        )
 
     def stop(self, timeout: float = 15) -> None:
         stop_process(self.process, timeout)
@@ -108,12 +126,18 @@ class LiveServer:
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
 
-    def cli(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the ``tokensmith`` command against this server's store, from its shell."""
         return subprocess.run(
             [sys.executable, "-m", "tokensmith", *args],
-            env={**self.env, **(env or {})}, input=input, capture_output=True, text=True,
-            cwd=self.data_dir.parent, timeout=120,
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            cwd=self.data_dir.parent,
+            timeout=120,
         )
 
     # --- the store, as an administrator on the server's machine sees it --------------------------
@@ -130,15 +154,23 @@ class LiveServer:
 
     def create_user(self, username: str, *, password: str | None = None, admin: bool = False) -> None:
         with self.store() as session:
-            accounts.create_user(
-                session, username, f"{username}@example.test", password=password and remember(password),
-                is_admin=admin, actor="tests",
+            users.create_user(
+                session,
+                username,
+                f"{username}@example.test",
+                password=password and remember(password),
+                is_admin=admin,
+                actor="tests",
             )
 
-    def create_project(self, project_id: str, group_id: str, *, owner: str, members: dict[str, str] | None = None) -> str:
+    def create_project(
+        self, project_id: str, group_id: str, *, owner: str, members: dict[str, str] | None = None
+    ) -> str:
         """A project made with the admin commands: its owner, and ``members`` by name with their role."""
-        for args in (("projects", "create", project_id, "--group-id", group_id, "--owner", owner),
-                     *(("projects", "add-member", project_id, name, "--role", role) for name, role in (members or {}).items())):
+        for args in (
+            ("projects", "create", project_id, "--group-id", group_id, "--owner", owner),
+            *(("projects", "add-member", project_id, name, "--role", role) for name, role in (members or {}).items()),
+        ):
             result = self.cli(*args)
             assert result.returncode == 0, result.stderr
         return project_id
@@ -147,17 +179,26 @@ class LiveServer:
         """A token made as the admin command makes one; ``limits``: scopes, projects, allowed_ips."""
         settings = load_settings(self.env)
         with self.store() as session:
-            owner = accounts.get_user(session, username)
-            secret, _row = personal_tokens.create_token(
-                session, load_server_keys(settings), owner.id, name, prefix=settings.token_prefix,
-                actor="tests", expires_at=expires_at, **limits,
+            owner = users.get_user(session, username)
+            secret, _row = token_lifecycle.create_token(
+                session,
+                load_server_keys(settings),
+                owner.id,
+                name,
+                prefix=settings.token_prefix,
+                actor="tests",
+                expires_at=expires_at,
+                **limits,
             )
         return remember(secret)
 
     def token_row(self, username: str, name: str) -> PersonalToken:
         with self.store() as session:
-            rows = [row for row in personal_tokens.list_tokens(session, accounts.get_user(session, username).id)
-                    if row.name == name]
+            rows = [
+                row
+                for row in token_listing.list_tokens(session, users.get_user(session, username).id)
+                if row.name == name
+            ]
             session.expunge_all()
         assert len(rows) == 1, f"expected one live token {name!r} of {username}, found {len(rows)}"
         return rows[0]
@@ -172,6 +213,6 @@ class LiveServer:
 
     def user(self, username: str) -> User:
         with self.store() as session:
-            user = accounts.get_user(session, username)
+            user = users.get_user(session, username)
             session.expunge(user)
         return user

@@ -31,14 +31,20 @@ class Mailbox:
         # Recipients the server refuses, and its answer: "550 ..." for good, "451 ..." for now.
         self.refusals: dict[str, str] = {}
 
-    async def handle_RCPT(self, server: object, session: object, envelope: object, address: str,  # noqa: N802
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: object,
+        session: object,
+        envelope: object,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if address in self.refusals:
             return self.refusals[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         raw = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
         message = email.message_from_bytes(raw, policy=email.policy.default)
         with self._arrived:
@@ -50,8 +56,9 @@ class Mailbox:
         with self._arrived:
             return [message for _raw, message in self.messages if predicate(message)]
 
-    def wait_for(self, predicate: Callable[[EmailMessage], bool], count: int = 1,
-                 timeout: float = 10) -> list[EmailMessage]:
+    def wait_for(
+        self, predicate: Callable[[EmailMessage], bool], count: int = 1, timeout: float = 10
+    ) -> list[EmailMessage]:
         """The messages matching ``predicate`` once there are ``count`` of them."""
         deadline = time.monotonic() + timeout
         with self._arrived:
@@ -62,7 +69,8 @@ class Mailbox:
                 self._arrived.wait(max(0.0, deadline - time.monotonic()))
         assert len(found) >= count, (
             f"expected {count} matching message(s), got {len(found)}; "
-            f"received: {[str(m['Subject']) for _r, m in self.messages]}")
+            f"received: {[str(m['Subject']) for _r, m in self.messages]}"
+        )
         return found
 
     def raw(self) -> bytes:
@@ -75,8 +83,13 @@ class SmtpServer:
     with the certificate ``certificate`` (see ``self_signed``); ``login``: the (user, password)
     it requires, over TLS."""
 
-    def __init__(self, *, tls: str | None = None, certificate: tuple[Path, Path] | None = None,
-                 login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tls: str | None = None,
+        certificate: tuple[Path, Path] | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.mailbox = Mailbox()
         self.tls = tls
@@ -90,10 +103,14 @@ class SmtpServer:
         scheme = {None: "smtp", "starttls": "smtp+starttls", "smtps": "smtps"}[self.tls]
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    def _authenticate(self, server: object, session: object, envelope: object, mechanism: str,
-                      auth_data: object) -> AuthResult:
-        ok = isinstance(auth_data, LoginPassword) and self.login is not None and (
-            auth_data.login.decode(), auth_data.password.decode()) == self.login
+    def _authenticate(
+        self, server: object, session: object, envelope: object, mechanism: str, auth_data: object
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and self.login is not None
+            and (auth_data.login.decode(), auth_data.password.decode()) == self.login
+        )
         if ok:
             self.logins.append(auth_data.login.decode())
         return AuthResult(success=ok)
@@ -106,12 +123,17 @@ class SmtpServer:
         options: dict[str, object] = {}
         if self.login:
             # aiosmtpd does not count TLS from the start (smtps) as TLS for AUTH: it is.
-            options.update(authenticator=self._authenticate, auth_required=True,
-                           auth_require_tls=self.tls != "smtps")
+            options.update(authenticator=self._authenticate, auth_required=True, auth_require_tls=self.tls != "smtps")
         if self.tls == "starttls":
             options.update(tls_context=context, require_starttls=True)
-        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port, server_hostname="127.0.0.1",
-                                      ssl_context=context if self.tls == "smtps" else None, **options)
+        self._controller = Controller(
+            self.mailbox,
+            hostname="127.0.0.1",
+            port=self.port,
+            server_hostname="127.0.0.1",
+            ssl_context=context if self.tls == "smtps" else None,
+            **options,
+        )
         self._controller.start()
         return self
 
@@ -124,9 +146,29 @@ class SmtpServer:
 def self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key, made by openssl; the certificate is its own CA."""
     certificate, key = directory / "smtp-cert.pem", directory / "smtp-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(certificate),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return certificate, key
 
 

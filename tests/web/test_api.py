@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.ledger import remember
-from tokensmith import audit, tokens
+from tokensmith.audit import trail
 from tokensmith.clock import utcnow
-from tokensmith.models import AuditEvent, PersonalToken
+from tokensmith.store.models import AuditEvent, PersonalToken
+from tokensmith.tokens import format as token_format
 from tokensmith.web.schemas import Me
 
 PASSWORD = "the web site's password"
@@ -52,8 +53,7 @@ def assert_refused(response: httpx.Response, error: str, *words: str) -> dict:
 
 def test_basic_and_bearer_name_the_user_and_the_token(server, alice):
     token = server.create_token(alice, "CI Chain")
-    for kwargs in ({"auth": (alice, token)}, {"headers": {"Authorization": f"Bearer {token}"}},
-                   {"auth": (token, "")}):
+    for kwargs in ({"auth": (alice, token)}, {"headers": {"Authorization": f"Bearer {token}"}}, {"auth": (token, "")}):
         response = me(server, **kwargs)
         assert response.status_code == 200, response.text
         body = response.json()
@@ -77,7 +77,9 @@ def test_me_answers_exactly_its_documented_schema(server, alice):
     body = response.json()
     assert Me.model_validate(body).model_dump(mode="json") == body
     with server.client() as client:
-        listed = [item for item in client.get("/api/v1/tokens", auth=(alice, token)).json() if item["name"] == "schema check"]
+        listed = [
+            item for item in client.get("/api/v1/tokens", auth=(alice, token)).json() if item["name"] == "schema check"
+        ]
     assert body["token"] == listed[0]
     assert body["token"]["expires_at"].endswith("Z") and body["token"]["last_used_ip"] == "127.0.0.1"
     assert body["user"] == {"username": alice, "email": f"{alice}@example.test", "is_admin": False}
@@ -91,7 +93,9 @@ def test_the_token_list_never_shows_a_secret(server, alice):
     assert listed.status_code == 200
     assert sorted(item["name"] for item in listed.json()) == ["one", "two"]
     assert token not in listed.text and token[4:-4] not in listed.text
-    assert all(set(item) >= {"id", "name", "hint", "created_at", "expires_at", "last_used_at"} for item in listed.json())
+    assert all(
+        set(item) >= {"id", "name", "hint", "created_at", "expires_at", "last_used_at"} for item in listed.json()
+    )
 
 
 def test_revoked_token_is_refused_and_the_rest_keep_working(server, alice):
@@ -123,8 +127,11 @@ def test_an_expired_token_is_refused_with_the_date(server, alice):
     token = server.create_token(alice, "short-lived", expires_at=utcnow() + timedelta(days=1))
     assert me(server, auth=(alice, token)).status_code == 200
     with server.store() as session:  # a day passes
-        session.execute(update(PersonalToken).where(PersonalToken.hint == tokens.hint(token, "tks_"))
-                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(PersonalToken)
+            .where(PersonalToken.hint == token_format.hint(token, "tks_"))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
     assert_refused(me(server, auth=(alice, token)), "token_expired", "expired on", "/tokens")
 
 
@@ -137,7 +144,7 @@ def test_a_token_rotates_itself(server, alice):
     assert response.headers["cache-control"] == "no-store"  # it carries a secret
     body = response.json()
     new = remember(body["token"])
-    assert new != old and tokens.parse(new, "tks_")
+    assert new != old and token_format.parse(new, "tks_")
     assert body["name"] == "CI Chain" and body["scopes"] == before.scopes
     assert body["expires_at"].startswith(before.expires_at.strftime("%Y-%m-%dT%H:%M:%S"))
     assert me(server, auth=(alice, new)).json()["token"]["id"] == body["id"]
@@ -151,15 +158,20 @@ def test_a_rotated_token_used_again_revokes_its_replacement(server, alice):
         rotated = client.post(f"/api/v1/tokens/{server.token_row(alice, 'Deploy Chain').id}/rotate").json()
     new = remember(rotated["token"])
     assert me(server, auth=(alice, new)).status_code == 200
-    refused = assert_refused(me(server, auth=(alice, old)), "token_revoked", "rotated",
-                             "somebody copied it before the rotation", "has been revoked as well")
+    refused = assert_refused(
+        me(server, auth=(alice, old)),
+        "token_revoked",
+        "rotated",
+        "somebody copied it before the rotation",
+        "has been revoked as well",
+    )
     assert "/tokens" in refused["message"] + str(refused.get("advice", ""))
     assert_refused(me(server, auth=(alice, new)), "token_revoked", "the token it replaced was used after its rotation")
     with server.store() as session:
-        events = [e for e in audit.events_for_user(session, server.user(alice).id) if e.action == "token.revoked"]
+        events = [e for e in trail.events_for_user(session, server.user(alice).id) if e.action == "token.revoked"]
         reuse = [e for e in events if e.details["reason"] == "rotation_reuse"]
         assert [e.details["token_id"] for e in reuse] == [rotated["id"]]
-        assert "had been copied before it was rotated" in audit.describe(reuse[0])
+        assert "had been copied before it was rotated" in trail.describe(reuse[0])
 
 
 def test_a_token_cannot_rotate_another(server, alice):
@@ -193,7 +205,7 @@ def test_anyone_can_report_leaked_tokens_without_learning_anything(server, alice
     safe = server.create_token(alice, "safe")
     with server.client() as client:
         real = client.post("/api/v1/tokens/revoke", json={"tokens": [leaked, "junk"]})
-        fake = client.post("/api/v1/tokens/revoke", json={"tokens": [tokens.generate("tks_")]})
+        fake = client.post("/api/v1/tokens/revoke", json={"tokens": [token_format.generate("tks_")]})
         again = client.post("/api/v1/tokens/revoke", json={"tokens": [leaked]})
     assert real.status_code == fake.status_code == again.status_code == 202
     assert real.json() == fake.json() == again.json()
@@ -201,23 +213,26 @@ def test_anyone_can_report_leaked_tokens_without_learning_anything(server, alice
     assert me(server, auth=(alice, safe)).status_code == 200
     with server.store() as session:
         user = server.user(alice)
-        events = session.scalars(select(AuditEvent).where(
-            AuditEvent.user_id == user.id, AuditEvent.action == "token.leak_reported")).all()
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.user_id == user.id, AuditEvent.action == "token.leak_reported")
+        ).all()
     assert len(events) == 1 and events[0].details["name"] == "pasted in a chat"
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    (b"not json", "must be JSON like"),
-    (b'{"tokens": "x"}', "tokens: Input should be a valid list"),
-    (b'{"tokens": []}', "tokens: List should have at least 1 item"),
-    (b"[]", "not of the right shape"),
-    (b'{"tokens": [' + b'"x",' * 100 + b'"x"]}', "tokens: List should have at most 100 items"),
-    (b'{"tokens": ["' + b"x" * 201 + b'"]}', "tokens.0: String should have at most 200 characters"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"not json", "must be JSON like"),
+        (b'{"tokens": "x"}', "tokens: Input should be a valid list"),
+        (b'{"tokens": []}', "tokens: List should have at least 1 item"),
+        (b"[]", "not of the right shape"),
+        (b'{"tokens": [' + b'"x",' * 100 + b'"x"]}', "tokens: List should have at most 100 items"),
+        (b'{"tokens": ["' + b"x" * 201 + b'"]}', "tokens.0: String should have at most 200 characters"),
+    ],
+)
 def test_malformed_leak_reports_get_a_clear_422(server, body, words):
     with server.client() as client:
-        response = client.post("/api/v1/tokens/revoke", content=body,
-                               headers={"Content-Type": "application/json"})
+        response = client.post("/api/v1/tokens/revoke", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_input"
     assert words in response.json()["message"]
@@ -228,8 +243,13 @@ def test_malformed_leak_reports_get_a_clear_422(server, body, words):
 
 
 def test_a_password_is_refused_with_directions_to_a_token(server, alice):
-    body = assert_refused(me(server, auth=(alice, PASSWORD)), "password_not_accepted",
-                          "Passwords are not accepted here", "My Tokens", f"{server.base_url}/tokens")
+    body = assert_refused(
+        me(server, auth=(alice, PASSWORD)),
+        "password_not_accepted",
+        "Passwords are not accepted here",
+        "My Tokens",
+        f"{server.base_url}/tokens",
+    )
     # The same words for a username that does not exist: nothing to learn about accounts.
     assert me(server, auth=("nobody-" + alice, "some password!")).json() == body
 
@@ -245,8 +265,9 @@ def test_warn_policy_accepts_a_password_with_deprecation_headers_and_records_it(
     assert f"{warn_server.base_url}/tokens" in response.headers["warning"]
     with warn_server.store() as session:
         user = warn_server.user(name)
-        events = session.scalars(select(AuditEvent).where(
-            AuditEvent.user_id == user.id, AuditEvent.action == "auth.password_used")).all()
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.user_id == user.id, AuditEvent.action == "auth.password_used")
+        ).all()
     assert [e.details["agent"] for e in events] == ["Apache-Maven/3.8.7"]
     wrong = me(warn_server, auth=(name, "not the password!"))
     assert_refused(wrong, "bad_credentials", "Incorrect username or password")
@@ -341,16 +362,26 @@ def test_health_metrics_and_docs_need_no_credentials(server, alice):
         docs = client.get("/docs")
         spec = client.get("/openapi.json").json()
     assert metrics.status_code == 200
-    counts = {(method, outcome): float(value) for method, outcome, value in re.findall(
-        r'^tokensmith_authentications_total\{method="(\w+)",outcome="(\w+)"\} (\S+)$', metrics.text, re.M)}
+    counts = {
+        (method, outcome): float(value)
+        for method, outcome, value in re.findall(
+            r'^tokensmith_authentications_total\{method="(\w+)",outcome="(\w+)"\} (\S+)$', metrics.text, re.M
+        )
+    }
     for outcome in ("ok", "unknown", "revoked", "expired", "malformed"):
         assert ("token", outcome) in counts
     assert ("password", "password_refused") in counts
     assert counts["token", "ok"] >= 1 and counts["token", "malformed"] >= 1
     assert counts["password", "password_refused"] >= 1
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
-    assert {"/api/v1/me", "/api/v1/tokens", "/api/v1/tokens/{token_id}", "/api/v1/tokens/{token_id}/rotate",
-            "/api/v1/tokens/revoke", "/healthz"} <= set(spec["paths"])
+    assert {
+        "/api/v1/me",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{token_id}",
+        "/api/v1/tokens/{token_id}/rotate",
+        "/api/v1/tokens/revoke",
+        "/healthz",
+    } <= set(spec["paths"])
 
 
 def test_unknown_routes_and_methods_answer_in_json(server):

@@ -13,8 +13,8 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from datetime import datetime, time, timedelta, timezone
 
 import httpx
 import pytest
@@ -22,7 +22,8 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.support.ledger import remember
 from tests.support.servers import LiveServer
-from tokensmith import accounts, personal_tokens
+from tokensmith.accounts import users
+from tokensmith.tokens import listing as token_listing
 
 pytestmark = pytest.mark.browser
 
@@ -89,9 +90,7 @@ def signed_in(page: Page, person: Person) -> Page:
     return page
 
 
-def create_token(
-    page: Page, name: str, expiration: str = "No expiration", expires_on: str | None = None
-) -> None:
+def create_token(page: Page, name: str, expiration: str = "No expiration", expires_on: str | None = None) -> None:
     """Submit the "Create a token" form of the My Tokens page the page is on."""
     page.get_by_label("Token name").fill(name)
     # exact: "Expiration date (when …)" is a second label starting with the same word.
@@ -132,8 +131,8 @@ def read_row(page: Page, name: str) -> dict[str, str]:
 
 def live_token_names(server: LiveServer, username: str) -> list[str]:
     with server.store() as session:
-        owner = accounts.get_user(session, username)
-        return [row.name for row in personal_tokens.list_tokens(session, owner.id)]
+        owner = users.get_user(session, username)
+        return [row.name for row in token_listing.list_tokens(session, owner.id)]
 
 
 def call_me(server: LiveServer, username: str, token: str) -> httpx.Response:
@@ -197,7 +196,8 @@ def test_a_person_creates_uses_and_revokes_a_token_in_the_browser(
     token_row(page, "CI Chain").get_by_role("button", name="Revoke", exact=True).click()
     page.get_by_role("button", name="Yes, revoke “CI Chain”").click()
     expect(page.get_by_role("status")).to_have_text(
-        f"The token “CI Chain” (tks_…{token[-4:]}) was revoked. Any tool still using it will now be refused.")
+        f"The token “CI Chain” (tks_…{token[-4:]}) was revoked. Any tool still using it will now be refused."
+    )
     expect(token_row(page, "CI Chain")).to_have_count(0)
     ended = token_row(page, "CI Chain", "Inactive tokens").get_by_role("cell").nth(3)
     expect(ended).to_have_text(re.compile(rf"Revoked by you on {MOMENT}"))
@@ -285,9 +285,7 @@ def test_a_form_posted_without_its_csrf_token_is_refused(
     assert "no-csrf" not in live_token_names(server, person.username)
 
 
-def test_revoking_in_a_stale_tab_says_the_token_is_gone(
-    context: BrowserContext, page: Page, person: Person
-) -> None:
+def test_revoking_in_a_stale_tab_says_the_token_is_gone(context: BrowserContext, page: Page, person: Person) -> None:
     # Two tabs on My Tokens, as happens: the token is revoked in one, then again in the other.
     signed_in(page, person)
     create_and_read_token(page, "Old laptop")
@@ -308,11 +306,11 @@ def test_revoking_in_a_stale_tab_says_the_token_is_gone(
 
 def test_the_chosen_expiration_is_shown_in_the_row(page: Page, server: LiveServer, person: Person) -> None:
     signed_in(page, person)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     create_and_read_token(page, "Thirty days", expiration="30 days")
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     # The server judges "after today" in UTC, so the date is counted from UTC's today.
-    day = datetime.now(timezone.utc).date() + timedelta(days=10)
+    day = datetime.now(UTC).date() + timedelta(days=10)
     create_and_read_token(page, "Dated", expiration="On a date…", expires_on=day.isoformat())
     page.goto("/tokens")
 
@@ -323,14 +321,10 @@ def test_the_chosen_expiration_is_shown_in_the_row(page: Page, server: LiveServe
 
     # A date means "until the end of that day, UTC": the row shows the very date picked.
     assert read_row(page, "Dated")["Expires"] == f"{day} 23:59 UTC"
-    assert server.token_row(person.username, "Dated").expires_at == datetime.combine(
-        day, time(23, 59, 59), tzinfo=timezone.utc
-    )
+    assert server.token_row(person.username, "Dated").expires_at == datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
-def test_my_applications_shows_each_project_and_how_to_reach_it(
-    page: Page, server: LiveServer, person: Person
-) -> None:
+def test_my_applications_shows_each_project_and_how_to_reach_it(page: Page, server: LiveServer, person: Person) -> None:
     project_id = f"browser-app-{uuid.uuid4().hex[:8]}"
     created = server.cli("projects", "create", project_id, "--group-id", "com.acme.studio", "--owner", person.username)
     assert created.returncode == 0, created.stderr
@@ -378,10 +372,13 @@ def test_a_person_makes_a_narrow_token_and_regenerates_it(page: Page, server: Li
         expect(scope_box(page, scope)).to_be_disabled()
     label = page.locator("ul.scopes label").first
     assert label.evaluate("l => [getComputedStyle(l).cursor, getComputedStyle(l).color]") == [
-        "not-allowed", "rgb(154, 161, 173)"]
+        "not-allowed",
+        "rgb(154, 161, 173)",
+    ]
     # Each scope says what it opens, in a sentence.
     expect(scope_box(page, "git:write")).to_have_accessible_name(
-        "git:write Push to your projects' Git repositories (includes git:read).")
+        "git:write Push to your projects' Git repositories (includes git:read)."
+    )
 
     page.get_by_label("Token name").fill("Nexus proxy")
     page.get_by_label("Read only").check()  # the preset ticks its boxes, locked too
@@ -399,7 +396,7 @@ def test_a_person_makes_a_narrow_token_and_regenerates_it(page: Page, server: Li
     # The date appears when it is asked for, and only then.
     expect(page.get_by_label("Expiration date")).to_be_hidden()
     page.get_by_label("Expiration", exact=True).select_option(label="On a date…")
-    day = datetime.now(timezone.utc).date() + timedelta(days=20)
+    day = datetime.now(UTC).date() + timedelta(days=20)
     page.get_by_label("Expiration date").fill(day.isoformat())
     page.get_by_role("button", name="Create token").click()
     token = shown_token(page)
@@ -420,8 +417,11 @@ def test_a_person_makes_a_narrow_token_and_regenerates_it(page: Page, server: Li
     page.get_by_role("button", name="Copy", exact=True).click()
     assert page.evaluate("() => navigator.clipboard.readText()") == new
     me = call_me(server, person.username, new).json()["token"]
-    assert (me["scopes"], me["projects"], me["allowed_ips"]) == (["git:read", "maven:read"], [project_id],
-                                                                 ["127.0.0.0/8"])
+    assert (me["scopes"], me["projects"], me["allowed_ips"]) == (
+        ["git:read", "maven:read"],
+        [project_id],
+        ["127.0.0.0/8"],
+    )
     page.reload()
     expect(page.get_by_test_id("new-token")).to_have_count(0)
     assert read_row(page, "Nexus proxy")["Limits"] == row["Limits"]
@@ -431,8 +431,9 @@ def test_a_person_makes_a_narrow_token_and_regenerates_it(page: Page, server: Li
     assert call_me(server, person.username, token).status_code == 401
 
 
-def test_a_bad_address_block_is_refused_and_what_was_typed_is_kept(page: Page, server: LiveServer,
-                                                                     person: Person) -> None:
+def test_a_bad_address_block_is_refused_and_what_was_typed_is_kept(
+    page: Page, server: LiveServer, person: Person
+) -> None:
     signed_in(page, person)
     page.get_by_label("Token name").fill("typo")
     page.get_by_label("Custom").check()
@@ -441,7 +442,9 @@ def test_a_bad_address_block_is_refused_and_what_was_typed_is_kept(page: Page, s
         scope_box(page, other).uncheck()
     page.get_by_label("Allowed addresses").fill("10.1.2.3/8")
     page.get_by_role("button", name="Create token").click()
-    expect(page.get_by_role("alert")).to_have_text("'10.1.2.3/8' has bits set past its prefix: did you mean 10.0.0.0/8?")
+    expect(page.get_by_role("alert")).to_have_text(
+        "'10.1.2.3/8' has bits set past its prefix: did you mean 10.0.0.0/8?"
+    )
     expect(page.get_by_label("Allowed addresses")).to_have_value("10.1.2.3/8")
     expect(page.get_by_label("Custom")).to_be_checked()
     expect(scope_box(page, "git:read")).to_be_checked()
@@ -449,14 +452,15 @@ def test_a_bad_address_block_is_refused_and_what_was_typed_is_kept(page: Page, s
     assert live_token_names(server, person.username) == []
 
 
-def test_without_javascript_the_date_field_is_there_and_labelled(chromium: Browser, server: LiveServer,
-                                                                 person: Person) -> None:
+def test_without_javascript_the_date_field_is_there_and_labelled(
+    chromium: Browser, server: LiveServer, person: Person
+) -> None:
     context = chromium.new_context(base_url=server.base_url, java_script_enabled=False)
     try:
         page = context.new_page()
         signed_in(page, person)
         expect(page.get_by_label("Expiration date")).to_be_visible()
-        day = datetime.now(timezone.utc).date() + timedelta(days=5)
+        day = datetime.now(UTC).date() + timedelta(days=5)
         create_and_read_token(page, "no script", expiration="On a date…", expires_on=day.isoformat())
         page.goto("/tokens")
         assert read_row(page, "no script")["Expires"] == f"{day} 23:59 UTC"
@@ -485,19 +489,29 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_the_pages_fit_the_screen(chromium: Browser, server: LiveServer, person: Person, width: int,
-                                  screenshots: Path) -> None:
+def test_the_pages_fit_the_screen(
+    chromium: Browser, server: LiveServer, person: Person, width: int, screenshots: Path
+) -> None:
     context = chromium.new_context(base_url=server.base_url, viewport={"width": width, "height": 900})
     try:
         page = context.new_page()
         project_id = make_project(server, person.username, "a-rather-long-project-name")
         signed_in(page, person)
-        server.create_token(person.username, "Laptop git with a long descriptive name", scopes=["git:write"],
-                            projects=[project_id], allowed_ips=["2001:db8:1234:5678::/64", "203.0.113.0/24"],
-                            expires_at=datetime.now(timezone.utc) + timedelta(days=30))
+        server.create_token(
+            person.username,
+            "Laptop git with a long descriptive name",
+            scopes=["git:write"],
+            projects=[project_id],
+            allowed_ips=["2001:db8:1234:5678::/64", "203.0.113.0/24"],
+            expires_at=datetime.now(UTC) + timedelta(days=30),
+        )
         doomed = server.create_token(person.username, "Old CI chain")
-        with httpx.Client(base_url=server.base_url, auth=(person.username, doomed), timeout=30,
-                          headers={"User-Agent": "Apache-Maven/3.8.7 (Java 17.0.13; Linux 6.1.0-28-amd64)"}) as api:
+        with httpx.Client(
+            base_url=server.base_url,
+            auth=(person.username, doomed),
+            timeout=30,
+            headers={"User-Agent": "Apache-Maven/3.8.7 (Java 17.0.13; Linux 6.1.0-28-amd64)"},
+        ) as api:
             token_id = api.get("/api/v1/me").json()["token"]["id"]
             assert api.delete(f"/api/v1/tokens/{token_id}").status_code == 204
         page.goto("/tokens")
@@ -514,8 +528,9 @@ def test_the_pages_fit_the_screen(chromium: Browser, server: LiveServer, person:
         revoke.scroll_into_view_if_needed()
         expect(revoke).to_be_in_viewport()  # reachable without scrolling sideways
         page.screenshot(path=str(screenshots / f"tokens-{width}.png"), full_page=True)
-        token_row(page, "Laptop git with a long descriptive name").get_by_role("button", name="Revoke",
-                                                                              exact=True).click()
+        token_row(page, "Laptop git with a long descriptive name").get_by_role(
+            "button", name="Revoke", exact=True
+        ).click()
         fits(page)
         page.get_by_role("link", name="My Applications").click()
         expect(page.get_by_role("heading", name="My Applications", level=1)).to_be_visible()
@@ -542,8 +557,10 @@ def test_my_applications_copies_the_clone_url_and_a_complete_settings_xml(
     assert (server_entry.findtext("id"), server_entry.findtext("username")) == ("tokensmith-studio", person.username)
     assert server_entry.findtext("password") == "PASTE-A-PERSONAL-ACCESS-TOKEN-HERE"
     repository = settings.find("profiles/profile/repositories/repository")
-    assert (repository.findtext("id"), repository.findtext("url")) == ("tokensmith-studio",
-                                                                       f"{server.base_url}/maven/studio/")
+    assert (repository.findtext("id"), repository.findtext("url")) == (
+        "tokensmith-studio",
+        f"{server.base_url}/maven/studio/",
+    )
     assert settings.findtext("activeProfiles/activeProfile") == settings.findtext("profiles/profile/id")
 
 
@@ -559,11 +576,16 @@ def test_my_applications_fills_the_settings_xml_with_a_maven_token_and_maven_use
     from tests.conftest import unavailable
     from tests.support.client import project_with_a_commit
 
-    if not shutil.which("mvn") or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
+    if (
+        not shutil.which("mvn")
+        or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir()
+    ):
         unavailable("mvn with Debian's maven-dependency-plugin is not installed")
     project_id = project_with_a_commit(server, person.username, tmp_path)
     with server.client(auth=(person.username, server.create_token(person.username, "releases"))) as api:
-        released = api.post(f"/studio/v2/project/{project_id}/releases", json={"revision": "master", "versionName": "1.0.0"})
+        released = api.post(
+            f"/studio/v2/project/{project_id}/releases", json={"revision": "master", "versionName": "1.0.0"}
+        )
         assert released.status_code == 201, released.text
     signed_in(page, person)
     page.get_by_role("link", name="My Applications").click()
@@ -574,16 +596,39 @@ def test_my_applications_fills_the_settings_xml_with_a_maven_token_and_maven_use
     copied = page.evaluate("() => navigator.clipboard.readText()")
     assert f"<password>{token}</password>" in copied and "PASTE-A-PERSONAL-ACCESS-TOKEN-HERE" not in copied
     me = call_me(server, person.username, token).json()["token"]
-    assert (me["name"], me["scopes"], me["projects"], me["allowed_ips"]) == ("Maven settings.xml", ["maven:read"],
-                                                                             None, None)
+    assert (me["name"], me["scopes"], me["projects"], me["allowed_ips"]) == (
+        "Maven settings.xml",
+        ["maven:read"],
+        None,
+        None,
+    )
 
     # Central is out of reach here: Debian's copy of it stands in (RECIPES), nothing else changes.
     settings = tmp_path / "settings.xml"
-    settings.write_text(copied.replace("<settings>", "<settings><mirrors><mirror><id>debian</id><mirrorOf>central"
-                                       "</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>", 1))
-    maven = subprocess.run(["mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={tmp_path / 'm2'}",
-                            "dependency:get", f"-Dartifact=com.acme.studio:{project_id}:1.0.0"],
-                           capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    settings.write_text(
+        copied.replace(
+            "<settings>",
+            "<settings><mirrors><mirror><id>debian</id><mirrorOf>central"
+            "</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>",
+            1,
+        )
+    )
+    maven = subprocess.run(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-s",
+            str(settings),
+            f"-Dmaven.repo.local={tmp_path / 'm2'}",
+            "dependency:get",
+            f"-Dartifact=com.acme.studio:{project_id}:1.0.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert maven.returncode == 0, maven.stdout[-2000:]
     assert (tmp_path / "m2" / "com" / "acme" / "studio" / project_id / "1.0.0" / f"{project_id}-1.0.0.jar").exists()
 

@@ -19,13 +19,14 @@ from sqlalchemy import update
 
 from tests.support.client import TOKENSMITH, client_env, tokensmith
 from tests.support.ledger import remember
-from tests.support.pages import csrf_of, sign_in as sign_in_over_http
-from tokensmith import device_authorization
+from tests.support.pages import csrf_of
+from tests.support.pages import sign_in as sign_in_over_http
+from tokensmith.accounts import device_authorization
 from tokensmith.client.device_login import device_name
 from tokensmith.clock import utcnow
 from tokensmith.config import load_settings
-from tokensmith.models import DeviceAuthorization
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.models import DeviceAuthorization
+from tokensmith.store.server_keys import load_server_keys
 
 pytestmark = pytest.mark.browser
 CODE = re.compile(r"First copy your one-time code: ([A-Z]{4}-[A-Z]{4})")
@@ -37,9 +38,14 @@ class WaitingClient:
 
     def __init__(self, server, home, *extra: str) -> None:
         self.env = client_env(home)
-        self.process = subprocess.Popen([TOKENSMITH, "login", "--web", "--server", server.base_url, *extra],
-                                        env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [TOKENSMITH, "login", "--web", "--server", server.base_url, *extra],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.screen: list[str] = []
         self.code_shown = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -144,7 +150,9 @@ def test_login_in_the_browser_then_the_client_works(server, person, context, wai
     assert "Expires: never" in status.stdout and f"Kept in: {kept} (mode 0600)" in status.stdout
     page.goto("/tokens")  # the new token is on My Tokens, and the approval in the activity
     expect(page.get_by_role("cell", name=name, exact=True)).to_be_visible()
-    expect(page.get_by_text(f"Approved a login of the Tokensmith command-line client on {device_name()}")).to_be_visible()
+    expect(
+        page.get_by_text(f"Approved a login of the Tokensmith command-line client on {device_name()}")
+    ).to_be_visible()
 
 
 def test_a_denied_login_stores_nothing(server, person, context, waiting, home):
@@ -154,7 +162,7 @@ def test_a_denied_login_stores_nothing(server, person, context, waiting, home):
     enter(page, waiting.code)
     page.get_by_role("button", name="Deny").click()
     expect(page.get_by_role("heading", name="Login denied")).to_be_visible()
-    status, stdout, screen = waiting.finish()
+    status, _stdout, screen = waiting.finish()
     assert status == 5 and "The request was denied in the browser: nothing was stored." in screen
     assert len([line for line in screen.splitlines() if line.startswith("Error")]) == 1
     assert not (home / "config" / "tokensmith").exists()
@@ -167,8 +175,11 @@ def test_a_code_that_expires_before_approval_ends_the_wait(server, person, conte
     keys = load_server_keys(load_settings(server.env))
     digests = keys.all_digests("user_code", device_authorization.normalised(waiting.code))
     with server.store() as session:  # ten minutes pass
-        session.execute(update(DeviceAuthorization).where(DeviceAuthorization.user_code_digest.in_(digests))
-                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(DeviceAuthorization)
+            .where(DeviceAuthorization.user_code_digest.in_(digests))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
     status, _stdout, screen = waiting.finish()
     assert status == 5 and "The code expired before it was approved: run `tokensmith login --web` again." in screen
     page = context.new_page()
@@ -208,9 +219,15 @@ def test_the_endpoints_answer_in_rfc_8628_terms(server):
         assert body["expires_in"] == 600 and re.fullmatch(r"[A-Z]{4}-[A-Z]{4}", body["user_code"])
 
         def poll(**changes: str) -> httpx.Response:
-            return client.post("/login/device/token", data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": body["device_code"],
-                "client_id": "tokensmith-cli", **changes})
+            return client.post(
+                "/login/device/token",
+                data={
+                    "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                    "device_code": body["device_code"],
+                    "client_id": "tokensmith-cli",
+                    **changes,
+                },
+            )
 
         pending = poll()
         assert pending.status_code == 400 and pending.json()["error"] == "authorization_pending"
@@ -222,10 +239,15 @@ def test_the_endpoints_answer_in_rfc_8628_terms(server):
         as_json = client.post("/login/device/token", json={"device_code": body["device_code"]})
         assert as_json.status_code == 400 and as_json.json()["error"] == "unsupported_grant_type"
         assert client.post("/login/device/code", data={"client_id": "x"}).json()["error"] == "invalid_client"
-        assert client.post("/login/device/code", data={"client_id": "tokensmith-cli", "scope": "root"}
-                           ).json()["error"] == "invalid_scope"
-        huge = client.post("/login/device/code", content=b"client_id=" + b"x" * 200_000,
-                           headers={"content-type": "application/x-www-form-urlencoded"})
+        assert (
+            client.post("/login/device/code", data={"client_id": "tokensmith-cli", "scope": "root"}).json()["error"]
+            == "invalid_scope"
+        )
+        huge = client.post(
+            "/login/device/code",
+            content=b"client_id=" + b"x" * 200_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
         assert huge.status_code == 413 and huge.headers["content-type"].startswith("application/json")
     assert body["device_code"] not in server.console()
 
@@ -239,6 +261,7 @@ def test_the_device_form_needs_its_csrf_token(server, person):
         assert refused.status_code == 403
         wrong = browser.post("/device", data={"user_code": "BDWP-HQPK", "csrf_token": csrf_of(form)})
         assert wrong.status_code == 400 and "not one waiting for approval" in wrong.text
-        nonsense = browser.post("/device/decision", data={"user_code": "BDWP-HQPK", "decision": "maybe",
-                                                          "csrf_token": csrf_of(form)})
+        nonsense = browser.post(
+            "/device/decision", data={"user_code": "BDWP-HQPK", "decision": "maybe", "csrf_token": csrf_of(form)}
+        )
         assert nonsense.status_code == 422

@@ -49,7 +49,7 @@ class TwoDoors:
     def __init__(self, data_dir: Path) -> None:
         settings = load_settings({"TOKENSMITH_DATA_DIR": str(data_dir), "TOKENSMITH_PUBLIC_URL": "http://127.0.0.1"})
         self.admin_password = prepare_store(settings).password
-        self.token, = never_used_tokens(settings, "admin", 1)
+        (self.token,) = never_used_tokens(settings, "admin", 1)
         self.edge = create_app(settings)
         assert isinstance(self.edge, Edge)
         self.sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
@@ -62,8 +62,11 @@ class TwoDoors:
             else:  # every answer leaves with nosniff, added by the edge whichever way it came
                 await self.edge.inner(scope, receive, without_sniffing(send))
 
-        options = {k: v for k, v in uvicorn_options("127.0.0.1", 0, access_log=True).items()
-                   if k not in ("host", "port", "log_config")}
+        options = {
+            k: v
+            for k, v in uvicorn_options("127.0.0.1", 0, access_log=True).items()
+            if k not in ("host", "port", "log_config")
+        }
         self.server = uvicorn.Server(uvicorn.Config(by_port, log_config=None, **options))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": self.sockets}, daemon=True)
 
@@ -91,8 +94,11 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoDoors]:
 def series(client: httpx.Client, url: str) -> dict[str, float]:
     """Every Prometheus sample of Tokensmith's own (not the process's), by name and labels."""
     text = client.get(url + "/metrics").text
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line.startswith("tokensmith_")}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tokensmith_")
+    }
 
 
 def answered(client: httpx.Client, base: str, metrics_url: str, request: dict, log: Recorded):
@@ -117,8 +123,11 @@ def cases(doors: TwoDoors) -> dict[str, dict]:
         "no credentials": {"path": "/api/v1/me"},
         "an unknown token": {"path": "/api/v1/me", "headers": {"Authorization": "Bearer tks_" + "A" * 40}},
         "a malformed header": {"path": "/api/v1/me", "headers": {"Authorization": "Basic !!!not base64"}},
-        "an oversized header": {"path": "/api/v1/me", "headers": {"Authorization": "Bearer " + "x" * 20000},
-                                "counted": False},
+        "an oversized header": {
+            "path": "/api/v1/me",
+            "headers": {"Authorization": "Bearer " + "x" * 20000},
+            "counted": False,
+        },
         "a password where tokens are required": {"path": "/api/v1/me", "auth": ("admin", doors.admin_password)},
         "a query string": {"path": "/api/v1/me?x=1", "headers": {"Authorization": f"Bearer {doors.token}"}},
     }
@@ -138,7 +147,7 @@ def test_the_edge_answers_as_fastapi_does_headers_body_metrics_and_logs(doors):
                 through_edge = answered(client, doors.edge_url, doors.framework_url, request, log)
                 through_framework = answered(client, doors.framework_url, doors.framework_url, request, log)
                 assert through_edge == through_framework, name
-                status, headers, _, changed, lines = through_edge
+                _status, _headers, _, changed, lines = through_edge
                 # Not vacuous: each request was counted and logged.
                 assert lines, name
                 if request.get("headers") and request.get("counted", True):  # a credential was presented

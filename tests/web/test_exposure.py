@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.ledger import remember
 from tests.support.git import GitUser
+from tests.support.ledger import remember
 from tests.support.pages import csrf_of
 from tests.support.scim import SCIM_JSON, provisioning_secret
 from tests.support.servers import LiveServer
@@ -26,11 +26,15 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="module")
 def behind_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server that trusts a proxy on this machine, and keeps /metrics behind a secret."""
-    live = LiveServer(tmp_path_factory.mktemp("proxied") / "data", name="proxied", env={
-        "TOKENSMITH_TRUSTED_PROXIES": "127.0.0.1/32, 10.0.0.0/8",
-        "TOKENSMITH_METRICS_TOKEN": METRICS_SECRET,
-        "TOKENSMITH_SCIM_TOKEN": SCIM_SECRET,
-    }).start()
+    live = LiveServer(
+        tmp_path_factory.mktemp("proxied") / "data",
+        name="proxied",
+        env={
+            "TOKENSMITH_TRUSTED_PROXIES": "127.0.0.1/32, 10.0.0.0/8",
+            "TOKENSMITH_METRICS_TOKEN": METRICS_SECRET,
+            "TOKENSMITH_SCIM_TOKEN": SCIM_SECRET,
+        },
+    ).start()
     yield live
     live.stop()
 
@@ -67,12 +71,18 @@ def failed_sign_ins_then_the_right_password(live: LiveServer, spoofed: bool) -> 
         for attempt in range(10):
             form = browser.get("/login")
             headers = {"X-Forwarded-For": f"198.51.100.{attempt + 1}"} if spoofed else {}
-            wrong = browser.post("/login", headers=headers, data={
-                "username": user, "password": "wrong" * 3, "csrf_token": csrf_of(form), "next": "/tokens"})
+            wrong = browser.post(
+                "/login",
+                headers=headers,
+                data={"username": user, "password": "wrong" * 3, "csrf_token": csrf_of(form), "next": "/tokens"},
+            )
             assert wrong.status_code == 401
         form = browser.get("/login")
-        return browser.post("/login", headers={"X-Forwarded-For": "198.51.100.200"} if spoofed else {}, data={
-            "username": user, "password": password, "csrf_token": csrf_of(form), "next": "/tokens"}).status_code
+        return browser.post(
+            "/login",
+            headers={"X-Forwarded-For": "198.51.100.200"} if spoofed else {},
+            data={"username": user, "password": password, "csrf_token": csrf_of(form), "next": "/tokens"},
+        ).status_code
 
 
 def test_a_forged_forwarded_address_does_not_reset_the_sign_in_throttle(server):
@@ -99,8 +109,11 @@ def test_metrics_are_for_this_machine_when_no_secret_is_set(server, behind_proxy
 
 def test_metrics_from_elsewhere_need_the_secret(behind_proxy):
     with behind_proxy.client() as client:
-        for headers in ({}, {"Authorization": "Bearer wrong-secret-of-enough-length"},
-                        {"Authorization": f"Basic {METRICS_SECRET}"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-secret-of-enough-length"},
+            {"Authorization": f"Basic {METRICS_SECRET}"},
+        ):
             refused = client.get("/metrics", headers=headers)
             assert refused.status_code == 401, refused.text
             assert refused.headers["www-authenticate"] == 'Bearer realm="tokensmith-metrics"'
@@ -136,15 +149,18 @@ def test_an_instance_key_is_never_cached(server):
     assert registered.headers["cache-control"] == "no-store" and registered.headers["pragma"] == "no-cache"
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("PUT", "/api/v1/me", "GET"),
-    ("POST", "/healthz", "GET"),
-    ("PATCH", "/api/v1/tokens/1", "DELETE"),
-    ("DELETE", "/tokens", "GET, POST"),
-    ("POST", "/static/style.css", "GET, HEAD"),
-    ("PUT", "/git/demo.git/info/refs", "GET, POST"),
-    ("POST", "/maven/studio/com/acme/x.pom", "GET, HEAD"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/v1/me", "GET"),
+        ("POST", "/healthz", "GET"),
+        ("PATCH", "/api/v1/tokens/1", "DELETE"),
+        ("DELETE", "/tokens", "GET, POST"),
+        ("POST", "/static/style.css", "GET, HEAD"),
+        ("PUT", "/git/demo.git/info/refs", "GET, POST"),
+        ("POST", "/maven/studio/com/acme/x.pom", "GET, HEAD"),
+    ],
+)
 def test_a_405_names_the_methods_allowed(server, method, path, allowed):
     with server.client() as client:
         answer = client.request(method, path)
@@ -179,8 +195,11 @@ def test_every_answer_tells_browsers_not_to_sniff(behind_proxy, tmp_path):
     person.git("push", "origin", "HEAD:master", cwd=tmp_path / "work")
     jar = f"/maven/studio/com/acme/{project}/1.0.0/{project}-1.0.0.jar"
     with live.client() as client:
-        released = client.post(f"/studio/v2/project/{project}/releases", auth=(user, token),
-                               json={"revision": "master", "versionName": "1.0.0"})
+        released = client.post(
+            f"/studio/v2/project/{project}/releases",
+            auth=(user, token),
+            json={"revision": "master", "versionName": "1.0.0"},
+        )
         assert released.status_code == 201, released.text
         stylesheet = client.get("/login").text.split('href="/static/style.')[1].split('"')[0]
         scim = {"Authorization": f"Bearer {SCIM_SECRET}", "Content-Type": SCIM_JSON}
@@ -192,8 +211,9 @@ def test_every_answer_tells_browsers_not_to_sniff(behind_proxy, tmp_path):
             "JSON 413": client.post("/api/v1/tokens/revoke", content=b"x" * 70_000),
             "SCIM": client.get("/scim/v2/Users", headers=scim),
             "SCIM 401": client.get("/scim/v2/Users"),
-            "git": client.get(f"/git/{project}.git/info/refs", params={"service": "git-upload-pack"},
-                              auth=(user, token)),
+            "git": client.get(
+                f"/git/{project}.git/info/refs", params={"service": "git-upload-pack"}, auth=(user, token)
+            ),
             "git 401": client.get(f"/git/{project}.git/info/refs", params={"service": "git-upload-pack"}),
             "Maven": client.get(jar, auth=(user, token)),
             "Maven HEAD": client.head(jar, auth=(user, token)),

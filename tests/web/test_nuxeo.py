@@ -88,34 +88,56 @@ def test_git_clones_from_the_reference_address_what_was_pushed_there(world):
 def test_the_release_api_answers_at_the_reference_address_as_at_its_own(world):
     with world.as_owner() as client:
         before = client.get(f"/nuxeo/site/studio/v2/project/{world.project}/workspace/ws.maven")
-        released = client.post(f"/nuxeo/site/studio/v2/project/{world.project}/releases",
-                               json={"revision": "master", "versionName": "MINOR"})
-        again = client.post(f"/studio/v2/project/{world.project}/releases",
-                            json={"revision": "master", "versionName": released.json()["version"]})
+        released = client.post(
+            f"/nuxeo/site/studio/v2/project/{world.project}/releases",
+            json={"revision": "master", "versionName": "MINOR"},
+        )
+        again = client.post(
+            f"/studio/v2/project/{world.project}/releases",
+            json={"revision": "master", "versionName": released.json()["version"]},
+        )
         after = client.get(f"/nuxeo/site/studio/v2/project/{world.project}/workspace/ws.maven")
         information = client.get(f"/nuxeo/site/studio/v2/project/{world.project}/administrativeInformation")
-        registries = client.get(f"/nuxeo/site/studio/v2/project/{world.project}/workspace/ws.registries",
-                                params={"exclude": "tp"})
+        registries = client.get(
+            f"/nuxeo/site/studio/v2/project/{world.project}/workspace/ws.registries", params={"exclude": "tp"}
+        )
     # Before any release: the reference's name for the workspace, so that its tool finishes linking.
     assert before.json() == {"groupId": "nuxeo-studio", "artifactId": world.project, "version": "0.0.0-SNAPSHOT"}
     assert released.status_code == 201 and released.json() == {
-        "version": "0.1.0", "bundleSymbolicName": f"studio.extensions.{world.project}",
-        "mavenCoordinates": f"{GROUP}:{world.project}:0.1.0"}
+        "version": "0.1.0",
+        "bundleSymbolicName": f"studio.extensions.{world.project}",
+        "mavenCoordinates": f"{GROUP}:{world.project}:0.1.0",
+    }
     assert again.status_code == 409 and again.json()["error"] == "conflict"
     assert after.json() == {"groupId": "nuxeo-studio", "artifactId": world.project, "version": "0.1.0"}
     assert information.status_code == 200 and information.json() == {
-        "symbolicName": world.project, "bundleSymbolicName": f"studio.extensions.{world.project}", "role": "write",
-        "releases": ["0.1.0"]}
-    assert registries.json() == {name: [] for name in ("documentTypes", "schemas", "facets", "lifeCycles",
-                                                       "operationChains", "operationScriptings", "pageProviders")}
+        "symbolicName": world.project,
+        "bundleSymbolicName": f"studio.extensions.{world.project}",
+        "role": "write",
+        "releases": ["0.1.0"],
+    }
+    assert registries.json() == {
+        name: []
+        for name in (
+            "documentTypes",
+            "schemas",
+            "facets",
+            "lifeCycles",
+            "operationChains",
+            "operationScriptings",
+            "pageProviders",
+        )
+    }
 
 
 def release_at_least_once(world) -> str:
     with world.as_owner() as client:
         coordinates = client.get(f"/nuxeo/site/studio/v2/project/{world.project}/workspace/ws.maven").json()
         if coordinates["version"] == "0.0.0-SNAPSHOT":
-            return client.post(f"/nuxeo/site/studio/v2/project/{world.project}/releases",
-                               json={"revision": "master", "versionName": "MINOR"}).json()["version"]
+            return client.post(
+                f"/nuxeo/site/studio/v2/project/{world.project}/releases",
+                json={"revision": "master", "versionName": "MINOR"},
+            ).json()["version"]
     return coordinates["version"]
 
 
@@ -136,8 +158,11 @@ def reference_settings(path: Path, base_url: str, username: str, token: str) -> 
 def maven_warnings_about(output: str, project: str) -> list[str]:
     """Maven's warnings about our artifact (not those about Debian's repository, which has no
     checksums): an invalid POM, a checksum that does not match, metadata it cannot use."""
-    return [line for line in output.splitlines() if "WARNING" in line
-            and (project in line or "POM" in line or "127.0.0.1" in line)]
+    return [
+        line
+        for line in output.splitlines()
+        if "WARNING" in line and (project in line or "POM" in line or "127.0.0.1" in line)
+    ]
 
 
 @pytest.mark.parametrize("wanted", ["exact", "range"])
@@ -147,16 +172,29 @@ def test_real_maven_resolves_a_release_at_the_reference_coordinates(world, mvn, 
     local = tmp_path / "m2"
     asked = version if wanted == "exact" else "[0.0.1,99)"
     result = subprocess.run(
-        [mvn, "-B", "-s", str(settings), f"-Dmaven.repo.local={local}",
-         "org.apache.maven.plugins:maven-dependency-plugin:get", f"-Dartifact=nuxeo-studio:{world.project}:{asked}"],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "MAVEN_OPTS": "-Xmx256m"})
+        [
+            mvn,
+            "-B",
+            "-s",
+            str(settings),
+            f"-Dmaven.repo.local={local}",
+            "org.apache.maven.plugins:maven-dependency-plugin:get",
+            f"-Dartifact=nuxeo-studio:{world.project}:{asked}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert maven_warnings_about(result.stdout, world.project) == []  # no invalid POM, no checksum mismatch
     artifact_dir = local / "nuxeo-studio" / world.project
     jar = artifact_dir / version / f"{world.project}-{version}.jar"
     assert zipfile.ZipFile(jar).read("README.md") == b"# Reference\n"
     if wanted == "range":  # read from the reference copy's own maven-metadata.xml
-        assert (artifact_dir / "maven-metadata-nuxeo-studio.xml").read_text().count("<groupId>nuxeo-studio</groupId>") == 1
+        assert (artifact_dir / "maven-metadata-nuxeo-studio.xml").read_text().count(
+            "<groupId>nuxeo-studio</groupId>"
+        ) == 1
 
 
 def test_a_release_made_before_the_reference_copy_gets_one_at_the_next_start(world):
@@ -184,7 +222,9 @@ def test_the_reference_header_is_read_by_the_one_extractor(world):
     with world.client(headers=header) as client:
         me = client.get("/api/v1/me")  # answered before the framework's dispatch
         tokens = client.get("/api/v1/tokens")
-        pom = client.get(f"/nuxeo/site/studio/maven/nuxeo-studio/{world.project}/{version}/{world.project}-{version}.pom")
+        pom = client.get(
+            f"/nuxeo/site/studio/maven/nuxeo-studio/{world.project}/{version}/{world.project}-{version}.pom"
+        )
         hotfix = client.get("/packages/hotfix/com/acme/hotfix/hf/1.0.0/hf-1.0.0.zip")
     assert me.status_code == 200 and me.json()["user"]["username"] == world.owner
     assert tokens.status_code == 200 and pom.status_code == 200
@@ -216,8 +256,9 @@ def test_an_application_token_is_plain_text_works_and_is_listed_under_its_parent
     parent = next(token for token in listed if token["name"] == "Laptop")
     at = listed.index(parent)
     assert me["parent_id"] == parent["id"] and me["name"].startswith("nuxeo-cli on device 1")
-    assert [token["parent_id"] for token in listed[at + 1:] if token["parent_id"]] and \
-        listed[at + 1]["parent_id"] == parent["id"]
+    assert [token["parent_id"] for token in listed[at + 1 :] if token["parent_id"]] and listed[at + 1][
+        "parent_id"
+    ] == parent["id"]
 
 
 def test_my_tokens_shows_an_application_token_under_its_parent_without_regenerate(world):
@@ -262,15 +303,22 @@ def test_revoking_the_parent_revokes_its_application_tokens_and_a_new_parent_lin
     assert "This token was revoked" in again.text and again.headers["content-type"].startswith("text/plain")
 
 
-@pytest.mark.parametrize("params, status, words", [
-    ({"applicationName": None}, 422, "applicationName is missing: give the application's name"),
-    ({"deviceId": None}, 422, "deviceId is missing: give an identifier of the device"),
-    ({"applicationName": "a" * 5_000}, 422, "applicationName has at most 50 characters; this one has 5,000"),
-    ({"deviceId": "laptop\r\nX-Injected: 1"}, 422, "deviceId cannot contain control or invisible formatting characters"),
-    ({"deviceId": "\x00"}, 422, "deviceId cannot contain control"),
-    ({"permission": "git:read maven:read admin"}, 422, "Unknown scope 'admin'"),
-    ({"revoke": "perhaps"}, 422, "revoke"),
-])
+@pytest.mark.parametrize(
+    "params, status, words",
+    [
+        ({"applicationName": None}, 422, "applicationName is missing: give the application's name"),
+        ({"deviceId": None}, 422, "deviceId is missing: give an identifier of the device"),
+        ({"applicationName": "a" * 5_000}, 422, "applicationName has at most 50 characters; this one has 5,000"),
+        (
+            {"deviceId": "laptop\r\nX-Injected: 1"},
+            422,
+            "deviceId cannot contain control or invisible formatting characters",
+        ),
+        ({"deviceId": "\x00"}, 422, "deviceId cannot contain control"),
+        ({"permission": "git:read maven:read admin"}, 422, "Unknown scope 'admin'"),
+        ({"revoke": "perhaps"}, 422, "revoke"),
+    ],
+)
 def test_bad_requests_for_a_token_are_refused_in_words_and_make_nothing(world, params, status, words):
     with world.as_owner() as client:
         before = len(client.get("/api/v1/tokens").json())
@@ -291,8 +339,10 @@ def test_a_token_without_a_scope_gets_an_application_token_without_it_and_no_wid
     narrow = world.server.create_token(world.owner, f"narrow-{uuid.uuid4().hex[:6]}", scopes=["maven:read"])
     derived = world.derived(narrow)
     with world.client(headers={"X-Authentication-Token": derived}) as client:
-        release = client.post(f"/nuxeo/site/studio/v2/project/{world.project}/releases",
-                              json={"revision": "master", "versionName": "PATCH"})
+        release = client.post(
+            f"/nuxeo/site/studio/v2/project/{world.project}/releases",
+            json={"revision": "master", "versionName": "PATCH"},
+        )
         information = client.get(f"/nuxeo/site/studio/v2/project/{world.project}/administrativeInformation")
     assert release.status_code == 403 and release.json()["needed_scope"] == "api:write"
     assert "does not have the api:write scope this needs; it has maven:read" in release.json()["message"]
@@ -326,19 +376,27 @@ def test_a_stranger_a_password_and_an_unknown_project_are_refused_in_words(world
     with world.client(auth=(world.owner, PASSWORD)) as client:
         password = client.get(TOKEN_ROUTE, params=CLI)
     with world.as_owner() as client:
-        unknown = [client.get(f"/nuxeo/site/studio/v2/project/no-such-project/{what}")
-                   for what in ("administrativeInformation", "workspace/ws.maven", "workspace/ws.registries")]
-        release = client.post("/nuxeo/site/studio/v2/project/no-such-project/releases",
-                              json={"revision": "master", "versionName": "MINOR"})
-        revision = client.post(f"/nuxeo/site/studio/v2/project/{world.project}/releases",
-                               json={"revision": "no-such-branch", "versionName": "MINOR"})
+        unknown = [
+            client.get(f"/nuxeo/site/studio/v2/project/no-such-project/{what}")
+            for what in ("administrativeInformation", "workspace/ws.maven", "workspace/ws.registries")
+        ]
+        release = client.post(
+            "/nuxeo/site/studio/v2/project/no-such-project/releases",
+            json={"revision": "master", "versionName": "MINOR"},
+        )
+        revision = client.post(
+            f"/nuxeo/site/studio/v2/project/{world.project}/releases",
+            json={"revision": "no-such-branch", "versionName": "MINOR"},
+        )
     assert stranger.status_code == 401 and stranger.headers["www-authenticate"].startswith("Basic")
     assert "Authentication required" in stranger.text
     assert password.status_code == 401 and "Passwords are not accepted here" in password.text
     for answer in (*unknown, release):
         assert answer.status_code == 404
         assert answer.json()["message"] == "There is no project 'no-such-project', or you are not a member of it."
-    assert revision.status_code == 422 and "'no-such-branch' is not a branch, tag or commit" in revision.json()["message"]
+    assert (
+        revision.status_code == 422 and "'no-such-branch' is not a branch, tag or commit" in revision.json()["message"]
+    )
 
 
 def test_a_connect_url_ending_in_a_slash_is_told_so(world):
@@ -349,7 +407,9 @@ def test_a_connect_url_ending_in_a_slash_is_told_so(world):
     for answer in (doubled, studio):
         assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/plain")
         assert "The connect URL must not end with a slash: use --connectUrl=https://HOST/nuxeo" in answer.text
-    assert elsewhere.status_code == 404 and "Under /nuxeo/ this server answers the reference's addresses" in elsewhere.text
+    assert (
+        elsewhere.status_code == 404 and "Under /nuxeo/ this server answers the reference's addresses" in elsewhere.text
+    )
 
 
 def test_the_token_page_the_reference_tool_names_is_my_tokens(world):
@@ -377,7 +437,7 @@ def test_a_tool_state_file_pushed_with_its_application_token_is_refused_and_the_
     person.remember_credentials(world.server.base_url)
     work = person.home / "work"
     person.git("clone", f"{world.server.base_url}/nuxeo/git/{world.project}.git", str(work))
-    (work / ".yo-rc.json").write_text('{"generator-nuxeo": {"connect:token": "%s"}}\n' % derived)
+    (work / ".yo-rc.json").write_text(f'{{"generator-nuxeo": {{"connect:token": "{derived}"}}}}\n')
     person.git("add", ".yo-rc.json", cwd=work)
     person.git("commit", "-m", "the CLI's state", cwd=work)
     pushed = person.git("push", "origin", "HEAD:master", cwd=work, check=False)

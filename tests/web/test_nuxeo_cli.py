@@ -107,7 +107,12 @@ def maven(mvn: str, folder: Path, settings: Path, *goal: str) -> subprocess.Comp
     (every file comes from the server)."""
     return subprocess.run(
         [mvn, "-B", "-s", str(settings), f"-Dmaven.repo.local={folder / f'm2-{uuid.uuid4().hex[:6]}'}", *goal],
-        cwd=folder, capture_output=True, text=True, timeout=240, env={**os.environ, "MAVEN_OPTS": "-Xmx256m"})
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
+    )
 
 
 def resolves(mvn: str, folder: Path, settings: Path, project: str, version: str) -> None:
@@ -128,9 +133,13 @@ def studio_version(folder: Path) -> str:
 def release(cli: NuxeoCli, folder: Path, choice: str, branch: str = "master") -> str:
     """``nuxeo studio release``: the branch typed, MAJOR, MINOR or PATCH chosen by its number (the
     list starts on the choice made last time)."""
-    status, screen = cli.run("studio", "release", cwd=folder,
-                             answers=[("Branch to release:", branch), ("Version to release:", CHOICE[choice])],
-                             if_asked=OVERWRITE_POM)
+    status, screen = cli.run(
+        "studio",
+        "release",
+        cwd=folder,
+        answers=[("Branch to release:", branch), ("Version to release:", CHOICE[choice])],
+        if_asked=OVERWRITE_POM,
+    )
     assert status == 0, screen
     return screen
 
@@ -184,8 +193,11 @@ def test_link_with_a_pom_and_settings_writes_the_dependency_and_the_servers(site
     assert studio_version(linked.folder) == "0.0.0-SNAPSHOT"  # no release yet: the workspace, as the reference names it
     settings = linked.settings.read_text()
     for server_id in ("nuxeo-studio", "hotfix-releases", "hotfix-snapshots"):
-        entry = re.search(rf"<server>\s*<id>{server_id}</id>\s*<username>([^<]*)</username>\s*"
-                          r"<password>([^<]*)</password>\s*</server>", settings)
+        entry = re.search(
+            rf"<server>\s*<id>{server_id}</id>\s*<username>([^<]*)</username>\s*"
+            r"<password>([^<]*)</password>\s*</server>",
+            settings,
+        )
         assert entry and entry.groups() == (site.owner, site.token), settings
     assert "<mirrorOf>central</mirrorOf>" in settings and "/nuxeo/site/studio/maven" in settings  # kept
 
@@ -212,13 +224,22 @@ def test_release_patch_minor_major_each_resolved_by_maven(site, linked, mvn):
 
 
 def test_the_hotfix_servers_the_tool_wrote_are_refused_by_the_package_repository(site, linked, mvn):
-    result = maven(mvn, linked.folder, linked.settings, "org.apache.maven.plugins:maven-dependency-plugin:get",
-                   "-Dartifact=com.acme.hotfix:hotfix-12:1.0.0:zip")
+    result = maven(
+        mvn,
+        linked.folder,
+        linked.settings,
+        "org.apache.maven.plugins:maven-dependency-plugin:get",
+        "-Dartifact=com.acme.hotfix:hotfix-12:1.0.0:zip",
+    )
     assert result.returncode != 0 and "401" in result.stdout, result.stdout[-3000:]
-    entry = re.search(r"<id>hotfix-releases</id>\s*<username>([^<]*)</username>\s*<password>([^<]*)</password>",
-                      linked.settings.read_text())
-    refused = httpx.get(f"{site.server.base_url}/packages/hotfix/com/acme/hotfix/hotfix-12/1.0.0/hotfix-12-1.0.0.zip",
-                        auth=entry.groups())
+    entry = re.search(
+        r"<id>hotfix-releases</id>\s*<username>([^<]*)</username>\s*<password>([^<]*)</password>",
+        linked.settings.read_text(),
+    )
+    refused = httpx.get(
+        f"{site.server.base_url}/packages/hotfix/com/acme/hotfix/hotfix-12/1.0.0/hotfix-12-1.0.0.zip",
+        auth=entry.groups(),
+    )
     assert refused.status_code == 401
     assert "Personal access tokens and passwords are not valid for the package repository" in refused.json()["message"]
 
@@ -229,11 +250,18 @@ def test_a_revision_that_does_not_exist_releases_nothing(site, linked, mvn):
     # The tool shows nothing of a 422 (it swallows every answer but 2xx and 409): no SUCCESS at least.
     assert "SUCCESS" not in screen and "We released" not in screen and "FAILURE" not in screen
     assert studio_version(linked.folder) == before
-    result = maven(mvn, linked.folder, linked.settings, "org.apache.maven.plugins:maven-dependency-plugin:get",
-                   f"-Dartifact=nuxeo-studio:{site.project}:[{before},99)")
+    result = maven(
+        mvn,
+        linked.folder,
+        linked.settings,
+        "org.apache.maven.plugins:maven-dependency-plugin:get",
+        f"-Dartifact=nuxeo-studio:{site.project}:[{before},99)",
+    )
     assert result.returncode == 0, result.stdout[-3000:]  # the latest there is still the one before:
-    assert f"Downloaded from nuxeo-studio: {site.connect_url}/site/studio/maven/nuxeo-studio/{site.project}/{before}/" \
-        in result.stdout, result.stdout[-3000:]
+    assert (
+        f"Downloaded from nuxeo-studio: {site.connect_url}/site/studio/maven/nuxeo-studio/{site.project}/{before}/"
+        in result.stdout
+    ), result.stdout[-3000:]
 
 
 def test_two_releases_at_once_one_is_told_the_version_exists(site, linked, tmp_path):
@@ -281,9 +309,12 @@ def test_two_releases_at_once_one_is_told_the_version_exists(site, linked, tmp_p
 
 
 def test_import_writes_the_constants_class(site, linked):
-    status, screen = linked.cli.run("studio", "import", cwd=linked.folder,
-                                    answers=[("Constant package:", "com.acme.app"),
-                                             ("Constant class name:", "StudioConstant")])
+    status, screen = linked.cli.run(
+        "studio",
+        "import",
+        cwd=linked.folder,
+        answers=[("Constant package:", "com.acme.app"), ("Constant class name:", "StudioConstant")],
+    )
     assert status == 0, screen
     constants = (linked.folder / "src/main/java/com/acme/app/StudioConstant.java").read_text()
     assert "package com.acme.app;" in constants
@@ -299,8 +330,9 @@ def test_unlink_signs_out_then_link_again(site, linked, mvn):
     with site.with_tool_token(old) as client:
         refused = client.get("/api/v1/me")
     assert refused.status_code == 401 and "by the application that held it, which signed out" in refused.text
-    status, screen = linked.cli.link(linked.folder, site.connect_url, site.owner, site.token, site.project,
-                                     settings="Y")
+    status, screen = linked.cli.link(
+        linked.folder, site.connect_url, site.owner, site.token, site.project, settings="Y"
+    )
     assert status == 0, screen
     renewed = remember(tool_state(linked.folder)["connect:token"])
     assert renewed != old
@@ -361,6 +393,9 @@ def test_a_wrong_token_then_the_right_one_and_a_connect_url_ending_in_a_slash(si
     child.sendintr()
     child.expect(pexpect.EOF)
     child.close()
-    answer = httpx.get(f"{site.connect_url}//authentication/token", auth=(site.owner, site.token),
-                       params={"applicationName": "nuxeo-cli", "deviceId": "1"})
+    answer = httpx.get(
+        f"{site.connect_url}//authentication/token",
+        auth=(site.owner, site.token),
+        params={"applicationName": "nuxeo-cli", "deviceId": "1"},
+    )
     assert answer.status_code == 404 and "The connect URL must not end with a slash" in answer.text

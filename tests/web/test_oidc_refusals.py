@@ -38,8 +38,9 @@ def rogue(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(rogue, tmp_path_factory):
-    live = LiveServer(tmp_path_factory.mktemp("oidc-refusals") / "data", env=provider_env(rogue.issuer),
-                      name="oidc-refusals").start()
+    live = LiveServer(
+        tmp_path_factory.mktemp("oidc-refusals") / "data", env=provider_env(rogue.issuer), name="oidc-refusals"
+    ).start()
     yield live
     live.stop()
     assert "Traceback" not in live.console()
@@ -92,18 +93,21 @@ def test_an_honest_provider_signs_the_person_in(server, rogue):
         assert page.status_code == 200 and "rogue.user" in page.text
 
 
-@pytest.mark.parametrize("mode, status, words", [
-    ("wrong_key", 400, "signature does not match"),
-    ("expired", 400, "it has expired"),
-    ("wrong_audience", 400, "issued to another application"),
-    ("wrong_nonce", 400, "does not belong to this sign-in (nonce)"),
-    ("wrong_issuer", 400, "issued by another provider"),
-    ("unsigned", 400, "identity token from Rogue IdP was refused"),
-    ("garbage_token", 400, "not a well-formed signed token"),
-    ("no_id_token", 502, "answered without an ID token"),
-    ("token_endpoint_broken", 502, "its token endpoint answered HTTP 500"),
-    ("token_answer_odd", 502, "answered without an ID token"),
-])
+@pytest.mark.parametrize(
+    "mode, status, words",
+    [
+        ("wrong_key", 400, "signature does not match"),
+        ("expired", 400, "it has expired"),
+        ("wrong_audience", 400, "issued to another application"),
+        ("wrong_nonce", 400, "does not belong to this sign-in (nonce)"),
+        ("wrong_issuer", 400, "issued by another provider"),
+        ("unsigned", 400, "identity token from Rogue IdP was refused"),
+        ("garbage_token", 400, "not a well-formed signed token"),
+        ("no_id_token", 502, "answered without an ID token"),
+        ("token_endpoint_broken", 502, "its token endpoint answered HTTP 500"),
+        ("token_answer_odd", 502, "answered without an ID token"),
+    ],
+)
 def test_a_bad_id_token_is_refused_with_the_reason(server, rogue, mode, status, words):
     rogue.mode = mode
     with server.client() as browser:
@@ -212,8 +216,10 @@ def test_a_re_authentication_sends_max_age_and_refuses_a_stale_or_missing_auth_t
     was, is refused."""
     claims = dict(rogue.claims)
     try:
-        for auth_time, words in ((int(time.time()) - 3600, "did not ask you to sign in again"),
-                                 (None, "lacks the &#39;auth_time&#39; claim")):
+        for auth_time, words in (
+            (int(time.time()) - 3600, "did not ask you to sign in again"),
+            (None, "lacks the &#39;auth_time&#39; claim"),
+        ):
             rogue.claims = {**claims, **({"auth_time": auth_time} if auth_time else {})}
             with server.client() as browser:
                 start = browser.get("/login/oidc", params={"next": "/tokens", "reauth": "true"})

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
+
 import httpx
 import pytest
-from sqlalchemy import update
 from playwright.sync_api import Page, expect
+from sqlalchemy import update
 
 from tests.conftest import unavailable
 from tests.support.git import GitUser
@@ -26,9 +27,9 @@ from tests.support.ledger import remember
 from tests.support.oidc_provider import OidcProvider, OidcProviderUnavailable, sign_in_with_forms
 from tests.support.pages import csrf_of
 from tests.support.servers import LiveServer
-from tokensmith import accounts
+from tokensmith.accounts import users
 from tokensmith.clock import utcnow
-from tokensmith.models import BrowserSession
+from tokensmith.store.models import BrowserSession
 
 PROVIDER_NAME = "Acme SSO"
 # Okta's and Entra ID's subjects are opaque ids, not names.
@@ -44,12 +45,17 @@ ACCOUNTS = {
 SCIM_TOKEN = remember("scim-secret-for-the-sign-in-tests-0123")
 
 
-def start_pair(base, request: pytest.FixtureRequest, *, name: str, **provider_options) -> tuple[OidcProvider, LiveServer]:
+def start_pair(
+    base, request: pytest.FixtureRequest, *, name: str, **provider_options
+) -> tuple[OidcProvider, LiveServer]:
     """A provider and a Tokensmith registered at it, both stopped at the end."""
     live = LiveServer(base / "data", name=name, env={})  # not started: its URL is needed first
     idp = OidcProvider(
-        base / "idp", redirect_uris=f"{live.base_url}/login/oidc/callback",
-        post_logout_redirect_uris=f"{live.base_url}/login", accounts=ACCOUNTS, name=f"{name}-idp",
+        base / "idp",
+        redirect_uris=f"{live.base_url}/login/oidc/callback",
+        post_logout_redirect_uris=f"{live.base_url}/login",
+        accounts=ACCOUNTS,
+        name=f"{name}-idp",
         **provider_options,
     )
     request.addfinalizer(idp.stop)
@@ -57,14 +63,16 @@ def start_pair(base, request: pytest.FixtureRequest, *, name: str, **provider_op
         idp.start()
     except OidcProviderUnavailable as error:
         unavailable(str(error))
-    live.env.update({
-        "TOKENSMITH_OIDC_ISSUER": idp.issuer,
-        "TOKENSMITH_OIDC_CLIENT_ID": idp.client_id,
-        "TOKENSMITH_OIDC_CLIENT_SECRET": idp.client_secret,
-        "TOKENSMITH_OIDC_PROVIDER_NAME": PROVIDER_NAME,
-        "TOKENSMITH_LOCAL_LOGIN": "false",
-        "TOKENSMITH_SCIM_TOKEN": SCIM_TOKEN,
-    })
+    live.env.update(
+        {
+            "TOKENSMITH_OIDC_ISSUER": idp.issuer,
+            "TOKENSMITH_OIDC_CLIENT_ID": idp.client_id,
+            "TOKENSMITH_OIDC_CLIENT_SECRET": idp.client_secret,
+            "TOKENSMITH_OIDC_PROVIDER_NAME": PROVIDER_NAME,
+            "TOKENSMITH_LOCAL_LOGIN": "false",
+            "TOKENSMITH_SCIM_TOKEN": SCIM_TOKEN,
+        }
+    )
     request.addfinalizer(live.stop)
     live.start()
     return idp, live
@@ -179,8 +187,10 @@ def test_deactivation_at_the_provider_ends_the_session_and_every_token(server):
     and their browser session and tokens stop on the next request. Reactivation lets them
     sign in again, without the old tokens."""
     scim = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
-    deactivate = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                  "Operations": [{"op": "replace", "value": {"active": False}}]}
+    deactivate = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": False}}],
+    }
     with signed_in_client(server, "gina") as browser, server.client() as provider:
         token = server.create_token("gina", "laptop")
         assert browser.get("/tokens").status_code == 200
@@ -208,7 +218,11 @@ def test_profile_claims_are_read_from_userinfo_when_the_id_token_leaves_them_out
     with signed_in_client(live, "dana"):
         pass
     user = live.user("dana")
-    assert (user.email, user.display_name, user.oidc_subject) == ("dana@corp.example.test", "Dana Scully", "00u1dana2subject3")
+    assert (user.email, user.display_name, user.oidc_subject) == (
+        "dana@corp.example.test",
+        "Dana Scully",
+        "00u1dana2subject3",
+    )
 
 
 def test_a_provider_that_rotated_its_signing_key_is_followed(request, tmp_path):
@@ -256,8 +270,12 @@ def test_a_person_signs_in_at_the_provider_makes_a_token_and_uses_it_then_signs_
         page.get_by_role("button", name="Create token").click()
         token = remember(page.get_by_test_id("new-token").inner_text().strip())
 
-        curl = subprocess.run(["curl", "-sS", "-u", f"dana:{token}", f"{server.base_url}/api/v1/me"],
-                              capture_output=True, text=True, timeout=30)
+        curl = subprocess.run(
+            ["curl", "-sS", "-u", f"dana:{token}", f"{server.base_url}/api/v1/me"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert '"username":"dana"' in curl.stdout, curl.stdout + curl.stderr
         assert server.cli("projects", "add-member", "demo", "dana").returncode == 0
         dana = GitUser(tmp_path / "dana", "dana", token)
@@ -288,9 +306,12 @@ def test_past_fifteen_minutes_the_provider_is_asked_again_with_max_age(server):
     before a token is made."""
     with signed_in_client(server, "hank") as browser:
         with server.store() as session:
-            hank = accounts.get_user(session, "hank")
-            session.execute(update(BrowserSession).where(BrowserSession.user_id == hank.id)
-                            .values(authenticated_at=utcnow() - timedelta(minutes=16)))
+            hank = users.get_user(session, "hank")
+            session.execute(
+                update(BrowserSession)
+                .where(BrowserSession.user_id == hank.id)
+                .values(authenticated_at=utcnow() - timedelta(minutes=16))
+            )
         form = {"name": "after a while", "csrf_token": csrf_of(browser.get("/tokens"))}
         asked = browser.post("/tokens", data=form)
         assert asked.status_code == 401 and "Confirm it is you" in asked.text

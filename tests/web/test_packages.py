@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.ledger import remember
-from tokensmith.models import Instance
+from tokensmith.store.models import Instance
 
 PASSWORD = "package person's password"
 PACKAGE = "com/acme/hotfix/hotfix-12/1.0.0/hotfix-12-1.0.0.zip"
@@ -23,7 +23,9 @@ def setup(server, tmp_path_factory) -> dict:
     for name in (alice, carol):
         server.create_user(name, password=PASSWORD)
     project_id = f"acme-{suffix}"
-    assert server.cli("projects", "create", project_id, "--group-id", "com.acme.studio", "--owner", alice).returncode == 0
+    assert (
+        server.cli("projects", "create", project_id, "--group-id", "com.acme.studio", "--owner", alice).returncode == 0
+    )
     package = tmp_path_factory.mktemp("package") / "hotfix-12.zip"
     package.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip
     published = server.cli("packages", "publish", str(package), "--coordinates", "com.acme.hotfix:hotfix-12:1.0.0")
@@ -34,7 +36,9 @@ def setup(server, tmp_path_factory) -> dict:
 
 def register(server, setup, who="alice", project=None, description="staging") -> httpx.Response:
     with server.client(auth=(setup[who], setup["tokens"][setup[who]])) as client:
-        return client.post("/api/v1/instances", json={"project": project or setup["project"], "description": description})
+        return client.post(
+            "/api/v1/instances", json={"project": project or setup["project"], "description": description}
+        )
 
 
 def hotfix(server, *auth: str) -> httpx.Response:
@@ -62,7 +66,9 @@ def test_personal_tokens_and_passwords_are_refused_with_words(server, setup):
     for auth in ((setup["alice"], token), (setup["alice"], PASSWORD), (token, "")):
         refused = hotfix(server, *auth)
         assert refused.status_code == 401, refused.text
-        assert "Personal access tokens and passwords are not valid for the package repository" in refused.json()["message"]
+        assert (
+            "Personal access tokens and passwords are not valid for the package repository" in refused.json()["message"]
+        )
         assert refused.headers["www-authenticate"].startswith("Basic realm=")
     bearer = httpx.get(f"{server.base_url}/packages/hotfix/{PACKAGE}", headers={"Authorization": f"Bearer {token}"})
     assert bearer.status_code == 401 and "not valid for the package repository" in bearer.json()["message"]
@@ -95,8 +101,16 @@ def test_only_members_register_instances(server, setup):
     assert register(server, setup, description="x" * 201).status_code == 422
 
 
-@pytest.mark.parametrize("path", ["../../../etc/passwd", "com/acme/hotfix/%2e%2e/x", "com%2Facme/x.zip",
-                                  "com/acme/hotfix/hotfix-12/9.9.9/hotfix-12-9.9.9.zip", ""])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../../../etc/passwd",
+        "com/acme/hotfix/%2e%2e/x",
+        "com%2Facme/x.zip",
+        "com/acme/hotfix/hotfix-12/9.9.9/hotfix-12-9.9.9.zip",
+        "",
+    ],
+)
 def test_paths_outside_the_repository_are_not_found(server, setup, path):
     body = register(server, setup, description=f"paths {uuid.uuid4().hex[:4]}").json()
     remember(body["instance_key"])
@@ -105,8 +119,12 @@ def test_paths_outside_the_repository_are_not_found(server, setup, path):
 
 
 def test_publishing_refuses_bad_coordinates_and_duplicates(server, setup):
-    cases = [("com.acme:x", 2, "GROUP:ARTIFACT:VERSION"), ("com..acme:x:1.0", 2, "cannot use"),
-             ("com.acme:../x:1.0", 2, "cannot use"), ("com.acme.hotfix:hotfix-12:1.0.0", 4, "already published")]
+    cases = [
+        ("com.acme:x", 2, "GROUP:ARTIFACT:VERSION"),
+        ("com..acme:x:1.0", 2, "cannot use"),
+        ("com.acme:../x:1.0", 2, "cannot use"),
+        ("com.acme.hotfix:hotfix-12:1.0.0", 4, "already published"),
+    ]
     for coordinates, code, words in cases:
         result = server.cli("packages", "publish", str(setup["package"]), "--coordinates", coordinates)
         assert result.returncode == code and words in result.stderr, (coordinates, result.stderr)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -104,11 +104,15 @@ def test_the_new_token_is_shown_once(server, person):
 
 @pytest.mark.parametrize(
     "token_name, status, words",
-    [("", 422, "Give the token a name"), ("x" * 101, 422, "at most 100"),
-     ("bell\x07", 422, "control"), ("dup", 409, "already have a token named")],
+    [
+        ("", 422, "Give the token a name"),
+        ("x" * 101, 422, "at most 100"),
+        ("bell\x07", 422, "control"),
+        ("dup", 409, "already have a token named"),
+    ],
 )
 def test_bad_names_are_refused_on_the_page_and_nothing_is_created(server, person, token_name, status, words):
-    name, client = person
+    _name, client = person
     create(client, "dup")
     before = client.get("/tokens").text.count("data-token-id=")
     response = create(client, token_name)
@@ -126,11 +130,15 @@ def test_markup_in_a_name_is_shown_as_text(server, person):
 
 
 def test_form_posts_without_their_csrf_token_change_nothing(server, person):
-    name, client = person
+    _name, client = person
     create(client, "victim")
     token_id = re.search(r'data-token-id="(\d+)"', client.get("/tokens").text).group(1)
-    for path, data in (("/tokens", {"name": "forged"}), (f"/tokens/{token_id}/revoke", {}),
-                       (f"/tokens/{token_id}/revoke", {"csrf_token": "0" * 64}), ("/logout", {})):
+    for path, data in (
+        ("/tokens", {"name": "forged"}),
+        (f"/tokens/{token_id}/revoke", {}),
+        (f"/tokens/{token_id}/revoke", {"csrf_token": "0" * 64}),
+        ("/logout", {}),
+    ):
         response = client.post(path, data=data)
         assert response.status_code == 403 and "did not come from this site" in response.text
     page = client.get("/tokens").text
@@ -140,7 +148,7 @@ def test_form_posts_without_their_csrf_token_change_nothing(server, person):
 def test_expiration_choices(server, person):
     _name, client = person
     assert create(client, "month", expiration="30").status_code == 201
-    day = datetime.now(timezone.utc).date() + timedelta(days=60)
+    day = datetime.now(UTC).date() + timedelta(days=60)
     assert create(client, "dated", expiration="date", expires_on=day.isoformat()).status_code == 201
     assert create(client, "far", expiration="date", expires_on="2099-01-31").status_code == 422
     assert create(client, "past", expiration="date", expires_on="2001-01-01").status_code == 422
@@ -191,8 +199,10 @@ def test_next_never_leaves_the_site(server):
     with server.client() as client:
         form = client.get("/login?next=//evil.example/")
         assert 'value="/tokens"' in form.text
-        response = client.post("/login", data={"username": name, "password": PASSWORD,
-                                               "csrf_token": csrf_of(form), "next": "https://evil.example/"})
+        response = client.post(
+            "/login",
+            data={"username": name, "password": PASSWORD, "csrf_token": csrf_of(form), "next": "https://evil.example/"},
+        )
         assert response.headers["location"] == "/tokens"
 
 
@@ -236,11 +246,18 @@ def test_a_read_only_token_for_one_project_from_one_network(server, person):
     project = unique("pages-lim")
     assert server.cli("projects", "create", project, "--group-id", "com.acme", "--owner", name).returncode == 0
     page = client.get("/tokens").text
-    for label in ("Everything", "Read only", "Custom", "All my projects, now and later", "Allowed addresses",
-                  "Clone and fetch your projects"):
+    for label in (
+        "Everything",
+        "Read only",
+        "Custom",
+        "All my projects, now and later",
+        "Allowed addresses",
+        "Clone and fetch your projects",
+    ):
         assert label in page
-    response = create(client, "CI reader", access="read", project_choice="some", projects=project,
-                      allowed_ips="127.0.0.0/8\n::1")
+    response = create(
+        client, "CI reader", access="read", project_choice="some", projects=project, allowed_ips="127.0.0.0/8\n::1"
+    )
     assert response.status_code == 201, html.unescape(response.text)
     secret = secret_of(response)
     row = row_of(client.get("/tokens").text, "CI reader")
@@ -248,26 +265,41 @@ def test_a_read_only_token_for_one_project_from_one_network(server, person):
     with server.client(auth=(name, secret)) as api:
         me = api.get("/api/v1/me").json()["token"]
         assert (me["scopes"], me["projects"], me["allowed_ips"]) == (
-            ["api:read", "git:read", "maven:read"], [project], ["127.0.0.0/8", "::1/128"])
+            ["api:read", "git:read", "maven:read"],
+            [project],
+            ["127.0.0.0/8", "::1/128"],
+        )
         assert api.get("/api/v1/tokens").status_code == 200
         refused = api.delete(f"/api/v1/tokens/{me['id']}")
         assert refused.status_code == 403 and refused.headers["x-accepted-scopes"] == "api:write"
     custom = create(client, "pusher", access="custom", scopes=["git:write"])
     assert custom.status_code == 201
     assert "Access: git:read, git:write Projects: All my projects From: anywhere" in row_of(
-        client.get("/tokens").text, "pusher")
+        client.get("/tokens").text, "pusher"
+    )
 
 
-@pytest.mark.parametrize("fields, words", [
-    ({"access": "custom"}, "Choose at least one scope"),
-    ({"access": "custom", "scopes": ["api:read", "root"]}, "Unknown scope 'root'"),
-    ({"access": "sideways"}, "Choose the token's access"),
-    ({"allowed_ips": "10.0.0.1/8"}, "did you mean 10.0.0.0/8?"),
-    ({"allowed_ips": "10.0.0.0/8\nmy laptop"}, "'my' is not an address or a CIDR block"),
-    ({"project_choice": "some", "projects": "not-mine-at-all"}, "You are not a member of 'not-mine-at-all'"),
-    ({"project_choice": "some"}, "Choose at least one project"),
-], ids=["no-scope", "unknown-scope", "unknown-preset", "host-bits", "not-an-address", "unreachable-project",
-        "no-project"])
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"access": "custom"}, "Choose at least one scope"),
+        ({"access": "custom", "scopes": ["api:read", "root"]}, "Unknown scope 'root'"),
+        ({"access": "sideways"}, "Choose the token's access"),
+        ({"allowed_ips": "10.0.0.1/8"}, "did you mean 10.0.0.0/8?"),
+        ({"allowed_ips": "10.0.0.0/8\nmy laptop"}, "'my' is not an address or a CIDR block"),
+        ({"project_choice": "some", "projects": "not-mine-at-all"}, "You are not a member of 'not-mine-at-all'"),
+        ({"project_choice": "some"}, "Choose at least one project"),
+    ],
+    ids=[
+        "no-scope",
+        "unknown-scope",
+        "unknown-preset",
+        "host-bits",
+        "not-an-address",
+        "unreachable-project",
+        "no-project",
+    ],
+)
 def test_bad_limits_are_refused_on_the_page_and_nothing_is_created(server, person, fields, words):
     _name, client = person
     before = client.get("/tokens").text.count("data-token-id=")
@@ -294,14 +326,19 @@ def test_regenerate_gives_a_new_secret_with_the_same_limits_once(server, person)
         me = api.get("/api/v1/me").json()["token"]
     with server.client(auth=(name, old)) as api:  # (which revokes the new one too: rotation reuse)
         assert "rotated" in api.get("/api/v1/me").json()["message"]
-    assert (me["name"], me["scopes"], me["allowed_ips"]) == ("rolling", ["api:read", "git:read", "maven:read"],
-                                                             ["127.0.0.1/32"])
+    assert (me["name"], me["scopes"], me["allowed_ips"]) == (
+        "rolling",
+        ["api:read", "git:read", "maven:read"],
+        ["127.0.0.1/32"],
+    )
     assert me["expires_at"] is not None
     after = client.get("/tokens").text
     inactive = html.unescape(after).split("Inactive tokens")[1]
     assert "rolling" in inactive and "Revoked when it was rotated on" in inactive
-    assert (f"Token “rolling” rotated: a new secret (tks_…{new[-4:]}) replaced the old one (tks_…{old[-4:]}), "
-            "which no longer works (scopes: Read only") in html.unescape(after)
+    assert (
+        f"Token “rolling” rotated: a new secret (tks_…{new[-4:]}) replaced the old one (tks_…{old[-4:]}), "
+        "which no longer works (scopes: Read only"
+    ) in html.unescape(after)
     other = client.post("/tokens/999999/regenerate", data={"csrf_token": csrf_of(page)})
     assert other.status_code == 404 and "no live token" in other.text
 
@@ -349,13 +386,17 @@ def test_the_maximum_lifetime_shapes_the_expiry_choices(capped_server):
         assert sign_in(client, name, PASSWORD).status_code == 303
         page = client.get("/tokens").text
         options = re.findall(r'<option value="([^"]+)"[^>]*>([^<]+)</option>', page)
-        assert options == [("7", "7 days"), ("30", "30 days"), ("60", "60 days (the longest allowed)"),
-                           ("date", "On a date…")]
+        assert options == [
+            ("7", "7 days"),
+            ("30", "30 days"),
+            ("60", "60 days (the longest allowed)"),
+            ("date", "On a date…"),
+        ]
         assert re.search(r'<option value="7"\s+selected>', page)  # the first choice, not "never"
         assert "every token expires within 60 days" in page
         assert create(client, "forever", expiration="never").status_code == 422
         assert create(client, "ninety", expiration="90").status_code == 422
-        far = datetime.now(timezone.utc).date() + timedelta(days=61)
+        far = datetime.now(UTC).date() + timedelta(days=61)
         beyond = create(client, "far", expiration="date", expires_on=far.isoformat())
         assert beyond.status_code == 422 and "expire within 60 days" in html.unescape(beyond.text)
         assert create(client, "sixty", expiration="60").status_code == 201

@@ -112,19 +112,41 @@ def test_okta_provisions_reads_updates_and_deletes_a_user(scim_server, idp):
     assert idp.get(f"/Users/{user['id']}").json() == user
     listed = idp.get("/Users", params={"filter": f'userName eq "{name.upper()}"'})
     assert listed.status_code == 200 and listed.headers["content-type"] == SCIM_JSON
-    assert listed.json() == {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-                             "totalResults": 1, "itemsPerPage": 1, "startIndex": 1, "Resources": [user]}
+    assert listed.json() == {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 1,
+        "itemsPerPage": 1,
+        "startIndex": 1,
+        "Resources": [user],
+    }
 
     renamed = unique("ada.king")
-    replaced = send(idp, "PUT", f"/Users/{user['id']}", okta_user(
-        renamed, id=user["id"], name={"givenName": "Augusta", "familyName": "King"}, displayName=None,
-        emails=[{"primary": True, "value": renamed, "type": "work"}]))
+    replaced = send(
+        idp,
+        "PUT",
+        f"/Users/{user['id']}",
+        okta_user(
+            renamed,
+            id=user["id"],
+            name={"givenName": "Augusta", "familyName": "King"},
+            displayName=None,
+            emails=[{"primary": True, "value": renamed, "type": "work"}],
+        ),
+    )
     assert replaced.status_code == 200, replaced.text
-    assert (replaced.json()["userName"], replaced.json()["name"]) == (renamed, {"givenName": "Augusta", "familyName": "King"})
+    assert (replaced.json()["userName"], replaced.json()["name"]) == (
+        renamed,
+        {"givenName": "Augusta", "familyName": "King"},
+    )
     assert "externalId" not in replaced.json() and "displayName" not in replaced.json(), "PUT clears what it leaves out"
     assert replaced.json()["meta"]["lastModified"] >= user["meta"]["lastModified"]
     stored = scim_server.user(renamed)
-    assert (stored.origin, stored.password_hash, stored.email, stored.display_name) == ("scim", None, renamed, "Augusta King")
+    assert (stored.origin, stored.password_hash, stored.email, stored.display_name) == (
+        "scim",
+        None,
+        renamed,
+        "Augusta King",
+    )
 
     assert idp.delete(f"/Users/{user['id']}").status_code == 204
     assert_scim_error(idp.get(f"/Users/{user['id']}"), 404, None, "no user with id")
@@ -169,26 +191,37 @@ def test_entra_matches_then_deactivates_with_its_own_dialect(scim_server, idp):
     name = unique("hedy")
     probe = idp.get("/Users", params={"filter": f'userName eq "{name}"'})
     assert probe.json()["totalResults"] == 0 and probe.json()["Resources"] == []
-    body = okta_user(name, schemas=[USER_SCHEMA, ENTERPRISE], externalId="hedy", title="Inventor",
-                     phoneNumbers=[{"type": "mobile", "value": "+1 555 0100"}],
-                     **{ENTERPRISE: {"department": "Research"}})
+    body = okta_user(
+        name,
+        schemas=[USER_SCHEMA, ENTERPRISE],
+        externalId="hedy",
+        title="Inventor",
+        phoneNumbers=[{"type": "mobile", "value": "+1 555 0100"}],
+        **{ENTERPRISE: {"department": "Research"}},
+    )
     created = send(idp, "POST", "/Users", body)
     assert created.status_code == 201, created.text
     user = created.json()
     token = scim_server.create_token(name, "ci")
-    updated = send(idp, "PATCH", f"/Users/{user['id']}", patch_op(
-        {"op": "Replace", "path": 'emails[type eq "work"].value', "value": f"lamarr.{name}"},
-        {"op": "Replace", "path": "name.familyName", "value": "Lamarr"},
-        {"op": "Add", "path": f"{ENTERPRISE}:employeeNumber", "value": "1914"},
-        {"op": "Replace", "path": "title", "value": "Actress"},
-    ))
+    updated = send(
+        idp,
+        "PATCH",
+        f"/Users/{user['id']}",
+        patch_op(
+            {"op": "Replace", "path": 'emails[type eq "work"].value', "value": f"lamarr.{name}"},
+            {"op": "Replace", "path": "name.familyName", "value": "Lamarr"},
+            {"op": "Add", "path": f"{ENTERPRISE}:employeeNumber", "value": "1914"},
+            {"op": "Replace", "path": "title", "value": "Actress"},
+        ),
+    )
     assert updated.status_code == 200, updated.text
     assert updated.json()["emails"][0]["value"] == f"lamarr.{name}"
     assert updated.json()["name"]["familyName"] == "Lamarr"
     assert me(scim_server, name, token).status_code == 200
 
-    disabled = send(idp, "PATCH", f"/Users/{user['id']}",
-                    patch_op({"op": "Replace", "path": "active", "value": "False"}))
+    disabled = send(
+        idp, "PATCH", f"/Users/{user['id']}", patch_op({"op": "Replace", "path": "active", "value": "False"})
+    )
     assert disabled.status_code == 200 and disabled.json()["active"] is False
     assert me(scim_server, name, token).status_code == 401
     found = idp.get("/Users", params={"filter": 'externalId eq "hedy" and active eq false'}).json()
@@ -221,7 +254,12 @@ def test_discovery_documents(scim_server, idp):
     assert idp.get("/ResourceTypes/User").json()["schema"] == USER_SCHEMA
     schema = idp.get(f"/Schemas/{USER_SCHEMA}").json()
     assert [attribute["name"] for attribute in schema["attributes"]] == [
-        "userName", "name", "displayName", "emails", "active"]
+        "userName",
+        "name",
+        "displayName",
+        "emails",
+        "active",
+    ]
     assert idp.get("/Schemas").json()["Resources"] == [schema]
 
 
@@ -260,46 +298,96 @@ def test_scim_is_off_until_its_secret_is_set(server):
             assert_scim_error(response, 404, None, "SCIM provisioning is off", "TOKENSMITH_SCIM_TOKEN")
 
 
-@pytest.mark.parametrize("method, path, content, content_type, status, scim_type, words", [
-    ("POST", "/Users", b'{"schemas": [', SCIM_JSON, 400, "invalidSyntax", ["not valid JSON"]),
-    ("POST", "/Users", b"", SCIM_JSON, 400, "invalidSyntax", ["not valid JSON"]),
-    ("POST", "/Users", b"[]", SCIM_JSON, 400, "invalidSyntax", ["JSON object"]),
-    ("POST", "/Users", b'{"userName": "no-schemas"}', SCIM_JSON, 400, "invalidSyntax", ['"schemas"']),
-    ("POST", "/Users", json.dumps(okta_user("x@example.com", shoeSize=44)).encode(), SCIM_JSON,
-     400, "invalidSyntax", ["Unknown attribute 'shoeSize'"]),
-    ("POST", "/Users", json.dumps(okta_user("x@example.com", **{ENTERPRISE: {}})).encode(), SCIM_JSON,
-     400, "invalidSyntax", ["Unknown attribute"]),
-    ("POST", "/Users", json.dumps(okta_user("no spaces allowed")).encode(), SCIM_JSON,
-     400, "invalidValue", ["A username is 1 to 64"]),
-    ("POST", "/Users", json.dumps(okta_user("nomail", emails=[])).encode(), SCIM_JSON,
-     400, "invalidValue", ["needs an email address"]),
-    ("POST", "/Users", json.dumps(okta_user("x@example.com")).encode(), "text/plain", 415, None, ["application/scim+json"]),
-    ("POST", "/Users", b"{" + b" " * 70_000 + b"}", SCIM_JSON, 413, None, ["larger than"]),
-    ("GET", "/Users?filter=userName%20co%20%22ada%22", b"", None, 400, "invalidFilter", ['"eq" on userName']),
-    ("GET", "/Users?filter=title%20eq%20%22x%22", b"", None, 400, "invalidFilter", ["'title' is not one of them"]),
-    ("GET", "/Users?count=many", b"", None, 400, "invalidValue", ["count must be a whole number"]),
-    ("GET", "/Users/123456789", b"", None, 404, None, ["no user with id '123456789'"]),
-    ("GET", "/Users/not-a-number", b"", None, 404, None, ["no user with id"]),
-    ("PUT", "/Users/123456789", json.dumps(okta_user("x@example.com")).encode(), SCIM_JSON, 404, None, []),
-    ("GET", "/Groups", b"", None, 404, None, ["no /scim/v2/Groups"]),
-    ("DELETE", "/Users", b"", None, 405, None, ["DELETE is not supported"]),
-    ("GET", "/Schemas/urn:example:Group", b"", None, 404, None, ["no schema"]),
-])
+@pytest.mark.parametrize(
+    "method, path, content, content_type, status, scim_type, words",
+    [
+        ("POST", "/Users", b'{"schemas": [', SCIM_JSON, 400, "invalidSyntax", ["not valid JSON"]),
+        ("POST", "/Users", b"", SCIM_JSON, 400, "invalidSyntax", ["not valid JSON"]),
+        ("POST", "/Users", b"[]", SCIM_JSON, 400, "invalidSyntax", ["JSON object"]),
+        ("POST", "/Users", b'{"userName": "no-schemas"}', SCIM_JSON, 400, "invalidSyntax", ['"schemas"']),
+        (
+            "POST",
+            "/Users",
+            json.dumps(okta_user("x@example.com", shoeSize=44)).encode(),
+            SCIM_JSON,
+            400,
+            "invalidSyntax",
+            ["Unknown attribute 'shoeSize'"],
+        ),
+        (
+            "POST",
+            "/Users",
+            json.dumps(okta_user("x@example.com", **{ENTERPRISE: {}})).encode(),
+            SCIM_JSON,
+            400,
+            "invalidSyntax",
+            ["Unknown attribute"],
+        ),
+        (
+            "POST",
+            "/Users",
+            json.dumps(okta_user("no spaces allowed")).encode(),
+            SCIM_JSON,
+            400,
+            "invalidValue",
+            ["A username is 1 to 64"],
+        ),
+        (
+            "POST",
+            "/Users",
+            json.dumps(okta_user("nomail", emails=[])).encode(),
+            SCIM_JSON,
+            400,
+            "invalidValue",
+            ["needs an email address"],
+        ),
+        (
+            "POST",
+            "/Users",
+            json.dumps(okta_user("x@example.com")).encode(),
+            "text/plain",
+            415,
+            None,
+            ["application/scim+json"],
+        ),
+        ("POST", "/Users", b"{" + b" " * 70_000 + b"}", SCIM_JSON, 413, None, ["larger than"]),
+        ("GET", "/Users?filter=userName%20co%20%22ada%22", b"", None, 400, "invalidFilter", ['"eq" on userName']),
+        ("GET", "/Users?filter=title%20eq%20%22x%22", b"", None, 400, "invalidFilter", ["'title' is not one of them"]),
+        ("GET", "/Users?count=many", b"", None, 400, "invalidValue", ["count must be a whole number"]),
+        ("GET", "/Users/123456789", b"", None, 404, None, ["no user with id '123456789'"]),
+        ("GET", "/Users/not-a-number", b"", None, 404, None, ["no user with id"]),
+        ("PUT", "/Users/123456789", json.dumps(okta_user("x@example.com")).encode(), SCIM_JSON, 404, None, []),
+        ("GET", "/Groups", b"", None, 404, None, ["no /scim/v2/Groups"]),
+        ("DELETE", "/Users", b"", None, 405, None, ["DELETE is not supported"]),
+        ("GET", "/Schemas/urn:example:Group", b"", None, 404, None, ["no schema"]),
+    ],
+)
 def test_malformed_requests_get_scim_errors(idp, method, path, content, content_type, status, scim_type, words):
     headers = {"Content-Type": content_type} if content_type else {}
     assert_scim_error(idp.request(method, path, content=content, headers=headers), status, scim_type, *words)
 
 
-@pytest.mark.parametrize("operations, status, scim_type, words", [
-    ([{"op": "replace", "path": "favouriteColour", "value": "teal"}], 400, "invalidPath",
-     ["Unknown path 'favouriteColour'"]),
-    ([{"op": "remove"}], 400, "noTarget", ['needs a "path"']),
-    ([{"op": "replace", "path": "meta", "value": {}}], 400, "mutability", ["read-only"]),
-    ([{"op": "Move", "path": "active"}], 400, "invalidSyntax", ['"add", "replace" or "remove"']),
-    ([{"op": "replace", "path": "active", "value": "maybe"}], 400, "invalidValue", ["true or false"]),
-    ([{"op": "replace", "path": 'emails[type eq "work"].value', "value": "not-an-address"}], 400,
-     "invalidValue", ["is not an email address"]),
-])
+@pytest.mark.parametrize(
+    "operations, status, scim_type, words",
+    [
+        (
+            [{"op": "replace", "path": "favouriteColour", "value": "teal"}],
+            400,
+            "invalidPath",
+            ["Unknown path 'favouriteColour'"],
+        ),
+        ([{"op": "remove"}], 400, "noTarget", ['needs a "path"']),
+        ([{"op": "replace", "path": "meta", "value": {}}], 400, "mutability", ["read-only"]),
+        ([{"op": "Move", "path": "active"}], 400, "invalidSyntax", ['"add", "replace" or "remove"']),
+        ([{"op": "replace", "path": "active", "value": "maybe"}], 400, "invalidValue", ["true or false"]),
+        (
+            [{"op": "replace", "path": 'emails[type eq "work"].value', "value": "not-an-address"}],
+            400,
+            "invalidValue",
+            ["is not an email address"],
+        ),
+    ],
+)
 def test_bad_patches_get_scim_errors_and_change_nothing(idp, operations, status, scim_type, words):
     user = provision(idp, unique("patched"))
     first = {"op": "replace", "path": "active", "value": False}
@@ -344,50 +432,76 @@ def test_attributes_and_excluded_attributes_shape_every_answer_with_a_resource(s
     user_id = created.json()["id"]
     assert created.headers["location"] == f"{scim_server.base_url}/scim/v2/Users/{user_id}"
     one = idp.get(f"/Users/{user_id}", params={"attributes": f"userName,name.givenName,{USER_SCHEMA}:active"})
-    assert one.json() == {"schemas": [USER_SCHEMA], "id": user_id, "userName": name, "name": {"givenName": "Ada"},
-                          "active": True}
+    assert one.json() == {
+        "schemas": [USER_SCHEMA],
+        "id": user_id,
+        "userName": name,
+        "name": {"givenName": "Ada"},
+        "active": True,
+    }
     listed = idp.get("/Users", params={"filter": f'userName eq "{name}"', "excludedAttributes": "id,name,emails.type"})
     assert listed.json()["Resources"][0]["id"] == user_id, "id is always returned"
     assert "name" not in listed.json()["Resources"][0]
     assert listed.json()["Resources"][0]["emails"] == [{"value": name, "primary": True}]
     replaced = send(idp, "PUT", f"/Users/{user_id}?attributes=displayName", okta_user(name, displayName="Ada L."))
     assert replaced.json() == {"schemas": [USER_SCHEMA], "id": user_id, "displayName": "Ada L."}
-    patched = send(idp, "PATCH", f"/Users/{user_id}?attributes=emails.value,title", patch_op(
-        {"op": "add", "path": 'emails[type eq "home"].value', "value": f"home.{name}"}))
+    patched = send(
+        idp,
+        "PATCH",
+        f"/Users/{user_id}?attributes=emails.value,title",
+        patch_op({"op": "add", "path": 'emails[type eq "home"].value', "value": f"home.{name}"}),
+    )
     assert patched.json()["emails"] == [{"value": name}, {"value": f"home.{name}"}]
-    assert_scim_error(idp.get(f"/Users/{user_id}", params={"attributes": "userName", "excludedAttributes": "name"}),
-                      400, "invalidValue", "not both")
-    assert_scim_error(idp.get("/Users", params={"attributes": 'emails[type eq "work"]'}), 400, "invalidValue",
-                      "names attributes")
+    assert_scim_error(
+        idp.get(f"/Users/{user_id}", params={"attributes": "userName", "excludedAttributes": "name"}),
+        400,
+        "invalidValue",
+        "not both",
+    )
+    assert_scim_error(
+        idp.get("/Users", params={"attributes": 'emails[type eq "work"]'}), 400, "invalidValue", "names attributes"
+    )
 
 
 def test_post_search_at_users_and_at_the_root(idp):
     name = unique("searched")
     user = provision(idp, name, externalId="searched-1")
-    request = {"schemas": [SEARCH], "filter": f'userName eq "{name}" and externalId eq "searched-1"',
-               "attributes": ["userName", "externalId"], "startIndex": 1, "count": 10, "sortBy": "userName"}
+    request = {
+        "schemas": [SEARCH],
+        "filter": f'userName eq "{name}" and externalId eq "searched-1"',
+        "attributes": ["userName", "externalId"],
+        "startIndex": 1,
+        "count": 10,
+        "sortBy": "userName",
+    }
     for path in ("/Users/.search", "/.search"):
         found = send(idp, "POST", path, request)
         assert found.status_code == 200 and found.headers["content-type"] == SCIM_JSON, found.text
-        assert found.json() == {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 1,
-                                "itemsPerPage": 1, "startIndex": 1, "Resources": [
-                                    {"schemas": [USER_SCHEMA], "id": user["id"], "userName": name,
-                                     "externalId": "searched-1"}]}
+        assert found.json() == {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": 1,
+            "itemsPerPage": 1,
+            "startIndex": 1,
+            "Resources": [{"schemas": [USER_SCHEMA], "id": user["id"], "userName": name, "externalId": "searched-1"}],
+        }
     counted = send(idp, "POST", "/.search", {"schemas": [SEARCH], "count": 0}).json()
     assert counted["totalResults"] >= 1 and counted["Resources"] == []
 
 
-@pytest.mark.parametrize("body, scim_type, words", [
-    ({"filter": 'userName eq "x"'}, "invalidSyntax", ['"schemas"']),
-    ({"schemas": [USER_SCHEMA]}, "invalidSyntax", [SEARCH]),
-    ({"schemas": [SEARCH], "count": "ten"}, "invalidValue", ["count must be a whole number"]),
-    ({"schemas": [SEARCH], "startIndex": True}, "invalidValue", ["startIndex must be a whole number"]),
-    ({"schemas": [SEARCH], "filter": 'userName co "x"'}, "invalidFilter", ['"eq" on userName']),
-    ({"schemas": [SEARCH], "filter": ["userName"]}, "invalidValue", ["filter must be a string"]),
-    ({"schemas": [SEARCH], "attributes": "userName", "excludedAttributes": ["name"]}, "invalidValue", ["not both"]),
-    ({"schemas": [SEARCH], "attributes": [7]}, "invalidValue", ["list of attribute names"]),
-    ({"schemas": [SEARCH], "cursor": ""}, "invalidSyntax", ["Unknown SearchRequest attribute 'cursor'"]),
-])
+@pytest.mark.parametrize(
+    "body, scim_type, words",
+    [
+        ({"filter": 'userName eq "x"'}, "invalidSyntax", ['"schemas"']),
+        ({"schemas": [USER_SCHEMA]}, "invalidSyntax", [SEARCH]),
+        ({"schemas": [SEARCH], "count": "ten"}, "invalidValue", ["count must be a whole number"]),
+        ({"schemas": [SEARCH], "startIndex": True}, "invalidValue", ["startIndex must be a whole number"]),
+        ({"schemas": [SEARCH], "filter": 'userName co "x"'}, "invalidFilter", ['"eq" on userName']),
+        ({"schemas": [SEARCH], "filter": ["userName"]}, "invalidValue", ["filter must be a string"]),
+        ({"schemas": [SEARCH], "attributes": "userName", "excludedAttributes": ["name"]}, "invalidValue", ["not both"]),
+        ({"schemas": [SEARCH], "attributes": [7]}, "invalidValue", ["list of attribute names"]),
+        ({"schemas": [SEARCH], "cursor": ""}, "invalidSyntax", ["Unknown SearchRequest attribute 'cursor'"]),
+    ],
+)
 def test_malformed_search_requests_get_scim_errors(idp, body, scim_type, words):
     for path in ("/Users/.search", "/.search"):
         assert_scim_error(send(idp, "POST", path, body), 400, scim_type, *words)

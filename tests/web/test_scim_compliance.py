@@ -22,15 +22,31 @@ from tests.support.servers import LiveServer
 
 SECRET = provisioning_secret()
 DISCOVERY_CHECKS = {
-    "service_provider_config_endpoint", "service_provider_config_endpoint_methods", "query_all_resource_types",
-    "query_resource_type_by_id", "resource_types_schema_validation", "access_invalid_resource_type",
-    "resource_types_endpoint_methods", "query_all_schemas", "access_schema_by_id", "access_invalid_schema",
-    "schemas_endpoint_methods", "random_url",
+    "service_provider_config_endpoint",
+    "service_provider_config_endpoint_methods",
+    "query_all_resource_types",
+    "query_resource_type_by_id",
+    "resource_types_schema_validation",
+    "access_invalid_resource_type",
+    "resource_types_endpoint_methods",
+    "query_all_schemas",
+    "access_schema_by_id",
+    "access_invalid_schema",
+    "schemas_endpoint_methods",
+    "random_url",
 }
 USER_CHECKS = {
-    "object_creation", "object_query", "object_query_without_id", "object_query_with_attributes",
-    "object_list_with_attributes", "search_with_attributes", "object_replacement", "object_deletion",
-    "check_add_attribute", "check_remove_attribute", "check_replace_attribute",
+    "object_creation",
+    "object_query",
+    "object_query_without_id",
+    "object_query_with_attributes",
+    "object_list_with_attributes",
+    "search_with_attributes",
+    "object_replacement",
+    "object_deletion",
+    "check_add_attribute",
+    "check_remove_attribute",
+    "check_replace_attribute",
 }
 
 
@@ -41,8 +57,9 @@ def scim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 def checked(server: LiveServer) -> list[CheckResult]:
-    with httpx2.Client(base_url=f"{server.base_url}/scim/v2", timeout=30,
-                       headers={"Authorization": f"Bearer {SECRET}"}) as http:
+    with httpx2.Client(
+        base_url=f"{server.base_url}/scim/v2", timeout=30, headers={"Authorization": f"Bearer {SECRET}"}
+    ) as http:
         return check_server(SyncSCIMClient(http))
 
 
@@ -50,8 +67,11 @@ def checked(server: LiveServer) -> list[CheckResult]:
 def test_every_check_of_the_user_resource_and_discovery_passes(scim_server):
     offset = len(scim_server.console())
     results = checked(scim_server)
-    failed = [f"{result.title}: {result.status.name} {result.reason}" for result in results
-              if result.status is not Status.SUCCESS]
+    failed = [
+        f"{result.title}: {result.status.name} {result.reason}"
+        for result in results
+        if result.status is not Status.SUCCESS
+    ]
     assert failed == []
     titles = {result.title for result in results}
     assert titles == DISCOVERY_CHECKS | USER_CHECKS, "the checker ran every check it has for these"

@@ -35,18 +35,36 @@ FRAGMENTS = {
     "float past double": "1e999999",
 }
 USER = {
-    "schemas": [USER_SCHEMA], "userName": "hostile@example.com", "externalId": "00u-hostile",
-    "name": {"formatted": "Ha Stile", "givenName": "Ha", "familyName": "Stile"}, "displayName": "Ha Stile",
-    "emails": [{"value": "hostile@example.com", "type": "work", "primary": True}], "active": True,
+    "schemas": [USER_SCHEMA],
+    "userName": "hostile@example.com",
+    "externalId": "00u-hostile",
+    "name": {"formatted": "Ha Stile", "givenName": "Ha", "familyName": "Stile"},
+    "displayName": "Ha Stile",
+    "emails": [{"value": "hostile@example.com", "type": "work", "primary": True}],
+    "active": True,
 }
-PATCH = {"schemas": [PATCH_OP], "Operations": [
-    {"op": "replace", "path": "name.givenName", "value": "Ha"},
-    {"op": "add", "path": 'emails[type eq "work"].value', "value": "hostile@example.com"},
-    {"op": "replace", "value": {"active": True, "name": {"familyName": "Stile"},
-                                "emails": [{"value": "hostile@example.com", "type": "work"}]}},
-]}
-SEARCH_REQUEST = {"schemas": [SEARCH], "filter": 'userName eq "hostile@example.com"', "attributes": ["userName"],
-                  "startIndex": 1, "count": 10}
+PATCH = {
+    "schemas": [PATCH_OP],
+    "Operations": [
+        {"op": "replace", "path": "name.givenName", "value": "Ha"},
+        {"op": "add", "path": 'emails[type eq "work"].value', "value": "hostile@example.com"},
+        {
+            "op": "replace",
+            "value": {
+                "active": True,
+                "name": {"familyName": "Stile"},
+                "emails": [{"value": "hostile@example.com", "type": "work"}],
+            },
+        },
+    ],
+}
+SEARCH_REQUEST = {
+    "schemas": [SEARCH],
+    "filter": 'userName eq "hostile@example.com"',
+    "attributes": ["userName"],
+    "startIndex": 1,
+    "count": 10,
+}
 # Integers Tokensmith reads as numbers, where a very large one is a valid request (RFC 7644
 # §3.4.2.4: a count past the maximum gets the maximum; a startIndex past the end, no users).
 NUMBERS = {("startIndex",), ("count",)}
@@ -95,8 +113,9 @@ def idp(scim_server: LiveServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def user_id(idp: httpx.Client) -> str:
-    created = idp.post("/Users", json=USER | {"userName": "target@example.com",
-                                             "emails": [{"value": "target@example.com"}]})
+    created = idp.post(
+        "/Users", json=USER | {"userName": "target@example.com", "emails": [{"value": "target@example.com"}]}
+    )
     assert created.status_code == 201, created.text
     return created.json()["id"]
 
@@ -110,13 +129,17 @@ def assert_refused_in_scim_words(response: httpx.Response, what: str) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("method, path, template", [
-    ("POST", "/Users", USER),
-    ("PUT", "/Users/{id}", USER),
-    ("PATCH", "/Users/{id}", PATCH),
-    ("POST", "/Users/.search", SEARCH_REQUEST),
-    ("POST", "/.search", SEARCH_REQUEST),
-], ids=["create", "replace", "patch", "users-search", "root-search"])
+@pytest.mark.parametrize(
+    "method, path, template",
+    [
+        ("POST", "/Users", USER),
+        ("PUT", "/Users/{id}", USER),
+        ("PATCH", "/Users/{id}", PATCH),
+        ("POST", "/Users/.search", SEARCH_REQUEST),
+        ("POST", "/.search", SEARCH_REQUEST),
+    ],
+    ids=["create", "replace", "patch", "users-search", "root-search"],
+)
 def test_deep_nesting_and_huge_numbers_anywhere_are_refused(scim_server, idp, user_id, method, path, template):
     offset = len(scim_server.console())
     url = path.format(id=user_id)
@@ -131,10 +154,16 @@ def test_deep_nesting_and_huge_numbers_anywhere_are_refused(scim_server, idp, us
     assert "Traceback" not in console and "unexpected" not in console
 
 
-@pytest.mark.parametrize("method, path", [
-    ("POST", "/Users"), ("PUT", "/Users/{id}"), ("PATCH", "/Users/{id}"), ("POST", "/Users/.search"),
-    ("POST", "/.search"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", "/Users"),
+        ("PUT", "/Users/{id}"),
+        ("PATCH", "/Users/{id}"),
+        ("POST", "/Users/.search"),
+        ("POST", "/.search"),
+    ],
+)
 def test_a_body_over_the_limit_is_413_even_when_streamed(idp, user_id, method, path):
     url = path.format(id=user_id)
     whole = b'{"schemas": [' + b" " * 70_000 + b"]}"
@@ -144,19 +173,22 @@ def test_a_body_over_the_limit_is_413_even_when_streamed(idp, user_id, method, p
         assert response.status_code == 413 and "larger than 64 KiB" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("method, path, allowed", [
-    ("DELETE", "/Users", "GET, HEAD, POST"),
-    ("PUT", "/Users", "GET, HEAD, POST"),
-    ("POST", "/Users/{id}", "GET, HEAD, PUT, PATCH, DELETE"),
-    ("GET", "/Users/.search", "POST"),
-    ("DELETE", "/Users/.search", "POST"),
-    ("GET", "/.search", "POST"),
-    ("POST", "/ServiceProviderConfig", "GET, HEAD"),
-    ("PATCH", "/ResourceTypes", "GET, HEAD"),
-    ("DELETE", "/ResourceTypes/User", "GET, HEAD"),
-    ("PUT", f"/Schemas/{USER_SCHEMA}", "GET, HEAD"),
-    ("OPTIONS", "/Users", "GET, HEAD, POST"),
-])
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("DELETE", "/Users", "GET, HEAD, POST"),
+        ("PUT", "/Users", "GET, HEAD, POST"),
+        ("POST", "/Users/{id}", "GET, HEAD, PUT, PATCH, DELETE"),
+        ("GET", "/Users/.search", "POST"),
+        ("DELETE", "/Users/.search", "POST"),
+        ("GET", "/.search", "POST"),
+        ("POST", "/ServiceProviderConfig", "GET, HEAD"),
+        ("PATCH", "/ResourceTypes", "GET, HEAD"),
+        ("DELETE", "/ResourceTypes/User", "GET, HEAD"),
+        ("PUT", f"/Schemas/{USER_SCHEMA}", "GET, HEAD"),
+        ("OPTIONS", "/Users", "GET, HEAD, POST"),
+    ],
+)
 def test_a_method_a_path_does_not_take_is_405_with_allow(idp, user_id, method, path, allowed):
     response = idp.request(method, path.format(id=user_id))
     assert_refused_in_scim_words(response, f"{method} {path}")

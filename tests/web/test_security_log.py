@@ -20,16 +20,19 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select, update
 
+from tests.audit.test_trail import ISSUE_18_CURSORS
 from tests.support.ledger import remember
-from tests.test_audit import ISSUE_18_CURSORS
 from tests.support.pages import csrf_of, sign_in
 from tests.support.servers import LiveServer
-from tokensmith import accounts, audit, personal_tokens
+from tokensmith.accounts import users
+from tokensmith.audit import trail
 from tokensmith.cli.main import run as run_command
 from tokensmith.clock import utcnow
 from tokensmith.config import load_settings
-from tokensmith.models import AuditEvent, BrowserSession
-from tokensmith.server_keys import load_server_keys
+from tokensmith.store.models import AuditEvent, BrowserSession
+from tokensmith.store.server_keys import load_server_keys
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import listing as token_listing
 
 _people = itertools.count(1)
 
@@ -44,9 +47,12 @@ def new_person(server: LiveServer, prefix: str = "log", *, admin: bool = False) 
 def age_sessions(server: LiveServer, username: str, minutes: int = 16) -> None:
     """As if the person had signed in ``minutes`` ago: past the re-authentication window."""
     with server.store() as session:
-        user = accounts.get_user(session, username)
-        session.execute(update(BrowserSession).where(BrowserSession.user_id == user.id)
-                        .values(authenticated_at=utcnow() - timedelta(minutes=minutes)))
+        user = users.get_user(session, username)
+        session.execute(
+            update(BrowserSession)
+            .where(BrowserSession.user_id == user.id)
+            .values(authenticated_at=utcnow() - timedelta(minutes=minutes))
+        )
 
 
 def token_id(server: LiveServer, username: str, name: str) -> int:
@@ -104,14 +110,16 @@ def test_a_rotation_reads_as_one_event_naming_both_secrets(server: LiveServer) -
     with server.client(auth=(owner, old)) as client:
         rotated = client.post(f"/api/v1/tokens/{old_id}/rotate").json()
     new = remember(rotated["token"])
-    said = (f"Token “Laptop” rotated: a new secret (tks_…{new[-4:]}) replaced the old one (tks_…{old[-4:]}), "
-            "which no longer works (scopes: Everything; projects: every project of its owner; from: anywhere)")
+    said = (
+        f"Token “Laptop” rotated: a new secret (tks_…{new[-4:]}) replaced the old one (tks_…{old[-4:]}), "
+        "which no longer works (scopes: Everything; projects: every project of its owner; from: anywhere)"
+    )
     with server.client(auth=(owner, new)) as client:
         events, _ = read_all(client)
         assert [event["action"] for event in events] == ["token.rotated", "token.created", "user.created"]
         assert events[0]["description"] == said and events[0]["token_id"] == rotated["id"]
         for either in (old_id, rotated["id"]):  # filtered by the old token or the new one
-            assert [event["action"] for event in read_all(client, token_id=either)[0]][0] == "token.rotated"
+            assert next(event["action"] for event in read_all(client, token_id=either)[0]) == "token.rotated"
     with server.client() as browser:
         sign_in(browser, owner, password)
         page = html.unescape(browser.get("/security-log").text)
@@ -148,7 +156,9 @@ def test_the_export_streams_every_event_as_jsonl_or_csv_since_a_date(server: Liv
     assert jsonl.returncode == 0, jsonl.stderr
     events = [json.loads(line) for line in jsonl.stdout.splitlines()]
     created = [event for event in events if event["action"] == "token.created" and event["user"] == owner]
-    assert created[0]["description"].startswith("Token “exported” created") and created[0]["details"]["name"] == "exported"
+    assert (
+        created[0]["description"].startswith("Token “exported” created") and created[0]["details"]["name"] == "exported"
+    )
     assert [event["id"] for event in events] == sorted(event["id"] for event in events)
     assert secret not in jsonl.stdout and "Exported" in jsonl.stderr
 
@@ -179,7 +189,9 @@ def test_filling_the_maven_settings_with_a_token_needs_a_recent_sign_in_and_the_
         age_sessions(server, person)
         asked = browser.post("/applications/maven-token", data={"csrf_token": csrf_of(page)})
         assert asked.status_code == 401 and "Confirm it is you" in asked.text
-        done = browser.post("/applications/maven-token", data={"csrf_token": csrf_of(page), "reauth_password": password})
+        done = browser.post(
+            "/applications/maven-token", data={"csrf_token": csrf_of(page), "reauth_password": password}
+        )
         assert done.status_code == 200 and 'data-testid="new-token"' in done.text
         remember(done.text.split('data-testid="new-token" id="new-token">')[1].split("<")[0])
     assert server.token_row(person, "Maven settings.xml").scopes == ["maven:read"]
@@ -210,7 +222,9 @@ def test_past_fifteen_minutes_regenerating_asks_for_the_password_again(server: L
         asked = browser.post(f"/tokens/{laptop}/regenerate", data={"csrf_token": csrf})
         assert asked.status_code == 401 and "Confirm it is you" in asked.text
         assert server.token_row(person, "laptop").id == laptop  # nothing changed yet
-        wrong = browser.post(f"/tokens/{laptop}/regenerate", data={"csrf_token": csrf, "reauth_password": "not it at all"})
+        wrong = browser.post(
+            f"/tokens/{laptop}/regenerate", data={"csrf_token": csrf, "reauth_password": "not it at all"}
+        )
         assert wrong.status_code == 401 and "password" in wrong.text.lower()
         done = browser.post(f"/tokens/{laptop}/regenerate", data={"csrf_token": csrf, "reauth_password": password})
         assert done.status_code == 200 and 'data-testid="new-token"' in done.text
@@ -241,15 +255,23 @@ def many_tokens(server: LiveServer, username: str, count: int) -> None:
     """``count`` tokens as the admin command makes them, in one unit of work."""
     settings = load_settings(server.env)
     with server.store() as session:
-        owner = accounts.get_user(session, username)
+        owner = users.get_user(session, username)
         for number in range(count):
-            secret, _row = personal_tokens.create_token(session, load_server_keys(settings), owner.id,
-                                                        f"tool-{number:02}", prefix=settings.token_prefix, actor="tests")
+            secret, _row = token_lifecycle.create_token(
+                session,
+                load_server_keys(settings),
+                owner.id,
+                f"tool-{number:02}",
+                prefix=settings.token_prefix,
+                actor="tests",
+            )
             remember(secret)
 
 
 @pytest.mark.browser
-def test_a_person_reads_their_security_log_page_by_page_and_by_token(context: BrowserContext, server: LiveServer) -> None:
+def test_a_person_reads_their_security_log_page_by_page_and_by_token(
+    context: BrowserContext, server: LiveServer
+) -> None:
     person, password = new_person(server)
     many_tokens(server, person, 30)
     page = context.new_page()
@@ -283,13 +305,14 @@ def test_a_person_reads_their_security_log_page_by_page_and_by_token(context: Br
 
 def server_hint(server: LiveServer, username: str, name: str) -> str:
     with server.store() as session:
-        owner = accounts.get_user(session, username)
-        return next(row.hint for row in personal_tokens.every_token_of(session, owner.id) if row.name == name)
+        owner = users.get_user(session, username)
+        return next(row.hint for row in token_listing.every_token_of(session, owner.id) if row.name == name)
 
 
 @pytest.mark.browser
 def test_past_fifteen_minutes_creating_a_token_asks_the_password_and_keeps_the_form(
-        context: BrowserContext, server: LiveServer) -> None:
+    context: BrowserContext, server: LiveServer
+) -> None:
     person, password = new_person(server)
     page = context.new_page()
     browser_sign_in(page, person, password)
@@ -321,7 +344,8 @@ def test_past_fifteen_minutes_creating_a_token_asks_the_password_and_keeps_the_f
 
 @pytest.mark.browser
 def test_an_administrator_revokes_a_token_from_the_inventory_and_its_owner_reads_why(
-        context: BrowserContext, server: LiveServer) -> None:
+    context: BrowserContext, server: LiveServer
+) -> None:
     owner, owner_password = new_person(server, "owner")
     admin, admin_password = new_person(server, "admin", admin=True)
     server.create_token(owner, "deploy", scopes=["git:read"], allowed_ips=["10.0.0.0/8"])
@@ -355,8 +379,9 @@ def test_an_administrator_revokes_a_token_from_the_inventory_and_its_owner_reads
         log = browser.get("/security-log").text
     assert "Token “deploy” revoked by an administrator" in log and f"by {admin}" in log
     with server.store() as session:
-        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "token.revoked")
-                                .order_by(AuditEvent.id.desc())).first()
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "token.revoked").order_by(AuditEvent.id.desc())
+        ).first()
         assert (event.actor, event.details["reason"], event.details["name"]) == (admin, "admin", "deploy")
 
 
@@ -368,12 +393,16 @@ def test_past_fifteen_minutes_approving_a_device_login_asks_the_password_again(s
         remember(asked_for["device_code"])
         sign_in(browser, person, password)
         age_sessions(server, person)
-        form = {"user_code": asked_for["user_code"], "decision": "approve", "csrf_token": csrf_of(browser.get("/device"))}
+        form = {
+            "user_code": asked_for["user_code"],
+            "decision": "approve",
+            "csrf_token": csrf_of(browser.get("/device")),
+        }
         asked = browser.post("/device/decision", data=form)
         assert asked.status_code == 401 and "Approving a device login (it makes a token)" in asked.text
         approved = browser.post("/device/decision", data={**form, "reauth_password": password})
         assert approved.status_code == 200, approved.text
     with server.store() as session:
-        user = accounts.get_user(session, person)
-        events = [event.action for event in audit.events_for_user(session, user.id)]
+        user = users.get_user(session, person)
+        events = [event.action for event in trail.events_for_user(session, user.id)]
     assert events[:2] == ["device.approved", "session.reauthenticated"]

@@ -27,8 +27,9 @@ SCIM_SECRET = provisioning_secret()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server with SCIM provisioning on, as a deployment with an identity provider has."""
-    live = LiveServer(tmp_path_factory.mktemp("again") / "data", env={"TOKENSMITH_SCIM_TOKEN": SCIM_SECRET},
-                      name="again").start()
+    live = LiveServer(
+        tmp_path_factory.mktemp("again") / "data", env={"TOKENSMITH_SCIM_TOKEN": SCIM_SECRET}, name="again"
+    ).start()
     yield live
     live.stop()
 
@@ -74,8 +75,7 @@ def cookie_names(context: BrowserContext, server: LiveServer) -> set[str]:
     return {cookie["name"] for cookie in context.cookies(server.base_url)}
 
 
-def test_after_a_new_password_set_by_an_administrator(page: Page, context: BrowserContext,
-                                                        server: LiveServer) -> None:
+def test_after_a_new_password_set_by_an_administrator(page: Page, context: BrowserContext, server: LiveServer) -> None:
     username, password = person(server)
     signs_in(page, username, password)
     reset = server.cli("users", "set-password", username, "--password-stdin", input=(changed := new_password()) + "\n")
@@ -101,18 +101,30 @@ def test_after_the_account_was_disabled_and_enabled_again(page: Page, server: Li
 def test_after_a_deactivation_and_reactivation_by_scim(page: Page, server: LiveServer) -> None:
     username = f"scim-{uuid.uuid4().hex[:8]}"
     with provider_client(server, SCIM_SECRET) as idp:
-        created = idp.post("/Users", headers={"Content-Type": SCIM_JSON}, json={
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": username,
-            "emails": [{"value": f"{username}@example.test", "primary": True}], "active": True})
+        created = idp.post(
+            "/Users",
+            headers={"Content-Type": SCIM_JSON},
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": username,
+                "emails": [{"value": f"{username}@example.test", "primary": True}],
+                "active": True,
+            },
+        )
         assert created.status_code == 201, created.text
         password = new_password()  # where the provider does not sign people in, a local password
         assert server.cli("users", "set-password", username, "--password-stdin", input=password + "\n").returncode == 0
         signs_in(page, username, password)
 
         def active(value: bool) -> None:
-            answer = idp.patch(f"/Users/{created.json()['id']}", headers={"Content-Type": SCIM_JSON}, json={
-                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "replace", "value": {"active": value}}]})
+            answer = idp.patch(
+                f"/Users/{created.json()['id']}",
+                headers={"Content-Type": SCIM_JSON},
+                json={
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "value": {"active": value}}],
+                },
+            )
             assert answer.status_code == 200, answer.text
 
         active(False)
@@ -122,15 +134,19 @@ def test_after_a_deactivation_and_reactivation_by_scim(page: Page, server: LiveS
     signs_in(page, username, password)
 
 
-@pytest.mark.parametrize(("planted", "value"), [
-    ("tokensmith_session", "planted-by-someone-else"),
-    ("tokensmith_session", ""),
-    ("tokensmith_presession", ""),
-    ("tokensmith_presession", "not the shape of one"),
-    ("tokensmith_presession", "A" * 32),  # one the planter knows: still only their own
-])
-def test_a_planted_cookie_locks_nobody_out(page: Page, context: BrowserContext, server: LiveServer,
-                                           planted: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("planted", "value"),
+    [
+        ("tokensmith_session", "planted-by-someone-else"),
+        ("tokensmith_session", ""),
+        ("tokensmith_presession", ""),
+        ("tokensmith_presession", "not the shape of one"),
+        ("tokensmith_presession", "A" * 32),  # one the planter knows: still only their own
+    ],
+)
+def test_a_planted_cookie_locks_nobody_out(
+    page: Page, context: BrowserContext, server: LiveServer, planted: str, value: str
+) -> None:
     username, password = person(server)
     context.add_cookies([{"name": planted, "value": value, "url": server.base_url}])
     signs_in(page, username, password)
@@ -140,6 +156,8 @@ def test_signing_out_of_a_session_ended_meanwhile_leads_to_the_sign_in_page(page
     """A tab drawn before the session ended: its Sign out button still works."""
     username, password = person(server)
     signs_in(page, username, password)
-    assert server.cli("users", "set-password", username, "--password-stdin", input=new_password() + "\n").returncode == 0
+    assert (
+        server.cli("users", "set-password", username, "--password-stdin", input=new_password() + "\n").returncode == 0
+    )
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()

@@ -45,8 +45,11 @@ def studio(server, tmp_path_factory) -> dict:
 
 def release(server, studio, version_name, who="alice", revision="master", **kwargs) -> httpx.Response:
     with server.client(auth=(studio["names"][who], studio["tokens"][who])) as client:
-        return client.post(f"/studio/v2/project/{studio['id']}/releases",
-                           json={"revision": revision, "versionName": version_name}, **kwargs)
+        return client.post(
+            f"/studio/v2/project/{studio['id']}/releases",
+            json={"revision": revision, "versionName": version_name},
+            **kwargs,
+        )
 
 
 def get(server, studio, path, who="alice", **kwargs) -> httpx.Response:
@@ -67,23 +70,29 @@ def test_releases_follow_the_reference_contract(server, studio):
         "mavenCoordinates": f"{GROUP}:{studio['id']}:0.1.0",
     }
     assert [release(server, studio, name).json()["version"] for name in ("PATCH", "MINOR", "MAJOR")] == [
-        "0.1.1", "0.2.0", "1.0.0"]
+        "0.1.1",
+        "0.2.0",
+        "1.0.0",
+    ]
     assert release(server, studio, "1.1.0-rc1").json()["version"] == "1.1.0-rc1"
     assert release(server, studio, "MINOR").json()["version"] == "1.1.0"  # the rc, finalised
     assert release(server, studio, "1.2.0-beta_2.x-y").status_code == 201
 
 
-@pytest.mark.parametrize("body, status, words", [
-    ({"revision": "master", "versionName": "1.0.0"}, 409, "already released"),
-    ({"revision": "no-such-branch", "versionName": "9.0.0"}, 422, "not a branch, tag or commit"),
-    ({"revision": "--upload-pack=evil", "versionName": "9.0.1"}, 422, "not a branch, tag or commit"),
-    ({"revision": "master", "versionName": "1.2"}, 422, "is not a version"),
-    ({"revision": "master", "versionName": "1.2.3-"}, 422, "is not a version"),
-    ({"revision": "master", "versionName": "v1.2.3"}, 422, "is not a version"),
-    ({"revision": "master"}, 422, "not of the right shape"),
-    ({"revision": 7, "versionName": "9.0.2"}, 422, "not of the right shape"),
-    ([], 422, "not of the right shape"),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"revision": "master", "versionName": "1.0.0"}, 409, "already released"),
+        ({"revision": "no-such-branch", "versionName": "9.0.0"}, 422, "not a branch, tag or commit"),
+        ({"revision": "--upload-pack=evil", "versionName": "9.0.1"}, 422, "not a branch, tag or commit"),
+        ({"revision": "master", "versionName": "1.2"}, 422, "is not a version"),
+        ({"revision": "master", "versionName": "1.2.3-"}, 422, "is not a version"),
+        ({"revision": "master", "versionName": "v1.2.3"}, 422, "is not a version"),
+        ({"revision": "master"}, 422, "not of the right shape"),
+        ({"revision": 7, "versionName": "9.0.2"}, 422, "not of the right shape"),
+        ([], 422, "not of the right shape"),
+    ],
+)
 def test_bad_release_requests_get_clear_answers(server, studio, body, status, words):
     if status == 409:
         release(server, studio, "1.0.0")
@@ -95,8 +104,11 @@ def test_bad_release_requests_get_clear_answers(server, studio, body, status, wo
 def test_a_body_that_is_not_json_is_a_422(server, studio):
     for content in (b"revision=master", b"\xff\xfe", b'{"revision": "master", "versionName": '):
         with server.client(auth=(studio["names"]["alice"], studio["tokens"]["alice"])) as client:
-            response = client.post(f"/studio/v2/project/{studio['id']}/releases", content=content,
-                                   headers={"Content-Type": "application/json"})
+            response = client.post(
+                f"/studio/v2/project/{studio['id']}/releases",
+                content=content,
+                headers={"Content-Type": "application/json"},
+            )
         assert response.status_code == 422 and "must be JSON" in response.json()["message"]
 
 
@@ -105,13 +117,17 @@ def test_readers_may_not_release_and_strangers_see_nothing(server, studio):
     assert refused.status_code == 403 and "needs write access" in refused.json()["message"]
     hidden = release(server, studio, "MINOR", who="carol")
     with server.client(auth=(studio["names"]["carol"], studio["tokens"]["carol"])) as client:
-        missing = client.post("/studio/v2/project/no-such-project/releases",
-                              json={"revision": "master", "versionName": "MINOR"})
+        missing = client.post(
+            "/studio/v2/project/no-such-project/releases", json={"revision": "master", "versionName": "MINOR"}
+        )
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json()["message"].replace(studio["id"], "X") == missing.json()["message"].replace(
-        "no-such-project", "X")
-    anonymous = httpx.post(f"{server.base_url}/studio/v2/project/{studio['id']}/releases",
-                           json={"revision": "master", "versionName": "MINOR"})
+        "no-such-project", "X"
+    )
+    anonymous = httpx.post(
+        f"{server.base_url}/studio/v2/project/{studio['id']}/releases",
+        json={"revision": "master", "versionName": "MINOR"},
+    )
     assert anonymous.status_code == 401
 
 
@@ -147,7 +163,7 @@ def test_the_repository_behaves_like_a_static_maven_repository(server, studio):
     version = release(server, studio, "8.0.0").json()["version"]
     url = f"{server.base_url}/maven/studio/{artifact_path(studio, version)}"
     challenge = httpx.get(url)  # Maven and Nexus first ask without credentials ...
-    assert challenge.status_code == 401 and challenge.headers["www-authenticate"].startswith('Basic realm=')
+    assert challenge.status_code == 401 and challenge.headers["www-authenticate"].startswith("Basic realm=")
     auth = (studio["names"]["bob"], studio["tokens"]["bob"])  # ... then again with them
     full = httpx.get(url, auth=auth)
     assert full.status_code == 200 and full.headers["content-type"] == "application/java-archive"
@@ -162,12 +178,21 @@ def test_the_repository_behaves_like_a_static_maven_repository(server, studio):
     assert httpx.get(url, auth=(studio["names"]["bob"], PASSWORD)).status_code == 401  # passwords: no
 
 
-@pytest.mark.parametrize("path", [
-    "com/acme/studio/{id}/../../../../../etc/passwd", "com/acme/studio/{id}/%2e%2e/%2e%2e/x.jar",
-    "com%2Facme%2Fstudio/{id}/maven-metadata.xml", "com/acme/studio/{id}/1.0.0/a%00b.jar",
-    "x/" * 600 + "y.jar", "com/acme/studio/{id}/9.9.9/{id}-9.9.9.jar", "com/other/{id}/maven-metadata.xml",
-    "com/acme/studio/no-such-project/maven-metadata.xml", "maven-metadata.xml", "",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "com/acme/studio/{id}/../../../../../etc/passwd",
+        "com/acme/studio/{id}/%2e%2e/%2e%2e/x.jar",
+        "com%2Facme%2Fstudio/{id}/maven-metadata.xml",
+        "com/acme/studio/{id}/1.0.0/a%00b.jar",
+        "x/" * 600 + "y.jar",
+        "com/acme/studio/{id}/9.9.9/{id}-9.9.9.jar",
+        "com/other/{id}/maven-metadata.xml",
+        "com/acme/studio/no-such-project/maven-metadata.xml",
+        "maven-metadata.xml",
+        "",
+    ],
+)
 def test_paths_outside_what_one_may_read_are_not_found(server, studio, path):
     response = get(server, studio, path.replace("{id}", studio["id"]))
     assert response.status_code == 404, response.text
@@ -200,9 +225,20 @@ def test_real_maven_resolves_a_release_with_the_token(server, studio, mvn, tmp_p
     settings = maven_settings(tmp_path / "settings.xml", server, studio["names"]["bob"], studio["tokens"]["bob"])
     local = tmp_path / "m2"
     result = subprocess.run(
-        [mvn, "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={local}",
-         "org.apache.maven.plugins:maven-dependency-plugin:get", f"-Dartifact={GROUP}:{studio['id']}:{wanted}"],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
+        [
+            mvn,
+            "-B",
+            "-q",
+            "-s",
+            str(settings),
+            f"-Dmaven.repo.local={local}",
+            "org.apache.maven.plugins:maven-dependency-plugin:get",
+            f"-Dartifact={GROUP}:{studio['id']}:{wanted}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
     )
     assert result.returncode == 0, result.stdout[-3000:]
     artifact_dir = local / "com" / "acme" / "studio" / studio["id"]
@@ -220,10 +256,18 @@ def test_real_maven_is_refused_with_a_revoked_token(server, studio, mvn, tmp_pat
         assert client.delete(f"/api/v1/tokens/{me['token']['id']}").status_code == 204
     settings = maven_settings(tmp_path / "settings.xml", server, name, doomed)
     result = subprocess.run(
-        [mvn, "-B", "-s", str(settings), f"-Dmaven.repo.local={tmp_path / 'm2'}",
-         "org.apache.maven.plugins:maven-dependency-plugin:get",
-         f"-Dartifact={GROUP}:{studio['id']}:0.1.0"],
-        capture_output=True, text=True, timeout=240,
+        [
+            mvn,
+            "-B",
+            "-s",
+            str(settings),
+            f"-Dmaven.repo.local={tmp_path / 'm2'}",
+            "org.apache.maven.plugins:maven-dependency-plugin:get",
+            f"-Dartifact={GROUP}:{studio['id']}:0.1.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode != 0 and "401" in result.stdout
 

@@ -19,21 +19,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from tests.conftest import start_server
 from tests.support.git import GitUser
 from tests.support.ledger import remember
 from tests.support.servers import LiveServer
-from fastapi.routing import APIRoute
-
-from tokensmith import token_limits
-from tokensmith.web.app import ROUTERS
+from tokensmith.scopes import ALL_SCOPES
+from tokensmith.tokens import limits as token_limits
 from tokensmith.web import nuxeo
+from tokensmith.web.app import ROUTERS
 from tokensmith.web.auth import requirements, requirements_table
 
 GROUP = "com.acme.studio"
 BLOCK, INSIDE, OUTSIDE = "198.51.100.0/24", "198.51.100.7", "203.0.113.9"
-SCOPES = token_limits.ALL_SCOPES
+SCOPES = ALL_SCOPES
 
 
 @dataclass
@@ -46,8 +46,13 @@ class World:
     home: Path
 
     def token(self, scope: str, label: str) -> str:
-        return self.server.create_token(self.owner, f"{scope} {label} {uuid.uuid4().hex[:8]}", scopes=[scope],
-                                        projects=[self.a], allowed_ips=[BLOCK])
+        return self.server.create_token(
+            self.owner,
+            f"{scope} {label} {uuid.uuid4().hex[:8]}",
+            scopes=[scope],
+            projects=[self.a],
+            allowed_ips=[BLOCK],
+        )
 
     def client(self, token: str, address: str) -> httpx.Client:
         return self.server.client(auth=(self.owner, token), headers={"X-Forwarded-For": address})
@@ -78,8 +83,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             person.git("commit", "-m", "first", cwd=work)
             person.git("push", "origin", "HEAD:master", cwd=work)
             with server.client(auth=(owner, admin_token)) as client:
-                released = client.post(f"/studio/v2/project/{project}/releases",
-                                       json={"revision": "master", "versionName": "1.0.0"})
+                released = client.post(
+                    f"/studio/v2/project/{project}/releases", json={"revision": "master", "versionName": "1.0.0"}
+                )
                 assert released.status_code == 201, released.text
         yield World(server, owner, a, b, admin_token, home)
     finally:
@@ -97,8 +103,14 @@ def expected(scope: str, needed: str | None, project_in: bool | None, address_in
     return "ok"
 
 
-def check_refusal(outcome: str, response: httpx.Response, scope: str, needed: str | None,
-                  missing: Callable[[], httpx.Response] | None = None, project: str = "") -> None:
+def check_refusal(
+    outcome: str,
+    response: httpx.Response,
+    scope: str,
+    needed: str | None,
+    missing: Callable[[], httpx.Response] | None = None,
+    project: str = "",
+) -> None:
     if outcome == "ip_not_allowed" and response.headers["content-type"].startswith("text/plain"):
         assert response.status_code == 403, response.text  # the reference's token route: its words in plain text
         assert f"This token may not be used from {OUTSIDE}" in response.text
@@ -139,12 +151,15 @@ class Route:
     reference: bool = False  # called at the reference's address of the route (web/nuxeo.py)
 
 
-PLAIN_ROUTES = [Route("GET /api/v1/me", None, "/api/v1/me"), Route("GET /api/v1/tokens", "api:read", "/api/v1/tokens"),
-                Route("GET /api/v1/projects", "api:read", "/api/v1/projects"),
-                Route("GET /api/v1/audit", "api:read", "/api/v1/audit"),
-                Route("DELETE /api/v1/tokens/{id}", "api:write", "/api/v1/tokens/{token_id:int}"),
-                Route("POST /api/v1/tokens/{id}/rotate", "api:write", "/api/v1/tokens/{token_id:int}/rotate"),
-                Route("GET /nuxeo/authentication/token", None, "/nuxeo/authentication/token")]
+PLAIN_ROUTES = [
+    Route("GET /api/v1/me", None, "/api/v1/me"),
+    Route("GET /api/v1/tokens", "api:read", "/api/v1/tokens"),
+    Route("GET /api/v1/projects", "api:read", "/api/v1/projects"),
+    Route("GET /api/v1/audit", "api:read", "/api/v1/audit"),
+    Route("DELETE /api/v1/tokens/{id}", "api:write", "/api/v1/tokens/{token_id:int}"),
+    Route("POST /api/v1/tokens/{id}/rotate", "api:write", "/api/v1/tokens/{token_id:int}/rotate"),
+    Route("GET /nuxeo/authentication/token", None, "/nuxeo/authentication/token"),
+]
 
 
 def call_plain(world: World, route: Route, token: str, address: str) -> httpx.Response:
@@ -171,19 +186,28 @@ def test_routes_without_a_project(world: World, route: Route, scope: str, addres
         if route.name == "GET /api/v1/me":
             limits = response.json()["token"]
             assert (limits["scopes"], limits["projects"], limits["allowed_ips"]) == (
-                list(token_limits.validate_scopes([scope])), [world.a], [BLOCK])
+                list(token_limits.validate_scopes([scope])),
+                [world.a],
+                [BLOCK],
+            )
         if route.name == "GET /api/v1/projects":  # B is outside its list: not even listed
             assert [project["id"] for project in response.json()] == [world.a]
         if route.name.startswith("POST"):  # rotated: the new secret keeps every limit
             rotated = response.json()
             assert (rotated["scopes"], rotated["projects"], rotated["allowed_ips"]) == (
-                list(token_limits.validate_scopes([scope])), [world.a], [BLOCK])
+                list(token_limits.validate_scopes([scope])),
+                [world.a],
+                [BLOCK],
+            )
         if route.path == "/nuxeo/authentication/token":  # an application token: its parent's limits, no wider
             derived = remember(response.text)
             with world.server.client(headers={"X-Authentication-Token": derived, "X-Forwarded-For": INSIDE}) as client:
                 limits = client.get("/api/v1/me").json()["token"]
             assert (limits["scopes"], limits["projects"], limits["allowed_ips"]) == (
-                list(token_limits.validate_scopes([scope])), [world.a], [BLOCK])
+                list(token_limits.validate_scopes([scope])),
+                [world.a],
+                [BLOCK],
+            )
             assert limits["parent_id"] == world.token_id(token)
     else:
         check_refusal(outcome, response, scope, route.needed)
@@ -192,21 +216,49 @@ def test_routes_without_a_project(world: World, route: Route, scope: str, addres
 # --- routes on a project ------------------------------------------------------------------------------
 
 STUDIO_READS = ("administrativeInformation", "workspace/ws.maven", "workspace/ws.registries")
-PROJECT_ROUTES = [Route("POST /api/v1/instances", "api:write", "/api/v1/instances"),
-                  *(route for reference in (False, True) for route in (
-                      Route(f"POST {'/nuxeo/site' if reference else ''}/studio/v2/.../releases", "api:write",
-                            "/studio/v2/project/{project_id}/releases", reference),
-                      Route(f"GET {'/nuxeo/site/studio/maven' if reference else '/maven/studio'}/...", "maven:read",
-                            "/maven/studio/{path:path}", reference),
-                      Route(f"HEAD {'/nuxeo/site/studio/maven' if reference else '/maven/studio'}/...", "maven:read",
-                            "/maven/studio/{path:path}", reference),
-                      *(Route(f"GET {'/nuxeo/site' if reference else ''}/studio/v2/.../{read}", "api:read",
-                              f"/studio/v2/project/{{project_id}}/{read}", reference) for read in STUDIO_READS)))]
-GIT_ROUTES = [Route("git clone", "git:read", "/git/{project_id}.git/{path:path}"),
-              Route("git push", "git:write", "/git/{project_id}.git/{path:path}"),
-              # The same repositories without ".git" at the end of the URL, as GitHub and GitLab take them.
-              Route("git clone", "git:read", "/git/{project_id}/{path:path}"),
-              Route("git push", "git:write", "/git/{project_id}/{path:path}")]
+PROJECT_ROUTES = [
+    Route("POST /api/v1/instances", "api:write", "/api/v1/instances"),
+    *(
+        route
+        for reference in (False, True)
+        for route in (
+            Route(
+                f"POST {'/nuxeo/site' if reference else ''}/studio/v2/.../releases",
+                "api:write",
+                "/studio/v2/project/{project_id}/releases",
+                reference,
+            ),
+            Route(
+                f"GET {'/nuxeo/site/studio/maven' if reference else '/maven/studio'}/...",
+                "maven:read",
+                "/maven/studio/{path:path}",
+                reference,
+            ),
+            Route(
+                f"HEAD {'/nuxeo/site/studio/maven' if reference else '/maven/studio'}/...",
+                "maven:read",
+                "/maven/studio/{path:path}",
+                reference,
+            ),
+            *(
+                Route(
+                    f"GET {'/nuxeo/site' if reference else ''}/studio/v2/.../{read}",
+                    "api:read",
+                    f"/studio/v2/project/{{project_id}}/{read}",
+                    reference,
+                )
+                for read in STUDIO_READS
+            ),
+        )
+    ),
+]
+GIT_ROUTES = [
+    Route("git clone", "git:read", "/git/{project_id}.git/{path:path}"),
+    Route("git push", "git:write", "/git/{project_id}.git/{path:path}"),
+    # The same repositories without ".git" at the end of the URL, as GitHub and GitLab take them.
+    Route("git clone", "git:read", "/git/{project_id}/{path:path}"),
+    Route("git push", "git:write", "/git/{project_id}/{path:path}"),
+]
 
 
 def call_on_project(world: World, route: Route, token: str, address: str, project: str) -> httpx.Response:
@@ -215,12 +267,17 @@ def call_on_project(world: World, route: Route, token: str, address: str, projec
         if route.name.startswith("POST /api/v1/instances"):
             return client.post("/api/v1/instances", json={"project": project, "description": "matrix"})
         if route.name.endswith("/releases"):
-            return client.post(f"{studio}/project/{project}/releases",
-                               json={"revision": "master", "versionName": f"2.0.0-m{uuid.uuid4().hex[:8]}"})
+            return client.post(
+                f"{studio}/project/{project}/releases",
+                json={"revision": "master", "versionName": f"2.0.0-m{uuid.uuid4().hex[:8]}"},
+            )
         if route.path.startswith("/studio/"):
             return client.get(f"{studio}/project/{project}/{route.path.rsplit('}/', 1)[1]}")
-        path = (f"/nuxeo/site/studio/maven/nuxeo-studio/{project}/1.0.0/{project}-1.0.0.pom" if route.reference
-                else f"/maven/studio/com/acme/studio/{project}/1.0.0/{project}-1.0.0.pom")
+        path = (
+            f"/nuxeo/site/studio/maven/nuxeo-studio/{project}/1.0.0/{project}-1.0.0.pom"
+            if route.reference
+            else f"/maven/studio/com/acme/studio/{project}/1.0.0/{project}-1.0.0.pom"
+        )
         if route.name.startswith("HEAD"):
             # HEAD has no body to compare: the refusal is read from a GET of the same file.
             head = client.head(path)
@@ -240,8 +297,14 @@ def test_routes_on_a_project(world: World, route: Route, scope: str, project_in:
     if outcome == "ok":
         assert response.status_code in (200, 201), response.text
         return
-    check_refusal(outcome, response, scope, route.needed,
-                  lambda: call_on_project(world, route, world.admin_token, INSIDE, ABSENT), world.b)
+    check_refusal(
+        outcome,
+        response,
+        scope,
+        route.needed,
+        lambda: call_on_project(world, route, world.admin_token, INSIDE, ABSENT),
+        world.b,
+    )
 
 
 # --- git, with git ------------------------------------------------------------------------------------
@@ -254,8 +317,9 @@ def git_as(world: World, token: str, address: str, label: str) -> GitUser:
     return person
 
 
-def push_attempt(world: World, person: GitUser, project: str, suffix: str = ".git",
-                 at: str = "/git/") -> subprocess.CompletedProcess[str]:
+def push_attempt(
+    world: World, person: GitUser, project: str, suffix: str = ".git", at: str = "/git/"
+) -> subprocess.CompletedProcess[str]:
     """A new commit pushed by ``person``, from a copy of the repository taken on the disk."""
     work = person.home / "work"
     bare = world.server.data_dir / "git" / f"{project}.git"
@@ -278,8 +342,9 @@ def git_refusal(outcome: str, stderr: str, scope: str, needed: str) -> None:
         assert "not found" in stderr, stderr
 
 
-def git_attempt(world: World, action: str, scope: str, project_in: bool, address_in: bool,
-                suffix: str = ".git", at: str = "/git/") -> None:
+def git_attempt(
+    world: World, action: str, scope: str, project_in: bool, address_in: bool, suffix: str = ".git", at: str = "/git/"
+) -> None:
     """``git clone`` or ``git push`` with a token of one scope, checked against the contract;
     ``at``: /git/, or the reference's /nuxeo/git/."""
     needed = "git:read" if action == "clone" else "git:write"
@@ -287,8 +352,9 @@ def git_attempt(world: World, action: str, scope: str, project_in: bool, address
     person = git_as(world, world.token(scope, action), INSIDE if address_in else OUTSIDE, action)
     project = world.a if project_in else world.b
     if action == "clone":
-        result = person.git("clone", f"{world.server.base_url}{at}{project}{suffix}", str(person.home / "clone"),
-                            check=False)
+        result = person.git(
+            "clone", f"{world.server.base_url}{at}{project}{suffix}", str(person.home / "clone"), check=False
+        )
     else:
         result = push_attempt(world, person, project, suffix, at)
     if outcome == "ok":
@@ -298,11 +364,15 @@ def git_attempt(world: World, action: str, scope: str, project_in: bool, address
     git_refusal(outcome, result.stderr, scope, needed)
     if outcome == "not_found":  # word for word what a missing project gets
         missing = git_as(world, world.admin_token, INSIDE, "missing").git(
-            "clone", f"{world.server.base_url}{at}{ABSENT}{suffix}", str(world.home / f"m-{uuid.uuid4().hex[:6]}"),
-            check=False)
+            "clone",
+            f"{world.server.base_url}{at}{ABSENT}{suffix}",
+            str(world.home / f"m-{uuid.uuid4().hex[:6]}"),
+            check=False,
+        )
         remote = [line.replace(project, "X") for line in result.stderr.splitlines() if line.startswith("remote:")]
-        assert remote == [line.replace(ABSENT, "X") for line in missing.stderr.splitlines()
-                          if line.startswith("remote:")]
+        assert remote == [
+            line.replace(ABSENT, "X") for line in missing.stderr.splitlines() if line.startswith("remote:")
+        ]
 
 
 @pytest.mark.parametrize("address_in", [True, False], ids=["address-in", "address-out"])
@@ -329,12 +399,14 @@ def test_git_at_the_reference_address(world: World, action: str, scope: str, pro
     """/nuxeo/git/{project}.git is the same route as /git/…: the same declaration and words."""
     git_attempt(world, action, scope, project_in, True, at="/nuxeo/git/")
 
+
 # --- addresses ---------------------------------------------------------------------------------------
 
 
 def test_ipv6_blocks_and_single_addresses(world: World) -> None:
-    token = world.server.create_token(world.owner, f"v6 {uuid.uuid4().hex[:6]}",
-                                      allowed_ips=["2001:db8::/32", "192.0.2.10"])
+    token = world.server.create_token(
+        world.owner, f"v6 {uuid.uuid4().hex[:6]}", allowed_ips=["2001:db8::/32", "192.0.2.10"]
+    )
     for address, status in (("2001:db8:1::5", 200), ("2001:db9::5", 403), ("192.0.2.10", 200), ("192.0.2.11", 403)):
         with world.client(token, address) as client:
             assert client.get("/api/v1/me").status_code == status, address
@@ -424,5 +496,6 @@ def test_every_route_that_takes_a_token_declares_what_it_needs() -> None:
     for router in ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute) and route.path.startswith(
-                    ("/api/", "/git/", "/maven/", "/studio/", "/packages/", "/nuxeo/")):
+                ("/api/", "/git/", "/maven/", "/studio/", "/packages/", "/nuxeo/")
+            ):
                 assert (route.path in declared) != (route.path in public), route.path

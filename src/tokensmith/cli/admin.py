@@ -6,26 +6,38 @@ import contextlib
 import csv
 import json
 import sys
-from datetime import datetime, timezone
-from enum import Enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
-
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith import accounts, audit, deployment, mail, maven_repository, personal_tokens, projects, provider_accounts, token_limits
-from tokensmith.clock import display
-from tokensmith.config import Settings, load_settings
-from tokensmith.db import create_store_engine, migrate, require_existing_store, session_factory, unit_of_work
-from tokensmith.errors import ConfigurationError, InvalidInput, StoreUnavailable
+from tokensmith.accounts import provider_accounts, users
+from tokensmith.audit import notices, trail
+from tokensmith.audit.trail import RevokeReason
 from tokensmith.cli.server_commands import audit_app, packages_app, projects_app, tokens_app, users_app
 from tokensmith.client.output import columns
-from tokensmith.maven_repository import Coordinates
-from tokensmith.server_keys import ServerKeys, load_server_keys
+from tokensmith.clock import display
+from tokensmith.config import Settings, load_settings
+from tokensmith.errors import ConfigurationError, InvalidInput, StoreUnavailable
+from tokensmith.projects import catalog, maven_repository
+from tokensmith.projects.maven_repository import Coordinates
+from tokensmith.scopes import ALL_SCOPES
+from tokensmith.scopes import describe as describe_limits
+from tokensmith.store import deployment
+from tokensmith.store.database import (
+    create_store_engine,
+    migrate,
+    require_existing_store,
+    session_factory,
+    unit_of_work,
+)
+from tokensmith.store.server_keys import ServerKeys, load_server_keys
+from tokensmith.tokens import lifecycle as token_lifecycle
 
 ACTOR = "admin (shell)"
 
@@ -54,7 +66,7 @@ def admin_store() -> Iterator[AdminContext]:
             raise StoreUnavailable(f"Cannot open the store: {type(error).__name__}.") from error
         with unit_of_work(session_factory(engine)) as session:
             settings = deployment.for_the_shell(session, settings)
-            mail.configure(settings)  # what a command does is mailed as when done on the web site
+            notices.listen(settings)  # what a command does is mailed as when done on the web site
             yield AdminContext(session, settings, load_server_keys(settings))
     finally:
         engine.dispose()
@@ -81,9 +93,14 @@ def users_create(
         if not password:
             raise InvalidInput("--password-stdin was given but stdin held no password.")
     with admin_store() as ctx:
-        user = accounts.create_user(
-            ctx.session, username, email, password=password, is_admin=admin,
-            token_prefix=ctx.settings.token_prefix, actor=ACTOR,
+        user = users.create_user(
+            ctx.session,
+            username,
+            email,
+            password=password,
+            is_admin=admin,
+            token_prefix=ctx.settings.token_prefix,
+            actor=ACTOR,
         )
         name = user.username
     note(f"Created user {name}{' (administrator)' if admin else ''}.")
@@ -96,25 +113,56 @@ def without_password(name: str, settings: Settings) -> str:
     tokens = f"tools take tokens you mint for them (`tokensmith tokens create --user {name} --name …`)"
     provider = settings.identity_provider
     if provider is not None:
-        return (f"They have no password: they sign in with {provider.name} once this account is linked to them "
-                f"there (`tokensmith users link {name} --subject …`; their first sign-in shows the command), and "
-                f"{tokens}.")
-    return ("They have no password, and no identity provider is configured: they cannot sign in to the web site "
-            f"until you set one (`tokensmith users set-password {name}`); meanwhile {tokens}.")
+        return (
+            f"They have no password: they sign in with {provider.name} once this account is linked to them "
+            f"there (`tokensmith users link {name} --subject …`; their first sign-in shows the command), and "
+            f"{tokens}."
+        )
+    return (
+        "They have no password, and no identity provider is configured: they cannot sign in to the web site "
+        f"until you set one (`tokensmith users set-password {name}`); meanwhile {tokens}."
+    )
 
 
 @users_app.command("list")
 def users_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Every account: username, email, administrator, active, where it came from."""
     with admin_store() as ctx:
-        users = accounts.list_users(ctx.session)
+        accounts = users.list_users(ctx.session)
     if as_json:
-        typer.echo(json.dumps([{"username": u.username, "email": u.email, "admin": u.is_admin, "active": u.is_active,
-                                "origin": u.origin, "created_at": u.created_at.isoformat()} for u in users], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "username": u.username,
+                        "email": u.email,
+                        "admin": u.is_admin,
+                        "active": u.is_active,
+                        "origin": u.origin,
+                        "created_at": u.created_at.isoformat(),
+                    }
+                    for u in accounts
+                ],
+                indent=2,
+            )
+        )
         return
-    typer.echo(columns(["USERNAME", "EMAIL", "ADMIN", "ACTIVE", "ORIGIN", "CREATED"], [
-        [u.username, u.email, "yes" if u.is_admin else "", "yes" if u.is_active else "disabled", u.origin,
-         display(u.created_at)] for u in users]))
+    typer.echo(
+        columns(
+            ["USERNAME", "EMAIL", "ADMIN", "ACTIVE", "ORIGIN", "CREATED"],
+            [
+                [
+                    u.username,
+                    u.email,
+                    "yes" if u.is_admin else "",
+                    "yes" if u.is_active else "disabled",
+                    u.origin,
+                    display(u.created_at),
+                ]
+                for u in accounts
+            ],
+        )
+    )
 
 
 @users_app.command("set-password")
@@ -134,8 +182,8 @@ def users_set_password(
     if not password:
         raise InvalidInput("No password given.")
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, username)
-        accounts.set_password(ctx.session, user, password, token_prefix=ctx.settings.token_prefix, actor=ACTOR)
+        user = users.get_user(ctx.session, username)
+        users.set_password(ctx.session, user, password, token_prefix=ctx.settings.token_prefix, actor=ACTOR)
         name = user.username
     note(f"Set the password of {name}; their browser sessions ended. Their tokens are unchanged.")
 
@@ -144,8 +192,8 @@ def users_set_password(
 def users_disable(username: Annotated[str, typer.Argument(help="The user to disable.")]) -> None:
     """Disable a user: their sessions end and every token stops working at once."""
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, username)
-        revoked = accounts.disable_user(ctx.session, user, actor=ACTOR)
+        user = users.get_user(ctx.session, username)
+        revoked = users.disable_user(ctx.session, user, actor=ACTOR)
         name = user.username
     note(f"Disabled {name}: signed out everywhere, {revoked} token(s) revoked.")
 
@@ -154,8 +202,8 @@ def users_disable(username: Annotated[str, typer.Argument(help="The user to disa
 def users_enable(username: Annotated[str, typer.Argument(help="The user to enable.")]) -> None:
     """Let a disabled user sign in again. Their revoked tokens stay revoked."""
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, username)
-        accounts.enable_user(ctx.session, user, actor=ACTOR)
+        user = users.get_user(ctx.session, username)
+        users.enable_user(ctx.session, user, actor=ACTOR)
         name = user.username
     note(f"Enabled {name}. Tokens revoked while disabled stay revoked: they create new ones.")
 
@@ -179,7 +227,7 @@ def users_link(
             raise InvalidInput("No identity provider is configured: give --issuer, or set TOKENSMITH_OIDC_ISSUER.")
         if not subject.strip() or len(subject) > 255:
             raise InvalidInput("--subject is the provider's 'sub' claim: 1 to 255 characters.")
-        user = accounts.get_user(ctx.session, username)
+        user = users.get_user(ctx.session, username)
         provider_accounts.link(ctx.session, user, issuer=issuer, subject=subject.strip(), actor=ACTOR)
         name = user.username
     note(f"Linked {name} to subject {subject.strip()} at {issuer}: signing in there now opens this account.")
@@ -192,27 +240,47 @@ def tokens_create(
     expires_in: Annotated[
         int | None, typer.Option("--expires-in", help="Days until it expires (default: never).", min=1)
     ] = None,
-    scope: Annotated[list[str] | None, typer.Option(
-        "--scope", help="api:read, api:write, git:read, git:write or maven:read; repeat for more (default: all five).")
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="api:read, api:write, git:read, git:write or maven:read; repeat for more (default: all five).",
+        ),
     ] = None,
-    project: Annotated[list[str] | None, typer.Option(
-        "--project", help="A project it opens; repeat for more (default: every project of the user, now and later).")
+    project: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--project", help="A project it opens; repeat for more (default: every project of the user, now and later)."
+        ),
     ] = None,
-    allow_ip: Annotated[list[str] | None, typer.Option(
-        "--allow-ip", help="A CIDR block it may be used from, IPv4 or IPv6; repeat for more (default: anywhere).")
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-ip", help="A CIDR block it may be used from, IPv4 or IPv6; repeat for more (default: anywhere)."
+        ),
     ] = None,
 ) -> None:
     """Mint a token for a user (service accounts, provisioning). Printed once, on stdout."""
     with admin_store() as ctx:
-        owner = accounts.get_user(ctx.session, user)
-        expires_at = personal_tokens.expiry_in_days(expires_in) if expires_in else None
-        secret, row = personal_tokens.create_token(
-            ctx.session, ctx.keys, owner.id, name, prefix=ctx.settings.token_prefix,
-            actor=ACTOR, expires_at=expires_at, scopes=scope or token_limits.ALL_SCOPES, projects=project or None,
-            allowed_ips=allow_ip or None, max_lifetime_days=ctx.settings.max_token_lifetime_days,
+        owner = users.get_user(ctx.session, user)
+        expires_at = token_lifecycle.expiry_in_days(expires_in) if expires_in else None
+        secret, row = token_lifecycle.create_token(
+            ctx.session,
+            ctx.keys,
+            owner.id,
+            name,
+            prefix=ctx.settings.token_prefix,
+            actor=ACTOR,
+            expires_at=expires_at,
+            scopes=scope or ALL_SCOPES,
+            projects=project or None,
+            allowed_ips=allow_ip or None,
+            max_lifetime_days=ctx.settings.max_token_lifetime_days,
         )
-        summary = (f"Created token “{row.name}” ({row.hint}) for {owner.username}, expires: {display(row.expires_at)}; "
-                   f"{token_limits.describe(row.scopes, row.projects, row.allowed_ips)}.")
+        summary = (
+            f"Created token “{row.name}” ({row.hint}) for {owner.username}, expires: {display(row.expires_at)}; "
+            f"{describe_limits(row.scopes, row.projects, row.allowed_ips)}."
+        )
     typer.echo(secret)
     note(summary + " It will not be shown again.")
 
@@ -221,8 +289,8 @@ def tokens_create(
 def tokens_revoke_all(user: Annotated[str, typer.Option("--user", help="Whose tokens to revoke.")]) -> None:
     """Revoke every live token of a user (a lost laptop, a departure). Their password stays."""
     with admin_store() as ctx:
-        owner = accounts.get_user(ctx.session, user)
-        count = personal_tokens.revoke_all_tokens(ctx.session, owner.id, actor=ACTOR, reason="admin")
+        owner = users.get_user(ctx.session, user)
+        count = token_lifecycle.revoke_all_tokens(ctx.session, owner.id, actor=ACTOR, reason=RevokeReason.ADMIN)
         name = owner.username
     note(f"Revoked {count} token(s) of {name}.")
 
@@ -235,10 +303,8 @@ def projects_create(
 ) -> None:
     """Create a project: a bare Git repository, and a Maven coordinate for its releases."""
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, owner)
-        project = projects.create_project(
-            ctx.session, ctx.settings.data_dir, project_id, group_id, user.id, actor=ACTOR
-        )
+        user = users.get_user(ctx.session, owner)
+        project = catalog.create_project(ctx.session, ctx.settings.data_dir, project_id, group_id, user.id, actor=ACTOR)
         summary = f"Created project {project.id} ({project.group_id}), owned by {user.username}."
     note(summary)
     note(f"Git: {ctx.settings.public_url}/git/{project_id}.git")
@@ -248,13 +314,24 @@ def projects_create(
 def projects_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Every project: id, Maven groupId, members, created."""
     with admin_store() as ctx:
-        found = projects.all_projects(ctx.session)
+        found = catalog.all_projects(ctx.session)
     if as_json:
-        typer.echo(json.dumps([{"id": p.id, "group_id": p.group_id, "members": members,
-                                "created_at": p.created_at.isoformat()} for p, members in found], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {"id": p.id, "group_id": p.group_id, "members": members, "created_at": p.created_at.isoformat()}
+                    for p, members in found
+                ],
+                indent=2,
+            )
+        )
         return
-    typer.echo(columns(["PROJECT", "GROUP ID", "MEMBERS", "CREATED"], [
-        [p.id, p.group_id, str(members), display(p.created_at)] for p, members in found]))
+    typer.echo(
+        columns(
+            ["PROJECT", "GROUP ID", "MEMBERS", "CREATED"],
+            [[p.id, p.group_id, str(members), display(p.created_at)] for p, members in found],
+        )
+    )
 
 
 @projects_app.command("add-member")
@@ -265,8 +342,8 @@ def projects_add_member(
 ) -> None:
     """Give a user a role on a project (or change it)."""
     with admin_store() as ctx:
-        user = accounts.get_user(ctx.session, username)
-        projects.add_member(ctx.session, project_id, user.id, role, actor=ACTOR)
+        user = users.get_user(ctx.session, username)
+        catalog.add_member(ctx.session, project_id, user.id, role, actor=ACTOR)
         name = user.username
     note(f"{name} now has {role} access to {project_id}.")
 
@@ -283,14 +360,19 @@ def packages_publish(
         raise InvalidInput(f"{file.name} has no file extension Maven can use (like .jar or .zip).")
     with admin_store() as ctx:  # publishers take turns on a lock in the store
         settings = ctx.settings
-        maven_repository.publish(ctx.session, maven_repository.hotfix_root(settings.data_dir), target, {
-            extension: file.read_bytes(),
-            "pom": maven_repository.pom(target, packaging=extension),
-        })
+        maven_repository.publish(
+            ctx.session,
+            maven_repository.hotfix_root(settings.data_dir),
+            target,
+            {
+                extension: file.read_bytes(),
+                "pom": maven_repository.pom(target, packaging=extension),
+            },
+        )
     note(f"Published {target} to {settings.public_url}/packages/hotfix/.")
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
 
@@ -304,17 +386,20 @@ def parse_since(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidInput(f"--since takes a date like 2026-12-01 or a moment like 2026-12-01T09:30:00Z; "
-                           f"{text[:40]!r} is neither.") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+        raise InvalidInput(
+            f"--since takes a date like 2026-12-01 or a moment like 2026-12-01T09:30:00Z; {text[:40]!r} is neither."
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @audit_app.command("export")
 def audit_export(
-    since: Annotated[str | None, typer.Option("--since", help="Only events from this date (2026-12-01) or moment on.")]
-    = None,
-    output_format: Annotated[ExportFormat, typer.Option("--format", help="jsonl (one JSON object a line) or csv.")]
-    = ExportFormat.jsonl,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only events from this date (2026-12-01) or moment on.")
+    ] = None,
+    output_format: Annotated[
+        ExportFormat, typer.Option("--format", help="jsonl (one JSON object a line) or csv.")
+    ] = ExportFormat.jsonl,
 ) -> None:
     """Every event of the audit trail, oldest first, on stdout: for a SIEM, an investigation.
     Each carries its action code and its description in words; never a secret."""
@@ -324,8 +409,8 @@ def audit_export(
         writer = csv.DictWriter(sys.stdout, EXPORT_COLUMNS) if output_format is ExportFormat.csv else None
         if writer is not None:
             writer.writeheader()
-        for event, username in audit.all_events(ctx.session, start):
-            record = {**audit.public_fields(event, for_admin=True), "user": username}
+        for event, username in trail.all_events(ctx.session, start):
+            record = {**trail.public_fields(event, for_admin=True), "user": username}
             if writer is not None:
                 writer.writerow({**record, "details": json.dumps(record["details"], ensure_ascii=False)})
             else:

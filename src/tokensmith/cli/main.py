@@ -52,7 +52,8 @@ def tree() -> command_line.Parser:
             placeholder = command_line.command(group, name, None, help)
             if group is top and name != "serve":
                 placeholder.add_argument("subcommand", nargs="?", metavar="COMMAND").completer = (
-                    lambda module=module, name=name, **_: _server_subcommands(module, name))
+                    lambda module=module, name=name, **_: _server_subcommands(module, name)
+                )
     return root
 
 
@@ -73,8 +74,10 @@ def server_installed() -> bool:
 
 
 def not_installed(prog: str) -> InvalidInput:
-    return InvalidInput(f"`{prog}` is a server command, not in tokensmith-client (the client alone): where the server "
-                        "runs, install the `tokensmith` distribution instead (`pip install .` in a Tokensmith checkout).")
+    return InvalidInput(
+        f"`{prog}` is a server command, not in tokensmith-client (the client alone): where the server "
+        "runs, install the `tokensmith` distribution instead (`pip install .` in a Tokensmith checkout)."
+    )
 
 
 def fail(message: str, code: int, debug: bool) -> int:
@@ -91,9 +94,17 @@ def server_failure(error: Exception) -> tuple[str, int] | None:
     errors = sys.modules.get("tokensmith.errors")
     if errors is None or not isinstance(error, errors.TokensmithError):
         return None
-    codes = [(errors.InvalidInput, 2), (errors.ConfigurationError, 2), (errors.NotFound, 3), (errors.Conflict, 4),
-             (errors.AuthenticationFailed, 5), (errors.AuthenticationRequired, 5), (errors.NotPermitted, 5),
-             (errors.StoreUnavailable, 6), (errors.ServerUnreachable, 6)]
+    codes = [
+        (errors.InvalidInput, 2),
+        (errors.ConfigurationError, 2),
+        (errors.NotFound, 3),
+        (errors.Conflict, 4),
+        (errors.AuthenticationFailed, 5),
+        (errors.AuthenticationRequired, 5),
+        (errors.NotPermitted, 5),
+        (errors.StoreUnavailable, 6),
+        (errors.ServerUnreachable, 6),
+    ]
     message = error.full_message if isinstance(error, errors.AuthenticationFailed) else error.message
     return message, next((code for kind, code in codes if isinstance(error, kind)), 1)
 

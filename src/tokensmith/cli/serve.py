@@ -14,12 +14,14 @@ from sqlalchemy.orm import sessionmaker
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from tokensmith import data_dir, deployment, metrics, releases
-from tokensmith.bootstrap import ADMIN_USERNAME, FirstStart, first_start
+from tokensmith import metrics
+from tokensmith.accounts.first_start import ADMIN_USERNAME, FirstStart, first_start
 from tokensmith.cli.server_commands import app
 from tokensmith.config import Settings, load_settings
-from tokensmith.db import check_replication, create_store_engine, migrated, unit_of_work
-from tokensmith.server_keys import load_server_keys
+from tokensmith.projects import releases
+from tokensmith.store import data_dir, deployment
+from tokensmith.store.database import check_replication, create_store_engine, migrated, unit_of_work
+from tokensmith.store.server_keys import load_server_keys
 from tokensmith.web.draining import DrainingProtocol
 
 
@@ -60,7 +62,7 @@ def print_first_start_banner(started: FirstStart, settings: Settings) -> None:
         f" your own account at {provider}, from this machine's shell:\n\n"
         f"     tokensmith users link {ADMIN_USERNAME} --subject YOUR-SUBJECT\n\n"
         f" (your 'sub' there: at Okta, your user id, like 00u1a2b3c4d5e6f7g8h9), then\n"
-        f" \"Sign in with {provider}\" at {settings.public_url}/login opens {ADMIN_USERNAME}.\n"
+        f' "Sign in with {provider}" at {settings.public_url}/login opens {ADMIN_USERNAME}.\n'
         f"{rule}\n"
     )
 
@@ -103,8 +105,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     access_log: Annotated[bool, typer.Option(help="Log each request (method, path, status).")] = True,
-    workers: Annotated[int, typer.Option(
-        min=1, max=64, help="Worker processes sharing the port (one core each, at most).")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes sharing the port (one core each, at most).")
+    ] = 1,
 ) -> None:
     """Run the server (web pages, REST API) on the configured store.
 
@@ -134,9 +137,12 @@ def serve_workers(settings: Settings, workers: int, options: dict[str, Any]) -> 
     public URL, and prometheus-client's directory (metrics.py).
     """
     if settings.sqlite_path is not None:
-        typer.echo("Note: on SQLite the workers' writes wait for each other through SQLite's own lock, "
-                   "not in turn as one process's do: for several workers, use PostgreSQL "
-                   "(docs/deployment.md).", err=True)
+        typer.echo(
+            "Note: on SQLite the workers' writes wait for each other through SQLite's own lock, "
+            "not in turn as one process's do: for several workers, use PostgreSQL "
+            "(docs/deployment.md).",
+            err=True,
+        )
     os.environ["TOKENSMITH_PUBLIC_URL"] = settings.public_url
     with metrics.multiprocess_directory():
         config = uvicorn.Config(APP_FACTORY, factory=True, workers=workers, **options)

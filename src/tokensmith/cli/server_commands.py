@@ -22,10 +22,12 @@ from tokensmith.client.errors import InvalidInput
 
 app = typer.Typer(rich_markup_mode=None, add_completion=False)  # serve
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True, rich_markup_mode=None, add_completion=False)
-projects_app = typer.Typer(help="Studio projects and their members.", no_args_is_help=True, rich_markup_mode=None,
-                           add_completion=False)
-packages_app = typer.Typer(help="The package (hotfix) repository.", no_args_is_help=True, rich_markup_mode=None,
-                           add_completion=False)
+projects_app = typer.Typer(
+    help="Studio projects and their members.", no_args_is_help=True, rich_markup_mode=None, add_completion=False
+)
+packages_app = typer.Typer(
+    help="The package (hotfix) repository.", no_args_is_help=True, rich_markup_mode=None, add_completion=False
+)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 tokens_app = typer.Typer(rich_markup_mode=None, add_completion=False)  # tokens create, tokens revoke-all
 

@@ -117,8 +117,10 @@ def linked(project: str | None, server: str | None) -> tuple[str, str | None]:
         return project, server
     link = project_link.find()
     if link is None:
-        raise InvalidInput("No project given, and this folder is not linked to one: name the project, or run "
-                           "`tokensmith studio link PROJECT` here first.")
+        raise InvalidInput(
+            "No project given, and this folder is not linked to one: name the project, or run "
+            "`tokensmith studio link PROJECT` here first."
+        )
     return link.project, server or link.server
 
 
@@ -137,8 +139,10 @@ def login(args: Namespace) -> None:
             me = api.me()
         except Refused as error:
             if error.code == "password_not_accepted":
-                error.message = (f"That looks like a password: {address} takes a personal access token here. "
-                                 f"Create one on the My Tokens page, {address}/tokens, and log in with it.")
+                error.message = (
+                    f"That looks like a password: {address} takes a personal access token here. "
+                    f"Create one on the My Tokens page, {address}/tokens, and log in with it."
+                )
             else:
                 error.message = f"{error.message} Nothing was stored."
             raise
@@ -156,8 +160,10 @@ def web_login(server: str, scopes: list[str], *, open_browser: bool) -> str:
         if open_browser and device_login.open_browser(code.verification_uri):
             output.note(f"Then enter it in the browser that opened at {code.verification_uri}.")
         else:
-            output.note(f"Then open {code.verification_uri} in a browser where you are signed in, and enter it "
-                        f"(it expires in {code.expires_in // 60} minutes).")
+            output.note(
+                f"Then open {code.verification_uri} in a browser where you are signed in, and enter it "
+                f"(it expires in {code.expires_in // 60} minutes)."
+            )
         output.note("Waiting for your approval… (Ctrl-C to give up)")
         return device_login.wait_for_token(api, code)
 
@@ -168,8 +174,10 @@ def logout(args: Namespace) -> None:
     if not credentials.forget(address):
         output.say(f"Not logged in to {address}: nothing to forget.")
         return
-    output.say(f"Logged out of {address}: its token is forgotten on this machine. It stays valid: if it "
-               "leaked, revoke it on the My Tokens page.")
+    output.say(
+        f"Logged out of {address}: its token is forgotten on this machine. It stays valid: if it "
+        "leaked, revoke it on the My Tokens page."
+    )
     for path in copies:
         if path.exists():
             output.say(f"{path} still holds it (`tokensmith maven-settings` put it there).")
@@ -208,13 +216,23 @@ def tokens_list(args: Namespace) -> None:
         return
     width = output.terminal_width()
     if width is None:  # a pipe or a file: every column, whole
-        output.say(output.columns(["ID", "NAME", "TOKEN", "SCOPES", "LIMITS", "CREATED", "LAST USED", "EXPIRES"],
-                                  [_full_row(token) for token in listed]))
+        output.say(
+            output.columns(
+                ["ID", "NAME", "TOKEN", "SCOPES", "LIMITS", "CREATED", "LAST USED", "EXPIRES"],
+                [_full_row(token) for token in listed],
+            )
+        )
         return
     # A terminal: one line per token within its width (a Maven user agent alone is 60 characters):
     # when it was last used, not from where or by what, and the day it expires.
-    output.say(output.columns(["ID", "NAME", "TOKEN", "ACCESS", "LAST USED (UTC)", "EXPIRES"],
-                              [_short_row(token) for token in listed], width=width, narrowing={1: 10, 3: 12}))
+    output.say(
+        output.columns(
+            ["ID", "NAME", "TOKEN", "ACCESS", "LAST USED (UTC)", "EXPIRES"],
+            [_short_row(token) for token in listed],
+            width=width,
+            narrowing={1: 10, 3: 12},
+        )
+    )
     output.note("Where and by what each was last used, every limit: tokens list --json")
 
 
@@ -223,14 +241,28 @@ def _full_row(token: dict) -> list[str]:
     if token["last_used_at"]:
         used += f" from {token['last_used_ip']} ({token['last_used_agent'] or '?'})"
     expires = output.moment(token["expires_at"]) + (" (expired)" if token["expired"] else "")
-    return [str(token["id"]), token["name"], token["hint"], " ".join(token["scopes"]), output.limits(token),
-            output.moment(token["created_at"]), used, expires]
+    return [
+        str(token["id"]),
+        token["name"],
+        token["hint"],
+        " ".join(token["scopes"]),
+        output.limits(token),
+        output.moment(token["created_at"]),
+        used,
+        expires,
+    ]
 
 
 def _short_row(token: dict) -> list[str]:
     expires = "expired" if token["expired"] else (token["expires_at"] or "never")[:10]
-    return [str(token["id"]), token["name"], token["hint"], output.access(token),
-            output.moment(token["last_used_at"], zone=False), expires]
+    return [
+        str(token["id"]),
+        token["name"],
+        token["hint"],
+        output.access(token),
+        output.moment(token["last_used_at"], zone=False),
+        expires,
+    ]
 
 
 def find_token(listed: list[dict], name_or_id: str) -> dict:
@@ -259,14 +291,18 @@ def tokens_revoke(args: Namespace) -> int:
 def tokens_rotate(args: Namespace) -> None:
     credential = logged_in(args.server)
     if credential.kept == "environment":
-        raise InvalidInput("The token comes from TOKENSMITH_TOKEN: rotate it where that variable is set "
-                           "(the My Tokens page, or `tokensmith tokens rotate` where it is kept).")
+        raise InvalidInput(
+            "The token comes from TOKENSMITH_TOKEN: rotate it where that variable is set "
+            "(the My Tokens page, or `tokensmith tokens rotate` where it is kept)."
+        )
     with connect(credential) as api:
         me = checked_me(api, credential)
         rotated = api.rotate(me["token"]["id"])
     kept = credentials.replace_token(credential, rotated["token"])
-    output.say(f"Rotated token “{rotated['name']}”: the old secret no longer works; the new one "
-               f"({rotated['hint']}) is kept in {kept.where}.")
+    output.say(
+        f"Rotated token “{rotated['name']}”: the old secret no longer works; the new one "
+        f"({rotated['hint']}) is kept in {kept.where}."
+    )
     for path in credentials.maven_settings_files(credential.server):
         if maven_settings.rotate(path, credential.username, credential.token, rotated["token"]):
             output.say(f"Updated {path}: its <server> {maven_settings.SERVER_ID} has the new token.")
@@ -283,9 +319,11 @@ def tell_git(credential: Credential, new_token: str) -> None:
     for path in git_store.replace_secret(credential.token, new_token):
         output.say(f"Updated {path}: git's saved credential for {credential.server} has the new token.")
     for helper in git_store.other_helpers(credential.server):
-        output.say(f"git's credential helper “{helper}” may still hold the old secret for {credential.server}: "
-                   "it no longer works, and presented again it revokes the new one too. Clear it there, or run "
-                   "`tokensmith git setup` to have git ask tokensmith.")
+        output.say(
+            f"git's credential helper “{helper}” may still hold the old secret for {credential.server}: "
+            "it no longer works, and presented again it revokes the new one too. Clear it there, or run "
+            "`tokensmith git setup` to have git ask tokensmith."
+        )
 
 
 # --- git and Maven -----------------------------------------------------------------------------------
@@ -325,8 +363,10 @@ def maven_settings_command(args: Namespace) -> None:
     created = maven_settings.write(path, credential.username, credential.token)
     if credential.kept in ("keyring", "file"):
         credentials.remember_maven_settings(credential.server, path.absolute())
-    output.say(f"{'Created' if created else 'Updated'} {path}: <server> {maven_settings.SERVER_ID} "
-               f"for {credential.username}, everything else kept as it was.")
+    output.say(
+        f"{'Created' if created else 'Updated'} {path}: <server> {maven_settings.SERVER_ID} "
+        f"for {credential.username}, everything else kept as it was."
+    )
 
 
 # --- Studio projects --------------------------------------------------------------------------------
@@ -361,12 +401,17 @@ def register(args: Namespace) -> None:
     project, server = linked(args.project, args.server)
     with connect(logged_in_or_asked(server)) as api:
         registered = api.register(project, args.description)
-    path = Path(args.key_file) if args.key_file else (
-        credentials.config_dir() / "instances" / f"{registered['instance_id']}.key")
+    path = (
+        Path(args.key_file)
+        if args.key_file
+        else (credentials.config_dir() / "instances" / f"{registered['instance_id']}.key")
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"{registered['instance_id']}:{registered['instance_key']}\n")
     output.say(f"Registered instance {registered['instance_id']} of {registered['project']}.")
-    output.say(f"Its instance key is in {path} (mode 0600): the package repository's username is the "
-               "instance id, its password the instance key.")
+    output.say(
+        f"Its instance key is in {path} (mode 0600): the package repository's username is the "
+        "instance id, its password the instance key."
+    )

@@ -14,6 +14,7 @@ runs ``tokensmith git-credential get`` on every fetch and push.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,9 +25,12 @@ from tokensmith.client.errors import InvalidInput, NotLoggedIn
 
 ENV_SERVER, ENV_USERNAME, ENV_TOKEN = "TOKENSMITH_SERVER", "TOKENSMITH_USERNAME", "TOKENSMITH_TOKEN"
 # How the common backends call themselves (their ``name``), without loading them to ask.
-KEYRING_NAMES = {keyrings.SECRET_SERVICE: "SecretService Keyring", "keyring.backends.macOS.Keyring": "macOS Keyring",
-                 "keyring.backends.Windows.WinVaultKeyring": "Windows WinVaultKeyring",
-                 "keyring.backends.kwallet.DBusKeyring": "kwallet DBusKeyring"}
+KEYRING_NAMES = {
+    keyrings.SECRET_SERVICE: "SecretService Keyring",
+    "keyring.backends.macOS.Keyring": "macOS Keyring",
+    "keyring.backends.Windows.WinVaultKeyring": "Windows WinVaultKeyring",
+    "keyring.backends.kwallet.DBusKeyring": "kwallet DBusKeyring",
+}
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,13 @@ def from_environment(server: str | None = None) -> Credential | None:
     if missing and not (server and env.get(ENV_USERNAME)):
         verb = "is" if len(missing) == 1 else "are"
         raise NotLoggedIn(f"{ENV_TOKEN} is set but {' and '.join(missing)} {verb} not: set all three for CI.")
-    return Credential(server_url.parse(server or env[ENV_SERVER]), env[ENV_USERNAME], env[ENV_TOKEN],
-                      "environment", f"the environment ({ENV_TOKEN})")
+    return Credential(
+        server_url.parse(server or env[ENV_SERVER]),
+        env[ENV_USERNAME],
+        env[ENV_TOKEN],
+        "environment",
+        f"the environment ({ENV_TOKEN})",
+    )
 
 
 def load(server: str | None = None) -> Credential | None:
@@ -125,9 +134,11 @@ def stored(server: str) -> Credential | None:
     if entry.get("kept") == "keyring":
         try:
             token = keyrings.read(entry["keyring"], _service(server), username)
-        except Exception as error:  # a keyring that went away or is locked: say which
-            raise NotLoggedIn(f"The system keyring ({entry['keyring']}) would not give the token for {server} "
-                              f"({type(error).__name__}): unlock it, or run `tokensmith login` again.") from None
+        except Exception as error:  # noqa: BLE001 a keyring that went away or is locked: say which
+            raise NotLoggedIn(
+                f"The system keyring ({entry['keyring']}) would not give the token for {server} "
+                f"({type(error).__name__}): unlock it, or run `tokensmith login` again."
+            ) from None
         where = f"the system keyring ({KEYRING_NAMES.get(entry['keyring'], entry['keyring'])})"
         return Credential(server, username, token, "keyring", where) if token else None
     token = (_read_json(file_path()).get(server) or {}).get("token")
@@ -151,15 +162,18 @@ def save(server: str, username: str, token: str) -> Credential:
         try:
             backend.set_password(_service(server), username, token)
             kept = Credential(server, username, token, "keyring", f"the system keyring ({backend.name})")
-        except Exception as error:  # locked, refused, gone: the file, and say why
+        except Exception as error:  # noqa: BLE001 locked, refused, gone: the file, and say why
             why = f"the system keyring ({backend.name}) refused it: {type(error).__name__}"
     if kept is None:
         _set_file_token(server, username, token)
         kept = Credential(server, username, token, "file", f"{file_path()} (mode 0600; {why})")
     else:
         _set_file_token(server, None, None)
-    if previous.get("keyring") and (kept.kept != "keyring" or previous.get("username") != username
-                                    or previous["keyring"] != keyrings.name_of(backend)):
+    if previous.get("keyring") and (
+        kept.kept != "keyring"
+        or previous.get("username") != username
+        or previous["keyring"] != keyrings.name_of(backend)
+    ):
         _delete_from_keyring(server, previous)
     entry = {**previous, "username": username, "kept": kept.kept}
     entry.pop("keyring", None)
@@ -226,7 +240,6 @@ def _set_file_token(server: str, username: str | None, token: str | None) -> Non
 
 
 def _delete_from_keyring(server: str, entry: dict) -> None:
-    try:
+    # Nothing there any more, or the keyring is gone: nothing to forget. (Any backend may raise anything.)
+    with contextlib.suppress(Exception):
         keyrings.load(entry["keyring"]).delete_password(_service(server), entry.get("username", ""))
-    except Exception:  # nothing there any more, or the keyring is gone: nothing to forget
-        pass

@@ -39,27 +39,43 @@ def device_name() -> str:
 
 
 def request_code(api: ServerApi, scopes: list[str]) -> DeviceCode:
-    response = api.send("POST", "/login/device/code", data={
-        "client_id": CLIENT_ID, "scope": " ".join(scopes), "device_name": device_name()})
+    response = api.send(
+        "POST",
+        "/login/device/code",
+        data={"client_id": CLIENT_ID, "scope": " ".join(scopes), "device_name": device_name()},
+    )
     body = _json(response)
     if response.status_code != 200:
         raise _refusal(api.server, body, response.status_code)
     try:
-        return DeviceCode(str(body["device_code"]), str(body["user_code"]), str(body["verification_uri"]),
-                          int(body["expires_in"]), int(body.get("interval", 5)))
+        return DeviceCode(
+            str(body["device_code"]),
+            str(body["user_code"]),
+            str(body["verification_uri"]),
+            int(body["expires_in"]),
+            int(body.get("interval", 5)),
+        )
     except (KeyError, TypeError, ValueError):
         raise ClientError(f"{api.server} answered the device code request with something else than a code.") from None
 
 
-def wait_for_token(api: ServerApi, code: DeviceCode, *, sleep: Callable[[float], None] = time.sleep,
-                   clock: Callable[[], float] = time.monotonic) -> str:
+def wait_for_token(
+    api: ServerApi,
+    code: DeviceCode,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
     """Poll until the person approves (the new token), denies, or the code expires."""
     interval = max(code.interval, 1)
     deadline = clock() + code.expires_in
     while True:
         sleep(interval)
-        response = api.send("POST", "/login/device/token", data={
-            "grant_type": GRANT_TYPE, "device_code": code.device_code, "client_id": CLIENT_ID})
+        response = api.send(
+            "POST",
+            "/login/device/token",
+            data={"grant_type": GRANT_TYPE, "device_code": code.device_code, "client_id": CLIENT_ID},
+        )
         body = _json(response)
         if response.status_code == 200 and body.get("access_token"):
             return str(body["access_token"])
@@ -72,8 +88,9 @@ def wait_for_token(api: ServerApi, code: DeviceCode, *, sleep: Callable[[float],
         if error == "access_denied":
             raise Refused("The request was denied in the browser: nothing was stored.", "access_denied")
         if error in ("expired_token", "authorization_pending"):
-            raise Refused("The code expired before it was approved: run `tokensmith login --web` again.",
-                          "expired_token")
+            raise Refused(
+                "The code expired before it was approved: run `tokensmith login --web` again.", "expired_token"
+            )
         raise _refusal(api.server, body, response.status_code)
 
 

@@ -24,8 +24,9 @@ def store_files() -> list[Path]:
     for words in (_words(helper) for helper in _helpers()):
         if words[:1] == ["store"]:
             options = " ".join(words[1:]).replace("--file ", "--file=").split()
-            configured += [Path(option[len("--file="):]).expanduser() for option in options
-                           if option.startswith("--file=")]
+            configured += [
+                Path(option[len("--file=") :]).expanduser() for option in options if option.startswith("--file=")
+            ]
     xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "git" / "credentials"
     return [*dict.fromkeys([*configured, Path.home() / ".git-credentials", xdg])]
 
@@ -49,9 +50,12 @@ def other_helpers(server: str) -> list[str]:
     old secret where the client cannot see it (a cache, a keychain)."""
     helpers = [*_helpers(), *_helpers(f"credential.{server}.helper")]
     if "" in helpers:  # an empty value resets the list (what `tokensmith git setup` writes first)
-        helpers = helpers[len(helpers) - helpers[::-1].index(""):]
-    return [helper for helper in helpers
-            if helper.strip() and _words(helper)[0] != "store" and not helper.rstrip().endswith("git-credential")]
+        helpers = helpers[len(helpers) - helpers[::-1].index("") :]
+    return [
+        helper
+        for helper in helpers
+        if helper.strip() and _words(helper)[0] != "store" and not helper.rstrip().endswith("git-credential")
+    ]
 
 
 def _with_password(line: str, old: str, new: str) -> str:
@@ -91,4 +95,3 @@ def _words(helper: str) -> list[str]:
         return shlex.split(helper)
     except ValueError:
         return helper.split()
-

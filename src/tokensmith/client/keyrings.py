@@ -32,7 +32,7 @@ def is_keyring(backend: KeyringBackend) -> bool:
         return False
     try:
         return backend.priority > 0
-    except Exception:  # a backend that cannot run here says so through its priority
+    except Exception:  # noqa: BLE001 a backend that cannot run here says so through its priority
         return False
 
 
@@ -43,14 +43,17 @@ def system_keyring() -> tuple[KeyringBackend | None, str]:
 
     try:
         configured = keyring.get_keyring()
-    except Exception as error:  # a broken keyring configuration: fall back to the file
+    except Exception as error:  # noqa: BLE001 a broken keyring configuration: fall back to the file
         return None, f"there is no system keyring here (the configured one failed: {type(error).__name__})"
     candidates = list(configured.backends) if isinstance(configured, ChainerBackend) else [configured]
     for backend in candidates:
         if is_keyring(backend):
             return backend, ""
-    files = [name_of(backend) for backend in candidates if name_of(backend).startswith(NOT_KEYRINGS[2:])
-             or hasattr(backend, "file_path")]
+    files = [
+        name_of(backend)
+        for backend in candidates
+        if name_of(backend).startswith(NOT_KEYRINGS[2:]) or hasattr(backend, "file_path")
+    ]
     if files:
         return None, f"there is no system keyring here: {', '.join(files)} is a file, not a keyring"
     return None, "there is no system keyring here"
@@ -71,7 +74,7 @@ def read(name: str, service: str, username: str) -> str | None:
 _ASK_KEYRING = object()
 
 
-def _read_secret_service(service: str, username: str) -> str | None | object:
+def _read_secret_service(service: str, username: str) -> str | object | None:
     """What keyring's Secret Service backend stored, read straight through ``secretstorage``,
     the library that backend itself uses, with the attributes it searches by: keyring's import
     costs about 0.1 s, paid on every git fetch and push. A locked keyring, or anything unusual,
@@ -80,7 +83,7 @@ def _read_secret_service(service: str, username: str) -> str | None | object:
         import secretstorage
 
         connection = secretstorage.dbus_init()
-    except Exception:
+    except Exception:  # noqa: BLE001 no D-Bus, no Secret Service: let keyring find its way
         return _ASK_KEYRING
     try:
         collection = secretstorage.get_default_collection(connection)
@@ -89,7 +92,7 @@ def _read_secret_service(service: str, username: str) -> str | None | object:
         for item in collection.search_items({"username": username, "service": service}):
             return _ASK_KEYRING if item.is_locked() else item.get_secret().decode("utf-8")
         return None
-    except Exception:
+    except Exception:  # noqa: BLE001 anything odd on the bus: let keyring itself answer
         return _ASK_KEYRING
     finally:
         connection.close()

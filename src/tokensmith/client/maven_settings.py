@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from html import escape as escape_markup
+from pathlib import Path
 
 from tokensmith.client.errors import InvalidInput
 
@@ -25,8 +25,10 @@ def escape(text: str) -> str:
 
 def server_entry(username: str, token: str, indent: str = "    ") -> str:
     inner = indent + "  "
-    return (f"<server>\n{inner}<id>{SERVER_ID}</id>\n{inner}<username>{escape(username)}</username>\n"
-            f"{inner}<password>{escape(token)}</password>\n{indent}</server>")
+    return (
+        f"<server>\n{inner}<id>{SERVER_ID}</id>\n{inner}<username>{escape(username)}</username>\n"
+        f"{inner}<password>{escape(token)}</password>\n{indent}</server>"
+    )
 
 
 def updated(text: str, username: str, token: str) -> str:
@@ -35,15 +37,16 @@ def updated(text: str, username: str, token: str) -> str:
         return _SERVER.sub(lambda _m: server_entry(username, token).strip(), text, count=1)
     end = _SERVERS_END.search(text)
     if end:
-        return f"{text[:end.start()]}  {server_entry(username, token)}\n  {text[end.start():]}"
+        return f"{text[: end.start()]}  {server_entry(username, token)}\n  {text[end.start() :]}"
     empty = _SERVERS_EMPTY.search(text)
     if empty:
-        return f"{text[:empty.start()]}<servers>\n    {server_entry(username, token)}\n  </servers>{text[empty.end():]}"
+        return (
+            f"{text[: empty.start()]}<servers>\n    {server_entry(username, token)}\n  </servers>{text[empty.end() :]}"
+        )
     start = _SETTINGS_START.search(text)
     if not start:
         raise InvalidInput("This settings.xml has no <settings> element: fix it by hand, or move it aside.")
-    return (f"{text[:start.end()]}\n  <servers>\n    {server_entry(username, token)}\n  </servers>"
-            f"{text[start.end():]}")
+    return f"{text[: start.end()]}\n  <servers>\n    {server_entry(username, token)}\n  </servers>{text[start.end() :]}"
 
 
 NEW_FILE = """<?xml version="1.0" encoding="UTF-8"?>

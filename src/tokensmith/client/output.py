@@ -27,8 +27,13 @@ def as_json(value: Any) -> None:
     say(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def columns(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int | None = None,
-            narrowing: Mapping[int, int] | None = None) -> str:
+def columns(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int | None = None,
+    narrowing: Mapping[int, int] | None = None,
+) -> str:
     """Rows under their headers, each column as wide as its widest cell. With ``width`` (a
     terminal's), the columns ``narrowing`` names (index: the fewest characters it keeps) give up
     characters, the one furthest above its floor first and none below its header, until a line
@@ -42,19 +47,21 @@ def columns(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int
             if not wide:
                 break
             widths[max(wide, key=lambda index: widths[index] - floors[index])] -= 1
-    return "\n".join("  ".join(_cut(cell, size).ljust(size) for cell, size in zip(row, widths)).rstrip()
-                     for row in table)
+    return "\n".join(
+        "  ".join(_cut(cell, size).ljust(size) for cell, size in zip(row, widths, strict=False)).rstrip()
+        for row in table
+    )
 
 
 def _cut(cell: str, size: int) -> str:
-    return cell if len(cell) <= size else cell[:size - 1] + "…"
+    return cell if len(cell) <= size else cell[: size - 1] + "…"
 
 
 def terminal_width() -> int | None:
     """The width of the terminal stdout goes to (COLUMNS first), or None for a pipe or a file."""
     if not sys.stdout.isatty():
         return None
-    import shutil  # noqa: PLC0415 - only at a terminal
+    import shutil
 
     return shutil.get_terminal_size().columns
 
@@ -71,14 +78,21 @@ def access(token: dict[str, Any]) -> str:
     scopes = token.get("scopes") or []
     named = {ALL_SCOPES: "everything", READ_ONLY: "read only"}.get(tuple(scopes), " ".join(scopes))
     projects, addresses = token.get("projects"), token.get("allowed_ips")
-    return "; ".join([named, *([", ".join(projects)] if projects is not None else []),
-                      *([f"from {', '.join(addresses)}"] if addresses is not None else [])])
+    return "; ".join(
+        [
+            named,
+            *([", ".join(projects)] if projects is not None else []),
+            *([f"from {', '.join(addresses)}"] if addresses is not None else []),
+        ]
+    )
 
 
 def limits(token: dict[str, Any]) -> str:
     """A token's projects and addresses as the API gives them (``null``: every project, anywhere)."""
     projects, addresses = token.get("projects"), token.get("allowed_ips")
-    return "; ".join([
-        f"projects {', '.join(projects)}" if projects is not None else "every project",
-        f"from {', '.join(addresses)}" if addresses is not None else "from anywhere",
-    ])
+    return "; ".join(
+        [
+            f"projects {', '.join(projects)}" if projects is not None else "every project",
+            f"from {', '.join(addresses)}" if addresses is not None else "from anywhere",
+        ]
+    )

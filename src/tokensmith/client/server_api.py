@@ -12,12 +12,17 @@ from typing import Any
 sys.modules.setdefault("httpx._main", None)
 import httpx  # noqa: E402
 
-from tokensmith import __version__
-from tokensmith.client.credentials import Credential
-from tokensmith.client.errors import ClientError, Conflict, InvalidInput, NotFound, Refused, Unreachable
+from tokensmith import __version__  # noqa: E402 (after the stub above, like httpx)
+from tokensmith.client.credentials import Credential  # noqa: E402
+from tokensmith.client.errors import ClientError, Conflict, InvalidInput, NotFound, Refused, Unreachable  # noqa: E402
 
 ERRORS: dict[int, type[ClientError]] = {
-    401: Refused, 403: Refused, 404: NotFound, 409: Conflict, 413: InvalidInput, 422: InvalidInput,
+    401: Refused,
+    403: Refused,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidInput,
+    422: InvalidInput,
 }
 USER_AGENT = f"tokensmith-cli/{__version__}"
 
@@ -25,14 +30,23 @@ USER_AGENT = f"tokensmith-cli/{__version__}"
 class ServerApi:
     """One server, with a credential (or none: the device grant's two calls need none)."""
 
-    def __init__(self, server: str, credential: Credential | None = None, *,
-                 transport: httpx.BaseTransport | None = None, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        server: str,
+        credential: Credential | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30,
+    ) -> None:
         self.server = server
         headers = {"User-Agent": USER_AGENT}
         if credential is not None and not credential.username:  # a token alone: Bearer
             headers["Authorization"] = f"Bearer {credential.token}"
         self.client = httpx.Client(
-            base_url=server, timeout=timeout, headers=headers, transport=transport,
+            base_url=server,
+            timeout=timeout,
+            headers=headers,
+            transport=transport,
             auth=(credential.username, credential.token) if credential and credential.username else None,
         )
 
@@ -96,8 +110,12 @@ class ServerApi:
         return self.call("POST", f"/api/v1/tokens/{token_id}/rotate").json()
 
     def release(self, project: str, revision: str, version: str) -> dict:
-        return self.call("POST", f"/studio/v2/project/{project}/releases",
-                         json={"revision": revision, "versionName": version}, timeout=600).json()
+        return self.call(
+            "POST",
+            f"/studio/v2/project/{project}/releases",
+            json={"revision": revision, "versionName": version},
+            timeout=600,
+        ).json()
 
     def register(self, project: str, description: str) -> dict:
         return self.call("POST", "/api/v1/instances", json={"project": project, "description": description}).json()

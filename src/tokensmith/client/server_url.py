@@ -38,4 +38,3 @@ def parse(text: str) -> str:
     if parts.path.strip("/") or parts.query or parts.fragment:
         raise InvalidInput(f"Give the server's address without a path: {address}")
     return address
-

@@ -47,12 +47,22 @@ class Status:
         return Unreachable.exit_code if "unreachable" in states else 0
 
     def as_dict(self) -> dict:
-        return {"servers": [asdict(login) for login in self.logins],
-                "project": asdict(self.project) if self.project else None}
+        return {
+            "servers": [asdict(login) for login in self.logins],
+            "project": asdict(self.project) if self.project else None,
+        }
 
     def text(self) -> str:
-        lines = [] if self.logins else ["Not logged in to any server: run `tokensmith login --server URL` "
-                                        "(add --web to approve it in a browser)."]
+        lines = (
+            []
+            if self.logins
+            else [
+                (
+                    "Not logged in to any server: run `tokensmith login --server URL` "
+                    "(add --web to approve it in a browser)."
+                )
+            ]
+        )
         for login in self.logins:
             lines += _login_lines(login)
         if self.project:
@@ -122,16 +132,22 @@ def _login_lines(login: Login) -> list[str]:
     lines = [f"{login.server}{' (default)' if login.default else ''}"]
     if login.state == "ok":
         token = login.token or {}
-        lines.append(f"  Logged in as {login.username}"
-                     + (f" with token “{token['name']}” ({token['hint']})" if token else " (not with a token)"))
+        lines.append(
+            f"  Logged in as {login.username}"
+            + (f" with token “{token['name']}” ({token['hint']})" if token else " (not with a token)")
+        )
         if token:
             lines.append(f"  Scopes:  {', '.join(token.get('scopes') or []) or 'none'}")
             lines.append(f"  Limits:  {output.limits(token)}")
-            lines.append(f"  Expires: {output.moment(token.get('expires_at'))}"
-                         + (" (expired)" if token.get("expired") else ""))
+            lines.append(
+                f"  Expires: {output.moment(token.get('expires_at'))}" + (" (expired)" if token.get("expired") else "")
+            )
     else:
-        what = {"refused": "The server refused the token", "unreachable": "Not checked",
-                "unreadable": "The token cannot be read"}[login.state]
+        what = {
+            "refused": "The server refused the token",
+            "unreachable": "Not checked",
+            "unreadable": "The token cannot be read",
+        }[login.state]
         lines.append(f"  {what}: {login.message}")
         if login.state == "refused" and login.kept != "environment":
             lines.append(f"  Log in again: tokensmith login --server {login.server}")

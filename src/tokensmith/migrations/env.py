@@ -8,7 +8,7 @@ To write a new migration from a development checkout:
 from alembic import context
 from sqlalchemy import create_engine
 
-from tokensmith.models import Base, compared_on
+from tokensmith.store.models import Base, compared_on
 
 config = context.config
 connection = config.attributes.get("connection")

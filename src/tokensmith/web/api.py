@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from fastapi import Depends
-
-from tokensmith import audit, instances, personal_tokens, projects, token_limits
-from tokensmith.authentication import Identity
+from tokensmith.audit import trail
+from tokensmith.identity import Identity
+from tokensmith.projects import catalog, instances
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import limits as token_limits
+from tokensmith.tokens import listing as token_listing
 from tokensmith.web.auth import Db, ProjectIn, Requires, add_deprecation_headers, declares, identify_client
-from tokensmith.web.edge import at_the_edge
 from tokensmith.web.bodies import authenticated_json_body, documented, json_body
+from tokensmith.web.edge import at_the_edge
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.schemas import (
     AUTHENTICATED,
@@ -61,27 +63,29 @@ async def read_me(request: Request) -> Response:
 @router.get("/tokens", response_model=list[TokenPublic], responses=refusals(*AUTHENTICATED))
 def list_tokens(identity: Reader, db: Db) -> list[TokenPublic]:
     """The caller's tokens that are not revoked (expired ones included). Never a secret."""
-    return [TokenPublic.of(row) for row in personal_tokens.list_tokens(db, identity.user.id)]
+    return [TokenPublic.of(row) for row in token_listing.list_tokens(db, identity.user.id)]
 
 
-@router.delete("/tokens/{token_id:int}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=refusals(*AUTHENTICATED, 404, 422))
+@router.delete(
+    "/tokens/{token_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=refusals(*AUTHENTICATED, 404, 422)
+)
 def revoke_token(token_id: TokenId, identity: Writer, db: Db, request: Request) -> Response:
     """Revoke one of the caller's tokens. Anybody else's token is a 404."""
-    personal_tokens.revoke_token(
-        db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request)
-    )
+    token_lifecycle.revoke_token(db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/tokens/{token_id:int}/rotate", response_model=TokenCreated, status_code=201,
-             responses=refusals(*AUTHENTICATED, 403, 404, 422))
-def rotate_token(token_id: TokenId, identity: Writer, db: Db, request: Request,
-                 response: Response) -> TokenCreated:
+@router.post(
+    "/tokens/{token_id:int}/rotate",
+    response_model=TokenCreated,
+    status_code=201,
+    responses=refusals(*AUTHENTICATED, 403, 404, 422),
+)
+def rotate_token(token_id: TokenId, identity: Writer, db: Db, request: Request, response: Response) -> TokenCreated:
     """A token replaces its own secret: same name, expiry and limits; the old one is revoked.
     Anybody else's id is a 404; another of your own tokens, a 403."""
     runtime = get_runtime(request)
-    secret, row = personal_tokens.rotate_token(
+    secret, row = token_lifecycle.rotate_token(
         db,
         runtime.keys,
         token_id,
@@ -112,7 +116,7 @@ def report_leaked_tokens(
     them existed or not.
     """
     runtime = get_runtime(request)
-    personal_tokens.revoke_reported_tokens(
+    token_lifecycle.revoke_reported_tokens(
         db, runtime.keys, report.tokens, prefix=runtime.settings.token_prefix, ip=client_ip(request)
     )
     return LeakReportReceived(
@@ -120,12 +124,20 @@ def report_leaked_tokens(
     )
 
 
-@router.post("/instances", response_model=InstanceRegistered, status_code=201, tags=["instances"],
-             openapi_extra=documented(InstanceRegistration), responses=refusals(*AUTHENTICATED, 404, 413, 422))
+@router.post(
+    "/instances",
+    response_model=InstanceRegistered,
+    status_code=201,
+    tags=["instances"],
+    openapi_extra=documented(InstanceRegistration),
+    responses=refusals(*AUTHENTICATED, 404, 413, 422),
+)
 def register_instance(
     identity: Annotated[Identity, Depends(REGISTER_INSTANCE)],
     body: Annotated[InstanceRegistration, authenticated_json_body(InstanceRegistration, REGISTER_INSTANCE)],
-    db: Db, request: Request, response: Response,
+    db: Db,
+    request: Request,
+    response: Response,
 ) -> InstanceRegistered:
     """Register an instance of a project you can write to, as `nuxeoctl register` does.
 
@@ -139,17 +151,23 @@ def register_instance(
     return InstanceRegistered(instance_id=row.id, instance_key=key, project=row.project_id, description=row.description)
 
 
-@router.get("/projects", response_model=list[ProjectPublic], tags=["projects"],
-            responses=refusals(*AUTHENTICATED))
+@router.get("/projects", response_model=list[ProjectPublic], tags=["projects"], responses=refusals(*AUTHENTICATED))
 def list_projects(identity: Reader, db: Db, request: Request) -> list[ProjectPublic]:
     """The projects you are a member of, with how to reach each (Git, Maven); with a token
     limited to some projects, only those."""
     base = get_runtime(request).settings.public_url
     listed = identity.token.projects if identity.token is not None else None
     return [
-        ProjectPublic(id=project.id, role=role, group_id=project.group_id, git_url=f"{base}/git/{project.id}.git",
-                      maven_coordinates=f"{project.group_id}:{project.id}", maven_url=f"{base}/maven/studio/")
-        for project, role in projects.projects_of(db, identity.user.id) if token_limits.opens(listed, project.id)
+        ProjectPublic(
+            id=project.id,
+            role=role,
+            group_id=project.group_id,
+            git_url=f"{base}/git/{project.id}.git",
+            maven_coordinates=f"{project.group_id}:{project.id}",
+            maven_url=f"{base}/maven/studio/",
+        )
+        for project, role in catalog.projects_of(db, identity.user.id)
+        if token_limits.opens(listed, project.id)
     ]
 
 
@@ -157,12 +175,13 @@ def list_projects(identity: Reader, db: Db, request: Request) -> list[ProjectPub
 def read_audit(
     identity: Reader,
     db: Db,
-    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE, description="Events per page")] = 50,
+    limit: Annotated[int, Query(ge=1, le=trail.MAX_PAGE, description="Events per page")] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
     token_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this token's events")] = None,
 ) -> AuditPage:
     """Your security log: every event of your account and tokens, newest first, a page at a
     time. Each event carries its action code and its description in words."""
-    events, next_cursor = audit.events_page(db, identity.user.id, limit=limit, cursor=cursor, token_id=token_id)
-    return AuditPage(events=[AuditEventPublic(**audit.public_fields(event)) for event in events],
-                     next_cursor=next_cursor)
+    events, next_cursor = trail.events_page(db, identity.user.id, limit=limit, cursor=cursor, token_id=token_id)
+    return AuditPage(
+        events=[AuditEventPublic(**trail.public_fields(event)) for event in events], next_cursor=next_cursor
+    )

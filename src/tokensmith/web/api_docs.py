@@ -22,8 +22,10 @@ from tokensmith.web.templates import render
 router = APIRouter(include_in_schema=False)
 
 # The only files of Swagger UI the page loads, under the names the site serves them by.
-SWAGGER_UI = {f"swagger-ui/{name}": Path(swagger_ui_bundle.swagger_ui_path) / name
-              for name in ("swagger-ui-bundle.js", "swagger-ui.css")}
+SWAGGER_UI = {
+    f"swagger-ui/{name}": Path(swagger_ui_bundle.swagger_ui_path) / name
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css")
+}
 
 
 @router.get("/docs")

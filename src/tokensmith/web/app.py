@@ -12,18 +12,45 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tokensmith import __version__
 from tokensmith.config import Settings, load_settings
-from tokensmith.web import api, api_docs, device, git, maven, monitoring, nuxeo, oidc, packages, pages, scim, security, studio
+from tokensmith.web import (
+    api,
+    api_docs,
+    device,
+    maven,
+    monitoring,
+    nuxeo,
+    oidc,
+    packages,
+    pages,
+    scim,
+    security,
+    studio,
+)
 from tokensmith.web.assets import Assets
 from tokensmith.web.bodies import BodyLimit
 from tokensmith.web.edge import Edge
 from tokensmith.web.errors import install_error_handlers
+from tokensmith.web.git import routes as git_routes
 from tokensmith.web.runtime import Runtime
 from tokensmith.web.templates import use_assets
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Every route of the server, in the order they are matched.
-ROUTERS = (api.router, monitoring.router, git.router, maven.router, studio.router, packages.router, scim.router,
-           nuxeo.router, pages.router, security.router, oidc.router, device.router, api_docs.router)
+ROUTERS = (
+    api.router,
+    monitoring.router,
+    git_routes.router,
+    maven.router,
+    studio.router,
+    packages.router,
+    scim.router,
+    nuxeo.router,
+    pages.router,
+    security.router,
+    oidc.router,
+    device.router,
+    api_docs.router,
+)
 # Every body a route reads is small (a form, a leak report of at most 100 tokens, a release
 # request): past this it is a 413 before it is parsed. Git's pushes have a limit of their own.
 MAX_BODY = 64 * 1024
@@ -59,9 +86,16 @@ def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
         runtime.stop()
 
     # /docs is Swagger UI from the package (web/api_docs.py); ReDoc would load from CDNs.
-    app = FastAPI(title="Tokensmith", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
-    app.add_middleware(BodyLimit, default=MAX_BODY, by_prefix={"/git/": git.MAX_PUSH})
+    app = FastAPI(
+        title="Tokensmith",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.add_middleware(BodyLimit, default=MAX_BODY, by_prefix={"/git/": git_routes.MAX_PUSH})
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in ROUTERS:

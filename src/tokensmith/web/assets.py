@@ -27,8 +27,14 @@ from starlette.types import Receive, Scope, Send
 PREFIX = "/static/"
 HASH_LENGTH = 12  # hex digits of SHA-256: 48 bits, plenty to tell versions of one file apart
 FOREVER = "public, max-age=31536000, immutable"
-TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".png": "image/png",
-         ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8", ".ico": "image/vnd.microsoft.icon"}
+TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+    ".ico": "image/vnd.microsoft.icon",
+}
 # Files asked for at the root under names that never change: served as they are, kept a day.
 AT_THE_ROOT = {"/favicon.ico": "favicon.ico"}
 A_DAY = "public, max-age=86400"
@@ -71,12 +77,17 @@ class Assets:
             url = PREFIX + fingerprinted(name, digest)
             kind = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             etag = f'"{digest}"'.encode()
-            asset = Asset(url, etag, [
-                (b"content-type", kind.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", FOREVER.encode()),
-                (b"etag", etag),  # (and nosniff, as on every answer: web/edge.py)
-            ], body)
+            asset = Asset(
+                url,
+                etag,
+                [
+                    (b"content-type", kind.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", FOREVER.encode()),
+                    (b"etag", etag),  # (and nosniff, as on every answer: web/edge.py)
+                ],
+                body,
+            )
             self.by_name[name] = asset
             self.by_url[url] = asset
 
@@ -98,14 +109,17 @@ class Assets:
             current = self.by_name.get(unfingerprinted(path.removeprefix(PREFIX)))
             if current is None:
                 raise HTTPException(status_code=404)
-            await _send(send, 302, [(b"location", current.url.encode()), (b"cache-control", b"no-cache"),
-                                    (b"content-length", b"0")], b"")
+            await _send(
+                send,
+                302,
+                [(b"location", current.url.encode()), (b"cache-control", b"no-cache"), (b"content-length", b"0")],
+                b"",
+            )
             return
         if _header(scope, b"if-none-match") == asset.etag:
             await _send(send, 304, [(b"cache-control", FOREVER.encode()), (b"etag", asset.etag)], b"")
             return
         await _send(send, 200, asset.headers, b"" if scope["method"] == "HEAD" else asset.body)
-
 
     @staticmethod
     async def _at_the_root(asset: Asset, scope: Scope, send: Send) -> None:

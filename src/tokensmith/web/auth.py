@@ -25,15 +25,22 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from tokensmith import metrics, personal_tokens, sessions, tokens
-from tokensmith.errors import NotFound
-from tokensmith.token_limits import Need, missing_project
-from tokensmith.accounts import Account
+from tokensmith import metrics
+from tokensmith.accounts import sessions
 from tokensmith.config import Settings
-from tokensmith.authentication import BasicCredentials, BearerCredentials, Credentials, Identity
 from tokensmith.errors import (
-    AuthenticationFailed, AuthenticationRequired, CredentialMalformed, HeaderTooLarge, TokenReplaced,
+    AuthenticationFailed,
+    AuthenticationRequired,
+    CredentialMalformed,
+    HeaderTooLarge,
+    NotFound,
+    TokenReplaced,
 )
+from tokensmith.identity import Account, BasicCredentials, BearerCredentials, Credentials, Identity
+from tokensmith.tokens import format as token_format
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import limits as token_limits
+from tokensmith.tokens.limits import Need, missing_project
 from tokensmith.web.runtime import Runtime, client_agent, client_ip, get_db, get_runtime
 from tokensmith.web.templates import SESSION_COOKIE
 
@@ -82,9 +89,7 @@ def parse_authorization(header: str | None, token_prefix: str) -> Credentials | 
         if not value:
             raise CredentialMalformed("The Bearer credential is empty.")
         return BearerCredentials(value)
-    raise CredentialMalformed(
-        "Unsupported authorization scheme: use Basic (username and token) or Bearer (token)."
-    )
+    raise CredentialMalformed("Unsupported authorization scheme: use Basic (username and token) or Bearer (token).")
 
 
 def presents_bearer_secret(header: str | None, expected: str) -> bool:
@@ -94,7 +99,8 @@ def presents_bearer_secret(header: str | None, expected: str) -> bool:
         return False
     scheme, _, presented = header.strip().partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
-        hashlib.sha256(presented.strip().encode()).digest(), hashlib.sha256(expected.encode()).digest())
+        hashlib.sha256(presented.strip().encode()).digest(), hashlib.sha256(expected.encode()).digest()
+    )
 
 
 def _parse_basic(value: str, token_prefix: str) -> Credentials:
@@ -110,20 +116,18 @@ def _parse_basic(value: str, token_prefix: str) -> Credentials:
         raise CredentialMalformed("The Basic credentials are not valid UTF-8.") from None
     username, colon, secret = decoded.partition(":")
     if not colon:
-        raise CredentialMalformed(
-            "The Basic credentials have no ':' between the username and the token."
-        )
-    if not secret and tokens.looks_like_token(username, token_prefix):
+        raise CredentialMalformed("The Basic credentials have no ':' between the username and the token.")
+    if not secret and token_format.looks_like_token(username, token_prefix):
         return BearerCredentials(username)  # `curl -u TOKEN:`, as GitHub allows
     if not secret:
         raise CredentialMalformed("The Basic credentials carry an empty password.")
     return BasicCredentials(username, secret)
 
 
-def _check_token(runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None,
-                 need: Need | None) -> Identity:
-    return runtime.authenticator.check(runtime.check_connection, credentials,
-                                       ip=ip, agent=agent, need=need)
+def _check_token(
+    runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None, need: Need | None
+) -> Identity:
+    return runtime.authenticator.check(runtime.check_connection, credentials, ip=ip, agent=agent, need=need)
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ class Requires:
     """What a route needs of a token, declared on the route (a FastAPI dependency): everything
     the extractor checks comes from here.
 
-    ``scope``: one of token_limits.SCOPES, or None for any (GET /api/v1/me). A route whose need
+    ``scope``: one of scopes.SCOPES, or None for any (GET /api/v1/me). A route whose need
     depends on the request (git: fetch or push) gives ``choose`` instead, and ``variants``,
     its (what, scope) pairs for the table. ``project``: where the route names its project.
     """
@@ -173,7 +177,9 @@ class Requires:
 
     def __post_init__(self) -> None:
         # A need that does not depend on the request is made once (GET /api/v1/me's, the API's).
-        fixed = Need(self.scope) if self.choose is None and (self.project is None or self.project.read is None) else None
+        fixed = (
+            Need(self.scope) if self.choose is None and (self.project is None or self.project.read is None) else None
+        )
         object.__setattr__(self, "_fixed", fixed)
 
     def need(self, request: Request) -> Need:
@@ -236,9 +242,10 @@ async def identify_client(request: Request, requires: Requires) -> Identity:
             # A rotated token used again: whoever copied it may hold its replacement too. Written
             # in a unit of its own (the check engine never writes), committed before the 401.
             replaced = error.token_id
-            await runtime.run_unit(lambda session: personal_tokens.revoke_successors(session, replaced))
+            await runtime.run_unit(lambda session: token_lifecycle.revoke_successors(session, replaced))
             raise
     else:
+
         def check_password(session: Session) -> Identity | AuthenticationFailed:
             try:
                 return runtime.authenticator.authenticate(session, credentials, ip=ip, agent=agent, need=need)
@@ -252,7 +259,7 @@ async def identify_client(request: Request, requires: Requires) -> Identity:
     if identity.token is not None and requires.project is not None and requires.project.body_field:
         # Named in the body, which is read only now that the credentials hold.
         named = await requires.project.from_body(request)
-        identity.token.enforce(Need(None, named, requires.project.hidden), ip)
+        token_limits.enforce_on(identity.token, Need(None, named, requires.project.hidden), ip)
     return identity
 
 
@@ -306,19 +313,23 @@ def requirements_table(routers: Iterable[APIRouter], also_at: Callable[[str], st
     """docs/scopes.md's table, from the routes' own declarations: what each route needs, and
     what a token holding each one scope gets there (its address allowed, its project listed).
     ``also_at``: another address of a route's path, served by the same route (web/nuxeo.py), or ''."""
-    from tokensmith.token_limits import ALL_SCOPES, validate_scopes  # noqa: PLC0415
+    from tokensmith.scopes import ALL_SCOPES
+    from tokensmith.tokens.limits import validate_scopes
 
-    lines = ["| route | needs | " + " | ".join(f"`{scope}`" for scope in ALL_SCOPES) + " | its project, from |",
-             "|---|---|" + "---|" * len(ALL_SCOPES) + "---|"]
+    lines = [
+        "| route | needs | " + " | ".join(f"`{scope}`" for scope in ALL_SCOPES) + " | its project, from |",
+        "|---|---|" + "---|" * len(ALL_SCOPES) + "---|",
+    ]
     for route, declared in requirements(routers):
         methods = ", ".join(sorted(route.methods))
         for what, scope in declared.rows():
             cells = ["yes" if scope is None or scope in validate_scopes([held]) else "403" for held in ALL_SCOPES]
             where = declared.project.where if declared.project else "—"
             alias = f" (also `{also_at(route.path)}`)" if also_at(route.path) else ""
-            lines.append(f"| `{methods} {route.path}`{alias}{' ' + what if what else ''} | "
-                         f"{f'`{scope}`' if scope else 'any scope'} | "
-                         + " | ".join(cells) + f" | {where} |")
+            lines.append(
+                f"| `{methods} {route.path}`{alias}{' ' + what if what else ''} | "
+                f"{f'`{scope}`' if scope else 'any scope'} | " + " | ".join(cells) + f" | {where} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -26,8 +26,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokensmith.authentication import Identity
 from tokensmith.errors import InvalidInput
+from tokensmith.identity import Identity
 from tokensmith.web.auth import Requires
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,8 +37,7 @@ def problems_of(errors: list[dict[str, Any]], skip: int = 0) -> str:
     """Validation errors as one line a person can act on: where, and what is wrong. Never the
     value sent (it may be a secret)."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc'][skip:]) or 'body'}: {problem['msg']}"
-        for problem in errors
+        f"{'.'.join(str(part) for part in problem['loc'][skip:]) or 'body'}: {problem['msg']}" for problem in errors
     )
 
 
@@ -48,8 +47,7 @@ async def read_json(request: Request, model: type[M]) -> M:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidInput(
-            f"The body must be JSON like {example_of(model)} (at most 1,024 levels deep, integers "
-            "of at most 64 bits)."
+            f"The body must be JSON like {example_of(model)} (at most 1,024 levels deep, integers of at most 64 bits)."
         ) from None
     try:
         return model.model_validate(data, strict=True)

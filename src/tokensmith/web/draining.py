@@ -31,7 +31,8 @@ class DrainingProtocol(HttpToolsProtocol):
         elif self.timeout_keep_alive_task is None:
             # Accepted, but no request read yet: it is on its way, or never coming.
             self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler)
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()

@@ -59,10 +59,16 @@ def edge_routes(app: FastAPI) -> dict[str, Endpoint]:
         if not (isinstance(route, APIRoute) and getattr(route.endpoint, "at_the_edge", False)):
             continue
         parameters = list(inspect.signature(route.endpoint).parameters.values())
-        if route.param_convertors or route.methods != {"GET"} or len(parameters) != 1 \
-                or parameters[0].annotation not in (Request, "Request"):
-            raise TypeError(f"{route.path} cannot be served at the edge: a GET of a fixed path whose "
-                            "endpoint takes only the request")
+        if (
+            route.param_convertors
+            or route.methods != {"GET"}
+            or len(parameters) != 1
+            or parameters[0].annotation not in (Request, "Request")
+        ):
+            raise TypeError(
+                f"{route.path} cannot be served at the edge: a GET of a fixed path whose "
+                "endpoint takes only the request"
+            )
         found[route.path] = route.endpoint
     return found
 
@@ -70,15 +76,20 @@ def edge_routes(app: FastAPI) -> dict[str, Endpoint]:
 class Edge:
     """The outermost application: the edge's routes and the static files, else ``app``."""
 
-    def __init__(self, app: FastAPI, static: assets.Assets, inner: ASGIApp | None = None,
-                 addresses: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        static: assets.Assets,
+        inner: ASGIApp | None = None,
+        addresses: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """``addresses``: (prefix, the route's own prefix) pairs, as web/nuxeo.ADDRESSES."""
         self.app = app
         self.inner = inner or app  # the framework, behind whatever wraps it
         self.static = static
         self.routes = edge_routes(app)
         self.addresses = addresses
-        self.aliased = tuple({prefix[:prefix.index("/", 1) + 1] for prefix, _own in addresses})
+        self.aliased = tuple({prefix[: prefix.index("/", 1) + 1] for prefix, _own in addresses})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -111,8 +122,8 @@ class Edge:
             if path.startswith(prefix):
                 raw = scope.get("raw_path") or b""
                 if raw.startswith(prefix.encode()):
-                    raw = own.encode() + raw[len(prefix):]
-                return {**scope, "path": own + path[len(prefix):], "raw_path": raw}
+                    raw = own.encode() + raw[len(prefix) :]
+                return {**scope, "path": own + path[len(prefix) :], "raw_path": raw}
         return scope
 
     def _request(self, scope: Scope, receive: Receive) -> Request:

@@ -64,8 +64,18 @@ STATUS = {
 # (The reference's addresses under /nuxeo/ that are Tokensmith's own routes reach here with the
 # route's own path, web/edge.py; the rest, its token route, answers plain text as the reference.)
 PLAIN_TEXT_PREFIXES = ("/git/", nuxeo.ROOT)
-MACHINE_PREFIXES = ("/api/", "/git/", "/maven/", "/packages/", "/studio/", "/scim/", "/healthz", "/metrics",
-                    "/login/device/", nuxeo.ROOT)
+MACHINE_PREFIXES = (
+    "/api/",
+    "/git/",
+    "/maven/",
+    "/packages/",
+    "/studio/",
+    "/scim/",
+    "/healthz",
+    "/metrics",
+    "/login/device/",
+    nuxeo.ROOT,
+)
 
 
 def status_of(error: TokensmithError) -> int:
@@ -79,14 +89,14 @@ def wants_page(request: Request) -> bool:
     return not request.url.path.startswith(MACHINE_PREFIXES)
 
 
-def error_response(request: Request, status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None, **fields: object) -> Response:
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None, **fields: object
+) -> Response:
     headers = {**(headers or {}), **(CHALLENGE if status == 401 and not wants_page(request) else {})}
     if status == 503:
         headers["Retry-After"] = "5"
     if wants_page(request):
-        return render(request, "error.html", {"status": status, "message": message}, status=status,
-                      headers=headers)
+        return render(request, "error.html", {"status": status, "message": message}, status=status, headers=headers)
     if request.url.path.startswith(PLAIN_TEXT_PREFIXES):
         # git and Maven print a text/plain error body to the person ("remote: ..."); JSON they drop.
         return PlainTextResponse(message + "\n", status_code=status, headers=headers)
@@ -98,8 +108,7 @@ async def handle_domain_error(request: Request, error: TokensmithError) -> Respo
     if isinstance(error, AuthenticationFailed):
         log.info("authentication refused: %s on %s %s", error.reason, request.method, request.url.path)
     elif isinstance(error, StoreUnavailable):
-        log.warning("store unavailable on %s %s: %s", request.method, request.url.path,
-                    type(error.__cause__).__name__)
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, type(error.__cause__).__name__)
     headers, fields = limit_details(error)
     response = error_response(request, status_of(error), error.code, message, headers, **fields)
     if isinstance(error, TooManyAttempts):
@@ -111,8 +120,10 @@ def limit_details(error: TokensmithError) -> tuple[dict[str, str], dict[str, obj
     """What a token's limits refusal carries beside its words: the scopes needed and held, as
     GitHub's X-Accepted-OAuth-Scopes / X-OAuth-Scopes headers; the address seen."""
     if isinstance(error, InsufficientScope):
-        return ({"X-Tokensmith-Scopes": ", ".join(error.held), "X-Accepted-Scopes": error.needed},
-                {"needed_scope": error.needed, "token_scopes": list(error.held)})
+        return (
+            {"X-Tokensmith-Scopes": ", ".join(error.held), "X-Accepted-Scopes": error.needed},
+            {"needed_scope": error.needed, "token_scopes": list(error.held)},
+        )
     if isinstance(error, AddressNotAllowed):
         return {}, {"address": error.address}
     return {}, {}
@@ -124,8 +135,9 @@ async def handle_sign_in_required(request: Request, _error: SignInRequired) -> R
 
 
 async def handle_validation_error(request: Request, error: RequestValidationError) -> Response:
-    return error_response(request, 422, "invalid_input",
-                          f"The request is not valid: {problems_of(error.errors(), skip=1)}.")
+    return error_response(
+        request, 422, "invalid_input", f"The request is not valid: {problems_of(error.errors(), skip=1)}."
+    )
 
 
 async def handle_http_error(request: Request, error: StarletteHTTPException) -> Response:
@@ -133,8 +145,10 @@ async def handle_http_error(request: Request, error: StarletteHTTPException) -> 
     status = error.status_code
     if status == 413:
         return error_response(request, 413, BodyTooLarge.code, body_too_large(request))
-    messages = {404: nuxeo.nothing_here(request.url.path) if request.url.path.startswith(nuxeo.ROOT) else "Nothing here.",
-                405: f"{request.method[:10]} is not allowed here."}
+    messages = {
+        404: nuxeo.nothing_here(request.url.path) if request.url.path.startswith(nuxeo.ROOT) else "Nothing here.",
+        405: f"{request.method[:10]} is not allowed here.",
+    }
     headers = dict(error.headers or {})
     if status == 405:
         headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
@@ -156,15 +170,21 @@ def allowed_methods(request: Request) -> str:
     own 405 names only those of the first route that matched (My Tokens' GET and POST are two).
     A mount (the static files) matches any method; it names its own."""
     routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
-    return ", ".join(method for method in METHOD_ORDER if any(
-        route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes))
+    return ", ".join(
+        method
+        for method in METHOD_ORDER
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    )
 
 
 async def handle_unexpected(request: Request, error: Exception) -> Response:
-    log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path,
-              exc_info=error)
-    return error_response(request, 500, "internal_error",
-                          "Something went wrong on our side. Try again; if it persists, tell an administrator.")
+    log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path, exc_info=error)
+    return error_response(
+        request,
+        500,
+        "internal_error",
+        "Something went wrong on our side. Try again; if it persists, tell an administrator.",
+    )
 
 
 # Every kind of error and who answers it; anything else is unexpected (a 500).

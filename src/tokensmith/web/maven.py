@@ -12,23 +12,29 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
-from tokensmith import maven_repository, projects, releases
-from tokensmith.authentication import Identity
 from tokensmith.errors import NotFound
+from tokensmith.identity import Identity
+from tokensmith.projects import catalog, maven_repository, releases
 from tokensmith.web.auth import ProjectIn, Requires
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
 router = APIRouter(tags=["maven"], include_in_schema=False)
 
-CONTENT_TYPES = {".pom": "application/xml", ".xml": "application/xml", ".jar": "application/java-archive",
-                 ".md5": "text/plain", ".sha1": "text/plain", ".sha256": "text/plain", ".sha512": "text/plain"}
+CONTENT_TYPES = {
+    ".pom": "application/xml",
+    ".xml": "application/xml",
+    ".jar": "application/java-archive",
+    ".md5": "text/plain",
+    ".sha1": "text/plain",
+    ".sha256": "text/plain",
+    ".sha512": "text/plain",
+}
 
 
 class RepositoryFile(FileResponse):
@@ -45,8 +51,12 @@ def file_response(request: Request, path: Path) -> Response:
     if etag in [tag.strip().removeprefix("W/") for tag in wanted.split(",")] or wanted.strip() == "*":
         return Response(status_code=304, headers={"ETag": etag})
     suffix = "".join(path.suffixes[-1:])
-    return RepositoryFile(path, stat_result=stat, media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"),
-                        headers={"Cache-Control": "private, max-age=0, must-revalidate"})
+    return RepositoryFile(
+        path,
+        stat_result=stat,
+        media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        headers={"Cache-Control": "private, max-age=0, must-revalidate"},
+    )
 
 
 def _no_such_file(_project: str) -> NotFound:
@@ -62,8 +72,9 @@ def project_of_file(request: Request) -> str | None:
     return owner[1] if owner else None
 
 
-STUDIO_FILE = Requires("maven:read", project=ProjectIn("path: the artifactId", read=project_of_file,
-                                                       hidden=_no_such_file))
+STUDIO_FILE = Requires(
+    "maven:read", project=ProjectIn("path: the artifactId", read=project_of_file, hidden=_no_such_file)
+)
 
 
 def _authorize_studio_file(session: Session, runtime: Runtime, identity: Identity, path: str) -> Path:
@@ -73,7 +84,7 @@ def _authorize_studio_file(session: Session, runtime: Runtime, identity: Identit
         raise NotFound("No such file in this repository.")
     group_id, artifact_id = owner
     try:
-        project = projects.require_role(session, artifact_id, identity.user.id, "read")
+        project = catalog.require_role(session, artifact_id, identity.user.id, "read")
     except NotFound:
         raise NotFound("No such file in this repository.") from None
     if group_id not in releases.group_ids(project):

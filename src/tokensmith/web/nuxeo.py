@@ -17,10 +17,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
-from tokensmith import application_tokens
-from tokensmith.application_tokens import Application
-from tokensmith.authentication import Identity
 from tokensmith.errors import NotPermitted, TokenExpired, TokenReplaced, TokenRevoked
+from tokensmith.identity import Identity
+from tokensmith.tokens import application_tokens
+from tokensmith.tokens.application_tokens import Application
 from tokensmith.web.auth import Requires, declares, identify_client
 from tokensmith.web.runtime import client_ip, get_runtime
 
@@ -40,16 +40,20 @@ router = APIRouter(include_in_schema=False)
 
 def reference_path(path: str) -> str:
     """The reference's address of a route's path (for the table of docs/scopes.md), or ''."""
-    return next((alias + path[len(own):] for alias, own in ADDRESSES if path.startswith(own)), "")
+    return next((alias + path[len(own) :] for alias, own in ADDRESSES if path.startswith(own)), "")
 
 
 def nothing_here(path: str) -> str:
     """What a 404 under /nuxeo/ says: which addresses there are, and the usual slip."""
     if path.startswith("/nuxeo//"):
-        return ("Nothing here: the address has '//' after /nuxeo. The connect URL must not end with a slash: "
-                "use --connectUrl=https://HOST/nuxeo (nuxeo studio link), without the final '/'.")
-    return ("Nothing here. Under /nuxeo/ this server answers the reference's addresses: git/{project}.git, "
-            "site/studio/maven/, site/studio/v2/project/{project}/…, authentication/token.")
+        return (
+            "Nothing here: the address has '//' after /nuxeo. The connect URL must not end with a slash: "
+            "use --connectUrl=https://HOST/nuxeo (nuxeo studio link), without the final '/'."
+        )
+    return (
+        "Nothing here. Under /nuxeo/ this server answers the reference's addresses: git/{project}.git, "
+        "site/studio/maven/, site/studio/v2/project/{project}/…, authentication/token."
+    )
 
 
 @router.get("/nuxeo/authentication/token")
@@ -69,15 +73,29 @@ async def application_token(
     asked = Application.of(application, device, permission)  # before the credentials cost anything
     identity = await identify_client(request, APPLICATION_TOKEN)
     if identity.token is None:
-        raise NotPermitted("An application token is made from a personal access token: send your username and "
-                           "a token (HTTP Basic), not a password.")
+        raise NotPermitted(
+            "An application token is made from a personal access token: send your username and "
+            "a token (HTTP Basic), not a password."
+        )
     if identity.token.parent_id is not None:
-        raise NotPermitted("An application token cannot make another: present the personal token it was made "
-                           "from (your username and a personal access token).")
+        raise NotPermitted(
+            "An application token cannot make another: present the personal token it was made "
+            "from (your username and a personal access token)."
+        )
     runtime = get_runtime(request)
-    secret, _row = await runtime.run_unit(lambda session: application_tokens.derive_token(
-        session, runtime.keys, identity.token.id, identity.user.id, asked, prefix=runtime.settings.token_prefix,
-        actor=identity.username, ip=client_ip(request), max_lifetime_days=runtime.settings.max_token_lifetime_days))
+    secret, _row = await runtime.run_unit(
+        lambda session: application_tokens.derive_token(
+            session,
+            runtime.keys,
+            identity.token.id,
+            identity.user.id,
+            asked,
+            prefix=runtime.settings.token_prefix,
+            actor=identity.username,
+            ip=client_ip(request),
+            max_lifetime_days=runtime.settings.max_token_lifetime_days,
+        )
+    )
     return PlainTextResponse(secret, status_code=201, headers=CARRIES_A_SECRET)
 
 
@@ -99,10 +117,14 @@ async def _sign_out(request: Request) -> Response:
     except (TokenRevoked, TokenExpired) as error:
         return PlainTextResponse(f"{error.message} Nothing left to revoke.\n", status_code=202)
     if identity.token is None:
-        raise NotPermitted("revoke=true revokes the application token presented: send it (X-Authentication-Token), "
-                           "not a password.")
+        raise NotPermitted(
+            "revoke=true revokes the application token presented: send it (X-Authentication-Token), not a password."
+        )
     runtime = get_runtime(request)
     token = identity.token
-    await runtime.run_unit(lambda session: application_tokens.sign_out(
-        session, token.id, identity.user.id, actor=identity.username, ip=client_ip(request)))
+    await runtime.run_unit(
+        lambda session: application_tokens.sign_out(
+            session, token.id, identity.user.id, actor=identity.username, ip=client_ip(request)
+        )
+    )
     return PlainTextResponse(f"Revoked the application token “{token.name}” ({token.hint}).\n", status_code=202)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tokensmith import provider_accounts, sessions
+from tokensmith.accounts import provider_accounts, sessions
+from tokensmith.accounts.identity_provider import PENDING_SECONDS, OpenIdProvider, PendingSignIn
 from tokensmith.errors import IdentityProviderUnavailable, NotFound, SignInRejected
-from tokensmith.identity_provider import PENDING_SECONDS, OpenIdProvider, PendingSignIn
 from tokensmith.web.errors import status_of
 from tokensmith.web.pages import login_page, safe_next, start_browser_session
 from tokensmith.web.runtime import get_runtime
@@ -46,8 +46,13 @@ async def start_sign_in(request: Request, next: str = "/tokens", reauth: bool = 
         return login_page(request, next_path=next_path, error=error.message, status=status_of(error))
     response = RedirectResponse(url, status_code=303)
     response.set_cookie(
-        PENDING_SIGN_IN_COOKIE, pending.seal(get_runtime(request).keys), max_age=PENDING_SECONDS,
-        httponly=True, samesite="lax", secure=settings.secure_cookies, path="/login/oidc",
+        PENDING_SIGN_IN_COOKIE,
+        pending.seal(get_runtime(request).keys),
+        max_age=PENDING_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/login/oidc",
     )
     return response
 
@@ -63,10 +68,15 @@ async def finish_sign_in(request: Request) -> Response:
         identity = await provider.finish(pending, request.query_params)
         # The account and the session in one unit of work, taken only once the provider has
         # answered: a slow provider holds no connection.
-        response = await runtime.run_unit(lambda session: start_browser_session(
-            request, session, provider_accounts.account_for(session, identity, provider_name=provider.name),
-            next_path, authenticated_at=identity.authenticated_at,
-        ))
+        response = await runtime.run_unit(
+            lambda session: start_browser_session(
+                request,
+                session,
+                provider_accounts.account_for(session, identity, provider_name=provider.name),
+                next_path,
+                authenticated_at=identity.authenticated_at,
+            )
+        )
     except (SignInRejected, IdentityProviderUnavailable) as error:
         response = login_page(request, next_path=next_path, error=error.message, status=status_of(error))
         response.delete_cookie(PENDING_SIGN_IN_COOKIE, path="/login/oidc")
@@ -74,7 +84,12 @@ async def finish_sign_in(request: Request) -> Response:
     response.delete_cookie(PENDING_SIGN_IN_COOKIE, path="/login/oidc")
     hint = identity.id_token if len(identity.id_token) <= MAX_HINT_LENGTH else ""
     response.set_cookie(
-        PROVIDER_SESSION_COOKIE, hint, max_age=runtime.settings.session_days * 86400,
-        httponly=True, samesite="lax", secure=runtime.settings.secure_cookies, path="/logout",
+        PROVIDER_SESSION_COOKIE,
+        hint,
+        max_age=runtime.settings.session_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=runtime.settings.secure_cookies,
+        path="/logout",
     )
     return response

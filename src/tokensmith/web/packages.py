@@ -14,9 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from tokensmith import instances, maven_repository, tokens
-from tokensmith.authentication import BasicCredentials, Credentials
 from tokensmith.errors import AuthenticationRequired, NotFound
+from tokensmith.identity import BasicCredentials, Credentials
+from tokensmith.projects import instances, maven_repository
+from tokensmith.tokens import format as token_format
 from tokensmith.web.auth import presented_credentials
 from tokensmith.web.maven import file_response
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
@@ -37,12 +38,14 @@ def _authorize(session: Session, runtime: Runtime, credentials: Credentials | No
         )
     if (
         not isinstance(credentials, BasicCredentials)
-        or tokens.looks_like_token(credentials.secret, runtime.settings.token_prefix)
+        or token_format.looks_like_token(credentials.secret, runtime.settings.token_prefix)
         or not credentials.secret.startswith(instances.KEY_PREFIX)
     ):
         raise instances.InstanceRefused(NOT_FOR_PACKAGES)
     instances.authenticate_instance(session, runtime.keys, credentials.username, credentials.secret)
-    return maven_repository.resolve(maven_repository.hotfix_root(runtime.settings.data_dir), maven_repository.split_path(path))
+    return maven_repository.resolve(
+        maven_repository.hotfix_root(runtime.settings.data_dir), maven_repository.split_path(path)
+    )
 
 
 @router.api_route("/packages/hotfix/{path:path}", methods=["GET", "HEAD"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -12,10 +12,15 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from tokensmith import audit, personal_tokens, projects, releases, sessions, token_limits
-from tokensmith.authentication import Identity
-from tokensmith.models import User
+from tokensmith.accounts import sessions
+from tokensmith.audit import trail
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
+from tokensmith.identity import Identity
+from tokensmith.projects import catalog, releases
+from tokensmith.scopes import ALL_SCOPES, READ_ONLY, SCOPES
+from tokensmith.store.models import User
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import listing as token_listing
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
 from tokensmith.web.reauthentication import recent_sign_in
 from tokensmith.web.runtime import client_agent, client_ip, get_runtime
@@ -56,21 +61,33 @@ def home(identity: OptionalIdentity) -> Response:
 # --- signing in and out ---------------------------------------------------------------------
 
 
-def login_page(request: Request, *, next_path: str, error: str | None = None,
-                username: str = "", status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def login_page(
+    request: Request,
+    *,
+    next_path: str,
+    error: str | None = None,
+    username: str = "",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
     fresh = presession_of(request) is None
     if fresh:
         request.state.presession = secrets.token_urlsafe(24)
     response = render(
-        request, "login.html",
+        request,
+        "login.html",
         {"next": next_path, "error": error, "username": username},
         status=status,
         headers=headers,
     )
     if fresh:
         response.set_cookie(
-            PRESESSION_COOKIE, request.state.presession, httponly=True, samesite="lax",
-            secure=get_runtime(request).settings.secure_cookies, path="/",
+            PRESESSION_COOKIE,
+            request.state.presession,
+            httponly=True,
+            samesite="lax",
+            secure=get_runtime(request).settings.secure_cookies,
+            path="/",
         )
     return response
 
@@ -97,37 +114,56 @@ def login(
     runtime = get_runtime(request)
     next_path = safe_next(next)
     if not runtime.settings.local_login:
-        return login_page(request, next_path=next_path, status=403,
-                           error="Passwords are turned off on this server: sign in with the button below.")
+        return login_page(
+            request,
+            next_path=next_path,
+            status=403,
+            error="Passwords are turned off on this server: sign in with the button below.",
+        )
     if not sessions.csrf_valid(runtime.keys, presession_of(request), csrf_token):
-        return login_page(request, next_path=next_path, username=username, status=403,
-                           error=CsrfFailed().message)
+        return login_page(request, next_path=next_path, username=username, status=403, error=CsrfFailed().message)
     try:
         user = runtime.authenticator.sign_in(db, username, password, ip=client_ip(request))
     except AuthenticationFailed as error:
         throttled = isinstance(error, TooManyAttempts)
-        return login_page(request, next_path=next_path, username=username,
-                           status=429 if throttled else 401, error=error.message,
-                           headers={"Retry-After": str(error.retry_after)} if throttled else None)
+        return login_page(
+            request,
+            next_path=next_path,
+            username=username,
+            status=429 if throttled else 401,
+            error=error.message,
+            headers={"Retry-After": str(error.retry_after)} if throttled else None,
+        )
     return start_browser_session(request, db, user, next_path)
 
 
-def start_browser_session(request: Request, db: Session, user: User, next_path: str, *,
-                          authenticated_at: datetime | None = None) -> Response:
+def start_browser_session(
+    request: Request, db: Session, user: User, next_path: str, *, authenticated_at: datetime | None = None
+) -> Response:
     """The answer to a sign-in that succeeded: a new session, and on to where the person
     was going."""
     runtime = get_runtime(request)
     # A sign-in over an earlier one in this browser (another account, say) ends that one.
     sessions.end_session(db, runtime.keys, session_secret(request))
     secret, _row = sessions.start_session(
-        db, runtime.keys, user, days=runtime.settings.session_days,
-        ip=client_ip(request), user_agent=client_agent(request), authenticated_at=authenticated_at,
+        db,
+        runtime.keys,
+        user,
+        days=runtime.settings.session_days,
+        ip=client_ip(request),
+        user_agent=client_agent(request),
+        authenticated_at=authenticated_at,
     )
     sessions.purge_expired_sessions(db)  # sign-ins are rare: the right moment to tidy up
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, secret, max_age=runtime.settings.session_days * 86400, httponly=True,
-        samesite="lax", secure=runtime.settings.secure_cookies, path="/",
+        SESSION_COOKIE,
+        secret,
+        max_age=runtime.settings.session_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=runtime.settings.secure_cookies,
+        path="/",
     )
     response.delete_cookie(PRESESSION_COOKIE, path="/")
     return response
@@ -145,7 +181,8 @@ async def logout(request: Request, csrf_token: FormText = "") -> Response:
     id_token_hint = request.cookies.get(PROVIDER_SESSION_COOKIE)
     if runtime.identity_provider is not None and id_token_hint is not None:
         at_provider = await runtime.identity_provider.end_session_url(
-            id_token_hint or None, after=f"{runtime.settings.public_url}/login",
+            id_token_hint or None,
+            after=f"{runtime.settings.public_url}/login",
         )
         target = at_provider or target
     # After the provider has answered, in a unit of its own: a slow provider holds no
@@ -162,7 +199,7 @@ async def logout(request: Request, csrf_token: FormText = "") -> Response:
 
 MAX_ID = 2**31 - 1
 TokenId = Annotated[int, Path(ge=1, le=MAX_ID)]
-PRESETS = {"everything": token_limits.ALL_SCOPES, "read": token_limits.READ_ONLY}
+PRESETS = {"everything": ALL_SCOPES, "read": READ_ONLY}
 FormList = Annotated[list[Annotated[str, Field(max_length=100)]], Form(max_length=200)]
 
 
@@ -170,36 +207,49 @@ def expiration_choices(max_days: int | None) -> list[tuple[str, str]]:
     """The Expiration choices; under TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS only those within it,
     the longest allowed among them."""
     if max_days is None:
-        return [("never", "No expiration"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days"),
-                ("date", "On a date…")]
+        return [
+            ("never", "No expiration"),
+            ("7", "7 days"),
+            ("30", "30 days"),
+            ("90", "90 days"),
+            ("date", "On a date…"),
+        ]
     days = [day for day in (7, 30, 90) if day < max_days] + [max_days]
     return [(str(day), f"{day} days" + (" (the longest allowed)" if day == max_days else "")) for day in days] + [
-        ("date", "On a date…")]
+        ("date", "On a date…")
+    ]
 
 
 def _blank_form(max_days: int | None) -> dict[str, object]:
-    return {"name": "", "expiration": expiration_choices(max_days)[0][0], "expires_on": "", "access": "everything",
-            "scopes": list(token_limits.ALL_SCOPES), "project_choice": "all", "projects": [], "allowed_ips": ""}
+    return {
+        "name": "",
+        "expiration": expiration_choices(max_days)[0][0],
+        "expires_on": "",
+        "access": "everything",
+        "scopes": list(ALL_SCOPES),
+        "project_choice": "all",
+        "projects": [],
+        "allowed_ips": "",
+    }
 
 
-def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 200,
-                 **context: object) -> Response:
+def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 200, **context: object) -> Response:
     user = identity.user
     settings = get_runtime(request).settings
-    now = datetime.now(timezone.utc)
-    live = [row for row in personal_tokens.list_tokens(db, user.id) if not row.expires_at or row.expires_at > now]
+    now = datetime.now(UTC)
+    live = [row for row in token_listing.list_tokens(db, user.id) if not row.expires_at or row.expires_at > now]
     return render(
         request,
         "tokens.html",
         {
             "tokens": live,
-            "inactive": personal_tokens.inactive_tokens(db, user.id),
-            "events": audit.events_for_user(db, user.id, limit=15),
+            "inactive": token_listing.inactive_tokens(db, user.id),
+            "events": trail.events_for_user(db, user.id, limit=15),
             "choices": expiration_choices(settings.max_token_lifetime_days),
             "max_days": settings.max_token_lifetime_days,
             "latest_day": _latest_day(now.date(), settings.max_token_lifetime_days),
-            "scopes": token_limits.SCOPES,
-            "my_projects": [project.id for project, _role in projects.projects_of(db, user.id)],
+            "scopes": SCOPES,
+            "my_projects": [project.id for project, _role in catalog.projects_of(db, user.id)],
             "now": now,
             "form": _blank_form(settings.max_token_lifetime_days),
             **context,
@@ -209,15 +259,16 @@ def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 
 
 
 def _latest_day(today: date, max_days: int | None) -> date:
-    return today + timedelta(days=max_days or personal_tokens.MAX_EXPIRY_DAYS)
+    return today + timedelta(days=max_days or token_lifecycle.MAX_EXPIRY_DAYS)
 
 
 @router.get("/tokens")
-def tokens_page(request: Request, db: Db, identity: BrowserIdentity,
-                revoked: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+def tokens_page(
+    request: Request, db: Db, identity: BrowserIdentity, revoked: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
+) -> Response:
     notice = None
     if revoked is not None:
-        ended = personal_tokens.find_token(db, revoked, identity.user.id)
+        ended = token_listing.find_token(db, revoked, identity.user.id)
         named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
         notice = f"{named} was revoked. Any tool still using it will now be refused."
     filled = _form_from_query(request, get_runtime(request).settings.max_token_lifetime_days)
@@ -259,7 +310,7 @@ def parse_expiration(choice: str, expires_on: str, today: date, max_days: int | 
     if choice == "never":
         return None
     if choice != "date":
-        return personal_tokens.expiry_in_days(int(choice))
+        return token_lifecycle.expiry_in_days(int(choice))
     try:
         day = date.fromisoformat(expires_on.strip())
     except ValueError:
@@ -269,9 +320,10 @@ def parse_expiration(choice: str, expires_on: str, today: date, max_days: int | 
     if max_days is None and day > _latest_day(today, None):
         raise InvalidInput("The expiration date is more than ten years away.")
     if max_days is not None and day >= _latest_day(today, max_days):
-        raise InvalidInput(f"Tokens on this server expire within {max_days} days: pick a date before "
-                           f"{_latest_day(today, max_days)}.")
-    return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc)
+        raise InvalidInput(
+            f"Tokens on this server expire within {max_days} days: pick a date before {_latest_day(today, max_days)}."
+        )
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
 def chosen_scopes(access: str, scopes: list[str]) -> tuple[str, ...] | list[str]:
@@ -308,21 +360,43 @@ def create_token(
     check_csrf(request, csrf_token)
     runtime = get_runtime(request)
     max_days = runtime.settings.max_token_lifetime_days
-    form = {"name": name, "expiration": expiration, "expires_on": expires_on, "access": access,
-            "scopes": scopes, "project_choice": project_choice, "projects": projects, "allowed_ips": allowed_ips}
-    asked = recent_sign_in(request, db, identity, what="Creating a token", back="/tokens",
-                           fields=_posted(form), password=reauth_password,
-                           resume="/tokens?" + urlencode(_posted(form)))
+    form = {
+        "name": name,
+        "expiration": expiration,
+        "expires_on": expires_on,
+        "access": access,
+        "scopes": scopes,
+        "project_choice": project_choice,
+        "projects": projects,
+        "allowed_ips": allowed_ips,
+    }
+    asked = recent_sign_in(
+        request,
+        db,
+        identity,
+        what="Creating a token",
+        back="/tokens",
+        fields=_posted(form),
+        password=reauth_password,
+        resume="/tokens?" + urlencode(_posted(form)),
+    )
     if asked is not None:
         return asked
     try:
-        expires_at = parse_expiration(expiration, expires_on, datetime.now(timezone.utc).date(), max_days)
-        secret, row = personal_tokens.create_token(
-            db, runtime.keys, identity.user.id, name,
-            prefix=runtime.settings.token_prefix, actor=identity.username,
-            expires_at=expires_at, scopes=chosen_scopes(access, scopes),
+        expires_at = parse_expiration(expiration, expires_on, datetime.now(UTC).date(), max_days)
+        secret, row = token_lifecycle.create_token(
+            db,
+            runtime.keys,
+            identity.user.id,
+            name,
+            prefix=runtime.settings.token_prefix,
+            actor=identity.username,
+            expires_at=expires_at,
+            scopes=chosen_scopes(access, scopes),
             projects=None if project_choice == "all" else projects,
-            allowed_ips=chosen_addresses(allowed_ips), max_lifetime_days=max_days, ip=client_ip(request),
+            allowed_ips=chosen_addresses(allowed_ips),
+            max_lifetime_days=max_days,
+            ip=client_ip(request),
         )
     except (InvalidInput, Conflict) as error:
         status = 409 if isinstance(error, Conflict) else 422
@@ -336,26 +410,35 @@ def create_token(
 
 def _posted(form: dict[str, str | list[str]]) -> list[tuple[str, str]]:
     """A form's fields as posted (a list, once per value), to post them again."""
-    return [(name, item) for name, value in form.items()
-            for item in (value if isinstance(value, list) else [value])]
+    return [(name, item) for name, value in form.items() for item in (value if isinstance(value, list) else [value])]
 
 
 @router.post("/tokens/{token_id}/regenerate")
 def regenerate_token(
-    token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "",
+    token_id: TokenId,
+    request: Request,
+    db: Db,
+    identity: BrowserIdentity,
+    csrf_token: FormText = "",
     reauth_password: FormText = "",
 ) -> Response:
     """A new secret for one of the person's tokens, with the same name, expiry and limits: the
     rotation of the API, by its owner signed in."""
     check_csrf(request, csrf_token)
-    asked = recent_sign_in(request, db, identity, what="Regenerating a token", back="/tokens",
-                           password=reauth_password)
+    asked = recent_sign_in(request, db, identity, what="Regenerating a token", back="/tokens", password=reauth_password)
     if asked is not None:
         return asked
     runtime = get_runtime(request)
-    secret, row = personal_tokens.rotate_token(
-        db, runtime.keys, token_id, identity.user.id, prefix=runtime.settings.token_prefix,
-        actor=identity.username, presented_token_id=None, signed_in=True, ip=client_ip(request),
+    secret, row = token_lifecycle.rotate_token(
+        db,
+        runtime.keys,
+        token_id,
+        identity.user.id,
+        prefix=runtime.settings.token_prefix,
+        actor=identity.username,
+        presented_token_id=None,
+        signed_in=True,
+        ip=client_ip(request),
     )
     db.commit()  # as for a new token: before the page is drawn
     return _tokens_page(request, db, identity, new_token=secret, new_row=row, regenerated=True)
@@ -366,9 +449,7 @@ def revoke_token(
     token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = ""
 ) -> Response:
     check_csrf(request, csrf_token)
-    personal_tokens.revoke_token(
-        db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request)
-    )
+    token_lifecycle.revoke_token(db, token_id, identity.user.id, actor=identity.username, ip=client_ip(request))
     return RedirectResponse(f"/tokens?revoked={token_id}", status_code=303)
 
 
@@ -382,15 +463,19 @@ def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Re
 
 def _applications_page(request: Request, db: Db, identity: Identity, **context: object) -> Response:
     base = get_runtime(request).settings.public_url
-    mine = projects.projects_of(db, identity.user.id)
-    return render(request, "applications.html", {
-        "projects": mine,
-        "releases": {project.id: releases.released_versions(db, project.id)[::-1] for project, _role in mine},
-        "git_base": f"{base}/git",
-        "maven_url": f"{base}/maven/studio/",
-        "server_id": MAVEN_SERVER_ID,
-        **context,
-    })
+    mine = catalog.projects_of(db, identity.user.id)
+    return render(
+        request,
+        "applications.html",
+        {
+            "projects": mine,
+            "releases": {project.id: releases.released_versions(db, project.id)[::-1] for project, _role in mine},
+            "git_base": f"{base}/git",
+            "maven_url": f"{base}/maven/studio/",
+            "server_id": MAVEN_SERVER_ID,
+            **context,
+        },
+    )
 
 
 # The token the settings.xml entry is filled with: reading the Studio repository, nothing else.
@@ -398,21 +483,29 @@ MAVEN_TOKEN_NAME = "Maven settings.xml"
 
 
 @router.post("/applications/maven-token")
-def fill_maven_token(request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "",
-                     reauth_password: FormText = "") -> Response:
+def fill_maven_token(
+    request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "", reauth_password: FormText = ""
+) -> Response:
     """A token for ~/.m2/settings.xml, made and put in its <server> entry: maven:read on every
     project of the person's (the entry is one for the whole repository), shown this once."""
     check_csrf(request, csrf_token)
-    asked = recent_sign_in(request, db, identity, what="Creating a token", back="/applications",
-                           password=reauth_password)
+    asked = recent_sign_in(
+        request, db, identity, what="Creating a token", back="/applications", password=reauth_password
+    )
     if asked is not None:
         return asked
     runtime = get_runtime(request)
     max_days = runtime.settings.max_token_lifetime_days
-    secret, row = personal_tokens.create_token(
-        db, runtime.keys, identity.user.id, personal_tokens.unused_name(db, identity.user.id, MAVEN_TOKEN_NAME),
-        prefix=runtime.settings.token_prefix, actor=identity.username, scopes=["maven:read"],
-        expires_at=personal_tokens.expiry_in_days(max_days) if max_days else None, max_lifetime_days=max_days,
+    secret, row = token_lifecycle.create_token(
+        db,
+        runtime.keys,
+        identity.user.id,
+        token_lifecycle.unused_name(db, identity.user.id, MAVEN_TOKEN_NAME),
+        prefix=runtime.settings.token_prefix,
+        actor=identity.username,
+        scopes=["maven:read"],
+        expires_at=token_lifecycle.expiry_in_days(max_days) if max_days else None,
+        max_lifetime_days=max_days,
         ip=client_ip(request),
     )
     db.commit()  # as for a token made on My Tokens: before the page is drawn

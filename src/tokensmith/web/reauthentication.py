@@ -17,9 +17,9 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from tokensmith import sessions
-from tokensmith.authentication import Identity
+from tokensmith.accounts import sessions
 from tokensmith.errors import AuthenticationFailed, TooManyAttempts
+from tokensmith.identity import Identity
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.templates import render
 
@@ -66,17 +66,23 @@ def recent_sign_in(
     provider = runtime.identity_provider
     with_password = runtime.settings.local_login and row.user.password_hash is not None
     carried = resume is not None and len(resume) <= MAX_RESUME_LENGTH
-    return render(request, "reauth.html", {
-        "what": what,
-        "action": request.url.path,
-        "fields": [(name, value) for name, value in fields],
-        "signed_in": row.authenticated_at,
-        "window": WINDOW_MINUTES,
-        "with_password": with_password,
-        "provider_name": provider.name if provider is not None and row.user.oidc_subject else None,
-        "provider_url": "/login/oidc?" + urlencode({"next": resume if carried else back, "reauth": "true"}),
-        "carried": carried,
-        "back": back,
-        "error": error,
-        "password_field": PASSWORD_FIELD,
-    }, status=status, headers=headers)
+    return render(
+        request,
+        "reauth.html",
+        {
+            "what": what,
+            "action": request.url.path,
+            "fields": [(name, value) for name, value in fields],
+            "signed_in": row.authenticated_at,
+            "window": WINDOW_MINUTES,
+            "with_password": with_password,
+            "provider_name": provider.name if provider is not None and row.user.oidc_subject else None,
+            "provider_url": "/login/oidc?" + urlencode({"next": resume if carried else back, "reauth": "true"}),
+            "carried": carried,
+            "back": back,
+            "error": error,
+            "password_field": PASSWORD_FIELD,
+        },
+        status=status,
+        headers=headers,
+    )

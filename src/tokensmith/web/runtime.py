@@ -31,10 +31,15 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from tokensmith import mail, metrics
-from tokensmith.authentication import Authenticator
+from tokensmith import metrics
+from tokensmith.accounts.authentication import Authenticator
+from tokensmith.accounts.identity_provider import OpenIdProvider
+from tokensmith.accounts.throttle import SignInThrottle, ThrottlePruner
+from tokensmith.audit import mail, notices
 from tokensmith.config import Settings
-from tokensmith.db import (
+from tokensmith.errors import StoreUnavailable
+from tokensmith.housekeeping import Periodic
+from tokensmith.store.database import (
     CHECK_POOL,
     SESSION_POOL,
     Pool,
@@ -46,14 +51,9 @@ from tokensmith.db import (
     session_factory,
     unit_of_work,
 )
-from tokensmith.errors import StoreUnavailable
-from tokensmith.housekeeping import Periodic
-from tokensmith.identity_provider import OpenIdProvider
-from tokensmith.notices import ExpiryReminders
-from tokensmith.server_keys import ServerKeys, load_server_keys
-from tokensmith.sqlite_store import WalCheckpointer
-from tokensmith.throttle import SignInThrottle, ThrottlePruner
-from tokensmith.usage import UsageWriter
+from tokensmith.store.server_keys import ServerKeys, load_server_keys
+from tokensmith.store.sqlite import WalCheckpointer
+from tokensmith.tokens.usage import UsageWriter
 
 T = TypeVar("T")
 
@@ -97,10 +97,14 @@ class Runtime:
             admission=asyncio.Semaphore(SESSION_POOL.capacity),
             identity_provider=(
                 OpenIdProvider(settings.identity_provider, settings.oidc_redirect_uri)
-                if settings.identity_provider else None
+                if settings.identity_provider
+                else None
             ),
-            housekeeping=[ThrottlePruner(throttle, usage.engine).start(),
-                          *([WalCheckpointer(usage.engine).start()] if local else []), *mail_jobs],
+            housekeeping=[
+                ThrottlePruner(throttle, usage.engine).start(),
+                *([WalCheckpointer(usage.engine).start()] if local else []),
+                *mail_jobs,
+            ],
             mail_engine=mail_engine,
         )
 
@@ -164,11 +168,13 @@ class Runtime:
 
 def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
     """With mail on: its sender and the expiry reminders, threads on a small engine of their own."""
-    if mail.configure(settings) is None:
+    if notices.listen(settings) is None:
         return None, []
     engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
-    return engine, [mail.MailSender(engine, settings.mail).start(),
-                    ExpiryReminders(engine, settings.mail.reminder_seconds).start()]
+    return engine, [
+        mail.MailSender(engine, settings.mail).start(),
+        notices.ExpiryReminders(engine, settings.mail.reminder_seconds).start(),
+    ]
 
 
 def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:
@@ -204,8 +210,9 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
 
 
 async def _end_in_thread(session: Session, *, succeeded: bool) -> None:
-    await anyio.to_thread.run_sync(functools.partial(end_unit, session, succeeded=succeeded),
-                                   limiter=anyio.CapacityLimiter(1))
+    await anyio.to_thread.run_sync(
+        functools.partial(end_unit, session, succeeded=succeeded), limiter=anyio.CapacityLimiter(1)
+    )
 
 
 def client_ip(request: Request) -> str | None:

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokensmith.authentication import Identity
 from tokensmith.clock import utcnow
-from tokensmith.models import PersonalToken
-from tokensmith.personal_tokens import VerifiedToken
+from tokensmith.identity import Identity, VerifiedToken
+from tokensmith.store.models import PersonalToken
+from tokensmith.tokens.lifecycle import MAX_LEAK_REPORT
 
 
 class ErrorBody(BaseModel):
@@ -26,10 +26,10 @@ class ErrorBody(BaseModel):
 
 _REFUSALS = {
     401: "No credentials, or refused ones: unknown, mistyped, revoked or expired token; a password "
-         "where a token is required. Comes with a Basic challenge",
+    "where a token is required. Comes with a Basic challenge",
     403: "The credential is valid but may not do this: insufficient_scope (headers X-Tokensmith-Scopes, "
-         "the token's, and X-Accepted-Scopes, the one needed), ip_not_allowed (the token is limited to "
-         "other addresses), or the role on the project is too low",
+    "the token's, and X-Accepted-Scopes, the one needed), ip_not_allowed (the token is limited to "
+    "other addresses), or the role on the project is too low",
     404: "No such thing, or not yours: the two read alike",
     409: "It exists already",
     413: "The body is larger than this operation accepts",
@@ -54,7 +54,9 @@ class TokenPublic(BaseModel):
     name: str
     hint: str
     scopes: list[str] = Field(description="Of api:read, api:write, git:read, git:write, maven:read")
-    projects: list[str] | None = Field(description="The projects it opens; null: every project of its owner, now and later")
+    projects: list[str] | None = Field(
+        description="The projects it opens; null: every project of its owner, now and later"
+    )
     allowed_ips: list[str] | None = Field(description="The CIDR blocks it may be used from; null: anywhere")
     created_at: datetime
     expires_at: datetime | None
@@ -62,8 +64,10 @@ class TokenPublic(BaseModel):
     last_used_at: datetime | None
     last_used_ip: str | None
     last_used_agent: str | None
-    parent_id: int | None = Field(description="An application token's: the id of the personal token it was made "
-                                  "from (/nuxeo/authentication/token), listed right before it; null for any other")
+    parent_id: int | None = Field(
+        description="An application token's: the id of the personal token it was made "
+        "from (/nuxeo/authentication/token), listed right before it; null for any other"
+    )
 
     @classmethod
     def of(cls, row: PersonalToken | VerifiedToken) -> TokenPublic:
@@ -71,21 +75,21 @@ class TokenPublic(BaseModel):
 
     @staticmethod
     def fields_of(row: PersonalToken | VerifiedToken) -> dict[str, Any]:
-        return dict(
-            id=row.id,
-            name=row.name,
-            hint=row.hint,
-            scopes=list(row.scopes),
-            projects=row.projects,
-            allowed_ips=row.allowed_ips,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            expired=row.expires_at is not None and row.expires_at <= utcnow(),
-            last_used_at=row.last_used_at,
-            last_used_ip=row.last_used_ip,
-            last_used_agent=row.last_used_agent,
-            parent_id=row.parent_id,
-        )
+        return {
+            "id": row.id,
+            "name": row.name,
+            "hint": row.hint,
+            "scopes": list(row.scopes),
+            "projects": row.projects,
+            "allowed_ips": row.allowed_ips,
+            "created_at": row.created_at,
+            "expires_at": row.expires_at,
+            "expired": row.expires_at is not None and row.expires_at <= utcnow(),
+            "last_used_at": row.last_used_at,
+            "last_used_ip": row.last_used_ip,
+            "last_used_agent": row.last_used_agent,
+            "parent_id": row.parent_id,
+        }
 
 
 class TokenCreated(TokenPublic):
@@ -112,18 +116,22 @@ class Me(BaseModel):
         a tenth of the route's time under load, orjson a fiftieth.
         """
         user = identity.user
-        return orjson.dumps({
-            "user": {"username": user.username, "email": user.email, "is_admin": user.is_admin},
-            "authenticated_with": identity.method,
-            "token": TokenPublic.fields_of(identity.token) if identity.token else None,
-        }, option=orjson.OPT_UTC_Z)
+        return orjson.dumps(
+            {
+                "user": {"username": user.username, "email": user.email, "is_admin": user.is_admin},
+                "authenticated_with": identity.method,
+                "token": TokenPublic.fields_of(identity.token) if identity.token else None,
+            },
+            option=orjson.OPT_UTC_Z,
+        )
 
 
 class LeakReport(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"tokens": ["tks_…the token you found"]}})
 
     tokens: list[Annotated[str, Field(max_length=200)]] = Field(
-        min_length=1, max_length=100, description="The tokens found, at most 100 at a time")
+        min_length=1, max_length=MAX_LEAK_REPORT, description=f"The tokens found, at most {MAX_LEAK_REPORT} at a time"
+    )
 
 
 class LeakReportReceived(BaseModel):

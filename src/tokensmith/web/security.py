@@ -10,10 +10,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tokensmith import accounts, audit, personal_tokens
-from tokensmith.authentication import Identity
+from tokensmith.accounts import users
+from tokensmith.audit import trail
 from tokensmith.errors import InvalidInput, NotFound
-from tokensmith.models import PersonalToken
+from tokensmith.identity import Identity
+from tokensmith.store.models import PersonalToken
+from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import listing as token_listing
 from tokensmith.web.auth import BrowserIdentity, Db
 from tokensmith.web.pages import MAX_ID, FormText, TokenId, check_csrf
 from tokensmith.web.reauthentication import recent_sign_in
@@ -27,26 +30,36 @@ Cursor = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("/security-log")
-def security_log(request: Request, db: Db, identity: BrowserIdentity, cursor: Cursor = None,
-                 token: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+def security_log(
+    request: Request,
+    db: Db,
+    identity: BrowserIdentity,
+    cursor: Cursor = None,
+    token: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> Response:
     """Every event of the person's account, newest first, a page at a time."""
     user_id = identity.user.id
     error = None
     try:
-        events, next_cursor = audit.events_page(db, user_id, limit=LOG_PAGE, cursor=cursor, token_id=token)
+        events, next_cursor = trail.events_page(db, user_id, limit=LOG_PAGE, cursor=cursor, token_id=token)
     except InvalidInput as refused:  # a cursor edited by hand, or from another server
         events, next_cursor, error = [], None, refused.message
     filters = {"token": token} if token is not None else {}
-    return render(request, "security_log.html", {
-        "active": "security-log",
-        "events": events,
-        "tokens": personal_tokens.every_token_of(db, user_id),
-        "chosen": token,
-        "first_page": cursor is not None,
-        "first_url": "/security-log" + (f"?{urlencode(filters)}" if filters else ""),
-        "next_url": f"/security-log?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None,
-        "error": error,
-    }, status=422 if error else 200)
+    return render(
+        request,
+        "security_log.html",
+        {
+            "active": "security-log",
+            "events": events,
+            "tokens": token_listing.every_token_of(db, user_id),
+            "chosen": token,
+            "first_page": cursor is not None,
+            "first_url": "/security-log" + (f"?{urlencode(filters)}" if filters else ""),
+            "next_url": f"/security-log?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None,
+            "error": error,
+        },
+        status=422 if error else 200,
+    )
 
 
 # --- the credential inventory ----------------------------------------------------------------------
@@ -59,54 +72,79 @@ def require_admin(identity: Identity) -> None:
 
 
 @router.get("/admin/tokens")
-def inventory(request: Request, db: Db, identity: BrowserIdentity,
-              owner: Annotated[str, Query(max_length=64)] = "",
-              page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-              revoked: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+def inventory(
+    request: Request,
+    db: Db,
+    identity: BrowserIdentity,
+    owner: Annotated[str, Query(max_length=64)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    revoked: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> Response:
     """Every person's live tokens, with their limits, last use and expiry."""
     require_admin(identity)
     owner_id, error = None, None
     if owner:
         try:
-            owner_id = accounts.get_user(db, owner).id
+            owner_id = users.get_user(db, owner).id
         except NotFound as missing:
             error = missing.message
-    rows, more = ([], False) if error else personal_tokens.live_tokens(
-        db, owner_id=owner_id, offset=(page - 1) * INVENTORY_PAGE, limit=INVENTORY_PAGE)
+    rows, more = (
+        ([], False)
+        if error
+        else token_listing.live_tokens(db, owner_id=owner_id, offset=(page - 1) * INVENTORY_PAGE, limit=INVENTORY_PAGE)
+    )
     filters = {"owner": owner} if owner else {}
     notice = None
     if revoked is not None:
         ended = db.get(PersonalToken, revoked)
         if ended is not None:
-            notice = (f"The token “{ended.name}” ({ended.hint}) of {ended.owner.username} was revoked; "
-                      "it is in their security log.")
-    return render(request, "inventory.html", {
-        "active": "inventory",
-        "tokens": rows,
-        "owner": owner,
-        "users": [user.username for user in accounts.list_users(db)],
-        "error": error,
-        "notice": notice,
-        "page": page,
-        "here": f"/admin/tokens?{urlencode({**filters, 'page': page})}",
-        "previous_url": f"/admin/tokens?{urlencode({**filters, 'page': page - 1})}" if page > 1 else None,
-        "next_url": f"/admin/tokens?{urlencode({**filters, 'page': page + 1})}" if more else None,
-    })
+            notice = (
+                f"The token “{ended.name}” ({ended.hint}) of {ended.owner.username} was revoked; "
+                "it is in their security log."
+            )
+    return render(
+        request,
+        "inventory.html",
+        {
+            "active": "inventory",
+            "tokens": rows,
+            "owner": owner,
+            "users": [user.username for user in users.list_users(db)],
+            "error": error,
+            "notice": notice,
+            "page": page,
+            "here": f"/admin/tokens?{urlencode({**filters, 'page': page})}",
+            "previous_url": f"/admin/tokens?{urlencode({**filters, 'page': page - 1})}" if page > 1 else None,
+            "next_url": f"/admin/tokens?{urlencode({**filters, 'page': page + 1})}" if more else None,
+        },
+    )
 
 
 @router.post("/admin/tokens/{token_id}/revoke")
-def inventory_revoke(token_id: TokenId, request: Request, db: Db, identity: BrowserIdentity,
-                     csrf_token: FormText = "", back: FormText = "/admin/tokens",
-                     reauth_password: FormText = "") -> Response:
+def inventory_revoke(
+    token_id: TokenId,
+    request: Request,
+    db: Db,
+    identity: BrowserIdentity,
+    csrf_token: FormText = "",
+    back: FormText = "/admin/tokens",
+    reauth_password: FormText = "",
+) -> Response:
     """An administrator revokes anybody's token: reason "admin", the administrator as actor."""
     check_csrf(request, csrf_token)
     require_admin(identity)
     back = back if back.startswith("/admin/tokens") else "/admin/tokens"
-    asked = recent_sign_in(request, db, identity, what="Revoking somebody's token", back=back,
-                           fields=[("back", back)], password=reauth_password)
+    asked = recent_sign_in(
+        request,
+        db,
+        identity,
+        what="Revoking somebody's token",
+        back=back,
+        fields=[("back", back)],
+        password=reauth_password,
+    )
     if asked is not None:
         return asked
-    personal_tokens.revoke_any_token(db, token_id, actor=identity.username, ip=client_ip(request))
+    token_lifecycle.revoke_any_token(db, token_id, actor=identity.username, ip=client_ip(request))
     separator = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{separator}revoked={token_id}", status_code=303)
-

@@ -11,8 +11,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from tokensmith import audit, sessions, token_limits
+from tokensmith.accounts import sessions
+from tokensmith.audit import trail
 from tokensmith.clock import display
+from tokensmith.scopes import describe_scopes
 from tokensmith.web.assets import Assets
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -39,11 +41,11 @@ PAGE_HEADERS = {
 
 _environment = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=True)
 _environment.filters["when"] = display
-_environment.filters["describe_event"] = audit.describe
-_environment.filters["describe_scopes"] = token_limits.describe_scopes
-_environment.filters["revoke_reason"] = lambda reason: audit.REVOKE_REASONS.get(reason or "", "")
-_environment.tests["attention"] = audit.needs_attention
-_environment.tests["with_address"] = audit.shows_address
+_environment.filters["describe_event"] = trail.describe
+_environment.filters["describe_scopes"] = describe_scopes
+_environment.filters["revoke_reason"] = lambda reason: trail.REVOKE_REASONS.get(reason or "", "")
+_environment.tests["attention"] = trail.needs_attention
+_environment.tests["with_address"] = trail.shows_address
 templates = Jinja2Templates(env=_environment)
 
 
@@ -91,9 +93,7 @@ def render(
     if runtime.identity_provider is not None:
         # Signing out redirects the form's submission on to the provider: allow its origin.
         origins = " ".join(sorted(runtime.identity_provider.origins()))
-        policy = PAGE_HEADERS["Content-Security-Policy"].replace(
-            "form-action 'self'", f"form-action 'self' {origins}"
-        )
+        policy = PAGE_HEADERS["Content-Security-Policy"].replace("form-action 'self'", f"form-action 'self' {origins}")
         page_headers = {**PAGE_HEADERS, "Content-Security-Policy": policy}
     return templates.TemplateResponse(
         request, name, page_context, status_code=status, headers={**page_headers, **(headers or {})}

@@ -28,7 +28,9 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("role", sa.String(length=10), nullable=False),
         sa.ForeignKeyConstraint(
-            ["project_id"], ["projects.id"], name=op.f("fk_project_members_project_id_projects"),
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_project_members_project_id_projects"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(

@@ -50,5 +50,5 @@ def _rename_scopes(rename) -> None:
     for renamed, ids in groups.items():
         for start in range(0, len(ids), 500):
             connection.execute(
-                TOKENS.update().where(TOKENS.c.id.in_(ids[start:start + 500])).values(scopes=json.loads(renamed))
+                TOKENS.update().where(TOKENS.c.id.in_(ids[start : start + 500])).values(scopes=json.loads(renamed))
             )

@@ -32,8 +32,11 @@ def upgrade() -> None:
     with op.batch_alter_table("personal_tokens", reflect_kwargs=LEAVE_USERS) as batch:
         batch.add_column(sa.Column("replaced_by_id", sa.Integer(), nullable=True))
         batch.create_foreign_key(
-            op.f("fk_personal_tokens_replaced_by_id_personal_tokens"), "personal_tokens",
-            ["replaced_by_id"], ["id"], ondelete="SET NULL",
+            op.f("fk_personal_tokens_replaced_by_id_personal_tokens"),
+            "personal_tokens",
+            ["replaced_by_id"],
+            ["id"],
+            ondelete="SET NULL",
         )
     connection = op.get_bind()
     rotations = connection.execute(sa.select(EVENTS.c.details).where(EVENTS.c.action == "token.rotated"))

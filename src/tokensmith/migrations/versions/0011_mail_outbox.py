@@ -33,8 +33,9 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.String(length=200), nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_mail_outbox_user_id_users"),
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_mail_outbox_user_id_users"), ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mail_outbox")),
     )
     op.create_index(op.f("ix_mail_outbox_due_at"), "mail_outbox", ["due_at"])
@@ -43,8 +44,12 @@ def upgrade() -> None:
         sa.Column("token_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=10), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["token_id"], ["personal_tokens.id"],
-                                name=op.f("fk_token_reminders_token_id_personal_tokens"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["token_id"],
+            ["personal_tokens.id"],
+            name=op.f("fk_token_reminders_token_id_personal_tokens"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("token_id", "kind", name=op.f("pk_token_reminders")),
     )
     op.create_index(op.f("ix_personal_tokens_expires_at"), "personal_tokens", ["expires_at"])

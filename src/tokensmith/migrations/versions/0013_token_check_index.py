@@ -18,8 +18,20 @@ depends_on = None
 
 # As they stand in models.CHECK_COLUMNS today; a migration keeps its own copy.
 COLUMNS = [
-    "digest", "user_id", "name", "hint", "scopes", "projects", "allowed_ips", "created_at", "expires_at",
-    "last_used_at", "last_used_ip", "last_used_agent", "revoked_at", "revoked_reason",
+    "digest",
+    "user_id",
+    "name",
+    "hint",
+    "scopes",
+    "projects",
+    "allowed_ips",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "last_used_ip",
+    "last_used_agent",
+    "revoked_at",
+    "revoked_reason",
 ]
 
 

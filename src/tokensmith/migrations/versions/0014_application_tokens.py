@@ -21,8 +21,20 @@ depends_on = None
 
 # As they stand in models.CHECK_COLUMNS today (0013's, and the parent); a migration keeps its own copy.
 BEFORE = [
-    "digest", "user_id", "name", "hint", "scopes", "projects", "allowed_ips", "created_at", "expires_at",
-    "last_used_at", "last_used_ip", "last_used_agent", "revoked_at", "revoked_reason",
+    "digest",
+    "user_id",
+    "name",
+    "hint",
+    "scopes",
+    "projects",
+    "allowed_ips",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "last_used_ip",
+    "last_used_agent",
+    "revoked_at",
+    "revoked_reason",
 ]
 AFTER = [*BEFORE, "parent_id"]
 # SQLite copies the table (a new foreign key): its own columns and indexes are reflected, not the
@@ -37,8 +49,11 @@ def upgrade() -> None:
     with op.batch_alter_table("personal_tokens", reflect_kwargs=LEAVE_USERS) as batch:
         batch.add_column(sa.Column("parent_id", sa.Integer(), nullable=True))
         batch.create_foreign_key(
-            op.f("fk_personal_tokens_parent_id_personal_tokens"), "personal_tokens",
-            ["parent_id"], ["id"], ondelete="CASCADE",
+            op.f("fk_personal_tokens_parent_id_personal_tokens"),
+            "personal_tokens",
+            ["parent_id"],
+            ["id"],
+            ondelete="CASCADE",
         )
         batch.create_index(op.f("ix_personal_tokens_parent_id"), ["parent_id"])
     if sqlite:
