@@ -544,6 +544,23 @@ def test_other_kinds_of_email_are_kept_and_the_account_keeps_the_primary_one(db)
         )
 
 
+def test_an_address_sent_without_primary_is_not_the_primary_one_and_one_at_most_is(db):
+    emails = [{"value": "ada@example.com", "type": "work", "primary": True}, {"value": "ada@home.example"}]
+    user = provisioning.create_user(db, okta_user(emails=emails))
+    provisioning.patch_user(
+        db, str(user.id), patch({"op": "replace", "path": "emails[primary eq false].type", "value": "home"})
+    )
+    assert provisioning.resource(user, BASE)["emails"][1] == {"value": "ada@home.example", "type": "home"}
+    for operation in (
+        {"op": "replace", "path": "emails.primary", "value": True},
+        {"op": "replace", "path": "emails", "value": [{"value": "a@example.com", "primary": True}] * 2},
+        {"op": "replace", "value": {"emails.primary": "True"}},
+    ):
+        with refused(400, "invalidValue", "At most one email is primary"):
+            provisioning.patch_user(db, str(user.id), patch(operation))
+    assert [email.get("primary") for email in provisioning.resource(user, BASE)["emails"]] == [True, None]
+
+
 # --- DELETE ----------------------------------------------------------------------------------------
 
 
@@ -685,6 +702,8 @@ def test_projections_keep_what_is_asked_and_always_id_and_schemas(db):
     }
     assert shaped(["name", "name.givenName"])["name"] == document["name"], "the whole attribute wins"
     assert set(shaped(["nickName", f"{provisioning.ENTERPRISE_USER_SCHEMA}:department"])) == {"schemas", "id"}
+    assert set(shaped([f"{provisioning.ENTERPRISE_USER_SCHEMA}:department"])) == {"schemas", "id"}, "not everything"
+    assert set(shaped(["userName.x", "name.nickname"])) == {"schemas", "id"}, "no such sub-attributes"
     assert set(shaped(excluded=["id", "schemas", "name", "emails", "meta.created", "userName.x"])) == {
         "schemas",
         "id",

@@ -84,7 +84,7 @@ def _apply(profile: Profile, operation: dict[str, Any]) -> None:
     try:
         PatchOp[Profile].model_validate({"Operations": [operation]}).patch(profile)
         return
-    except SCIMException as error:  # two addresses made primary at once, for one
+    except SCIMException as error:  # not expected either
         refusal = error.to_error()
     except ValidationError as error:  # not expected: the operation's values were checked
         refusal = Error.from_validation_errors(error)[0]
@@ -172,8 +172,11 @@ def _on_emails(profile: Profile, op: str, target: Target, value: object) -> Iter
         yield {"op": op, "path": selected, "value": emails_from(value)}
         return
     entry = email_entry(value) if target.sub is None else {target.sub: _email_part(target.sub, value)}
-    if not Path[Profile](selected).get(profile):
+    selection = Path[Profile](selected).get(profile) or []
+    if not selection:
         yield {"op": "add", "path": "emails", "value": [_new_entry(target, entry)]}
+    elif entry.get("primary") is True and len(selection) > 1:
+        raise invalid("invalidValue", "At most one email is primary (RFC 7643 §2.4): this would make several.")
     elif target.sub is None:  # the entries selected are replaced whole
         yield {"op": op, "path": selected, "value": {**dict.fromkeys(EMAIL_PARTS), **entry}}
     else:
