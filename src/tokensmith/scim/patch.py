@@ -114,7 +114,8 @@ def operations(body: object) -> list[Operation]:
 
 
 def _applicable(profile: Profile, op: str, target: Target | None, value: object) -> Iterator[dict[str, Any]]:
-    """The RFC 7644 operations, with checked values, that ``op`` on ``target`` stands for."""
+    """The RFC 7644 operations, with checked values, that ``op`` on ``target`` stands for. Read
+    lazily: each is applied before the next is read, so a selector sees what came before it."""
     if target is None and op == "remove":
         raise invalid("noTarget", 'A "remove" operation needs a "path" naming what to remove.')
     if target is None:
