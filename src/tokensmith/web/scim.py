@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -54,7 +54,7 @@ class ScimRoute(APIRoute):
     """A route whose every failure, whatever raised it, is answered as a SCIM error document,
     and never with a traceback."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
@@ -163,9 +163,9 @@ def _names(request: Request, name: str) -> list[str] | None:
     return provisioning.names(request.query_params.get(name), name)
 
 
-def _projection(request: Request) -> provisioning.Projection:
+def _shown(request: Request) -> provisioning.Shown:
     """``attributes`` or ``excludedAttributes`` (RFC 7644 §3.9), on every answer with a resource."""
-    return provisioning.Projection.of(_names(request, "attributes"), _names(request, "excludedAttributes"))
+    return provisioning.shown(_names(request, "attributes"), _names(request, "excludedAttributes"))
 
 
 def _query(request: Request) -> provisioning.Query:
@@ -173,7 +173,7 @@ def _query(request: Request) -> provisioning.Query:
         filter=request.query_params.get("filter") or "",
         start_index=_integer(request, "startIndex", 1),
         count=_integer(request, "count", provisioning.DEFAULT_COUNT),
-        projection=_projection(request),
+        shown=_shown(request),
     )
 
 
@@ -206,8 +206,8 @@ async def search_otherwise(request: Request) -> Response:
 
 async def _resource_answer(request: Request, act: Callable[[Session], Any]) -> dict[str, Any]:
     """The resource of the user ``act`` returns, shaped by attributes/excludedAttributes."""
-    base, projection = _public_url(request), _projection(request)
-    return await on_store(request, lambda session: projection.apply(provisioning.resource(act(session), base)))
+    base, shown = _public_url(request), _shown(request)
+    return await on_store(request, lambda session: provisioning.resource(act(session), base, shown))
 
 
 @router.post("/Users")
