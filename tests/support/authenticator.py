@@ -92,7 +92,9 @@ class SoftAuthenticator:
             + self.sign_count.to_bytes(4, "big")
         )
         client_data = self._client_data("webauthn.get", options["challenge"], origin)
-        signature = (signer or self.key).sign(auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256()))
+        signature = (signer or self.key).sign(
+            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
+        )
         return {
             "id": b64url(self.credential_id),
             "rawId": b64url(self.credential_id),

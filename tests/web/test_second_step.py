@@ -84,7 +84,9 @@ def answer(client: httpx.Client, csrf: str, credential: dict[str, Any] | str) ->
 
 def stored_count(server: LiveServer, authenticator: SoftAuthenticator) -> int:
     with server.store() as session:
-        return session.scalars(select(Passkey.sign_count).where(Passkey.credential_id == authenticator.credential_id)).one()
+        return session.scalars(
+            select(Passkey.sign_count).where(Passkey.credential_id == authenticator.credential_id)
+        ).one()
 
 
 def signed_in(client: httpx.Client) -> bool:

@@ -28,7 +28,7 @@ from tests.conftest import unavailable
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing
 from tests.support.ledger import remember
 from tests.support.servers import LiveServer
-from tests.support.smtp import SmtpServer, to
+from tests.support.smtp import SmtpServer, text_of, to
 from tokensmith.accounts import second_factors, totp, users
 from tokensmith.clock import utcnow
 from tokensmith.config import load_settings
@@ -236,7 +236,10 @@ def test_a_passkey_is_added_signs_in_alone_and_is_removed(page: Page, server: Li
     assert len(codes) == 10 and len(set(codes)) == 10
     row = page.get_by_role("table", name="Your passkeys").get_by_role("row").filter(has_text="Laptop")
     expect(row).to_contain_text("never")
-    smtp.mailbox.wait_for(lambda m: to(f"{username}@example.test")(m) and "second factor was added" in m["Subject"])
+    (added,) = smtp.mailbox.wait_for(
+        lambda m: to(f"{username}@example.test")(m) and "second factor was added" in m["Subject"]
+    )
+    assert "Second factor added: passkey “Laptop”." in text_of(added) and not set(codes) & set(text_of(added).split())
     assert call_me(server, username, token) == 200
 
     sign_out(page)
