@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tokensmith.clock import utcnow
@@ -81,7 +82,7 @@ def use(session: Session, keys: ServerKeys, user_id: int, code: str) -> int | No
         .values(used_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if spent.rowcount != 1:
+    if cast(CursorResult[Any], spent).rowcount != 1:
         return None
     return remaining(session, user_id)
 

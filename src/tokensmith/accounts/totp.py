@@ -18,13 +18,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pyotp
 import segno
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import or_, update
+from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 
 from tokensmith.clock import utcnow
@@ -161,14 +162,17 @@ def _spend(session: Session, app: AuthenticatorApp, secret: str, code: str, now:
     step = matching_step(secret, code, now)
     if step is None:
         return False
-    table = AuthenticatorApp.__table__
     spent = session.execute(
-        update(table)
-        .where(table.c.user_id == app.user_id, or_(table.c.last_step.is_(None), table.c.last_step < step))
+        update(AuthenticatorApp)
+        .where(
+            AuthenticatorApp.user_id == app.user_id,
+            or_(AuthenticatorApp.last_step.is_(None), AuthenticatorApp.last_step < step),
+        )
         .values(last_step=step, last_used_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
     session.refresh(app)
-    return spent.rowcount == 1
+    return cast(CursorResult[Any], spent).rowcount == 1
 
 
 def remove(session: Session, user_id: int) -> bool:

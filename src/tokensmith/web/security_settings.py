@@ -78,7 +78,12 @@ def security_page(
     )
 
 
-def _confirmed(request: Request, db: Session, identity: Identity, what: str, password: str) -> Response | None:
+def _may_change(
+    request: Request, db: Session, identity: Identity, csrf_token: str, what: str, password: str
+) -> Response | None:
+    """A change's form, checked: None to go on, or the page that asks the person to confirm it
+    is them (and then posts the form again)."""
+    check_csrf(request, csrf_token)
     return recent_sign_in(request, db, identity, what=what, back=PAGE, password=password)
 
 
@@ -96,8 +101,7 @@ def security_settings(
 def add_app(
     request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "", reauth_password: FormText = ""
 ) -> Response:
-    check_csrf(request, csrf_token)
-    asked = _confirmed(request, db, identity, "Adding an authenticator app", reauth_password)
+    asked = _may_change(request, db, identity, csrf_token, "Adding an authenticator app", reauth_password)
     if asked is not None:
         return asked
     _local_only(db, identity)
@@ -116,8 +120,7 @@ def confirm_app(
     csrf_token: FormText = "",
     reauth_password: FormText = "",
 ) -> Response:
-    check_csrf(request, csrf_token)
-    asked = _confirmed(request, db, identity, "Adding an authenticator app", reauth_password)
+    asked = _may_change(request, db, identity, csrf_token, "Adding an authenticator app", reauth_password)
     if asked is not None:
         return asked
     user = _local_only(db, identity)
@@ -133,8 +136,7 @@ def confirm_app(
 def remove_app(
     request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "", reauth_password: FormText = ""
 ) -> Response:
-    check_csrf(request, csrf_token)
-    asked = _confirmed(request, db, identity, "Removing your authenticator app", reauth_password)
+    asked = _may_change(request, db, identity, csrf_token, "Removing your authenticator app", reauth_password)
     if asked is not None:
         return asked
     second_factors.remove_app(db, _local_only(db, identity), ip=client_ip(request))
@@ -176,8 +178,7 @@ def add_passkey(
     csrf_token: FormText = "",
     reauth_password: FormText = "",
 ) -> Response:
-    check_csrf(request, csrf_token)
-    asked = _confirmed(request, db, identity, "Adding a passkey", reauth_password)
+    asked = _may_change(request, db, identity, csrf_token, "Adding a passkey", reauth_password)
     if asked is not None:
         return asked
     party = relying_party_of(request)
@@ -209,8 +210,7 @@ def remove_passkey(
     csrf_token: FormText = "",
     reauth_password: FormText = "",
 ) -> Response:
-    check_csrf(request, csrf_token)
-    asked = _confirmed(request, db, identity, "Removing a passkey", reauth_password)
+    asked = _may_change(request, db, identity, csrf_token, "Removing a passkey", reauth_password)
     if asked is not None:
         return asked
     try:
@@ -224,8 +224,7 @@ def remove_passkey(
 def new_recovery_codes(
     request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "", reauth_password: FormText = ""
 ) -> Response:
-    check_csrf(request, csrf_token)
-    asked = _confirmed(request, db, identity, "Making new recovery codes", reauth_password)
+    asked = _may_change(request, db, identity, csrf_token, "Making new recovery codes", reauth_password)
     if asked is not None:
         return asked
     try:
