@@ -30,29 +30,30 @@ _addresses = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def at_localhost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose public URL is http://localhost:PORT."""
     live = LiveServer(tmp_path_factory.mktemp("second-step") / "data", env={"TOKENSMITH_TRUSTED_PROXIES": "127.0.0.1"})
     live.env["TOKENSMITH_PUBLIC_URL"] = f"http://localhost:{live.port}"
     yield live.start()
     live.stop()
 
 
-def client_from_elsewhere(server: LiveServer) -> httpx.Client:
+def client_from_elsewhere(at_localhost: LiveServer) -> httpx.Client:
     """A client whose requests come, as the server sees them, from an address of their own."""
-    return server.client(headers={"X-Forwarded-For": f"198.51.100.{next(_addresses)}"})
+    return at_localhost.client(headers={"X-Forwarded-For": f"198.51.100.{next(_addresses)}"})
 
 
-def a_person(server: LiveServer) -> tuple[str, str]:
+def a_person(at_localhost: LiveServer) -> tuple[str, str]:
     username, password = f"step-{secrets.token_hex(4)}", remember("pw-" + secrets.token_urlsafe(18))
-    server.create_user(username, password=password)
+    at_localhost.create_user(username, password=password)
     return username, password
 
 
-def add_a_passkey(server: LiveServer, client: httpx.Client, name: str = "Soft key") -> SoftAuthenticator:
+def add_a_passkey(at_localhost: LiveServer, client: httpx.Client, name: str = "Soft key") -> SoftAuthenticator:
     """Signed in with ``client``, add a passkey as the Security page's script does."""
     csrf = csrf_of(client.get("/settings/security"))
     options = client.post("/settings/security/passkeys/options", headers={"X-CSRF-Token": csrf}).json()
-    authenticator = SoftAuthenticator(origin=f"http://localhost:{server.port}", rp_id="localhost")
+    authenticator = SoftAuthenticator(origin=f"http://localhost:{at_localhost.port}", rp_id="localhost")
     reply = client.post(
         "/settings/security/passkeys",
         data={"name": name, "credential": json.dumps(authenticator.register(options)), "csrf_token": csrf},
@@ -63,11 +64,11 @@ def add_a_passkey(server: LiveServer, client: httpx.Client, name: str = "Soft ke
 
 
 @pytest.fixture(scope="module")
-def enrolled(server: LiveServer) -> tuple[str, str, SoftAuthenticator]:
-    username, password = a_person(server)
-    with client_from_elsewhere(server) as client:
+def enrolled(at_localhost: LiveServer) -> tuple[str, str, SoftAuthenticator]:
+    username, password = a_person(at_localhost)
+    with client_from_elsewhere(at_localhost) as client:
         assert sign_in(client, username, password).headers["location"] == "/tokens"
-        return username, password, add_a_passkey(server, client)
+        return username, password, add_a_passkey(at_localhost, client)
 
 
 def begin_passkey_sign_in(client: httpx.Client) -> tuple[str, dict[str, Any]]:
@@ -82,8 +83,8 @@ def answer(client: httpx.Client, csrf: str, credential: dict[str, Any] | str) ->
     return client.post("/login/passkey", data={"credential": text, "csrf_token": csrf, "next": "/tokens"})
 
 
-def stored_count(server: LiveServer, authenticator: SoftAuthenticator) -> int:
-    with server.store() as session:
+def stored_count(at_localhost: LiveServer, authenticator: SoftAuthenticator) -> int:
+    with at_localhost.store() as session:
         return session.scalars(
             select(Passkey.sign_count).where(Passkey.credential_id == authenticator.credential_id)
         ).one()
@@ -94,10 +95,10 @@ def signed_in(client: httpx.Client) -> bool:
 
 
 def test_a_passkey_alone_signs_in_and_its_counter_moves_on(
-    server: LiveServer, enrolled: tuple[str, str, SoftAuthenticator]
+    at_localhost: LiveServer, enrolled: tuple[str, str, SoftAuthenticator]
 ) -> None:
     username, _password, authenticator = enrolled
-    with client_from_elsewhere(server) as client:
+    with client_from_elsewhere(at_localhost) as client:
         csrf, options = begin_passkey_sign_in(client)
         assert options["rpId"] == "localhost" and options["userVerification"] == "required"
         assert options["allowCredentials"] == []  # discoverable: the passkey says whose it is
@@ -121,10 +122,10 @@ def test_a_passkey_alone_signs_in_and_its_counter_moves_on(
     ],
 )
 def test_a_hostile_passkey_answer_is_refused_in_words_and_signs_in_nobody(
-    server: LiveServer, enrolled: tuple[str, str, SoftAuthenticator], hostile: str, words: str
+    at_localhost: LiveServer, enrolled: tuple[str, str, SoftAuthenticator], hostile: str, words: str
 ) -> None:
     _username, _password, authenticator = enrolled
-    with client_from_elsewhere(server) as client:
+    with client_from_elsewhere(at_localhost) as client:
         csrf, options = begin_passkey_sign_in(client)
         if hostile == "another origin":
             sent: dict[str, Any] | str = authenticator.assertion(options, origin="https://evil.example")
@@ -133,12 +134,12 @@ def test_a_hostile_passkey_answer_is_refused_in_words_and_signs_in_nobody(
         elif hostile == "forged signature":
             sent = authenticator.assertion(options, signer=ec.generate_private_key(ec.SECP256R1()))
         elif hostile == "counter gone backwards":
-            sent = authenticator.assertion(options, counter=stored_count(server, authenticator) - 1)
+            sent = authenticator.assertion(options, counter=stored_count(at_localhost, authenticator) - 1)
         elif hostile == "no user verification":
             sent = authenticator.assertion(options, verified=False)
         elif hostile == "replayed answer":
             # An answer that worked once, replayed against a new sign-in (and its new challenge).
-            with client_from_elsewhere(server) as first:
+            with client_from_elsewhere(at_localhost) as first:
                 first_csrf, first_options = begin_passkey_sign_in(first)
                 used = authenticator.assertion(first_options)
                 assert answer(first, first_csrf, used).status_code == 303
@@ -157,17 +158,17 @@ def test_a_hostile_passkey_answer_is_refused_in_words_and_signs_in_nobody(
         assert not signed_in(client)
 
 
-def test_a_body_far_too_large_is_refused_before_it_is_read(server: LiveServer) -> None:
-    with client_from_elsewhere(server) as client:
+def test_a_body_far_too_large_is_refused_before_it_is_read(at_localhost: LiveServer) -> None:
+    with client_from_elsewhere(at_localhost) as client:
         csrf, _options = begin_passkey_sign_in(client)
         reply = answer(client, csrf, "x" * 1_000_000)
         assert reply.status_code == 413 and "larger than POST /login/passkey accepts" in reply.text
         assert not signed_in(client)
 
 
-def test_a_huge_attestation_or_another_origin_adds_no_passkey(server: LiveServer) -> None:
-    username, password = a_person(server)
-    with client_from_elsewhere(server) as client:
+def test_a_huge_attestation_or_another_origin_adds_no_passkey(at_localhost: LiveServer) -> None:
+    username, password = a_person(at_localhost)
+    with client_from_elsewhere(at_localhost) as client:
         sign_in(client, username, password)
         for hostile, words in (
             ("huge", "characters long; at most 16,384 are accepted"),
@@ -176,7 +177,7 @@ def test_a_huge_attestation_or_another_origin_adds_no_passkey(server: LiveServer
             csrf = csrf_of(client.get("/settings/security"))
             options = client.post("/settings/security/passkeys/options", headers={"X-CSRF-Token": csrf}).json()
             authenticator = SoftAuthenticator(
-                origin="https://evil.example" if hostile == "origin" else f"http://localhost:{server.port}",
+                origin="https://evil.example" if hostile == "origin" else f"http://localhost:{at_localhost.port}",
                 rp_id="localhost",
             )
             made = authenticator.register(options, padding=30_000 if hostile == "huge" else 0)
@@ -188,9 +189,11 @@ def test_a_huge_attestation_or_another_origin_adds_no_passkey(server: LiveServer
             assert words in reply.text and "No passkey yet" in reply.text
 
 
-def test_a_half_done_sign_in_opens_nothing(server: LiveServer, enrolled: tuple[str, str, SoftAuthenticator]) -> None:
+def test_a_half_done_sign_in_opens_nothing(
+    at_localhost: LiveServer, enrolled: tuple[str, str, SoftAuthenticator]
+) -> None:
     username, password, _authenticator = enrolled
-    with client_from_elsewhere(server) as client:
+    with client_from_elsewhere(at_localhost) as client:
         reply = sign_in(client, username, password)
         assert reply.status_code == 303 and reply.headers["location"] == "/login/second-step"
         pending = next(cookie for cookie in client.cookies.jar if cookie.name == "tokensmith_sign_in")
@@ -198,22 +201,22 @@ def test_a_half_done_sign_in_opens_nothing(server: LiveServer, enrolled: tuple[s
         assert client.get("/tokens").headers["location"].startswith("/login")
         assert client.get("/settings/security").headers["location"].startswith("/login")
         # Its secret is no session, and no credential of the API either.
-        with server.client(cookies={"tokensmith_session": pending.value or ""}) as other:
+        with at_localhost.client(cookies={"tokensmith_session": pending.value or ""}) as other:
             assert other.get("/tokens").status_code == 303
-        assert httpx.get(f"{server.base_url}/api/v1/me", auth=(username, password)).status_code == 401
+        assert httpx.get(f"{at_localhost.base_url}/api/v1/me", auth=(username, password)).status_code == 401
         step = client.get("/login/second-step")
         assert step.status_code == 200 and "Second step" in step.text and "Use a passkey" in step.text
 
 
 def test_the_second_step_takes_only_the_persons_own_passkey(
-    server: LiveServer, enrolled: tuple[str, str, SoftAuthenticator]
+    at_localhost: LiveServer, enrolled: tuple[str, str, SoftAuthenticator]
 ) -> None:
     _username, _password, theirs = enrolled
-    username, password = a_person(server)
-    with client_from_elsewhere(server) as client:
+    username, password = a_person(at_localhost)
+    with client_from_elsewhere(at_localhost) as client:
         sign_in(client, username, password)
-        mine = add_a_passkey(server, client, "Mine")
-    with client_from_elsewhere(server) as client:
+        mine = add_a_passkey(at_localhost, client, "Mine")
+    with client_from_elsewhere(at_localhost) as client:
         sign_in(client, username, password)
         csrf = csrf_of(client.get("/login/second-step"))
         options = client.post("/login/second-step/passkey-options", headers={"X-CSRF-Token": csrf}).json()
@@ -229,3 +232,20 @@ def test_the_second_step_takes_only_the_persons_own_passkey(
         )
         assert reply.status_code == 303 and reply.headers["location"] == "/tokens"
         assert signed_in(client)
+
+
+def test_the_embedded_default_takes_passkeys_at_localhost(server: LiveServer) -> None:
+    """The shared server, started as `make serve` starts one (public URL http://127.0.0.1:PORT):
+    its relying party is localhost, and a passkey made at http://localhost:PORT is taken."""
+    username, password = a_person(server)
+    with server.client() as client:
+        sign_in(client, username, password)
+        csrf = csrf_of(client.get("/settings/security"))
+        options = client.post("/settings/security/passkeys/options", headers={"X-CSRF-Token": csrf}).json()
+        assert options["rp"]["id"] == "localhost"
+        authenticator = SoftAuthenticator(origin=f"http://localhost:{server.port}", rp_id="localhost")
+        reply = client.post(
+            "/settings/security/passkeys",
+            data={"name": "Here", "credential": json.dumps(authenticator.register(options)), "csrf_token": csrf},
+        )
+        assert reply.status_code == 200 and "Your passkey “Here” was added." in reply.text
