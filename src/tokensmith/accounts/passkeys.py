@@ -23,27 +23,14 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import parse_authentication_credential_json
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AttestationConveyancePreference,
-    AuthenticatorSelectionCriteria,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput, NotFound, PasskeyRefused
 from tokensmith.store.models import Passkey, User
 
+# py_webauthn (with pyOpenSSL and cbor2) is imported by the functions that run a ceremony, not
+# with this module: it would add about 0.6 s to every worker's start, and uvicorn gives a new
+# worker 5 s to be ready (`tokensmith serve --workers N`).
 CHALLENGE_BYTES = 32
 USER_HANDLE_BYTES = 32
 TIMEOUT_MS = 120_000
@@ -105,6 +92,15 @@ def registration_options(
     """The options for navigator.credentials.create(), as JSON: a discoverable credential, user
     verification preferred, none of the person's passkeys (``existing``) made again on the same
     authenticator."""
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers.structs import (
+        AttestationConveyancePreference,
+        AuthenticatorSelectionCriteria,
+        PublicKeyCredentialDescriptor,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     options = generate_registration_options(
         rp_id=party.id,
         rp_name=party.name,
@@ -129,6 +125,9 @@ def authentication_options(
     """The options for navigator.credentials.get(), as JSON. ``allowed``: the person's passkeys
     (a second step); None: any passkey of this site (a sign-in with a passkey alone, which then
     requires user verification)."""
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor, UserVerificationRequirement
+
     options = generate_authentication_options(
         rp_id=party.id,
         challenge=challenge,
@@ -164,6 +163,9 @@ def add_passkey(
 ) -> Passkey:
     """Verify the browser's answer to registration_options and keep the passkey, made for
     ``handle`` (the user handle those options carried)."""
+    from webauthn import verify_registration_response
+    from webauthn.helpers.exceptions import WebAuthnException
+
     name = valid_name(name, session, user.id)
     try:
         verified = verify_registration_response(
@@ -205,6 +207,10 @@ def verify_assertion(
     (PasskeyRefused, in words) otherwise. ``user_id``: whose passkey it must be (the second step,
     confirming it is them); None for a sign-in with a passkey alone, where the passkey says whose
     it is (and its user handle must agree)."""
+    from webauthn import verify_authentication_response
+    from webauthn.helpers import parse_authentication_credential_json
+    from webauthn.helpers.exceptions import WebAuthnException
+
     try:
         credential = parse_authentication_credential_json(_within_limit(answer))
     except (WebAuthnException, ValueError, TypeError, KeyError) as error:

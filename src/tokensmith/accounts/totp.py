@@ -22,7 +22,6 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pyotp
-import segno
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import CursorResult, or_, update
@@ -97,6 +96,8 @@ def start_enrolment(session: Session, keys: ServerKeys, user_id: int) -> str:
 
 
 def enrolment(secret: str, username: str, public_url: str) -> Enrolment:
+    import segno  # only here: the page that shows a QR code, not every worker's start
+
     host = urlsplit(public_url).hostname or "tokensmith"
     uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
         name=f"{username}@{host}", issuer_name=ISSUER
