@@ -51,8 +51,12 @@ class SignInThrottle:
         per_address: int = 50,
         window_seconds: float = WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
+        namespace: str = "",
     ) -> None:
+        """``namespace``: counts of their own per account for another kind of guess (the second
+        step of a sign-in: "second-step"); the count per address is shared by every kind."""
         self.keys = keys
+        self._kind = f"{namespace}\0" if namespace else ""
         self.limits = {"account": per_account, "address": per_address}
         self.window = window_seconds
         self.bucket = window_seconds / BUCKETS_PER_WINDOW
@@ -61,7 +65,7 @@ class SignInThrottle:
     def _keys(self, username: str, address: str | None) -> dict[str, bytes]:
         address = address or "unknown"
         return {
-            "account": self.keys.digest(PURPOSE, f"account\0{username.strip().lower()}\0{address}"),
+            "account": self.keys.digest(PURPOSE, f"{self._kind}account\0{username.strip().lower()}\0{address}"),
             "address": self.keys.digest(PURPOSE, f"address\0{address}"),
         }
 

@@ -74,6 +74,8 @@ def for_event(session: Session, event: AuditEvent) -> None:
         key: tuple[Any, ...] = ("token", details.get("token_id"))
     elif event.action == AuditAction.TOKEN_ROTATED:
         key = ("token", details.get("token_id"))  # its token.created came just before: this replaces it
+    elif event.action in _SECOND_FACTOR_CHANGES:
+        key = ("second factor", event.id or id(event))
     elif event.action == AuditAction.TOKEN_LEAK_REPORTED or (
         event.action == AuditAction.TOKEN_REVOKED and details.get("reason") not in _OWN_REVOCATIONS
     ):
@@ -102,6 +104,8 @@ def _compose(owner: User, events: list[AuditEvent], config: mail.MailConfig) -> 
         subject, lines = _created(first, rotated=False)
     elif first.action == AuditAction.TOKEN_ROTATED:
         subject, lines = _created(first, rotated=True)
+    elif first.action in _SECOND_FACTOR_CHANGES:
+        subject, lines = _second_factor_changed(first)
     else:
         subject, lines = _revoked(events)
     return subject, _letter(owner, lines, config)
@@ -325,6 +329,30 @@ _REVOCATION_WORDS: dict[str, Callable[[AuditEvent], tuple[str, str, list[str]]]]
     RevokeReason.ACCOUNT_DISABLED: _account_disabled,
     RevokeReason.ROTATION_REUSE: _rotation_reuse,
 }
+
+
+# --- second factors (accounts/second_factors.py) -------------------------------------------------
+
+_SECOND_FACTOR_CHANGES = {
+    AuditAction.SECOND_FACTOR_ADDED: "Tokensmith: a second factor was added to your account",
+    AuditAction.SECOND_FACTOR_REMOVED: "Tokensmith: a second factor was removed from your account",
+    AuditAction.RECOVERY_CODES_GENERATED: "Tokensmith: new recovery codes were made for your account",
+    AuditAction.RECOVERY_CODE_USED: "Tokensmith: a recovery code was used to sign in to your account",
+    AuditAction.SECOND_FACTORS_RESET: "Tokensmith: every second factor of your account was removed",
+}
+
+
+def _second_factor_changed(event: AuditEvent) -> tuple[str, list[str]]:
+    return _SECOND_FACTOR_CHANGES[AuditAction(event.action)], [
+        f"{trail.describe(event)}.",
+        "",
+        f"    When:     {display(event.at)}",
+        f"    By:       {_by(event)}",
+        "",
+        "If this was you, there is nothing to do. If it was not, someone can act as you: sign in, look",
+        "at the Security page (Security in the navigation), change your password, and tell your",
+        "administrator. Your tokens are unchanged.",
+    ]
 
 
 # --- expiry reminders -----------------------------------------------------------------------------

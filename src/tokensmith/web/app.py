@@ -24,7 +24,9 @@ from tokensmith.web import (
     packages,
     pages,
     scim,
+    second_step,
     security,
+    security_settings,
     studio,
 )
 from tokensmith.web.assets import Assets
@@ -51,6 +53,8 @@ ROUTERS = (
     nuxeo.router,
     pages.router,
     security.router,
+    security_settings.router,
+    second_step.router,
     oidc.router,
     device.router,
     api_docs.router,

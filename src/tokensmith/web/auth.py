@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from tokensmith import metrics
-from tokensmith.accounts import sessions
+from tokensmith.accounts import second_factors, sessions
 from tokensmith.config import Settings
 from tokensmith.errors import (
     AuthenticationFailed,
@@ -52,6 +52,15 @@ Db = Annotated[Session, Depends(get_db, scope="function")]
 
 class SignInRequired(Exception):
     """A page needs a browser session; the handler redirects to the sign-in page."""
+
+
+class SecondFactorRequired(Exception):
+    """TOKENSMITH_REQUIRE_2FA, and the person has no second factor yet: the handler sends them
+    to the Security page, the one page open to them until they add one."""
+
+
+# What a person without a second factor may still open under TOKENSMITH_REQUIRE_2FA.
+ENROLMENT_PATHS = ("/settings/security", "/reauthenticate/")
 
 
 def presented_credentials(headers: Mapping[str, str], token_prefix: str) -> Credentials | None:
@@ -293,11 +302,21 @@ def optional_browser_identity(request: Request, db: Db) -> Identity | None:
 
 
 def browser_identity(
+    request: Request,
+    db: Db,
     identity: Annotated[Identity | None, Depends(optional_browser_identity)],
 ) -> Identity:
-    """The signed-in person behind a page request; otherwise off to the sign-in page."""
+    """The signed-in person behind a page request; otherwise off to the sign-in page (or, under
+    TOKENSMITH_REQUIRE_2FA, to the Security page while they have no second factor)."""
     if identity is None:
         raise SignInRequired()
+    if (
+        get_runtime(request).settings.require_second_factor
+        and not request.url.path.startswith(ENROLMENT_PATHS)
+        and second_factors.applies_to(request.state.browser_session.user)
+        and not second_factors.has_second_factor(db, identity.user.id)
+    ):
+        raise SecondFactorRequired()
     return identity
 
 
