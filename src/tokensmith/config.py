@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
@@ -123,9 +123,6 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
-
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from tokensmith.audit import trail
 from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
+from tokensmith.store.database import rows_changed
 from tokensmith.store.models import BrowserSession, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens.usage import RECORD_INLINE, SessionSeen, UsageRecorder
@@ -59,7 +61,7 @@ def start_session(
     )
     session.add(row)
     session.flush()
-    step = {"second_step": second_step} if second_step else {}
+    step: dict[str, Any] = {"second_step": second_step} if second_step else {}
     trail.record(session, AuditAction.SESSION_STARTED, actor=user.username, user_id=user.id, ip=ip, **step)
     return secret, row
 
@@ -92,7 +94,7 @@ def reauthenticated(session: Session, row: BrowserSession, *, ip: str | None, co
     """The person just proved who they are again (their password, a passkey, an authenticator
     app's code or a recovery code): the session counts as freshly signed in."""
     row.authenticated_at = utcnow()
-    with_what = {} if confirmed_with == "password" else {"confirmed_with": confirmed_with}
+    with_what: dict[str, Any] = {} if confirmed_with == "password" else {"confirmed_with": confirmed_with}
     trail.record(
         session, AuditAction.SESSION_REAUTHENTICATED, actor=row.user.username, user_id=row.user_id, ip=ip, **with_what
     )
@@ -105,8 +107,7 @@ def end_session(session: Session, keys: ServerKeys, secret: str) -> None:
 
 
 def purge_expired_sessions(session: Session, now: datetime | None = None) -> int:
-    result = session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow())))
-    return result.rowcount or 0
+    return rows_changed(session, delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow())))
 
 
 def csrf_token(keys: ServerKeys, binding: str) -> str:

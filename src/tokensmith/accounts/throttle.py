@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, bindparam, delete, func, select
+from sqlalchemy import Engine, Executable, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,6 @@ WINDOW_SECONDS = 15 * 60
 BUCKETS_PER_WINDOW = 15
 
 _FAILURES = SignInFailure.__table__
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class SignInThrottle:
@@ -97,19 +96,20 @@ class SignInThrottle:
         """Count a failure for both keys, in one upsert, in the caller's unit of work: the
         caller commits it although the sign-in failed (the page and the API do)."""
         start = _moment(math.floor(self.clock() / self.bucket) * self.bucket)
-        insert = _INSERTS[session.get_bind().dialect.name]
-        statement = insert(_FAILURES).values(
-            [
-                {"digest": digest, "window_start": start, "failures": 1}
-                for digest in self._keys(username, address).values()
-            ]
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[_FAILURES.c.digest, _FAILURES.c.window_start],
-                set_={"failures": _FAILURES.c.failures + 1},
+        rows = [
+            {"digest": digest, "window_start": start, "failures": 1}
+            for digest in self._keys(username, address).values()
+        ]
+        key, counted = [_FAILURES.c.digest, _FAILURES.c.window_start], {"failures": _FAILURES.c.failures + 1}
+        # The same INSERT ... ON CONFLICT DO UPDATE in both stores, built by each dialect's own insert().
+        statement: Executable
+        if session.get_bind().dialect.name == "postgresql":
+            statement = (
+                postgresql.insert(_FAILURES).values(rows).on_conflict_do_update(index_elements=key, set_=counted)
             )
-        )
+        else:
+            statement = sqlite.insert(_FAILURES).values(rows).on_conflict_do_update(index_elements=key, set_=counted)
+        session.execute(statement)
 
     def succeeded(self, session: Session, username: str, address: str | None) -> None:
         """The right password: this account's count at this address starts again."""

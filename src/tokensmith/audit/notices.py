@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -320,7 +321,8 @@ def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-_REVOCATION_WORDS = {
+# Keyed by the enum, looked up by the event's stored reason (a plain str).
+_REVOCATION_WORDS: dict[str, Callable[[AuditEvent], tuple[str, str, list[str]]]] = {
     RevokeReason.LEAK_REPORTED: _leak,
     RevokeReason.PUSH_PROTECTION: _push_protection,
     RevokeReason.ADMIN: _admin,
@@ -357,14 +359,16 @@ def _second_factor_changed(event: AuditEvent) -> tuple[str, list[str]]:
 
 
 def _expiring(owner: User, token: PersonalToken, now: datetime, config: mail.MailConfig) -> tuple[str, str]:
-    days = max(1, round((token.expires_at - now) / timedelta(days=1)))
-    subject = f"Tokensmith: your token “{token.name}” expires on {token.expires_at:%Y-%m-%d}"
+    expires_at = token.expires_at
+    assert expires_at is not None  # _due finds tokens by their expiry
+    days = max(1, round((expires_at - now) / timedelta(days=1)))
+    subject = f"Tokensmith: your token “{token.name}” expires on {expires_at:%Y-%m-%d}"
     return subject, _letter(
         owner,
         [
             f"Your personal access token {_token({'name': token.name, 'hint': token.hint})} expires on",
             (
-                f"{display(token.expires_at)}, in {days} day{'s' if days != 1 else ''}. After that, whatever uses it "
+                f"{display(expires_at)}, in {days} day{'s' if days != 1 else ''}. After that, whatever uses it "
                 "(git, Maven, a CI job) is refused."
             ),
             "",
@@ -406,6 +410,7 @@ def queue_reminders(session: Session, now: datetime | None = None) -> int:
     queued = 0
     for kind, window in (("expiring", (now, now + REMIND_BEFORE)), ("expired", (now - EXPIRED_NOTICE_WINDOW, now))):
         for token in _due(session, kind, *window):
+            assert token.expires_at is not None  # _due finds tokens by their expiry
             owner = token.owner
             session.add(TokenReminder(token_id=token.id, kind=kind, at=now))
             if not owner.is_active or not mail.plausible_address(owner.email):

@@ -76,8 +76,9 @@ class RevokeReason(StrEnum):
     PARENT_REVOKED = "parent_revoked"
 
 
-# What a person reads about their own account on the My Tokens page.
-_DESCRIPTIONS = {
+# What a person reads about their own account on the My Tokens page. These tables are keyed by
+# their enum and looked up by the stored column, a plain str (a StrEnum member is equal to its value).
+_DESCRIPTIONS: dict[str, str] = {
     AuditAction.USER_CREATED: "Account created",
     AuditAction.USER_DISABLED: "Account disabled",
     AuditAction.USER_ENABLED: "Account enabled again (tokens revoked meanwhile stay revoked)",
@@ -120,7 +121,7 @@ _DESCRIPTIONS = {
 }
 
 # Why a token was revoked, as its owner reads it on the page ...
-REVOKE_REASONS = {
+REVOKE_REASONS: dict[str, str] = {
     RevokeReason.OWNER: " by you",
     RevokeReason.ADMIN: " by an administrator",
     RevokeReason.LEAK_REPORTED: " after it was reported leaked",
@@ -134,7 +135,7 @@ REVOKE_REASONS = {
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
 }
 # ... and as whoever holds the token reads it in a refusal.
-REVOKE_CAUSES = {
+REVOKE_CAUSES: dict[str, str] = {
     RevokeReason.OWNER: "by its owner",
     RevokeReason.ADMIN: "by an administrator",
     RevokeReason.LEAK_REPORTED: "it was reported leaked",
@@ -268,7 +269,7 @@ def events_for_user(session: Session, user_id: int, limit: int = 20) -> list[Aud
     return list(session.scalars(query))
 
 
-class _Details(dict):
+class _Details(dict[str, Any]):
     """An event's details for its sentence: a detail an old event lacks reads as "?"."""
 
     def __missing__(self, key: str) -> str:

@@ -21,7 +21,7 @@ The operations apply in order to a copy of the profile: a request is all or noth
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -57,7 +57,7 @@ from tokensmith.scim.resources import (
 PATCH_OPS = frozenset({"add", "replace", "remove"})
 READ_ONLY = frozenset({"id", "meta"})
 # The simple attributes Tokensmith keeps, and how a value of each is read.
-SIMPLE = {
+SIMPLE: dict[str, Callable[[object], object]] = {
     "username": user_name,
     "displayname": display_name,
     "externalid": external_id,

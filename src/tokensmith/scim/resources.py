@@ -60,7 +60,7 @@ class Email(scim2_models.Email):
     type: str | None = None  # type: ignore[assignment]
 
 
-class Profile(scim2_models.User):
+class Profile(scim2_models.User[Any]):
     """What SCIM says of a person, assembled before anything is written."""
 
     emails: list[Email] | None = None  # type: ignore[assignment]

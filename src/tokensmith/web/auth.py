@@ -17,7 +17,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -210,12 +210,17 @@ class Requires:
         yield from self.variants or [("", self.scope)]
 
 
-def declares(requirement: Requires) -> Callable[[Callable], Callable]:
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+# What the routes that call the extractor themselves declared, by their endpoint function.
+_DECLARED: dict[Callable[..., Any], Requires] = {}
+
+
+def declares(requirement: Requires) -> Callable[[Endpoint], Endpoint]:
     """For a route that calls the extractor itself (GET /api/v1/me, for speed): its declaration,
     for the table."""
 
-    def mark(endpoint: Callable) -> Callable:
-        endpoint.requires = requirement  # type: ignore[attr-defined]
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _DECLARED[endpoint] = requirement
         return endpoint
 
     return mark
@@ -323,7 +328,7 @@ def requirements(routers: Iterable[APIRouter]) -> Iterator[tuple[APIRoute, Requi
     for route in (route for router in routers for route in router.routes):
         if not isinstance(route, APIRoute):
             continue
-        declared = getattr(route.endpoint, "requires", None) or _declared_in(route.dependant)
+        declared = _DECLARED.get(route.endpoint) or _declared_in(route.dependant)
         if declared is not None:
             yield route, declared
 
@@ -340,7 +345,7 @@ def requirements_table(routers: Iterable[APIRouter], also_at: Callable[[str], st
         "|---|---|" + "---|" * len(ALL_SCOPES) + "---|",
     ]
     for route, declared in requirements(routers):
-        methods = ", ".join(sorted(route.methods))
+        methods = ", ".join(sorted(route.methods or ()))  # FastAPI sets them (GET by default)
         for what, scope in declared.rows():
             cells = ["yes" if scope is None or scope in validate_scopes([held]) else "403" for held in ALL_SCOPES]
             where = declared.project.where if declared.project else "—"

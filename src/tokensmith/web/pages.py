@@ -125,14 +125,14 @@ def login(
     try:
         user = runtime.authenticator.sign_in(db, username, password, ip=client_ip(request))
     except AuthenticationFailed as error:
-        throttled = isinstance(error, TooManyAttempts)
+        retry = {"Retry-After": str(error.retry_after)} if isinstance(error, TooManyAttempts) else None
         return login_page(
             request,
             next_path=next_path,
             username=username,
-            status=429 if throttled else 401,
+            status=401 if retry is None else 429,
             error=error.message,
-            headers={"Retry-After": str(error.retry_after)} if throttled else None,
+            headers=retry,
         )
     if second_factors.applies_to(user) and second_factors.has_second_factor(db, user.id):
         return ask_for_second_step(request, db, user, next_path)
@@ -314,7 +314,9 @@ def tokens_page(
         named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
         notice = f"{named} was revoked. Any tool still using it will now be refused."
     filled = _form_from_query(request, get_runtime(request).settings.max_token_lifetime_days)
-    return _tokens_page(request, db, identity, notice=notice, **({"form": filled, "filled": True} if filled else {}))
+    if filled is None:
+        return _tokens_page(request, db, identity, notice=notice)
+    return _tokens_page(request, db, identity, notice=notice, form=filled, filled=True)
 
 
 FORM_FIELDS = ("name", "expiration", "expires_on", "access", "scopes", "project_choice", "projects", "allowed_ips")
@@ -402,7 +404,7 @@ def create_token(
     check_csrf(request, csrf_token)
     runtime = get_runtime(request)
     max_days = runtime.settings.max_token_lifetime_days
-    form = {
+    form: dict[str, str | list[str]] = {
         "name": name,
         "expiration": expiration,
         "expires_on": expires_on,

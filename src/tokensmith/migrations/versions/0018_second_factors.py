@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 
-def _user(table: str, *, nullable: bool = False) -> list[sa.Column | sa.ForeignKeyConstraint]:
+def _user(table: str, *, nullable: bool = False) -> list[sa.Column[int] | sa.ForeignKeyConstraint]:
     return [
         sa.Column("user_id", sa.Integer(), nullable=nullable),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f(f"fk_{table}_user_id_users"), ondelete="CASCADE"),
