@@ -16,6 +16,7 @@ def test_defaults_are_the_embedded_deployment():
     assert settings.push_protection
     assert settings.secret_scanning_keys_url == "https://api.github.com/meta/public_keys/secret_scanning"
     assert settings.revoke_unused_after_days is None and settings.sweep_seconds == 900
+    assert not settings.require_second_factor
 
 
 def test_environment_overrides():
@@ -29,6 +30,7 @@ def test_environment_overrides():
             "TOKENSMITH_SECRET_SCANNING_KEYS_URL": "http://127.0.0.1:9/keys",
             "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS": "365",
             "TOKENSMITH_MAIL_REMINDER_SECONDS": "60",
+            "TOKENSMITH_REQUIRE_2FA": "true",
         }
     )
     assert settings.store_url == "postgresql+psycopg://u:p@127.0.0.1/db"
@@ -39,6 +41,7 @@ def test_environment_overrides():
     assert not settings.push_protection
     assert settings.secret_scanning_keys_url == "http://127.0.0.1:9/keys"
     assert settings.revoke_unused_after_days == 365 and settings.sweep_seconds == 60
+    assert settings.require_second_factor
 
 
 @pytest.mark.parametrize(
@@ -55,6 +58,7 @@ def test_environment_overrides():
         ("TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", "7"),
         ("TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", "a year"),
         ("TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", "4000"),
+        ("TOKENSMITH_REQUIRE_2FA", "maybe"),
     ],
 )
 def test_bad_settings_are_refused_with_the_variable_named(variable, value):

@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
@@ -105,6 +105,9 @@ class Settings:
     revoke_unused_after_days: int | None = None
     # How often one instance sweeps: unused tokens, and the notices of tokens about to expire.
     sweep_seconds: float = 900.0
+    # TOKENSMITH_REQUIRE_2FA: people who sign in with a password enrol a second factor before
+    # anything else (accounts/second_factors.py).
+    require_second_factor: bool = False
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -127,9 +130,6 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
-
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -172,6 +172,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_scanning_keys_url=_secure_url(env, "TOKENSMITH_SECRET_SCANNING_KEYS_URL", GITHUB_SCANNING_KEYS),
         revoke_unused_after_days=_days(env, "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", minimum=MIN_UNUSED_DAYS),
         sweep_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
+        require_second_factor=_flag(env, "TOKENSMITH_REQUIRE_2FA", default=False),
     )
 
 

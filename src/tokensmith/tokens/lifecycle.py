@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -55,6 +55,20 @@ _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 
 
 T = TypeVar("T")
+
+
+class PushedAt(TypedDict):
+    """Where push protection found a token: its audit event's details and its revocation's."""
+
+    repository: str
+    commit: str
+    path: str
+
+
+class _LastUse(TypedDict, total=False):
+    last_used_at: str | None
+    last_used_ip: str | None
+    last_used_agent: str | None
 
 
 def readable(text: str) -> bool:
@@ -331,9 +345,9 @@ def _record_revocation(
     found = _FOUND_ELSEWHERE.get(reason)
     # A leak notice tells the owner where *they* last used the token (where to replace it),
     # not where the reporter was: that address is kept for administrators only.
-    where = (
+    where: _LastUse = (
         {
-            "last_used_at": row.last_used_at and row.last_used_at.isoformat(),
+            "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
             "last_used_ip": row.last_used_ip,
             "last_used_agent": row.last_used_agent,
         }
@@ -464,7 +478,7 @@ def revoke_reported_tokens(
             continue
         found = token_check.lookup(session, keys, secret)
         if found is not None and found.revoked_at is None:
-            row = session.get(PersonalToken, found.id)
+            row = session.get_one(PersonalToken, found.id)
             revoked += _revoke(session, row, actor="leak report", reason=RevokeReason.LEAK_REPORTED, ip=ip)
     return revoked
 
@@ -497,7 +511,7 @@ def revoke_successors(session: Session, replaced_token_id: int) -> int:
     return revoked
 
 
-def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **where: str) -> bool:
+def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **where: Unpack[PushedAt]) -> bool:
     """Push protection found ``row`` in a push (``where``: repository, commit, path): revoke it,
     with the pusher as the actor."""
     return _revoke(session, row, actor=pusher, reason=RevokeReason.PUSH_PROTECTION, **where)

@@ -26,9 +26,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, Table, bindparam, delete, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -55,9 +55,12 @@ class SessionSeen:
     at: datetime
 
 
+_Noted = TypeVar("_Noted", TokenUse, SessionSeen)
+_Key = TypeVar("_Key", tuple[int, str | None], int)  # a token's use by address; a session by id
+
 _TOKENS = PersonalToken.__table__
 _SESSIONS = BrowserSession.__table__
-_ADDRESSES = cast(Table, TokenAddress.__table__)
+_ADDRESSES = TokenAddress.__table__
 MAX_ADDRESSES = 5  # the distinct addresses kept per token, the most recently seen
 # A use from the same token and address as one written less than this ago is not written again.
 REWRITE_AFTER = timedelta(minutes=1)
@@ -202,7 +205,7 @@ class UsageWriter:
     def session_seen(self, _store: Connectable, seen: SessionSeen) -> None:
         self._note(self._sessions, seen.session_id, seen)
 
-    def _note(self, pending: dict[Any, Any], key: Any, value: TokenUse | SessionSeen) -> None:
+    def _note(self, pending: dict[_Key, _Noted], key: _Key, value: _Noted) -> None:
         with self._lock:
             if key not in pending and len(pending) >= self.max_pending:
                 metrics.count_usage("dropped")

@@ -187,7 +187,8 @@ def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], 
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime  # set once by create_fastapi_app
+    return runtime
 
 
 async def get_db(request: Request) -> AsyncIterator[Session]:
