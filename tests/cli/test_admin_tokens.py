@@ -10,6 +10,7 @@ import sys
 import uuid
 
 import pexpect
+import pytest
 
 from tests.support.ledger import SECRETS
 from tokensmith.tokens import format as token_format
@@ -110,6 +111,7 @@ def test_at_a_terminal_lookup_asks_for_each_token_without_echoing_it(server):
     assert owner in output and "typed" in output and token not in output
 
 
+@pytest.mark.slow  # starts the command itself
 def test_the_client_alone_names_lookup_and_sweep_as_server_commands():
     result = subprocess.run(
         [sys.executable, "-m", "tokensmith", "tokens", "--help"], capture_output=True, text=True, timeout=60

@@ -12,13 +12,22 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
+from tests.support.ledger import remember
 from tokensmith import metrics
 from tokensmith.accounts import sessions, users
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
-from tokensmith.store.database import Pool, create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.store.database import (
+    Pool,
+    create_check_engine,
+    create_store_engine,
+    migrate,
+    session_factory,
+    unit_of_work,
+)
 from tokensmith.store.models import BrowserSession, PersonalToken
 from tokensmith.store.server_keys import parse_keys
+from tokensmith.tokens import check as token_check
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens.usage import SessionSeen, TokenUse, UsageWriter
 
@@ -226,4 +235,39 @@ def test_a_token_and_address_written_less_than_a_minute_ago_is_not_noted_again(s
     assert list(writer._tokens) == [(token, "192.0.2.1")]
     writer.write_pending()
     assert read(engine, PersonalToken, token).last_used_agent == "a, a minute on"
+    writer.engine.dispose()
+
+
+def test_a_new_address_costs_the_check_no_write_the_writer_writes_it(store):
+    """Where a token was used stays off the request's path: on the check's own engine (the event
+    loop's in the server: on SQLite it refuses every write), a use from a second address within
+    the minute is only noted; the writer's thread writes it, with the token's last use."""
+    settings, engine = store
+    with unit_of_work(session_factory(engine)) as session:
+        user = users.create_user(session, "roamer", "roamer@example.test", actor="tests")
+        secret, row = token_lifecycle.create_token(session, KEYS, user.id, "roaming", prefix="tks_", actor="tests")
+        remember(secret)
+        session.flush()
+        token_id = row.id
+    writer, checks = writer_of(settings), create_check_engine(settings)
+    statements: list[str] = []
+    with checks.connect() as connection:
+        # The check runs its statement on the driver's own cursor: SQLite's trace sees it.
+        connection.connection.driver_connection.set_trace_callback(statements.append)
+
+        def use_from(ip: str) -> None:
+            token = token_check.verify_token(connection, KEYS, secret, prefix="tks_")
+            token_check.record_use(connection, token, ip=ip, agent=f"from {ip}", usage=writer)
+
+        use_from("192.0.2.1")  # the first use: noted, then written by the writer
+        writer.write_pending()
+        use_from("192.0.2.2")  # another address within the minute: noted
+        use_from("192.0.2.1")  # the address written a moment ago: not even noted
+    # one lookup per check, nothing else
+    assert len(statements) == 3 and all(statement.lstrip().upper().startswith("SELECT") for statement in statements)
+    assert list(writer._tokens) == [(token_id, "192.0.2.2")]  # noted in memory, not written
+    writer.write_pending()
+    assert [ip for ip, *_ in addresses(engine, token_id)] == ["192.0.2.2", "192.0.2.1"]
+    assert read(engine, PersonalToken, token_id).last_used_ip == "192.0.2.2"
+    checks.dispose()
     writer.engine.dispose()
