@@ -14,9 +14,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import new_postgres_database
+from tests.conftest import mailing_instances
 from tests.support.ledger import remember, watch
-from tests.support.servers import LiveServer
 from tests.support.smtp import text_of, to
 from tokensmith.accounts import users
 from tokensmith.audit import trail
@@ -159,20 +158,9 @@ def test_the_job_and_the_shells_command_sweep_in_turn_and_revoke_each_token_once
 
 @pytest.mark.postgres
 def test_two_instances_and_the_shell_sweeping_one_postgresql_retire_and_tell_each_token_once(postgres, smtp, tmp_path):
-    env = {
-        "TOKENSMITH_DATABASE_URL": new_postgres_database(postgres),
-        "TOKENSMITH_SMTP_URL": smtp.url,
-        "TOKENSMITH_MAIL_FROM": "tokens@tokensmith.test",
-        "TOKENSMITH_MAIL_POLL_SECONDS": "0.1",
-        "TOKENSMITH_MAIL_REMINDER_SECONDS": "0.1",
-        "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS": str(AFTER),
-    }
-    instances = [LiveServer(tmp_path / "shared", env=env, name=f"sweeper{n}", measured=False) for n in (1, 2)]
-    try:
-        for instance in instances:
-            instance.launch()
-        for instance in instances:
-            instance.wait_until_ready(60)
+    with mailing_instances(
+        postgres, smtp, tmp_path / "shared", "sweeper", TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS=str(AFTER)
+    ) as instances:
         names = [f"sleepy-{uuid.uuid4().hex[:6]}" for _ in range(3)]
         settings = load_settings(instances[0].env)
         with instances[0].store() as session:  # made and aged in one transaction: no sweep sees them half made
@@ -211,6 +199,3 @@ def test_two_instances_and_the_shell_sweeping_one_postgresql_retire_and_tell_eac
         for result in shell:
             assert result.returncode == 0, result.stderr
             assert result.stderr.startswith("Swept: revoked ") and "unused for 90 days" in result.stderr
-    finally:
-        for instance in instances:
-            instance.stop()
