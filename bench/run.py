@@ -29,6 +29,8 @@
 9. The reference's addresses under ``/nuxeo/`` against the routes they are, on SQLite: each
    pair alternated over wrk rounds, the ratio of the medians, at least 0.95
    (``bench/reference_routes.py``).
+10. GitHub's secret-scanning partner endpoint on SQLite: a signed report of 1,000 live tokens,
+   each revoked and audited, at most 1 s (``bench/secret_scanning.py``).
 
 ``--issue-14`` runs only the parts that hold issue 14's targets (the routes on both stores with
 the bare FastAPI route and the style sheet beside them, git clone and fetch against their
@@ -79,6 +81,7 @@ from bench.mixed_load import MixedFigures, measure_mixed, measure_mixed_postgres
 from bench.reference_routes import ReferenceFigures, measure_reference_routes  # noqa: E402
 from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E402
 from bench.scale_out import ScaleFigures, measure_scale_out  # noqa: E402
+from bench.secret_scanning import ScanningFigures, measure_secret_scanning  # noqa: E402
 from bench.token_check import measure_token_check  # noqa: E402
 from tests.support.postgres import PostgresUnavailable  # noqa: E402
 
@@ -121,6 +124,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--skip-check-scale", action="store_true", help="no check among 1k and 1M tokens")
     parser.add_argument("--skip-reference", action="store_true", help="no /nuxeo/… addresses against their routes' own")
+    parser.add_argument("--skip-secret-scanning", action="store_true", help="no secret-scanning report of 1,000 tokens")
     parser.add_argument(
         "--issue-14",
         action="store_true",
@@ -135,7 +139,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.issue_14:
         args.skip_check = args.skip_mixed = args.skip_client = args.skip_scale = args.skip_download = True
-        args.skip_install = args.skip_reference = True
+        args.skip_install = args.skip_reference = args.skip_secret_scanning = True
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
@@ -158,6 +162,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         or args.skip_shell
         or args.skip_install
         or args.skip_reference
+        or args.skip_secret_scanning
         or set(args.backends) != set(report.BACKEND_NAMES)
     ):
         parser.error("--write-docs needs the full run (every part, both stores)")
@@ -193,6 +198,7 @@ def main(argv: list[str]) -> int:
     check_scale: CheckScaleFigures | None = None
     route_scale: RouteScaleFigures | None = None
     reference: ReferenceFigures | None = None
+    scanning: ScanningFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -290,6 +296,10 @@ def main(argv: list[str]) -> int:
                 f"-d{options.duration}s, {options.rounds} alternating rounds"
             )
             reference = measure_reference_routes(workdir / "reference", options)
+        if not args.skip_http and not args.skip_secret_scanning:
+            print("GitHub's secret-scanning endpoint on SQLite: a signed report of 1,000 live tokens, 3 rounds")
+            scanning = measure_secret_scanning(workdir / "secret-scanning", options)
+            print(f"  {scanning.summary()}")
     except BenchError as error:
         print(f"\nBenchmark failed: {error}", file=sys.stderr)
         return 1
@@ -321,6 +331,8 @@ def main(argv: list[str]) -> int:
         install,
         reference,
     )
+    if scanning is not None:
+        figures += "\n" + scanning.markdown()
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -343,6 +355,7 @@ def main(argv: list[str]) -> int:
                 "check_scale": check_scale.as_dict() if check_scale else None,
                 "route_scale": route_scale.as_dict() if route_scale else None,
                 "reference_routes": reference.as_dict() if reference else None,
+                "secret_scanning": scanning.as_dict() if scanning else None,
             },
             indent=2,
         )

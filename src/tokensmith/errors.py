@@ -48,6 +48,13 @@ class ServerUnreachable(TokensmithError):
     code = "server_unreachable"
 
 
+class ScanningKeysUnavailable(TokensmithError):
+    """The secret-scanning signing keys cannot be had (their server is down or answers
+    nonsense): a report cannot be checked, so nothing is revoked; never a 401 (503)."""
+
+    code = "signing_keys_unavailable"
+
+
 class IdentityProviderUnavailable(TokensmithError):
     """The identity provider is down, or answers something we cannot use."""
 
@@ -138,6 +145,14 @@ class TooManyAttempts(AuthenticationFailed):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SignatureRefused(AuthenticationFailed):
+    """A secret-scanning report that is unsigned, or not signed by a published key over its
+    body (secret_scanning.py): nothing it names is revoked."""
+
+    code = "invalid_signature"
+    reason = "bad_signature"
 
 
 class SecondStepIncorrect(AuthenticationFailed):

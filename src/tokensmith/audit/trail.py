@@ -43,6 +43,8 @@ class AuditAction(StrEnum):
     TOKEN_DERIVED = "token.derived"
     TOKEN_PUSH_BLOCKED = "token.push_blocked"
     TOKEN_LEAK_REPORTED = "token.leak_reported"
+    TOKEN_FOUND_BY_SCANNING = "token.found_by_scanning"
+    TOKEN_UNUSED_WARNING = "token.unused_warning"
     AUTH_PASSWORD_USED = "auth.password_used"
     SESSION_STARTED = "session.started"
     SESSION_REAUTHENTICATED = "session.reauthenticated"
@@ -74,6 +76,8 @@ class RevokeReason(StrEnum):
     ROTATION_REUSE = "rotation_reuse"
     APPLICATION = "application"
     PARENT_REVOKED = "parent_revoked"
+    SECRET_SCANNING = "secret_scanning"
+    UNUSED = "unused"
 
 
 # What a person reads about their own account on the My Tokens page. These tables are keyed by
@@ -98,6 +102,10 @@ _DESCRIPTIONS: dict[str, str] = {
     "wherever it was used",
     AuditAction.TOKEN_LEAK_REPORTED: "Token “{name}” was reported leaked and has been revoked. "
     "Replace it wherever it was used{where_phrase}",
+    AuditAction.TOKEN_FOUND_BY_SCANNING: "Token “{name}” was found in public by GitHub's secret scanning{found_phrase} "
+    "and has been revoked. Remove it from there, and replace it wherever it was used{where_phrase}",
+    AuditAction.TOKEN_UNUSED_WARNING: "Token “{name}” has not been used since {unused_since}: it will be revoked "
+    "on {revoke_on} unless it is used before then (tokens unused for {after_days} days are revoked)",
     AuditAction.AUTH_PASSWORD_USED: "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     AuditAction.SESSION_STARTED: "Signed in to the web site{with_phrase}",
@@ -133,6 +141,8 @@ REVOKE_REASONS: dict[str, str] = {
     ),
     RevokeReason.APPLICATION: " by the application that held it (it signed out)",
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
+    RevokeReason.SECRET_SCANNING: " after GitHub's secret scanning found it in public",
+    RevokeReason.UNUSED: " because it had not been used for too long",
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES: dict[str, str] = {
@@ -147,6 +157,8 @@ REVOKE_CAUSES: dict[str, str] = {
     ),
     RevokeReason.APPLICATION: "by the application that held it, which signed out",
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
+    RevokeReason.SECRET_SCANNING: "GitHub's secret scanning found it in public",
+    RevokeReason.UNUSED: "it had not been used for too long: this server revokes unused tokens",
 }
 
 
@@ -286,6 +298,7 @@ def describe(event: AuditEvent) -> str:
     details["reason_phrase"] = REVOKE_REASONS.get(details.get("reason", ""), "")
     details["limits_phrase"] = _limits_phrase(details)
     details["where_phrase"] = _where_phrase(details)
+    details["found_phrase"] = f" at {details['url']}" if details.get("url") else ""
     # A rotation's two secrets by their hints (events from before they were kept have neither).
     rotated = "replaced_hint" in details and "hint" in details
     details["new_phrase"] = f" ({details['hint']})" if rotated else ""
@@ -316,18 +329,23 @@ def _where_phrase(details: dict[str, Any]) -> str:
 
 
 def shows_address(event: AuditEvent) -> bool:
-    """Whether the owner sees the address an event came from. Not a leak report's: that is the
-    reporter's, which tells the owner nothing about where the token was."""
-    return event.ip is not None and event.action != "token.leak_reported"
+    """Whether the owner sees the address an event came from. Not a leak report's nor secret
+    scanning's: that is the reporter's, which tells the owner nothing about where the token was."""
+    return event.ip is not None and event.action not in (
+        AuditAction.TOKEN_LEAK_REPORTED,
+        AuditAction.TOKEN_FOUND_BY_SCANNING,
+    )
 
 
 def needs_attention(event: AuditEvent) -> bool:
     """Events the owner should notice without asking: someone else acted on their tokens."""
     return event.action in (
-        "token.leak_reported",
-        "token.push_blocked",
-        "auth.password_used",
-        "user.password_set",
-        "2fa.reset",
-        "2fa.second_step_failed",
-    ) or (event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse"))
+        AuditAction.TOKEN_LEAK_REPORTED,
+        AuditAction.TOKEN_FOUND_BY_SCANNING,
+        AuditAction.TOKEN_PUSH_BLOCKED,
+        AuditAction.AUTH_PASSWORD_USED,
+        AuditAction.USER_PASSWORD_SET,
+        AuditAction.TOKEN_UNUSED_WARNING,
+        AuditAction.SECOND_FACTORS_RESET,
+        AuditAction.SECOND_STEP_FAILED,
+    ) or (event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse", "unused"))

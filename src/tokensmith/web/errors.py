@@ -31,6 +31,7 @@ from tokensmith.errors import (
     InvalidInput,
     NotFound,
     NotPermitted,
+    ScanningKeysUnavailable,
     SignInRejected,
     StoreUnavailable,
     TokensmithError,
@@ -57,6 +58,7 @@ STATUS = {
     HeaderTooLarge: 431,
     StoreUnavailable: 503,
     GitUnavailable: 503,
+    ScanningKeysUnavailable: 503,
     IdentityProviderUnavailable: 502,
     SignInRejected: 400,
 }

@@ -53,6 +53,8 @@ from tokensmith.store.database import (
 )
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
+from tokensmith.tokens.secret_scanning import PublishedKeys
+from tokensmith.tokens.sweep import Sweep
 from tokensmith.tokens.usage import UsageWriter
 
 T = TypeVar("T")
@@ -68,9 +70,10 @@ class Runtime:
     authenticator: Authenticator
     usage: UsageWriter
     admission: asyncio.Semaphore
+    scanning_keys: PublishedKeys  # GitHub's secret-scanning keys (tokens/secret_scanning.py)
     identity_provider: OpenIdProvider | None = None
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
-    mail_engine: Engine | None = None  # the mail sender's and the reminders' (mail.py), when mail is on
+    mail_engine: Engine | None = None  # the mail sender's and the sweep's (mail.py, sweep.py), when either runs
     _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
     _checkers: ThreadPoolExecutor | None = field(default=None, repr=False)  # see check_on_store
 
@@ -100,6 +103,7 @@ class Runtime:
                 if settings.identity_provider
                 else None
             ),
+            scanning_keys=PublishedKeys(settings.secret_scanning_keys_url),
             housekeeping=[
                 ThrottlePruner(throttle, usage.engine).start(),
                 *([WalCheckpointer(usage.engine).start()] if local else []),
@@ -167,14 +171,14 @@ class Runtime:
 
 
 def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
-    """With mail on: its sender and the expiry reminders, threads on a small engine of their own."""
-    if notices.listen(settings) is None or settings.mail is None:  # the two agree: mail is off
+    """With mail on: its sender; with mail on or unused tokens retired, the sweep (expiry
+    reminders, unused tokens: tokens/sweep.py). Threads on a small engine of their own."""
+    mailing = notices.listen(settings) is not None
+    if not mailing and settings.revoke_unused_after_days is None:
         return None, []
     engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
-    return engine, [
-        mail.MailSender(engine, settings.mail).start(),
-        notices.ExpiryReminders(engine, settings.mail.reminder_seconds).start(),
-    ]
+    sender = [mail.MailSender(engine, settings.mail).start()] if settings.mail is not None else []
+    return engine, [*sender, Sweep(engine, settings).start()]
 
 
 def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:
