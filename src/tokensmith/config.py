@@ -98,6 +98,13 @@ class Settings:
     # A git push whose new objects carry a live token is refused (push_protection.py). On unless
     # TOKENSMITH_PUSH_PROTECTION=false (the benchmark's baseline).
     push_protection: bool = True
+    # Where every revocation is also written, apart from the store, for a restore to replay
+    # (backups/revocation_journal.py); None: DATA_DIR/revocations.
+    revocation_journal: Path | None = None
+
+    @property
+    def revocation_journal_dir(self) -> Path:
+        return self.revocation_journal or self.data_dir / "revocations"
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -162,6 +169,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_token_lifetime_days=_days(env, "TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS"),
         mail=_mail(env),
         push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
+        revocation_journal=Path(journal) if (journal := env.get("TOKENSMITH_REVOCATION_JOURNAL")) else None,
     )
 
 

@@ -53,6 +53,7 @@ class AuditAction(StrEnum):
     DEVICE_APPROVED = "device.approved"
     DEVICE_DENIED = "device.denied"
     DEVICE_CODE_REJECTED = "device.code_rejected"
+    BACKUP_RESTORED = "backup.restored"
 
 
 class RevokeReason(StrEnum):
@@ -68,6 +69,7 @@ class RevokeReason(StrEnum):
     ROTATION_REUSE = "rotation_reuse"
     APPLICATION = "application"
     PARENT_REVOKED = "parent_revoked"
+    RESTORED_REVOCATION = "restored_revocation"
 
 
 # What a person reads about their own account on the My Tokens page.
@@ -103,6 +105,7 @@ _DESCRIPTIONS = {
     AuditAction.DEVICE_DENIED: "Denied a login of the {client} on {device} (from {requested_ip})",
     AuditAction.DEVICE_CODE_REJECTED: "Entered a device login code that was not waiting for approval",
     AuditAction.USER_PASSWORD_SET: "Password set by an administrator; your browser sessions were ended",
+    AuditAction.BACKUP_RESTORED: "Tokensmith was restored from a backup taken {taken_at}; everyone signs in again",
 }
 
 # Why a token was revoked, as its owner reads it on the page ...
@@ -118,6 +121,9 @@ REVOKE_REASONS = {
     ),
     RevokeReason.APPLICATION: " by the application that held it (it signed out)",
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
+    RevokeReason.RESTORED_REVOCATION: (
+        " again after Tokensmith was restored from a backup (it had been revoked after that backup was taken)"
+    ),
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES = {
@@ -132,6 +138,7 @@ REVOKE_CAUSES = {
     ),
     RevokeReason.APPLICATION: "by the application that held it, which signed out",
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
+    RevokeReason.RESTORED_REVOCATION: "it had been revoked after the backup Tokensmith was restored from",
 }
 
 
