@@ -174,7 +174,10 @@ def replay_lines(replayed: Replayed) -> list[str]:
         + (f" ({entry.reason})" if entry.reason else "")
         for entry, owner in replayed.tokens
     ]
-    lines += [f"  disabled again: account {entry.label}, disabled {display(entry.at)}" for entry in replayed.accounts]
+    lines += [
+        f"  disabled again: account {entry.label}, disabled {display(entry.at)} (its {revoked} live token(s) revoked)"
+        for entry, revoked in replayed.accounts
+    ]
     return lines
 
 

@@ -65,6 +65,7 @@ def listen(settings: Settings) -> None:
     trail.subscribe(for_event)
     if not event.contains(Session, "before_commit", _write_pending):
         event.listen(Session, "before_commit", _write_pending)
+        event.listen(Session, "after_rollback", _drop_pending)
 
 
 def stop() -> None:
@@ -109,6 +110,11 @@ def _write_pending(session: Session) -> None:
     if not lines or _directory is None:
         return
     append(_directory, lines)
+
+
+def _drop_pending(session: Session) -> None:
+    """A unit rolled back: what it revoked was not revoked."""
+    session.info.pop(_PENDING, None)
 
 
 def append(directory: Path, lines: Iterable[dict[str, Any]]) -> None:
@@ -210,7 +216,7 @@ class Replayed:
     """What a replay revoked and disabled again, each with the entry that said so."""
 
     tokens: list[tuple[Entry, str]] = field(default_factory=list)  # (entry, owner's username)
-    accounts: list[Entry] = field(default_factory=list)
+    accounts: list[tuple[Entry, int]] = field(default_factory=list)  # (entry, its tokens revoked with it)
 
 
 def replay(session: Session, journal: Journal, *, actor: str = ACTOR) -> Replayed:
@@ -238,8 +244,7 @@ def replay(session: Session, journal: Journal, *, actor: str = ACTOR) -> Replaye
                 or (user.created_at, user.username) != (entry.created_at, entry.label)
             ):
                 continue
-            users.disable_user(session, user, actor=actor)
-            replayed.accounts.append(entry)
+            replayed.accounts.append((entry, users.disable_user(session, user, actor=actor)))
     return replayed
 
 

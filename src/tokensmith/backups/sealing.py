@@ -15,6 +15,7 @@ backup is exactly as trustworthy as the place it was kept.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -84,20 +85,7 @@ class _Kdf:
     parallelism: int
 
     def derive(self, passphrase: str) -> bytes:
-        try:
-            return hash_secret_raw(
-                passphrase.encode(),
-                self.salt,
-                time_cost=self.time_cost,
-                memory_cost=self.memory_cost,
-                parallelism=self.parallelism,
-                hash_len=32,
-                type=Type.ID,
-            )
-        except HashingError:
-            raise BackupUnusable(
-                "The backup's key parameters cannot be used: this is not a Tokensmith backup."
-            ) from None
+        return _derived(passphrase, self.salt, self.time_cost, self.memory_cost, self.parallelism)
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -149,6 +137,24 @@ class Encrypted(Seal):
                 f"The backup is damaged: part {index + 1} fails its authentication (the file was altered or "
                 "corrupted). Nothing was restored; use another copy."
             ) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _derived(passphrase: str, salt: bytes, time_cost: int, memory_cost: int, parallelism: int) -> bytes:
+    """argon2id's key, costly on purpose (a second or so): a restore reads its file twice (checked
+    whole first, then restored), and derives it once."""
+    try:
+        return hash_secret_raw(
+            passphrase.encode(),
+            salt,
+            time_cost=time_cost,
+            memory_cost=memory_cost,
+            parallelism=parallelism,
+            hash_len=32,
+            type=Type.ID,
+        )
+    except HashingError:
+        raise BackupUnusable("The backup's key parameters cannot be used: this is not a Tokensmith backup.") from None
 
 
 def _kdf_of(fields: object) -> _Kdf:
