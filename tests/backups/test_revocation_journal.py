@@ -97,7 +97,7 @@ def test_every_way_a_token_ends_is_journaled_when_it_commits_without_a_secret(st
         ("token", "laptop", RevokeReason.OWNER),
         ("token", "rotated", RevokeReason.ROTATED),
         ("token", "leaked", RevokeReason.LEAK_REPORTED),
-        ("account", "kim", None),
+        ("account", "kim", None),  # state "disabled"
         ("token", "kim's", RevokeReason.ACCOUNT_DISABLED),
     }
     assert all(line["at"] and line["created_at"] for line in lines)
@@ -137,23 +137,48 @@ def test_replayed_into_an_older_copy_exactly_what_was_ended_since_ends_again(sto
         journal = revocation_journal.read(store.settings.revocation_journal_dir)
         with unit_of_work(session_factory(backup.engine)) as session:
             replayed = revocation_journal.replay(session, journal)
-            # bo's account is disabled again first (the journal's order), which revokes bo's token with it.
-            assert [(entry.name, owner) for entry, owner in replayed.tokens] == [("stolen laptop", "ana")]
-            assert [(entry.label, revoked) for entry, revoked in replayed.accounts] == [("bo", 1)]
+            # Each token by name, then bo's account, whose token went already.
+            assert sorted((entry.name, owner) for entry, owner in replayed.tokens) == [
+                ("bo's", "bo"),
+                ("stolen laptop", "ana"),
+            ]
+            assert [(entry.label, revoked) for entry, revoked in replayed.accounts] == [("bo", 0)]
         with unit_of_work(session_factory(backup.engine)) as session:
             state = {row.name: row.revoked_reason for row in session.scalars(select(PersonalToken))}
             assert state == {
                 "stolen laptop": RevokeReason.RESTORED_REVOCATION,
                 "kept": None,
                 "revoked before": RevokeReason.OWNER,
-                "bo's": RevokeReason.ACCOUNT_DISABLED,
+                "bo's": RevokeReason.RESTORED_REVOCATION,
             }
             assert not session.scalars(select(User).where(User.username == "bo")).one().is_active
             said = session.scalars(select(AuditEvent).where(AuditEvent.actor == revocation_journal.ACTOR)).all()
-            assert sorted(event.details.get("journaled_reason", "") for event in said) == ["", "", "owner"]
+            assert sorted(event.details.get("journaled_reason", "") for event in said) == [
+                "",
+                "account_disabled",
+                "owner",
+            ]
             assert sorted(event.action for event in said) == ["token.revoked", "token.revoked", "user.disabled"]
             again = revocation_journal.replay(session, journal)  # idempotent
             assert again.tokens == [] and again.accounts == []
+    finally:
+        backup.engine.dispose()
+
+
+def test_an_account_disabled_and_enabled_again_before_the_backup_stays_enabled(store: Store, tmp_path: Path) -> None:
+    with store.unit() as session:
+        owner = users.create_user(session, "eve", "eve@example.test", actor="tests")
+        users.disable_user(session, owner, actor="admin")
+    with store.unit() as session:
+        users.enable_user(session, session.get(User, owner.id), actor="admin")
+    backup = store.copy_to(tmp_path / "restored")
+    assert [line.get("state") for line in store.lines()] == ["disabled", "enabled"]
+    try:
+        with unit_of_work(session_factory(backup.engine)) as session:
+            replayed = revocation_journal.replay(
+                session, revocation_journal.read(store.settings.revocation_journal_dir)
+            )
+            assert replayed.accounts == [] and session.get(User, owner.id).is_active
     finally:
         backup.engine.dispose()
 

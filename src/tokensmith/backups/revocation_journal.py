@@ -4,7 +4,8 @@ a restore can revoke again what was revoked after its backup was taken.
 A restored backup brings back the store as it was at the backup's moment: every token revoked
 since then is live in it again (the stolen laptop's token works again), and every account
 disabled since then is enabled. The store cannot know better; the journal can. It listens to
-the audit trail (a token revoked, reported leaked or rotated away; an account disabled) and,
+the audit trail (a token revoked, reported leaked or rotated away; an account disabled, or
+enabled again) and,
 when the unit of work that did it commits, appends one JSON line per act to
 ``TOKENSMITH_REVOCATION_JOURNAL/HOST.jsonl`` (default ``DATA_DIR/revocations``), synced to disk
 before the commit: a revocation that committed is in the journal. (A unit that fails after
@@ -15,8 +16,8 @@ a reason to refuse a revocation.
 A line names the token by its id, its creation time and its hint, never by anything secret;
 `replay` revokes again each live token of the store that matches all three (an id alone could
 be a token made after the restore), with reason ``restored_revocation``, and disables again
-each account that matches its id, username and creation time. Replaying is idempotent: what is
-revoked already is left alone. See docs/architecture.md, "Backups and restore".
+each account whose last journaled act was its disabling and that matches its id and creation
+time. Replaying is idempotent: what is revoked already is left alone. See docs/architecture.md, "Backups and restore".
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ _TOKEN_ENDED: dict[str, str] = {
     AuditAction.TOKEN_LEAK_REPORTED: "token_id",
     AuditAction.TOKEN_ROTATED: "replaced_token_id",
 }
+# An account disabled and enabled again before the backup must not be disabled by a replay: both
+# are journaled, and the last one counts.
+_ACCOUNT_STATES = {AuditAction.USER_DISABLED: "disabled", AuditAction.USER_ENABLED: "enabled"}
 _directory: Path | None = None
 
 
@@ -91,11 +95,12 @@ def for_event(session: Session, recorded: AuditEvent) -> None:
                 "user_id": row.user_id,
                 "reason": str(row.revoked_reason or details.get("reason") or ""),
             }
-    elif recorded.action == AuditAction.USER_DISABLED and recorded.user_id is not None:
+    elif recorded.action in _ACCOUNT_STATES and recorded.user_id is not None:
         user = session.get(User, recorded.user_id)
         if user is not None:
             line = {
                 "kind": "account",
+                "state": _ACCOUNT_STATES[recorded.action],
                 "user_id": user.id,
                 "created_at": user.created_at.isoformat(),
                 "username": user.username,
@@ -143,7 +148,8 @@ def _host_name() -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """One journaled act: a token ended (``kind`` "token") or an account disabled ("account")."""
+    """One journaled act: a token ended (``kind`` "token") or an account disabled or enabled again
+    (``kind`` "account", ``state`` "disabled" or "enabled")."""
 
     at: datetime
     kind: str
@@ -152,6 +158,7 @@ class Entry:
     label: str  # the token's hint, or the account's username
     name: str = ""
     reason: str = ""
+    state: str = ""
 
 
 @dataclass
@@ -198,11 +205,12 @@ def _parsed(raw: bytes) -> Entry | None:
             label=label,
             name=str(line.get("name", "")),
             reason=str(line.get("reason", "")),
+            state=str(line.get("state", "")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     valid = (
-        entry.kind in ("token", "account")
+        (entry.kind == "token" or (entry.kind == "account" and entry.state in _ACCOUNT_STATES.values()))
         and type(entry.id) is int
         and isinstance(entry.label, str)
         and entry.at.tzinfo is not None
@@ -220,30 +228,25 @@ class Replayed:
 
 
 def replay(session: Session, journal: Journal, *, actor: str = ACTOR) -> Replayed:
-    """Revoke again every live token, and disable again every active account, that the journal
-    says was ended; each is matched by id, creation time and hint (username)."""
+    """Revoke again every live token the journal says was ended, then disable again every active
+    account whose last journaled act was its disabling: tokens are matched by id, creation time
+    and hint, accounts by id and creation time."""
     replayed = Replayed()
+    last_acts: dict[tuple[int, datetime], Entry] = {}
     for entry in journal.entries:
-        if entry.kind == "token":
-            row = session.get(PersonalToken, entry.id)
-            if (
-                row is None
-                or row.revoked_at is not None
-                or (row.created_at, row.hint) != (entry.created_at, entry.label)
-            ):
-                continue
-            if token_lifecycle.revoke_again(
-                session, row, actor=actor, journaled_at=entry.at.isoformat(), journaled_reason=entry.reason
-            ):
-                replayed.tokens.append((entry, row.owner.username))
-        else:
-            user = session.get(User, entry.id)
-            if (
-                user is None
-                or not user.is_active
-                or (user.created_at, user.username) != (entry.created_at, entry.label)
-            ):
-                continue
+        if entry.kind == "account":
+            last_acts[(entry.id, entry.created_at)] = entry  # the entries are in order of time
+            continue
+        row = session.get(PersonalToken, entry.id)
+        if row is None or row.revoked_at is not None or (row.created_at, row.hint) != (entry.created_at, entry.label):
+            continue
+        if token_lifecycle.revoke_again(
+            session, row, actor=actor, journaled_at=entry.at.isoformat(), journaled_reason=entry.reason
+        ):
+            replayed.tokens.append((entry, row.owner.username))
+    for (user_id, created_at), entry in last_acts.items():
+        user = session.get(User, user_id)
+        if entry.state == "disabled" and user is not None and user.is_active and user.created_at == created_at:
             replayed.accounts.append((entry, users.disable_user(session, user, actor=actor)))
     return replayed
 
