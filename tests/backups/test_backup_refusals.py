@@ -10,9 +10,11 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from tests.conftest import unavailable
@@ -46,7 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def backup(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = watch(tmp_path_factory.mktemp("backups") / "plain.tsbackup")  # the no-secret check reads it
+    path = watch(tmp_path_factory.mktemp("backups") / "plain.tsbackup")  # no secret in it (its store: zlib)
     made = server.cli("backup", "create", str(path))
     assert made.returncode == 0, made.stderr
     return path
@@ -150,6 +152,22 @@ def test_a_backup_never_replaces_a_file_nor_goes_into_the_data_dir(server, backu
     inside = server.cli("backup", "create", str(server.data_dir / "backup.tsbackup"))
     assert inside.returncode == 2 and "inside the data dir" in inside.stderr
     assert not (server.data_dir / "backup.tsbackup").exists()
+
+
+def test_on_a_terminal_each_step_shows_its_progress_and_elsewhere_one_line(server, backup):
+    at_a_terminal = pexpect.spawn(
+        sys.executable,
+        ["-m", "tokensmith", "backup", "verify", str(backup)],
+        env=server.env,
+        encoding="utf-8",
+        dimensions=(24, 160),
+        timeout=60,
+    )
+    at_a_terminal.expect(pexpect.EOF)
+    shown = at_a_terminal.before
+    assert f"Checking {backup.name}" in shown and "✓" in shown and "is a whole Tokensmith backup" in shown
+    in_a_script = server.cli("backup", "verify", str(backup))
+    assert in_a_script.stderr == "" and in_a_script.stdout.count("\n") == 1
 
 
 @contextlib.contextmanager
