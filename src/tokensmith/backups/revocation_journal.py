@@ -57,7 +57,7 @@ _TOKEN_ENDED: dict[str, str] = {
 }
 # An account disabled and enabled again before the backup must not be disabled by a replay: both
 # are journaled, and the last one counts.
-_ACCOUNT_STATES = {AuditAction.USER_DISABLED: "disabled", AuditAction.USER_ENABLED: "enabled"}
+_ACCOUNT_STATES: dict[str, str] = {AuditAction.USER_DISABLED: "disabled", AuditAction.USER_ENABLED: "enabled"}
 _directory: Path | None = None
 
 
