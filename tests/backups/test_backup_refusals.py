@@ -171,12 +171,13 @@ def test_on_a_terminal_each_step_shows_its_progress_and_elsewhere_one_line(serve
 
 
 @contextlib.contextmanager
-def small_disk(folder: Path, size: str) -> Iterator[Path]:
+def small_disk(folder: Path, size: str, *options: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``folder`` for the block's length: a disk that fills up for
     real (ENOSPC on the write that does not fit), unlike RLIMIT_FSIZE, which fails the one
     process with EFBIG whatever the disk holds."""
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)])
+    mount_options = ",".join([f"size={size}", "mode=0700", *options])
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", mount_options, "tmpfs", str(folder)])
     if mounted.returncode != 0:
         unavailable("a tmpfs cannot be mounted here (the test needs root)")
     try:
@@ -201,3 +202,11 @@ def test_a_disk_that_fills_up_during_a_backup_leaves_no_file_behind_and_the_serv
         assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     with contextlib.closing(sqlite3.connect(f"file:{server.data_dir / 'tokensmith.db'}?mode=ro", uri=True)) as store:
         assert store.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.skipif(shutil.which("mount") is None, reason="no mount(8)")
+def test_a_disk_that_cannot_be_written_is_said_so_in_one_line(server, tmp_path):
+    with small_disk(tmp_path / "read-only", "1m", "ro") as disk:
+        failed = server.cli("backup", "create", str(disk / "nightly.tsbackup"))
+    assert failed.returncode == 1 and "Cannot write in" in failed.stderr and "Read-only file system" in failed.stderr
+    assert "Traceback" not in failed.stderr and failed.stderr.count("\n") == 1

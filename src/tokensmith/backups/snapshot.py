@@ -18,6 +18,7 @@ the partial file and the scratch folder are removed, and the running server was 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -111,9 +112,10 @@ def create_backup(
     if engine is not None:
         require_existing_store(settings, engine)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    scratch: Path | None = None
     writer: BackupWriter | None = None
     try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, data_dir.FILE_MODE)
         with os.fdopen(descriptor, "wb") as handle:
             writer = BackupWriter(handle, seal, watch.advance)
@@ -146,10 +148,13 @@ def create_backup(
                 "and the running server was only read, never changed. Free some space there, or write the backup "
                 "to another disk."
             ) from None
+        if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise BackupFailed(f"Cannot write in {path.parent}: {error.strerror}. Nothing was written.") from None
         raise
     finally:
         partial.unlink(missing_ok=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         if engine is not None:
             engine.dispose()
     return Summary(path, path.stat().st_size, time.monotonic() - started, passphrase is not None, manifest)
