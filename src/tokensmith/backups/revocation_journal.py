@@ -197,10 +197,11 @@ def _parsed(raw: bytes) -> Entry | None:
         line = json.loads(raw)
         kind = line["kind"]
         label = line["hint"] if kind == "token" else line["username"]
+        ident = line["token_id"] if kind == "token" else line["user_id"]
         entry = Entry(
             at=datetime.fromisoformat(line["at"]),
             kind=kind,
-            id=line["token_id"] if kind == "token" else line["user_id"],
+            id=ident,
             created_at=datetime.fromisoformat(line["created_at"]),
             label=label,
             name=str(line.get("name", "")),
@@ -209,10 +210,11 @@ def _parsed(raw: bytes) -> Entry | None:
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+    # The JSON's own types, checked here since the dataclass does not check what it is given.
     valid = (
-        (entry.kind == "token" or (entry.kind == "account" and entry.state in _ACCOUNT_STATES.values()))
-        and type(entry.id) is int
-        and isinstance(entry.label, str)
+        (kind == "token" or (kind == "account" and entry.state in _ACCOUNT_STATES.values()))
+        and type(ident) is int
+        and isinstance(label, str)
         and entry.at.tzinfo is not None
         and entry.created_at.tzinfo is not None
     )
