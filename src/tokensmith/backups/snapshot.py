@@ -113,10 +113,12 @@ def create_backup(
         require_existing_store(settings, engine)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     scratch: Path | None = None
+    made_partial = False  # unlink on a read-only disk fails (EROFS) even for a file that is not there
     writer: BackupWriter | None = None
     try:
         scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, data_dir.FILE_MODE)
+        made_partial = True
         with os.fdopen(descriptor, "wb") as handle:
             writer = BackupWriter(handle, seal, watch.advance)
             contents, store = _store(writer, settings, engine, scratch, watch)
@@ -152,7 +154,8 @@ def create_backup(
             raise BackupFailed(f"Cannot write in {path.parent}: {error.strerror}. Nothing was written.") from None
         raise
     finally:
-        partial.unlink(missing_ok=True)
+        if made_partial:
+            partial.unlink(missing_ok=True)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         if engine is not None:
