@@ -22,6 +22,7 @@ from sqlalchemy import select
 from tests.conftest import new_postgres_database
 from tests.support.git import GitUser
 from tests.support.ledger import remember, watch
+from tests.support.maven import dependency_get, write_settings
 from tests.support.pages import sign_in
 from tests.support.postgres import PostgresServer
 from tests.support.servers import LiveServer
@@ -29,14 +30,6 @@ from tokensmith.store.models import Release
 
 PROJECT, GROUP_ID = "acme", "com.acme.backup"
 PASSPHRASE = remember("the passphrase of the live backup test")
-MAVEN_SETTINGS = """<settings>
-  <mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>
-  <servers><server><id>studio</id><username>alice</username><password>{token}</password></server></servers>
-  <profiles><profile><id>studio</id><repositories><repository><id>studio</id>
-    <url>{url}/maven/studio/</url></repository></repositories></profile></profiles>
-  <activeProfiles><activeProfile>studio</activeProfile></activeProfiles>
-</settings>
-"""
 
 
 @dataclass
@@ -341,24 +334,10 @@ def the_releases_resolve(
     for group in (GROUP_ID, "nuxeo-studio"):
         on_disk = {path.name for path in (studio / group.replace(".", "/") / PROJECT).iterdir() if path.is_dir()}
         assert on_disk == versions, group  # no release without its files, no files without their release
-    settings = base / "settings.xml"
-    settings.write_text(MAVEN_SETTINGS.format(token=deployment.alice.token, url=restored.base_url))
+    settings = write_settings(base / "settings.xml", restored.base_url, "alice", deployment.alice.token)
     newest = max(versions, key=lambda version: tuple(int(part) for part in version.split(".")))
-    resolved = subprocess.run(
-        [
-            mvn,
-            "-B",
-            "-q",
-            "-s",
-            str(settings),
-            f"-Dmaven.repo.local={base / 'm2'}",
-            "org.apache.maven.plugins:maven-dependency-plugin:get",
-            f"-Dartifact={GROUP_ID}:{PROJECT}:[0.0.1,99.0.0)",  # through maven-metadata.xml, as rewritten
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # A version range: resolved through maven-metadata.xml, as the restore rewrote it.
+    resolved = dependency_get(mvn, settings, base / "m2", f"{GROUP_ID}:{PROJECT}:[0.0.1,99.0.0)")
     assert resolved.returncode == 0, resolved.stdout[-2000:]
     jar = base / "m2" / GROUP_ID.replace(".", "/") / PROJECT / newest / f"{PROJECT}-{newest}.jar"
     assert jar.is_file()
