@@ -56,12 +56,13 @@ class BackupFigures:
         }
 
     def summary(self) -> str:
-        plain = self.file_bytes["plain"]
+        plain, encrypted = self.file_bytes["plain"], self.file_bytes["encrypted"]
         return (
             f"backup of {self.tokens:,} tokens ({self.store_bytes / 1e6:.0f} MB store) and a "
-            f"{self.repository.bytes / 1e6:.0f} MB repository: create {self.median('create'):.1f} s, encrypted "
-            f"{self.median('create, encrypted'):.1f} s, {plain / 1e6:.0f} MB ({plain / self.data_dir_bytes:.0%} of the "
-            f"data dir); verify {self.median('verify'):.1f} s, restore {self.median('restore'):.1f} s"
+            f"{self.repository.bytes / 1e6:.0f} MB repository ({self.data_dir_bytes / 1e6:.0f} MB data dir): create "
+            f"{self.median('create'):.1f} s, {plain / 1e6:.0f} MB ({plain / self.data_dir_bytes:.0%} of the data dir); "
+            f"encrypted {self.median('create, encrypted'):.1f} s, {encrypted / 1e6:.0f} MB; verify "
+            f"{self.median('verify'):.1f} s, restore {self.median('restore'):.1f} s"
         )
 
 
