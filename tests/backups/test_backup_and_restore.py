@@ -218,6 +218,7 @@ def test_a_backup_taken_while_people_work_comes_back_whole_and_no_revoked_token_
     restored, said = restore_elsewhere(deployment, backup, sealed, tmp_path_factory)
     try:
         assert "Restored the backup of" in said and "Browser sessions ended: 1" in said
+        assert "Second factors are as they were then" in said and "tokensmith users reset-2fa USER" in said
         replayed = the_journal_replayed(deployment, restored, said)
         assert "token “laptop”" in replayed and "account carol" in replayed
 

@@ -141,6 +141,10 @@ class Restored:
                 "Everything made after that moment is not in it: tokens, accounts, projects, releases, passwords "
                 "changed since, and pushes made after the backup was written."
             ),
+            (
+                "Second factors are as they were then: one removed since (a lost phone's) works again, and so does a "
+                "recovery code used since; `tokensmith users reset-2fa USER` removes a person's."
+            ),
             f"Browser sessions ended: {self.sessions_ended} (everyone signs in again); pending device logins dropped.",
         ]
         if self.journal is None:
