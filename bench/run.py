@@ -31,6 +31,9 @@
    (``bench/reference_routes.py``).
 10. GitHub's secret-scanning partner endpoint on SQLite: a signed report of 1,000 live tokens,
    each revoked and audited, at most 1 s (``bench/secret_scanning.py``).
+11. A backup of a million tokens on SQLite and the bench repository, released once: ``tokensmith
+   backup create`` plain and encrypted, ``verify``, ``restore``; seconds and the file's size
+   (``bench/backup.py``).
 
 ``--issue-14`` runs only the parts that hold issue 14's targets (the routes on both stores with
 the bare FastAPI route and the style sheet beside them, git clone and fetch against their
@@ -59,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench import report  # noqa: E402
+from bench.backup import BackupFigures, measure_backup  # noqa: E402
 from bench.check_scale import ScaleFigures as CheckScaleFigures  # noqa: E402
 from bench.check_scale import measure_check_scale  # noqa: E402
 from bench.client_start import ClientFigures, measure_client_start  # noqa: E402
@@ -125,6 +129,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-check-scale", action="store_true", help="no check among 1k and 1M tokens")
     parser.add_argument("--skip-reference", action="store_true", help="no /nuxeo/… addresses against their routes' own")
     parser.add_argument("--skip-secret-scanning", action="store_true", help="no secret-scanning report of 1,000 tokens")
+    parser.add_argument("--skip-backup", action="store_true", help="no backup of the bench's store and repository")
+    parser.add_argument("--backup-rounds", type=int, default=2, help="rounds of each backup command (2)")
     parser.add_argument(
         "--issue-14",
         action="store_true",
@@ -139,7 +145,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.issue_14:
         args.skip_check = args.skip_mixed = args.skip_client = args.skip_scale = args.skip_download = True
-        args.skip_install = args.skip_reference = args.skip_secret_scanning = True
+        args.skip_install = args.skip_reference = args.skip_secret_scanning = args.skip_backup = True
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
@@ -163,6 +169,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         or args.skip_install
         or args.skip_reference
         or args.skip_secret_scanning
+        or args.skip_backup
         or set(args.backends) != set(report.BACKEND_NAMES)
     ):
         parser.error("--write-docs needs the full run (every part, both stores)")
@@ -199,6 +206,7 @@ def main(argv: list[str]) -> int:
     route_scale: RouteScaleFigures | None = None
     reference: ReferenceFigures | None = None
     scanning: ScanningFigures | None = None
+    backup: BackupFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -300,6 +308,9 @@ def main(argv: list[str]) -> int:
             print("GitHub's secret-scanning endpoint on SQLite: a signed report of 1,000 live tokens, 3 rounds")
             scanning = measure_secret_scanning(workdir / "secret-scanning", options)
             print(f"  {scanning.summary()}")
+        if not args.skip_backup:
+            print("Backup of a million tokens on SQLite and the bench repository: create, verify, restore")
+            backup = measure_backup(workdir / "backup", options, rounds=args.backup_rounds)
     except BenchError as error:
         print(f"\nBenchmark failed: {error}", file=sys.stderr)
         return 1
@@ -330,6 +341,7 @@ def main(argv: list[str]) -> int:
         route_scale,
         install,
         reference,
+        backup,
     )
     if scanning is not None:
         figures += "\n" + scanning.markdown()
@@ -356,6 +368,7 @@ def main(argv: list[str]) -> int:
                 "route_scale": route_scale.as_dict() if route_scale else None,
                 "reference_routes": reference.as_dict() if reference else None,
                 "secret_scanning": scanning.as_dict() if scanning else None,
+                "backup": backup.as_dict() if backup else None,
             },
             indent=2,
         )

@@ -108,6 +108,13 @@ class Settings:
     # TOKENSMITH_REQUIRE_2FA: people who sign in with a password enrol a second factor before
     # anything else (accounts/second_factors.py).
     require_second_factor: bool = False
+    # Where every revocation is also written, apart from the store, for a restore to replay
+    # (backups/revocation_journal.py); None: DATA_DIR/revocations.
+    revocation_journal: Path | None = None
+
+    @property
+    def revocation_journal_dir(self) -> Path:
+        return self.revocation_journal or self.data_dir / "revocations"
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -173,6 +180,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         revoke_unused_after_days=_days(env, "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", minimum=MIN_UNUSED_DAYS),
         sweep_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
         require_second_factor=_flag(env, "TOKENSMITH_REQUIRE_2FA", default=False),
+        revocation_journal=Path(journal) if (journal := env.get("TOKENSMITH_REVOCATION_JOURNAL")) else None,
     )
 
 

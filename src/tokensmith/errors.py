@@ -233,6 +233,19 @@ class InvalidInput(TokensmithError):
     code = "invalid_input"
 
 
+class BackupUnusable(InvalidInput):
+    """A backup file that cannot be restored: damaged, cut short, sealed with another passphrase,
+    or made by a newer Tokensmith. Said before anything is touched."""
+
+    code = "backup_unusable"
+
+
+class BackupFailed(TokensmithError):
+    """A backup could not be written (its disk filled up, a tool failed): nothing was left behind."""
+
+    code = "backup_failed"
+
+
 class Conflict(TokensmithError):
     code = "conflict"
 

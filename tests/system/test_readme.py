@@ -596,6 +596,8 @@ def test_the_readme_runs_top_to_bottom_as_written(walk: Walk) -> None:
         "Released acme-contracts",
         "Registered instance",
         f"Logged out of {walk.url}",
+        "is a whole Tokensmith backup",  # Backups: create, verify, and a restore into a folder of its own
+        "Replayed the revocation journal var/revocations",
     ):
         assert said in everything, said
     assert (walk.home / "acme-contracts" / ".git").is_dir() and (

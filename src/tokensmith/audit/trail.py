@@ -61,6 +61,7 @@ class AuditAction(StrEnum):
     RECOVERY_CODE_USED = "2fa.recovery_code_used"
     SECOND_FACTORS_RESET = "2fa.reset"
     SECOND_STEP_FAILED = "2fa.second_step_failed"
+    BACKUP_RESTORED = "backup.restored"
 
 
 class RevokeReason(StrEnum):
@@ -78,6 +79,7 @@ class RevokeReason(StrEnum):
     PARENT_REVOKED = "parent_revoked"
     SECRET_SCANNING = "secret_scanning"
     UNUSED = "unused"
+    RESTORED_REVOCATION = "restored_revocation"
 
 
 # What a person reads about their own account on the My Tokens page. These tables are keyed by
@@ -126,6 +128,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "sign-in asks for your password alone until you add one",
     AuditAction.SECOND_STEP_FAILED: "A wrong code was typed at the second step, after your password: if it was not "
     "you, someone knows your password; change it",
+    AuditAction.BACKUP_RESTORED: "Tokensmith was restored from a backup taken {taken_at}; everyone signs in again",
 }
 
 # Why a token was revoked, as its owner reads it on the page ...
@@ -143,6 +146,9 @@ REVOKE_REASONS: dict[str, str] = {
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
     RevokeReason.SECRET_SCANNING: " after GitHub's secret scanning found it in public",
     RevokeReason.UNUSED: " because it had not been used for too long",
+    RevokeReason.RESTORED_REVOCATION: (
+        " again after Tokensmith was restored from a backup (it had been revoked after that backup was taken)"
+    ),
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES: dict[str, str] = {
@@ -159,6 +165,7 @@ REVOKE_CAUSES: dict[str, str] = {
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
     RevokeReason.SECRET_SCANNING: "GitHub's secret scanning found it in public",
     RevokeReason.UNUSED: "it had not been used for too long: this server revokes unused tokens",
+    RevokeReason.RESTORED_REVOCATION: "it had been revoked after the backup Tokensmith was restored from",
 }
 
 

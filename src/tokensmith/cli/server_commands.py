@@ -28,6 +28,12 @@ packages_app = typer.Typer(
     help="The package (hotfix) repository.", no_args_is_help=True, rich_markup_mode=None, add_completion=False
 )
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+backup_app = typer.Typer(
+    help="Backups of the whole deployment: create, verify, restore.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+)
 tokens_app = typer.Typer(rich_markup_mode=None, add_completion=False)  # tokens create, tokens revoke-all
 
 
@@ -37,7 +43,13 @@ def group(module: str, name: str) -> Any:
     load(module)
     if name == "serve":
         return typer.main.get_command(app)
-    groups = {"users": users_app, "projects": projects_app, "packages": packages_app, "audit": audit_app}
+    groups = {
+        "users": users_app,
+        "projects": projects_app,
+        "packages": packages_app,
+        "audit": audit_app,
+        "backup": backup_app,
+    }
     if name in groups:
         return typer.main.get_group(groups[name])  # a group even while it holds one command
     return typer.main.get_group(tokens_app).commands[name]

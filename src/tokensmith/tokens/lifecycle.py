@@ -511,6 +511,12 @@ def revoke_successors(session: Session, replaced_token_id: int) -> int:
     return revoked
 
 
+def revoke_again(session: Session, row: PersonalToken, *, actor: str, **details: Any) -> bool:
+    """A token revoked after the backup a restore brought back, revoked again (the revocation
+    journal's replay, backups/revocation_journal.py); ``details``: what the journal says of it."""
+    return _revoke(session, row, actor=actor, reason=RevokeReason.RESTORED_REVOCATION, **details)
+
+
 def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **where: Unpack[PushedAt]) -> bool:
     """Push protection found ``row`` in a push (``where``: repository, commit, path): revoke it,
     with the pusher as the actor."""

@@ -36,6 +36,7 @@ from tokensmith.accounts.authentication import Authenticator
 from tokensmith.accounts.identity_provider import OpenIdProvider
 from tokensmith.accounts.throttle import SignInThrottle, ThrottlePruner
 from tokensmith.audit import mail, notices
+from tokensmith.backups import revocation_journal
 from tokensmith.config import Settings
 from tokensmith.errors import StoreUnavailable
 from tokensmith.housekeeping import Periodic
@@ -89,6 +90,7 @@ class Runtime:
         throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
         mail_engine, mail_jobs = _mail_jobs(settings)
+        revocation_journal.listen(settings)  # every revocation also apart from the store, for a restore
         return cls(
             settings=settings,
             engine=engine,
