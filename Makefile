@@ -89,9 +89,14 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# The checks first (a finding fails the run before any server starts), then the whole suite.
+# The checks first (a finding fails the run before any server starts), then the whole suite:
+# on two workers (pytest-xdist; a test file stays on one worker, so its module's servers are
+# shared), then, alone, the tests marked serial (their timing must not share the two cores).
+# pytest's status 5 is "no test selected": PYTEST_ARGS may name files with none marked serial.
+PYTEST := TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest
 test: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider nuxeo-cli lint
-	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST) -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(PYTEST) -m serial $(PYTEST_ARGS) || [ $$? = 5 ]
 
 # The inner loop: the checks, then the unit tests, those that start no server (tests/conftest.py
 # marks the rest slow; here any test that starts a process other than git, or listens on a
@@ -102,7 +107,7 @@ check: lint
 # The same suite, measured: coverage follows every server and command the tests start (a fifth
 # slower, which is why `make test` does without).
 coverage: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider nuxeo-cli
-	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(PYTEST) --cov --cov-report=term $(PYTEST_ARGS)
 
 bench: $(STAMP) system-packages
 	$(PY) bench/run.py $(BENCH_ARGS)

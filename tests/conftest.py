@@ -30,6 +30,9 @@ from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys, parse_keys
 from tokensmith.tokens import lifecycle as token_lifecycle
 
+# After each session's last test, what the tests left is read for the secrets they used.
+pytest_plugins = ["tests.support.no_secrets_written"]
+
 # `make test` sets this: there, a missing browser or PostgreSQL is a failure, not a skip.
 REQUIRE_ALL = os.environ.get("TOKENSMITH_TEST_REQUIRE_ALL") == "1"
 TEST_KEY = "1:" + "k" * 40
@@ -70,11 +73,9 @@ def is_slow(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``last`` run after all others: they inspect what the whole run left."""
     for item in items:
         if is_slow(item):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 def _refused(what: str) -> Callable[..., None]:

@@ -20,7 +20,8 @@ from tests.support.ledger import remember
 from tests.support.servers import LiveServer, ServerFailed
 from tokensmith.tokens import format as token_format
 
-pytestmark = pytest.mark.slow  # every test here starts `tokensmith serve` itself
+# Every test here starts `tokensmith serve` itself; serial: uvicorn gives a worker 5 s to start.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 MALFORMED = 'tokensmith_authentications_total{method="token",outcome="malformed"}'
 

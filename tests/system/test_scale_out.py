@@ -46,7 +46,8 @@ from tokensmith.store.database import MIGRATIONS_DIR, session_factory, transacti
 from tokensmith.store.models import Project, User
 from tokensmith.tokens import format as token_format
 
-pytestmark = pytest.mark.postgres
+# serial: three instances under wrk, whose figures the other worker's load would skew.
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 PASSWORD = "a fleet operator's password"
 FAILOVER_LUA = Path(__file__).resolve().parent.parent / "support" / "failover.lua"

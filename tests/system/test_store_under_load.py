@@ -35,7 +35,8 @@ from tokensmith.store.server_keys import load_server_keys
 from tokensmith.tokens import check as token_check
 from tokensmith.tokens import listing as token_listing
 
-pytestmark = pytest.mark.browser
+# serial: no request may take a second (SLOW), measured while this module alone loads the cores.
+pytestmark = [pytest.mark.browser, pytest.mark.serial]
 
 LOAD_SECONDS = 15
 ALONE_SECONDS = 4
