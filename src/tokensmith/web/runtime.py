@@ -79,10 +79,12 @@ class Runtime:
         keys = load_server_keys(settings)
         metrics.worker_started()
         # On SQLite, checkpoints are the WalCheckpointer's: no request waits for the disk.
-        engine = create_store_engine(settings, checkpoints=False)
+        engine = create_store_engine(settings, checkpoints=False, bounded=True)
         # One connection each for the threads behind the requests: the usage writer, the
         # throttle's pruner and, on SQLite, the checkpointer.
-        usage = UsageWriter(create_store_engine(settings, pool=Pool(size=3, overflow=0), checkpoints=False)).start()
+        usage = UsageWriter(
+            create_store_engine(settings, pool=Pool(size=3, overflow=0), checkpoints=False, bounded=True)
+        ).start()
         throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
         mail_engine, mail_jobs = _mail_jobs(settings)
@@ -170,7 +172,7 @@ def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
     """With mail on: its sender and the expiry reminders, threads on a small engine of their own."""
     if notices.listen(settings) is None:
         return None, []
-    engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
+    engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False, bounded=True)
     return engine, [
         mail.MailSender(engine, settings.mail).start(),
         notices.ExpiryReminders(engine, settings.mail.reminder_seconds).start(),
