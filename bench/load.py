@@ -211,7 +211,7 @@ class BenchServer:
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--no-access-log",
+            # The access log on, as people run the server (its lines go to server.log).
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -26,7 +26,7 @@ from tests.support.postgres import PostgresUnavailable, _ensure_postgres_user, f
 from tests.support.processes import stop_process
 
 # What Patroni is told, besides addresses, folders and passwords: the configuration
-# docs/deployment.md shows, with the timings shortened so that a failover takes seconds.
+# docs/deployment.md shows (tests/system/test_failover.py holds the two the same).
 # ttl: how long the leader key outlives its last renewal (a leader that dies or hangs is
 # replaced after at most this); loop_wait: how often each Patroni looks; retry_timeout: how long
 # it retries etcd and PostgreSQL before it gives up its leadership (loop_wait + 2 × retry_timeout
@@ -57,10 +57,10 @@ name: {name}
 log:
   level: INFO
 restapi:
-  listen: 127.0.0.1:{api_port}
-  connect_address: 127.0.0.1:{api_port}
+  listen: {address}:{api_port}
+  connect_address: {address}:{api_port}
 etcd3:
-  hosts: 127.0.0.1:{etcd_port}
+  hosts: {etcd}
 bootstrap:
   dcs:
 {dcs}
@@ -70,11 +70,11 @@ bootstrap:
     - auth: scram-sha-256
   pg_hba:
     - local all all scram-sha-256
-    - host all all 127.0.0.1/32 scram-sha-256
-    - host replication replicator 127.0.0.1/32 scram-sha-256
+    - host all all {network} scram-sha-256
+    - host replication replicator {network} scram-sha-256
 postgresql:
-  listen: 127.0.0.1:{port}
-  connect_address: 127.0.0.1:{port}
+  listen: {address}:{port}
+  connect_address: {address}:{port}
   data_dir: {folder}/data
   bin_dir: {bin_dir}
   pgpass: {folder}/pgpass
@@ -92,8 +92,24 @@ postgresql:
       password: "{password}"
   parameters:
     unix_socket_directories: "{folder}"
-    fsync: "off"
 """
+
+
+# The values docs/deployment.md shows the configuration with: a production layout's.
+DOCUMENTED = {
+    "namespace": "tokensmith",
+    "name": "db1",
+    "folder": "/var/lib/patroni",
+    "address": "10.0.3.1",
+    "network": "10.0.0.0/16",
+    "api_port": 8008,
+    "etcd": "etcd1.internal:2379,etcd2.internal:2379,etcd3.internal:2379",
+    "dcs": DCS,
+    "port": 5432,
+    "bin_dir": "/usr/lib/postgresql/15/bin",
+    "password": "…",
+    "replication_password": "…",
+}
 
 
 class PatroniUnavailable(RuntimeError):
@@ -195,17 +211,24 @@ class Node:
         return self.folder / "patroni.log"
 
     def configuration(self) -> str:
-        return NODE.format(
-            namespace=self.cluster.namespace,
-            name=self.name,
-            folder=self.folder,
-            api_port=self.api_port,
-            etcd_port=self.cluster.etcd.port,
-            dcs=DCS,
-            port=self.port,
-            bin_dir=Path(find_binary("pg_ctl")).resolve().parent,  # the symlinks in /usr/local/bin lack pg_controldata
-            password=self.cluster.password,
-            replication_password=self.cluster.replication_password,
+        return (
+            NODE.format(
+                namespace=self.cluster.namespace,
+                name=self.name,
+                folder=self.folder,
+                address="127.0.0.1",
+                network="127.0.0.1/32",
+                api_port=self.api_port,
+                etcd=f"127.0.0.1:{self.cluster.etcd.port}",
+                dcs=DCS,
+                port=self.port,
+                bin_dir=Path(find_binary("pg_ctl"))
+                .resolve()
+                .parent,  # the symlinks in /usr/local/bin lack pg_controldata
+                password=self.cluster.password,
+                replication_password=self.cluster.replication_password,
+            )
+            + '    fsync: "off"  # a test\'s data: not worth syncing (never in production)\n'
         )
 
     def start(self) -> Node:

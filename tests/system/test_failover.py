@@ -37,7 +37,7 @@ from tests.conftest import unavailable
 from tests.support.cluster import Cluster
 from tests.support.git import GitUser
 from tests.support.ledger import remember, watch
-from tests.support.patroni import Node, PatroniCluster, PatroniUnavailable
+from tests.support.patroni import DOCUMENTED, NODE, Node, PatroniCluster, PatroniUnavailable
 from tests.support.postgres import find_binary
 from tokensmith.accounts import users
 from tokensmith.config import load_settings
@@ -420,6 +420,13 @@ def test_a_primary_that_hangs_keeps_no_request_waiting_and_is_replaced_once_fenc
         f"(bound {LONGEST_WAIT_S:g} s; the hang lasted {fenced:.0f} s)"
     )
     assert longest < LONGEST_WAIT_S < fenced
+
+
+def test_the_configuration_the_deployment_guide_shows_is_the_one_tested():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+    shown = re.search(r"#### Patroni and etcd, as tested\n.*?```yaml\n(.*?)```", guide, re.DOTALL)
+    assert shown is not None
+    assert shown.group(1) == NODE.format(**DOCUMENTED)
 
 
 def connections_from_instances(fleet: Fleet, node: Node) -> int:

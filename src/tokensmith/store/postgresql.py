@@ -26,10 +26,13 @@ import functools
 import select
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DisconnectionError
+
+if TYPE_CHECKING:
+    import psycopg
 
 CONNECT_TIMEOUT_S = 5
 ANSWER_WITHIN_S = 5.0
@@ -39,12 +42,12 @@ _LAST_FAILURE: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDiction
 
 
 @functools.cache
-def _answering_connection() -> type:
+def _answering_connection() -> type[psycopg.Connection[Any]]:
     """psycopg's Connection whose waits for the server end after ANSWER_WITHIN_S (psycopg is
     imported only here, by an engine that opens a PostgreSQL connection)."""
     import psycopg
 
-    class AnsweringConnection(psycopg.Connection):  # type: ignore[type-arg]
+    class AnsweringConnection(psycopg.Connection[Any]):
         def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             try:
                 return super().wait(gen, interval, ANSWER_WITHIN_S if timeout is None else timeout)
