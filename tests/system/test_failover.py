@@ -65,8 +65,7 @@ class Outcome:
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     without_retry_after: int = 0
     longest: float = 0.0
-    first_success_after: dict[float, float] = field(default_factory=dict)
-    successes: list[float] = field(default_factory=list)
+    successes: list[tuple[float, float]] = field(default_factory=list)  # (sent, answered)
 
     def note(self, response: httpx.Response, started: float) -> None:
         ended = time.monotonic()
@@ -75,10 +74,11 @@ class Outcome:
         if response.status_code == 503 and "retry-after" not in response.headers:
             self.without_retry_after += 1
         if response.status_code < 300:
-            self.successes.append(ended)
+            self.successes.append((started, ended))
 
     def back_after(self, since: float) -> float | None:
-        return next((moment - since for moment in self.successes if moment > since), None)
+        """When the first request sent after ``since`` succeeded, in seconds after it."""
+        return next((answered - since for sent, answered in self.successes if sent > since), None)
 
     def failed(self) -> dict[int, int]:
         return {status: count for status, count in sorted(self.statuses.items()) if status >= 300}

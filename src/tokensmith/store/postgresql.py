@@ -18,10 +18,14 @@ died or hangs, and none is handed out stale once another server has taken over
   the store fail (``note_failure``): after a switch, the first failure of a pool retires every
   connection that pool opened before it, so a pool costs at most one failed request, not one per
   connection it kept.
+
+``AsyncReads`` does the same for single reads on the event loop (the token check on PostgreSQL),
+on psycopg's asynchronous connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import select
 import time
@@ -30,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DisconnectionError
+
+from tokensmith.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     import psycopg
@@ -109,3 +115,85 @@ def _hung_up(connection: Any) -> bool:
     poller = select.poll()
     poller.register(connection.fileno(), select.POLLIN | select.POLLPRI)
     return bool(poller.poll(0))
+
+
+@functools.cache
+def _answering_async_connection() -> type[psycopg.AsyncConnection[Any]]:
+    """psycopg's AsyncConnection whose waits for the server end after ANSWER_WITHIN_S."""
+    import psycopg
+
+    class AnsweringAsyncConnection(psycopg.AsyncConnection[Any]):
+        async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                return await super().wait(gen, interval, ANSWER_WITHIN_S if timeout is None else timeout)
+            except psycopg.errors._WaitTimeout:
+                self.pgconn.finish()  # as AnsweringConnection does
+                raise psycopg.OperationalError(
+                    f"the store did not answer within {ANSWER_WITHIN_S:g} s; connection closed"
+                ) from None
+
+    return AnsweringAsyncConnection
+
+
+class AsyncReads:
+    """Single statements read on the event loop, on asynchronous connections of a pool of its own
+    (at most ``capacity``, kept once opened): no trip to a thread and back, which cost a token
+    check on PostgreSQL about a third of its CPU (bench/postgres_check.py). Opened as ``engine``
+    opens its own (same URL, same settings), autocommitting, with the guards of the module's
+    docstring: a connection whose server hung up, or that was opened before the store last
+    failed here, is replaced rather than used; every wait is bounded. Use from one event loop."""
+
+    def __init__(self, engine: Engine, capacity: int) -> None:
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        self._cargs = cargs
+        self._cparams = {**cparams, "connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True}
+        self._capacity = capacity
+        self._slots: asyncio.Semaphore | None = None
+        self._idle: list[tuple[float, psycopg.AsyncConnection[Any]]] = []  # (when opened, connection)
+        self._last_failure = -1.0
+
+    async def fetch_one(self, sql: str, parameters: Any) -> tuple[Any, ...] | None:
+        """The statement's first row (None: no row); StoreUnavailable when the store cannot
+        answer (the connection is then closed, and every other one opened before is replaced)."""
+        import psycopg
+
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._capacity)
+        async with self._slots:
+            opened, connection = await self._checkout()
+            try:
+                row = await (await connection.execute(sql, parameters)).fetchone()
+            except psycopg.Error as error:
+                if isinstance(error, psycopg.OperationalError) or connection.closed or connection.broken:
+                    self._failed(connection)
+                    raise StoreUnavailable() from error
+                self._idle.append((opened, connection))  # autocommit: nothing is left open
+                raise
+            except BaseException:  # cancelled mid-answer: the connection's state is unknown
+                connection.pgconn.finish()
+                raise
+            self._idle.append((opened, connection))
+            return row
+
+    async def _checkout(self) -> tuple[float, psycopg.AsyncConnection[Any]]:
+        import psycopg
+
+        while self._idle:
+            opened, connection = self._idle.pop()
+            if opened > self._last_failure and not _hung_up(connection):
+                return opened, connection
+            connection.pgconn.finish()
+        try:
+            connection = await _answering_async_connection().connect(*self._cargs, **self._cparams)
+        except psycopg.OperationalError as error:
+            self._last_failure = time.monotonic()
+            raise StoreUnavailable() from error
+        return time.monotonic(), connection
+
+    def _failed(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self._last_failure = time.monotonic()
+        connection.pgconn.finish()
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop()[1].pgconn.finish()

@@ -81,7 +81,10 @@ def write_sessions_seen(store: Connectable, seen: Sequence[SessionSeen]) -> None
 class UsageRecorder(Protocol):
     """Where the token check and the session lookup hand the uses they note."""
 
-    def token_used(self, store: Connectable, use: TokenUse) -> None: ...
+    def token_used(self, store: Connectable | None, use: TokenUse) -> None:
+        """``store``: the connection the check read on; None when the check had none (its
+        lookup was read by its caller: check.Fetched)."""
+        ...
 
     def session_seen(self, store: Connectable, seen: SessionSeen) -> None: ...
 
@@ -89,7 +92,9 @@ class UsageRecorder(Protocol):
 class RecordInline:
     """Writes each use at once, on the store the caller is working on."""
 
-    def token_used(self, store: Connectable, use: TokenUse) -> None:
+    def token_used(self, store: Connectable | None, use: TokenUse) -> None:
+        if store is None:
+            raise ValueError("a use is written inline only on a connection")
         write_token_uses(store, [use])
 
     def session_seen(self, store: Connectable, seen: SessionSeen) -> None:
@@ -126,7 +131,7 @@ class UsageWriter:
 
     # --- what the requests call ---------------------------------------------------------------
 
-    def token_used(self, _store: Connectable, use: TokenUse) -> None:
+    def token_used(self, _store: Connectable | None, use: TokenUse) -> None:
         self._note(self._tokens, use.token_id, use)
 
     def session_seen(self, _store: Connectable, seen: SessionSeen) -> None:

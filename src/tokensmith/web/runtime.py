@@ -4,7 +4,9 @@ Three ways in, so that no request ever waits on the event loop for the store and
 up another's way to it:
 - token checks and health pings (``check_on_store``): on SQLite right on the event loop, on a
   connection of the loop's own (WAL readers never wait for a writer); elsewhere in a thread, on
-  a pool of their own;
+  a pool of their own — but for a token check's lookup on PostgreSQL, read on the event loop
+  on asynchronous connections (``reads``, store/postgresql.AsyncReads), the check then run
+  on its answer;
 - units of work (``get_db`` for a route, ``run_unit`` for one step of work): in threads, at most
   as many at once as the pool has connections (``admission``), so that a unit never waits for a
   connection while others that hold one wait for a thread;
@@ -51,6 +53,7 @@ from tokensmith.store.database import (
     session_factory,
     unit_of_work,
 )
+from tokensmith.store.postgresql import AsyncReads
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
 from tokensmith.tokens.usage import UsageWriter
@@ -71,6 +74,7 @@ class Runtime:
     identity_provider: OpenIdProvider | None = None
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
     mail_engine: Engine | None = None  # the mail sender's and the reminders' (mail.py), when mail is on
+    reads: AsyncReads | None = None  # token lookups on the event loop (PostgreSQL), see the module
     _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
     _checkers: ThreadPoolExecutor | None = field(default=None, repr=False)  # see check_on_store
 
@@ -88,10 +92,11 @@ class Runtime:
         throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
         mail_engine, mail_jobs = _mail_jobs(settings)
+        check_engine = create_check_engine(settings)
         return cls(
             settings=settings,
             engine=engine,
-            check_engine=create_check_engine(settings),
+            check_engine=check_engine,
             sessions=session_factory(engine),
             keys=keys,
             authenticator=Authenticator(settings, keys, throttle=throttle, usage=usage),
@@ -108,6 +113,7 @@ class Runtime:
                 *mail_jobs,
             ],
             mail_engine=mail_engine,
+            reads=None if local else AsyncReads(check_engine, CHECK_POOL.capacity),
         )
 
     def stop(self) -> None:
@@ -119,6 +125,8 @@ class Runtime:
             self._loop_connection.close()
         if self._checkers is not None:
             self._checkers.shutdown(wait=True)
+        if self.reads is not None:
+            self.reads.close()
         for engine in (self.engine, self.check_engine, self.usage.engine, self.mail_engine):
             if engine is not None:
                 engine.dispose()
