@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
@@ -98,6 +98,9 @@ class Settings:
     # A git push whose new objects carry a live token is refused (push_protection.py). On unless
     # TOKENSMITH_PUSH_PROTECTION=false (the benchmark's baseline).
     push_protection: bool = True
+    # TOKENSMITH_REQUIRE_2FA: people who sign in with a password enrol a second factor before
+    # anything else (accounts/second_factors.py).
+    require_second_factor: bool = False
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -120,9 +123,6 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
-
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +162,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_token_lifetime_days=_days(env, "TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS"),
         mail=_mail(env),
         push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
+        require_second_factor=_flag(env, "TOKENSMITH_REQUIRE_2FA", default=False),
     )
 
 

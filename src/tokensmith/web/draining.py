@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from tokensmith.web.access_log import ACCESS_LOG
 
@@ -36,8 +36,10 @@ class DrainingProtocol(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         self.draining = True
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.keep_alive = False  # the response in flight closes the connection
+        # uvicorn types its cycle as always there; it is None until the first request is read.
+        cycle: RequestResponseCycle | None = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False  # the response in flight closes the connection
         elif self.timeout_keep_alive_task is None:
             # Accepted, but no request read yet: it is on its way, or never coming.
             self.timeout_keep_alive_task = self.loop.call_later(
