@@ -37,6 +37,7 @@ def test_a_query_string_is_hidden():
     assert '"GET /login/callback?… HTTP/1.1" 303 See Other' in line and "secret-code" not in line
 
 
+@pytest.mark.slow
 def test_every_request_answered_before_a_stop_has_its_line(tmp_path):
     live = LiveServer(tmp_path / "data").start()
     try:
