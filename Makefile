@@ -45,7 +45,8 @@ serve: $(RUNTIME_STAMP)
 # /usr/share/maven-repo stands in for it), Node.js for the OpenID Connect provider, D-Bus and
 # GNOME Keyring (a real system keyring for the client), nginx (the proxy in front of several
 # instances); wrk (load in the scale-out tests, and the benchmark); fcgiwrap (git http-backend
-# as CGI behind nginx: the floor the benchmark holds git over HTTP to).
+# as CGI behind nginx: the floor the benchmark holds git over HTTP to); Patroni and etcd (the
+# PostgreSQL failover the suite runs, tests/system/test_failover.py).
 # Installed only when missing. (The provider needs Node 20.18 or later, which
 # the machines come with; Debian 12's own nodejs is 18: there the provider fails at its start.)
 system-packages:
@@ -54,6 +55,8 @@ system-packages:
 	{ command -v node >/dev/null && command -v npm >/dev/null; } || missing="$$missing nodejs npm"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v patroni >/dev/null || missing="$$missing patroni"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	{ command -v fcgiwrap >/dev/null || [ -x /usr/sbin/fcgiwrap ]; } || missing="$$missing fcgiwrap"; \
 	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \

@@ -9,7 +9,7 @@ microseconds of CPU per request, median of interleaved batches.
   the dependency solver;
 - pieces of the token route alone: parsing the Authorization header, the check (parse,
   checksum, digest, lookup, limits, the use noted), the Prometheus counter, the answer
-  (serialised once, with its headers).
+  (serialised once, with its headers), the access log's line.
 
     PYTHONPATH=src python bench/layers.py [calls]
 """
@@ -17,9 +17,11 @@ microseconds of CPU per request, median of interleaved batches.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,12 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from starlette.responses import Response  # noqa: E402
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string  # noqa: E402
 
 from bench.bare_app import app as bare_app  # noqa: E402
 from tests.support.seeding import never_used_tokens  # noqa: E402
 from tokensmith import metrics  # noqa: E402
 from tokensmith.cli.serve import prepare_store  # noqa: E402
 from tokensmith.config import load_settings  # noqa: E402
+from tokensmith.web.access_log import AccessLog  # noqa: E402
 from tokensmith.web.app import create_app  # noqa: E402
 from tokensmith.web.auth import _check_token, parse_authorization  # noqa: E402
 from tokensmith.web.schemas import Me  # noqa: E402
@@ -107,6 +111,28 @@ def main(calls: int = 3000, batches: int = 7) -> dict[str, float]:
     async def counter() -> None:
         metrics.count_authentication("token", "ok")
 
+    # The access log's line: uvicorn's fields, noted, then formatted and written 400 at a time
+    # (as the writer thread does), all on this thread here so that all of it is counted.
+    access_log = AccessLog(open(os.devnull, "w"))  # noqa: SIM115 (closed below)
+    access_log._writer = threading.current_thread()  # no thread of its own: flushed right here
+    lines = 0
+    request = scope("/api/v1/me", bearer)
+
+    async def access_line() -> None:
+        nonlocal lines
+        # The fields as uvicorn's protocol gathers them from the request's scope.
+        access_log.info(
+            '%s - "%s %s HTTP/%s" %d',
+            get_client_addr(request),
+            request["method"],
+            get_path_with_query_string(request),
+            request["http_version"],
+            200,
+        )
+        lines += 1
+        if lines % 400 == 0:
+            access_log.flush()
+
     async def answer() -> None:
         await Response(Me.json_of(identity), media_type="application/json")(scope("/api/v1/me", []), receive, send)
 
@@ -120,11 +146,13 @@ def main(calls: int = 3000, batches: int = 7) -> dict[str, float]:
         "  the check (parse, checksum, digest, lookup, use noted, counter)": check,
         "  the Prometheus counter alone": counter,
         "  the answer (JSON once, headers, sent)": answer,
+        "  the access log's line (noted, formatted, written; web/access_log.py)": access_line,
     }
     try:
         figures = asyncio.run(measure(cases, calls, batches))
     finally:
         runtime.stop()
+        access_log.flush()
     for name, value in figures.items():
         print(f"  {name:<68} {value:7.1f} µs CPU")
     return figures

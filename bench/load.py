@@ -42,6 +42,7 @@ HEALTH = "GET /healthz"
 TOKEN = "GET /api/v1/me"
 BARE = "GET /bare (bare FastAPI)"
 STATIC = "GET /static/style.css"
+QUIET = "GET /api/v1/me, --no-access-log"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -99,6 +100,7 @@ class WrkResult:
     foreign_cpu_percent: float = 0.0
     server_cpu_percent: float = 0.0
     server_cpu_us_per_request: float = 0.0
+    store_cpu_us_per_request: float = 0.0  # the PostgreSQL server's own, apart
     cpu_probe_ms: float = 0.0  # the speed probe on the server's CPU just before the run
 
 
@@ -135,6 +137,7 @@ def run_wrk(
     headers: dict[str, str],
     own_pids: Callable[[], list[int]] = list,
     server_pid: int | None = None,
+    store_pids: Callable[[], list[int]] = list,
     script: Path | None = None,
     script_args: Sequence[str] = (),
 ) -> WrkResult:
@@ -154,16 +157,25 @@ def run_wrk(
     if script_args:
         command += ["--", *script_args]
     server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
+    store_cpu = store_cpu_seconds(store_pids)
     with ForeignLoad(own_pids) as load:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     server_cpu = process_cpu_seconds(server_pid) - server_cpu if server_pid else 0.0
+    store_cpu = store_cpu_seconds(store_pids) - store_cpu
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}) on {route}:\n{done.stdout}{done.stderr}")
     result = parse_wrk(route, done.stdout)
     result.foreign_cpu_percent = load.percent
     result.server_cpu_percent = server_cpu / load.wall * 100 if load.wall else 0.0
     result.server_cpu_us_per_request = server_cpu / result.requests * 1e6
+    result.store_cpu_us_per_request = store_cpu / result.requests * 1e6
     return result
+
+
+def store_cpu_seconds(store_pids: Callable[[], list[int]]) -> float:
+    """The store's CPU seconds so far: the postmaster's (with its backends that have exited) and
+    its live backends' (a backend that exits meanwhile moves from one to the other)."""
+    return sum(process_cpu_seconds(pid) for pid in store_pids())
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -191,15 +203,23 @@ class BenchServer:
     """``tokensmith serve`` on a loopback port, pinned to one core, stopped by its pid."""
 
     def __init__(
-        self, workdir: Path, env: dict[str, str], options: LoadOptions, tokensmith: list[str] | None = None
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        options: LoadOptions,
+        tokensmith: list[str] | None = None,
+        *,
+        access_log: bool = True,
+        name: str = "server",
     ) -> None:
         self.tokensmith = tokensmith or tokensmith_command()  # another checkout's, to compare
+        self.access_log = access_log
         self.workdir = workdir
         self.env = env
         self.options = options
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "server.log"
+        self.log_path = workdir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> BenchServer:
@@ -211,7 +231,8 @@ class BenchServer:
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--no-access-log",
+            # The access log on, as people run the server (its lines go to the log file).
+            *([] if self.access_log else ["--no-access-log"]),
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -318,6 +339,7 @@ class RouteFigures:
     server_cpu_us_per_request: float = 0.0
     foreign_cpu_percent: float = 0.0  # the worst run's
     runs: list[dict] = field(default_factory=list)
+    store_cpu_us_per_request: float = 0.0  # the PostgreSQL server's own
 
 
 @dataclass
@@ -327,6 +349,7 @@ class BackendFigures:
     token: RouteFigures
     bare: RouteFigures | None = None  # a bare FastAPI route beside the server (SQLite's run only)
     static: RouteFigures | None = None  # the fingerprinted style sheet (SQLite's run only)
+    quiet: RouteFigures | None = None  # the token route without the access log (SQLite's run only)
 
     @property
     def ratio(self) -> float:
@@ -339,7 +362,7 @@ class BackendFigures:
 
     @property
     def routes(self) -> list[RouteFigures]:
-        return [route for route in (self.health, self.token, self.bare, self.static) if route is not None]
+        return [route for route in (self.health, self.token, self.bare, self.static, self.quiet) if route is not None]
 
     @property
     def cpu_probes_ms(self) -> list[float]:
@@ -353,7 +376,7 @@ class BackendFigures:
             "health": asdict(self.health),
             "token": asdict(self.token),
         }
-        for name, route in (("bare", self.bare), ("static", self.static)):
+        for name, route in (("bare", self.bare), ("static", self.static), ("no_access_log", self.quiet)):
             if route is not None:
                 figures[name] = asdict(route)
         if self.bare is not None:
@@ -379,6 +402,7 @@ def _median_figures(route: str, runs: list[WrkResult]) -> RouteFigures:
         server_cpu_us_per_request=statistics.median(r.server_cpu_us_per_request for r in runs),
         foreign_cpu_percent=max(r.foreign_cpu_percent for r in runs),
         runs=[{k: v for k, v in asdict(r).items() if k != "output"} for r in runs],
+        store_cpu_us_per_request=statistics.median(r.store_cpu_us_per_request for r in runs),
     )
 
 
@@ -393,18 +417,22 @@ def measure_server(
 ) -> BackendFigures:
     """Start a server on ``database_url`` (SQLite in ``workdir`` when None), mint a token with
     the admin CLI, then alternate wrk runs on the routes. With ``floors``, also a bare FastAPI
-    route (bench/bare_app.py) beside the server, and the server's style sheet. Every process
-    started is stopped."""
+    route (bench/bare_app.py) beside the server, the server's style sheet, and the token route
+    of a second server on the same store without its access log (what a log line costs). Every
+    process started is stopped."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = clean_environment(workdir / "data", database_url)
     server = BenchServer(workdir, env, options)
     bare = BareServer(workdir, options) if floors else None
-    order = [HEALTH, TOKEN, *([BARE, STATIC] if floors else [])]
+    quiet = BenchServer(workdir, env, options, access_log=False, name="quiet") if floors else None
+    order = [HEALTH, TOKEN, *([BARE, STATIC, QUIET] if floors else [])]
     runs: dict[str, list[WrkResult]] = {route: [] for route in order}
     try:
         server.start()
         if bare is not None:
             bare.start()
+        if quiet is not None:
+            quiet.start()
         server.admin("users", "create", "bench", "--email", "bench@example.test")
         token = server.admin("tokens", "create", "--user", "bench", "--name", "bench", *LIMITED).strip()
         routes = {
@@ -414,6 +442,8 @@ def measure_server(
         if bare is not None:
             routes[BARE] = (bare.url, {})
             routes[STATIC] = (server.base_url + stylesheet_path(server.base_url), {})
+        if quiet is not None:
+            routes[QUIET] = (f"{quiet.base_url}/api/v1/me", {"Authorization": f"Bearer {token}"})
         for route, (url, headers) in routes.items():  # every one answers 200 before any timing
             status, body = http_get(url, headers)
             if status != 200:
@@ -422,10 +452,17 @@ def measure_server(
             raise BenchError(f"{TOKEN} did not answer as the bench user")
 
         def own_pids() -> list[int]:
-            return [server.process.pid, *([bare.process.pid] if bare else []), *store_pids()]
+            return [
+                server.process.pid,
+                *([bare.process.pid] if bare else []),
+                *([quiet.process.pid] if quiet else []),
+                *store_pids(),
+            ]
 
         def serving(route: str) -> subprocess.Popen[bytes]:
-            return bare.process if route == BARE else server.process
+            return {BARE: bare.process if bare else None, QUIET: quiet.process if quiet else None}.get(
+                route, server.process
+            )
 
         if options.warmup:
             for route in order:
@@ -441,6 +478,7 @@ def measure_server(
                     headers=routes[route][1],
                     own_pids=own_pids,
                     server_pid=serving(route).pid,
+                    store_pids=store_pids,
                 )
                 if serving(route).poll() is not None:
                     raise BenchError(f"The server died during {route}:\n{server.console()}")
@@ -451,14 +489,19 @@ def measure_server(
                     f"  {backend:<10} round {round_number + 1}  {route:<24} "
                     f"{result.requests_per_second:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
                     f"p99 {result.p99_ms:6.2f} ms  server CPU {result.server_cpu_us_per_request:4.0f} µs/req  "
-                    f"other load {result.foreign_cpu_percent:3.0f}%  CPU probe {probe:4.1f} ms{errors}"
+                    + (f"PostgreSQL's {result.store_cpu_us_per_request:4.0f} µs/req  " if database_url else "")
+                    + f"other load {result.foreign_cpu_percent:3.0f}%  CPU probe {probe:4.1f} ms{errors}"
                 )
     finally:
         server.stop()
         if bare is not None:
             bare.stop()
+        if quiet is not None:
+            quiet.stop()
     figures = {route: _median_figures(route, runs[route]) for route in order}
-    return BackendFigures(backend, figures[HEALTH], figures[TOKEN], figures.get(BARE), figures.get(STATIC))
+    return BackendFigures(
+        backend, figures[HEALTH], figures[TOKEN], figures.get(BARE), figures.get(STATIC), figures.get(QUIET)
+    )
 
 
 def measure_postgres(

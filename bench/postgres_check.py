@@ -1,5 +1,7 @@
 """Where a token check's time goes on PostgreSQL, in process: the trip to the threadpool, the
-check pool's checkout, the statement (prepared by psycopg or not), the whole check.
+check pool's checkout, the statement (prepared by psycopg or not), the whole check; and the
+check as the server runs it now, its lookup read on the event loop (store/postgresql.AsyncReads)
+against the same in a thread of its own, as it ran before.
 
 One Python process, a fresh PostgreSQL cluster (stopped by its pid), a store migrated with one
 real token; each piece run by ``tasks`` concurrent asyncio tasks as the server's requests are,
@@ -36,6 +38,7 @@ from tokensmith.store.database import (  # noqa: E402
     session_factory,
     unit_of_work,
 )
+from tokensmith.store.postgresql import AsyncReads  # noqa: E402
 from tokensmith.store.server_keys import load_server_keys  # noqa: E402
 from tokensmith.tokens import check as token_check  # noqa: E402
 from tokensmith.tokens import lifecycle as token_lifecycle  # noqa: E402
@@ -106,6 +109,13 @@ def main(calls: int, tasks: int) -> None:
 
             return call
 
+        reads = AsyncReads(check, tasks)
+
+        async def verify_on_loop() -> None:
+            digests = keys.all_digests(token_check.PURPOSE, secret)
+            row = await reads.fetch_one(*token_check.postgresql_lookup(digests))
+            token_check.verify_token(token_check.Fetched(digests, row), keys, secret, prefix=PREFIX)
+
         print(f"PostgreSQL, {calls:,} calls by {tasks} tasks:")
         asyncio.run(
             _all(
@@ -119,8 +129,10 @@ def main(calls: int, tasks: int) -> None:
                 lookup_unprepared,
                 verify,
                 lambda: ping(lambda: connection_to(check)),
+                verify_on_loop,
             )
         )
+        reads.close()
         check.dispose()
     finally:
         postgres.stop()
@@ -130,7 +142,9 @@ def _nothing() -> None:
     pass
 
 
-async def _all(calls, tasks, noop, in_thread, on_loop, checkout, prepared, unprepared, verify, health) -> None:
+async def _all(
+    calls, tasks, noop, in_thread, on_loop, checkout, prepared, unprepared, verify, health, verify_on_loop
+) -> None:
     await timed("trip to the threadpool alone (nothing to do)", noop, calls, tasks)
     executor = ThreadPoolExecutor(max_workers=tasks, thread_name_prefix="check")
 
@@ -141,7 +155,9 @@ async def _all(calls, tasks, noop, in_thread, on_loop, checkout, prepared, unpre
         await asyncio.get_running_loop().run_in_executor(executor, verify)
 
     await timed("trip to an executor of its own alone (run_in_executor)", executor_noop, calls, tasks)
-    await timed("verify_token in an executor of its own", executor_verify, calls, tasks)
+    for _ in range(3):  # the server's way before and now, alternated
+        await timed("verify_token in an executor of its own (before)", executor_verify, calls, tasks)
+        await timed("its lookup read on the loop, asynchronously (AsyncReads, now)", verify_on_loop, calls, tasks)
     executor.shutdown()
     await timed("pool checkout + checkin, on the loop", await on_loop(checkout), calls, tasks)
     await timed(

@@ -33,6 +33,8 @@ RATIO_TARGET = 0.85  # the token route over /healthz, SQLite
 POSTGRES_RATIO_TARGET = 0.9  # the same on PostgreSQL
 BARE_RATIO_TARGET = 0.8  # the token route over a bare FastAPI JSON route
 POSTGRES_SLOWDOWN_TARGET = 2.0  # the token route on PostgreSQL: at most this many times slower than on SQLite
+POSTGRES_CPU_TARGET = 1.3  # the server's CPU per token request on PostgreSQL, over SQLite's (issue 23)
+ACCESS_LOG_TARGET_US = 10  # what the access log adds to a request's server CPU (issue 23)
 CHECK_TARGET_US = 50.0
 GIT_RATIO_TARGET = 1.15  # git clone through the server, at most this × git clone file://
 FETCH_RATIO_TARGET = 1.2  # a no-op git fetch through the server, at most this × through git http-backend
@@ -179,6 +181,21 @@ def http_targets(backends: list[BackendFigures]) -> list[list[str]]:
                     verdict(bare >= BARE_RATIO_TARGET),
                 ]
             )
+        if figures.quiet is not None:
+            line = figures.token.server_cpu_us_per_request - figures.quiet.server_cpu_us_per_request
+            rows.append(
+                [
+                    (
+                        f"the access log adds ≤ {ACCESS_LOG_TARGET_US} µs of server CPU to a token request "
+                        f"(log on against --no-access-log), {name}"
+                    ),
+                    (
+                        f"{line:.0f} µs ({figures.token.server_cpu_us_per_request:.0f} against "
+                        f"{figures.quiet.server_cpu_us_per_request:.0f})"
+                    ),
+                    verdict(line <= ACCESS_LOG_TARGET_US),
+                ]
+            )
         if figures.static is not None:
             faster = ratio_of(figures.static, figures.token)
             cpu = figures.static.server_cpu_us_per_request / figures.token.server_cpu_us_per_request
@@ -196,6 +213,22 @@ def http_targets(backends: list[BackendFigures]) -> list[list[str]]:
                 f"token route on PostgreSQL within {POSTGRES_SLOWDOWN_TARGET:.0f} × its SQLite figure",
                 f"{slower:.2f} × slower",
                 verdict(slower <= POSTGRES_SLOWDOWN_TARGET),
+            ]
+        )
+        postgresql, sqlite = by_name["postgresql"].token, by_name["sqlite"].token
+        cpu = postgresql.server_cpu_us_per_request / sqlite.server_cpu_us_per_request
+        rows.append(
+            [
+                (
+                    f"server CPU per token request on PostgreSQL ≤ {POSTGRES_CPU_TARGET} × SQLite's "
+                    "(the PostgreSQL server's own CPU apart)"
+                ),
+                (
+                    f"{cpu:.2f} × ({postgresql.server_cpu_us_per_request:.0f} against "
+                    f"{sqlite.server_cpu_us_per_request:.0f} µs; PostgreSQL's own "
+                    f"{postgresql.store_cpu_us_per_request:.0f} µs)"
+                ),
+                verdict(cpu <= POSTGRES_CPU_TARGET),
             ]
         )
     return rows

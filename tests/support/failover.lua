@@ -3,11 +3,13 @@
 -- work; a POST that nginx has sent is never passed on to another instance).
 --
 -- wrk ... -s failover.lua URL -- TOKEN UNKNOWN_TOKEN
--- prints "failover-statuses: 200=N 202=M ..." and "failover-errors: connect=.. read=.. write=.. timeout=.."
+-- prints "failover-statuses: 200=N 202=M ...", "failover-errors: connect=.. read=.. write=.. timeout=.."
+-- and "failover-503-without-retry-after: N"
 
 local token, unknown, step = "", "", 0
 
 statuses = {}  -- a global, so that done() can read each thread's with thread:get()
+bare_503 = 0   -- 503s that did not say when to try again
 local threads = {}
 
 function setup(thread)
@@ -29,11 +31,15 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if status == 503 and headers["retry-after"] == nil and headers["Retry-After"] == nil then
+    bare_503 = bare_503 + 1
+  end
 end
 
 function done(summary, latency, requests)
-  local totals, parts = {}, {}
+  local totals, parts, bare = {}, {}, 0
   for _, thread in ipairs(threads) do
+    bare = bare + thread:get("bare_503")
     for status, count in pairs(thread:get("statuses")) do
       totals[status] = (totals[status] or 0) + count
     end
@@ -45,4 +51,5 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("failover-errors: connect=%d read=%d write=%d timeout=%d\n",
                          e.connect, e.read, e.write, e.timeout))
+  io.write("failover-503-without-retry-after: " .. bare .. "\n")
 end

@@ -116,6 +116,15 @@ class LiveServer:
         self.stop()
         return self.start()
 
+    def console_once(self, text: str, timeout: float = 10) -> str:
+        """The console once ``text`` is in it (the access log is written behind the requests,
+        web/access_log.py); AssertionError if it is not within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in (console := self.console()):
+            assert time.monotonic() < deadline, f"{text!r} not in the console within {timeout}s"
+            time.sleep(0.05)
+        return console
+
     def console(self, since: int = 0) -> str:
         with self.log_path.open("rb") as log:
             log.seek(since)

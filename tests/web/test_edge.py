@@ -25,6 +25,7 @@ import uvicorn
 from tests.support.seeding import never_used_tokens
 from tokensmith.cli.serve import prepare_store, uvicorn_options
 from tokensmith.config import load_settings
+from tokensmith.web.access_log import ACCESS_LOG, access_line
 from tokensmith.web.app import create_app
 from tokensmith.web.edge import Edge, without_sniffing
 
@@ -133,9 +134,13 @@ def cases(doors: TwoDoors) -> dict[str, dict]:
     }
 
 
-def test_the_edge_answers_as_fastapi_does_headers_body_metrics_and_logs(doors):
+def test_the_edge_answers_as_fastapi_does_headers_body_metrics_and_logs(doors, monkeypatch):
     log = Recorded()
-    watched = [logging.getLogger(name) for name in ("tokensmith", "uvicorn.access", "uvicorn.error")]
+    watched = [logging.getLogger(name) for name in ("tokensmith", "uvicorn.error")]
+    # The access log's lines, as they are noted (web/access_log.py writes them behind the requests).
+    monkeypatch.setattr(
+        ACCESS_LOG, "info", lambda _message, *fields: log.lines.append(access_line(*fields).rstrip("\n"))
+    )
     for logger in watched:
         logger.addHandler(log)
         logger.setLevel(logging.INFO)

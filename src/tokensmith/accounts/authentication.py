@@ -69,7 +69,7 @@ class Authenticator:
 
     def check(
         self,
-        connect: Callable[[], AbstractContextManager[Connectable]],
+        connect: Callable[[], AbstractContextManager[Connectable | token_check.Fetched]],
         credentials: Credentials,
         *,
         ip: str | None,
@@ -97,13 +97,26 @@ class Authenticator:
         metrics.count_authentication(identity.method, "ok")
         return identity
 
+    def token_digests(self, credentials: Credentials) -> list[bytes] | None:
+        """What a check of these credentials looks up (a digest per key version), when they
+        carry a token whose shape and checksum hold; None otherwise (``check`` refuses them
+        before the store)."""
+        if not self.is_token(credentials):
+            return None
+        secret = _secret_of(credentials)
+        try:
+            token_format.parse(secret, self.settings.token_prefix)
+        except AuthenticationFailed:
+            return None
+        return self.keys.all_digests(token_check.PURPOSE, secret)
+
     def is_token(self, credentials: Credentials) -> bool:
         """Whether the credentials carry a token (as opposed to a password)."""
         return token_format.looks_like_token(_secret_of(credentials), self.settings.token_prefix)
 
     def _authenticate(
         self,
-        store: Connectable,
+        store: Connectable | token_check.Fetched,
         credentials: Credentials,
         is_token: bool,
         *,
@@ -132,6 +145,8 @@ class Authenticator:
             raise PasswordRefused("Passwords are not accepted here.")
         if isinstance(store, Session):
             return self._authenticate_password(store, credentials, ip=ip, agent=agent)
+        if isinstance(store, token_check.Fetched):
+            raise TypeError("a password is checked on a connection, not on a token's lookup")
         with Session(bind=store) as session:
             identity = self._authenticate_password(session, credentials, ip=ip, agent=agent)
             session.commit()

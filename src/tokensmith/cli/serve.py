@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -68,22 +67,11 @@ def print_first_start_banner(started: FirstStart, settings: Settings) -> None:
     )
 
 
-class HideQueryStrings(logging.Filter):
-    """Access log lines show the path without its query: the identity provider sends the
-    authorization code to the callback in the query string, and it must not reach a log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
-            record.args = (args[0], args[1], args[2].split("?", 1)[0] + "?…", *args[3:])
-        return True
-
-
 def logging_config() -> dict[str, Any]:
+    """uvicorn's, and ours for ``tokensmith``. The access log is written by web/access_log.py
+    (the protocol, web/draining.py, replaces uvicorn's access logger when it is on)."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["tokensmith"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    config.setdefault("filters", {})["hide_query_strings"] = {"()": HideQueryStrings}
-    config["handlers"]["access"]["filters"] = ["hide_query_strings"]
     return config
 
 

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from sqlalchemy.sql.dml import UpdateBase
 from tokensmith.config import Settings
 from tokensmith.errors import ConfigurationError, StoreUnavailable
 from tokensmith.store import data_dir
+from tokensmith.store import postgresql as postgresql_store
 from tokensmith.store import sqlite as sqlite_store
 
 MIGRATIONS_DIR = Path(__file__).parents[1] / "migrations"
@@ -69,11 +71,14 @@ def create_store_engine(
     busy_timeout_ms: int = SQLITE_WRITE_WAIT_MS,
     per_thread: bool = False,
     checkpoints: bool = True,
+    bounded: bool = False,
 ) -> Engine:
     """An engine on the configured store. SQLite only (see sqlite_store.py): ``per_thread`` keeps
     one connection per thread instead of a pool; ``checkpoints=False`` leaves the write-ahead
     log's checkpoints to a ``WalCheckpointer``; ``busy_timeout_ms`` bounds what a statement waits
-    for another process's write lock."""
+    for another process's write lock. PostgreSQL only: ``bounded`` (the server's own engines, not
+    the migrations' nor the shell's) ends every wait for an answer after
+    ``postgresql_store.ANSWER_WITHIN_S``."""
     url = settings.store_url
     if url.startswith("sqlite"):
         if settings.sqlite_path is not None:
@@ -103,15 +108,15 @@ def create_store_engine(
             engine, busy_timeout_ms=busy_timeout_ms, checkpoints=checkpoints, queue=queue, read_only=per_thread
         )
         return engine
-    return _postgresql_engine(url, pool, replicated=settings.replica_database_url is not None)
+    return _postgresql_engine(url, pool, replicated=settings.replica_database_url is not None, bounded=bounded)
 
 
-def _postgresql_engine(url: str, pool: Pool, *, replicated: bool, autocommit: bool = False) -> Engine:
-    # A server that is down refuses at once (503 at once); one that does not answer gets the
-    # pool's own 10 s. Not 5: on a loaded host (the full test suite on 2 cores) a connection
-    # opened under load once took 5 s to a PostgreSQL that was up, and a store that is up must
-    # never answer 503.
-    connect_args: dict[str, Any] = {"connect_timeout": 10} if "psycopg" in url else {}
+def _postgresql_engine(
+    url: str, pool: Pool, *, replicated: bool, autocommit: bool = False, bounded: bool = False
+) -> Engine:
+    # A server that is down refuses at once (503 at once); one that does not answer is given
+    # up after CONNECT_TIMEOUT_S, and the next host of a multi-host URL is tried (postgresql.py).
+    connect_args: dict[str, Any] = {"connect_timeout": postgresql_store.CONNECT_TIMEOUT_S} if "psycopg" in url else {}
     if replicated:
         # Token checks read a replica: a commit returns once the replica has applied it, so a
         # revocation is refused there by the very next request (docs/deployment.md).
@@ -120,7 +125,7 @@ def _postgresql_engine(url: str, pool: Pool, *, replicated: bool, autocommit: bo
         # Every statement commits on its own, so a connection comes back with nothing to roll
         # back: no reset on its return, and no isolation level set and reset at each checkout
         # (as ``execution_options(isolation_level=...)`` on the engine does).
-        return create_engine(
+        engine = create_engine(
             url,
             hide_parameters=True,
             connect_args=connect_args,
@@ -130,14 +135,20 @@ def _postgresql_engine(url: str, pool: Pool, *, replicated: bool, autocommit: bo
             max_overflow=pool.overflow,
             pool_timeout=10,
         )
-    return create_engine(
-        url,
-        hide_parameters=True,
-        connect_args=connect_args,
-        pool_size=pool.size,
-        max_overflow=pool.overflow,
-        pool_timeout=10,
-    )
+    else:
+        engine = create_engine(
+            url,
+            hide_parameters=True,
+            connect_args=connect_args,
+            pool_size=pool.size,
+            max_overflow=pool.overflow,
+            pool_timeout=10,
+        )
+    if engine.dialect.driver == "psycopg":
+        postgresql_store.watch_for_failover(engine)
+        if bounded:
+            postgresql_store.bound_waits(engine)
+    return engine
 
 
 def require_existing_store(settings: Settings, engine: Engine | None = None) -> None:
@@ -247,17 +258,24 @@ def _session_lock(connection: Connection, name: str) -> Iterator[None]:
             connection.commit()
 
 
+LOCK_RETRY_S = 0.02
+
+
 def transaction_lock(session: Session, name: str) -> None:
     """Hold the store-wide lock ``name`` until the session's transaction ends, for work outside
     the store that must not interleave across processes and hosts (publishing to a Maven
     repository on shared storage).
 
-    PostgreSQL: a transaction-level advisory lock (``pg_advisory_xact_lock``). SQLite has one
-    write lock for the whole file, taken by any write and held until the transaction ends: a
-    write that changes nothing takes it (and, in the server, the writers' turn, sqlite_store.py).
+    PostgreSQL: a transaction-level advisory lock, tried (``pg_try_advisory_xact_lock``) until
+    it is free rather than waited for in one statement: on the server's connections no wait for
+    an answer may outlast postgresql_store.ANSWER_WITHIN_S, and another host may hold the lock for
+    longer (publishing a large release). SQLite has one write lock for the whole file, taken by
+    any write and held until the transaction ends: a write that changes nothing takes it (and, in
+    the server, the writers' turn, sqlite_store.py).
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
+        while not session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(name)}).scalar():
+            time.sleep(LOCK_RETRY_S)
     else:
         session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
 
@@ -282,7 +300,7 @@ def create_check_engine(settings: Settings) -> Engine:
     if settings.store_url.startswith("sqlite"):
         return create_store_engine(settings, busy_timeout_ms=SQLITE_READ_WAIT_MS, per_thread=True)
     return _postgresql_engine(
-        settings.replica_database_url or settings.store_url, CHECK_POOL, replicated=False, autocommit=True
+        settings.replica_database_url or settings.store_url, CHECK_POOL, replicated=False, autocommit=True, bounded=True
     )
 
 
@@ -340,6 +358,7 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
             raise
         if isinstance(error, psycopg.OperationalError) or driver.closed:
             connection.invalidate()
+            postgresql_store.note_failure(connection.engine)  # the pool's other connections too
             raise StoreUnavailable() from error
         raise
 

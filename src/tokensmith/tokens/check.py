@@ -13,10 +13,11 @@ import functools
 import hmac
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, any_, bindparam, select
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -107,6 +108,28 @@ def _verified(row: Sequence[Any]) -> VerifiedToken:
 
 
 _DRIVER_READS = ("sqlite", "postgresql")
+_BY_ANY_DIGEST_POSTGRESQL = str(
+    _LOOKUP.where(_TOKENS.c.digest == any_(bindparam("digests"))).compile(dialect=postgresql_dialect.dialect())
+)
+
+
+def postgresql_lookup(digests: list[bytes]) -> tuple[str, dict[str, Any]]:
+    """The lookup of a token by its digests (one per key version) as PostgreSQL's driver reads
+    it, with its parameters, for a caller that reads it itself (Fetched). One key, the usual
+    case, is one digest compared: the array of several costs the driver 25–30 µs more."""
+    if len(digests) == 1:
+        return _BY_DIGEST_POSTGRESQL, {"digest": digests[0]}
+    return _BY_ANY_DIGEST_POSTGRESQL, {"digests": digests}
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The lookup's answer, read by the caller before the check: on PostgreSQL the server reads
+    it on the event loop (store/postgresql.AsyncReads) with ``postgresql_lookup``, then runs
+    the check on this in place of a connection. ``row`` is the driver's (None: no such token)."""
+
+    digests: list[bytes]
+    row: tuple[Any, ...] | None
 
 
 def _read_on_driver(store: Connection, digest: bytes) -> list[Any] | None:
@@ -117,7 +140,7 @@ def _read_on_driver(store: Connection, digest: bytes) -> list[Any] | None:
     return None if found is None else _from_postgresql(found)
 
 
-def lookup(store: Connectable, keys: ServerKeys, secret: str) -> VerifiedToken | None:
+def lookup(store: Connectable | Fetched, keys: ServerKeys, secret: str) -> VerifiedToken | None:
     """The token whose digest matches: one indexed lookup, one constant-time compare.
 
     Revoked and expired tokens are found too: the caller says why they are refused. On a
@@ -126,7 +149,11 @@ def lookup(store: Connectable, keys: ServerKeys, secret: str) -> VerifiedToken |
     """
     digests = keys.all_digests(PURPOSE, secret)
     row: Sequence[Any] | None
-    if len(digests) == 1 and isinstance(store, Connection) and store.dialect.name in _DRIVER_READS:
+    if isinstance(store, Fetched):
+        if digests != store.digests:
+            raise ValueError("the row fetched is not this token's lookup")
+        row = None if store.row is None else _from_postgresql(store.row)
+    elif len(digests) == 1 and isinstance(store, Connection) and store.dialect.name in _DRIVER_READS:
         row = _read_on_driver(store, digests[0])
     elif len(digests) == 1:
         row = store.execute(_BY_DIGEST, {"digest": digests[0]}).one_or_none()
@@ -152,7 +179,7 @@ def verify_token(
 
 
 def verify_checksummed(
-    store: Connectable, keys: ServerKeys, secret: str, *, now: datetime | None = None
+    store: Connectable | Fetched, keys: ServerKeys, secret: str, *, now: datetime | None = None
 ) -> VerifiedToken:
     """``verify_token`` for a secret whose shape and checksum its caller checked already."""
     token = lookup(store, keys, secret)
@@ -179,7 +206,7 @@ def verify_checksummed(
 
 
 def record_use(
-    store: Connectable,
+    store: Connectable | Fetched,
     token: VerifiedToken,
     *,
     ip: str | None,
@@ -194,4 +221,4 @@ def record_use(
         return
     token.last_used_at, token.last_used_ip = now, ip
     token.last_used_agent = agent[:200] if agent else None
-    usage.token_used(store, TokenUse(token.id, now, ip, token.last_used_agent))
+    usage.token_used(None if isinstance(store, Fetched) else store, TokenUse(token.id, now, ip, token.last_used_agent))

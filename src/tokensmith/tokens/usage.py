@@ -148,7 +148,10 @@ def write_sessions_seen(store: Connectable, seen: Sequence[SessionSeen]) -> None
 class UsageRecorder(Protocol):
     """Where the token check and the session lookup hand the uses they note."""
 
-    def token_used(self, store: Connectable, use: TokenUse) -> None: ...
+    def token_used(self, store: Connectable | None, use: TokenUse) -> None:
+        """``store``: the connection the check read on; None when the check had none (its
+        lookup was read by its caller: check.Fetched)."""
+        ...
 
     def session_seen(self, store: Connectable, seen: SessionSeen) -> None: ...
 
@@ -156,7 +159,9 @@ class UsageRecorder(Protocol):
 class RecordInline:
     """Writes each use at once, on the store the caller is working on."""
 
-    def token_used(self, store: Connectable, use: TokenUse) -> None:
+    def token_used(self, store: Connectable | None, use: TokenUse) -> None:
+        if store is None:
+            raise ValueError("a use is written inline only on a connection")
         write_token_uses(store, [use])
 
     def session_seen(self, store: Connectable, seen: SessionSeen) -> None:
@@ -195,7 +200,7 @@ class UsageWriter:
 
     # --- what the requests call ---------------------------------------------------------------
 
-    def token_used(self, _store: Connectable, use: TokenUse) -> None:
+    def token_used(self, _store: Connectable | None, use: TokenUse) -> None:
         key = (use.token_id, use.ip)
         written = self._written.get(key)
         if written is not None and key not in self._tokens and timedelta(0) <= use.at - written < REWRITE_AFTER:

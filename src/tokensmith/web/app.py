@@ -30,6 +30,7 @@ from tokensmith.web import (
     security_settings,
     studio,
 )
+from tokensmith.web.access_log import ACCESS_LOG
 from tokensmith.web.assets import Assets
 from tokensmith.web.bodies import BodyLimit
 from tokensmith.web.edge import Edge
@@ -97,6 +98,7 @@ def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         runtime.stop()
+        ACCESS_LOG.flush()  # the last answers' lines, before the process exits
 
     # /docs is Swagger UI from the package (web/api_docs.py); ReDoc would load from CDNs.
     app = FastAPI(

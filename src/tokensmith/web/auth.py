@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,6 +38,7 @@ from tokensmith.errors import (
     TokenReplaced,
 )
 from tokensmith.identity import Account, BasicCredentials, BearerCredentials, Credentials, Identity
+from tokensmith.tokens import check as token_check
 from tokensmith.tokens import format as token_format
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens import limits as token_limits
@@ -137,6 +139,22 @@ def _check_token(
     runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None, need: Need | None
 ) -> Identity:
     return runtime.authenticator.check(runtime.check_connection, credentials, ip=ip, agent=agent, need=need)
+
+
+async def _checked_token(
+    runtime: Runtime, credentials: Credentials, ip: str | None, agent: str | None, need: Need | None
+) -> Identity:
+    """A token checked as the store allows: on SQLite on the event loop; on PostgreSQL its
+    lookup read on the event loop (runtime.reads), then the check run on that answer, here. A
+    malformed token is refused before the store is asked (check_on_store: no store then)."""
+    digests = runtime.authenticator.token_digests(credentials) if runtime.reads is not None else None
+    if runtime.reads is None or digests is None:
+        return await runtime.check_on_store(_check_token, runtime, credentials, ip, agent, need)
+    row = await runtime.reads.fetch_one(*token_check.postgresql_lookup(digests))
+    fetched = token_check.Fetched(digests, row)
+    return runtime.authenticator.check(
+        lambda: contextlib.nullcontext(fetched), credentials, ip=ip, agent=agent, need=need
+    )
 
 
 @dataclass(frozen=True)
@@ -251,7 +269,7 @@ async def identify_client(request: Request, requires: Requires) -> Identity:
     need = requires.need(request)
     if runtime.authenticator.is_token(credentials):
         try:
-            identity = await runtime.check_on_store(_check_token, runtime, credentials, ip, agent, need)
+            identity = await _checked_token(runtime, credentials, ip, agent, need)
         except TokenReplaced as error:
             # A rotated token used again: whoever copied it may hold its replacement too. Written
             # in a unit of its own (the check engine never writes), committed before the 401.

@@ -16,13 +16,23 @@ the keep-alive timeout (5 s) longer.
 
 from __future__ import annotations
 
+from typing import Any
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from tokensmith.web.access_log import ACCESS_LOG
 
 
 class DrainingProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol (httptools), but for how it shuts down a connection."""
+    """uvicorn's HTTP/1.1 protocol (httptools), but for how it shuts down a connection, and
+    with the access log written off the request's path (web/access_log.py)."""
 
     draining = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.access_log:  # uvicorn's access logger has a handler: the log is on
+            self.access_logger = ACCESS_LOG  # type: ignore[assignment]
 
     def shutdown(self) -> None:
         self.draining = True

@@ -4,7 +4,9 @@ Three ways in, so that no request ever waits on the event loop for the store and
 up another's way to it:
 - token checks and health pings (``check_on_store``): on SQLite right on the event loop, on a
   connection of the loop's own (WAL readers never wait for a writer); elsewhere in a thread, on
-  a pool of their own;
+  a pool of their own — but for a token check's lookup on PostgreSQL, read on the event loop
+  on asynchronous connections (``reads``, store/postgresql.AsyncReads), the check then run
+  on its answer;
 - units of work (``get_db`` for a route, ``run_unit`` for one step of work): in threads, at most
   as many at once as the pool has connections (``admission``), so that a unit never waits for a
   connection while others that hold one wait for a thread;
@@ -52,6 +54,7 @@ from tokensmith.store.database import (
     session_factory,
     unit_of_work,
 )
+from tokensmith.store.postgresql import AsyncReads
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
 from tokensmith.tokens.secret_scanning import PublishedKeys
@@ -75,6 +78,7 @@ class Runtime:
     identity_provider: OpenIdProvider | None = None
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
     mail_engine: Engine | None = None  # the mail sender's and the sweep's (mail.py, sweep.py), when either runs
+    reads: AsyncReads | None = None  # token lookups on the event loop (PostgreSQL), see the module
     _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
     _checkers: ThreadPoolExecutor | None = field(default=None, repr=False)  # see check_on_store
 
@@ -83,18 +87,21 @@ class Runtime:
         keys = load_server_keys(settings)
         metrics.worker_started()
         # On SQLite, checkpoints are the WalCheckpointer's: no request waits for the disk.
-        engine = create_store_engine(settings, checkpoints=False)
+        engine = create_store_engine(settings, checkpoints=False, bounded=True)
         # One connection each for the threads behind the requests: the usage writer, the
         # throttle's pruner and, on SQLite, the checkpointer.
-        usage = UsageWriter(create_store_engine(settings, pool=Pool(size=3, overflow=0), checkpoints=False)).start()
+        usage = UsageWriter(
+            create_store_engine(settings, pool=Pool(size=3, overflow=0), checkpoints=False, bounded=True)
+        ).start()
         throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
         mail_engine, mail_jobs = _mail_jobs(settings)
         revocation_journal.listen(settings)  # every revocation also apart from the store, for a restore
+        check_engine = create_check_engine(settings)
         return cls(
             settings=settings,
             engine=engine,
-            check_engine=create_check_engine(settings),
+            check_engine=check_engine,
             sessions=session_factory(engine),
             keys=keys,
             authenticator=Authenticator(settings, keys, throttle=throttle, usage=usage),
@@ -112,6 +119,7 @@ class Runtime:
                 *mail_jobs,
             ],
             mail_engine=mail_engine,
+            reads=None if local else AsyncReads(check_engine, CHECK_POOL.capacity),
         )
 
     def stop(self) -> None:
@@ -123,6 +131,8 @@ class Runtime:
             self._loop_connection.close()
         if self._checkers is not None:
             self._checkers.shutdown(wait=True)
+        if self.reads is not None:
+            self.reads.close()
         for engine in (self.engine, self.check_engine, self.usage.engine, self.mail_engine):
             if engine is not None:
                 engine.dispose()
@@ -178,7 +188,7 @@ def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
     mailing = notices.listen(settings) is not None
     if not mailing and settings.revoke_unused_after_days is None:
         return None, []
-    engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
+    engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False, bounded=True)
     sender = [mail.MailSender(engine, settings.mail).start()] if settings.mail is not None else []
     return engine, [*sender, Sweep(engine, settings).start()]
 
