@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from tokensmith.clock import display, utcnow
 from tokensmith.errors import InvalidInput
 from tokensmith.scopes import describe as describe_limits
+from tokensmith.scopes import describe_scopes
 from tokensmith.store.models import AuditEvent, User
 
 
@@ -43,6 +44,9 @@ class AuditAction(StrEnum):
     TOKEN_DERIVED = "token.derived"
     TOKEN_PUSH_BLOCKED = "token.push_blocked"
     TOKEN_LEAK_REPORTED = "token.leak_reported"
+    TOKEN_EXCHANGED = "token.exchanged"
+    PUBLISHER_ADDED = "publisher.added"
+    PUBLISHER_REMOVED = "publisher.removed"
     AUTH_PASSWORD_USED = "auth.password_used"
     SESSION_STARTED = "session.started"
     SESSION_REAUTHENTICATED = "session.reauthenticated"
@@ -68,6 +72,8 @@ class RevokeReason(StrEnum):
     ROTATION_REUSE = "rotation_reuse"
     APPLICATION = "application"
     PARENT_REVOKED = "parent_revoked"
+    PROJECT_MEMBER = "project_member"
+    PUBLISHER_REMOVED = "publisher_removed"
 
 
 # What a person reads about their own account on the My Tokens page.
@@ -91,6 +97,12 @@ _DESCRIPTIONS = {
     "wherever it was used",
     AuditAction.TOKEN_LEAK_REPORTED: "Token “{name}” was reported leaked and has been revoked. "
     "Replace it wherever it was used{where_phrase}",
+    AuditAction.TOKEN_EXCHANGED: "CI token “{name}” made for project {project} by the trusted publisher "
+    "“{publisher}”, for an ID token of {issuer} ({subject}){limits_phrase}",
+    AuditAction.PUBLISHER_ADDED: "Trusted publisher “{name}” added to project {project}: ID tokens of {issuer} "
+    "with {claims_phrase} get a short-lived token ({scopes_phrase})",
+    AuditAction.PUBLISHER_REMOVED: "Trusted publisher “{name}” removed from project {project}; "
+    "{revoked} live token(s) it had given revoked",
     AuditAction.AUTH_PASSWORD_USED: "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     AuditAction.SESSION_STARTED: "Signed in to the web site",
@@ -118,6 +130,8 @@ REVOKE_REASONS = {
     ),
     RevokeReason.APPLICATION: " by the application that held it (it signed out)",
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
+    RevokeReason.PROJECT_MEMBER: " by a member of its project",
+    RevokeReason.PUBLISHER_REMOVED: " when the trusted publisher it was made for was removed",
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES = {
@@ -132,6 +146,8 @@ REVOKE_CAUSES = {
     ),
     RevokeReason.APPLICATION: "by the application that held it, which signed out",
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
+    RevokeReason.PROJECT_MEMBER: "by a member of its project",
+    RevokeReason.PUBLISHER_REMOVED: "the trusted publisher it was made for was removed",
 }
 
 
@@ -276,6 +292,8 @@ def describe(event: AuditEvent) -> str:
     details["new_phrase"] = f" ({details['hint']})" if rotated else ""
     details["old_phrase"] = f" ({details['replaced_hint']}), which no longer works" if rotated else ""
     details["short_commit"] = str(details.get("commit", "?"))[:12]
+    details["claims_phrase"] = _claims_phrase(details.get("claims"))
+    details["scopes_phrase"] = describe_scopes(details.get("scopes") or ["?"])
     return string.Formatter().vformat(template, (), details)
 
 
@@ -283,6 +301,13 @@ def _limits_phrase(details: dict[str, Any]) -> str:
     if "scopes" not in details:  # events from before tokens had limits
         return ""
     return f" ({describe_limits(details['scopes'], details.get('projects'), details.get('allowed_ips'))})"
+
+
+def _claims_phrase(claims: object) -> str:
+    """A trusted publisher's claims as its events say them: ``repository = acme/app, ref = …``."""
+    if not isinstance(claims, dict) or not claims:
+        return "?"
+    return ", ".join(f"{name} = {value}" for name, value in claims.items())
 
 
 def _where_phrase(details: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ SERVER_COMMANDS = {
     "projects": (ADMIN, "Studio projects and their members (server administration)"),
     "packages": (ADMIN, "the package (hotfix) repository (server administration)"),
     "audit": (ADMIN, "the audit trail: export every event (server administration)"),
+    "publishers": (ADMIN, "trusted publishers: CI jobs that get tokens without a secret (server administration)"),
 }
 SERVER_TOKEN_COMMANDS = {
     "create": (ADMIN, "mint a token for a user, printed once (server administration)"),

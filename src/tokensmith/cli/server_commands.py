@@ -30,6 +30,12 @@ packages_app = typer.Typer(
 )
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 tokens_app = typer.Typer(rich_markup_mode=None, add_completion=False)  # tokens create, tokens revoke-all
+publishers_app = typer.Typer(
+    help="Trusted publishers: the CI jobs whose OpenID Connect ID token gets a project's token.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+)
 
 
 def group(module: str, name: str) -> Any:
@@ -38,7 +44,13 @@ def group(module: str, name: str) -> Any:
     load(module)
     if name == "serve":
         return typer.main.get_command(app)
-    groups = {"users": users_app, "projects": projects_app, "packages": packages_app, "audit": audit_app}
+    groups = {
+        "users": users_app,
+        "projects": projects_app,
+        "packages": packages_app,
+        "audit": audit_app,
+        "publishers": publishers_app,
+    }
     if name in groups:
         return typer.main.get_group(groups[name])  # a group even while it holds one command
     return typer.main.get_group(tokens_app).commands[name]

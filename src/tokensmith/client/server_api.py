@@ -122,3 +122,12 @@ class ServerApi:
 
     def projects(self) -> list[dict]:
         return self.call("GET", "/api/v1/projects").json()
+
+    # --- workload identity: a CI job's ID token for a token (no credential) -----------------------
+
+    def oidc_audience(self) -> str:
+        return self.call("GET", "/api/v1/oidc/audience").json()["audience"]
+
+    def exchange_id_token(self, id_token: str, project: str | None = None) -> dict:
+        body = {"token": id_token, **({"project": project} if project else {})}
+        return self.call("POST", "/api/v1/oidc/exchange", json=body).json()

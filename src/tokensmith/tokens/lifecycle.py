@@ -28,9 +28,10 @@ from tokensmith.errors import (
     NotPermitted,
 )
 from tokensmith.identity import VerifiedToken
+from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.projects.catalog import project_ids_of
 from tokensmith.scopes import ALL_SCOPES
-from tokensmith.store.models import PersonalToken
+from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import check as token_check
 from tokensmith.tokens import format as token_format
@@ -107,6 +108,9 @@ def create_token(
     Bad input is InvalidInput, and nothing is made.
     """
     name = validate_name(name)
+    owner = session.get(User, owner_id)
+    if owner is not None:
+        trusted_publishers.not_for_ci(owner, "a token made by hand")
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise InvalidInput("The expiration date must be in the future.")
@@ -356,6 +360,7 @@ def rotate_token(
     anybody else's id is a 404 as on every other route, and another of one's own tokens a 403.
     The owner ``signed_in`` to the web site (Regenerate on My Tokens) may rotate any of theirs."""
     old = token_listing.get_live_token(session, token_id, owner_id)
+    trusted_publishers.not_for_ci(old.owner, "rotating a token (a CI job asks its trusted publisher for a new one)")
     if old.parent_id is not None:
         raise NotPermitted(
             "An application token cannot be rotated: revoke it, and let the application ask "

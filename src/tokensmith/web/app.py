@@ -25,6 +25,7 @@ from tokensmith.web import (
     scim,
     security,
     studio,
+    workload_identity,
 )
 from tokensmith.web.assets import Assets
 from tokensmith.web.bodies import BodyLimit
@@ -38,6 +39,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 # Every route of the server, in the order they are matched.
 ROUTERS = (
     api.router,
+    workload_identity.router,
     monitoring.router,
     git_routes.router,
     maven.router,
@@ -46,6 +48,7 @@ ROUTERS = (
     scim.router,
     nuxeo.router,
     pages.router,
+    workload_identity.pages_router,
     security.router,
     oidc.router,
     device.router,

@@ -29,6 +29,7 @@ from tokensmith.errors import (
     IdentityProviderUnavailable,
     InsufficientScope,
     InvalidInput,
+    IssuerUnavailable,
     NotFound,
     NotPermitted,
     SignInRejected,
@@ -57,6 +58,7 @@ STATUS = {
     HeaderTooLarge: 431,
     StoreUnavailable: 503,
     GitUnavailable: 503,
+    IssuerUnavailable: 503,
     IdentityProviderUnavailable: 502,
     SignInRejected: 400,
 }

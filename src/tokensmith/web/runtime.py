@@ -53,7 +53,9 @@ from tokensmith.store.database import (
 )
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
+from tokensmith.tokens.oidc_issuers import IssuerDirectory
 from tokensmith.tokens.usage import UsageWriter
+from tokensmith.tokens.workload_identity import SpentIdTokensPruner
 
 T = TypeVar("T")
 
@@ -71,6 +73,8 @@ class Runtime:
     identity_provider: OpenIdProvider | None = None
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
     mail_engine: Engine | None = None  # the mail sender's and the reminders' (mail.py), when mail is on
+    # The CI issuers' keys this process has needed (workload identity, oidc_issuers.py).
+    issuers: IssuerDirectory = field(default_factory=IssuerDirectory)
     _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
     _checkers: ThreadPoolExecutor | None = field(default=None, repr=False)  # see check_on_store
 
@@ -81,8 +85,8 @@ class Runtime:
         # On SQLite, checkpoints are the WalCheckpointer's: no request waits for the disk.
         engine = create_store_engine(settings, checkpoints=False)
         # One connection each for the threads behind the requests: the usage writer, the
-        # throttle's pruner and, on SQLite, the checkpointer.
-        usage = UsageWriter(create_store_engine(settings, pool=Pool(size=3, overflow=0), checkpoints=False)).start()
+        # throttle's pruner, the pruner of the ID tokens exchanged and, on SQLite, the checkpointer.
+        usage = UsageWriter(create_store_engine(settings, pool=Pool(size=4, overflow=0), checkpoints=False)).start()
         throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
         mail_engine, mail_jobs = _mail_jobs(settings)
@@ -102,6 +106,7 @@ class Runtime:
             ),
             housekeeping=[
                 ThrottlePruner(throttle, usage.engine).start(),
+                SpentIdTokensPruner(usage.engine).start(),
                 *([WalCheckpointer(usage.engine).start()] if local else []),
                 *mail_jobs,
             ],
