@@ -29,6 +29,9 @@
 9. The reference's addresses under ``/nuxeo/`` against the routes they are, on SQLite: each
    pair alternated over wrk rounds, the ratio of the medians, at least 0.95
    (``bench/reference_routes.py``).
+10. Workload identity, on SQLite: the exchange of a CI job's ID token with the issuer's keys held
+   against a token check, alternated over wrk rounds; the ratio, at most 3
+   (``bench/workload_identity.py``).
 
 ``--issue-14`` runs only the parts that hold issue 14's targets (the routes on both stores with
 the bare FastAPI route and the style sheet beside them, git clone and fetch against their
@@ -80,6 +83,7 @@ from bench.reference_routes import ReferenceFigures, measure_reference_routes  #
 from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E402
 from bench.scale_out import ScaleFigures, measure_scale_out  # noqa: E402
 from bench.token_check import measure_token_check  # noqa: E402
+from bench.workload_identity import ExchangeFigures, measure_exchange  # noqa: E402
 from tests.support.postgres import PostgresUnavailable  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -122,6 +126,9 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-check-scale", action="store_true", help="no check among 1k and 1M tokens")
     parser.add_argument("--skip-reference", action="store_true", help="no /nuxeo/… addresses against their routes' own")
     parser.add_argument(
+        "--skip-exchange", action="store_true", help="no exchange of CI ID tokens against a token check"
+    )
+    parser.add_argument(
         "--issue-14",
         action="store_true",
         help="only the parts issue 14's targets are measured by (routes, git, check among 1M)",
@@ -135,7 +142,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.issue_14:
         args.skip_check = args.skip_mixed = args.skip_client = args.skip_scale = args.skip_download = True
-        args.skip_install = args.skip_reference = True
+        args.skip_install = args.skip_reference = args.skip_exchange = True
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
@@ -158,6 +165,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         or args.skip_shell
         or args.skip_install
         or args.skip_reference
+        or args.skip_exchange
         or set(args.backends) != set(report.BACKEND_NAMES)
     ):
         parser.error("--write-docs needs the full run (every part, both stores)")
@@ -193,6 +201,7 @@ def main(argv: list[str]) -> int:
     check_scale: CheckScaleFigures | None = None
     route_scale: RouteScaleFigures | None = None
     reference: ReferenceFigures | None = None
+    exchange: ExchangeFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -290,6 +299,12 @@ def main(argv: list[str]) -> int:
                 f"-d{options.duration}s, {options.rounds} alternating rounds"
             )
             reference = measure_reference_routes(workdir / "reference", options)
+        if not args.skip_http and not args.skip_exchange:
+            print(
+                f"Workload identity, SQLite: the exchange of CI ID tokens against a token check, wrk -t1 "
+                f"-c{options.connections} -d{options.duration}s, {options.rounds} alternating rounds"
+            )
+            exchange = measure_exchange(workdir / "exchange", options)
     except BenchError as error:
         print(f"\nBenchmark failed: {error}", file=sys.stderr)
         return 1
@@ -320,6 +335,7 @@ def main(argv: list[str]) -> int:
         route_scale,
         install,
         reference,
+        exchange,
     )
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -343,6 +359,7 @@ def main(argv: list[str]) -> int:
                 "check_scale": check_scale.as_dict() if check_scale else None,
                 "route_scale": route_scale.as_dict() if route_scale else None,
                 "reference_routes": reference.as_dict() if reference else None,
+                "workload_identity": exchange.as_dict() if exchange else None,
             },
             indent=2,
         )

@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -295,11 +296,44 @@ def all_publishers(session: Session, project_id: str | None = None) -> list[Trus
     return list(session.scalars(query))
 
 
-def publishers_for_issuer(session: Session, issuer: str) -> list[TrustedPublisher]:
-    """The publishers an ID token of ``issuer`` may match: where every exchange starts."""
+@dataclass(frozen=True)
+class Candidate:
+    """A publisher an ID token may match, with its project's CI account: what the exchange reads."""
+
+    id: int
+    project_id: str
+    name: str
+    claims: dict[str, str]
+    scopes: tuple[str, ...]
+    account_id: int
+    username: str
+    account_active: bool
+
+
+_PUBLISHERS, _USERS = TrustedPublisher.__table__, User.__table__
+_CANDIDATES = (
+    select(
+        _PUBLISHERS.c.id,
+        _PUBLISHERS.c.project_id,
+        _PUBLISHERS.c.name,
+        _PUBLISHERS.c.claims,
+        _PUBLISHERS.c.scopes,
+        _PUBLISHERS.c.account_id,
+        _USERS.c.username,
+        _USERS.c.is_active,
+    )
+    .join(_USERS, _USERS.c.id == _PUBLISHERS.c.account_id)
+    .where(_PUBLISHERS.c.issuer == bindparam("issuer"))
+)
+
+
+def candidates_for_issuer(session: Session, issuer: str) -> list[Candidate]:
+    """The publishers an ID token of ``issuer`` may match, where every exchange starts: one
+    statement, read as plain values (the exchange is on a hot path of its own)."""
     if len(issuer) > MAX_ISSUER:
         return []
-    return list(session.scalars(select(TrustedPublisher).where(TrustedPublisher.issuer == issuer)))
+    rows = session.connection().execute(_CANDIDATES, {"issuer": issuer}).all()  # Core: no ORM on this path
+    return [Candidate(row[0], row[1], row[2], row[3], tuple(row[4]), row[5], row[6], bool(row[7])) for row in rows]
 
 
 def get_publisher(session: Session, publisher_id: int, project_id: str | None = None) -> TrustedPublisher:
@@ -327,7 +361,17 @@ def delete_publisher(session: Session, publisher: TrustedPublisher, *, actor: st
     session.flush()
 
 
-def matching(publishers: Sequence[TrustedPublisher], claims: Mapping[str, object]) -> list[TrustedPublisher]:
+class Matchable(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def claims(self) -> Mapping[str, str]: ...
+
+
+M = TypeVar("M", bound=Matchable)
+
+
+def matching(publishers: Sequence[M], claims: Mapping[str, object]) -> list[M]:
     """The publishers whose every claim the ID token's ``claims`` carry, exactly, most specific
     first (the most claims; then the oldest). A claim that is a number or a boolean in the token
     is compared as JSON writes it (``42``, ``true``); one that is an object or a list never matches."""

@@ -89,7 +89,9 @@ class PresentedIdToken:
         value = self.claims.get(name)
         if not isinstance(value, str) or not value:
             return None
-        shown = "".join(char for char in value[:limit] if char.isprintable())
+        shown = value[:limit]
+        if not shown.isprintable():
+            shown = "".join(char for char in shown if char.isprintable())
         return shown + ("…" if len(value) > limit else "")
 
 

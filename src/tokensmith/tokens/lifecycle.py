@@ -136,32 +136,26 @@ def mint_checked(
     ip: str | None,
     audited: bool = True,
     parent_id: int | None = None,
+    name_is_unique: bool = False,
     **details: Any,
 ) -> tuple[str, PersonalToken]:
     """The token row and its ``token.created`` event (with ``details``), for limits checked
     already: a new token's, the ones a rotated token carries over as they were (a rotation writes
     one event of its own, ``audited=False``), or an application token's (under ``parent_id``,
-    ``token.derived``), taken from its parent (application_tokens.py)."""
-    _ensure_name_free(session, owner_id, name, now)
-    secret = token_format.generate(prefix)
-    row = PersonalToken(
-        user_id=owner_id,
-        name=name,
-        digest=_digest(keys, secret),
-        key_version=keys.current,
-        hint=token_format.hint(secret, prefix),
-        scopes=list(limits.scopes),
-        projects=_listed(limits.projects),
-        allowed_ips=_listed(limits.allowed_ips),
-        created_at=now,
-        expires_at=expires_at,
-        parent_id=parent_id,
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
+    ``token.derived``), taken from its parent (application_tokens.py). ``name_is_unique``: a name
+    made unique by its caller (a CI token's, workload_identity.py), which is not looked up."""
+    if not name_is_unique:
+        _ensure_name_free(session, owner_id, name, now)
+    secret, row = _new_row(keys, owner_id, name, limits, prefix, expires_at, now, parent_id)
+    if name_is_unique:
+        session.add(row)
+        session.flush()  # its id; no savepoint (a name taken after all fails the whole unit)
+    else:
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
     if not audited:
         return secret, row
     trail.record(
@@ -176,6 +170,33 @@ def mint_checked(
         expires_at=row.expires_at.isoformat() if row.expires_at else None,
         **limits_of(row),
         **details,
+    )
+    return secret, row
+
+
+def _new_row(
+    keys: ServerKeys,
+    owner_id: int,
+    name: str,
+    limits: token_limits.Limits,
+    prefix: str,
+    expires_at: datetime | None,
+    now: datetime,
+    parent_id: int | None,
+) -> tuple[str, PersonalToken]:
+    secret = token_format.generate(prefix)
+    row = PersonalToken(
+        user_id=owner_id,
+        name=name,
+        digest=_digest(keys, secret),
+        key_version=keys.current,
+        hint=token_format.hint(secret, prefix),
+        scopes=list(limits.scopes),
+        projects=_listed(limits.projects),
+        allowed_ips=_listed(limits.allowed_ips),
+        created_at=now,
+        expires_at=expires_at,
+        parent_id=parent_id,
     )
     return secret, row
 

@@ -21,8 +21,8 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import CursorResult, Engine, delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import CursorResult, Engine, delete, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tokensmith.audit import trail
@@ -31,8 +31,9 @@ from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput, NotPermitted
 from tokensmith.housekeeping import Periodic
 from tokensmith.projects import publishers as trusted_publishers
+from tokensmith.projects.publishers import Candidate
 from tokensmith.store.database import session_factory, unit_of_work
-from tokensmith.store.models import IdTokenUse, PublisherToken, TrustedPublisher, User
+from tokensmith.store.models import IdTokenUse, PublisherToken
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import id_tokens
 from tokensmith.tokens import lifecycle as token_lifecycle
@@ -41,6 +42,9 @@ from tokensmith.tokens.id_tokens import PresentedIdToken, rejected
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
 
 MAX_MINUTES = 60
+_SPENT = IdTokenUse.__table__
+_LINK = insert(PublisherToken.__table__)
+_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # The claims that say which job it was, in the token's name and the security log.
 IDENTIFYING_CLAIMS = ("repository", "project_path", "pipeline_slug", "sub")
 RUN_CLAIMS = ("run_id", "pipeline_id", "build_number", "job_id")
@@ -89,7 +93,7 @@ def exchange(
     the token matches publishers of several. ``now``: the moment it happens (tests set it)."""
     now = now or utcnow()
     presented = id_tokens.read(id_token)
-    candidates = trusted_publishers.publishers_for_issuer(session, presented.issuer)
+    candidates = trusted_publishers.candidates_for_issuer(session, presented.issuer)
     if project is not None:
         candidates = [publisher for publisher in candidates if publisher.project_id == project]
     if not candidates:
@@ -102,14 +106,13 @@ def exchange(
     id_tokens.verify(presented, _signing_key(directory, presented, fetched))
     expires = id_tokens.check(presented, audience=audience, now=now)
     publisher = _chosen(candidates, presented)
-    account = session.get(User, publisher.account_id)
-    if account is None or not account.is_active:
+    if not publisher.account_active:
         raise NotPermitted(
             f"The CI account of project {publisher.project_id} is disabled: its trusted publishers get no "
             "token until an administrator enables it again (tokensmith users enable)."
         )
     digest = _spend(session, presented, expires)
-    return _mint(session, keys, presented, publisher, account, digest, prefix=prefix, minutes=minutes, ip=ip, now=now)
+    return _mint(session, keys, presented, publisher, digest, prefix=prefix, minutes=minutes, ip=ip, now=now)
 
 
 def _signing_key(directory: IssuerDirectory, presented: PresentedIdToken, fetched: bool) -> id_tokens.PublicKey:
@@ -125,7 +128,7 @@ def _signing_key(directory: IssuerDirectory, presented: PresentedIdToken, fetche
     raise rejected("invalid_signature", f"it names {named}, which its issuer does not publish")
 
 
-def _chosen(candidates: list[TrustedPublisher], presented: PresentedIdToken) -> TrustedPublisher:
+def _chosen(candidates: list[Candidate], presented: PresentedIdToken) -> Candidate:
     matches = trusted_publishers.matching(candidates, presented.claims)
     if not matches:
         said = ", ".join(f"{name} = {value}" for name in LOGGED_CLAIMS if (value := presented.text(name)) is not None)
@@ -146,15 +149,16 @@ def _chosen(candidates: list[TrustedPublisher], presented: PresentedIdToken) -> 
 def _spend(session: Session, presented: PresentedIdToken, expires: datetime) -> bytes:
     """Record the token's ``jti`` for every instance: a second exchange of it is refused."""
     digest = hashlib.sha256(f"{presented.issuer}\n{presented.jti}".encode()).digest()
-    try:
-        with session.begin_nested():
-            session.add(IdTokenUse(digest=digest, expires_at=expires + id_tokens.LEEWAY))
-    except IntegrityError:
+    # Inserted unless there: no savepoint, no error to recover from. Of two instances inserting
+    # one digest at once, PostgreSQL lets the second wait for the first's commit, then finds it.
+    insert = _INSERTS[session.get_bind().dialect.name]
+    statement = insert(_SPENT).values(digest=digest, expires_at=expires + id_tokens.LEEWAY).on_conflict_do_nothing()
+    if session.connection().execute(statement).rowcount != 1:
         raise rejected(
             "replayed",
             f"it was exchanged already (jti {presented.text('jti', 60)}): an ID token is exchanged once; ask "
             "the CI for a new one",
-        ) from None
+        )
     return digest
 
 
@@ -162,8 +166,7 @@ def _mint(
     session: Session,
     keys: ServerKeys,
     presented: PresentedIdToken,
-    publisher: TrustedPublisher,
-    account: User,
+    publisher: Candidate,
     digest: bytes,
     *,
     prefix: str,
@@ -176,7 +179,7 @@ def _mint(
     secret, row = token_lifecycle.mint_checked(
         session,
         keys,
-        account.id,
+        publisher.account_id,
         _token_name(presented, digest),
         limits,
         prefix=prefix,
@@ -185,13 +188,14 @@ def _mint(
         now=now,
         ip=ip,
         audited=False,
+        name_is_unique=True,  # the jti's own digest is in it
     )
-    session.add(PublisherToken(token_id=row.id, publisher_id=publisher.id))
+    session.connection().execute(_LINK, {"token_id": row.id, "publisher_id": publisher.id})
     trail.record(
         session,
         AuditAction.TOKEN_EXCHANGED,
         actor=_actor(presented),
-        user_id=account.id,
+        user_id=publisher.account_id,
         ip=ip,
         at=now,
         token_id=row.id,
@@ -209,7 +213,7 @@ def _mint(
         **token_lifecycle.limits_of(row),
     )
     return Exchanged(
-        secret, account.username, publisher.project_id, tuple(row.scopes), expires_at, row.id, publisher.name
+        secret, publisher.username, publisher.project_id, tuple(row.scopes), expires_at, row.id, publisher.name
     )
 
 
@@ -217,7 +221,7 @@ def _token_name(presented: PresentedIdToken, digest: bytes) -> str:
     """``acme/app run 4242 (3f9a1c2e)``: which job, and the ID token's own (its jti's digest)."""
     who = next((value for name in IDENTIFYING_CLAIMS if (value := presented.text(name, 60)) is not None), "CI job")
     run = next((value for name in RUN_CLAIMS if (value := presented.text(name, 20)) is not None), None)
-    return f"{who}{f' run {run}' if run else ''} ({digest.hex()[:8]})"
+    return f"{who}{f' run {run}' if run else ''} ({digest.hex()[:12]})"
 
 
 def _actor(presented: PresentedIdToken) -> str:
