@@ -20,13 +20,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from joserfc import jws
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
+from tests.support.http_answers import QuietHandler
 from tests.support.ledger import remember
 from tests.support.ports import free_port
 
@@ -204,24 +205,12 @@ class CiIssuer:
     def start(self) -> CiIssuer:
         issuer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: object) -> None:
-                pass
 
             def handle(self) -> None:
                 with contextlib.suppress(OSError):  # a reader that hung up on an endless answer
                     super().handle()
-
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
@@ -229,23 +218,23 @@ class CiIssuer:
                     issuer._silence.wait(60)
                     return
                 if issuer.mode == "down":
-                    self._send(503, b'{"message": "down for maintenance"}')
+                    self.send(503, b'{"message": "down for maintenance"}')
                 elif parts.path == "/.well-known/openid-configuration":
                     issuer.discovery_fetches += 1
-                    self._send(200, json.dumps(issuer.discovery()).encode())
+                    self.send(200, json.dumps(issuer.discovery()).encode())
                 elif parts.path == "/.well-known/jwks":
                     issuer.jwks_fetches += 1
                     self._jwks()
                 elif parts.path == "/github/id-token":
                     query = {key: values[0] for key, values in parse_qs(parts.query).items()}
                     status, answer = issuer.github_id_token(query, self.headers.get("Authorization"))
-                    self._send(status, json.dumps(answer).encode())
+                    self.send(status, json.dumps(answer).encode())
                 else:
-                    self._send(404, b"{}")
+                    self.send(404, b"{}")
 
             def _jwks(self) -> None:
                 if issuer.mode == "redirect":
-                    self._send(302, b"", {"Location": "https://keys.elsewhere.example/.well-known/jwks"})
+                    self.send(302, b"", headers={"Location": "https://keys.elsewhere.example/.well-known/jwks"})
                 elif issuer.mode == "endless_jwks":
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
@@ -259,7 +248,7 @@ class CiIssuer:
                     self.end_headers()
                     self._stream_forever(chunked=True)
                 else:
-                    self._send(200, json.dumps(issuer.jwks()).encode())
+                    self.send(200, json.dumps(issuer.jwks()).encode())
 
             def _stream_forever(self, chunked: bool = False) -> None:
                 block = b'{"keys": [' + b" " * 65536

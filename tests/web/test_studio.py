@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import subprocess
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.git import GitUser
+from tests.support.maven import get_artifact, settings_xml
 
 PASSWORD = "studio person's password"
 GROUP = "com.acme.studio"
@@ -205,41 +203,13 @@ def test_a_stranger_cannot_tell_a_hidden_artifact_from_a_missing_one(server, stu
     assert hidden.status_code == missing.status_code == 404 and hidden.text == missing.text
 
 
-def maven_settings(path: Path, server, username: str, token: str) -> Path:
-    path.write_text(f"""<settings>
-  <mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>
-  <servers><server><id>tokensmith-studio</id><username>{username}</username><password>{token}</password></server></servers>
-  <profiles><profile><id>studio</id><repositories><repository><id>tokensmith-studio</id>
-    <url>{server.base_url}/maven/studio/</url></repository></repositories></profile></profiles>
-  <activeProfiles><activeProfile>studio</activeProfile></activeProfiles>
-</settings>
-""")
-    path.chmod(0o600)
-    return path
-
-
 @pytest.mark.parametrize("wanted, resolved", [("0.1.0", "0.1.0"), ("[0.1,0.2)", "0.1.1")])
 def test_real_maven_resolves_a_release_with_the_token(server, studio, mvn, tmp_path, wanted, resolved):
     for version in ("0.1.0", "0.1.1"):  # released by the first test; made sure of here
         assert release(server, studio, version).status_code in (201, 409)
-    settings = maven_settings(tmp_path / "settings.xml", server, studio["names"]["bob"], studio["tokens"]["bob"])
+    settings = settings_xml(tmp_path / "settings.xml", server.base_url, studio["names"]["bob"], studio["tokens"]["bob"])
     local = tmp_path / "m2"
-    result = subprocess.run(
-        [
-            mvn,
-            "-B",
-            "-q",
-            "-s",
-            str(settings),
-            f"-Dmaven.repo.local={local}",
-            "org.apache.maven.plugins:maven-dependency-plugin:get",
-            f"-Dartifact={GROUP}:{studio['id']}:{wanted}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
-    )
+    result = get_artifact(mvn, settings, local, f"{GROUP}:{studio['id']}:{wanted}")
     assert result.returncode == 0, result.stdout[-3000:]
     artifact_dir = local / "com" / "acme" / "studio" / studio["id"]
     jar = artifact_dir / resolved / f"{studio['id']}-{resolved}.jar"
@@ -254,21 +224,8 @@ def test_real_maven_is_refused_with_a_revoked_token(server, studio, mvn, tmp_pat
     with server.client(auth=(name, doomed)) as client:
         me = client.get("/api/v1/me").json()
         assert client.delete(f"/api/v1/tokens/{me['token']['id']}").status_code == 204
-    settings = maven_settings(tmp_path / "settings.xml", server, name, doomed)
-    result = subprocess.run(
-        [
-            mvn,
-            "-B",
-            "-s",
-            str(settings),
-            f"-Dmaven.repo.local={tmp_path / 'm2'}",
-            "org.apache.maven.plugins:maven-dependency-plugin:get",
-            f"-Dartifact={GROUP}:{studio['id']}:0.1.0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    settings = settings_xml(tmp_path / "settings.xml", server.base_url, name, doomed)
+    result = get_artifact(mvn, settings, tmp_path / "m2", f"{GROUP}:{studio['id']}:0.1.0")
     assert result.returncode != 0 and "401" in result.stdout
 
 
