@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import CursorResult, Engine, delete, insert
+from sqlalchemy import CursorResult, Engine, Insert, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,9 +42,7 @@ from tokensmith.tokens.id_tokens import PresentedIdToken, rejected
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
 
 MAX_MINUTES = 60
-_SPENT = IdTokenUse.__table__
-_LINK = insert(PublisherToken.__table__)
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_LINK = insert(PublisherToken)
 # The claims that say which job it was, in the token's name and the security log.
 IDENTIFYING_CLAIMS = ("repository", "project_path", "pipeline_slug", "sub")
 RUN_CLAIMS = ("run_id", "pipeline_id", "build_number", "job_id")
@@ -151,8 +149,7 @@ def _spend(session: Session, presented: PresentedIdToken, expires: datetime) -> 
     digest = hashlib.sha256(f"{presented.issuer}\n{presented.jti}".encode()).digest()
     # Inserted unless there: no savepoint, no error to recover from. Of two instances inserting
     # one digest at once, PostgreSQL lets the second wait for the first's commit, then finds it.
-    insert = _INSERTS[session.get_bind().dialect.name]
-    statement = insert(_SPENT).values(digest=digest, expires_at=expires + id_tokens.LEEWAY).on_conflict_do_nothing()
+    statement = _insert_unless_there(session.get_bind().dialect.name, digest, expires + id_tokens.LEEWAY)
     if session.connection().execute(statement).rowcount != 1:
         raise rejected(
             "replayed",
@@ -160,6 +157,13 @@ def _spend(session: Session, presented: PresentedIdToken, expires: datetime) -> 
             "the CI for a new one",
         )
     return digest
+
+
+def _insert_unless_there(dialect: str, digest: bytes, expires_at: datetime) -> Insert:
+    """Each store's INSERT … ON CONFLICT DO NOTHING of a spent ID token, built by its own dialect."""
+    if dialect == "postgresql":
+        return postgresql.insert(IdTokenUse).values(digest=digest, expires_at=expires_at).on_conflict_do_nothing()
+    return sqlite.insert(IdTokenUse).values(digest=digest, expires_at=expires_at).on_conflict_do_nothing()
 
 
 def _mint(
