@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import CursorResult, Engine, Insert, delete, insert
+from sqlalchemy import CursorResult, Engine, Insert, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,7 +43,10 @@ from tokensmith.tokens.id_tokens import PresentedIdToken, rejected
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
 
 MAX_MINUTES = 60
-_LINK = insert(PublisherToken)
+# Core statements on the tables (on the session's connection: no ORM on the exchange's writes but
+# the token's and its event's, which have one way each to be made).
+_SPENT = cast(Table, IdTokenUse.__table__)
+_LINK = insert(cast(Table, PublisherToken.__table__))
 # The claims that say which job it was, in the token's name and the security log.
 IDENTIFYING_CLAIMS = ("repository", "project_path", "pipeline_slug", "sub")
 RUN_CLAIMS = ("run_id", "pipeline_id", "build_number", "job_id")
@@ -150,7 +154,7 @@ def _spend(session: Session, presented: PresentedIdToken, expires: datetime) -> 
     # Inserted unless there: no savepoint, no error to recover from. Of two instances inserting
     # one digest at once, PostgreSQL lets the second wait for the first's commit, then finds it.
     statement = _insert_unless_there(session.get_bind().dialect.name, digest, expires + id_tokens.LEEWAY)
-    if session.connection().execute(statement).rowcount != 1:
+    if session.connection().execute(statement).first() is None:
         raise rejected(
             "replayed",
             f"it was exchanged already (jti {presented.text('jti', 60)}): an ID token is exchanged once; ask "
@@ -161,9 +165,14 @@ def _spend(session: Session, presented: PresentedIdToken, expires: datetime) -> 
 
 def _insert_unless_there(dialect: str, digest: bytes, expires_at: datetime) -> Insert:
     """Each store's INSERT … ON CONFLICT DO NOTHING of a spent ID token, built by its own dialect."""
+    statement: Insert
     if dialect == "postgresql":
-        return postgresql.insert(IdTokenUse).values(digest=digest, expires_at=expires_at).on_conflict_do_nothing()
-    return sqlite.insert(IdTokenUse).values(digest=digest, expires_at=expires_at).on_conflict_do_nothing()
+        statement = postgresql.insert(_SPENT).values(digest=digest, expires_at=expires_at).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(_SPENT).values(digest=digest, expires_at=expires_at).on_conflict_do_nothing()
+    # The row inserted comes back, none when it was there: a driver's rowcount is not to be trusted
+    # for an INSERT (psycopg's is -1 here).
+    return statement.returning(_SPENT.c.digest)
 
 
 def _mint(
