@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make serve   set up and start the server on SQLite in ./var at http://127.0.0.1:8000
 #                (make serve PORT=8001: another port)
-#   make test    install what the tests need and run the whole suite
+#   make test    install what the tests need, run the checks (make lint), then the whole suite
+# the inner loop: make check (the checks, then the unit tests alone: no server, under a minute)
 # and the suite with coverage: make coverage
 # and the benchmark:
 #   make bench
@@ -22,7 +23,7 @@ FUZZ_VENV := .venv-schemathesis
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 SCHEMATHESIS := schemathesis>=4.32,<5
 
-.PHONY: serve test coverage bench dist system-packages oidc-provider nuxeo-cli clean
+.PHONY: serve test check lint coverage bench dist system-packages oidc-provider nuxeo-cli clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -79,8 +80,24 @@ $(FUZZ_STAMP): Makefile
 	$(FUZZ_VENV)/bin/python -m pip install --quiet '$(SCHEMATHESIS)'
 	touch $(FUZZ_STAMP)
 
-test: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider nuxeo-cli
+# The checks, configured in pyproject.toml, a few seconds once mypy's cache is warm: ruff's lint
+# (import order too) and format, mypy (strict, on src/tokensmith), and import-linter's contracts
+# (the layers; the client importing nothing of the server). Any finding fails the target.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --quiet
+	$(VENV)/bin/ruff format --check --quiet
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# The checks first (a finding fails the run before any server starts), then the whole suite.
+test: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider nuxeo-cli lint
 	TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop: the checks, then the unit tests, those that start no server (tests/conftest.py
+# marks the rest slow; here any test that starts a process other than git, or listens on a
+# port, fails and says to mark it).
+check: lint
+	TOKENSMITH_TEST_UNITS_ONLY=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The same suite, measured: coverage follows every server and command the tests start (a fifth
 # slower, which is why `make test` does without).
@@ -99,4 +116,4 @@ dist:
 	$(PY) -m pip wheel --quiet --no-deps -w dist . ./distributions/client
 
 clean:
-	rm -rf $(VENV) $(FUZZ_VENV) var dist .coverage* .pytest_cache
+	rm -rf $(VENV) $(FUZZ_VENV) var dist .coverage* .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import pty
 import shutil
-from collections.abc import Iterator
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
@@ -34,9 +38,73 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+# --- unit tests and the rest (`make check` runs the first alone) ----------------------------------
+#
+# A unit test starts no server: no process but a short git command (a project's bare repository,
+# a push's scan), and no listening port. Its fixtures are all among these (pytest's own, and the
+# stores on SQLite, rolled back after each test). Any other fixture (a live server, PostgreSQL,
+# chromium, Maven, a module's own server...) makes a test ``slow``, as do the markers ``postgres``
+# and ``browser``; a new fixture counts as slow until it is added here. `make check`
+# (TOKENSMITH_TEST_UNITS_ONLY=1, -m "not slow") then refuses any other process and any listening
+# socket, so that a test starting one in its own body cannot pass for a unit test: it fails,
+# naming the marker to put on it.
+UNIT_FIXTURES = frozenset(
+    {
+        *("request", "tmp_path", "tmp_path_factory", "monkeypatch", "capsys", "capfd", "caplog", "recwarn"),
+        "units_start_nothing",
+        *("keys", "store_engine", "db", "make_user", "make_token"),
+        # the modules' own, on the same footing
+        *("settings", "store", "member", "alice", "mail_on", "outbox_engine"),
+    }
+)
+UNITS_ONLY = os.environ.get("TOKENSMITH_TEST_UNITS_ONLY") == "1"
+
+
+def is_slow(item: pytest.Item) -> bool:
+    if any(item.get_closest_marker(name) for name in ("slow", "postgres", "browser")):
+        return True
+    return not set(getattr(item, "fixturenames", ())) <= UNIT_FIXTURES
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``last`` run after all others: they inspect what the whole run left."""
+    for item in items:
+        if is_slow(item):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+def _refused(what: str) -> Callable[..., None]:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        pytest.fail(
+            f"This test {what}: it is not a unit test (make check runs those alone). Mark it "
+            "@pytest.mark.slow, or give it a fixture that is not in conftest.UNIT_FIXTURES.",
+            pytrace=False,
+        )
+
+    return refuse
+
+
+def _git_only(execute_child: Callable[..., None]) -> Callable[..., None]:
+    def execute(popen: subprocess.Popen[bytes], args: Any, *rest: object, **options: object) -> None:
+        program = os.fsdecode(args if isinstance(args, (str, bytes, os.PathLike)) else next(iter(args)))
+        if os.path.basename(program) != "git":
+            _refused(f"starts a process ({program})")()
+        execute_child(popen, args, *rest, **options)
+
+    return execute
+
+
+@pytest.fixture(autouse=True)
+def units_start_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `make check`, a unit test that starts a server, or a process other than git, fails."""
+    if not UNITS_ONLY:
+        return
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", _git_only(subprocess.Popen._execute_child))
+    for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp"):
+        monkeypatch.setattr(os, name, _refused("starts a process"))
+    monkeypatch.setattr(pty, "fork", _refused("starts a process"))
+    monkeypatch.setattr(socket.socket, "listen", _refused("listens on a port"))
 
 
 # --- the browser --------------------------------------------------------------------------------

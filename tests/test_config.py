@@ -14,6 +14,7 @@ def test_defaults_are_the_embedded_deployment():
     assert settings.token_prefix == "tks_"
     assert not settings.secure_cookies
     assert settings.push_protection
+    assert not settings.require_second_factor
 
 
 def test_environment_overrides():
@@ -24,6 +25,7 @@ def test_environment_overrides():
             "TOKENSMITH_TOKEN_PREFIX": "acme_",
             "TOKENSMITH_PUBLIC_URL": "https://tokens.example.test/",
             "TOKENSMITH_PUSH_PROTECTION": "false",
+            "TOKENSMITH_REQUIRE_2FA": "true",
         }
     )
     assert settings.store_url == "postgresql+psycopg://u:p@127.0.0.1/db"
@@ -32,6 +34,7 @@ def test_environment_overrides():
     assert settings.tokens_page_url == "https://tokens.example.test/tokens"
     assert settings.secure_cookies
     assert not settings.push_protection
+    assert settings.require_second_factor
 
 
 @pytest.mark.parametrize(
@@ -47,6 +50,7 @@ def test_environment_overrides():
         ("TOKENSMITH_OIDC_TOKEN_MINUTES", "a quarter of an hour"),
         ("TOKENSMITH_OIDC_AUDIENCE", "two words"),
         ("TOKENSMITH_OIDC_AUDIENCE", "https://x.example/" + "a" * 300),
+        ("TOKENSMITH_REQUIRE_2FA", "maybe"),
     ],
 )
 def test_bad_settings_are_refused_with_the_variable_named(variable, value):

@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
@@ -108,6 +108,10 @@ class Settings:
         """The audience an ID token must name to be exchanged here (GET /api/v1/oidc/audience)."""
         return self.oidc_audience or self.public_url
 
+    # TOKENSMITH_REQUIRE_2FA: people who sign in with a password enrol a second factor before
+    # anything else (accounts/second_factors.py).
+    require_second_factor: bool = False
+
     @property
     def sqlite_path(self) -> Path | None:
         """The embedded store's file, unless TOKENSMITH_DATABASE_URL names another store."""
@@ -129,9 +133,6 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
-
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -173,6 +174,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
         oidc_audience=_audience(env),
         oidc_token_minutes=_minutes(env, "TOKENSMITH_OIDC_TOKEN_MINUTES", default=15, most=60),
+        require_second_factor=_flag(env, "TOKENSMITH_REQUIRE_2FA", default=False),
     )
 
 

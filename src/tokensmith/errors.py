@@ -158,6 +158,29 @@ class IdTokenRejected(AuthenticationFailed):
         self.reason = code
 
 
+class SecondStepIncorrect(AuthenticationFailed):
+    """A wrong, used or expired code at the second step of a sign-in (or when confirming it is
+    them): an authenticator app's code or a recovery code."""
+
+    code = "second_step_incorrect"
+    reason = "bad_second_factor"
+
+
+class PasskeyRefused(AuthenticationFailed):
+    """A WebAuthn answer that does not hold: forged, replayed, for another site, a counter gone
+    backwards, too large. Its message says which."""
+
+    code = "passkey_refused"
+    reason = "passkey_refused"
+
+
+class SignInExpired(AuthenticationFailed):
+    """The half-done sign-in (password right, second step not done) ended or never began."""
+
+    code = "sign_in_expired"
+    reason = "sign_in_expired"
+
+
 class AuthenticationRequired(TokensmithError):
     code = "authentication_required"
 

@@ -53,8 +53,11 @@ class Account:
 @dataclass(slots=True)
 class VerifiedToken:
     """A token the credential check found, with its owner (tokens/check.py builds it from its
-    one lookup; its fields before ``owner`` are columns of the token's row, by name)."""
+    one lookup; its fields after ``owner_active`` are columns of the token's row, by name, which
+    come last so that the check passes them as one run of positions that mypy can follow)."""
 
+    owner: Account
+    owner_active: bool
     id: int
     name: str
     hint: str
@@ -69,8 +72,6 @@ class VerifiedToken:
     revoked_at: datetime | None
     revoked_reason: str | None
     parent_id: int | None  # an application token's: the personal token it was derived from
-    owner: Account
-    owner_active: bool
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.pages import sign_in
 from tests.support.servers import LiveServer
 
 
+@pytest.mark.slow  # starts `tokensmith serve`
 def test_first_start_prints_the_admin_password_once_and_later_starts_reuse_the_store(tmp_path):
     live = LiveServer(tmp_path / "var", name="first-start").start()
     try:

@@ -20,6 +20,8 @@ from tests.support.ledger import remember
 from tests.support.servers import LiveServer, ServerFailed
 from tokensmith.tokens import format as token_format
 
+pytestmark = pytest.mark.slow  # every test here starts `tokensmith serve` itself
+
 MALFORMED = 'tokensmith_authentications_total{method="token",outcome="malformed"}'
 
 

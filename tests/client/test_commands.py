@@ -23,6 +23,8 @@ from tests.support.client import (
 from tests.support.ledger import remember
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.slow  # runs the installed command, as a person does
+
 PASSWORD = "client person's password"
 MOMENT = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}"
 

@@ -18,6 +18,8 @@ from tests.support.client import client_env, loaded_by, login_at_terminal, token
 from tests.support.ledger import remember
 from tests.support.secret_service import SecretService, SecretServiceUnavailable, secret_service_missing
 
+pytestmark = pytest.mark.slow  # runs the installed command, with a real system keyring
+
 
 @pytest.fixture
 def desktop(tmp_path) -> Iterator[SecretService]:

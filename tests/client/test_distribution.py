@@ -108,7 +108,10 @@ def wheel_metadata(wheel: Path, name: str) -> str:
 def test_the_client_wheel_holds_the_client_and_the_server_wheel_holds_both(wheels):
     assert wheel_files(wheels["tokensmith-client"]) == CLIENT_FILES
     server = wheel_files(wheels["tokensmith"])
-    assert server > CLIENT_FILES and {"tokensmith/cli/serve.py", "tokensmith/cli/admin.py", "tokensmith/db.py"} < server
+    assert (
+        server > CLIENT_FILES
+        and {"tokensmith/cli/serve.py", "tokensmith/cli/admin.py", "tokensmith/store/database.py"} < server
+    )
     for wheel in wheels.values():  # one command, the same in both
         assert "tokensmith = tokensmith.cli.entry:main" in wheel_metadata(wheel, "entry_points.txt")
 

@@ -29,7 +29,7 @@ SERVER_PACKAGES = (
     "rich",
 )
 # The only tokensmith modules a client command may load.
-CLIENT_MODULES = ("tokensmith", "tokensmith.cli", "tokensmith.cli.main")
+CLIENT_MODULES = ("tokensmith", "tokensmith.cli", "tokensmith.cli.entry", "tokensmith.cli.main")
 
 
 def server_parts(modules: list[str]) -> list[str]:

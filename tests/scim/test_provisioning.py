@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 
 import pytest
 from sqlalchemy import select
@@ -75,6 +76,7 @@ def test_okta_push_creates_a_provisioned_account_without_password(db):
 def test_the_resource_of_an_account(db):
     user = provisioning.create_user(db, okta_user())
     document = provisioning.resource(user, BASE + "/")
+    created = user.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # ISO 8601, UTC, to the second
     assert document == {
         "schemas": [provisioning.USER_SCHEMA],
         "id": str(user.id),
@@ -86,12 +88,11 @@ def test_the_resource_of_an_account(db):
         "active": True,
         "meta": {
             "resourceType": "User",
-            "created": provisioning.timestamp(user.created_at),
-            "lastModified": provisioning.timestamp(user.created_at),
+            "created": created,
+            "lastModified": created,
             "location": f"{BASE}/scim/v2/Users/{user.id}",
         },
     }
-    assert document["meta"]["created"].endswith("Z") and "T" in document["meta"]["created"]
 
 
 def test_the_account_name_is_display_name_else_formatted_else_given_and_family(db):
@@ -543,6 +544,23 @@ def test_other_kinds_of_email_are_kept_and_the_account_keeps_the_primary_one(db)
         )
 
 
+def test_an_address_sent_without_primary_is_not_the_primary_one_and_one_at_most_is(db):
+    emails = [{"value": "ada@example.com", "type": "work", "primary": True}, {"value": "ada@home.example"}]
+    user = provisioning.create_user(db, okta_user(emails=emails))
+    provisioning.patch_user(
+        db, str(user.id), patch({"op": "replace", "path": "emails[primary eq false].type", "value": "home"})
+    )
+    assert provisioning.resource(user, BASE)["emails"][1] == {"value": "ada@home.example", "type": "home"}
+    for operation in (
+        {"op": "replace", "path": "emails.primary", "value": True},
+        {"op": "replace", "path": "emails", "value": [{"value": "a@example.com", "primary": True}] * 2},
+        {"op": "replace", "value": {"emails.primary": "True"}},
+    ):
+        with refused(400, "invalidValue", "At most one email is primary"):
+            provisioning.patch_user(db, str(user.id), patch(operation))
+    assert [email.get("primary") for email in provisioning.resource(user, BASE)["emails"]] == [True, None]
+
+
 # --- DELETE ----------------------------------------------------------------------------------------
 
 
@@ -668,10 +686,11 @@ def test_errors_are_rfc_7644_documents():
 
 
 def test_projections_keep_what_is_asked_and_always_id_and_schemas(db):
-    document = provisioning.resource(provisioning.create_user(db, okta_user()), BASE)
+    user = provisioning.create_user(db, okta_user())
+    document = provisioning.resource(user, BASE)
 
     def shaped(attributes: list[str] | None = None, excluded: list[str] | None = None) -> dict:
-        return provisioning.Projection.of(attributes, excluded).apply(document)
+        return provisioning.resource(user, BASE, provisioning.shown(attributes, excluded))
 
     assert shaped() == document
     assert shaped(["USERNAME", "emails.Type", "meta.location"]) == {
@@ -683,6 +702,8 @@ def test_projections_keep_what_is_asked_and_always_id_and_schemas(db):
     }
     assert shaped(["name", "name.givenName"])["name"] == document["name"], "the whole attribute wins"
     assert set(shaped(["nickName", f"{provisioning.ENTERPRISE_USER_SCHEMA}:department"])) == {"schemas", "id"}
+    assert set(shaped([f"{provisioning.ENTERPRISE_USER_SCHEMA}:department"])) == {"schemas", "id"}, "not everything"
+    assert set(shaped(["userName.x", "name.nickname"])) == {"schemas", "id"}, "no such sub-attributes"
     assert set(shaped(excluded=["id", "schemas", "name", "emails", "meta.created", "userName.x"])) == {
         "schemas",
         "id",
@@ -707,5 +728,5 @@ def test_a_search_request_is_read_like_the_query_parameters():
         }
     )
     assert (query.filter, query.start_index, query.count) == ('userName eq "a"', 3, 10**4000)
-    assert [name.attribute for name in query.projection.excluded] == ["name", "emails"]
+    assert [str(name) for name in query.shown.excluded_attributes or []] == ["name", "emails"]
     assert provisioning.search_request({"schemas": [provisioning.SEARCH_REQUEST_SCHEMA]}) == provisioning.Query()

@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.support.servers import LiveServer
 from tokensmith.store import data_dir
 
@@ -34,6 +36,7 @@ def test_an_existing_folder_is_left_as_it_is(tmp_path):
     assert mode(folder) == 0o750
 
 
+@pytest.mark.slow  # starts `tokensmith serve`
 def test_a_first_start_makes_the_data_dir_and_the_store_private(tmp_path):
     live = LiveServer(tmp_path / "var").start()
     try:

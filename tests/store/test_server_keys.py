@@ -53,6 +53,7 @@ def test_bad_key_messages_do_not_contain_the_key():
     assert "tooshortsecret" not in str(refused.value)
 
 
+@pytest.mark.slow  # starts processes
 def test_processes_starting_together_on_one_data_dir_all_get_the_same_key(tmp_path):
     """Instances sharing a fresh data dir (a network filesystem in production) each try to make
     the key file: one key wins, and no process reads a file half-written."""

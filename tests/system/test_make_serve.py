@@ -7,6 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs `make serve`
+
 ROOT = Path(__file__).parents[2]
 
 

@@ -21,6 +21,7 @@ from tests.support.servers import LiveServer
 from tokensmith.config import load_settings
 
 SCHEMATHESIS = Path(__file__).resolve().parents[2] / ".venv-schemathesis" / "bin" / "schemathesis"
+CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 SECONDS = 30
 SEED = "20261202"
 
@@ -38,6 +39,8 @@ def fuzz(live: LiveServer, *headers: str) -> subprocess.CompletedProcess[str]:
     """One bounded run, from the server's folder (schemathesis keeps a cache where it runs)."""
     command = [
         str(SCHEMATHESIS),
+        "--config-file",
+        str(CONFIG),
         "run",
         f"{live.base_url}/openapi.json",
         "--checks",

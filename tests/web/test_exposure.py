@@ -15,6 +15,8 @@ from tests.support.pages import csrf_of
 from tests.support.scim import SCIM_JSON, provisioning_secret
 from tests.support.servers import LiveServer
 
+pytestmark = pytest.mark.slow  # starts servers of its own (behind a proxy, on other addresses)
+
 METRICS_SECRET = remember("metrics-" + uuid.uuid4().hex + uuid.uuid4().hex)
 SCIM_SECRET = provisioning_secret()
 

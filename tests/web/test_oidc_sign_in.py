@@ -31,6 +31,8 @@ from tokensmith.accounts import users
 from tokensmith.clock import utcnow
 from tokensmith.store.models import BrowserSession
 
+pytestmark = pytest.mark.slow  # starts an OpenID provider and servers of its own
+
 PROVIDER_NAME = "Acme SSO"
 # Okta's and Entra ID's subjects are opaque ids, not names.
 ACCOUNTS = {

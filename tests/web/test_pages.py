@@ -206,6 +206,7 @@ def test_next_never_leaves_the_site(server):
         assert response.headers["location"] == "/tokens"
 
 
+@pytest.mark.slow  # a server of its own
 def test_password_guessing_is_stopped_with_a_clear_429(tmp_path):
     from tests.conftest import start_server
 

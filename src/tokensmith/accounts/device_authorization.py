@@ -32,6 +32,7 @@ from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InvalidInput, TokensmithError, TooManyAttempts
 from tokensmith.identity import Account
 from tokensmith.scopes import ALL_SCOPES
+from tokensmith.store.database import rows_changed
 from tokensmith.store.models import AuditEvent, DeviceAuthorization, PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import lifecycle as token_lifecycle
@@ -110,7 +111,7 @@ def request_codes(
     scopes = parse_scopes(scope)
     now = utcnow()
     session.execute(delete(DeviceAuthorization).where(DeviceAuthorization.expires_at < now - KEPT_AFTER_EXPIRY))
-    waiting = session.scalar(
+    waiting = session.scalars(
         select(func.count())
         .select_from(DeviceAuthorization)
         .where(
@@ -118,7 +119,7 @@ def request_codes(
             DeviceAuthorization.status == "pending",
             DeviceAuthorization.expires_at > now,
         )
-    )
+    ).one()
     if waiting >= MAX_PENDING_PER_ADDRESS:
         raise DeviceGrantError(
             "slow_down",
@@ -263,12 +264,13 @@ def exchange(
             raise DeviceGrantError("slow_down", f"Poll at most every {row.interval} seconds.")
         raise DeviceGrantError("authorization_pending", "Waiting for the person to approve the code.")
     # Approved: exactly one poll may turn it into a token, whatever else polls at the same moment.
-    claimed = session.execute(
+    claimed = rows_changed(
+        session,
         update(DeviceAuthorization)
         .where(DeviceAuthorization.id == row.id, DeviceAuthorization.status == "approved")
-        .values(status="issued")
+        .values(status="issued"),
     )
-    if claimed.rowcount != 1:
+    if claimed != 1:
         raise DeviceGrantError("invalid_grant", "This device code was used already.")
     owner = session.get(User, row.user_id)
     if owner is None or not owner.is_active:

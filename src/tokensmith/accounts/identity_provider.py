@@ -200,8 +200,11 @@ class OpenIdProvider:
         if self._keys is None or refresh:
             metadata = await self.metadata()
             document = await self._get_json(metadata.jwks_uri, "signing keys (JWKS)")
+            keys = document.get("keys")
+            if not isinstance(keys, list):
+                raise self._unavailable("its signing keys (JWKS) cannot be read")
             try:
-                self._keys = KeySet.import_key_set(document)
+                self._keys = KeySet.import_key_set({"keys": keys})
             except (JoseError, ValueError, TypeError, KeyError):
                 raise self._unavailable("its signing keys (JWKS) cannot be read") from None
         return self._keys

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from tokensmith.audit import trail
 from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
+from tokensmith.store.database import rows_changed
 from tokensmith.store.models import BrowserSession, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens.usage import RECORD_INLINE, SessionSeen, UsageRecorder
@@ -37,11 +39,13 @@ def start_session(
     ip: str | None,
     user_agent: str | None,
     authenticated_at: datetime | None = None,
+    second_step: str | None = None,
 ) -> tuple[str, BrowserSession]:
     """A new session for a user who just proved who they are: ``(cookie secret, row)``.
 
     ``authenticated_at``: when they did, if earlier than now (the identity provider's
-    ``auth_time``: its own session may be hours old)."""
+    ``auth_time``: its own session may be hours old); ``second_step``: how, beside or instead of
+    their password (a passkey, an authenticator app, a recovery code), for their log."""
     secret = secrets.token_urlsafe(32)
     now = utcnow()
     row = BrowserSession(
@@ -57,7 +61,8 @@ def start_session(
     )
     session.add(row)
     session.flush()
-    trail.record(session, AuditAction.SESSION_STARTED, actor=user.username, user_id=user.id, ip=ip)
+    step: dict[str, Any] = {"second_step": second_step} if second_step else {}
+    trail.record(session, AuditAction.SESSION_STARTED, actor=user.username, user_id=user.id, ip=ip, **step)
     return secret, row
 
 
@@ -85,10 +90,14 @@ def recently_authenticated(row: BrowserSession, now: datetime | None = None) -> 
     return (now or utcnow()) - row.authenticated_at <= REAUTHENTICATION_WINDOW
 
 
-def reauthenticated(session: Session, row: BrowserSession, *, ip: str | None) -> None:
-    """The person just gave their password again: the session counts as freshly signed in."""
+def reauthenticated(session: Session, row: BrowserSession, *, ip: str | None, confirmed_with: str = "password") -> None:
+    """The person just proved who they are again (their password, a passkey, an authenticator
+    app's code or a recovery code): the session counts as freshly signed in."""
     row.authenticated_at = utcnow()
-    trail.record(session, AuditAction.SESSION_REAUTHENTICATED, actor=row.user.username, user_id=row.user_id, ip=ip)
+    with_what: dict[str, Any] = {} if confirmed_with == "password" else {"confirmed_with": confirmed_with}
+    trail.record(
+        session, AuditAction.SESSION_REAUTHENTICATED, actor=row.user.username, user_id=row.user_id, ip=ip, **with_what
+    )
 
 
 def end_session(session: Session, keys: ServerKeys, secret: str) -> None:
@@ -98,8 +107,7 @@ def end_session(session: Session, keys: ServerKeys, secret: str) -> None:
 
 
 def purge_expired_sessions(session: Session, now: datetime | None = None) -> int:
-    result = session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow())))
-    return result.rowcount or 0
+    return rows_changed(session, delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow())))
 
 
 def csrf_token(keys: ServerKeys, binding: str) -> str:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, bindparam, delete, func, select
+from sqlalchemy import Engine, Executable, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,6 @@ WINDOW_SECONDS = 15 * 60
 BUCKETS_PER_WINDOW = 15
 
 _FAILURES = SignInFailure.__table__
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class SignInThrottle:
@@ -52,8 +51,12 @@ class SignInThrottle:
         per_address: int = 50,
         window_seconds: float = WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
+        namespace: str = "",
     ) -> None:
+        """``namespace``: counts of their own per account for another kind of guess (the second
+        step of a sign-in: "second-step"); the count per address is shared by every kind."""
         self.keys = keys
+        self._kind = f"{namespace}\0" if namespace else ""
         self.limits = {"account": per_account, "address": per_address}
         self.window = window_seconds
         self.bucket = window_seconds / BUCKETS_PER_WINDOW
@@ -62,7 +65,7 @@ class SignInThrottle:
     def _keys(self, username: str, address: str | None) -> dict[str, bytes]:
         address = address or "unknown"
         return {
-            "account": self.keys.digest(PURPOSE, f"account\0{username.strip().lower()}\0{address}"),
+            "account": self.keys.digest(PURPOSE, f"{self._kind}account\0{username.strip().lower()}\0{address}"),
             "address": self.keys.digest(PURPOSE, f"address\0{address}"),
         }
 
@@ -93,19 +96,20 @@ class SignInThrottle:
         """Count a failure for both keys, in one upsert, in the caller's unit of work: the
         caller commits it although the sign-in failed (the page and the API do)."""
         start = _moment(math.floor(self.clock() / self.bucket) * self.bucket)
-        insert = _INSERTS[session.get_bind().dialect.name]
-        statement = insert(_FAILURES).values(
-            [
-                {"digest": digest, "window_start": start, "failures": 1}
-                for digest in self._keys(username, address).values()
-            ]
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[_FAILURES.c.digest, _FAILURES.c.window_start],
-                set_={"failures": _FAILURES.c.failures + 1},
+        rows = [
+            {"digest": digest, "window_start": start, "failures": 1}
+            for digest in self._keys(username, address).values()
+        ]
+        key, counted = [_FAILURES.c.digest, _FAILURES.c.window_start], {"failures": _FAILURES.c.failures + 1}
+        # The same INSERT ... ON CONFLICT DO UPDATE in both stores, built by each dialect's own insert().
+        statement: Executable
+        if session.get_bind().dialect.name == "postgresql":
+            statement = (
+                postgresql.insert(_FAILURES).values(rows).on_conflict_do_update(index_elements=key, set_=counted)
             )
-        )
+        else:
+            statement = sqlite.insert(_FAILURES).values(rows).on_conflict_do_update(index_elements=key, set_=counted)
+        session.execute(statement)
 
     def succeeded(self, session: Session, username: str, address: str | None) -> None:
         """The right password: this account's count at this address starts again."""

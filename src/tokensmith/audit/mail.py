@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Protocol
 
-from sqlalchemy import Engine, delete, or_, select, update
+from sqlalchemy import ColumnElement, Engine, delete, or_, select, update
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
@@ -40,7 +41,7 @@ from tokensmith import metrics
 from tokensmith.clock import utcnow
 from tokensmith.config import MailSettings, Settings
 from tokensmith.housekeeping import Periodic
-from tokensmith.store.database import connection_to
+from tokensmith.store.database import connection_to, rows_changed
 from tokensmith.store.models import MailOutbox
 
 log = logging.getLogger("tokensmith.mail")
@@ -135,7 +136,19 @@ def _after_rollback(session: Session, previous_transaction: object) -> None:
 # --- delivery -------------------------------------------------------------------------------------
 
 
-def message_of(row: MailOutbox | object, sender: str) -> EmailMessage:
+class OutboxRow(Protocol):
+    """What a sender reads of a mail_outbox row (a Core row: no ORM session in the sender)."""
+
+    id: int
+    recipient: str
+    subject: str
+    body: str
+    message_id: str
+    created_at: datetime
+    attempts: int
+
+
+def message_of(row: OutboxRow, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = row.recipient
@@ -224,7 +237,7 @@ class MailSender(Periodic):
     def delay(self) -> float:
         if self.failures == 0:
             return self.interval
-        return self.interval * min(2 ** (self.failures - 1), MAX_BACKOFF_ROUNDS)
+        return self.interval * min(2.0 ** (self.failures - 1), MAX_BACKOFF_ROUNDS)
 
     def run_once(self) -> None:
         while self.deliver() == BATCH:  # a full batch: there may be more
@@ -320,12 +333,12 @@ class MailSender(Periodic):
             row_id, claimed_by=None, claimed_until=None, attempts=_OUTBOX.c.attempts + 1, last_error=_error_name(error)
         )
 
-    def _refused(self, row: object, error: Exception) -> None:
+    def _refused(self, row: OutboxRow, error: Exception) -> None:
         """A message the server refused: given up for good (5xx), or retried later (4xx)."""
         code = _refusal_code(error)
         metrics.mail_failed()
         if 400 <= code < 500:
-            wait = self.interval * min(2**row.attempts, MAX_BACKOFF_ROUNDS)
+            wait = self.interval * min(2.0**row.attempts, MAX_BACKOFF_ROUNDS)
             self._update(
                 row.id,
                 due_at=utcnow() + timedelta(seconds=wait),
@@ -337,7 +350,7 @@ class MailSender(Periodic):
             return
         self._give_up(row, error)
 
-    def _give_up(self, row: object, error: Exception) -> None:
+    def _give_up(self, row: OutboxRow, error: Exception) -> None:
         log.warning("Mail: mail %s is given up (%s)", row.id, _error_name(error))
         self._update(
             row.id,
@@ -350,7 +363,7 @@ class MailSender(Periodic):
         )
 
 
-def _unclaimed(now: datetime):
+def _unclaimed(now: datetime) -> ColumnElement[bool]:
     return or_(_OUTBOX.c.claimed_until.is_(None), _OUTBOX.c.claimed_until < now)
 
 
@@ -363,6 +376,6 @@ def prune(session: Session, now: datetime | None = None) -> int:
         .where(_OUTBOX.c.due_at.is_not(None), _OUTBOX.c.created_at < now - GIVE_UP_AFTER, _unclaimed(now))
         .values(due_at=None, failed_at=now, last_error="given up: unsent for 3 days")
     )
-    return session.execute(
-        delete(_OUTBOX).where(or_(_OUTBOX.c.sent_at < now - KEEP_SENT, _OUTBOX.c.failed_at < now - KEEP_SENT))
-    ).rowcount
+    return rows_changed(
+        session, delete(_OUTBOX).where(or_(_OUTBOX.c.sent_at < now - KEEP_SENT, _OUTBOX.c.failed_at < now - KEEP_SENT))
+    )

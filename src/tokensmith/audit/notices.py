@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,6 +74,8 @@ def for_event(session: Session, event: AuditEvent) -> None:
         key: tuple[Any, ...] = ("token", details.get("token_id"))
     elif event.action == AuditAction.TOKEN_ROTATED:
         key = ("token", details.get("token_id"))  # its token.created came just before: this replaces it
+    elif event.action in _SECOND_FACTOR_CHANGES:
+        key = ("second factor", event.id or id(event))
     elif event.action == AuditAction.TOKEN_LEAK_REPORTED or (
         event.action == AuditAction.TOKEN_REVOKED and details.get("reason") not in _OWN_REVOCATIONS
     ):
@@ -101,6 +104,8 @@ def _compose(owner: User, events: list[AuditEvent], config: mail.MailConfig) -> 
         subject, lines = _created(first, rotated=False)
     elif first.action == AuditAction.TOKEN_ROTATED:
         subject, lines = _created(first, rotated=True)
+    elif first.action in _SECOND_FACTOR_CHANGES:
+        subject, lines = _second_factor_changed(first)
     else:
         subject, lines = _revoked(events)
     return subject, _letter(owner, lines, config)
@@ -316,7 +321,8 @@ def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-_REVOCATION_WORDS = {
+# Keyed by the enum, looked up by the event's stored reason (a plain str).
+_REVOCATION_WORDS: dict[str, Callable[[AuditEvent], tuple[str, str, list[str]]]] = {
     RevokeReason.LEAK_REPORTED: _leak,
     RevokeReason.PUSH_PROTECTION: _push_protection,
     RevokeReason.ADMIN: _admin,
@@ -325,18 +331,44 @@ _REVOCATION_WORDS = {
 }
 
 
+# --- second factors (accounts/second_factors.py) -------------------------------------------------
+
+_SECOND_FACTOR_CHANGES = {
+    AuditAction.SECOND_FACTOR_ADDED: "Tokensmith: a second factor was added to your account",
+    AuditAction.SECOND_FACTOR_REMOVED: "Tokensmith: a second factor was removed from your account",
+    AuditAction.RECOVERY_CODES_GENERATED: "Tokensmith: new recovery codes were made for your account",
+    AuditAction.RECOVERY_CODE_USED: "Tokensmith: a recovery code was used to sign in to your account",
+    AuditAction.SECOND_FACTORS_RESET: "Tokensmith: every second factor of your account was removed",
+}
+
+
+def _second_factor_changed(event: AuditEvent) -> tuple[str, list[str]]:
+    return _SECOND_FACTOR_CHANGES[AuditAction(event.action)], [
+        f"{trail.describe(event)}.",
+        "",
+        f"    When:     {display(event.at)}",
+        f"    By:       {_by(event)}",
+        "",
+        "If this was you, there is nothing to do. If it was not, someone can act as you: sign in, look",
+        "at the Security page (Security in the navigation), change your password, and tell your",
+        "administrator. Your tokens are unchanged.",
+    ]
+
+
 # --- expiry reminders -----------------------------------------------------------------------------
 
 
 def _expiring(owner: User, token: PersonalToken, now: datetime, config: mail.MailConfig) -> tuple[str, str]:
-    days = max(1, round((token.expires_at - now) / timedelta(days=1)))
-    subject = f"Tokensmith: your token “{token.name}” expires on {token.expires_at:%Y-%m-%d}"
+    expires_at = token.expires_at
+    assert expires_at is not None  # _due finds tokens by their expiry
+    days = max(1, round((expires_at - now) / timedelta(days=1)))
+    subject = f"Tokensmith: your token “{token.name}” expires on {expires_at:%Y-%m-%d}"
     return subject, _letter(
         owner,
         [
             f"Your personal access token {_token({'name': token.name, 'hint': token.hint})} expires on",
             (
-                f"{display(token.expires_at)}, in {days} day{'s' if days != 1 else ''}. After that, whatever uses it "
+                f"{display(expires_at)}, in {days} day{'s' if days != 1 else ''}. After that, whatever uses it "
                 "(git, Maven, a CI job) is refused."
             ),
             "",
@@ -378,6 +410,7 @@ def queue_reminders(session: Session, now: datetime | None = None) -> int:
     queued = 0
     for kind, window in (("expiring", (now, now + REMIND_BEFORE)), ("expired", (now - EXPIRED_NOTICE_WINDOW, now))):
         for token in _due(session, kind, *window):
+            assert token.expires_at is not None  # _due finds tokens by their expiry
             owner = token.owner
             session.add(TokenReminder(token_id=token.id, kind=kind, at=now))
             if not owner.is_active or not mail.plausible_address(owner.email):

@@ -57,6 +57,12 @@ class AuditAction(StrEnum):
     DEVICE_APPROVED = "device.approved"
     DEVICE_DENIED = "device.denied"
     DEVICE_CODE_REJECTED = "device.code_rejected"
+    SECOND_FACTOR_ADDED = "2fa.added"
+    SECOND_FACTOR_REMOVED = "2fa.removed"
+    RECOVERY_CODES_GENERATED = "2fa.recovery_codes_generated"
+    RECOVERY_CODE_USED = "2fa.recovery_code_used"
+    SECOND_FACTORS_RESET = "2fa.reset"
+    SECOND_STEP_FAILED = "2fa.second_step_failed"
 
 
 class RevokeReason(StrEnum):
@@ -76,8 +82,9 @@ class RevokeReason(StrEnum):
     PUBLISHER_REMOVED = "publisher_removed"
 
 
-# What a person reads about their own account on the My Tokens page.
-_DESCRIPTIONS = {
+# What a person reads about their own account on the My Tokens page. These tables are keyed by
+# their enum and looked up by the stored column, a plain str (a StrEnum member is equal to its value).
+_DESCRIPTIONS: dict[str, str] = {
     AuditAction.USER_CREATED: "Account created",
     AuditAction.USER_DISABLED: "Account disabled",
     AuditAction.USER_ENABLED: "Account enabled again (tokens revoked meanwhile stay revoked)",
@@ -105,8 +112,8 @@ _DESCRIPTIONS = {
     "{revoked} live token(s) it had given revoked",
     AuditAction.AUTH_PASSWORD_USED: "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
-    AuditAction.SESSION_STARTED: "Signed in to the web site",
-    AuditAction.SESSION_REAUTHENTICATED: "Confirmed your password again to create or change a token",
+    AuditAction.SESSION_STARTED: "Signed in to the web site{with_phrase}",
+    AuditAction.SESSION_REAUTHENTICATED: "Confirmed your {confirmed_with} again to create or change a token",
     AuditAction.PROJECT_CREATED: "Project {project} created, with you as its owner",
     AuditAction.PROJECT_MEMBER_ADDED: "Given {role} access to project {project}",
     AuditAction.INSTANCE_REGISTERED: "Instance registered for project {project} ({hint})",
@@ -115,10 +122,18 @@ _DESCRIPTIONS = {
     AuditAction.DEVICE_DENIED: "Denied a login of the {client} on {device} (from {requested_ip})",
     AuditAction.DEVICE_CODE_REJECTED: "Entered a device login code that was not waiting for approval",
     AuditAction.USER_PASSWORD_SET: "Password set by an administrator; your browser sessions were ended",
+    AuditAction.SECOND_FACTOR_ADDED: "Second factor added: {factor_phrase}",
+    AuditAction.SECOND_FACTOR_REMOVED: "Second factor removed: {factor_phrase}",
+    AuditAction.RECOVERY_CODES_GENERATED: "New recovery codes made; the earlier ones no longer work",
+    AuditAction.RECOVERY_CODE_USED: "A recovery code was used to sign in ({remaining} left)",
+    AuditAction.SECOND_FACTORS_RESET: "Every second factor removed by an administrator ({removed}); "
+    "sign-in asks for your password alone until you add one",
+    AuditAction.SECOND_STEP_FAILED: "A wrong code was typed at the second step, after your password: if it was not "
+    "you, someone knows your password; change it",
 }
 
 # Why a token was revoked, as its owner reads it on the page ...
-REVOKE_REASONS = {
+REVOKE_REASONS: dict[str, str] = {
     RevokeReason.OWNER: " by you",
     RevokeReason.ADMIN: " by an administrator",
     RevokeReason.LEAK_REPORTED: " after it was reported leaked",
@@ -134,7 +149,7 @@ REVOKE_REASONS = {
     RevokeReason.PUBLISHER_REMOVED: " when the trusted publisher it was made for was removed",
 }
 # ... and as whoever holds the token reads it in a refusal.
-REVOKE_CAUSES = {
+REVOKE_CAUSES: dict[str, str] = {
     RevokeReason.OWNER: "by its owner",
     RevokeReason.ADMIN: "by an administrator",
     RevokeReason.LEAK_REPORTED: "it was reported leaked",
@@ -270,7 +285,7 @@ def events_for_user(session: Session, user_id: int, limit: int = 20) -> list[Aud
     return list(session.scalars(query))
 
 
-class _Details(dict):
+class _Details(dict[str, Any]):
     """An event's details for its sentence: a detail an old event lacks reads as "?"."""
 
     def __missing__(self, key: str) -> str:
@@ -294,6 +309,9 @@ def describe(event: AuditEvent) -> str:
     details["short_commit"] = str(details.get("commit", "?"))[:12]
     details["claims_phrase"] = _claims_phrase(details.get("claims"))
     details["scopes_phrase"] = describe_scopes(details.get("scopes") or ["?"])
+    details["factor_phrase"] = f"{details.get('kind', '?')}" + (f" “{details['name']}”" if details.get("name") else "")
+    details["confirmed_with"] = details.get("confirmed_with") or "password"
+    details["with_phrase"] = f" ({details['second_step']})" if details.get("second_step") else ""
     return string.Formatter().vformat(template, (), details)
 
 
@@ -330,6 +348,11 @@ def shows_address(event: AuditEvent) -> bool:
 
 def needs_attention(event: AuditEvent) -> bool:
     """Events the owner should notice without asking: someone else acted on their tokens."""
-    return event.action in ("token.leak_reported", "token.push_blocked", "auth.password_used", "user.password_set") or (
-        event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse")
-    )
+    return event.action in (
+        "token.leak_reported",
+        "token.push_blocked",
+        "auth.password_used",
+        "user.password_set",
+        "2fa.reset",
+        "2fa.second_step_failed",
+    ) or (event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse"))

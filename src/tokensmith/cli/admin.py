@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith.accounts import provider_accounts, users
+from tokensmith.accounts import provider_accounts, second_factors, users
 from tokensmith.audit import notices, trail
 from tokensmith.audit.trail import RevokeReason
 from tokensmith.cli.server_commands import (
@@ -215,6 +215,23 @@ def users_enable(username: Annotated[str, typer.Argument(help="The user to enabl
         users.enable_user(ctx.session, user, actor=ACTOR)
         name = user.username
     note(f"Enabled {name}. Tokens revoked while disabled stay revoked: they create new ones.")
+
+
+@users_app.command("reset-2fa")
+def users_reset_second_factors(
+    username: Annotated[str, typer.Argument(help="Whose second factors to remove (a lost phone and lost codes).")],
+) -> None:
+    """Remove a user's authenticator app, passkeys and recovery codes: they sign in with their
+    password alone until they add a factor again. Sessions and tokens are untouched."""
+    with admin_store() as ctx:
+        user = users.get_user(ctx.session, username)
+        removed = second_factors.reset(ctx.session, user, actor=ACTOR)
+        name = user.username
+    note(
+        f"Removed every second factor of {name} ({removed} authenticator app(s) and passkey(s), and their recovery "
+        "codes): they sign in with their password alone until they add one on their Security page"
+        + (" (which this server requires at their next sign-in)." if ctx.settings.require_second_factor else ".")
+    )
 
 
 @users_app.command("link")
@@ -499,24 +516,25 @@ def publishers_list(
             }
             for p in found
         ]
+        table = [
+            [
+                str(p.id),
+                p.project_id,
+                p.name,
+                p.issuer,
+                " ".join(f"{k}={v}" for k, v in p.claims.items()),
+                " ".join(p.scopes),
+                str(len(live[p.project_id].get(p.id, []))),
+            ]
+            for p in found
+        ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     typer.echo(
         columns(
             ["ID", "PROJECT", "NAME", "ISSUER", "CLAIMS", "SCOPES", "LIVE TOKENS"],
-            [
-                [
-                    str(row["id"]),
-                    row["project"],
-                    row["name"],
-                    row["issuer"],
-                    " ".join(f"{k}={v}" for k, v in row["claims"].items()),
-                    " ".join(row["scopes"]),
-                    str(row["live_tokens"]),
-                ]
-                for row in rows
-            ],
+            table,
         )
     )
 

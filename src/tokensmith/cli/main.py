@@ -47,12 +47,15 @@ def tree() -> command_line.Parser:
     """The client's tree, with the server's commands listed (and completed) but not loaded."""
     root = command_line.parser()
     top = root.commands
+    assert top is not None  # the root has its commands (command_line.parser)
     tokens_top = top.choices["tokens"].commands
+    assert tokens_top is not None
     for group, table in ((top, SERVER_COMMANDS), (tokens_top, SERVER_TOKEN_COMMANDS)):
         for name, (module, help) in table.items():
             placeholder = command_line.command(group, name, None, help)
             if group is top and name != "serve":
-                placeholder.add_argument("subcommand", nargs="?", metavar="COMMAND").completer = (
+                subcommand = placeholder.add_argument("subcommand", nargs="?", metavar="COMMAND")
+                subcommand.completer = (  # type: ignore[attr-defined]  # argcomplete's documented hook on an Action
                     lambda module=module, name=name, **_: _server_subcommands(module, name)
                 )
     return root

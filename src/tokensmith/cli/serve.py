@@ -6,6 +6,7 @@ import copy
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -78,7 +79,7 @@ class HideQueryStrings(logging.Filter):
         return True
 
 
-def logging_config() -> dict:
+def logging_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["tokensmith"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config.setdefault("filters", {})["hide_query_strings"] = {"()": HideQueryStrings}
@@ -118,7 +119,7 @@ def serve(
     settings = load_settings()
     if not settings.public_url_configured:
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        settings = settings.with_overrides(public_url=f"http://{shown_host}:{port}")
+        settings = replace(settings, public_url=f"http://{shown_host}:{port}")
     started = prepare_store(settings)
     if started is not None:
         print_first_start_banner(started, settings)
@@ -183,11 +184,15 @@ class Workers(Multiprocess):
 
     def join_all(self) -> None:
         super().join_all()
-        for process in self.processes:
-            metrics.worker_gone(process.pid)
+        for pid in self._pids():
+            metrics.worker_gone(pid)
 
     def _noting_departures(self, step: Callable[[], None]) -> None:
-        before = {process.pid for process in self.processes}
+        before = self._pids()
         step()
-        for pid in before - {process.pid for process in self.processes}:
+        for pid in before - self._pids():
             metrics.worker_gone(pid)
+
+    def _pids(self) -> set[int]:
+        """The workers' process ids (a worker not started yet has none, and nothing to count)."""
+        return {process.pid for process in self.processes if process.pid is not None}

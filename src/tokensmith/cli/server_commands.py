@@ -11,12 +11,11 @@ import importlib
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
-try:  # Typer 0.28 and later carry their own copy of Click
-    from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover
-    from click import exceptions as click_exceptions
+# Typer carries its own copy of Click since 0.28 (pyproject.toml asks for 0.29 on); its usage
+# errors are not re-exported at the top.
+from typer._click import exceptions as click_exceptions
+from typer.core import TyperGroup
 
 from tokensmith.client.errors import InvalidInput
 

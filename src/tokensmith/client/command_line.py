@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import NoReturn, TypeAlias
 
 from tokensmith import __version__
 from tokensmith.client import commands, git_credential, output
@@ -25,20 +26,22 @@ class Parser(argparse.ArgumentParser):
     """argparse, whose usage errors are raised as one line instead of printed with the usage.
     ``commands`` holds its subcommands, if it has any."""
 
-    commands: argparse._SubParsersAction | None = None
+    commands: Commands | None = None
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message[:1].upper()}{message[1:]}. See `{self.prog} --help`.")
 
 
-Commands = argparse._SubParsersAction  # what add_subparsers returns (argparse names no public type)
+# What add_subparsers returns (argparse names no public type; generic only to type checkers).
+Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
+Handler: TypeAlias = Callable[[argparse.Namespace], int | None]  # returns the exit code, None for 0
 
 
 def layout(prog: str) -> argparse.HelpFormatter:
     return argparse.HelpFormatter(prog, max_help_position=30)
 
 
-def command(group: Commands, name: str, handler: Callable | None, help: str, description: str = "") -> Parser:
+def command(group: Commands, name: str, handler: Handler | None, help: str, description: str = "") -> Parser:
     """A subcommand: ``help`` in its parent's list, ``description`` (or ``help``) on its own page."""
     parser = group.add_parser(name, help=help, description=description or help, formatter_class=layout)
     parser.set_defaults(handler=handler, parser=parser)
@@ -63,9 +66,9 @@ def with_json(parser: Parser, help: str = "print JSON") -> Parser:
 
 
 def completion(args: argparse.Namespace) -> None:
-    import argcomplete
+    from argcomplete.shell_integration import shellcode
 
-    output.say(argcomplete.shellcode(["tokensmith"], shell=args.shell))
+    output.say(shellcode(["tokensmith"], shell=args.shell))
 
 
 def parser() -> Parser:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from argparse import Namespace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tokensmith.client import credentials, git_credential, maven_settings, output, project_link, server_url
 from tokensmith.client.credentials import Credential
@@ -89,13 +89,20 @@ def logged_in_or_asked(server: str | None) -> Credential:
     return Credential(target(server), ask("Username"), ask("Token", secret=True), "prompt", "the prompt")
 
 
-def connect(credential: Credential | None, server: str | None = None) -> ServerApi:
+def connect(credential: Credential) -> ServerApi:
     from tokensmith.client.server_api import ServerApi  # httpx: only for commands that talk to a server
 
-    return ServerApi(server or credential.server, credential)
+    return ServerApi.of(credential)
 
 
-def checked_me(api: ServerApi, credential: Credential) -> dict:
+def connect_without_credential(server: str) -> ServerApi:
+    """For the device grant's two calls, made before there is a credential."""
+    from tokensmith.client.server_api import ServerApi
+
+    return ServerApi(server)
+
+
+def checked_me(api: ServerApi, credential: Credential) -> dict[str, Any]:
     """``GET /api/v1/me``; a dead kept token's refusal says to log in again."""
     try:
         return api.me()
@@ -105,7 +112,7 @@ def checked_me(api: ServerApi, credential: Credential) -> dict:
         raise
 
 
-def describe(me: dict) -> str:
+def describe(me: dict[str, Any]) -> str:
     token = me.get("token") or {}
     using = f" with token “{token['name']}” ({token['hint']})" if token else ""
     return f"{me['user']['username']}{using}"
@@ -154,7 +161,7 @@ def login(args: Namespace) -> None:
 def web_login(server: str, scopes: list[str], *, open_browser: bool) -> str:
     from tokensmith.client import device_login
 
-    with connect(None, server) as api:
+    with connect_without_credential(server) as api:
         code = device_login.request_code(api, scopes)
         output.note(f"First copy your one-time code: {code.user_code}")
         if open_browser and device_login.open_browser(code.verification_uri):
@@ -236,7 +243,7 @@ def tokens_list(args: Namespace) -> None:
     output.note("Where and by what each was last used, every limit: tokens list --json")
 
 
-def _full_row(token: dict) -> list[str]:
+def _full_row(token: dict[str, Any]) -> list[str]:
     used = output.moment(token["last_used_at"])
     if token["last_used_at"]:
         used += f" from {token['last_used_ip']} ({token['last_used_agent'] or '?'})"
@@ -253,7 +260,7 @@ def _full_row(token: dict) -> list[str]:
     ]
 
 
-def _short_row(token: dict) -> list[str]:
+def _short_row(token: dict[str, Any]) -> list[str]:
     expires = "expired" if token["expired"] else (token["expires_at"] or "never")[:10]
     return [
         str(token["id"]),
@@ -265,7 +272,7 @@ def _short_row(token: dict) -> list[str]:
     ]
 
 
-def find_token(listed: list[dict], name_or_id: str) -> dict:
+def find_token(listed: list[dict[str, Any]], name_or_id: str) -> dict[str, Any]:
     by_id = [t for t in listed if name_or_id.isdigit() and t["id"] == int(name_or_id)]
     found = by_id or [t for t in listed if t["name"] == name_or_id]
     if not found:

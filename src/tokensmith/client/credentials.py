@@ -19,6 +19,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tokensmith.client import keyrings, server_url
 from tokensmith.client.errors import InvalidInput, NotLoggedIn
@@ -57,7 +58,7 @@ def file_path() -> Path:
     return config_dir() / "credentials"
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         content = json.loads(path.read_text())
     except FileNotFoundError:
@@ -80,7 +81,7 @@ def write_private(path: Path, content: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def read_config() -> dict:
+def read_config() -> dict[str, Any]:
     config = _read_json(config_path())
     if "server" in config and "servers" not in config:  # the first client's layout: one server
         config = {"default": config["server"], "servers": {config["server"]: {"username": config.get("username", "")}}}
@@ -88,7 +89,7 @@ def read_config() -> dict:
     return config
 
 
-def _write_config(config: dict) -> None:
+def _write_config(config: dict[str, Any]) -> None:
     write_private(config_path(), json.dumps(config, indent=2) + "\n")
 
 
@@ -184,16 +185,13 @@ def save(server: str, username: str, token: str) -> Credential:
         kept = Credential(server, username, token, "file", f"{file_path()} (mode 0600; {why})")
     else:
         _set_file_token(server, None, None)
-    if previous.get("keyring") and (
-        kept.kept != "keyring"
-        or previous.get("username") != username
-        or previous["keyring"] != keyrings.name_of(backend)
-    ):
+    keyring = keyrings.name_of(backend) if backend is not None and kept.kept == "keyring" else None
+    if previous.get("keyring") and (previous.get("username") != username or previous["keyring"] != keyring):
         _delete_from_keyring(server, previous)
     entry = {**previous, "username": username, "kept": kept.kept}
     entry.pop("keyring", None)
-    if kept.kept == "keyring":
-        entry["keyring"] = keyrings.name_of(backend)
+    if keyring is not None:
+        entry["keyring"] = keyring
     config["servers"][server] = entry
     config["default"] = server
     _write_config(config)
@@ -254,7 +252,7 @@ def _set_file_token(server: str, username: str | None, token: str | None) -> Non
     write_private(file_path(), json.dumps(tokens, indent=2) + "\n")
 
 
-def _delete_from_keyring(server: str, entry: dict) -> None:
+def _delete_from_keyring(server: str, entry: dict[str, Any]) -> None:
     # Nothing there any more, or the keyring is gone: nothing to forget. (Any backend may raise anything.)
     with contextlib.suppress(Exception):
         keyrings.load(entry["keyring"]).delete_password(_service(server), entry.get("username", ""))

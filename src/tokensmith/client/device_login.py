@@ -13,9 +13,13 @@ import unicodedata
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tokensmith.client.errors import ClientError, InvalidInput, Refused
 from tokensmith.client.server_api import ServerApi
+
+if TYPE_CHECKING:
+    import httpx  # loaded by server_api, after the stub it puts in front of httpx's own program
 
 CLIENT_ID = "tokensmith-cli"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
@@ -105,7 +109,7 @@ def open_browser(url: str) -> bool:
         return False
 
 
-def _json(response) -> dict:
+def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -113,7 +117,7 @@ def _json(response) -> dict:
     return body if isinstance(body, dict) else {}
 
 
-def _refusal(server: str, body: dict, status: int) -> ClientError:
+def _refusal(server: str, body: dict[str, Any], status: int) -> ClientError:
     description = str(body.get("error_description") or body.get("message") or f"it answered {status}")
     if body.get("error") in ("invalid_scope", "invalid_request"):
         return InvalidInput(f"{server} refused the login request: {description}", str(body.get("error")))

@@ -11,6 +11,7 @@ a command needs the keyring.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -71,10 +72,16 @@ def read(name: str, service: str, username: str) -> str | None:
     return load(name).get_password(service, username)
 
 
-_ASK_KEYRING = object()
+class _Ask(Enum):
+    """What the Secret Service read answers when it cannot tell: ask keyring itself."""
+
+    KEYRING = "keyring"
 
 
-def _read_secret_service(service: str, username: str) -> str | object | None:
+_ASK_KEYRING = _Ask.KEYRING
+
+
+def _read_secret_service(service: str, username: str) -> str | _Ask | None:
     """What keyring's Secret Service backend stored, read straight through ``secretstorage``,
     the library that backend itself uses, with the attributes it searches by: keyring's import
     costs about 0.1 s, paid on every git fetch and push. A locked keyring, or anything unusual,

@@ -9,7 +9,7 @@ from typing import Any
 # httpx's package imports its own command-line program when click, rich and pygments are
 # installed (Typer brings them): 45 ms of every command's start for a program the client never
 # runs. A None in sys.modules makes that import fail, and httpx falls back to a stub.
-sys.modules.setdefault("httpx._main", None)
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: the import fails, by design
 import httpx  # noqa: E402
 
 from tokensmith import __version__  # noqa: E402 (after the stub above, like httpx)
@@ -25,6 +25,7 @@ ERRORS: dict[int, type[ClientError]] = {
     422: InvalidInput,
 }
 USER_AGENT = f"tokensmith-cli/{__version__}"
+JSONObject = dict[str, Any]
 
 
 class ServerApi:
@@ -96,38 +97,47 @@ class ServerApi:
         return kind(message or f"The server answered {response.status_code}.", code)
 
     # --- the REST API -------------------------------------------------------------------------
+    # Its answers are JSON objects, or lists of them, shaped as the server's web/schemas.py says.
 
-    def me(self) -> dict:
-        return self.call("GET", "/api/v1/me").json()
+    def _object(self, method: str, path: str, **kwargs: Any) -> JSONObject:
+        answer: JSONObject = self.call(method, path, **kwargs).json()
+        return answer
 
-    def tokens(self) -> list[dict]:
-        return self.call("GET", "/api/v1/tokens").json()
+    def _objects(self, method: str, path: str) -> list[JSONObject]:
+        answer: list[JSONObject] = self.call(method, path).json()
+        return answer
+
+    def me(self) -> JSONObject:
+        return self._object("GET", "/api/v1/me")
+
+    def tokens(self) -> list[JSONObject]:
+        return self._objects("GET", "/api/v1/tokens")
 
     def revoke(self, token_id: int) -> None:
         self.call("DELETE", f"/api/v1/tokens/{token_id}")
 
-    def rotate(self, token_id: int) -> dict:
-        return self.call("POST", f"/api/v1/tokens/{token_id}/rotate").json()
+    def rotate(self, token_id: int) -> JSONObject:
+        return self._object("POST", f"/api/v1/tokens/{token_id}/rotate")
 
-    def release(self, project: str, revision: str, version: str) -> dict:
-        return self.call(
+    def release(self, project: str, revision: str, version: str) -> JSONObject:
+        return self._object(
             "POST",
             f"/studio/v2/project/{project}/releases",
             json={"revision": revision, "versionName": version},
             timeout=600,
-        ).json()
+        )
 
-    def register(self, project: str, description: str) -> dict:
-        return self.call("POST", "/api/v1/instances", json={"project": project, "description": description}).json()
+    def register(self, project: str, description: str) -> JSONObject:
+        return self._object("POST", "/api/v1/instances", json={"project": project, "description": description})
 
-    def projects(self) -> list[dict]:
-        return self.call("GET", "/api/v1/projects").json()
+    def projects(self) -> list[JSONObject]:
+        return self._objects("GET", "/api/v1/projects")
 
     # --- workload identity: a CI job's ID token for a token (no credential) -----------------------
 
     def oidc_audience(self) -> str:
-        return self.call("GET", "/api/v1/oidc/audience").json()["audience"]
+        return str(self._object("GET", "/api/v1/oidc/audience")["audience"])
 
-    def exchange_id_token(self, id_token: str, project: str | None = None) -> dict:
+    def exchange_id_token(self, id_token: str, project: str | None = None) -> JSONObject:
         body = {"token": id_token, **({"project": project} if project else {})}
-        return self.call("POST", "/api/v1/oidc/exchange", json=body).json()
+        return self._object("POST", "/api/v1/oidc/exchange", json=body)

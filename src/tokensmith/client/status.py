@@ -5,6 +5,7 @@ folder is linked to. What ``gh auth status`` tells, for every place this client 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from tokensmith.client import credentials, output, project_link
 from tokensmith.client.credentials import Credential
@@ -21,7 +22,7 @@ class Login:
     where: str = ""
     state: str = "ok"  # "ok", "refused", "unreachable" or "unreadable"
     message: str = ""
-    token: dict | None = None
+    token: dict[str, Any] | None = None
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Project:
     linked_in: str | None
     state: str = "ok"  # "ok", "refused", "unreachable", "not_found" or "not_logged_in"
     message: str = ""
-    details: dict | None = None
+    details: dict[str, Any] | None = None
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Status:
             return NotLoggedIn.exit_code
         return Unreachable.exit_code if "unreachable" in states else 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "servers": [asdict(login) for login in self.logins],
             "project": asdict(self.project) if self.project else None,
@@ -106,11 +107,13 @@ def _checked(credential: Credential, *, default: bool) -> Login:
 
 def _project(project: str | None) -> Project | None:
     link = project_link.find()
-    if project is None and link is None:
-        return None
-    linked = link is not None and (project is None or project == link.project)
-    server = link.server if linked else credentials.default_server()
-    found = Project(project or link.project, server, str(link.path) if linked else None)
+    if project is None:
+        if link is None:
+            return None
+        project = link.project
+    linked = link if link is not None and project == link.project else None
+    server = linked.server if linked else credentials.default_server()
+    found = Project(project, server, str(linked.path) if linked else None)
     credential = credentials.load(server)
     if credential is None:
         found.state, found.message = "not_logged_in", f"not logged in to {server}"

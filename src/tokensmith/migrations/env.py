@@ -6,7 +6,7 @@ To write a new migration from a development checkout:
 """
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from tokensmith.store.models import Base, compared_on
 
@@ -14,7 +14,7 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
-def run(connection) -> None:
+def run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -29,6 +29,9 @@ def run(connection) -> None:
 if connection is not None:
     run(connection)
 else:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise SystemExit("migrations.ini names no sqlalchemy.url to migrate")
+    engine = create_engine(url)
     with engine.begin() as own_connection:
         run(own_connection)

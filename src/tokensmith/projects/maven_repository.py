@@ -135,7 +135,7 @@ def versions(root: Path, coordinates_dir: Path) -> list[str]:
     )
 
 
-def version_key(version: str) -> tuple:
+def version_key(version: str) -> tuple[int, int, int, int, str]:
     """Maven-like order: numbers numerically, a qualified version before the plain one."""
     match = VERSION.match(version)
     if not match:
@@ -148,7 +148,7 @@ def _write_metadata(artifact_dir: Path, coordinates: Coordinates) -> None:
     known = sorted(
         (d.name for d in artifact_dir.iterdir() if d.is_dir() and not d.name.startswith(".")), key=version_key
     )
-    releases = [v for v in known if VERSION.match(v) and not VERSION.match(v).group(4)] or known
+    releases = [v for v in known if (match := VERSION.match(v)) and not match.group(4)] or known
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     listed = "\n".join(f"      <version>{escape(v)}</version>" for v in known)
     xml = (

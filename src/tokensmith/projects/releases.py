@@ -57,10 +57,10 @@ def released_versions(session: Session, project_id: str) -> list[str]:
 def next_version(version_name: str, existing: list[str]) -> str:
     """``versionName`` as asked: an explicit ``M.m.p[-q]``, or MAJOR/MINOR/PATCH of the latest."""
     if version_name in BUMPS:
-        valid = [v for v in existing if VERSION.match(v)]
+        valid = [match for version in existing if (match := VERSION.match(version))]
         if not valid:
             return FIRST[version_name]
-        *parts, qualifier = VERSION.match(max(valid, key=version_key)).groups()
+        *parts, qualifier = max(valid, key=lambda match: version_key(match.string)).groups()
         numbers = [int(n) for n in parts]
         position = BUMPS[version_name]
         # As npm does: the bump that a pre-release (2.0.0-rc1) was heading to finalises it.

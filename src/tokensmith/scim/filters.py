@@ -10,7 +10,8 @@ what it takes:
   id and active (what Okta and Entra ID send to find a person);
 - a PATCH path: ``attribute[selector].sub``, where the selector is one ``eq`` comparison
   (``emails[type eq "work"]``, ``emails[primary eq true]``);
-- attribute names, for the ``attributes`` and ``excludedAttributes`` parameters.
+- attribute names, for the ``attributes`` and ``excludedAttributes`` parameters (which
+  scim2-models then applies).
 """
 
 from __future__ import annotations
@@ -44,14 +45,6 @@ class Target:
 
     attribute: str
     selector: Equality | None = None
-    sub: str | None = None
-
-
-@dataclass(frozen=True)
-class AttributeName:
-    """An attribute named in ``attributes``/``excludedAttributes``: ``name`` or ``name.givenName``."""
-
-    attribute: str
     sub: str | None = None
 
 
@@ -156,18 +149,7 @@ def _is_core(attr_path: AttrPath) -> bool:
 # --- attributes and excludedAttributes ---------------------------------------------------------
 
 
-def parse_attribute_names(names: list[str], parameter: str) -> list[AttributeName]:
-    """The core attributes named (RFC 7644 §3.10 notation); an extension's are left out, since
-    Tokensmith returns none."""
-    parsed = []
-    for name in names:
-        node = _path_node(name) if len(name) <= MAX_PATH_LENGTH else None
-        if not isinstance(node, AttrPath):
-            raise invalid(
-                "invalidValue",
-                f"{parameter} names attributes, separated by commas, like "
-                f"userName,name.givenName: {name[:100]!r} is not one.",
-            )
-        if _is_core(node):
-            parsed.append(AttributeName(node.attr.lower(), _lowered(node.sub_attr)))
-    return parsed
+def is_attribute_name(name: str) -> bool:
+    """Whether ``name`` is in RFC 7644 §3.10 attribute notation (``name.givenName``, with or
+    without the schema in front), as ``attributes`` and ``excludedAttributes`` take them."""
+    return len(name) <= MAX_PATH_LENGTH and isinstance(_path_node(name), AttrPath)

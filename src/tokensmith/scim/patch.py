@@ -1,31 +1,48 @@
 """SCIM PATCH (RFC 7644 §3.5.2) on a person's profile, in the dialects Okta and Entra ID speak.
 
-Operations ``add``, ``replace`` and ``remove``, in any case (Entra sends "Replace"), apply in
-order to a ``Profile`` before anything is written, so that a request is all or nothing. Without
-a path, the value is an object of attributes or sub-attribute paths (Okta's
-``{"active": false}``, ``{"name.givenName": "Ada"}``).
+scim2-models' ``PatchOp`` applies the operations to the ``Profile``: ``add``, ``replace`` and
+``remove`` of simple attributes, of ``name``'s sub-attributes (a value sets those it names and
+leaves the others), of ``emails`` entries picked by a filter, and the one primary address (an
+entry made primary makes the others not primary). What Tokensmith reads differently is here,
+each operation turned into those scim2-models applies:
 
-``name`` is a complex attribute: a value sets the sub-attributes it names and leaves the others.
-``emails`` is multi-valued: ``add`` appends, ``replace`` replaces the list, a selector
-(``emails[type eq "work"]``, ``emails[primary eq true]``) picks the entries an operation changes;
-``add`` or ``replace`` of an address by a type that no entry has appends one of that type, which
-is how Entra ID gives a person a new kind of address. An entry made primary makes the others not
-primary (RFC 7644 §3.5.2). The account keeps at least one address.
+- ``op`` in any case (Entra sends "Replace"); without a path, the value is an object of
+  attributes or sub-attribute paths (Okta's ``{"active": false}``, ``{"name.givenName": "Ada"}``);
+- values are checked by the account's rules first ("False", "True": Entra's booleans);
+- attributes Tokensmith does not keep, and extensions, are accepted and ignored;
+- an ``emails`` selector is one ``eq`` on type or primary; the entries it selects are replaced
+  whole; ``add`` or ``replace`` of an address by a type no entry has appends one of that type
+  (how Entra gives a person a new kind of address); removing an address removes its entry, and
+  the account keeps at least one.
+
+The operations apply in order to a copy of the profile: a request is all or nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from tokensmith.scim.filters import Equality, Target, parse_path
-from tokensmith.scim.protocol import EMAIL_PARTS, NAME_PARTS, PATCH_OP_SCHEMA, boolean, invalid, lowered, message
+from pydantic import ValidationError
+from scim2_models import Error, PatchOp, Path, SCIMException
+
+from tokensmith.scim.filters import Target, parse_path
+from tokensmith.scim.protocol import (
+    EMAIL_PARTS,
+    NAME_PARTS,
+    PATCH_OP_SCHEMA,
+    ScimError,
+    boolean,
+    invalid,
+    lowered,
+    message,
+)
 from tokensmith.scim.resources import (
     MAX_EMAIL_TYPE_LENGTH,
     MAX_EMAILS,
     MAX_NAME_LENGTH,
     NAME_KEPT,
-    Email,
     Profile,
     display_name,
     email_address,
@@ -38,9 +55,40 @@ from tokensmith.scim.resources import (
 )
 
 PATCH_OPS = frozenset({"add", "replace", "remove"})
-STORED = frozenset({"username", "externalid", "name", "displayname", "emails", "active"})
 READ_ONLY = frozenset({"id", "meta"})
+# The simple attributes Tokensmith keeps, and how a value of each is read.
+SIMPLE: dict[str, Callable[[object], object]] = {
+    "username": user_name,
+    "displayname": display_name,
+    "externalid": external_id,
+    "active": lambda value: boolean(value, "active"),
+}
 Operation = tuple[str, Target | None, object]
+
+
+def patched(profile: Profile, body: object) -> Profile:
+    """A copy of ``profile`` with the PatchOp ``body`` applied, or a refusal."""
+    result = profile.model_copy(deep=True)
+    for op, target, value in operations(body):
+        for operation in _applicable(result, op, target, value):
+            _apply(result, operation)
+            if not result.emails:
+                raise invalid("invalidValue", "The email address cannot be removed: a Tokensmith user needs one.")
+            if len(result.emails) > MAX_EMAILS:
+                raise invalid("invalidValue", f"Tokensmith keeps at most {MAX_EMAILS} email addresses a person.")
+    return result
+
+
+def _apply(profile: Profile, operation: dict[str, Any]) -> None:
+    """scim2-models applies one RFC 7644 operation to ``profile``, or refuses it in its words."""
+    try:
+        PatchOp[Profile].model_validate({"Operations": [operation]}).patch(profile)
+        return
+    except SCIMException as error:  # not expected either
+        refusal = error.to_error()
+    except ValidationError as error:  # not expected: the operation's values were checked
+        refusal = Error.from_validation_errors(error)[0]
+    raise ScimError(refusal.status or 400, refusal.scim_type, refusal.detail or "The operation was refused.")
 
 
 def operations(body: object) -> list[Operation]:
@@ -51,8 +99,8 @@ def operations(body: object) -> list[Operation]:
         raise invalid("invalidSyntax", 'A PatchOp needs "Operations": a list of at least one operation.')
     parsed = []
     for operation in listed:
-        fields = lowered(operation, "Each operation") if isinstance(operation, dict) else None
-        op = fields.get("op") if fields else None
+        fields = lowered(operation, "Each operation") if isinstance(operation, dict) else {}
+        op = fields.get("op")
         if not isinstance(op, str) or op.lower() not in PATCH_OPS:
             raise invalid("invalidSyntax", 'Each operation has "op": "add", "replace" or "remove".')
         path = fields.get("path")
@@ -65,142 +113,92 @@ def operations(body: object) -> list[Operation]:
     return parsed
 
 
-def apply(profile: Profile, op: str, target: Target | None, value: object) -> Profile:
+def _applicable(profile: Profile, op: str, target: Target | None, value: object) -> Iterator[dict[str, Any]]:
+    """The RFC 7644 operations, with checked values, that ``op`` on ``target`` stands for. Read
+    lazily: each is applied before the next is read, so a selector sees what came before it."""
     if target is None and op == "remove":
         raise invalid("noTarget", 'A "remove" operation needs a "path" naming what to remove.')
     if target is None:
         for key, item in lowered(value, 'The value of an operation without "path"').items():
             target = parse_path(key)  # keys are paths there: "active", "name.givenName", ...
             if target is not None:
-                profile = apply(profile, op, target, item)
-        return profile
+                yield from _applicable(profile, op, target, item)
+        return
     if target.attribute in READ_ONLY:
         raise invalid("mutability", f"{target.attribute} is read-only: Tokensmith assigns it.")
-    if target.attribute not in STORED:
-        return profile  # a core attribute Tokensmith does not keep: accepted, ignored
     if target.attribute == "emails":
-        return replace(profile, emails=_applied_to_emails(profile.emails, op, target, value))
-    if target.attribute == "name":
-        return replace(profile, name=_applied_to_name(profile.name, op, target, value))
+        yield from _on_emails(profile, op, target, value)
+    elif target.attribute == "name":
+        yield from _on_name(op, target, value)
+    elif target.attribute in SIMPLE:
+        yield _on_simple(op, target, value)
+    # any other core attribute: Tokensmith does not keep it; accepted, ignored
+
+
+def _on_simple(op: str, target: Target, value: object) -> dict[str, Any]:
+    attribute = target.attribute
     if target.selector or target.sub:
-        raise invalid("invalidPath", f"{target.attribute} has no sub-attributes or values to filter.")
-    return _apply_to_simple(profile, op, target.attribute, value)
+        raise invalid("invalidPath", f"{attribute} has no sub-attributes or values to filter.")
+    if op != "remove" and value is not None:
+        return {"op": op, "path": attribute, "value": SIMPLE[attribute](value)}
+    if attribute in ("username", "active"):
+        raise invalid("invalidValue", f"{attribute} cannot be removed: every account has one.")
+    return {"op": "remove", "path": attribute}
 
 
-def _apply_to_simple(profile: Profile, op: str, attribute: str, value: object) -> Profile:
-    if op == "remove" or value is None:
-        if attribute in ("username", "active"):
-            raise invalid("invalidValue", f"{attribute} cannot be removed: every account has one.")
-        value = None
-    if attribute == "username":
-        return replace(profile, user_name=user_name(value))
-    if attribute == "displayname":
-        return replace(profile, display_name=display_name(value))
-    if attribute == "externalid":
-        return replace(profile, external_id=external_id(value))
-    return replace(profile, active=boolean(value, "active"))
-
-
-# --- name --------------------------------------------------------------------------------------
-
-
-def _applied_to_name(name: Any, op: str, target: Target, value: object) -> dict[str, str]:
+def _on_name(op: str, target: Target, value: object) -> Iterator[dict[str, Any]]:
     if target.selector or (target.sub and target.sub not in NAME_PARTS):
         raise invalid("invalidPath", "name has the sub-attributes formatted, givenName and familyName.")
     if target.sub is not None and target.sub not in NAME_KEPT:
-        return dict(name)  # middleName, honorificPrefix, ...: accepted, ignored
+        return  # middleName, honorificPrefix, ...: accepted, ignored
+    path = "name" if target.sub is None else f"name.{NAME_KEPT[target.sub]}"
     if op == "remove" or value is None:
-        changes: dict[str, str | None] = (
-            dict.fromkeys(NAME_KEPT.values()) if target.sub is None else {NAME_KEPT[target.sub]: None}
-        )
+        yield {"op": "remove", "path": path}
     elif target.sub is None:
-        changes = name_changes(value)
+        yield {"op": op, "path": path, "value": name_changes(value)}  # None clears a part
     else:
-        kept = NAME_KEPT[target.sub]
-        changes = {kept: text(value, f"name.{kept}", MAX_NAME_LENGTH)}
-    merged = {**name, **changes}
-    return {part: item for part, item in merged.items() if item is not None}
+        yield {"op": op, "path": path, "value": text(value, path, MAX_NAME_LENGTH)}
 
 
-# --- emails ------------------------------------------------------------------------------------
-
-
-def _applied_to_emails(emails: tuple[Email, ...], op: str, target: Target, value: object) -> tuple[Email, ...]:
+def _on_emails(profile: Profile, op: str, target: Target, value: object) -> Iterator[dict[str, Any]]:
     if target.sub is not None and target.sub not in EMAIL_PARTS:
         raise invalid("invalidPath", "emails has the sub-attributes value, type, primary and display.")
     if target.sub == "display":
-        return emails  # not kept: accepted, ignored
-    if target.selector is not None:
-        _check_selector(target.selector)
+        return  # not kept: accepted, ignored
+    selected = "emails" if target.selector is None else f"emails[{_filter(target.selector)}]"
     if op == "remove" or value is None:
-        changed = _removed(emails, target)
-    elif target.selector is None and target.sub is None:
-        changed = _added(emails, emails_from(value)) if op == "add" else emails_from(value)
+        yield {"op": "remove", "path": selected if target.sub in (None, "value") else f"{selected}.{target.sub}"}
+        return
+    if target.selector is None and target.sub is None:
+        yield {"op": op, "path": selected, "value": emails_from(value)}
+        return
+    entry = email_entry(value) if target.sub is None else {target.sub: _email_part(target.sub, value)}
+    selection = Path[Profile](selected).get(profile) or []
+    if not selection:
+        yield {"op": "add", "path": "emails", "value": [_new_entry(target, entry)]}
+    elif entry.get("primary") is True and len(selection) > 1:
+        raise invalid("invalidValue", "At most one email is primary (RFC 7643 §2.4): this would make several.")
+    elif target.sub is None:  # the entries selected are replaced whole
+        yield {"op": op, "path": selected, "value": {**dict.fromkeys(EMAIL_PARTS), **entry}}
     else:
-        changed = _set(emails, target, value)
-    if not changed:
-        raise invalid("invalidValue", "The email address cannot be removed: a Tokensmith user needs one.")
-    if len(changed) > MAX_EMAILS:
-        raise invalid("invalidValue", f"Tokensmith keeps at most {MAX_EMAILS} email addresses a person.")
-    return changed
+        yield {"op": op, "path": f"{selected}.{target.sub}", "value": entry[target.sub]}
 
 
-def _check_selector(selector: Equality) -> None:
+def _filter(selector: tuple[str, object]) -> str:
     attribute, wanted = selector
     if not ((attribute == "type" and isinstance(wanted, str)) or (attribute == "primary" and isinstance(wanted, bool))):
         raise invalid("invalidPath", 'Filter emails by type, like emails[type eq "work"].value.')
+    if wanted is False:
+        return "not (primary eq true)"  # an entry sent without primary is not the primary one
+    return f"{attribute} eq {json.dumps(wanted)}"
 
 
-def _selects(email: Email, selector: Equality | None) -> bool:
-    attribute, wanted = selector or ("", None)
-    if attribute == "type":
-        return str(email.get("type", "")).lower() == str(wanted).lower()  # type is not case-exact
-    return selector is None or (email.get("primary") is True) is wanted
-
-
-def _removed(emails: tuple[Email, ...], target: Target) -> tuple[Email, ...]:
-    if target.sub in (None, "value"):
-        return tuple(email for email in emails if not _selects(email, target.selector))
-    return tuple(
-        {key: item for key, item in email.items() if key != target.sub} if _selects(email, target.selector) else email
-        for email in emails
-    )
-
-
-def _added(emails: tuple[Email, ...], new: tuple[Email, ...]) -> tuple[Email, ...]:
-    """``emails`` and the new entries not already there; a new primary entry is the only one."""
-    added = tuple(email for email in new if email not in emails)
-    if any(email.get("primary") is True for email in added):
-        emails = _not_primary(emails)
-    return emails + added
-
-
-def _set(emails: tuple[Email, ...], target: Target, value: object) -> tuple[Email, ...]:
-    """The selected entries (or that sub-attribute of them) replaced by ``value``."""
-    change = email_entry(value) if target.sub is None else {target.sub: _email_part(target.sub, value)}
-    selected = [index for index, email in enumerate(emails) if _selects(email, target.selector)]
-    if not selected:
-        return _added(emails, (_new_entry(target, change),))
-    if change.get("primary") is True:
-        emails = _not_primary(emails)
-
-    def changed(email: Email) -> Email:
-        merged = change if target.sub is None else {**email, **change}
-        return {key: item for key, item in merged.items() if item is not None}  # a type set to ""
-
-    return tuple(changed(email) if index in selected else email for index, email in enumerate(emails))
-
-
-def _new_entry(target: Target, change: dict[str, Any]) -> Email:
+def _new_entry(target: Target, entry: dict[str, Any]) -> dict[str, Any]:
     """An entry for a selector no entry matches: only by type, and only with an address."""
     attribute, wanted = target.selector or ("", None)
-    if attribute != "type" or "value" not in change:
+    if attribute != "type" or "value" not in entry:
         raise invalid("noTarget", f"No email matches {attribute} eq {wanted!r}: there is nothing to change.")
-    return {
-        "value": change["value"],
-        "type": change.get("type", wanted),
-        **{key: item for key, item in change.items() if key not in ("value", "type")},
-    }
+    return {"type": wanted, **entry}
 
 
 def _email_part(sub: str, value: object) -> object:
@@ -209,7 +207,3 @@ def _email_part(sub: str, value: object) -> object:
     if sub == "type":
         return text(value, "An email's type", MAX_EMAIL_TYPE_LENGTH)
     return boolean(value, "An email's primary")
-
-
-def _not_primary(emails: tuple[Email, ...]) -> tuple[Email, ...]:
-    return tuple({**email, "primary": False} if email.get("primary") is True else email for email in emails)

@@ -1,7 +1,9 @@
-"""The fixed words of SCIM 2.0: the URNs of its schemas and messages, and its error document.
+"""The fixed words of SCIM 2.0, from scim2-models: the URNs of its schemas and messages, the
+attributes of the core User schema, and the error document.
 
 Every SCIM module refuses in these terms (RFC 7644 §3.12), so that the web layer answers any
-refusal, from a filter's syntax to a userName already taken, the same way.
+refusal, from a filter's syntax to a userName already taken, the same way. The words of a
+refusal are Tokensmith's own: they say what Tokensmith takes, which scim2-models cannot know.
 """
 
 from __future__ import annotations
@@ -10,47 +12,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import BaseModel
+from scim2_models import Email, EnterpriseUser, Error, ListResponse, Name, PatchOp, SearchRequest, User
+
 from tokensmith.errors import InvalidInput
 
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-ENTERPRISE_USER_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+USER_SCHEMA = str(User.__schema__)
+ENTERPRISE_USER_SCHEMA = str(EnterpriseUser.__schema__)
 EXTENSION_PREFIX = "urn:ietf:params:scim:schemas:extension:"
-PATCH_OP_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-SEARCH_REQUEST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
-LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+PATCH_OP_SCHEMA = str(PatchOp.__schema__)
+SEARCH_REQUEST_SCHEMA = str(SearchRequest.__schema__)
+LIST_RESPONSE_SCHEMA = str(ListResponse.__schema__)
+ERROR_SCHEMA = str(Error.__schema__)
 
-# RFC 7643 §4.1 and §3.1, lowercased: SCIM attribute names are case-insensitive.
-CORE_ATTRIBUTES = frozenset(
-    {
-        "id",
-        "externalid",
-        "meta",
-        "username",
-        "name",
-        "displayname",
-        "nickname",
-        "profileurl",
-        "title",
-        "usertype",
-        "preferredlanguage",
-        "locale",
-        "timezone",
-        "active",
-        "password",
-        "emails",
-        "phonenumbers",
-        "ims",
-        "photos",
-        "addresses",
-        "groups",
-        "entitlements",
-        "roles",
-        "x509certificates",
-    }
-)
-NAME_PARTS = frozenset({"formatted", "familyname", "givenname", "middlename", "honorificprefix", "honorificsuffix"})
-EMAIL_PARTS = frozenset({"value", "type", "primary", "display"})
+
+def attribute_names(model: type[BaseModel]) -> frozenset[str]:
+    """The attributes of a scim2-models class as SCIM names them, lowercased: SCIM attribute
+    names are case-insensitive (RFC 7643 §2.1)."""
+    return frozenset((field.serialization_alias or name).lower() for name, field in model.model_fields.items())
+
+
+# RFC 7643 §4.1 and §3.1.
+CORE_ATTRIBUTES = attribute_names(User) - {"schemas"}
+NAME_PARTS = attribute_names(Name)
+EMAIL_PARTS = attribute_names(Email)
 
 
 class ScimError(Exception):
@@ -63,11 +48,7 @@ class ScimError(Exception):
         self.detail = detail
 
     def document(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(self.status)}
-        if self.scim_type:
-            body["scimType"] = self.scim_type
-        body["detail"] = self.detail
-        return body
+        return Error(status=self.status, scim_type=self.scim_type, detail=self.detail).model_dump()
 
 
 def invalid(scim_type: str, detail: str) -> ScimError:

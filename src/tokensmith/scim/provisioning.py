@@ -7,10 +7,10 @@ its people created by signing in through it, and local accounts an administrator
 out of its sight: a directory entry that happens to share their name must not take them over.
 
 What the provider sends of a person's names and addresses reads back as sent; the account's
-own display name and email are derived from it (``scim_resources``). Core attributes Tokensmith
+own display name and email are derived from it (``resources``). Core attributes Tokensmith
 does not keep (phone numbers, title, locale, ``password``, ...) and extension attributes are
 accepted and ignored; the password in particular is never stored or logged. PATCH is in
-``scim_patch``, the filter and path language in ``scim_filters``.
+``patch``, the filter and path language in ``filters``.
 
 Deactivation (``active: false``) disables the account: its browser sessions end and every
 token is revoked at once. Reactivation lets the person in again; revoked tokens stay revoked.
@@ -50,12 +50,12 @@ from tokensmith.scim.protocol import (  # noqa: F401 (the vocabulary, as callers
 from tokensmith.scim.resources import (  # noqa: F401
     EVERY_ATTRIBUTE,
     Profile,
-    Projection,
+    Shown,
     location,
     profile_from,
     resource,
     resource_attributes,
-    timestamp,
+    shown,
 )
 from tokensmith.store.models import User
 
@@ -81,7 +81,7 @@ class Query:
     filter: str = ""
     start_index: int = 1
     count: int = DEFAULT_COUNT
-    projection: Projection = field(default_factory=Projection)
+    shown: Shown = field(default_factory=Shown)
 
 
 # --- reading and writing users ---------------------------------------------------------------
@@ -108,11 +108,12 @@ def _is_visible(session: Session, user: User) -> bool:
 def create_user(session: Session, body: object, *, ip: str | None = None) -> User:
     """POST /Users: a new account of origin "scim", without a password."""
     profile = profile_from(resource_attributes(body), active=True)
-    _claim_user_name(session, profile.user_name, None, ip)
+    user_name = profile.user_name or ""  # profile_from refuses a body without one
+    _claim_user_name(session, user_name, None, ip)
     try:
         user = users.create_user(
             session,
-            profile.user_name,
+            user_name,
             profile.account_email(),
             display_name=profile.account_display_name(),
             origin="scim",
@@ -139,10 +140,7 @@ def replace_user(session: Session, user_id: str, body: object, *, ip: str | None
 def patch_user(session: Session, user_id: str, body: object, *, ip: str | None = None) -> User:
     """PATCH /Users/{id}: the operations apply in order, all or none."""
     user = get_user(session, user_id)
-    profile = Profile.of(user)
-    for op, target, value in scim_patch.operations(body):
-        profile = scim_patch.apply(profile, op, target, value)
-    _write(session, user, profile, ip)
+    _write(session, user, scim_patch.patched(Profile.of(user), body), ip)
     return user
 
 
@@ -173,7 +171,7 @@ def search(session: Session, query: Query, public_url: str) -> dict[str, Any]:
     """GET /Users, POST /Users/.search and POST /.search: a ListResponse (Users are the only
     resources Tokensmith serves, so a search at the root is a search of /Users)."""
     page = list_users(session, query.filter, start_index=query.start_index, count=query.count)
-    return list_response(page, public_url, query.projection)
+    return list_response(page, public_url, query.shown)
 
 
 def search_request(body: object) -> Query:
@@ -192,7 +190,7 @@ def search_request(body: object) -> Query:
         filter=string(fields.get("filter"), "filter") or "",
         start_index=whole_number(fields.get("startindex"), "startIndex", 1),
         count=whole_number(fields.get("count"), "count", DEFAULT_COUNT),
-        projection=Projection.of(
+        shown=shown(
             names(fields.get("attributes"), "attributes"), names(fields.get("excludedattributes"), "excludedAttributes")
         ),
     )
@@ -209,26 +207,20 @@ def whole_number(value: object, what: str, default: int) -> int:
 def names(value: object, what: str) -> list[str] | None:
     """Attribute names: a list of strings, or one string of them separated by commas."""
     if value is None or isinstance(value, str):
-        return [name for name in (value or "").split(",") if name.strip()] or None
+        value = [value or ""]
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return [part for item in value for part in item.split(",") if part.strip()] or None
+        return [part.strip() for item in value for part in item.split(",") if part.strip()] or None
     raise invalid("invalidValue", f'{what} is a list of attribute names, like ["userName", "name.givenName"].')
 
 
 def _write(session: Session, user: User, profile: Profile, ip: str | None) -> None:
-    before, changed = Profile.of(user), []
-    if profile.user_name != user.username:
+    changed = []
+    if profile.user_name and profile.user_name != user.username:
         _claim_user_name(session, profile.user_name, user, ip)
         user.username = profile.user_name
         changed.append("userName")
-    for attribute, field_name in (
-        ("emails", "emails"),
-        ("name", "name"),
-        ("displayName", "display_name"),
-        ("externalId", "external_id"),
-    ):
-        if getattr(before, field_name) != getattr(profile, field_name):
-            changed.append(attribute)
+    before, after = Profile.of(user).model_dump(), profile.model_dump()
+    changed += [name for name in ("emails", "name", "displayName", "externalId") if before.get(name) != after.get(name)]
     if changed:
         user.email, user.display_name = profile.account_email(), profile.account_display_name()
         user.external_id, user.scim_profile = profile.external_id, profile.kept()
@@ -290,8 +282,8 @@ def _release_user_name(session: Session, holder: User, ip: str | None) -> None:
 # --- the ListResponse ---------------------------------------------------------------------------
 
 
-def list_response(page: Page, public_url: str, projection: Projection = EVERY_ATTRIBUTE) -> dict[str, Any]:
-    resources = [projection.apply(resource(user, public_url)) for user in page.users]
+def list_response(page: Page, public_url: str, only: Shown = EVERY_ATTRIBUTE) -> dict[str, Any]:
+    resources = [resource(user, public_url, only) for user in page.users]
     return listed(resources, total=page.total, start_index=page.start_index)
 
 

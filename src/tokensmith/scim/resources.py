@@ -2,27 +2,33 @@
 
 A provider sends a person's ``displayName``, ``name`` (formatted, givenName, familyName) and
 ``emails`` (value, type, primary), and expects them back exactly as sent: that is the
-``Profile``, kept as sent in ``users.scim_profile``. Tokensmith's own account has one display
-name and one email address, which the rest of the product (sign-in, pages, mail) reads; they are
-derived from the profile: the display name is ``displayName``, else ``name.formatted``, else
-"givenName familyName"; the email is the primary entry's, else the first of type "work", else
-the first.
+``Profile``, scim2-models' ``User`` kept as sent in ``users.scim_profile``. Tokensmith's own
+account has one display name and one email address, which the rest of the product (sign-in,
+pages, mail) reads; they are derived from the profile: the display name is ``displayName``,
+else ``name.formatted``, else "givenName familyName"; the email is the primary entry's, else the
+first of type "work", else the first.
 
 When the account's name or email changed elsewhere since (a sign-in at the provider brings the
 person's current ones), the profile no longer describes the account and is not returned: the
 resource then shows the account's own name and email, as it did before profiles were kept.
+
+scim2-models writes the resource and leaves out what ``attributes`` or ``excludedAttributes``
+(RFC 7644 §3.9) leave out. What a profile may hold is Tokensmith's to say: the values a
+provider sends are checked here, by the account's rules, before they reach the profile.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import scim2_models
+from pydantic import ValidationError
+from scim2_models import Context, Meta, Name, Path, ResponseParameters
+
 from tokensmith.accounts import users
-from tokensmith.scim.filters import AttributeName, parse_attribute_names
+from tokensmith.scim.filters import is_attribute_name
 from tokensmith.scim.protocol import (
     CORE_ATTRIBUTES,
     EMAIL_PARTS,
@@ -44,80 +50,79 @@ MAX_EMAIL_TYPE_LENGTH = 64
 MAX_NAME_LENGTH = 200
 # The sub-attributes of name Tokensmith keeps, lowercased -> as written.
 NAME_KEPT = {"formatted": "formatted", "givenname": "givenName", "familyname": "familyName"}
-# RFC 7643 §7: returned "always" (and "schemas", which says what the document is).
-ALWAYS_RETURNED = frozenset({"schemas", "id"})
-
-Email = Mapping[str, Any]  # {"value": str, "type"?: str, "primary"?: bool}
 
 
-@dataclass(frozen=True)
-class Profile:
-    """What SCIM may set on an account, assembled before anything is written."""
+class Email(scim2_models.Email):
+    """An address as sent. scim2-models' own would rewrite it (``Ada@Example.COM`` reads back
+    ``Ada@example.com``, a type ``Work`` reads back ``work``); the account's rules check it."""
 
-    user_name: str
-    emails: tuple[Email, ...]
-    display_name: str | None  # displayName, as sent
-    name: Mapping[str, str]  # formatted, givenName, familyName: those sent
-    external_id: str | None
-    active: bool
+    value: str | None = None
+    type: str | None = None  # type: ignore[assignment]
+
+
+class Profile(scim2_models.User[Any]):
+    """What SCIM says of a person, assembled before anything is written."""
+
+    emails: list[Email] | None = None  # type: ignore[assignment]
 
     @classmethod
     def of(cls, user: User) -> Profile:
         """The profile last sent, while the account's name and email are still its own."""
-        kept = _kept_profile(user)
+        kept = cls._kept(user)
         if kept is not None and kept.account_display_name() == user.display_name and kept.account_email() == user.email:
             return kept
         return cls._of_account(user)
 
     @classmethod
+    def _kept(cls, user: User) -> Profile | None:
+        kept = user.scim_profile
+        if not isinstance(kept, dict) or not kept.get("emails"):
+            return None
+        return cls._of(user, {**kept, "name": kept.get("name") or None})
+
+    @classmethod
     def _of_account(cls, user: User) -> Profile:
         given, _, family = (user.display_name or "").partition(" ")
         name = {"formatted": user.display_name, "givenName": given or None, "familyName": family.strip() or None}
-        return cls(
-            user.username,
-            ({"value": user.email, "type": "work", "primary": True},),
-            user.display_name,
-            {key: value for key, value in name.items() if value},
-            user.external_id,
-            user.is_active,
+        return cls._of(
+            user,
+            {
+                "emails": [{"value": user.email, "type": "work", "primary": True}],
+                "displayName": user.display_name,
+                "name": name if user.display_name else None,
+            },
+        )
+
+    @classmethod
+    def _of(cls, user: User, sent: dict[str, Any]) -> Profile:
+        return cls.model_validate(
+            {**sent, "userName": user.username, "externalId": user.external_id, "active": user.is_active}
         )
 
     def account_display_name(self) -> str | None:
-        if self.display_name or self.name.get("formatted"):
-            return self.display_name or self.name["formatted"]
-        joined = " ".join(part for part in (self.name.get("givenName"), self.name.get("familyName")) if part)
+        name = self.name or Name()
+        if self.display_name or name.formatted:
+            return self.display_name or name.formatted
+        joined = " ".join(part for part in (name.given_name, name.family_name) if part)
         with as_invalid_value():
             return users.validate_display_name(joined)
 
     def account_email(self) -> str:
+        emails = self.emails or []
         chosen = (
-            next((email for email in self.emails if email.get("primary") is True), None)
-            or next((email for email in self.emails if str(email.get("type", "")).lower() == "work"), None)
-            or self.emails[0]
+            next((email for email in emails if email.primary is True), None)
+            or next((email for email in emails if (email.type or "").lower() == "work"), None)
+            or emails[0]
         )
-        return chosen["value"]
+        return chosen.value or ""
 
     def kept(self) -> dict[str, Any]:
         """What ``users.scim_profile`` holds."""
         return {
             "displayName": self.display_name,
-            "name": dict(self.name),
-            "emails": [dict(email) for email in self.emails],
+            "name": self.name.model_dump() if self.name else {},
+            "emails": [email.model_dump() for email in self.emails or []],
         }
-
-
-def _kept_profile(user: User) -> Profile | None:
-    kept = user.scim_profile
-    if not isinstance(kept, dict) or not kept.get("emails"):
-        return None
-    return Profile(
-        user.username,
-        tuple(kept["emails"]),
-        kept.get("displayName"),
-        kept.get("name") or {},
-        user.external_id,
-        user.is_active,
-    )
 
 
 # --- reading a User resource (POST, PUT) -----------------------------------------------------
@@ -153,13 +158,15 @@ def profile_from(attributes: dict[str, Any], *, active: bool) -> Profile:
     """A whole profile from a POST or PUT body (``active`` is the value when absent)."""
     if "username" not in attributes:
         raise invalid("invalidValue", "userName is required: the person's login at the identity provider.")
-    profile = Profile(
-        user_name=user_name(attributes["username"]),
-        emails=emails_from(attributes.get("emails")),
-        display_name=display_name(attributes.get("displayname")),
-        name=name_parts(attributes.get("name")),
-        external_id=external_id(attributes.get("externalid")),
-        active=boolean(attributes["active"], "active") if "active" in attributes else active,
+    profile = Profile.model_validate(
+        {
+            "userName": user_name(attributes["username"]),
+            "emails": emails_from(attributes.get("emails")),
+            "displayName": display_name(attributes.get("displayname")),
+            "name": name_parts(attributes.get("name")) or None,
+            "externalId": external_id(attributes.get("externalid")),
+            "active": boolean(attributes["active"], "active") if "active" in attributes else active,
+        }
     )
     profile.account_display_name()  # "givenName familyName" must make a display name too
     return profile
@@ -205,7 +212,7 @@ def text(value: object, what: str, limit: int) -> str | None:
     return value or None
 
 
-def emails_from(value: object) -> tuple[Email, ...]:
+def emails_from(value: object) -> list[dict[str, Any]]:
     """Every entry of ``emails`` (an object alone is one entry), at most one of them primary."""
     entries = [value] if isinstance(value, dict) else value
     if not isinstance(entries, list) or not entries:
@@ -216,7 +223,7 @@ def emails_from(value: object) -> tuple[Email, ...]:
         )
     if len(entries) > MAX_EMAILS:
         raise invalid("invalidValue", f"Tokensmith keeps at most {MAX_EMAILS} email addresses a person.")
-    emails = tuple(email_entry(entry) for entry in entries)
+    emails = [email_entry(entry) for entry in entries]
     if sum(email.get("primary") is True for email in emails) > 1:
         raise invalid("invalidValue", "At most one email is primary (RFC 7643 §2.4).")
     return emails
@@ -249,102 +256,48 @@ def email_address(value: object) -> str:
 
 # --- the resource as SCIM sees it -------------------------------------------------------------
 
+# Which attributes an answer carries (RFC 7644 §3.9): only ``attributes`` (and ``id`` and
+# ``schemas``, returned always), or all but ``excludedAttributes``. Names of attributes a
+# resource does not have select nothing.
+Shown = ResponseParameters[Profile]
+EVERY_ATTRIBUTE = Shown()  # no attributes= nor excludedAttributes=
 
-def resource(user: User, public_url: str) -> dict[str, Any]:
-    """The RFC 7643 User resource of an account."""
+
+def shown(attributes: list[str] | None, excluded: list[str] | None) -> Shown:
+    if attributes and excluded:
+        raise invalid("invalidValue", "Send attributes or excludedAttributes, not both (RFC 7644 §3.4.2.5).")
+    for parameter, names in (("attributes", attributes), ("excludedAttributes", excluded)):
+        for name in names or ():
+            if not is_attribute_name(name):
+                raise invalid(
+                    "invalidValue",
+                    f"{parameter} names attributes, separated by commas, like "
+                    f"userName,name.givenName: {name[:100]!r} is not one.",
+                )
+    if attributes:  # scim2-models would read "userName.x" as userName, and nothing as everything
+        attributes = [name for name in attributes if Path[Profile](name).resolve()] or ["id"]
+    try:
+        return Shown.model_validate({"attributes": attributes, "excludedAttributes": excluded})
+    except ValidationError:  # not expected: is_attribute_name read them as scim2-models does
+        raise invalid("invalidValue", "attributes and excludedAttributes name attributes, like userName.") from None
+
+
+def resource(user: User, public_url: str, only: Shown = EVERY_ATTRIBUTE) -> dict[str, Any]:
+    """The RFC 7643 User resource of an account, with the attributes ``only`` shows."""
     profile = Profile.of(user)
-    document: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": str(user.id), "userName": user.username}
-    if user.external_id:
-        document["externalId"] = user.external_id
-    if profile.name:
-        document["name"] = dict(profile.name)
-    if profile.display_name:
-        document["displayName"] = profile.display_name
-    document["emails"] = [dict(email) for email in profile.emails]
-    document["active"] = user.is_active
-    document["meta"] = {
-        "resourceType": "User",
-        "created": timestamp(user.created_at),
-        "lastModified": timestamp(user.updated_at or user.created_at),
-        "location": location(str(user.id), public_url),
-    }
-    return document
+    profile.id = str(user.id)
+    profile.meta = Meta(
+        resource_type="User",
+        created=_to_the_second(user.created_at),
+        last_modified=_to_the_second(user.updated_at or user.created_at),
+        location=location(str(user.id), public_url),
+    )
+    return profile.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=only)
 
 
 def location(user_id: str, public_url: str) -> str:
     return f"{public_url.rstrip('/')}/scim/v2/Users/{user_id}"
 
 
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --- attributes and excludedAttributes (RFC 7644 §3.9, §3.4.2.5) ---------------------------------
-
-
-@dataclass(frozen=True)
-class Projection:
-    """Which attributes an answer carries: only ``attributes`` (and those always returned), or
-    all but ``excluded``. Names of attributes a resource does not have select nothing."""
-
-    attributes: tuple[AttributeName, ...] = ()
-    excluded: tuple[AttributeName, ...] = ()
-
-    @classmethod
-    def of(cls, attributes: list[str] | None, excluded: list[str] | None) -> Projection:
-        if attributes and excluded:
-            raise invalid("invalidValue", "Send attributes or excludedAttributes, not both (RFC 7644 §3.4.2.5).")
-        return cls(
-            tuple(parse_attribute_names(attributes or [], "attributes")),
-            tuple(parse_attribute_names(excluded or [], "excludedAttributes")),
-        )
-
-    def apply(self, document: dict[str, Any]) -> dict[str, Any]:
-        if self.attributes:
-            return _only(document, self.attributes)
-        return _without(document, self.excluded) if self.excluded else document
-
-
-EVERY_ATTRIBUTE = Projection()  # no attributes= nor excludedAttributes=
-
-
-def _only(document: dict[str, Any], names: tuple[AttributeName, ...]) -> dict[str, Any]:
-    wanted: dict[str, set[str] | None] = {}  # attribute -> its sub-attributes wanted, None: all
-    for name in names:
-        if name.sub is None or wanted.get(name.attribute, set()) is None:
-            wanted[name.attribute] = None
-        else:
-            wanted.setdefault(name.attribute, set()).add(name.sub)  # type: ignore[union-attr]
-    kept = {}
-    for key, value in document.items():
-        subs = wanted.get(key.lower(), ())
-        if key.lower() in ALWAYS_RETURNED or subs is None:
-            kept[key] = value
-        elif subs and (selected := _sub_attributes(value, lambda sub, subs=subs: sub in subs)):
-            kept[key] = selected
-    return kept
-
-
-def _without(document: dict[str, Any], names: tuple[AttributeName, ...]) -> dict[str, Any]:
-    kept = dict(document)
-    for name in names:
-        key = next((key for key in kept if key.lower() == name.attribute), None)
-        if key is None or name.attribute in ALWAYS_RETURNED:
-            continue
-        if name.sub is not None and not isinstance(kept[key], (dict, list)):
-            continue  # "userName.x": a simple attribute has no sub-attribute to leave out
-        remaining = None if name.sub is None else _sub_attributes(kept[key], lambda sub, name=name: sub != name.sub)
-        if remaining:
-            kept[key] = remaining
-        else:
-            del kept[key]
-    return kept
-
-
-def _sub_attributes(value: object, keep: Any) -> object:
-    """``value`` (an object, or a list of them) with only the sub-attributes ``keep`` accepts."""
-    if isinstance(value, dict):
-        return {key: item for key, item in value.items() if keep(key.lower())}
-    if isinstance(value, list):
-        return [entry for entry in (_sub_attributes(item, keep) for item in value) if entry]
-    return None
+def _to_the_second(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(microsecond=0)  # written 2024-05-01T10:00:00Z

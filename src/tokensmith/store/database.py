@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool
+from sqlalchemy.sql.dml import UpdateBase
 
 from tokensmith.config import Settings
 from tokensmith.errors import ConfigurationError, StoreUnavailable
@@ -324,8 +325,11 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
     I/O; a PostgreSQL connection lost) is an outage, and a lost connection leaves the pool,
     as it does through SQLAlchemy.
     """
+    driver = connection.connection.driver_connection
+    assert driver is not None  # None only once the pool has closed the connection, never while in use
     try:
-        return connection.connection.driver_connection.execute(sql, parameters).fetchone()
+        row: tuple[Any, ...] | None = driver.execute(sql, parameters).fetchone()
+        return row
     except sqlite3.OperationalError as error:
         raise StoreUnavailable() from error
     except Exception as error:
@@ -334,10 +338,19 @@ def fetch_one_on_driver(connection: Connection, sql: str, parameters: Any) -> tu
         psycopg = sys.modules.get("psycopg")
         if psycopg is None or not isinstance(error, psycopg.Error):
             raise
-        if isinstance(error, psycopg.OperationalError) or connection.connection.driver_connection.closed:
+        if isinstance(error, psycopg.OperationalError) or driver.closed:
             connection.invalidate()
             raise StoreUnavailable() from error
         raise
+
+
+def rows_changed(session: Session, statement: UpdateBase) -> int:
+    """Run an UPDATE or DELETE in the session's transaction: how many rows it changed (matched, for
+    an UPDATE). Its result is a CursorResult, whose rowcount SQLAlchemy's types only promise for a
+    Connection's execute."""
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def ping(connect: Callable[[], AbstractContextManager[Connection]]) -> None:

@@ -9,6 +9,8 @@ The shell's own TOKENSMITH_PUBLIC_URL, when set, still wins.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy.orm import Session
 
 from tokensmith.clock import utcnow
@@ -34,4 +36,4 @@ def for_the_shell(session: Session, settings: Settings) -> Settings:
     if settings.public_url_configured:
         return settings
     row = session.get(RecordedSetting, PUBLIC_URL)
-    return settings.with_overrides(public_url=row.value) if row is not None else settings
+    return replace(settings, public_url=row.value) if row is not None else settings

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     func,
 )
@@ -53,6 +55,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    # Every model here maps one declared table (SQLAlchemy's types allow any FROM clause), which
+    # the hot paths and bulk writes use in Core statements (check.py, usage.py, mail.py...).
+    __table__: ClassVar[Table]
 
 
 class User(Base):
@@ -385,3 +390,86 @@ class IdTokenUse(Base):
 
     digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# --- a second factor for local accounts (accounts/second_factors.py) ------------------------------
+
+
+class AuthenticatorApp(Base):
+    """A person's authenticator app (TOTP, RFC 6238): its secret encrypted under a key of its own
+    purpose (accounts/totp.py), never plain. ``confirmed_at`` is None while the enrolment waits
+    for its first code; ``last_step`` is the time step of the last code accepted, so that each
+    code works once, whichever instance it reaches."""
+
+    __tablename__ = "authenticator_apps"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary(128))
+    key_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Passkey(Base):
+    """A WebAuthn credential (accounts/passkeys.py): its public key, never anything secret."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(2048))
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    # The WebAuthn user handle it was made for: random, the same for all of a person's passkeys.
+    user_handle: Mapped[bytes] = mapped_column(LargeBinary(64))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class RecoveryCode(Base):
+    """One of a person's single-use recovery codes, as a keyed digest (accounts/recovery_codes.py)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    key_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class PendingSignIn(Base):
+    """A sign-in half done, or a passkey sign-in begun: short-lived, opening nothing by itself.
+
+    Found by the digest of a cookie's secret; ``user_id`` is the person whose password was right
+    (None for a passkey sign-in, which learns who from the passkey); ``challenge`` is the
+    WebAuthn challenge last given for it, used once."""
+
+    __tablename__ = "pending_sign_ins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
+    next_path: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    challenge: Mapped[bytes | None] = mapped_column(LargeBinary(64), default=None)
+
+
+class PasskeyChallenge(Base):
+    """A WebAuthn challenge given to a signed-in browser session (adding a passkey, or confirming
+    it is them with one), used once."""
+
+    __tablename__ = "passkey_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("browser_sessions.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(10))  # "register" or "confirm"
+    challenge: Mapped[bytes] = mapped_column(LargeBinary(64))
+    # Adding a passkey: the user handle the options carried (a first passkey's is new).
+    user_handle: Mapped[bytes | None] = mapped_column(LargeBinary(64), default=None)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -51,6 +51,11 @@ class ServerKeys:
             self._keyed[(purpose, version)] = keyed
         return keyed
 
+    def subkey(self, purpose: str, version: int | None = None) -> bytes:
+        """The 32-byte key of one purpose under one version (the current one by default): for
+        what must be encrypted rather than digested (an authenticator app's secret)."""
+        return _subkey(self.versions[self.current if version is None else version], purpose)
+
     def digest(self, purpose: str, value: str, version: int | None = None) -> bytes:
         mac = self._keyed_for(purpose, self.current if version is None else version).copy()
         mac.update(value.encode())

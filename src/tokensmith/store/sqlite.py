@@ -122,6 +122,7 @@ class WriterQueue:
         if not statement.lstrip()[:7].upper().startswith(_WRITES):
             return
         driver_connection = connection.connection.driver_connection
+        assert isinstance(driver_connection, TurnTakingConnection)  # the engine's connection_class
         if driver_connection.holds_turn:
             return
         if not self._turn.acquire(timeout=self.wait_seconds):

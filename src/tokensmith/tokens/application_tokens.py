@@ -29,6 +29,7 @@ from tokensmith.audit.trail import RevokeReason
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InsufficientScope, InvalidInput, NotPermitted, TokenExpired, TokenRevoked
 from tokensmith.projects import publishers as trusted_publishers
+from tokensmith.store.database import rows_changed
 from tokensmith.store.models import PersonalToken
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import lifecycle as token_lifecycle
@@ -119,11 +120,11 @@ def derive_token(
             "An application token cannot make another: present the personal token it was made "
             "from (your username and a personal access token)."
         )
-    live_children = session.scalar(
+    live_children = session.scalars(
         select(func.count())
         .select_from(PersonalToken)
         .where(PersonalToken.parent_id == parent.id, PersonalToken.revoked_at.is_(None))
-    )
+    ).one()
     if live_children >= MAX_PER_PARENT:
         raise Conflict(
             f"The token “{parent.name}” has {MAX_PER_PARENT} live application tokens already: revoke "
@@ -165,12 +166,13 @@ def hold_live_parent(session: Session, token_id: int, owner_id: int) -> Personal
 
     A write that changes nothing holds the row: PostgreSQL's row lock, SQLite's writer's turn
     (taken before anything is read, so nothing read here is from before the revocation)."""
-    held = session.execute(
+    held = rows_changed(
+        session,
         update(PersonalToken)
         .where(PersonalToken.id == token_id, PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))
         .values(name=PersonalToken.name)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     parent = session.get(PersonalToken, token_id, populate_existing=True) if held else None
     if parent is None:
         raise TokenRevoked("This token was revoked just now.")

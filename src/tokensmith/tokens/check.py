@@ -40,8 +40,8 @@ from tokensmith.tokens.usage import RECORD_INLINE, TokenUse, UsageRecorder
 PURPOSE = "token"
 USE_RECORD_INTERVAL = timedelta(minutes=1)
 
-# What the one lookup reads, by name: the token's own columns (VerifiedToken's fields up to its
-# owner), then the owner's, labelled as VerifiedToken and Account name them. Built once.
+# What the one lookup reads, by name: the token's own columns (VerifiedToken's fields after its
+# owner's two), then the owner's, labelled as VerifiedToken and Account name them. Built once.
 _TOKENS = PersonalToken.__table__
 _USERS = User.__table__
 _TOKEN_FIELDS = tuple(name for name in VerifiedToken.__slots__ if name not in ("owner", "owner_active"))
@@ -103,7 +103,7 @@ def _from_postgresql(row: tuple[Any, ...]) -> list[Any]:
 
 def _verified(row: Sequence[Any]) -> VerifiedToken:
     owner = Account(*(row[index] for index in _OWNER_AT))
-    return VerifiedToken(*(row[index] for index in _FIELDS_AT), owner, row[_OWNER_ACTIVE_AT])
+    return VerifiedToken(owner, row[_OWNER_ACTIVE_AT], *(row[index] for index in _FIELDS_AT))
 
 
 _DRIVER_READS = ("sqlite", "postgresql")
@@ -125,6 +125,7 @@ def lookup(store: Connectable, keys: ServerKeys, secret: str) -> VerifiedToken |
     which halves the cost of every authenticated request.
     """
     digests = keys.all_digests(PURPOSE, secret)
+    row: Sequence[Any] | None
     if len(digests) == 1 and isinstance(store, Connection) and store.dialect.name in _DRIVER_READS:
         row = _read_on_driver(store, digests[0])
     elif len(digests) == 1:

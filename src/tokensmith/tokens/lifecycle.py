@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,7 @@ from tokensmith.identity import VerifiedToken
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.projects.catalog import project_ids_of
 from tokensmith.scopes import ALL_SCOPES
+from tokensmith.store.database import rows_changed
 from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import check as token_check
@@ -56,6 +57,20 @@ _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 
 
 T = TypeVar("T")
+
+
+class PushedAt(TypedDict):
+    """Where push protection found a token: its audit event's details and its revocation's."""
+
+    repository: str
+    commit: str
+    path: str
+
+
+class _LastUse(TypedDict, total=False):
+    last_used_at: str | None
+    last_used_ip: str | None
+    last_used_agent: str | None
 
 
 def readable(text: str) -> bool:
@@ -285,12 +300,13 @@ def _revoke(
     holds its parent's row until it is in (application_tokens.hold_live_parent), so that the
     children read here include it."""
     now = utcnow()
-    changed = session.execute(
+    changed = rows_changed(
+        session,
         update(PersonalToken)
         .where(PersonalToken.id == row.id, PersonalToken.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if not changed:
         return False
     set_committed_value(row, "revoked_at", now)
@@ -315,9 +331,9 @@ def _record_revocation(
     leaked = reason == RevokeReason.LEAK_REPORTED
     # A leak notice tells the owner where *they* last used the token (where to replace it),
     # not where the reporter was: that address is kept for administrators only.
-    where = (
+    where: _LastUse = (
         {
-            "last_used_at": row.last_used_at and row.last_used_at.isoformat(),
+            "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
             "last_used_ip": row.last_used_ip,
             "last_used_agent": row.last_used_agent,
         }
@@ -441,7 +457,7 @@ def revoke_reported_tokens(
             continue
         found = token_check.lookup(session, keys, secret)
         if found is not None and found.revoked_at is None:
-            row = session.get(PersonalToken, found.id)
+            row = session.get_one(PersonalToken, found.id)
             revoked += _revoke(session, row, actor="leak report", reason=RevokeReason.LEAK_REPORTED, ip=ip)
     return revoked
 
@@ -474,7 +490,7 @@ def revoke_successors(session: Session, replaced_token_id: int) -> int:
     return revoked
 
 
-def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **where: str) -> bool:
+def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **where: Unpack[PushedAt]) -> bool:
     """Push protection found ``row`` in a push (``where``: repository, commit, path): revoke it,
     with the pusher as the actor."""
     return _revoke(session, row, actor=pusher, reason=RevokeReason.PUSH_PROTECTION, **where)

@@ -16,12 +16,13 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tokensmith import scopes as scope_words
 from tokensmith.errors import AddressNotAllowed, InsufficientScope, InvalidInput, NotFound, ProjectNotFound
 from tokensmith.identity import VerifiedToken
 from tokensmith.scopes import ALL_SCOPES
 
 # Which scopes a token asks for, checked: the vocabulary's own rule (trusted publishers use it too).
-from tokensmith.scopes import validate as validate_scopes
+validate_scopes = scope_words.validate
 
 MAX_PROJECTS = 100
 MAX_ADDRESS_BLOCKS = 50

@@ -115,7 +115,8 @@ def live_tokens_among(session: Session, keys: ServerKeys, secrets: Iterable[str]
     for secret in set(secrets):
         for digest in keys.all_digests(token_check.PURPOSE, secret):
             by_digest[digest] = secret
-    digests, now, live = list(by_digest), utcnow(), {}
+    digests, now = list(by_digest), utcnow()
+    live: dict[str, PersonalToken] = {}
     for start in range(0, len(digests), LOOKUP_BATCH):
         rows = session.scalars(
             select(PersonalToken).where(

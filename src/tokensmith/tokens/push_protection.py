@@ -133,28 +133,30 @@ async def _scan_objects(
         stderr=asyncio.subprocess.DEVNULL,
         limit=READ,
     )
+    stdin, stdout = process.stdin, process.stdout
+    assert stdin is not None and stdout is not None  # both asked for as pipes
 
     async def ask() -> None:
         try:
-            process.stdin.write("".join(f"{oid}\n" for oid in paths).encode())
-            await process.stdin.drain()
+            stdin.write("".join(f"{oid}\n" for oid in paths).encode())
+            await stdin.drain()
         finally:
-            process.stdin.close()
+            stdin.close()
 
     asking = asyncio.create_task(ask())
     found: dict[tuple[str, str], Finding] = {}
     try:
         for _ in range(len(paths)):
-            header = (await process.stdout.readline()).decode(errors="replace").split()
+            header = (await stdout.readline()).decode(errors="replace").split()
             if len(header) != 3:
                 raise ScanFailed(f"git cat-file answered {' '.join(header)[:100]!r}")
             oid, kind, size = header[0], header[1], int(header[2])
             where = {"commit": COMMIT_MESSAGE, "tag": TAG_MESSAGE}.get(kind, paths.get(oid, ""))
-            async for secret in _secrets_in(process.stdout, size, pattern, prefix, scan=kind != "tree"):
+            async for secret in _secrets_in(stdout, size, pattern, prefix, scan=kind != "tree"):
                 found.setdefault((secret, oid), Finding(secret, oid, kind, where))
                 if len(found) > MAX_FINDINGS:
                     raise TooManyFindings()
-            await process.stdout.readexactly(1)  # the newline after each object
+            await stdout.readexactly(1)  # the newline after each object
         await asking
     except (asyncio.IncompleteReadError, ValueError) as error:
         raise ScanFailed(f"git cat-file stopped early: {error}") from None
@@ -241,7 +243,7 @@ def block_live_tokens(
         if row.id in seen:
             continue
         seen.add(row.id)
-        where = {"repository": repository, "commit": commit, "path": finding.path}
+        where = token_lifecycle.PushedAt(repository=repository, commit=commit, path=finding.path)
         trail.record(
             session,
             AuditAction.TOKEN_PUSH_BLOCKED,

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy import Engine, bindparam, or_, update
 
@@ -44,6 +44,8 @@ class SessionSeen:
     session_id: int
     at: datetime
 
+
+_Noted = TypeVar("_Noted", TokenUse, SessionSeen)
 
 _TOKENS = PersonalToken.__table__
 _SESSIONS = BrowserSession.__table__
@@ -132,7 +134,7 @@ class UsageWriter:
     def session_seen(self, _store: Connectable, seen: SessionSeen) -> None:
         self._note(self._sessions, seen.session_id, seen)
 
-    def _note(self, pending: dict, key: int, value: TokenUse | SessionSeen) -> None:
+    def _note(self, pending: dict[int, _Noted], key: int, value: _Noted) -> None:
         with self._lock:
             if key not in pending and len(pending) >= self.max_pending:
                 metrics.count_usage("dropped")

@@ -20,9 +20,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import CursorResult, Engine, Insert, Table, delete, insert
+from sqlalchemy import CursorResult, Engine, Insert, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -45,8 +44,8 @@ from tokensmith.tokens.oidc_issuers import IssuerDirectory
 MAX_MINUTES = 60
 # Core statements on the tables (on the session's connection: no ORM on the exchange's writes but
 # the token's and its event's, which have one way each to be made).
-_SPENT = cast(Table, IdTokenUse.__table__)
-_LINK = insert(cast(Table, PublisherToken.__table__))
+_SPENT = IdTokenUse.__table__
+_LINK = insert(PublisherToken.__table__)
 # The claims that say which job it was, in the token's name and the security log.
 IDENTIFYING_CLAIMS = ("repository", "project_path", "pipeline_slug", "sub")
 RUN_CLAIMS = ("run_id", "pipeline_id", "build_number", "job_id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
@@ -23,7 +24,9 @@ from tokensmith.web import (
     packages,
     pages,
     scim,
+    second_step,
     security,
+    security_settings,
     studio,
     workload_identity,
 )
@@ -34,6 +37,9 @@ from tokensmith.web.errors import install_error_handlers
 from tokensmith.web.git import routes as git_routes
 from tokensmith.web.runtime import Runtime
 from tokensmith.web.templates import use_assets
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Every route of the server, in the order they are matched.
@@ -50,6 +56,8 @@ ROUTERS = (
     pages.router,
     workload_identity.pages_router,
     security.router,
+    security_settings.router,
+    second_step.router,
     oidc.router,
     device.router,
     api_docs.router,
@@ -76,7 +84,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     if trusted:
         # Who the client is, from X-Forwarded-For, only when the request comes from a proxy we
         # trust: anyone else could set it and reset the sign-in throttle, or aim it at a victim.
-        served = ProxyHeadersMiddleware(served, trusted_hosts=[str(network) for network in trusted])
+        # (uvicorn spells ASGI's messages as TypedDicts, Starlette as mappings: one interface, two types.)
+        proxied = ProxyHeadersMiddleware(cast("ASGI3Application", served), trusted_hosts=[str(net) for net in trusted])
+        served = cast(ASGIApp, proxied)
     return served
 
 

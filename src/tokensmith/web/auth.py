@@ -17,7 +17,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from tokensmith import metrics
-from tokensmith.accounts import sessions
+from tokensmith.accounts import second_factors, sessions
 from tokensmith.config import Settings
 from tokensmith.errors import (
     AuthenticationFailed,
@@ -52,6 +52,15 @@ Db = Annotated[Session, Depends(get_db, scope="function")]
 
 class SignInRequired(Exception):
     """A page needs a browser session; the handler redirects to the sign-in page."""
+
+
+class SecondFactorRequired(Exception):
+    """TOKENSMITH_REQUIRE_2FA, and the person has no second factor yet: the handler sends them
+    to the Security page, the one page open to them until they add one."""
+
+
+# What a person without a second factor may still open under TOKENSMITH_REQUIRE_2FA.
+ENROLMENT_PATHS = ("/settings/security", "/reauthenticate/")
 
 
 def presented_credentials(headers: Mapping[str, str], token_prefix: str) -> Credentials | None:
@@ -201,12 +210,17 @@ class Requires:
         yield from self.variants or [("", self.scope)]
 
 
-def declares(requirement: Requires) -> Callable[[Callable], Callable]:
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+# What the routes that call the extractor themselves declared, by their endpoint function.
+_DECLARED: dict[Callable[..., Any], Requires] = {}
+
+
+def declares(requirement: Requires) -> Callable[[Endpoint], Endpoint]:
     """For a route that calls the extractor itself (GET /api/v1/me, for speed): its declaration,
     for the table."""
 
-    def mark(endpoint: Callable) -> Callable:
-        endpoint.requires = requirement  # type: ignore[attr-defined]
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _DECLARED[endpoint] = requirement
         return endpoint
 
     return mark
@@ -288,11 +302,21 @@ def optional_browser_identity(request: Request, db: Db) -> Identity | None:
 
 
 def browser_identity(
+    request: Request,
+    db: Db,
     identity: Annotated[Identity | None, Depends(optional_browser_identity)],
 ) -> Identity:
-    """The signed-in person behind a page request; otherwise off to the sign-in page."""
+    """The signed-in person behind a page request; otherwise off to the sign-in page (or, under
+    TOKENSMITH_REQUIRE_2FA, to the Security page while they have no second factor)."""
     if identity is None:
         raise SignInRequired()
+    if (
+        get_runtime(request).settings.require_second_factor
+        and not request.url.path.startswith(ENROLMENT_PATHS)
+        and second_factors.applies_to(request.state.browser_session.user)
+        and not second_factors.has_second_factor(db, identity.user.id)
+    ):
+        raise SecondFactorRequired()
     return identity
 
 
@@ -304,7 +328,7 @@ def requirements(routers: Iterable[APIRouter]) -> Iterator[tuple[APIRoute, Requi
     for route in (route for router in routers for route in router.routes):
         if not isinstance(route, APIRoute):
             continue
-        declared = getattr(route.endpoint, "requires", None) or _declared_in(route.dependant)
+        declared = _DECLARED.get(route.endpoint) or _declared_in(route.dependant)
         if declared is not None:
             yield route, declared
 
@@ -321,7 +345,7 @@ def requirements_table(routers: Iterable[APIRouter], also_at: Callable[[str], st
         "|---|---|" + "---|" * len(ALL_SCOPES) + "---|",
     ]
     for route, declared in requirements(routers):
-        methods = ", ".join(sorted(route.methods))
+        methods = ", ".join(sorted(route.methods or ()))  # FastAPI sets them (GET by default)
         for what, scope in declared.rows():
             cells = ["yes" if scope is None or scope in validate_scopes([held]) else "403" for held in ALL_SCOPES]
             where = declared.project.where if declared.project else "—"

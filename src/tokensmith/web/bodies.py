@@ -16,7 +16,7 @@ every refusal is a 422 in words.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -33,7 +33,7 @@ from tokensmith.web.auth import Requires
 M = TypeVar("M", bound=BaseModel)
 
 
-def problems_of(errors: list[dict[str, Any]], skip: int = 0) -> str:
+def problems_of(errors: Iterable[Mapping[str, Any]], skip: int = 0) -> str:
     """Validation errors as one line a person can act on: where, and what is wrong. Never the
     value sent (it may be a secret)."""
     return "; ".join(
@@ -58,7 +58,8 @@ async def read_json(request: Request, model: type[M]) -> M:
 
 
 def example_of(model: type[BaseModel]) -> str:
-    example = (model.model_config.get("json_schema_extra") or {}).get("example")
+    extra = model.model_config.get("json_schema_extra")  # ours are dicts; pydantic allows a function too
+    example = extra.get("example") if isinstance(extra, dict) else None
     return orjson.dumps(example).decode() if example else "{...}"
 
 

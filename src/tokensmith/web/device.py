@@ -100,10 +100,10 @@ def confirmation(request: Request, row: DeviceAuthorization, code: str) -> Respo
 
 
 def wrong_code(request: Request, error: InvalidInput | TooManyAttempts, typed: str) -> Response:
-    throttled = isinstance(error, TooManyAttempts)
-    response = page(request, "enter", status=429 if throttled else 400, error=error.message, typed=typed[:20])
-    if throttled:
-        response.headers["Retry-After"] = str(error.retry_after)
+    if not isinstance(error, TooManyAttempts):
+        return page(request, "enter", status=400, error=error.message, typed=typed[:20])
+    response = page(request, "enter", status=429, error=error.message, typed=typed[:20])
+    response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 
@@ -117,7 +117,9 @@ def enter_code(
         row = device_authorization.pending(db, runtime.keys, user_code, identity.user, ip=client_ip(request))
     except (InvalidInput, TooManyAttempts) as error:
         return wrong_code(request, error, user_code)
-    return confirmation(request, row, device_authorization.shown(device_authorization.normalised(user_code)))
+    code = device_authorization.normalised(user_code)
+    assert code is not None  # pending() found a login under it
+    return confirmation(request, row, device_authorization.shown(code))
 
 
 @router.post("/device/decision")

@@ -16,7 +16,7 @@ the keep-alive timeout (5 s) longer.
 
 from __future__ import annotations
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 
 class DrainingProtocol(HttpToolsProtocol):
@@ -26,8 +26,10 @@ class DrainingProtocol(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         self.draining = True
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.keep_alive = False  # the response in flight closes the connection
+        # uvicorn types its cycle as always there; it is None until the first request is read.
+        cycle: RequestResponseCycle | None = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False  # the response in flight closes the connection
         elif self.timeout_keep_alive_task is None:
             # Accepted, but no request read yet: it is on its way, or never coming.
             self.timeout_keep_alive_task = self.loop.call_later(

@@ -45,9 +45,12 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
+_MARKED: set[Endpoint] = set()  # route functions, which live as long as the process
+
+
 def at_the_edge(endpoint: Endpoint) -> Endpoint:
     """Serve this route's GET before the framework's dispatch (see the module's docstring)."""
-    endpoint.at_the_edge = True  # type: ignore[attr-defined]
+    _MARKED.add(endpoint)
     return endpoint
 
 
@@ -56,7 +59,7 @@ def edge_routes(app: FastAPI) -> dict[str, Endpoint]:
     serve: a fixed path, GET, and the request as the only parameter."""
     found = {}
     for route in app.router.routes:
-        if not (isinstance(route, APIRoute) and getattr(route.endpoint, "at_the_edge", False)):
+        if not (isinstance(route, APIRoute) and route.endpoint in _MARKED):
             continue
         parameters = list(inspect.signature(route.endpoint).parameters.values())
         if (

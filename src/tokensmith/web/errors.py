@@ -38,7 +38,7 @@ from tokensmith.errors import (
     TooManyAttempts,
 )
 from tokensmith.web import nuxeo
-from tokensmith.web.auth import SignInRequired
+from tokensmith.web.auth import SecondFactorRequired, SignInRequired
 from tokensmith.web.bodies import LIMIT_SCOPE_KEY, problems_of
 from tokensmith.web.templates import render
 
@@ -136,6 +136,10 @@ async def handle_sign_in_required(request: Request, _error: SignInRequired) -> R
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
+async def handle_second_factor_required(request: Request, _error: SecondFactorRequired) -> Response:
+    return RedirectResponse("/settings/security", status_code=303)
+
+
 async def handle_validation_error(request: Request, error: RequestValidationError) -> Response:
     return error_response(
         request, 422, "invalid_input", f"The request is not valid: {problems_of(error.errors(), skip=1)}."
@@ -193,6 +197,7 @@ async def handle_unexpected(request: Request, error: Exception) -> Response:
 HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
     TokensmithError: handle_domain_error,
     SignInRequired: handle_sign_in_required,
+    SecondFactorRequired: handle_second_factor_required,
     RequestValidationError: handle_validation_error,
     StarletteHTTPException: handle_http_error,
 }

@@ -72,12 +72,13 @@ async def application_token(
         return await _sign_out(request)
     asked = Application.of(application, device, permission)  # before the credentials cost anything
     identity = await identify_client(request, APPLICATION_TOKEN)
-    if identity.token is None:
+    parent = identity.token
+    if parent is None:
         raise NotPermitted(
             "An application token is made from a personal access token: send your username and "
             "a token (HTTP Basic), not a password."
         )
-    if identity.token.parent_id is not None:
+    if parent.parent_id is not None:
         raise NotPermitted(
             "An application token cannot make another: present the personal token it was made "
             "from (your username and a personal access token)."
@@ -87,7 +88,7 @@ async def application_token(
         lambda session: application_tokens.derive_token(
             session,
             runtime.keys,
-            identity.token.id,
+            parent.id,
             identity.user.id,
             asked,
             prefix=runtime.settings.token_prefix,

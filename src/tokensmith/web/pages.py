@@ -12,14 +12,14 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from tokensmith.accounts import sessions
+from tokensmith.accounts import second_factors, sessions
 from tokensmith.audit import trail
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.identity import Identity
 from tokensmith.projects import catalog, releases
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.scopes import ALL_SCOPES, READ_ONLY, SCOPES
-from tokensmith.store.models import User
+from tokensmith.store.models import PendingSignIn, User
 from tokensmith.tokens import ci_tokens
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens import listing as token_listing
@@ -127,20 +127,59 @@ def login(
     try:
         user = runtime.authenticator.sign_in(db, username, password, ip=client_ip(request))
     except AuthenticationFailed as error:
-        throttled = isinstance(error, TooManyAttempts)
+        retry = {"Retry-After": str(error.retry_after)} if isinstance(error, TooManyAttempts) else None
         return login_page(
             request,
             next_path=next_path,
             username=username,
-            status=429 if throttled else 401,
+            status=401 if retry is None else 429,
             error=error.message,
-            headers={"Retry-After": str(error.retry_after)} if throttled else None,
+            headers=retry,
         )
+    if second_factors.applies_to(user) and second_factors.has_second_factor(db, user.id):
+        return ask_for_second_step(request, db, user, next_path)
     return start_browser_session(request, db, user, next_path)
 
 
+# A sign-in half done (web/second_step.py): its cookie, sent to the sign-in's own addresses only.
+SIGN_IN_COOKIE = "tokensmith_sign_in"
+SECOND_STEP_PATH = "/login/second-step"
+
+
+def ask_for_second_step(request: Request, db: Session, user: User | None, next_path: str) -> Response:
+    """The password was right and the person has a second factor: no session yet, only a
+    half-done sign-in (accounts/second_factors.py), and on to the second step."""
+    response = RedirectResponse(SECOND_STEP_PATH, status_code=303)
+    remember_sign_in(request, db, response, user, next_path)
+    return response
+
+
+def remember_sign_in(
+    request: Request, db: Session, response: Response, user: User | None, next_path: str
+) -> PendingSignIn:
+    """Begin a half-done sign-in (``user`` None: a passkey sign-in) and give its cookie."""
+    runtime = get_runtime(request)
+    secret, row = second_factors.begin_sign_in(db, runtime.keys, user.id if user else None, next_path)
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        secret,
+        max_age=int(second_factors.PENDING_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=runtime.settings.secure_cookies,
+        path="/login",
+    )
+    return row
+
+
 def start_browser_session(
-    request: Request, db: Session, user: User, next_path: str, *, authenticated_at: datetime | None = None
+    request: Request,
+    db: Session,
+    user: User,
+    next_path: str,
+    *,
+    authenticated_at: datetime | None = None,
+    second_step: str | None = None,
 ) -> Response:
     """The answer to a sign-in that succeeded: a new session, and on to where the person
     was going."""
@@ -155,6 +194,7 @@ def start_browser_session(
         ip=client_ip(request),
         user_agent=client_agent(request),
         authenticated_at=authenticated_at,
+        second_step=second_step,
     )
     sessions.purge_expired_sessions(db)  # sign-ins are rare: the right moment to tidy up
     response = RedirectResponse(next_path, status_code=303)
@@ -168,6 +208,8 @@ def start_browser_session(
         path="/",
     )
     response.delete_cookie(PRESESSION_COOKIE, path="/")
+    if SIGN_IN_COOKIE in request.cookies:
+        response.delete_cookie(SIGN_IN_COOKIE, path="/login")
     return response
 
 
@@ -274,7 +316,9 @@ def tokens_page(
         named = f"The token “{ended.name}” ({ended.hint})" if ended is not None else "The token"
         notice = f"{named} was revoked. Any tool still using it will now be refused."
     filled = _form_from_query(request, get_runtime(request).settings.max_token_lifetime_days)
-    return _tokens_page(request, db, identity, notice=notice, **({"form": filled, "filled": True} if filled else {}))
+    if filled is None:
+        return _tokens_page(request, db, identity, notice=notice)
+    return _tokens_page(request, db, identity, notice=notice, form=filled, filled=True)
 
 
 FORM_FIELDS = ("name", "expiration", "expires_on", "access", "scopes", "project_choice", "projects", "allowed_ips")
@@ -362,7 +406,7 @@ def create_token(
     check_csrf(request, csrf_token)
     runtime = get_runtime(request)
     max_days = runtime.settings.max_token_lifetime_days
-    form = {
+    form: dict[str, str | list[str]] = {
         "name": name,
         "expiration": expiration,
         "expires_on": expires_on,

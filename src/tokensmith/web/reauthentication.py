@@ -17,14 +17,22 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from tokensmith.accounts import sessions
-from tokensmith.errors import AuthenticationFailed, TooManyAttempts
+from tokensmith.accounts import passkeys, second_factors, sessions
+from tokensmith.accounts.throttle import SignInThrottle
+from tokensmith.errors import AuthenticationFailed, PasskeyRefused, TooManyAttempts
 from tokensmith.identity import Identity
+from tokensmith.store.models import BrowserSession
 from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.templates import render
 
-# The password field of the re-authentication form, named apart from every form it carries.
+# The fields of the re-authentication form, named apart from every form it carries: the
+# password, or an authenticator app's code or a recovery code, or a passkey's answer.
 PASSWORD_FIELD = "reauth_password"
+CODE_FIELD = "reauth_code"
+PASSKEY_FIELD = "reauth_passkey"
+# The second step's own throttle (web/second_step.py counts in it too): a code guessed here is
+# a code guessed there.
+SECOND_STEP = "second-step"
 WINDOW_MINUTES = int(sessions.REAUTHENTICATION_WINDOW.total_seconds() // 60)
 # The address the provider returns to travels in the sign-in's cookie (4 kB at most in all).
 MAX_RESUME_LENGTH = 1500
@@ -53,18 +61,20 @@ def recent_sign_in(
         return None
     runtime = get_runtime(request)
     error, status, headers = None, 401, None
-    if password:
+    code, answer = _posted(request, CODE_FIELD), _posted(request, PASSKEY_FIELD)
+    if password or code or answer:
         try:
-            runtime.authenticator.sign_in(db, identity.username, password, ip=client_ip(request))
+            confirmed_with = _confirm(request, db, row, password=password, code=code, answer=answer)
         except AuthenticationFailed as failure:
             error = failure.message
             if isinstance(failure, TooManyAttempts):
                 status, headers = 429, {"Retry-After": str(failure.retry_after)}
         else:
-            sessions.reauthenticated(db, row, ip=client_ip(request))
+            sessions.reauthenticated(db, row, ip=client_ip(request), confirmed_with=confirmed_with)
             return None
     provider = runtime.identity_provider
     with_password = runtime.settings.local_login and row.user.password_hash is not None
+    factors = second_factors.factors_of(db, row.user_id) if with_password else second_factors.Factors()
     carried = resume is not None and len(resume) <= MAX_RESUME_LENGTH
     return render(
         request,
@@ -82,7 +92,44 @@ def recent_sign_in(
             "back": back,
             "error": error,
             "password_field": PASSWORD_FIELD,
+            "code_field": CODE_FIELD,
+            "passkey_field": PASSKEY_FIELD,
+            "with_code": factors.has_app or factors.codes_left > 0,
+            "with_passkey": bool(factors.passkeys),
+            "party": passkeys.relying_party(runtime.settings.public_url),
         },
         status=status,
         headers=headers,
     )
+
+
+def _posted(request: Request, name: str) -> str:
+    """A field of the form the route was posted (FastAPI parsed it before calling the route, and
+    Starlette keeps it on the request): the re-authentication form's code and passkey fields
+    reach here without every route that may ask for a recent sign-in declaring them."""
+    form = getattr(request, "_form", None)
+    value = form.get(name) if form is not None else None
+    return value[:65_536] if isinstance(value, str) else ""
+
+
+def _confirm(request: Request, db: Session, row: BrowserSession, *, password: str, code: str, answer: str) -> str:
+    """The person proves who they are again: what with, or AuthenticationFailed."""
+    runtime = get_runtime(request)
+    ip = client_ip(request)
+    if password:
+        runtime.authenticator.sign_in(db, row.user.username, password, ip=ip)
+        return "password"
+    throttle = SignInThrottle(runtime.keys, namespace=SECOND_STEP)
+    throttle.check(db, row.user.username, ip)
+    try:
+        if answer:
+            party = passkeys.relying_party(runtime.settings.public_url)
+            challenge = second_factors.take_session_challenge(db, row.id, "confirm")
+            if party is None:
+                raise PasskeyRefused(passkeys.unavailable_reason(runtime.settings.public_url))
+            passkeys.verify_assertion(db, party, answer, challenge.challenge, user_id=row.user_id)
+            return second_factors.PASSKEY
+        return second_factors.check_code(db, runtime.keys, row.user, code, ip=ip)
+    except AuthenticationFailed:
+        throttle.failed(db, row.user.username, ip)
+        raise

@@ -173,7 +173,7 @@ class Runtime:
 
 def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
     """With mail on: its sender and the expiry reminders, threads on a small engine of their own."""
-    if notices.listen(settings) is None:
+    if notices.listen(settings) is None or settings.mail is None:  # the two agree: mail is off
         return None, []
     engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
     return engine, [
@@ -188,7 +188,8 @@ def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], 
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime  # set once by create_fastapi_app
+    return runtime
 
 
 async def get_db(request: Request) -> AsyncIterator[Session]:

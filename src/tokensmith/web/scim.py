@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from tokensmith import metrics
 from tokensmith.errors import StoreUnavailable
-from tokensmith.scim import provisioning
-from tokensmith.scim.provisioning import ScimError
+from tokensmith.scim import protocol, provisioning, resources
+from tokensmith.scim.protocol import ScimError
 from tokensmith.web.auth import presents_bearer_secret
 from tokensmith.web.bodies import LimitExceeded
 from tokensmith.web.runtime import client_ip, get_runtime
@@ -54,7 +54,7 @@ class ScimRoute(APIRoute):
     """A route whose every failure, whatever raised it, is answered as a SCIM error document,
     and never with a traceback."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
@@ -163,9 +163,9 @@ def _names(request: Request, name: str) -> list[str] | None:
     return provisioning.names(request.query_params.get(name), name)
 
 
-def _projection(request: Request) -> provisioning.Projection:
+def _shown(request: Request) -> resources.Shown:
     """``attributes`` or ``excludedAttributes`` (RFC 7644 §3.9), on every answer with a resource."""
-    return provisioning.Projection.of(_names(request, "attributes"), _names(request, "excludedAttributes"))
+    return resources.shown(_names(request, "attributes"), _names(request, "excludedAttributes"))
 
 
 def _query(request: Request) -> provisioning.Query:
@@ -173,7 +173,7 @@ def _query(request: Request) -> provisioning.Query:
         filter=request.query_params.get("filter") or "",
         start_index=_integer(request, "startIndex", 1),
         count=_integer(request, "count", provisioning.DEFAULT_COUNT),
-        projection=_projection(request),
+        shown=_shown(request),
     )
 
 
@@ -206,15 +206,15 @@ async def search_otherwise(request: Request) -> Response:
 
 async def _resource_answer(request: Request, act: Callable[[Session], Any]) -> dict[str, Any]:
     """The resource of the user ``act`` returns, shaped by attributes/excludedAttributes."""
-    base, projection = _public_url(request), _projection(request)
-    return await on_store(request, lambda session: projection.apply(provisioning.resource(act(session), base)))
+    base, shown = _public_url(request), _shown(request)
+    return await on_store(request, lambda session: resources.resource(act(session), base, shown))
 
 
 @router.post("/Users")
 async def create_user(request: Request) -> Response:
     document, ip = await read_document(request), client_ip(request)
     created = await _resource_answer(request, lambda session: provisioning.create_user(session, document, ip=ip))
-    return scim_response(created, 201, {"Location": provisioning.location(created["id"], _public_url(request))})
+    return scim_response(created, 201, {"Location": resources.location(created["id"], _public_url(request))})
 
 
 @router.api_route("/Users/{user_id}", methods=READ)
@@ -296,7 +296,7 @@ def user_schema(base: str) -> dict[str, Any]:
     ]
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
-        "id": provisioning.USER_SCHEMA,
+        "id": protocol.USER_SCHEMA,
         "name": "User",
         "description": "A Tokensmith account",
         "attributes": [
@@ -325,7 +325,7 @@ def user_schema(base: str) -> dict[str, Any]:
                 required=True,
             ),
         ],
-        "meta": _meta(base, "Schema", f"Schemas/{provisioning.USER_SCHEMA}"),
+        "meta": _meta(base, "Schema", f"Schemas/{protocol.USER_SCHEMA}"),
     }
 
 
@@ -336,7 +336,7 @@ def user_resource_type(base: str) -> dict[str, Any]:
         "name": "User",
         "endpoint": "/Users",
         "description": "A Tokensmith account",
-        "schema": provisioning.USER_SCHEMA,
+        "schema": protocol.USER_SCHEMA,
         "meta": _meta(base, "ResourceType", "ResourceTypes/User"),
     }
 

@@ -5,7 +5,7 @@ reference's address, ``/nuxeo/site/studio/v2/…`` (web/nuxeo.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
@@ -136,7 +136,7 @@ def workspace_maven(
 @router.get("/project/{project_id}/workspace/ws.registries", responses=refusals(*AUTHENTICATED, 404))
 def workspace_registries(
     project_id: ProjectId, identity: Annotated[Identity, Depends(READ_PROJECT)], db: Db
-) -> dict[str, list]:
+) -> dict[str, list[Any]]:
     """The project's registries (document types, schemas, operation chains…): all empty, since
     Tokensmith models no Studio designer."""
     catalog.require_role(db, project_id, identity.user.id, "read")

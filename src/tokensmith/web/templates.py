@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from tokensmith.accounts import sessions
+from tokensmith.accounts import passkeys, sessions
 from tokensmith.audit import trail
 from tokensmith.clock import display
 from tokensmith.scopes import describe_scopes
@@ -46,6 +46,8 @@ _environment.filters["describe_scopes"] = describe_scopes
 _environment.filters["revoke_reason"] = lambda reason: trail.REVOKE_REASONS.get(reason or "", "")
 _environment.tests["attention"] = trail.needs_attention
 _environment.tests["with_address"] = trail.shows_address
+# The sign-in page offers "Sign in with a passkey" where the public URL allows passkeys.
+_environment.globals["passkey_party"] = lambda settings: passkeys.relying_party(settings.public_url)
 templates = Jinja2Templates(env=_environment)
 
 

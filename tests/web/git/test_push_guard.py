@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
 from tokensmith.web.git.push_guard import PushGuard
+
+pytestmark = pytest.mark.slow  # runs the hook as git runs it, against a server of its own
 
 UPDATE = f"{'0' * 40} {'a' * 40} refs/heads/master\n"
 

@@ -9,6 +9,7 @@ Create Date: 2026-12-03
 """
 
 import json
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from alembic import op
@@ -39,7 +40,7 @@ def downgrade() -> None:
     op.drop_column("personal_tokens", "projects")
 
 
-def _rename_scopes(rename) -> None:
+def _rename_scopes(rename: Callable[[list[str]], list[str]]) -> None:
     """Every token's scopes through ``rename``, in one UPDATE per distinct result."""
     connection = op.get_bind()
     groups: dict[str, list[int]] = {}

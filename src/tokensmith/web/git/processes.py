@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import subprocess
@@ -109,6 +108,7 @@ class BackendProcess:
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
+        assert popen.stdout is not None and popen.stderr is not None  # always pipes (start)
         self.stdin = PipeWriter(popen.stdin) if popen.stdin is not None else None
         self.stdout = PipeReader(popen.stdout)
         self._stderr = PipeReader(popen.stderr)
@@ -170,25 +170,24 @@ class BackendProcess:
         task.add_done_callback(_REAPING.discard)
 
 
-_REAPING: set[asyncio.Task] = set()  # reaps of killed backends, kept until done
+_REAPING: set[asyncio.Task[int]] = set()  # reaps of killed backends, kept until done
 
 
 async def start(argv: Sequence[str], env: Mapping[str, str], *, with_input: bool) -> BackendProcess:
     """Start ``argv`` with pipes to its stdout and stderr, and to its stdin ``with_input``."""
-    loop = asyncio.get_running_loop()
-    try:
-        popen = await loop.run_in_executor(
-            None,
-            functools.partial(
-                subprocess.Popen,
-                list(argv),
-                env=dict(env),
-                stdin=subprocess.PIPE if with_input else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            ),
+
+    def popen() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.PIPE if with_input else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
+
+    try:
+        started = await asyncio.get_running_loop().run_in_executor(None, popen)
     except OSError as error:  # out of processes or descriptors, or git gone from the host
         log.warning("could not start %s: %s", argv[0], error)
         raise GitUnavailable() from None
-    return BackendProcess(popen)
+    return BackendProcess(started)

@@ -34,7 +34,7 @@ from tokensmith.tokens import push_protection
 from tokensmith.web.auth import ProjectIn, Requires
 from tokensmith.web.bodies import declared_length
 from tokensmith.web.git import processes as git_processes
-from tokensmith.web.git.processes import BackendProcess
+from tokensmith.web.git.processes import BackendProcess, PipeWriter
 from tokensmith.web.git.push_guard import PushGuard
 from tokensmith.web.runtime import Runtime, get_runtime, has_encoded_separators
 
@@ -134,10 +134,9 @@ async def _read_whole(request: Request, limit: int) -> bytes:
     return b"".join([piece async for piece in request_body(request, limit)])
 
 
-async def _feed(request: Request, process: BackendProcess, body: bytes | None) -> None:
+async def _feed(request: Request, stdin: PipeWriter, body: bytes | None) -> None:
     """Give the backend its input: ``body`` when it was read already, else the request as it
     arrives (a push, streamed)."""
-    stdin = process.stdin
     try:
         if body is not None:
             await stdin.write(body)
@@ -168,7 +167,7 @@ async def smart_http(
     runtime = get_runtime(request)
     if has_encoded_separators(request):
         raise ProjectNotFound(project_id)
-    service = request.query_params.get("service") if path == "info/refs" else path
+    service = request.query_params.get("service", "") if path == "info/refs" else path
     role = needed_role(request.method, path, service)
     repository = await runtime.run_unit(lambda session: _authorize(session, runtime, project_id, identity, role))
     advertising = request.method == "GET"
@@ -205,7 +204,8 @@ async def smart_http(
         if guard is not None:
             guard.close()
         raise
-    feeding = asyncio.create_task(_feed(request, process, body)) if not advertising else None
+    # A backend has an input unless it is advertising refs (git_processes.start's with_input).
+    feeding = None if process.stdin is None else asyncio.create_task(_feed(request, process.stdin, body))
     preamble = b""
     if advertising and not (service == "git-upload-pack" and "version=2" in request.headers.get("git-protocol", "")):
         preamble = _pkt_line(f"# service={service}\n") + b"0000"  # protocol v0/v1 only
@@ -249,7 +249,7 @@ class BackendResponse(Response):
 
 async def _stream(
     process: BackendProcess,
-    feeding: asyncio.Task | None,
+    feeding: asyncio.Task[None] | None,
     preamble: bytes,
     project_id: str,
     username: str,
