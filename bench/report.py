@@ -714,23 +714,22 @@ def figures_markdown(
             ),
             route_scale_table(route_scale),
         ]
+    wrk_placement = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
     if reference is not None:
-        placement = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
         parts += [
             (
                 "**The reference's addresses against their routes' own** (bench/reference_routes.py: one server on "
-                f"SQLite, {placement}; `wrk -t{options.threads} -c{options.connections} -d{options.duration}s`; each "
-                f"pair alternating round by round, medians of {options.rounds} rounds; the release's pom and "
+                f"SQLite, {wrk_placement}; `wrk -t{options.threads} -c{options.connections} -d{options.duration}s`; "
+                f"each pair alternating round by round, medians of {options.rounds} rounds; the release's pom and "
                 "`ws.maven` with Basic credentials, git's ref advertisement running `git upload-pack` each time):"
             ),
             reference_table(reference),
         ]
     if exchange is not None:
-        placement = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
         parts += [
             (
                 "**Workload identity: the exchange of a CI job's ID token against a token check** "
-                f"(bench/workload_identity.py: one server on SQLite, {placement}; `wrk -t{options.threads} "
+                f"(bench/workload_identity.py: one server on SQLite, {wrk_placement}; `wrk -t{options.threads} "
                 f"-c{options.connections} -d{options.duration}s`, the routes alternating round by round, medians of "
                 f"{options.rounds} rounds; each exchange with an RS256 ID token of its own, the issuer's keys held; "
                 "*floor*: a POST of a JSON body to a route whose unit of work finds nothing to do):"
