@@ -65,6 +65,7 @@ class CiIssuer:
         self.request_token = remember(secrets.token_urlsafe(24))
         self.github_claims_asked: dict[str, Any] = {}
         self._silence = threading.Event()
+        self.held = threading.Event()  # set when a request reaches it while it is "silent"
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -215,6 +216,7 @@ class CiIssuer:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 if issuer.mode == "silent":
+                    issuer.held.set()
                     issuer._silence.wait(60)
                     return
                 if issuer.mode == "down":

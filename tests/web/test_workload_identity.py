@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -320,6 +321,23 @@ def test_a_hostile_issuer_is_a_503_within_seconds_and_nothing_is_made(server, ac
         assert answer.status_code == 503 and words in answer.json()["message"], answer.text
         assert time.monotonic() - started < 30  # cut short by the limits, not hung
         assert ci_tokens_of(server, acme["id"]) == before and not spent(server, id_token)
+
+
+def test_an_exchange_waiting_for_its_issuer_holds_no_other_request_up(server, acme):
+    """Verifying never blocks the event loop: while an exchange waits on an issuer that does not
+    answer (up to its 5 seconds), this one-worker server goes on checking tokens (served on the
+    event loop itself) and answering the audience."""
+    alice = (acme["names"]["alice"], acme["tokens"]["alice"])
+    with CiIssuer().running() as slow, ThreadPoolExecutor(max_workers=1) as pool:
+        trust(server, acme["id"], slow, {"repository": "acme/slow"}, ["git:read"])
+        slow.mode = "silent"
+        pending = pool.submit(post_exchange, server, github(slow, server, repository="acme/slow"))
+        assert slow.held.wait(30)  # the exchange is at the issuer now, waiting for keys
+        for _ in range(10):
+            assert httpx.get(f"{server.base_url}/api/v1/me", auth=alice).status_code == 200
+        assert httpx.get(f"{server.base_url}/api/v1/oidc/audience").status_code == 200
+        assert not pending.done()  # all of it answered while the exchange still waited
+        assert pending.result().status_code == 503
 
 
 # --- the token among the others: push protection, leak reports --------------------------------------------
