@@ -14,6 +14,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Form, Path, Request, Response, status
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -255,12 +256,14 @@ def add_publisher(
     return PublisherPublic.of(publisher, [])
 
 
-@router.delete(
-    "/projects/{project}/publishers/{publisher_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    tags=["projects"],
-    responses=refusals(*AUTHENTICATED, 404, 422),
-)
+def _deleting(path: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A DELETE of a project's publishers' routes: 204, or the refusals they share."""
+    return router.delete(
+        path, status_code=status.HTTP_204_NO_CONTENT, tags=["projects"], responses=refusals(*AUTHENTICATED, 404, 422)
+    )
+
+
+@_deleting("/projects/{project}/publishers/{publisher_id}")
 def remove_publisher(
     project: ProjectId,
     publisher_id: PublisherId,
@@ -274,12 +277,7 @@ def remove_publisher(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete(
-    "/projects/{project}/publishers/{publisher_id}/tokens/{token_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    tags=["projects"],
-    responses=refusals(*AUTHENTICATED, 404, 422),
-)
+@_deleting("/projects/{project}/publishers/{publisher_id}/tokens/{token_id}")
 def revoke_ci_token(
     project: ProjectId,
     publisher_id: PublisherId,
