@@ -8,6 +8,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -163,6 +164,13 @@ def test_the_workflow_the_section_shows_runs_as_github_runs_it(page, server, mem
     gitlab = box.get_by_test_id("gitlab-ci-snippet").text_content()
     assert f"TOKENSMITH_SERVER: {server.base_url}" in workflow and f"/git/{member['project']}.git" in workflow
     assert f"aud: {server.base_url}" in gitlab and ci_snippets.gitlab_job(gitlab).id_tokens
+    # The page's jobs are the README's, for this server and project: the README's run for real on
+    # both platforms (tests/client/test_workload_identity.py), the page's GitHub one here.
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for shown, marker in ((workflow, "jobs:"), (gitlab, "id_tokens:")):
+        pasted = next(block for block in ci_snippets.fenced(readme, "yaml") if marker in block)
+        here = pasted.replace("https://tokens.example.com", server.base_url)
+        assert shown.strip() == here.replace("acme-contracts", member["project"]).strip()
     issuer.github_claims_asked = {"repository": "acme/snippet"}
     work = ci_snippets.work_tree(tmp_path / "work", "com.acme.pub", member["project"])
     ci_snippets.maven_settings(settings, work / ".mvn" / "tokensmith-settings.xml")

@@ -54,7 +54,9 @@ class Audience(BaseModel):
 class ExchangeRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"token": "eyJhbGciOiJSUzI1NiIs…"}})
 
-    token: str = Field(max_length=64 * 1024, description="The CI job's OpenID Connect ID token")
+    # Within the 64 KiB a body may have (a longer one would be a 413, which the schema cannot say);
+    # past the 8,192 characters of an ID token, the exchange refuses it as malformed, in words.
+    token: str = Field(max_length=32 * 1024, description="The CI job's OpenID Connect ID token")
     project: str | None = Field(
         default=None, max_length=64, description="The project wanted, when the token matches publishers of several"
     )
