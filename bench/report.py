@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from bench.backup import BackupFigures
 from bench.check_scale import MODES as CHECK_SCALE_MODES
 from bench.check_scale import RATIO_TARGET as CHECK_SCALE_TARGET
 from bench.check_scale import ScaleFigures as CheckScaleFigures
@@ -553,6 +554,7 @@ def figures_markdown(
     route_scale: RouteScaleFigures | None = None,
     install: InstallFigures | None = None,
     reference: ReferenceFigures | None = None,
+    backup: BackupFigures | None = None,
     exchange: ExchangeFigures | None = None,
 ) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
@@ -725,6 +727,8 @@ def figures_markdown(
             ),
             reference_table(reference),
         ]
+    if backup is not None:
+        parts += [backup_intro(backup), backup_table(backup)]
     if exchange is not None:
         parts += [
             (
@@ -809,6 +813,29 @@ def reference_table(figures: ReferenceFigures) -> str:
         rows,
         right={1, 2, 3, 4, 5},
     )
+
+
+def backup_intro(backup: BackupFigures) -> str:
+    shape = backup.repository
+    return (
+        f"**A backup of the bench's store and repository** (bench/backup.py: {backup.tokens:,} tokens on SQLite, "
+        f"a {backup.store_bytes / 1e6:.0f} MB store; the {shape.files:,}-file, {shape.bytes / 1e6:.0f} MB repository "
+        f"pushed and released once; {backup.data_dir_bytes / 1e6:.0f} MB in the data dir; each command a process of "
+        f"the server's shell, nothing pinned; medians of {backup.rounds} rounds, the two kinds of backup alternating):"
+    )
+
+
+def backup_table(backup: BackupFigures) -> str:
+    sizes = {"create": backup.file_bytes.get("plain"), "create, encrypted": backup.file_bytes.get("encrypted")}
+    rows = [
+        [
+            f"`backup {step}`" if "," not in step else "`backup create --passphrase-file`",
+            f"{backup.median(step):.1f}",
+            f"{sizes[step] / 1e6:.0f} MB" if sizes.get(step) else "",
+        ]
+        for step in backup.seconds
+    ]
+    return table(["command", "seconds", "file"], rows, right={1, 2})
 
 
 def rewrite_docs(path: Path, figures: str) -> None:

@@ -29,7 +29,12 @@
 9. The reference's addresses under ``/nuxeo/`` against the routes they are, on SQLite: each
    pair alternated over wrk rounds, the ratio of the medians, at least 0.95
    (``bench/reference_routes.py``).
-10. Workload identity, on SQLite: the exchange of a CI job's ID token with the issuer's keys held
+10. GitHub's secret-scanning partner endpoint on SQLite: a signed report of 1,000 live tokens,
+   each revoked and audited, at most 1 s (``bench/secret_scanning.py``).
+11. A backup of a million tokens on SQLite and the bench repository, released once: ``tokensmith
+   backup create`` plain and encrypted, ``verify``, ``restore``; seconds and the file's size
+   (``bench/backup.py``).
+12. Workload identity, on SQLite: the exchange of a CI job's ID token with the issuer's keys held
    against a token check, alternated over wrk rounds; the ratio, at most 3
    (``bench/workload_identity.py``).
 
@@ -60,6 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench import report  # noqa: E402
+from bench.backup import BackupFigures, measure_backup  # noqa: E402
 from bench.check_scale import ScaleFigures as CheckScaleFigures  # noqa: E402
 from bench.check_scale import measure_check_scale  # noqa: E402
 from bench.client_start import ClientFigures, measure_client_start  # noqa: E402
@@ -82,6 +88,7 @@ from bench.mixed_load import MixedFigures, measure_mixed, measure_mixed_postgres
 from bench.reference_routes import ReferenceFigures, measure_reference_routes  # noqa: E402
 from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E402
 from bench.scale_out import ScaleFigures, measure_scale_out  # noqa: E402
+from bench.secret_scanning import ScanningFigures, measure_secret_scanning  # noqa: E402
 from bench.token_check import measure_token_check  # noqa: E402
 from bench.workload_identity import ExchangeFigures, measure_exchange  # noqa: E402
 from tests.support.postgres import PostgresUnavailable  # noqa: E402
@@ -125,6 +132,9 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--skip-check-scale", action="store_true", help="no check among 1k and 1M tokens")
     parser.add_argument("--skip-reference", action="store_true", help="no /nuxeo/… addresses against their routes' own")
+    parser.add_argument("--skip-secret-scanning", action="store_true", help="no secret-scanning report of 1,000 tokens")
+    parser.add_argument("--skip-backup", action="store_true", help="no backup of the bench's store and repository")
+    parser.add_argument("--backup-rounds", type=int, default=2, help="rounds of each backup command (2)")
     parser.add_argument(
         "--skip-exchange", action="store_true", help="no exchange of CI ID tokens against a token check"
     )
@@ -142,7 +152,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.issue_14:
         args.skip_check = args.skip_mixed = args.skip_client = args.skip_scale = args.skip_download = True
-        args.skip_install = args.skip_reference = args.skip_exchange = True
+        args.skip_install = args.skip_reference = args.skip_secret_scanning = args.skip_backup = True
+        args.skip_exchange = True
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
@@ -165,6 +176,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         or args.skip_shell
         or args.skip_install
         or args.skip_reference
+        or args.skip_secret_scanning
+        or args.skip_backup
         or args.skip_exchange
         or set(args.backends) != set(report.BACKEND_NAMES)
     ):
@@ -201,6 +214,8 @@ def main(argv: list[str]) -> int:
     check_scale: CheckScaleFigures | None = None
     route_scale: RouteScaleFigures | None = None
     reference: ReferenceFigures | None = None
+    scanning: ScanningFigures | None = None
+    backup: BackupFigures | None = None
     exchange: ExchangeFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
@@ -299,6 +314,13 @@ def main(argv: list[str]) -> int:
                 f"-d{options.duration}s, {options.rounds} alternating rounds"
             )
             reference = measure_reference_routes(workdir / "reference", options)
+        if not args.skip_http and not args.skip_secret_scanning:
+            print("GitHub's secret-scanning endpoint on SQLite: a signed report of 1,000 live tokens, 3 rounds")
+            scanning = measure_secret_scanning(workdir / "secret-scanning", options)
+            print(f"  {scanning.summary()}")
+        if not args.skip_backup:
+            print("Backup of a million tokens on SQLite and the bench repository: create, verify, restore")
+            backup = measure_backup(workdir / "backup", options, rounds=args.backup_rounds)
         if not args.skip_http and not args.skip_exchange:
             print(
                 f"Workload identity, SQLite: the exchange of CI ID tokens against a token check, wrk -t1 "
@@ -335,8 +357,11 @@ def main(argv: list[str]) -> int:
         route_scale,
         install,
         reference,
+        backup,
         exchange,
     )
+    if scanning is not None:
+        figures += "\n" + scanning.markdown()
     print("\n" + figures + "\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -359,6 +384,8 @@ def main(argv: list[str]) -> int:
                 "check_scale": check_scale.as_dict() if check_scale else None,
                 "route_scale": route_scale.as_dict() if route_scale else None,
                 "reference_routes": reference.as_dict() if reference else None,
+                "secret_scanning": scanning.as_dict() if scanning else None,
+                "backup": backup.as_dict() if backup else None,
                 "workload_identity": exchange.as_dict() if exchange else None,
             },
             indent=2,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import shutil
@@ -20,8 +21,10 @@ from tests.support.browser import chromium_missing, launch_chromium
 from tests.support.ledger import remember, watch, watch_database
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.servers import LiveServer
+from tests.support.smtp import SmtpServer
 from tokensmith.accounts import users
-from tokensmith.config import Settings
+from tokensmith.audit import mail, notices, trail
+from tokensmith.config import MailSettings, Settings
 from tokensmith.store.database import create_store_engine, migrate
 from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys, parse_keys
@@ -154,6 +157,33 @@ def new_postgres_database(postgres: PostgresServer) -> str:
     return watch_database(postgres.create_database(f"tokensmith_{_database_count}"))
 
 
+@contextlib.contextmanager
+def mailing_instances(
+    postgres: PostgresServer, smtp: SmtpServer, data_dir: Path, name: str, **env: str
+) -> Iterator[list[LiveServer]]:
+    """Two instances on one new PostgreSQL database and one data dir, mail on, sending and
+    sweeping every 0.1 s (``env`` adds to that), started and ready; stopped by their pids after.
+    Not traced by coverage (which slows a start severalfold): what they run is covered in process."""
+    env = {
+        "TOKENSMITH_DATABASE_URL": new_postgres_database(postgres),
+        "TOKENSMITH_SMTP_URL": smtp.url,
+        "TOKENSMITH_MAIL_FROM": "tokens@tokensmith.test",
+        "TOKENSMITH_MAIL_POLL_SECONDS": "0.1",
+        "TOKENSMITH_MAIL_REMINDER_SECONDS": "0.1",
+        **env,
+    }
+    instances = [LiveServer(data_dir, env=env, name=f"{name}{n}", measured=False) for n in (1, 2)]
+    try:
+        for instance in instances:
+            instance.launch()
+        for instance in instances:
+            instance.wait_until_ready(60)
+        yield instances
+    finally:
+        for instance in instances:
+            instance.stop()
+
+
 # --- stores for domain tests --------------------------------------------------------------------
 
 
@@ -257,3 +287,27 @@ def warn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     live = start_server(tmp_path_factory.mktemp("warn-server"), TOKENSMITH_PASSWORD_POLICY="warn")
     yield live
     live.stop()
+
+
+# --- mail -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback (aiosmtpd), one per test module."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mail_on() -> Iterator[object]:
+    """Mail on in this process, as a server with an SMTP server configured has it; off again after."""
+    yield notices.listen(
+        Settings(
+            public_url="https://tokens.example.test",
+            mail=MailSettings(scheme="smtp", host="127.0.0.1", port=25, sender="Tokensmith <tokens@example.test>"),
+        )
+    )
+    mail.configure(Settings())
+    trail.unsubscribe(notices.for_event)

@@ -14,6 +14,8 @@ def test_defaults_are_the_embedded_deployment():
     assert settings.token_prefix == "tks_"
     assert not settings.secure_cookies
     assert settings.push_protection
+    assert settings.secret_scanning_keys_url == "https://api.github.com/meta/public_keys/secret_scanning"
+    assert settings.revoke_unused_after_days is None and settings.sweep_seconds == 900
     assert not settings.require_second_factor
 
 
@@ -25,6 +27,9 @@ def test_environment_overrides():
             "TOKENSMITH_TOKEN_PREFIX": "acme_",
             "TOKENSMITH_PUBLIC_URL": "https://tokens.example.test/",
             "TOKENSMITH_PUSH_PROTECTION": "false",
+            "TOKENSMITH_SECRET_SCANNING_KEYS_URL": "http://127.0.0.1:9/keys",
+            "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS": "365",
+            "TOKENSMITH_MAIL_REMINDER_SECONDS": "60",
             "TOKENSMITH_REQUIRE_2FA": "true",
         }
     )
@@ -34,6 +39,8 @@ def test_environment_overrides():
     assert settings.tokens_page_url == "https://tokens.example.test/tokens"
     assert settings.secure_cookies
     assert not settings.push_protection
+    assert settings.secret_scanning_keys_url == "http://127.0.0.1:9/keys"
+    assert settings.revoke_unused_after_days == 365 and settings.sweep_seconds == 60
     assert settings.require_second_factor
 
 
@@ -50,6 +57,12 @@ def test_environment_overrides():
         ("TOKENSMITH_OIDC_TOKEN_MINUTES", "a quarter of an hour"),
         ("TOKENSMITH_OIDC_AUDIENCE", "two words"),
         ("TOKENSMITH_OIDC_AUDIENCE", "https://x.example/" + "a" * 300),
+        ("TOKENSMITH_SECRET_SCANNING_KEYS_URL", "http://keys.example.com/secret_scanning"),
+        ("TOKENSMITH_SECRET_SCANNING_KEYS_URL", "file:///etc/passwd"),
+        ("TOKENSMITH_SECRET_SCANNING_KEYS_URL", "https://[::1/keys"),
+        ("TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", "7"),
+        ("TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", "a year"),
+        ("TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", "4000"),
         ("TOKENSMITH_REQUIRE_2FA", "maybe"),
     ],
 )

@@ -53,8 +53,7 @@ class MailSettings:
     """Where mail goes out (TOKENSMITH_SMTP_URL) and whom it comes from (TOKENSMITH_MAIL_FROM).
 
     ``poll_seconds``: how often the sender looks for mail that another process queued, and the
-    first wait before a retry while the SMTP server is down (each one doubles, up to ten times);
-    ``reminder_seconds``: how often one instance looks for tokens to remind their owners of.
+    first wait before a retry while the SMTP server is down (each one doubles, up to ten times).
     """
 
     scheme: str  # smtp, smtps (TLS from the start) or smtp+starttls
@@ -64,11 +63,13 @@ class MailSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     poll_seconds: float = 30.0
-    reminder_seconds: float = 900.0
 
     @property
     def sender_domain(self) -> str:
         return parseaddr(self.sender)[1].rpartition("@")[2] or "tokensmith.invalid"
+
+
+GITHUB_SCANNING_KEYS = "https://api.github.com/meta/public_keys/secret_scanning"
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,27 @@ class Settings:
     oidc_audience: str | None = None
     oidc_token_minutes: int = 15
 
+    # Where the keys that sign GitHub's secret-scanning reports are published (secret_scanning.py).
+    secret_scanning_keys_url: str = GITHUB_SCANNING_KEYS
+    # Tokens unused for this many days are revoked (tokens/sweep.py); None (the default): never.
+    revoke_unused_after_days: int | None = None
+    # How often one instance sweeps: unused tokens, and the notices of tokens about to expire.
+    sweep_seconds: float = 900.0
+    # TOKENSMITH_REQUIRE_2FA: people who sign in with a password enrol a second factor before
+    # anything else (accounts/second_factors.py).
+    require_second_factor: bool = False
+    # Where every revocation is also written, apart from the store, for a restore to replay
+    # (backups/revocation_journal.py); None: DATA_DIR/revocations.
+    revocation_journal: Path | None = None
+
+    @property
+    def revocation_journal_dir(self) -> Path:
+        return self.revocation_journal or self.data_dir / "revocations"
+
     @property
     def workload_audience(self) -> str:
         """The audience an ID token must name to be exchanged here (GET /api/v1/oidc/audience)."""
         return self.oidc_audience or self.public_url
-
-    # TOKENSMITH_REQUIRE_2FA: people who sign in with a password enrol a second factor before
-    # anything else (accounts/second_factors.py).
-    require_second_factor: bool = False
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -174,7 +188,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
         oidc_audience=_audience(env),
         oidc_token_minutes=_minutes(env, "TOKENSMITH_OIDC_TOKEN_MINUTES", default=15, most=60),
+        secret_scanning_keys_url=_secure_url(env, "TOKENSMITH_SECRET_SCANNING_KEYS_URL", GITHUB_SCANNING_KEYS),
+        revoke_unused_after_days=_days(env, "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", minimum=MIN_UNUSED_DAYS),
+        sweep_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
         require_second_factor=_flag(env, "TOKENSMITH_REQUIRE_2FA", default=False),
+        revocation_journal=Path(journal) if (journal := env.get("TOKENSMITH_REVOCATION_JOURNAL")) else None,
     )
 
 
@@ -243,7 +261,6 @@ def _mail(env: Mapping[str, str]) -> MailSettings | None:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         poll_seconds=_seconds(env, "TOKENSMITH_MAIL_POLL_SECONDS", 30.0),
-        reminder_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
     )
 
 
@@ -263,12 +280,18 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
 MAX_LIFETIME_DAYS = 3650
 
 
-def _days(env: Mapping[str, str], name: str) -> int | None:
+# Owners are told a week before a token is revoked unused: the limit is longer than that.
+MIN_UNUSED_DAYS = 8
+
+
+def _days(env: Mapping[str, str], name: str, *, minimum: int = 1) -> int | None:
     value = env.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIFETIME_DAYS:
-        raise ConfigurationError(f"{name} is a number of days from 1 to {MAX_LIFETIME_DAYS}; got {value[:20]!r}")
+    if not value.isdigit() or not minimum <= int(value) <= MAX_LIFETIME_DAYS:
+        raise ConfigurationError(
+            f"{name} is a number of days from {minimum} to {MAX_LIFETIME_DAYS}; got {value[:20]!r}"
+        )
     return int(value)
 
 
@@ -309,6 +332,25 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def _on_loopback_or_https(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.netloc) and (
+        parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"})
+    )
+
+
+def _secure_url(env: Mapping[str, str], name: str, default: str) -> str:
+    """An https:// URL (plain http only on loopback) to fetch something this server trusts."""
+    url = env.get(name, "").strip() or default
+    try:
+        acceptable = _on_loopback_or_https(url) and not urlsplit(url).fragment
+    except ValueError:  # a malformed address: an unclosed IPv6 bracket, say
+        acceptable = False
+    if not acceptable:
+        raise ConfigurationError(f"{name} must be an https:// URL (plain http only on loopback); got {url[:200]!r}")
+    return url
+
+
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     value = env.get(name, "").strip().lower()
     if not value:
@@ -327,8 +369,7 @@ def _identity_provider(env: Mapping[str, str]) -> IdentityProviderSettings | Non
     if not issuer:
         return None
     parts = urlsplit(issuer)
-    secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"})
-    if not parts.netloc or not secure or parts.query or parts.fragment:
+    if not _on_loopback_or_https(issuer) or parts.query or parts.fragment:
         raise ConfigurationError(
             "TOKENSMITH_OIDC_ISSUER must be the provider's https:// issuer URL (plain http only "
             f"on loopback), as its discovery document names it; got {issuer!r}"

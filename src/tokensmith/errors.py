@@ -48,6 +48,13 @@ class ServerUnreachable(TokensmithError):
     code = "server_unreachable"
 
 
+class ScanningKeysUnavailable(TokensmithError):
+    """The secret-scanning signing keys cannot be had (their server is down or answers
+    nonsense): a report cannot be checked, so nothing is revoked; never a 401 (503)."""
+
+    code = "signing_keys_unavailable"
+
+
 class IdentityProviderUnavailable(TokensmithError):
     """The identity provider is down, or answers something we cannot use."""
 
@@ -158,6 +165,14 @@ class IdTokenRejected(AuthenticationFailed):
         self.reason = code
 
 
+class SignatureRefused(AuthenticationFailed):
+    """A secret-scanning report that is unsigned, or not signed by a published key over its
+    body (secret_scanning.py): nothing it names is revoked."""
+
+    code = "invalid_signature"
+    reason = "bad_signature"
+
+
 class SecondStepIncorrect(AuthenticationFailed):
     """A wrong, used or expired code at the second step of a sign-in (or when confirming it is
     them): an authenticator app's code or a recovery code."""
@@ -234,6 +249,19 @@ class ProjectNotFound(NotFound):
 
 class InvalidInput(TokensmithError):
     code = "invalid_input"
+
+
+class BackupUnusable(InvalidInput):
+    """A backup file that cannot be restored: damaged, cut short, sealed with another passphrase,
+    or made by a newer Tokensmith. Said before anything is touched."""
+
+    code = "backup_unusable"
+
+
+class BackupFailed(TokensmithError):
+    """A backup could not be written (its disk filled up, a tool failed): nothing was left behind."""
+
+    code = "backup_failed"
 
 
 class Conflict(TokensmithError):

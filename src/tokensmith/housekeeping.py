@@ -1,6 +1,6 @@
 """Work a server process does on a timer, in a thread of its own, never on a request's path:
 SQLite's checkpoints (sqlite_store.py), removing the sign-in throttle's old counts
-(throttle.py), sending mail and expiry reminders (mail.py, notices.py)."""
+(throttle.py), sending mail (mail.py), the sweep: unused tokens, expiry reminders (tokens/sweep.py)."""
 
 from __future__ import annotations
 

@@ -31,13 +31,6 @@ REMINDER_SECONDS = 0.3
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def mailing_server(smtp, tmp_path_factory) -> Iterator[LiveServer]:
     live = LiveServer(
         tmp_path_factory.mktemp("mailing") / "data",
@@ -263,28 +256,14 @@ def test_without_an_smtp_server_configured_nothing_is_queued(server):
 
 @pytest.mark.postgres
 def test_two_instances_on_one_postgresql_send_each_mail_exactly_once(postgres, smtp, tmp_path):
-    from tests.conftest import new_postgres_database
+    from tests.conftest import mailing_instances
     from tokensmith.accounts import users
     from tokensmith.audit import mail
     from tokensmith.config import load_settings
     from tokensmith.store.server_keys import load_server_keys
     from tokensmith.tokens import lifecycle as token_lifecycle
 
-    env = {
-        "TOKENSMITH_DATABASE_URL": new_postgres_database(postgres),
-        "TOKENSMITH_SMTP_URL": smtp.url,
-        "TOKENSMITH_MAIL_FROM": "tokens@tokensmith.test",
-        "TOKENSMITH_MAIL_POLL_SECONDS": "0.1",
-        "TOKENSMITH_MAIL_REMINDER_SECONDS": "0.1",
-    }
-    # Not traced by coverage (which slows a start severalfold): the sender's code is covered by
-    # the tests above and below, in this process and in the mailing server.
-    instances = [LiveServer(tmp_path / "shared-data", env=env, name=f"instance{n}", measured=False) for n in (1, 2)]
-    try:
-        for instance in instances:
-            instance.launch()
-        for instance in instances:
-            instance.wait_until_ready(60)
+    with mailing_instances(postgres, smtp, tmp_path / "shared-data", "instance") as instances:
         name = f"fleet-{uuid.uuid4().hex[:8]}"
         instances[0].create_user(name, password=PASSWORD)
         for number, instance in enumerate(instances):  # mail queued by each instance's requests
@@ -325,9 +304,6 @@ def test_two_instances_on_one_postgresql_send_each_mail_exactly_once(postgres, s
         with instances[0].store() as session:
             rows = session.scalars(select(MailOutbox).where(MailOutbox.recipient == address(name))).all()
         assert len(rows) == expected and all(row.sent_at is not None and row.attempts == 1 for row in rows)
-    finally:
-        for instance in instances:
-            instance.stop()
 
 
 # --- the sender, round by round, on a store of its own -------------------------------------------

@@ -13,23 +13,11 @@ from tests.support.ledger import remember
 from tokensmith.accounts import users
 from tokensmith.audit import mail, notices, trail
 from tokensmith.clock import utcnow
-from tokensmith.config import MailSettings, Settings
+from tokensmith.config import Settings
 from tokensmith.store.models import MailOutbox, TokenReminder
 from tokensmith.tokens import application_tokens
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens.application_tokens import Application
-
-
-@pytest.fixture
-def mail_on():
-    yield notices.listen(
-        Settings(
-            public_url="https://tokens.example.test",
-            mail=MailSettings(scheme="smtp", host="127.0.0.1", port=25, sender="Tokensmith <tokens@example.test>"),
-        )
-    )
-    mail.configure(Settings())
-    trail.unsubscribe(notices.for_event)
 
 
 def outbox(db) -> list[MailOutbox]:
@@ -146,6 +134,16 @@ def _revocation_mail(db, owner, reason: str, actor: str, **details) -> MailOutbo
             ["your account was disabled (by your identity provider)", "enable your account again"],
         ),
         ("admin", "root", {}, "by an administrator", ["an administrator (root) revoked it"]),
+        (
+            "secret_scanning",
+            "GitHub secret scanning",
+            {"url": "https://github.com/octocat/hello/blob/1a2b/app.env", "source": "content"},
+            "after GitHub found it in public",
+            [
+                "secret scanning found it in public, at https://github.com/octocat/hello/blob/1a2b/app.env (content)",
+                "rewrite the history that holds it",
+            ],
+        ),
         ("policy_sweep", "identity provider", {}, "", ["your identity provider revoked it (policy sweep)"]),
     ],
 )
@@ -177,7 +175,7 @@ def test_an_owner_without_an_address_gets_no_mail(db, make_user, make_token, mai
     assert outbox(db) == []
 
 
-def test_reminders_are_queued_once_each_for_what_expires_within_7_days_and_what_just_expired(
+def test_reminders_are_queued_once_each_30_7_and_1_days_before_a_token_expires_and_once_it_has(
     db, make_user, make_token, mail_on
 ):
     owner, other = make_user(), make_user()
@@ -189,9 +187,11 @@ def test_reminders_are_queued_once_each_for_what_expires_within_7_days_and_what_
         row.expires_at = now + timedelta(days=expires_in_days)
         return row
 
+    token("quarterly", created_days_ago=80, expires_in_days=25)
     token("monthly", created_days_ago=25, expires_in_days=5)
+    token("tomorrow", created_days_ago=40, expires_in_days=0.5)
     token("short", created_days_ago=1, expires_in_days=5)  # its creation mail said when it ends
-    token("later", created_days_ago=1, expires_in_days=20)
+    token("later", created_days_ago=1, expires_in_days=20)  # so did this one's, for 30 days before
     token("yesterday", created_days_ago=40, expires_in_days=-1)
     token("long ago", created_days_ago=400, expires_in_days=-30)
     revoked = token("revoked", created_days_ago=25, expires_in_days=5)
@@ -200,16 +200,24 @@ def test_reminders_are_queued_once_each_for_what_expires_within_7_days_and_what_
     other.is_active = False
     clear_outbox(db)
 
-    assert notices.queue_reminders(db, now) == 2
-    subjects = sorted(row.subject for row in outbox(db))
-    assert subjects[0].startswith("Tokensmith: your token “monthly” expires on ")
-    assert subjects[1] == "Tokensmith: your token “yesterday” has expired"
+    def round_at(days: float) -> list[str]:
+        clear_outbox(db)
+        notices.queue_reminders(db, now + timedelta(days=days))
+        return sorted(row.subject.removeprefix("Tokensmith: your token ") for row in outbox(db))
+
+    first = round_at(0)
+    assert [subject.split(" expires on ")[0] for subject in first[:3]] == ["“monthly”", "“quarterly”", "“tomorrow”"]
+    assert first[3] == "“yesterday” has expired" and len(first) == 4
+    quarterly = next(row.body for row in outbox(db) if "“quarterly”" in row.subject)
+    assert "in 25 days" in " ".join(quarterly.split())
     assert notices.queue_reminders(db, now) == 0  # noted: never twice
     assert notices.queue_reminders(db, now + timedelta(hours=1)) == 0
-    assert len(db.scalars(select(TokenReminder)).all()) == 4  # mailed or not, each is dealt with once
-    # Six days on, "monthly" and "short" have expired: each is told so, once.
-    assert notices.queue_reminders(db, now + timedelta(days=6)) == 2
-    assert notices.queue_reminders(db, now + timedelta(days=6)) == 0
+    # Mailed or not (the short ones, the disabled owner's), each is dealt with once.
+    assert len(db.scalars(select(TokenReminder)).all()) == 7
+    assert round_at(6) == ["“monthly” has expired", "“short” has expired", "“tomorrow” has expired"]
+    assert [subject.split(" expires on ")[0] for subject in round_at(18.5)] == ["“later”", "“quarterly”"]
+    assert [subject.split(" expires on ")[0] for subject in round_at(24.7)] == ["“later” has expired", "“quarterly”"]
+    assert round_at(24.8) == []
 
 
 def test_an_application_token_is_mailed_nothing_of_its_own(db, keys, make_user, make_token, mail_on):

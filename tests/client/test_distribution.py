@@ -149,9 +149,12 @@ def test_installing_the_client_brings_nothing_of_the_server(client_bin):
         ["projects", "create", "p", "--group-id", "g", "--owner", "o"],
         ["tokens", "create", "--user", "ci", "--name", "CI"],
         ["tokens", "revoke-all", "--user", "ci"],
+        ["tokens", "lookup", "--revoke"],
+        ["tokens", "sweep"],
         ["packages", "publish", "hotfix.zip", "--coordinates", "g:a:1"],
         ["audit", "export"],
         ["publishers", "add", "p", "--issuer", "https://gitlab.com", "--claim", "project_path=a/b"],
+        ["backup", "create", "nightly.tsbackup"],
         ["users"],
     ],
 )

@@ -109,6 +109,23 @@ def test_a_leak_report_past_its_limit_is_a_413(server, size):
     }
 
 
+SCANNING = "/api/v1/secret-scanning/github"
+
+
+@pytest.mark.parametrize("body", [*LEAK[:8], "x" * 400_000])
+def test_an_unsigned_secret_scanning_report_is_a_401_whatever_it_holds(server, body):
+    """The signature is the report's credential: without one, its body is never parsed."""
+    answer = assert_refused_in_words(post(server, SCANNING, body), 401)
+    assert answer["error"] == "invalid_signature" and "Nothing was revoked" in answer["message"]
+
+
+@pytest.mark.parametrize("size", [600_000, 50_000_000])
+def test_a_secret_scanning_report_past_its_own_limit_is_a_413(server, size):
+    body = b'[{"token": "tks_' + b"a" * size + b'"}]'
+    answer = assert_refused_in_words(post(server, SCANNING, body), 413)
+    assert answer["message"] == f"The request body is larger than POST {SCANNING} accepts (at most 512 KiB)."
+
+
 def test_a_body_sent_in_chunks_is_held_to_the_same_limit(server):
     def chunks() -> Iterator[bytes]:
         yield b'{"tokens": ["'

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unavailable
+from tests.support.secret_scanner import KeyServer, SigningKey
 from tests.support.seeding import never_used_tokens
 from tests.support.servers import LiveServer
 from tokensmith.config import load_settings
@@ -30,9 +31,15 @@ SEED = "20261202"
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     if not SCHEMATHESIS.exists():
         unavailable(f"{SCHEMATHESIS} is missing: `make test` installs schemathesis there")
-    live = LiveServer(tmp_path_factory.mktemp("fuzzed") / "data", name="fuzzed").start()
+    # Secret-scanning reports are checked against a key list of the tests' own, which the
+    # fuzzer's made-up signatures are not in (GitHub's is out of reach here: that would be a 503).
+    keys = KeyServer().publish(SigningKey()).start()
+    live = LiveServer(
+        tmp_path_factory.mktemp("fuzzed") / "data", name="fuzzed", env={"TOKENSMITH_SECRET_SCANNING_KEYS_URL": keys.url}
+    ).start()
     yield live
     live.stop()
+    keys.stop()
 
 
 def fuzz(live: LiveServer, *headers: str) -> subprocess.CompletedProcess[str]:

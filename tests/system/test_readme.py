@@ -596,6 +596,8 @@ def test_the_readme_runs_top_to_bottom_as_written(walk: Walk) -> None:
         "Released acme-contracts",
         "Registered instance",
         f"Logged out of {walk.url}",
+        "is a whole Tokensmith backup",  # Backups: create, verify, and a restore into a folder of its own
+        "Replayed the revocation journal var/revocations",
     ):
         assert said in everything, said
     assert (walk.home / "acme-contracts" / ".git").is_dir() and (
@@ -617,6 +619,15 @@ def test_the_readme_runs_top_to_bottom_as_written(walk: Walk) -> None:
         "Revoked the application token “nightly-build on device ci-7”",
     ):
         assert said in everything, said
+    # Tokens found elsewhere: whose a token is, revoked by value; the sweep, with nothing set.
+    for said in (
+        "Looked up 1 value(s): 1 token(s) of this server.",
+        "Pasted in a ticket",
+        "revoked now on",
+        "1 revoked now (each owner told)",
+        "Swept: no unused tokens revoked (TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS is not set)",
+    ):
+        assert said in everything, said
     app = walk.home / "acme-app"
     assert "<groupId>nuxeo-studio</groupId>" not in (app / "pom.xml").read_text()  # unlinked: its dependency is gone
     assert (
@@ -634,7 +645,9 @@ def test_the_readme_runs_top_to_bottom_as_written(walk: Walk) -> None:
     assert all("Traceback" not in console for console in walk.consoles)
 
     # Secrets the examples made, for the check that none reached a log.
-    status, _ = walk.shell.command(['printf "%s\\n" "$SECOND" "$LEAKED" "$INSTANCE_KEY" > ~/.for-the-ledger'], [])
+    status, _ = walk.shell.command(
+        ['printf "%s\\n" "$SECOND" "$LEAKED" "$INSTANCE_KEY" "$FOUND" > ~/.for-the-ledger'], []
+    )
     assert status == 0
     for secret in (walk.home / ".for-the-ledger").read_text().split():
         remember(secret)

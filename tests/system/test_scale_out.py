@@ -36,6 +36,7 @@ from tests.conftest import new_postgres_database, unavailable
 from tests.support.cluster import Cluster, graceful_stop, kill, runs_git
 from tests.support.git import GitUser
 from tests.support.ledger import remember
+from tests.support.maven import dependency_get, write_settings
 from tests.support.nginx import NginxUnavailable
 from tests.support.pages import sign_in
 from tests.support.servers import LiveServer
@@ -227,7 +228,7 @@ def release(base_url: str, project: dict, version: str) -> int:
     )[0]
 
 
-def test_releases_through_every_instance_at_once_all_land_in_maven_metadata(cluster, release_project, tmp_path):
+def test_releases_through_every_instance_at_once_all_land_in_maven_metadata(cluster, release_project, tmp_path, mvn):
     versions = [f"1.0.{n}" for n in range(9)]
     with ThreadPoolExecutor(max_workers=9) as pool:
         statuses = list(
@@ -240,34 +241,11 @@ def test_releases_through_every_instance_at_once_all_land_in_maven_metadata(clus
     assert re.findall(r"<version>([^<]+)</version>", metadata) == versions
     assert "<latest>1.0.8</latest>" in metadata and "<release>1.0.8</release>" in metadata
     assert curl(base + ".sha1", token=release_project["token"])[1] == hashlib.sha1(metadata.encode()).hexdigest()
-    mvn = shutil.which("mvn")
-    if mvn is None or not Path("/usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin").is_dir():
-        unavailable("mvn with Debian's maven-dependency-plugin is not installed")
-    settings = tmp_path / "settings.xml"
-    settings.write_text(f"""<settings>
-  <mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>
-  <servers><server><id>fleet</id><username>{release_project["user"]}</username><password>{release_project["token"]}</password></server></servers>
-  <profiles><profile><id>fleet</id><repositories><repository><id>fleet</id>
-    <url>{cluster.url}/maven/studio/</url></repository></repositories></profile></profiles>
-  <activeProfiles><activeProfile>fleet</activeProfile></activeProfiles>
-</settings>
-""")
-    settings.chmod(0o600)
-    resolved = subprocess.run(
-        [
-            mvn,
-            "-B",
-            "-q",
-            "-s",
-            str(settings),
-            f"-Dmaven.repo.local={tmp_path / 'm2'}",
-            "org.apache.maven.plugins:maven-dependency-plugin:get",
-            f"-Dartifact=com.example.fleet:{release_project['project']}:[1.0,2.0)",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
+    settings = write_settings(
+        tmp_path / "settings.xml", cluster.url, release_project["user"], release_project["token"], "fleet"
+    )
+    resolved = dependency_get(
+        mvn, settings, tmp_path / "m2", f"com.example.fleet:{release_project['project']}:[1.0,2.0)"
     )
     assert resolved.returncode == 0, resolved.stdout[-3000:]
     assert (tmp_path / "m2" / "com" / "example" / "fleet" / release_project["project"] / "1.0.8").is_dir()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from tokensmith.accounts import users
 from tokensmith.clock import utcnow
@@ -19,9 +19,11 @@ from tokensmith.errors import (
     TokenRevoked,
     TokenUnknown,
 )
+from tokensmith.store.models import TokenAddress
 from tokensmith.tokens import check as token_check
 from tokensmith.tokens import format as token_format
 from tokensmith.tokens import lifecycle as token_lifecycle
+from tokensmith.tokens import listing as token_listing
 
 PREFIX = "tks_"
 
@@ -84,7 +86,7 @@ def test_expiry(db, keys, make_user, make_token):
             token_lifecycle.expiry_in_days(days)
 
 
-def test_use_is_recorded_at_most_once_a_minute(db, keys, make_user, make_token, store_engine):
+def test_use_is_recorded_at_most_once_a_minute_per_address(db, keys, make_user, make_token, store_engine):
     secret, row = make_token(make_user())
     token = verify(db, keys, secret)
     token_check.record_use(db, token, ip="127.0.0.1", agent="git/2.39.5")
@@ -95,17 +97,23 @@ def test_use_is_recorded_at_most_once_a_minute(db, keys, make_user, make_token, 
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(store_engine, "before_cursor_execute", listener)
     try:
-        token_check.record_use(db, verify(db, keys, secret), ip="127.0.0.2", agent="curl/8")
+        token_check.record_use(db, verify(db, keys, secret), ip="127.0.0.1", agent="curl/8")
     finally:
         event.remove(store_engine, "before_cursor_execute", listener)
     assert len(statements) == 1 and statements[0].lstrip().startswith("SELECT")  # the check only
     db.refresh(row)
-    assert row.last_used_at == first and row.last_used_ip == "127.0.0.1"
-    row.last_used_at = first - timedelta(minutes=2)
-    db.flush()
+    assert row.last_used_at == first and row.last_used_agent == "git/2.39.5"
+    # From another address within the minute: noted, so that every address it came from is seen.
     token_check.record_use(db, verify(db, keys, secret), ip="127.0.0.2", agent="x" * 500)
     db.refresh(row)
     assert row.last_used_ip == "127.0.0.2" and len(row.last_used_agent) == 200
+    addresses = token_listing.addresses_of(db, [row.id])[row.id]
+    assert [address.ip for address in addresses] == ["127.0.0.2", "127.0.0.1"]
+    for number in range(3, 8):  # the five latest distinct addresses are kept, on either store
+        token_check.record_use(db, verify(db, keys, secret), ip=f"127.0.0.{number}", agent="curl/8")
+    addresses = token_listing.addresses_of(db, [row.id])[row.id]
+    assert sorted(address.ip for address in addresses) == [f"127.0.0.{number}" for number in range(3, 8)]
+    assert db.scalar(select(func.count()).where(TokenAddress.token_id == row.id)) == 5
 
 
 def test_a_disabled_account_stops_every_token(db, keys, make_user, make_token):

@@ -94,7 +94,9 @@ def test_live_tokens_are_found_in_one_lookup_revoked_and_their_owners_told(
     lookups = [
         s
         for s in statements
-        if s.lstrip().upper().startswith("SELECT") and "personal_tokens" in s and "personal_tokens.parent_id =" not in s
+        if s.lstrip().upper().startswith("SELECT")
+        and "personal_tokens" in s
+        and "WHERE personal_tokens.parent_id" not in s
     ]
     assert len(lookups) == 1, "one lookup for every finding"
     assert [(b.hint, b.commit, b.path, b.owned_by_pusher) for b in blocked] == [

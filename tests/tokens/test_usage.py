@@ -12,13 +12,22 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
+from tests.support.ledger import remember
 from tokensmith import metrics
 from tokensmith.accounts import sessions, users
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
-from tokensmith.store.database import Pool, create_store_engine, migrate, session_factory, unit_of_work
+from tokensmith.store.database import (
+    Pool,
+    create_check_engine,
+    create_store_engine,
+    migrate,
+    session_factory,
+    unit_of_work,
+)
 from tokensmith.store.models import BrowserSession, PersonalToken
 from tokensmith.store.server_keys import parse_keys
+from tokensmith.tokens import check as token_check
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens.usage import SessionSeen, TokenUse, UsageWriter
 
@@ -160,4 +169,105 @@ def test_the_thread_writes_behind_and_stop_writes_what_is_left(store):
     writer.token_used(None, TokenUse(second, utcnow(), None, "at stop"))
     writer.stop(timeout=10)
     assert read(engine, PersonalToken, second).last_used_agent == "at stop"
+    writer.engine.dispose()
+
+
+def addresses(engine: Engine, token_id: int) -> list[tuple[str, object, object, str | None]]:
+    from tokensmith.tokens import listing as token_listing
+
+    with unit_of_work(session_factory(engine)) as session:
+        return [
+            (row.ip, row.first_seen_at, row.last_seen_at, row.agent)
+            for row in token_listing.addresses_of(session, [token_id])[token_id]
+        ]
+
+
+def test_each_token_keeps_its_last_five_distinct_addresses_with_first_and_last_seen(store):
+    settings, engine = store
+    (token, other, _third), _browser = three_tokens_and_a_session(engine)
+    writer = writer_of(settings)
+    start = utcnow() - timedelta(hours=1)
+    for minute in range(7):  # seven addresses, one a minute; the first comes back at the end
+        writer.token_used(
+            None, TokenUse(token, start + timedelta(minutes=minute), f"192.0.2.{minute}", f"agent {minute}")
+        )
+        writer.write_pending()
+    writer.token_used(None, TokenUse(token, start + timedelta(minutes=8), "192.0.2.0", "agent again"))
+    writer.token_used(None, TokenUse(other, start, "2001:db8::1", None))
+    writer.write_pending()
+    kept = addresses(engine, token)
+    assert [ip for ip, *_ in kept] == ["192.0.2.0", "192.0.2.6", "192.0.2.5", "192.0.2.4", "192.0.2.3"]
+    # Pruned once it had fallen out of the five, the first address came back as new.
+    assert kept[0][1:] == (start + timedelta(minutes=8), start + timedelta(minutes=8), "agent again")
+    assert kept[1][1:] == (start + timedelta(minutes=6), start + timedelta(minutes=6), "agent 6")
+    assert addresses(engine, other) == [("2001:db8::1", start, start, None)]  # another token's own
+    writer.engine.dispose()
+
+
+def test_an_address_seen_again_moves_its_last_seen_forward_and_never_back(store):
+    settings, engine = store
+    (token, _second, _third), _browser = three_tokens_and_a_session(engine)
+    writer = writer_of(settings)
+    start = utcnow() - timedelta(hours=1)
+    for minutes, agent in ((0, "first"), (10, "later"), (5, "late writer")):
+        writer.token_used(None, TokenUse(token, start + timedelta(minutes=minutes), "198.51.100.7", agent))
+        writer.write_pending()
+    assert addresses(engine, token) == [("198.51.100.7", start, start + timedelta(minutes=10), "later")]
+    writer.engine.dispose()
+
+
+def test_a_token_and_address_written_less_than_a_minute_ago_is_not_noted_again(store):
+    """The check notes a use from a new address within the minute (token_check.record_use): the
+    writer remembers what it wrote, so a token that alternates between two addresses still costs
+    at most one write a minute for each."""
+    settings, engine = store
+    (token, _second, _third), _browser = three_tokens_and_a_session(engine)
+    writer = writer_of(settings)
+    now = utcnow()
+    writer.token_used(None, TokenUse(token, now, "192.0.2.1", "a"))
+    writer.token_used(None, TokenUse(token, now, "192.0.2.2", "b"))
+    writer.write_pending()
+    for seconds in (10, 20, 30):
+        writer.token_used(None, TokenUse(token, now + timedelta(seconds=seconds), "192.0.2.1", "a"))
+        writer.token_used(None, TokenUse(token, now + timedelta(seconds=seconds), "192.0.2.2", "b"))
+    assert writer._tokens == {}  # nothing to write
+    writer.token_used(None, TokenUse(token, now + timedelta(seconds=61), "192.0.2.1", "a, a minute on"))
+    assert list(writer._tokens) == [(token, "192.0.2.1")]
+    writer.write_pending()
+    assert read(engine, PersonalToken, token).last_used_agent == "a, a minute on"
+    writer.engine.dispose()
+
+
+def test_a_new_address_costs_the_check_no_write_the_writer_writes_it(store):
+    """Where a token was used stays off the request's path: on the check's own engine (the event
+    loop's in the server: on SQLite it refuses every write), a use from a second address within
+    the minute is only noted; the writer's thread writes it, with the token's last use."""
+    settings, engine = store
+    with unit_of_work(session_factory(engine)) as session:
+        user = users.create_user(session, "roamer", "roamer@example.test", actor="tests")
+        secret, row = token_lifecycle.create_token(session, KEYS, user.id, "roaming", prefix="tks_", actor="tests")
+        remember(secret)
+        session.flush()
+        token_id = row.id
+    writer, checks = writer_of(settings), create_check_engine(settings)
+    statements: list[str] = []
+    with checks.connect() as connection:
+        # The check runs its statement on the driver's own cursor: SQLite's trace sees it.
+        connection.connection.driver_connection.set_trace_callback(statements.append)
+
+        def use_from(ip: str) -> None:
+            token = token_check.verify_token(connection, KEYS, secret, prefix="tks_")
+            token_check.record_use(connection, token, ip=ip, agent=f"from {ip}", usage=writer)
+
+        use_from("192.0.2.1")  # the first use: noted, then written by the writer
+        writer.write_pending()
+        use_from("192.0.2.2")  # another address within the minute: noted
+        use_from("192.0.2.1")  # the address written a moment ago: not even noted
+    # one lookup per check, nothing else
+    assert len(statements) == 3 and all(statement.lstrip().upper().startswith("SELECT") for statement in statements)
+    assert list(writer._tokens) == [(token_id, "192.0.2.2")]  # noted in memory, not written
+    writer.write_pending()
+    assert [ip for ip, *_ in addresses(engine, token_id)] == ["192.0.2.2", "192.0.2.1"]
+    assert read(engine, PersonalToken, token_id).last_used_ip == "192.0.2.2"
+    checks.dispose()
     writer.engine.dispose()

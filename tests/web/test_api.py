@@ -80,7 +80,9 @@ def test_me_answers_exactly_its_documented_schema(server, alice):
         listed = [
             item for item in client.get("/api/v1/tokens", auth=(alice, token)).json() if item["name"] == "schema check"
         ]
+    where = listed[0].pop("last_used_ips")  # the listing's alone: /api/v1/me reads no more than the check
     assert body["token"] == listed[0]
+    assert [(seen["ip"], seen["agent"][:13]) for seen in where] == [("127.0.0.1", "python-httpx/")]
     assert body["token"]["expires_at"].endswith("Z") and body["token"]["last_used_ip"] == "127.0.0.1"
     assert body["user"] == {"username": alice, "email": f"{alice}@example.test", "is_admin": False}
 

@@ -31,6 +31,7 @@ from tokensmith.clock import utcnow
 from tokensmith.config import load_settings
 from tokensmith.store.models import AuditEvent, BrowserSession
 from tokensmith.store.server_keys import load_server_keys
+from tokensmith.tokens import format as token_format
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens import listing as token_listing
 
@@ -406,3 +407,49 @@ def test_past_fifteen_minutes_approving_a_device_login_asks_the_password_again(s
         user = users.get_user(session, person)
         events = [event.action for event in trail.events_for_user(session, user.id)]
     assert events[:2] == ["device.approved", "session.reauthenticated"]
+
+
+def test_finding_a_token_is_for_administrators_by_post_only(server: LiveServer) -> None:
+    person, password = new_person(server)
+    token = server.create_token(person, "theirs")
+    with server.client() as browser:
+        sign_in(browser, person, password)
+        csrf = csrf_of(browser.get("/tokens"))
+        assert browser.post("/admin/tokens/lookup", data={"csrf_token": csrf, "tokens": token}).status_code == 404
+        assert browser.get("/admin/tokens/lookup", params={"tokens": token}).status_code == 405
+    admin, admin_password = new_person(server, "finder", admin=True)
+    with server.client() as browser:
+        sign_in(browser, admin, admin_password)
+        csrf = csrf_of(browser.get("/admin/tokens"))
+        assert browser.post("/admin/tokens/lookup", data={"tokens": token}).status_code == 403  # no CSRF token
+        empty = browser.post("/admin/tokens/lookup", data={"csrf_token": csrf, "tokens": "  \n"})
+        assert empty.status_code == 422 and "No token given" in empty.text
+        found = browser.post("/admin/tokens/lookup", data={"csrf_token": csrf, "tokens": token})
+    assert found.status_code == 200 and person in found.text and token not in found.text
+
+
+@pytest.mark.browser
+def test_an_administrator_finds_whose_a_token_is_and_revokes_it(context: BrowserContext, server: LiveServer) -> None:
+    owner, _owner_password = new_person(server, "found")
+    admin, admin_password = new_person(server, "finder", admin=True)
+    leaked = server.create_token(owner, "pasted in a ticket", scopes=["maven:read"])
+    stranger = remember(token_format.generate("tks_"))
+    page = context.new_page()
+    browser_sign_in(page, admin, admin_password)
+    page.get_by_role("link", name="Credentials").click()
+    page.get_by_label("Tokens").fill(f"{leaked}\nexport OTHER={stranger}\n")
+    page.get_by_role("button", name="Find").click()
+    rows = page.locator("table.found tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text(owner)
+    expect(rows.nth(0)).to_contain_text("pasted in a ticket")
+    expect(rows.nth(0)).to_contain_text("live")
+    expect(rows.nth(0)).to_contain_text("maven:read")
+    expect(rows.nth(1)).to_contain_text("no token here has this value")
+    assert leaked not in page.content() and stranger not in page.content() and leaked not in page.url
+    expect(page.get_by_label("Tokens")).to_have_value("")
+    rows.nth(0).get_by_role("button", name="Revoke").click()
+    rows.nth(0).get_by_role("button", name=f"Yes, revoke “pasted in a ticket” of {owner}").click()
+    expect(page.get_by_role("status")).to_contain_text("The token “pasted in a ticket”")
+    with server.client() as client:
+        assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {leaked}"}).status_code == 401

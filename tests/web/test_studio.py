@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support.git import GitUser
-from tests.support.maven import get_artifact, settings_xml
+from tests.support.maven import dependency_get, write_settings
 
 PASSWORD = "studio person's password"
 GROUP = "com.acme.studio"
@@ -207,9 +207,11 @@ def test_a_stranger_cannot_tell_a_hidden_artifact_from_a_missing_one(server, stu
 def test_real_maven_resolves_a_release_with_the_token(server, studio, mvn, tmp_path, wanted, resolved):
     for version in ("0.1.0", "0.1.1"):  # released by the first test; made sure of here
         assert release(server, studio, version).status_code in (201, 409)
-    settings = settings_xml(tmp_path / "settings.xml", server.base_url, studio["names"]["bob"], studio["tokens"]["bob"])
+    settings = write_settings(
+        tmp_path / "settings.xml", server.base_url, studio["names"]["bob"], studio["tokens"]["bob"], "tokensmith-studio"
+    )
     local = tmp_path / "m2"
-    result = get_artifact(mvn, settings, local, f"{GROUP}:{studio['id']}:{wanted}")
+    result = dependency_get(mvn, settings, local, f"{GROUP}:{studio['id']}:{wanted}")
     assert result.returncode == 0, result.stdout[-3000:]
     artifact_dir = local / "com" / "acme" / "studio" / studio["id"]
     jar = artifact_dir / resolved / f"{studio['id']}-{resolved}.jar"
@@ -224,8 +226,8 @@ def test_real_maven_is_refused_with_a_revoked_token(server, studio, mvn, tmp_pat
     with server.client(auth=(name, doomed)) as client:
         me = client.get("/api/v1/me").json()
         assert client.delete(f"/api/v1/tokens/{me['token']['id']}").status_code == 204
-    settings = settings_xml(tmp_path / "settings.xml", server.base_url, name, doomed)
-    result = get_artifact(mvn, settings, tmp_path / "m2", f"{GROUP}:{studio['id']}:0.1.0")
+    settings = write_settings(tmp_path / "settings.xml", server.base_url, name, doomed, "tokensmith-studio")
+    result = dependency_get(mvn, settings, tmp_path / "m2", f"{GROUP}:{studio['id']}:0.1.0", quiet=False)
     assert result.returncode != 0 and "401" in result.stdout
 
 

@@ -12,6 +12,7 @@ one that does not exist.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from fastapi.routing import APIRoute
 from tests.conftest import start_server
 from tests.support.git import GitUser
 from tests.support.ledger import remember
+from tests.support.pages import sign_in
 from tests.support.servers import LiveServer
 from tokensmith.clock import utcnow
 from tokensmith.config import load_settings
@@ -482,6 +484,36 @@ def test_forwarded_addresses_count_only_from_a_trusted_proxy(server: LiveServer)
     assert refused.status_code == 403 and refused.json()["address"] == "127.0.0.1"
 
 
+def test_where_a_token_was_used_its_last_five_addresses_on_the_api_and_my_tokens(world: World) -> None:
+    """Seven addresses within a minute (behind the trusted proxy): each is seen, though the token's
+    last use is written once a minute otherwise; the five most recent are kept, each with when it
+    was first and last seen and the client."""
+    person, password = f"where-{uuid.uuid4().hex[:6]}", remember(f"pw-{uuid.uuid4().hex}")
+    world.server.create_user(person, password=password)
+    token = world.server.create_token(person, "roaming")
+    reader = world.server.create_token(person, "reader")  # the listing's own use is the reader's
+    addresses = [f"198.51.100.{n}" for n in range(1, 8)]
+    for number, address in enumerate(addresses):
+        with world.server.client(headers={"X-Forwarded-For": address, "User-Agent": f"client/{number}"}) as client:
+            assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        deadline = time.monotonic() + 5  # written behind the request: one after the other here
+        while world.server.token_row(person, "roaming").last_used_ip != address and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with world.server.client(auth=(person, reader)) as client:
+        [listed] = [item for item in client.get("/api/v1/tokens").json() if item["name"] == "roaming"]
+    seen = listed["last_used_ips"]
+    assert [item["ip"] for item in seen] == list(reversed(addresses))[:5]
+    assert [item["agent"] for item in seen] == [f"client/{number}" for number in (6, 5, 4, 3, 2)]
+    assert all(item["first_seen_at"] == item["last_seen_at"] for item in seen)
+    assert listed["last_used_ip"] == addresses[-1]
+    with world.server.client() as browser:
+        assert sign_in(browser, person, password).status_code == 303
+        page = browser.get("/tokens").text
+    assert "Where it was used" in page
+    assert [address for address in addresses if f'data-address="{address}"' in page] == addresses[2:]
+    assert "client/6" in page and "client/0" not in page
+
+
 def test_the_project_list_shows_what_the_token_opens(world: World) -> None:
     """Issue 18: a token limited to A listed B too. Every project for a token of every project."""
     with world.client(world.admin_token, INSIDE) as client:
@@ -546,10 +578,12 @@ def test_the_matrix_walks_every_declared_route_with_the_contracts_scope() -> Non
 
 def test_every_route_that_takes_a_token_declares_what_it_needs() -> None:
     """Denied by default: a route under the token-taking prefixes that declares nothing is either
-    public on purpose (the leak report) or refuses tokens outright (the hotfix repository)."""
+    public on purpose (the leak report; GitHub's secret scanning, signed) or refuses tokens
+    outright (the hotfix repository)."""
     declared = {route.path for route, _needs in requirements(ROUTERS)}
     public = {
         "/api/v1/tokens/revoke",
+        "/api/v1/secret-scanning/github",
         "/packages/hotfix/{path:path}",
         "/nuxeo/site/connect/tokens",
         # Workload identity: the ID token is the credential of the exchange; the audience is public.

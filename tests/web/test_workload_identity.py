@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from tests.support.ci_issuer import CiIssuer
 from tests.support.git import GitUser
 from tests.support.ledger import remember
-from tests.support.maven import get_artifact, settings_xml
+from tests.support.maven import dependency_get, write_settings
 from tokensmith.clock import utcnow
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.store.models import IdTokenUse, PersonalToken, User
@@ -147,8 +147,8 @@ def test_git_clone_and_push_and_maven_with_the_token(server, issuer, acme, tmp_p
     )
     assert release.status_code == 201, release.text
     version = release.json()["version"]
-    settings = settings_xml(tmp_path / "settings.xml", server.base_url, body["username"], body["token"])
-    result = get_artifact(mvn, settings, tmp_path / "m2", f"com.acme.ci:{acme['id']}:{version}")
+    settings = write_settings(tmp_path / "settings.xml", server.base_url, body["username"], body["token"])
+    result = dependency_get(mvn, settings, tmp_path / "m2", f"com.acme.ci:{acme['id']}:{version}")
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "m2" / "com" / "acme" / "ci" / acme["id"] / version / f"{acme['id']}-{version}.jar").exists()
 

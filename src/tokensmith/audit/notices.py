@@ -1,42 +1,48 @@
 """What token owners are told by mail, and when (mail.py sends it).
 
 Told: a token was created (or rotated), someone other than the owner revoked one (a leak
-report, push protection, an administrator, the identity provider, the reuse of a rotated
-token), a token expires within 7 days, a token has expired. An application token
-(application_tokens.py) has no mail of its own: its owner made it by presenting their token,
-and it is revoked with that token and expires with it. The first two follow from audit
-events (``for_event``, called by trail.record in the same transaction); the reminders come from
-``ExpiryReminders``, a job that one instance at a time runs.
+report, GitHub's secret scanning, push protection, an administrator, the identity provider, the
+reuse of a rotated token, the retirement of unused tokens), a token will be revoked within a week
+unless it is used, a token expires within 30, 7 and 1 days, a token has expired. An application
+token (application_tokens.py) has no expiry reminder of its own: it expires with the token it was
+made from, whose reminder tells. Those about what happened follow from audit events
+(``for_event``, called by trail.record in the same transaction); the expiry reminders are queued by
+``queue_reminders``, which the sweep (tokens/sweep.py) runs in one instance at a time.
 
 Each mail says what happened, to which token (its name and hint), when, by whom or why, and
-what to do. None carries a secret: no token, no password, no link that opens anything.
+what to do. None carries a secret: no token, no password, no link that opens anything. A mail
+about many tokens at once names the first ``LISTED`` of them, and says how many more.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, exists, select
+from sqlalchemy import event as orm_event
+from sqlalchemy.orm import Session
 
 from tokensmith.audit import mail, trail
 from tokensmith.audit.trail import AuditAction, RevokeReason
 from tokensmith.clock import display, utcnow
 from tokensmith.config import Settings
-from tokensmith.housekeeping import Periodic
 from tokensmith.scopes import describe as describe_limits
-from tokensmith.store.database import lock_key, transaction_lock, unit_of_work
 from tokensmith.store.models import AuditEvent, MailOutbox, PersonalToken, TokenReminder, User
 
-log = logging.getLogger("tokensmith.notices")
-
-REMIND_BEFORE = timedelta(days=7)
+# Expiry reminders: a token expiring within each of these is reminded once, at the nearest, if
+# it lived longer than that (a shorter one's creation mail said when it ends). The 7 days' kind
+# keeps its name from before there were three.
+REMINDER_STAGES = (
+    (timedelta(days=1), "expiring1"),
+    (timedelta(days=7), "expiring"),
+    (timedelta(days=30), "expiring30"),
+)
+LISTED = 50  # tokens a mail names at most
 # An expired token is mentioned only if it expired this recently: not the old ones, when mail
 # is switched on, nor after a long outage.
 EXPIRED_NOTICE_WINDOW = timedelta(days=7)
@@ -50,10 +56,14 @@ _IDENTITY_PROVIDER_ACTORS = {"scim", "identity provider"}
 @dataclass
 class _Pending:
     """A mail queued in this transaction that later events of the same kind join (revoke-all
-    sends one mail listing every token, not one per token)."""
+    sends one mail listing every token, not one per token). What it says is written when the
+    session next flushes (``_write_pending``): once for a thousand events joined in between."""
 
     row: MailOutbox
+    owner: User
+    config: mail.MailConfig
     events: list[AuditEvent] = field(default_factory=list)
+    written: bool = False
 
 
 def listen(settings: Settings) -> mail.MailConfig | None:
@@ -76,10 +86,12 @@ def for_event(session: Session, event: AuditEvent) -> None:
         key = ("token", details.get("token_id"))  # its token.created came just before: this replaces it
     elif event.action in _SECOND_FACTOR_CHANGES:
         key = ("second factor", event.id or id(event))
-    elif event.action == AuditAction.TOKEN_LEAK_REPORTED or (
+    elif event.action in (AuditAction.TOKEN_LEAK_REPORTED, AuditAction.TOKEN_FOUND_BY_SCANNING) or (
         event.action == AuditAction.TOKEN_REVOKED and details.get("reason") not in _OWN_REVOCATIONS
     ):
         key = ("revoked", event.user_id, event.action, details.get("reason"), event.actor)
+    elif event.action == AuditAction.TOKEN_UNUSED_WARNING:
+        key = ("unused", event.user_id)
     else:
         return
     owner = session.get(User, event.user_id)
@@ -92,10 +104,19 @@ def for_event(session: Session, event: AuditEvent) -> None:
         pending[key].events = [event]
     else:
         row = mail.queue(session, kind=event.action, recipient=owner.email, subject="", body="", user_id=owner.id)
-        pending[key] = _Pending(row, [event])
-    entry = pending[key]
-    entry.row.kind = entry.events[0].action
-    entry.row.subject, entry.row.body = _compose(owner, entry.events, config)
+        pending[key] = _Pending(row, owner, config, [event])
+    pending[key].written = False
+
+
+@orm_event.listens_for(Session, "before_flush")
+def _write_pending(session: Session, _context: object, _instances: object) -> None:
+    """Write what each mail queued in this transaction says, from every event it tells, before
+    its row goes to the store (every flush: the commit's, and any a query makes before)."""
+    for entry in session.info.get("mail_pending", {}).values():
+        if not entry.written:
+            entry.row.kind = entry.events[0].action
+            entry.row.subject, entry.row.body = _compose(entry.owner, entry.events, entry.config)
+            entry.written = True
 
 
 def _compose(owner: User, events: list[AuditEvent], config: mail.MailConfig) -> tuple[str, str]:
@@ -104,6 +125,8 @@ def _compose(owner: User, events: list[AuditEvent], config: mail.MailConfig) -> 
         subject, lines = _created(first, rotated=False)
     elif first.action == AuditAction.TOKEN_ROTATED:
         subject, lines = _created(first, rotated=True)
+    elif first.action == AuditAction.TOKEN_UNUSED_WARNING:
+        subject, lines = _unused_warning(events)
     elif first.action in _SECOND_FACTOR_CHANGES:
         subject, lines = _second_factor_changed(first)
     else:
@@ -130,13 +153,15 @@ _LABELLED = " " * 14  # where the value of a "    Label:    value" line starts
 
 def _wrapped(lines: list[str]) -> list[str]:
     """Plain lines become paragraphs filled to WIDTH; "- " items wrap under themselves, and
-    indented "Label: value" lines under their value; "-- " (the signature's mark) stays."""
+    indented "Label: value" lines under their value; "-- " (the signature's mark) stays. Lines
+    break between words only: never inside an address or a name (a URL, a client's)."""
     out: list[str] = []
     paragraph: list[str] = []
+    wrap = functools.partial(textwrap.wrap, width=WIDTH, break_on_hyphens=False, break_long_words=False)
 
     def end_paragraph() -> None:
         if paragraph:
-            out.extend(textwrap.wrap(" ".join(paragraph), WIDTH))
+            out.extend(wrap(" ".join(paragraph)))
             paragraph.clear()
 
     for line in lines:
@@ -145,9 +170,9 @@ def _wrapped(lines: list[str]) -> list[str]:
             continue
         end_paragraph()
         if line.startswith("- "):
-            out.extend(textwrap.wrap(line, WIDTH, subsequent_indent="  "))
+            out.extend(wrap(line, subsequent_indent="  "))
         elif line.startswith("    "):
-            out.extend(textwrap.wrap(line, WIDTH, subsequent_indent=_LABELLED) if len(line) > WIDTH else [line])
+            out.extend(wrap(line, subsequent_indent=_LABELLED) if len(line) > WIDTH else [line])
         else:
             out.append(line)
     end_paragraph()
@@ -201,7 +226,12 @@ def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
         RevokeReason.LEAK_REPORTED if first.action == AuditAction.TOKEN_LEAK_REPORTED else str(details.get("reason"))
     )
     what, why, advice = _REVOCATION_WORDS.get(reason, _generic_revocation)(first)
-    names = [_token(event.details or {}) for event in events]
+    names = [_token(event.details or {}) for event in events[:LISTED]]
+    if len(events) > 1:  # found in several places: each where it was
+        names = [
+            f"{name}, found at {event.details['url']}" if (event.details or {}).get("url") else name
+            for name, event in zip(names, events, strict=False)
+        ]
     if len(events) == 1:
         subject = f"Tokensmith: your token “{details.get('name', '?')}” was revoked{what}"
         heading = "Your personal access token was revoked:"
@@ -212,13 +242,51 @@ def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
         heading,
         "",
         *(f"    {name}" for name in names),
+        *_more(events),
         "",
         f"    When:     {display(first.at)}",
         f"    Why:      {why}",
-        *_where_used(events),
+        *_where_used(events[:LISTED]),
         "",
         "Whatever used it is now refused. What to do:",
         *advice,
+    ]
+
+
+def _more(events: list[AuditEvent]) -> list[str]:
+    """The tokens past those a mail names: how many, and where they all are."""
+    if len(events) <= LISTED:
+        return []
+    return [f"    … and {len(events) - LISTED} more: every one is on My Tokens."]
+
+
+def _unused_warning(events: list[AuditEvent]) -> tuple[str, list[str]]:
+    first = events[0].details or {}
+    if len(events) == 1:
+        subject = (
+            f"Tokensmith: your token “{first.get('name', '?')}” will be revoked on {first.get('revoke_on', '?')} "
+            "unless it is used"
+        )
+        heading = "Your personal access token has not been used for a long time:"
+    else:
+        subject = f"Tokensmith: {len(events)} of your tokens will be revoked unless they are used"
+        heading = f"{len(events)} of your personal access tokens have not been used for a long time:"
+    return subject, [
+        heading,
+        "",
+        *(
+            f"    {_token(details)}: unused since {details.get('unused_since', '?')}, revoked on "
+            f"{details.get('revoke_on', '?')}"
+            for details in (event.details or {} for event in events[:LISTED])
+        ),
+        *_more(events),
+        "",
+        (
+            f"This server revokes tokens that nobody has used for {first.get('after_days', '?')} days: a "
+            "token forgotten somewhere still opens everything it opened. What to do:"
+        ),
+        "- If you still need it, use it before then: any request made with it counts, and it stays;",
+        "- if you do not, there is nothing to do (or revoke it now on My Tokens).",
     ]
 
 
@@ -253,6 +321,26 @@ def _leak(event: AuditEvent) -> tuple[str, str, list[str]]:
         [
             f"- If you still need it, {_NEW_TOKEN};",
             "- remove the old one from wherever it was exposed, and keep the new one out of code and logs.",
+        ],
+    )
+
+
+def _secret_scanning(event: AuditEvent) -> tuple[str, str, list[str]]:
+    details = event.details or {}
+    where = details.get("url") or "a public place it does not say"
+    source = f" ({str(details['source']).replace('_', ' ')})" if details.get("source") else ""
+    return (
+        " after GitHub found it in public",
+        (
+            f"GitHub's secret scanning found it in public, at {where}{source}, where anyone could "
+            "copy it; it was revoked as soon as GitHub reported it"
+        ),
+        [
+            (
+                "- Remove it from there: edit the file and rewrite the history that holds it (a public "
+                "repository keeps it in every earlier commit), or unpublish the package;"
+            ),
+            f"- if you still need it, {_NEW_TOKEN}, and keep it out of code (a CI secret, a credential helper).",
         ],
     )
 
@@ -311,6 +399,18 @@ def _rotation_reuse(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
+def _unused(event: AuditEvent) -> tuple[str, str, list[str]]:
+    details = event.details or {}
+    return (
+        " because it was not used",
+        (
+            f"it had not been used since {details.get('unused_since', '?')}, and this server revokes tokens "
+            f"that nobody has used for {details.get('after_days', '?')} days"
+        ),
+        [f"- If you still need it, {_NEW_TOKEN}."],
+    )
+
+
 def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
     reason = str((event.details or {}).get("reason") or "no reason given").replace("_", " ")
     by = "your identity provider" if event.actor in _IDENTITY_PROVIDER_ACTORS else event.actor
@@ -324,6 +424,8 @@ def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
 # Keyed by the enum, looked up by the event's stored reason (a plain str).
 _REVOCATION_WORDS: dict[str, Callable[[AuditEvent], tuple[str, str, list[str]]]] = {
     RevokeReason.LEAK_REPORTED: _leak,
+    RevokeReason.SECRET_SCANNING: _secret_scanning,
+    RevokeReason.UNUSED: _unused,
     RevokeReason.PUSH_PROTECTION: _push_protection,
     RevokeReason.ADMIN: _admin,
     RevokeReason.ACCOUNT_DISABLED: _account_disabled,
@@ -399,31 +501,41 @@ def _expired(owner: User, token: PersonalToken, config: mail.MailConfig) -> tupl
 
 
 def queue_reminders(session: Session, now: datetime | None = None) -> int:
-    """Queue the reminders now due: a token expires within 7 days (for tokens that lived longer
-    than that: a shorter one's creation mail said when it ends) or has expired. Each is noted in
+    """Queue the reminders now due: a token expires within 30, 7 or 1 days (the nearest of those
+    it is within; for tokens that lived longer than that) or has expired. Each is noted in
     token_reminders, queued or not (an owner without an address), so that none comes twice.
     Returns how many mails were queued."""
     config = mail.current()
     if config is None:
         return 0
     now = now or utcnow()
-    queued = 0
-    for kind, window in (("expiring", (now, now + REMIND_BEFORE)), ("expired", (now - EXPIRED_NOTICE_WINDOW, now))):
+    queued, nearer = 0, timedelta(0)
+    windows = []
+    for before, kind in REMINDER_STAGES:
+        windows.append((kind, before, (now + nearer, now + before)))
+        nearer = before
+    windows.append(("expired", timedelta(0), (now - EXPIRED_NOTICE_WINDOW, now)))
+    for kind, before, window in windows:
         for token in _due(session, kind, *window):
             assert token.expires_at is not None  # _due finds tokens by their expiry
             owner = token.owner
             session.add(TokenReminder(token_id=token.id, kind=kind, at=now))
             if not owner.is_active or not mail.plausible_address(owner.email):
                 continue
-            if kind == "expiring" and token.expires_at - token.created_at <= REMIND_BEFORE:
+            if before and token.expires_at - token.created_at <= before:
                 continue
             if token.parent_id is not None:  # an application token: its parent's reminder tells
                 continue
             subject, body = (
-                _expiring(owner, token, now, config) if kind == "expiring" else _expired(owner, token, config)
+                _expired(owner, token, config) if kind == "expired" else _expiring(owner, token, now, config)
             )
             mail.queue(
-                session, kind=f"token.{kind}", recipient=owner.email, subject=subject, body=body, user_id=owner.id
+                session,
+                kind="token.expired" if kind == "expired" else "token.expiring",
+                recipient=owner.email,
+                subject=subject,
+                body=body,
+                user_id=owner.id,
             )
             queued += 1
     return queued
@@ -444,36 +556,3 @@ def _due(session: Session, kind: str, after: datetime, until: datetime) -> list[
             .limit(REMINDERS_PER_ROUND)
         )
     )
-
-
-REMINDERS_LOCK = "expiry reminders"
-
-
-def _take_turn(session: Session) -> bool:
-    """Whether this process runs the reminders now: on PostgreSQL, whoever holds the advisory
-    lock (the others skip their round); on SQLite, the file's one write lock, taken in turn."""
-    if session.get_bind().dialect.name == "postgresql":
-        return bool(
-            session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(REMINDERS_LOCK)}).scalar()
-        )
-    transaction_lock(session, REMINDERS_LOCK)
-    return True
-
-
-class ExpiryReminders(Periodic):
-    """Every ``reminder_seconds``: queue the reminders due and prune the outbox, in one
-    transaction that one process of one instance at a time runs."""
-
-    def __init__(self, engine: Engine, interval: float) -> None:
-        super().__init__("tokensmith-expiry-reminders", interval)
-        self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
-
-    def run_once(self) -> None:
-        try:
-            with unit_of_work(self.sessions) as session:
-                if not _take_turn(session):
-                    return
-                queue_reminders(session)
-                mail.prune(session)
-        except IntegrityError:  # another process noted the same reminder first: it sends it
-            log.info("Expiry reminders: another process took this round")

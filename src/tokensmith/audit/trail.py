@@ -47,6 +47,8 @@ class AuditAction(StrEnum):
     TOKEN_EXCHANGED = "token.exchanged"
     PUBLISHER_ADDED = "publisher.added"
     PUBLISHER_REMOVED = "publisher.removed"
+    TOKEN_FOUND_BY_SCANNING = "token.found_by_scanning"
+    TOKEN_UNUSED_WARNING = "token.unused_warning"
     AUTH_PASSWORD_USED = "auth.password_used"
     SESSION_STARTED = "session.started"
     SESSION_REAUTHENTICATED = "session.reauthenticated"
@@ -63,6 +65,7 @@ class AuditAction(StrEnum):
     RECOVERY_CODE_USED = "2fa.recovery_code_used"
     SECOND_FACTORS_RESET = "2fa.reset"
     SECOND_STEP_FAILED = "2fa.second_step_failed"
+    BACKUP_RESTORED = "backup.restored"
 
 
 class RevokeReason(StrEnum):
@@ -80,6 +83,9 @@ class RevokeReason(StrEnum):
     PARENT_REVOKED = "parent_revoked"
     PROJECT_MEMBER = "project_member"
     PUBLISHER_REMOVED = "publisher_removed"
+    SECRET_SCANNING = "secret_scanning"
+    UNUSED = "unused"
+    RESTORED_REVOCATION = "restored_revocation"
 
 
 # What a person reads about their own account on the My Tokens page. These tables are keyed by
@@ -110,6 +116,10 @@ _DESCRIPTIONS: dict[str, str] = {
     "with {claims_phrase} get a short-lived token ({scopes_phrase})",
     AuditAction.PUBLISHER_REMOVED: "Trusted publisher “{name}” removed from project {project}; "
     "{revoked} live token(s) it had given revoked",
+    AuditAction.TOKEN_FOUND_BY_SCANNING: "Token “{name}” was found in public by GitHub's secret scanning{found_phrase} "
+    "and has been revoked. Remove it from there, and replace it wherever it was used{where_phrase}",
+    AuditAction.TOKEN_UNUSED_WARNING: "Token “{name}” has not been used since {unused_since}: it will be revoked "
+    "on {revoke_on} unless it is used before then (tokens unused for {after_days} days are revoked)",
     AuditAction.AUTH_PASSWORD_USED: "Your password was used by a non-browser client ({agent}); "
     "switch it to a personal access token",
     AuditAction.SESSION_STARTED: "Signed in to the web site{with_phrase}",
@@ -130,6 +140,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "sign-in asks for your password alone until you add one",
     AuditAction.SECOND_STEP_FAILED: "A wrong code was typed at the second step, after your password: if it was not "
     "you, someone knows your password; change it",
+    AuditAction.BACKUP_RESTORED: "Tokensmith was restored from a backup taken {taken_at}; everyone signs in again",
 }
 
 # Why a token was revoked, as its owner reads it on the page ...
@@ -147,6 +158,11 @@ REVOKE_REASONS: dict[str, str] = {
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
     RevokeReason.PROJECT_MEMBER: " by a member of its project",
     RevokeReason.PUBLISHER_REMOVED: " when the trusted publisher it was made for was removed",
+    RevokeReason.SECRET_SCANNING: " after GitHub's secret scanning found it in public",
+    RevokeReason.UNUSED: " because it had not been used for too long",
+    RevokeReason.RESTORED_REVOCATION: (
+        " again after Tokensmith was restored from a backup (it had been revoked after that backup was taken)"
+    ),
 }
 # ... and as whoever holds the token reads it in a refusal.
 REVOKE_CAUSES: dict[str, str] = {
@@ -163,6 +179,9 @@ REVOKE_CAUSES: dict[str, str] = {
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
     RevokeReason.PROJECT_MEMBER: "by a member of its project",
     RevokeReason.PUBLISHER_REMOVED: "the trusted publisher it was made for was removed",
+    RevokeReason.SECRET_SCANNING: "GitHub's secret scanning found it in public",
+    RevokeReason.UNUSED: "it had not been used for too long: this server revokes unused tokens",
+    RevokeReason.RESTORED_REVOCATION: "it had been revoked after the backup Tokensmith was restored from",
 }
 
 
@@ -302,6 +321,7 @@ def describe(event: AuditEvent) -> str:
     details["reason_phrase"] = REVOKE_REASONS.get(details.get("reason", ""), "")
     details["limits_phrase"] = _limits_phrase(details)
     details["where_phrase"] = _where_phrase(details)
+    details["found_phrase"] = f" at {details['url']}" if details.get("url") else ""
     # A rotation's two secrets by their hints (events from before they were kept have neither).
     rotated = "replaced_hint" in details and "hint" in details
     details["new_phrase"] = f" ({details['hint']})" if rotated else ""
@@ -341,18 +361,23 @@ def _where_phrase(details: dict[str, Any]) -> str:
 
 
 def shows_address(event: AuditEvent) -> bool:
-    """Whether the owner sees the address an event came from. Not a leak report's: that is the
-    reporter's, which tells the owner nothing about where the token was."""
-    return event.ip is not None and event.action != "token.leak_reported"
+    """Whether the owner sees the address an event came from. Not a leak report's nor secret
+    scanning's: that is the reporter's, which tells the owner nothing about where the token was."""
+    return event.ip is not None and event.action not in (
+        AuditAction.TOKEN_LEAK_REPORTED,
+        AuditAction.TOKEN_FOUND_BY_SCANNING,
+    )
 
 
 def needs_attention(event: AuditEvent) -> bool:
     """Events the owner should notice without asking: someone else acted on their tokens."""
     return event.action in (
-        "token.leak_reported",
-        "token.push_blocked",
-        "auth.password_used",
-        "user.password_set",
-        "2fa.reset",
-        "2fa.second_step_failed",
-    ) or (event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse"))
+        AuditAction.TOKEN_LEAK_REPORTED,
+        AuditAction.TOKEN_FOUND_BY_SCANNING,
+        AuditAction.TOKEN_PUSH_BLOCKED,
+        AuditAction.AUTH_PASSWORD_USED,
+        AuditAction.USER_PASSWORD_SET,
+        AuditAction.TOKEN_UNUSED_WARNING,
+        AuditAction.SECOND_FACTORS_RESET,
+        AuditAction.SECOND_STEP_FAILED,
+    ) or (event.action == "token.revoked" and event.details.get("reason") in ("admin", "rotation_reuse", "unused"))

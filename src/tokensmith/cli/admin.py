@@ -19,8 +19,12 @@ from sqlalchemy.orm import Session
 from tokensmith.accounts import provider_accounts, second_factors, users
 from tokensmith.audit import notices, trail
 from tokensmith.audit.trail import RevokeReason
+from tokensmith.backups import restore, snapshot
+from tokensmith.backups import revocation_journal as journal
+from tokensmith.cli import progress
 from tokensmith.cli.server_commands import (
     audit_app,
+    backup_app,
     packages_app,
     projects_app,
     publishers_app,
@@ -76,6 +80,7 @@ def admin_store() -> Iterator[AdminContext]:
         with unit_of_work(session_factory(engine)) as session:
             settings = deployment.for_the_shell(session, settings)
             notices.listen(settings)  # what a command does is mailed as when done on the web site
+            journal.listen(settings)  # and its revocations journaled (backups/revocation_journal.py)
             yield AdminContext(session, settings, load_server_keys(settings))
     finally:
         engine.dispose()
@@ -551,3 +556,95 @@ def publishers_remove(
             f"revoked {revoked} live token(s)."
         )
     note(summary)
+
+
+PassphraseFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="The passphrase of an encrypted backup, on the first line of this file (never an argument).",
+        dir_okay=False,
+    ),
+]
+PassphraseStdin = Annotated[
+    bool, typer.Option("--passphrase-stdin", help="The passphrase of an encrypted backup, on the first line of stdin.")
+]
+BackupPath = Annotated[Path, typer.Argument(help="The backup file.", dir_okay=False)]
+
+
+def read_passphrase(file: Path | None, stdin: bool) -> str | None:
+    """The passphrase from a file or stdin (a command line is readable by every user of the host)."""
+    if file is not None and stdin:
+        raise InvalidInput("Give the passphrase one way: --passphrase-file FILE or --passphrase-stdin.")
+    if file is None and not stdin:
+        return None
+    try:
+        text = file.read_text() if file is not None else sys.stdin.readline()
+    except OSError as error:
+        raise InvalidInput(f"Cannot read the passphrase file {file}: {error.strerror}.") from None
+    passphrase = text.splitlines()[0] if text.strip() else ""
+    if not passphrase:
+        raise InvalidInput(f"{'The passphrase file ' + str(file) if file else 'stdin'} holds no passphrase.")
+    return passphrase
+
+
+@backup_app.command("create")
+def backup_create(
+    path: Annotated[Path, typer.Argument(help="The file to write (a new one), outside the data dir.", dir_okay=False)],
+    passphrase_file: PassphraseFile = None,
+    passphrase_stdin: PassphraseStdin = False,
+) -> None:
+    """Back up the deployment while it runs: the store, the secret keys, the Git repositories, the
+    Maven and package repositories, as of one moment, in one file (mode 0600)."""
+    passphrase = read_passphrase(passphrase_file, passphrase_stdin)
+    with progress.shown() as watch:
+        summary = snapshot.create_backup(load_settings(), path, passphrase=passphrase, progress=watch)
+    typer.echo(summary.line())
+
+
+@backup_app.command("verify")
+def backup_verify(
+    path: BackupPath, passphrase_file: PassphraseFile = None, passphrase_stdin: PassphraseStdin = False
+) -> None:
+    """Check a backup file from end to end (every checksum, its manifest) without restoring it."""
+    passphrase = read_passphrase(passphrase_file, passphrase_stdin)
+    with progress.shown() as watch:
+        manifest = restore.verify_backup(path, passphrase, watch)
+    typer.echo(restore.describe(manifest, path))
+
+
+@backup_app.command("restore")
+def backup_restore(
+    path: BackupPath,
+    passphrase_file: PassphraseFile = None,
+    passphrase_stdin: PassphraseStdin = False,
+    revocations: Annotated[
+        Path | None,
+        typer.Option(
+            "--revocations",
+            help="The old deployment's revocation journal (its folder, or one .jsonl file), replayed after the "
+            "restore (default: TOKENSMITH_REVOCATION_JOURNAL, when it lies outside the data dir).",
+        ),
+    ] = None,
+) -> None:
+    """Restore a backup into an empty data dir (and an empty database), with the server stopped."""
+    passphrase = read_passphrase(passphrase_file, passphrase_stdin)
+    with progress.shown() as watch:
+        restored = restore.restore_backup(
+            load_settings(), path, passphrase=passphrase, journal=revocations, progress=watch
+        )
+    typer.echo(restored.report())
+
+
+@backup_app.command("replay-revocations")
+def backup_replay_revocations(
+    journal_path: Annotated[
+        Path, typer.Argument(metavar="JOURNAL", help="A revocation journal: its folder, or one .jsonl file.")
+    ],
+) -> None:
+    """Revoke again every token (and disable again every account) that a revocation journal says
+    was ended, where the store has it live: what a restore from an older backup brought back."""
+    read = journal.read(journal_path)
+    with admin_store() as ctx:
+        replayed = journal.replay(ctx.session, read)
+    typer.echo("\n".join([f"Replayed {journal_path} ({journal.age_note(read)}):", *restore.replay_lines(replayed)]))

@@ -19,7 +19,8 @@ from tokensmith.client import command_line
 from tokensmith.client.errors import ClientError, InvalidInput
 
 ADMIN = "tokensmith.cli.admin"
-# The server's commands: name, module, help. `tokens create` and `tokens revoke-all` too.
+ADMIN_TOKENS = "tokensmith.cli.admin_tokens"
+# The server's commands: name, module, help. `tokens create`, `revoke-all`, `lookup` and `sweep` too.
 SERVER_COMMANDS = {
     "serve": ("tokensmith.cli.serve", "run the server: web site, REST API, git and Maven (server administration)"),
     "users": (ADMIN, "user accounts (server administration)"),
@@ -27,10 +28,13 @@ SERVER_COMMANDS = {
     "packages": (ADMIN, "the package (hotfix) repository (server administration)"),
     "audit": (ADMIN, "the audit trail: export every event (server administration)"),
     "publishers": (ADMIN, "trusted publishers: CI jobs that get tokens without a secret (server administration)"),
+    "backup": (ADMIN, "back up or restore the whole deployment (server administration)"),
 }
 SERVER_TOKEN_COMMANDS = {
     "create": (ADMIN, "mint a token for a user, printed once (server administration)"),
     "revoke-all": (ADMIN, "revoke every live token of a user (server administration)"),
+    "lookup": (ADMIN_TOKENS, "whose are these tokens (read on stdin)? --revoke (server administration)"),
+    "sweep": (ADMIN_TOKENS, "revoke unused tokens and queue the notices due, now (server administration)"),
 }
 
 

@@ -28,6 +28,12 @@ packages_app = typer.Typer(
     help="The package (hotfix) repository.", no_args_is_help=True, rich_markup_mode=None, add_completion=False
 )
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+backup_app = typer.Typer(
+    help="Backups of the whole deployment: create, verify, restore.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+)
 tokens_app = typer.Typer(rich_markup_mode=None, add_completion=False)  # tokens create, tokens revoke-all
 publishers_app = typer.Typer(
     help="Trusted publishers: the CI jobs whose OpenID Connect ID token gets a project's token.",
@@ -49,6 +55,7 @@ def group(module: str, name: str) -> Any:
         "packages": packages_app,
         "audit": audit_app,
         "publishers": publishers_app,
+        "backup": backup_app,
     }
     if name in groups:
         return typer.main.get_group(groups[name])  # a group even while it holds one command

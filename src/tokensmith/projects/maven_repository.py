@@ -116,7 +116,7 @@ def publish(session: Session, root: Path, coordinates: Coordinates, files: dict[
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _write_metadata(artifact_dir, coordinates)
+    write_metadata(artifact_dir, coordinates)
     return version_dir
 
 
@@ -144,10 +144,16 @@ def version_key(version: str) -> tuple[int, int, int, int, str]:
     return (int(major), int(minor), int(patch), 0 if qualifier else 1, qualifier or "")
 
 
-def _write_metadata(artifact_dir: Path, coordinates: Coordinates) -> None:
+def write_metadata(artifact_dir: Path, coordinates: Coordinates) -> None:
+    """``maven-metadata.xml`` and its checksums, from the versions in ``artifact_dir`` (a publish,
+    a restore); none when there is no version."""
     known = sorted(
         (d.name for d in artifact_dir.iterdir() if d.is_dir() and not d.name.startswith(".")), key=version_key
     )
+    if not known:
+        for stale in artifact_dir.glob("maven-metadata.xml*"):
+            stale.unlink()
+        return
     releases = [v for v in known if (match := VERSION.match(v)) and not match.group(4)] or known
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     listed = "\n".join(f"      <version>{escape(v)}</version>" for v in known)

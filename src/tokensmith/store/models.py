@@ -190,6 +190,24 @@ class PersonalToken(Base):
     )
 
 
+class TokenAddress(Base):
+    """An address a token was used from, with when it was first and last seen there and the
+    client (User-Agent) last seen: each token's last five distinct ones, written behind the
+    requests with its *last used* (usage.py)."""
+
+    __tablename__ = "token_addresses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("personal_tokens.id", ondelete="CASCADE"))
+    ip: Mapped[str] = mapped_column(String(45))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    agent: Mapped[str | None] = mapped_column(String(200), default=None)
+
+    # One row per token and address: the writer's upsert (INSERT … ON CONFLICT) names it.
+    __table_args__ = (Index("uq_token_addresses_token_id_ip", "token_id", "ip", unique=True),)
+
+
 class BrowserSession(Base):
     __tablename__ = "browser_sessions"
 
@@ -331,12 +349,14 @@ class MailOutbox(Base):
 
 
 class TokenReminder(Base):
-    """An expiry reminder that was dealt with (queued, or not needed), so that each is sent once."""
+    """A notice about a token that was dealt with (queued, or not needed), so that each is sent once."""
 
     __tablename__ = "token_reminders"
 
     token_id: Mapped[int] = mapped_column(ForeignKey("personal_tokens.id", ondelete="CASCADE"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # "expiring" or "expired"
+    # "expiring30", "expiring" (7 days), "expiring1", "expired"; "unused": warned that the token
+    # will be revoked unused (``at`` tells for which spell of disuse: tokens/sweep.py).
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -3,7 +3,7 @@
 Parse and checksum (format: tokens.py), one HMAC per key version, one indexed lookup (the
 owner joined), a constant-time compare, then revoked / expired / account disabled, each with its
 own words. Nothing else: no cleanup, no write (``record_use`` hands *last used* to the writer
-behind the requests, at most once a minute per token). Runs on a plain connection, the one
+behind the requests, at most once a minute per token and address). Runs on a plain connection, the one
 statement on the driver's own cursor: docs/architecture.md, "Tokens".
 """
 
@@ -186,10 +186,11 @@ def record_use(
     agent: str | None,
     usage: UsageRecorder = RECORD_INLINE,
 ) -> None:
-    """Note when and from where a token was used: at most once a minute per token, handed to
+    """Note when and from where a token was used: at most once a minute per token, unless from
+    another address than the last one written (usage.py keeps each token's last five), handed to
     ``usage`` (in the server, the writer behind the requests; see usage.py)."""
     now = utcnow()
-    if token.last_used_at is not None and now - token.last_used_at < USE_RECORD_INTERVAL:
+    if token.last_used_at is not None and now - token.last_used_at < USE_RECORD_INTERVAL and ip == token.last_used_ip:
         return
     token.last_used_at, token.last_used_ip = now, ip
     token.last_used_agent = agent[:200] if agent else None

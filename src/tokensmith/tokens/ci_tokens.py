@@ -68,12 +68,10 @@ def remove_publisher(
         .join(PublisherToken, PublisherToken.token_id == PersonalToken.id)
         .where(PublisherToken.publisher_id == publisher.id, PersonalToken.revoked_at.is_(None))
     ).all()
-    now, revoked = utcnow(), 0
-    for token in tokens:  # expired ones too (they hold their names): nothing of the publisher stays
-        token_lifecycle.revoke_token(
-            session, token.id, token.user_id, actor=actor, reason=RevokeReason.PUBLISHER_REMOVED, ip=ip
-        )
-        revoked += token.expires_at is None or token.expires_at > now
+    # Expired ones too (they hold their names): nothing of the publisher stays. Live ones counted.
+    now = utcnow()
+    ended = token_lifecycle.revoke_publisher_tokens(session, tokens, actor=actor, ip=ip)
+    revoked = sum(token.expires_at is None or token.expires_at > now for token in ended)
     trusted_publishers.delete_publisher(session, publisher, actor=actor, revoked=revoked)
     return publisher, revoked
 

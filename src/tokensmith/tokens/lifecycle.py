@@ -8,7 +8,7 @@ in memory while it is shown once. Every revocation, whoever asks for it, goes th
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar, Unpack
 
@@ -31,7 +31,6 @@ from tokensmith.identity import VerifiedToken
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.projects.catalog import project_ids_of
 from tokensmith.scopes import ALL_SCOPES
-from tokensmith.store.database import rows_changed
 from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import check as token_check
@@ -289,46 +288,86 @@ def _revoke(
     audited: bool = True,
     **details: Any,
 ) -> bool:
-    """Revoke ``row`` unless someone else just did: False then, and nothing is written. Its
-    application tokens (application_tokens.py) go with it, whatever the reason, each with its
-    own event. ``audited=False``: the caller writes the one event that tells what happened to
-    ``row`` (a rotation).
+    """Revoke ``row`` unless someone else just did: False then, and nothing is written
+    (``_revoke_each`` for one token)."""
+    return bool(_revoke_each(session, [(row, details)], actor=actor, reason=reason, ip=ip, audited=audited))
 
-    One conditional UPDATE, so that of two revocations at once (a rotation and a reuse of the
-    rotated token, on two instances) only one happens and is audited; PostgreSQL re-reads the
-    condition once the other transaction's lock is gone. An application token being derived
-    holds its parent's row until it is in (application_tokens.hold_live_parent), so that the
-    children read here include it."""
-    now = utcnow()
-    changed = rows_changed(
-        session,
-        update(PersonalToken)
-        .where(PersonalToken.id == row.id, PersonalToken.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-        .execution_options(synchronize_session=False),
-    )
-    if not changed:
-        return False
-    set_committed_value(row, "revoked_at", now)
-    set_committed_value(row, "revoked_reason", reason)
-    if audited:
-        _record_revocation(session, row, actor=actor, reason=reason, ip=ip, **details)
-    children = (
-        []
-        if row.parent_id is not None
-        else session.scalars(
-            select(PersonalToken).where(PersonalToken.parent_id == row.id, PersonalToken.revoked_at.is_(None))
+
+REVOKE_BATCH = 1000  # tokens one revoking statement names at most
+
+
+def _revoke_each(
+    session: Session,
+    rows: Sequence[tuple[PersonalToken, dict[str, Any]]],
+    *,
+    actor: str,
+    reason: RevokeReason,
+    ip: str | None = None,
+    audited: bool = True,
+) -> list[PersonalToken]:
+    """Revoke each of ``rows`` (with the details its event keeps) that nobody else just revoked,
+    and return those. Their application tokens (application_tokens.py) go with them, whatever the
+    reason, each with its own event. ``audited=False``: the caller writes the one event that tells
+    what happened (a rotation). Every revocation, whoever asks for it, comes here.
+
+    One conditional UPDATE (a thousand tokens at a time) that returns the rows it changed, so
+    that of two revocations at once (a rotation and a reuse of the rotated token, on two
+    instances) only one happens and is audited; PostgreSQL re-reads the condition once the other
+    transaction's lock is gone. One query then finds the live children of all of them. An
+    application token being derived holds its parent's row until it is in
+    (application_tokens.hold_live_parent), so that the children read here include it."""
+    if not rows:
+        return []
+    now, by_id = utcnow(), {row.id: (row, details) for row, details in rows}
+    ids, changed = list(by_id), set[int]()
+    for start in range(0, len(ids), REVOKE_BATCH):
+        changed.update(
+            session.scalars(
+                update(PersonalToken)
+                .where(PersonalToken.id.in_(ids[start : start + REVOKE_BATCH]), PersonalToken.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+                .returning(PersonalToken.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    revoked = [by_id[token_id] for token_id in ids if token_id in changed]
+    for row, details in revoked:
+        set_committed_value(row, "revoked_at", now)
+        set_committed_value(row, "revoked_reason", reason)
+        if audited:
+            _record_revocation(session, row, actor=actor, reason=reason, ip=ip, **details)
+    parents = [row.id for row, _details in revoked if row.parent_id is None]
+    children: list[PersonalToken] = []
+    for start in range(0, len(parents), REVOKE_BATCH):
+        children += session.scalars(
+            select(PersonalToken)
+            .where(
+                PersonalToken.parent_id.in_(parents[start : start + REVOKE_BATCH]), PersonalToken.revoked_at.is_(None)
+            )
+            .order_by(PersonalToken.id)
         ).all()
+    _revoke_each(
+        session,
+        [(child, {"parent_token_id": child.parent_id}) for child in children],
+        actor=actor,
+        reason=RevokeReason.PARENT_REVOKED,
+        ip=ip,
     )
-    for child in children:
-        _revoke(session, child, actor=actor, reason=RevokeReason.PARENT_REVOKED, ip=ip, parent_token_id=row.id)
-    return True
+    return [row for row, _details in revoked]
+
+
+# Revocations of a token found where it should not be: each has an event of its own, which tells
+# the owner where they last used it.
+_FOUND_ELSEWHERE = {
+    RevokeReason.LEAK_REPORTED: AuditAction.TOKEN_LEAK_REPORTED,
+    RevokeReason.SECRET_SCANNING: AuditAction.TOKEN_FOUND_BY_SCANNING,
+}
 
 
 def _record_revocation(
     session: Session, row: PersonalToken, *, actor: str, reason: RevokeReason, ip: str | None, **details: Any
 ) -> None:
-    leaked = reason == RevokeReason.LEAK_REPORTED
+    found = _FOUND_ELSEWHERE.get(reason)
     # A leak notice tells the owner where *they* last used the token (where to replace it),
     # not where the reporter was: that address is kept for administrators only.
     where: _LastUse = (
@@ -337,12 +376,12 @@ def _record_revocation(
             "last_used_ip": row.last_used_ip,
             "last_used_agent": row.last_used_agent,
         }
-        if leaked
+        if found
         else {}
     )
     trail.record(
         session,
-        AuditAction.TOKEN_LEAK_REPORTED if leaked else AuditAction.TOKEN_REVOKED,
+        found or AuditAction.TOKEN_REVOKED,
         actor=actor,
         user_id=row.user_id,
         ip=ip,
@@ -372,10 +411,18 @@ def revoke_token(
 
 
 def revoke_all_tokens(session: Session, owner_id: int, *, actor: str, reason: RevokeReason) -> int:
+    """Every live token of the owner, application tokens with their parents: how many."""
     rows = session.scalars(
-        select(PersonalToken).where(PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))
+        select(PersonalToken)
+        .where(PersonalToken.user_id == owner_id, PersonalToken.revoked_at.is_(None))
+        .order_by(PersonalToken.id)
     ).all()
-    return sum(_revoke(session, row, actor=actor, reason=reason) for row in rows)
+    parents: list[tuple[PersonalToken, dict[str, Any]]] = [(row, {}) for row in rows if row.parent_id is None]
+    revoked = len(_revoke_each(session, parents, actor=actor, reason=reason))
+    orphans: list[tuple[PersonalToken, dict[str, Any]]] = [
+        (row, {}) for row in rows if row.parent_id is not None and row.revoked_at is None
+    ]
+    return revoked + len(_revoke_each(session, orphans, actor=actor, reason=reason))
 
 
 def rotate_token(
@@ -490,7 +537,42 @@ def revoke_successors(session: Session, replaced_token_id: int) -> int:
     return revoked
 
 
+def revoke_again(session: Session, row: PersonalToken, *, actor: str, **details: Any) -> bool:
+    """A token revoked after the backup a restore brought back, revoked again (the revocation
+    journal's replay, backups/revocation_journal.py); ``details``: what the journal says of it."""
+    return _revoke(session, row, actor=actor, reason=RevokeReason.RESTORED_REVOCATION, **details)
+
+
 def revoke_pushed_token(session: Session, row: PersonalToken, *, pusher: str, **where: Unpack[PushedAt]) -> bool:
     """Push protection found ``row`` in a push (``where``: repository, commit, path): revoke it,
     with the pusher as the actor."""
     return _revoke(session, row, actor=pusher, reason=RevokeReason.PUSH_PROTECTION, **where)
+
+
+def revoke_found_tokens(
+    session: Session,
+    found: Sequence[tuple[PersonalToken, dict[str, Any]]],
+    *,
+    actor: str,
+    reason: RevokeReason,
+    ip: str | None,
+) -> int:
+    """Tokens found where they should not be (GitHub's secret scanning: secret_scanning.py):
+    revoke them, each with where it was found (its details: url, source...). How many."""
+    return len(_revoke_each(session, found, actor=actor, reason=reason, ip=ip))
+
+
+def revoke_publisher_tokens(
+    session: Session, rows: Sequence[PersonalToken], *, actor: str, ip: str | None
+) -> list[PersonalToken]:
+    """The tokens a trusted publisher gave, as it is removed (ci_tokens.remove_publisher): revoke
+    those nobody else just did, in one statement, and return them."""
+    return _revoke_each(session, [(row, {}) for row in rows], actor=actor, reason=RevokeReason.PUBLISHER_REMOVED, ip=ip)
+
+
+def revoke_unused_tokens(
+    session: Session, unused: Sequence[tuple[PersonalToken, dict[str, Any]]], *, actor: str
+) -> int:
+    """Tokens nobody has used for the deployment's limit (sweep.py): revoke them, each saying
+    since when (its details: unused_since, after_days). How many."""
+    return len(_revoke_each(session, unused, actor=actor, reason=RevokeReason.UNUSED))

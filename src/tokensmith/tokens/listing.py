@@ -15,9 +15,10 @@ from tokensmith.clock import utcnow
 from tokensmith.errors import (
     NotFound,
 )
-from tokensmith.store.models import PersonalToken
+from tokensmith.store.models import PersonalToken, TokenAddress
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import check as token_check
+from tokensmith.tokens.usage import MAX_ADDRESSES
 
 
 def list_tokens(session: Session, owner_id: int) -> list[PersonalToken]:
@@ -29,6 +30,23 @@ def list_tokens(session: Session, owner_id: int) -> list[PersonalToken]:
         .order_by(PersonalToken.created_at.desc(), PersonalToken.id.desc())
     )
     return under_their_parents(list(session.scalars(query)))
+
+
+def addresses_of(session: Session, token_ids: Iterable[int]) -> dict[int, list[TokenAddress]]:
+    """Where each of these tokens was used: its last five distinct addresses (usage.py), the most
+    recently seen first, in one query."""
+    ids = sorted(set(token_ids))
+    found: dict[int, list[TokenAddress]] = {token_id: [] for token_id in ids}
+    for start in range(0, len(ids), LOOKUP_BATCH):
+        rows = session.scalars(
+            select(TokenAddress)
+            .where(TokenAddress.token_id.in_(ids[start : start + LOOKUP_BATCH]))
+            .order_by(TokenAddress.last_seen_at.desc(), TokenAddress.id.desc())
+        )
+        for row in rows:
+            if len(found[row.token_id]) < MAX_ADDRESSES:  # two writers at once may leave a sixth a moment
+                found[row.token_id].append(row)
+    return found
 
 
 def under_their_parents(rows: list[PersonalToken]) -> list[PersonalToken]:
@@ -111,22 +129,29 @@ def get_live_token(session: Session, token_id: int, owner_id: int) -> PersonalTo
 def live_tokens_among(session: Session, keys: ServerKeys, secrets: Iterable[str]) -> dict[str, PersonalToken]:
     """Which of ``secrets`` (checksums checked by the caller) are live tokens: one statement for
     all of them (a push's scan finds a few at most), one per thousand digests past that."""
+    return tokens_among(session, keys, secrets, live=True)
+
+
+def tokens_among(
+    session: Session, keys: ServerKeys, secrets: Iterable[str], *, live: bool = False
+) -> dict[str, PersonalToken]:
+    """Which of ``secrets`` (checksums checked by the caller) are tokens of this server, revoked
+    and expired ones too unless ``live``, each with its row: a statement per thousand digests."""
     by_digest: dict[bytes, str] = {}
     for secret in set(secrets):
         for digest in keys.all_digests(token_check.PURPOSE, secret):
             by_digest[digest] = secret
     digests, now = list(by_digest), utcnow()
-    live: dict[str, PersonalToken] = {}
+    found: dict[str, PersonalToken] = {}
     for start in range(0, len(digests), LOOKUP_BATCH):
-        rows = session.scalars(
-            select(PersonalToken).where(
-                PersonalToken.digest.in_(digests[start : start + LOOKUP_BATCH]),
+        query = select(PersonalToken).where(PersonalToken.digest.in_(digests[start : start + LOOKUP_BATCH]))
+        if live:
+            query = query.where(
                 PersonalToken.revoked_at.is_(None),
                 (PersonalToken.expires_at.is_(None)) | (PersonalToken.expires_at > now),
             )
-        )
-        live.update((by_digest[row.digest], row) for row in rows)
-    return live
+        found.update((by_digest[row.digest], row) for row in session.scalars(query))
+    return found
 
 
 LOOKUP_BATCH = 1000

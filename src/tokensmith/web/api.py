@@ -27,6 +27,7 @@ from tokensmith.web.schemas import (
     Me,
     ProjectPublic,
     TokenCreated,
+    TokenListed,
     TokenPublic,
     refusals,
 )
@@ -60,10 +61,13 @@ async def read_me(request: Request) -> Response:
     return answer
 
 
-@router.get("/tokens", response_model=list[TokenPublic], responses=refusals(*AUTHENTICATED))
-def list_tokens(identity: Reader, db: Db) -> list[TokenPublic]:
-    """The caller's tokens that are not revoked (expired ones included). Never a secret."""
-    return [TokenPublic.of(row) for row in token_listing.list_tokens(db, identity.user.id)]
+@router.get("/tokens", response_model=list[TokenListed], responses=refusals(*AUTHENTICATED))
+def list_tokens(identity: Reader, db: Db) -> list[TokenListed]:
+    """The caller's tokens that are not revoked (expired ones included), each with where it was
+    used (`last_used_ips`). Never a secret."""
+    rows = token_listing.list_tokens(db, identity.user.id)
+    addresses = token_listing.addresses_of(db, (row.id for row in rows))
+    return [TokenListed.listed(row, addresses[row.id]) for row in rows]
 
 
 @router.delete(

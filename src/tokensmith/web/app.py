@@ -25,6 +25,7 @@ from tokensmith.web import (
     pages,
     scim,
     second_step,
+    secret_scanning,
     security,
     security_settings,
     studio,
@@ -46,6 +47,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 ROUTERS = (
     api.router,
     workload_identity.router,
+    secret_scanning.router,
     monitoring.router,
     git_routes.router,
     maven.router,
@@ -63,7 +65,8 @@ ROUTERS = (
     api_docs.router,
 )
 # Every body a route reads is small (a form, a leak report of at most 100 tokens, a release
-# request): past this it is a 413 before it is parsed. Git's pushes have a limit of their own.
+# request): past this it is a 413 before it is parsed. Git's pushes have a limit of their own, and
+# so have GitHub's secret-scanning reports (up to 1,000 tokens).
 MAX_BODY = 64 * 1024
 
 DESCRIPTION = """
@@ -108,7 +111,11 @@ def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    app.add_middleware(BodyLimit, default=MAX_BODY, by_prefix={"/git/": git_routes.MAX_PUSH})
+    app.add_middleware(
+        BodyLimit,
+        default=MAX_BODY,
+        by_prefix={"/git/": git_routes.MAX_PUSH, secret_scanning.PATH: secret_scanning.MAX_BODY},
+    )
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in ROUTERS:

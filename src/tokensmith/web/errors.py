@@ -32,6 +32,7 @@ from tokensmith.errors import (
     IssuerUnavailable,
     NotFound,
     NotPermitted,
+    ScanningKeysUnavailable,
     SignInRejected,
     StoreUnavailable,
     TokensmithError,
@@ -59,6 +60,7 @@ STATUS = {
     StoreUnavailable: 503,
     GitUnavailable: 503,
     IssuerUnavailable: 503,
+    ScanningKeysUnavailable: 503,
     IdentityProviderUnavailable: 502,
     SignInRejected: 400,
 }

@@ -282,12 +282,14 @@ def _tokens_page(request: Request, db: Db, identity: Identity, *, status: int = 
     settings = get_runtime(request).settings
     now = datetime.now(UTC)
     live = [row for row in token_listing.list_tokens(db, user.id) if not row.expires_at or row.expires_at > now]
+    inactive = token_listing.inactive_tokens(db, user.id)
     return render(
         request,
         "tokens.html",
         {
             "tokens": live,
-            "inactive": token_listing.inactive_tokens(db, user.id),
+            "inactive": inactive,
+            "addresses": token_listing.addresses_of(db, (row.id for row in [*live, *inactive])),
             "events": trail.events_for_user(db, user.id, limit=15),
             "choices": expiration_choices(settings.max_token_lifetime_days),
             "max_days": settings.max_token_lifetime_days,

@@ -36,6 +36,7 @@ from tokensmith.accounts.authentication import Authenticator
 from tokensmith.accounts.identity_provider import OpenIdProvider
 from tokensmith.accounts.throttle import SignInThrottle, ThrottlePruner
 from tokensmith.audit import mail, notices
+from tokensmith.backups import revocation_journal
 from tokensmith.config import Settings
 from tokensmith.errors import StoreUnavailable
 from tokensmith.housekeeping import Periodic
@@ -54,6 +55,8 @@ from tokensmith.store.database import (
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
+from tokensmith.tokens.secret_scanning import PublishedKeys
+from tokensmith.tokens.sweep import Sweep
 from tokensmith.tokens.usage import UsageWriter
 from tokensmith.tokens.workload_identity import SpentIdTokensPruner
 
@@ -70,9 +73,10 @@ class Runtime:
     authenticator: Authenticator
     usage: UsageWriter
     admission: asyncio.Semaphore
+    scanning_keys: PublishedKeys  # GitHub's secret-scanning keys (tokens/secret_scanning.py)
     identity_provider: OpenIdProvider | None = None
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
-    mail_engine: Engine | None = None  # the mail sender's and the reminders' (mail.py), when mail is on
+    mail_engine: Engine | None = None  # the mail sender's and the sweep's (mail.py, sweep.py), when either runs
     # The CI issuers' keys this process has needed (workload identity, oidc_issuers.py).
     issuers: IssuerDirectory = field(default_factory=IssuerDirectory)
     _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
@@ -90,6 +94,7 @@ class Runtime:
         throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
         mail_engine, mail_jobs = _mail_jobs(settings)
+        revocation_journal.listen(settings)  # every revocation also apart from the store, for a restore
         return cls(
             settings=settings,
             engine=engine,
@@ -104,6 +109,7 @@ class Runtime:
                 if settings.identity_provider
                 else None
             ),
+            scanning_keys=PublishedKeys(settings.secret_scanning_keys_url),
             housekeeping=[
                 ThrottlePruner(throttle, usage.engine).start(),
                 SpentIdTokensPruner(usage.engine).start(),
@@ -172,14 +178,14 @@ class Runtime:
 
 
 def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
-    """With mail on: its sender and the expiry reminders, threads on a small engine of their own."""
-    if notices.listen(settings) is None or settings.mail is None:  # the two agree: mail is off
+    """With mail on: its sender; with mail on or unused tokens retired, the sweep (expiry
+    reminders, unused tokens: tokens/sweep.py). Threads on a small engine of their own."""
+    mailing = notices.listen(settings) is not None
+    if not mailing and settings.revoke_unused_after_days is None:
         return None, []
     engine = create_store_engine(settings, pool=Pool(size=2, overflow=0), checkpoints=False)
-    return engine, [
-        mail.MailSender(engine, settings.mail).start(),
-        notices.ExpiryReminders(engine, settings.mail.reminder_seconds).start(),
-    ]
+    sender = [mail.MailSender(engine, settings.mail).start()] if settings.mail is not None else []
+    return engine, [*sender, Sweep(engine, settings).start()]
 
 
 def _in_unit_of_work(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:

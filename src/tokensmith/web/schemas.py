@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokensmith.clock import utcnow
 from tokensmith.identity import Identity, VerifiedToken
-from tokensmith.store.models import PersonalToken
+from tokensmith.store.models import PersonalToken, TokenAddress
 from tokensmith.tokens.lifecycle import MAX_LEAK_REPORT
 
 
@@ -90,6 +90,29 @@ class TokenPublic(BaseModel):
             "last_used_agent": row.last_used_agent,
             "parent_id": row.parent_id,
         }
+
+
+class AddressSeen(BaseModel):
+    """An address a token was used from."""
+
+    ip: str
+    first_seen_at: datetime = Field(description="The first use from there that was recorded")
+    last_seen_at: datetime = Field(description="The latest use from there (written at most once a minute)")
+    agent: str | None = Field(description="The client (User-Agent) last seen from there")
+
+    @classmethod
+    def of(cls, row: TokenAddress) -> AddressSeen:
+        return cls(ip=row.ip, first_seen_at=row.first_seen_at, last_seen_at=row.last_seen_at, agent=row.agent)
+
+
+class TokenListed(TokenPublic):
+    last_used_ips: list[AddressSeen] = Field(
+        description="Where it was used: its last five distinct addresses, the most recently seen first"
+    )
+
+    @classmethod
+    def listed(cls, row: PersonalToken, addresses: list[TokenAddress]) -> TokenListed:
+        return cls(**cls.fields_of(row), last_used_ips=[AddressSeen.of(address) for address in addresses])
 
 
 class TokenCreated(TokenPublic):

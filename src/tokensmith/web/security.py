@@ -1,13 +1,13 @@
 """The security log (every event of the signed-in person) and, for administrators, the
-credential inventory (every person's live tokens, each revocable). Forms only; the rules are
-in ``audit`` and ``personal_tokens``."""
+credential inventory (every person's live tokens, each revocable, and whose a token given by
+its value is). Forms only; the rules are in ``audit`` and ``tokens``."""
 
 from __future__ import annotations
 
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tokensmith.accounts import users
@@ -17,16 +17,18 @@ from tokensmith.identity import Identity
 from tokensmith.store.models import PersonalToken
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens import listing as token_listing
+from tokensmith.tokens import lookup as token_lookup
 from tokensmith.web.auth import BrowserIdentity, Db
 from tokensmith.web.pages import MAX_ID, FormText, TokenId, check_csrf
 from tokensmith.web.reauthentication import recent_sign_in
-from tokensmith.web.runtime import client_ip
+from tokensmith.web.runtime import client_ip, get_runtime
 from tokensmith.web.templates import render
 
 router = APIRouter(include_in_schema=False)
 LOG_PAGE = 25
 INVENTORY_PAGE = 50
 Cursor = Annotated[str | None, Query(max_length=200)]
+PastedText = Annotated[str, Form(max_length=60_000)]  # a thousand tokens, within the body limit
 
 
 @router.get("/security-log")
@@ -82,6 +84,37 @@ def inventory(
 ) -> Response:
     """Every person's live tokens, with their limits, last use and expiry."""
     require_admin(identity)
+    return _inventory_page(request, db, owner=owner, page=page, revoked=revoked)
+
+
+@router.post("/admin/tokens/lookup")
+def inventory_lookup(
+    request: Request, db: Db, identity: BrowserIdentity, csrf_token: FormText = "", tokens: PastedText = ""
+) -> Response:
+    """Whose is this token? The values come in the form's body, never in an address (which
+    proxies and browsers log), and are never shown back: each finding by its hint."""
+    check_csrf(request, csrf_token)
+    require_admin(identity)
+    prefix = get_runtime(request).settings.token_prefix
+    try:
+        values = token_lookup.values_in(tokens, prefix)
+    except InvalidInput as refused:
+        return _inventory_page(request, db, lookup_error=refused.message, status=422)
+    found = token_lookup.look_up(db, get_runtime(request).keys, values, prefix=prefix)
+    return _inventory_page(request, db, found=found)
+
+
+def _inventory_page(
+    request: Request,
+    db: Db,
+    *,
+    owner: str = "",
+    page: int = 1,
+    revoked: int | None = None,
+    found: list[token_lookup.LookedUp] | None = None,
+    lookup_error: str | None = None,
+    status: int = 200,
+) -> Response:
     owner_id, error = None, None
     if owner:
         try:
@@ -108,6 +141,7 @@ def inventory(
         {
             "active": "inventory",
             "tokens": rows,
+            "addresses": token_listing.addresses_of(db, (row.id for row in rows)),
             "owner": owner,
             "users": [user.username for user in users.list_users(db)],
             "error": error,
@@ -116,7 +150,10 @@ def inventory(
             "here": f"/admin/tokens?{urlencode({**filters, 'page': page})}",
             "previous_url": f"/admin/tokens?{urlencode({**filters, 'page': page - 1})}" if page > 1 else None,
             "next_url": f"/admin/tokens?{urlencode({**filters, 'page': page + 1})}" if more else None,
+            "found": found,
+            "lookup_error": lookup_error,
         },
+        status=status,
     )
 
 
