@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import ModuleType
 
 from sqlalchemy import CursorResult, Engine, Insert, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,8 +43,9 @@ from tokensmith.tokens.id_tokens import PresentedIdToken, rejected
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
 
 MAX_MINUTES = 60
-# Core statements on the tables (on the session's connection: no ORM on the exchange's writes but
-# the token's and its event's, which have one way each to be made).
+# Core statements on the tables, on the session's connection: no ORM flush on the exchange's path
+# (the token is made by token_lifecycle.mint_checked and its event by trail.record_at_once, the one
+# way each is made, both by one INSERT too).
 _SPENT = IdTokenUse.__table__
 _LINK = insert(PublisherToken.__table__)
 # The claims that say which job it was, in the token's name and the security log.
@@ -152,8 +154,9 @@ def _spend(session: Session, presented: PresentedIdToken, expires: datetime) -> 
     digest = hashlib.sha256(f"{presented.issuer}\n{presented.jti}".encode()).digest()
     # Inserted unless there: no savepoint, no error to recover from. Of two instances inserting
     # one digest at once, PostgreSQL lets the second wait for the first's commit, then finds it.
-    statement = _insert_unless_there(session.get_bind().dialect.name, digest, expires + id_tokens.LEEWAY)
-    if session.connection().execute(statement).first() is None:
+    connection = session.connection()
+    statement = _SPEND[connection.dialect.name]
+    if connection.execute(statement, {"digest": digest, "expires_at": expires + id_tokens.LEEWAY}).first() is None:
         raise rejected(
             "replayed",
             f"it was exchanged already (jti {presented.text('jti', 60)}): an ID token is exchanged once; ask "
@@ -162,16 +165,15 @@ def _spend(session: Session, presented: PresentedIdToken, expires: datetime) -> 
     return digest
 
 
-def _insert_unless_there(dialect: str, digest: bytes, expires_at: datetime) -> Insert:
-    """Each store's INSERT … ON CONFLICT DO NOTHING of a spent ID token, built by its own dialect."""
-    statement: Insert
-    if dialect == "postgresql":
-        statement = postgresql.insert(_SPENT).values(digest=digest, expires_at=expires_at).on_conflict_do_nothing()
-    else:
-        statement = sqlite.insert(_SPENT).values(digest=digest, expires_at=expires_at).on_conflict_do_nothing()
-    # The row inserted comes back, none when it was there: a driver's rowcount is not to be trusted
-    # for an INSERT (psycopg's is -1 here).
+def _insert_unless_there(dialect: ModuleType) -> Insert:
+    """Each store's INSERT … ON CONFLICT DO NOTHING of a spent ID token, built once by its own
+    dialect. The row inserted comes back, none when it was there: a driver's rowcount is not to be
+    trusted for an INSERT (psycopg's is -1 here)."""
+    statement: Insert = dialect.insert(_SPENT).on_conflict_do_nothing()
     return statement.returning(_SPENT.c.digest)
+
+
+_SPEND = {"sqlite": _insert_unless_there(sqlite), "postgresql": _insert_unless_there(postgresql)}
 
 
 def _mint(
@@ -203,7 +205,7 @@ def _mint(
         name_is_unique=True,  # the jti's own digest is in it
     )
     session.connection().execute(_LINK, {"token_id": row.id, "publisher_id": publisher.id})
-    trail.record(
+    trail.record_at_once(
         session,
         AuditAction.TOKEN_EXCHANGED,
         actor=_actor(presented),
