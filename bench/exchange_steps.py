@@ -6,8 +6,8 @@ A store of its own (migrated, a project with a trusted publisher of the tests' C
 loopback, its keys fetched once), then COUNT exchanges (500 by default, after 50 to warm up),
 each with an ID token of its own, replaying ``workload_identity.exchange``'s steps in one unit of
 work with the thread's CPU clock read between them. Prints each step's median and mean in µs.
-It calls the exchange's own pieces (``_spend``, ``mint_checked``, ``record_at_once``…): a step
-added to ``exchange`` must be added here too. No profiler runs meanwhile (cProfile doubles the
+It calls the exchange's own pieces (``_spend``, ``mint_checked``, ``trail.record`` at once…): a
+step added to ``exchange`` must be added here too. No profiler runs meanwhile (cProfile doubles the
 cost of Python calls and hardly that of C ones: the proportions it gives are not the real ones).
 """
 
@@ -97,8 +97,9 @@ def measure(count: int) -> dict[str, list[int]]:
                     workload_identity._LINK, {"token_id": row.id, "publisher_id": publisher.id}
                 )
                 mark("its link to the publisher")
-                trail.record_at_once(
-                    session, AuditAction.TOKEN_EXCHANGED, actor=actor, user_id=publisher.account_id, ip=None, at=now,
+                trail.record(
+                    session, AuditAction.TOKEN_EXCHANGED, at_once=True, actor=actor, user_id=publisher.account_id,
+                    ip=None, at=now,
                     token_id=row.id, name=row.name, hint=row.hint, project=publisher.project_id,
                     publisher=publisher.name, publisher_id=publisher.id, issuer=presented.issuer,
                     subject=presented.text("sub", 255), jti=presented.text("jti", 255), matched=dict(publisher.claims),

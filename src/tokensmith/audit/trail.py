@@ -193,44 +193,28 @@ def record(
     user_id: int | None = None,
     ip: str | None = None,
     at: datetime | None = None,
+    at_once: bool = False,
     **details: Any,
 ) -> AuditEvent:
-    """The event, written with the unit of work's commit (the ORM's flush): a unit that writes
-    nothing else before takes SQLite's one writer turn only as it ends."""
-    event = AuditEvent(at=at or utcnow(), action=action, actor=actor, user_id=user_id, ip=ip, details=details)
-    session.add(event)
-    _tell(session, event)
+    """The event, written with the unit of work's commit (the ORM's flush), so that a unit that
+    writes nothing else before takes SQLite's one writer turn only as it ends. ``at_once``: the
+    same row written now by one INSERT on the unit's connection (the event returned is then not
+    in the session), for a hot path whose unit writes already (the CI exchange,
+    tokens/workload_identity.py): the ORM's flush costs several times the statement. The same
+    listeners either way."""
+    values = {"at": at or utcnow(), "action": action, "actor": actor, "user_id": user_id, "ip": ip, "details": details}
+    if at_once:
+        event = AuditEvent(id=session.connection().execute(_INSERT_EVENT, values).scalar_one(), **values)
+    else:
+        event = AuditEvent(**values)
+        session.add(event)
+    for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
+        listener(session, event)
     return event
 
 
 _EVENTS = AuditEvent.__table__
 _INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
-
-
-def record_at_once(
-    session: Session,
-    action: AuditAction,
-    *,
-    actor: str,
-    user_id: int | None = None,
-    ip: str | None = None,
-    at: datetime | None = None,
-    **details: Any,
-) -> AuditEvent:
-    """``record``, the event written now by one INSERT on the unit's connection rather than by
-    the ORM's flush at the commit, which costs several times the statement: for a hot path whose
-    unit writes already (the CI exchange, tokens/workload_identity.py), so that it holds the
-    writer turn no longer. The same row, the same listeners; the event returned is not in the
-    session."""
-    values = {"at": at or utcnow(), "action": action, "actor": actor, "user_id": user_id, "ip": ip, "details": details}
-    event = AuditEvent(id=session.connection().execute(_INSERT_EVENT, values).scalar_one(), **values)
-    _tell(session, event)
-    return event
-
-
-def _tell(session: Session, event: AuditEvent) -> None:
-    for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
-        listener(session, event)
 
 
 Listener = Callable[[Session, AuditEvent], None]

@@ -44,8 +44,8 @@ from tokensmith.tokens.oidc_issuers import IssuerDirectory
 
 MAX_MINUTES = 60
 # Core statements on the tables, on the session's connection: no ORM flush on the exchange's path
-# (the token is made by token_lifecycle.mint_checked and its event by trail.record_at_once, the one
-# way each is made, both by one INSERT too).
+# (the token is made by token_lifecycle.mint_checked and its event by trail.record, at_once: the
+# one way each is made, both by one INSERT too).
 _SPENT = IdTokenUse.__table__
 _LINK = insert(PublisherToken.__table__)
 # The claims that say which job it was, in the token's name and the security log.
@@ -205,9 +205,10 @@ def _mint(
         name_is_unique=True,  # the jti's own digest is in it
     )
     session.connection().execute(_LINK, {"token_id": row.id, "publisher_id": publisher.id})
-    trail.record_at_once(
+    trail.record(
         session,
         AuditAction.TOKEN_EXCHANGED,
+        at_once=True,
         actor=_actor(presented),
         user_id=publisher.account_id,
         ip=ip,
