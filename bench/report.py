@@ -28,6 +28,8 @@ from bench.reference_routes import ReferenceFigures
 from bench.route_scale import RouteScaleFigures
 from bench.scale_out import DIRECT, ScaleFigures
 from bench.token_check import Timing
+from bench.workload_identity import TARGET as EXCHANGE_TARGET
+from bench.workload_identity import ExchangeFigures
 
 RATIO_TARGET = 0.85  # the token route over /healthz, SQLite
 POSTGRES_RATIO_TARGET = 0.9  # the same on PostgreSQL
@@ -456,6 +458,7 @@ def targets_table(
     check_scale: CheckScaleFigures | None = None,
     route_scale: RouteScaleFigures | None = None,
     reference: ReferenceFigures | None = None,
+    exchange: ExchangeFigures | None = None,
 ) -> str:
     rows = []
     if client is not None:
@@ -547,6 +550,14 @@ def targets_table(
                 verdict(reference.met()),
             ]
         )
+    if exchange is not None:
+        rows.append(
+            [
+                f"an exchange of a CI job's ID token (keys held) ≤ {EXCHANGE_TARGET:g} × a token check, over HTTP",
+                f"{exchange.ratio:.2f} × ({exchange.cpu_ratio:.1f} × by server CPU)",
+                verdict(exchange.met()),
+            ]
+        )
     verify = next((t for t in timings if t.key == "verify"), None)
     if verify is not None:
         rows.append(
@@ -577,6 +588,7 @@ def figures_markdown(
     install: InstallFigures | None = None,
     reference: ReferenceFigures | None = None,
     backup: BackupFigures | None = None,
+    exchange: ExchangeFigures | None = None,
 ) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"))
     pg = f", PostgreSQL {info['postgresql']}" if "postgresql" in info else ""
@@ -737,22 +749,33 @@ def figures_markdown(
             ),
             route_scale_table(route_scale),
         ]
+    wrk_placement = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
     if reference is not None:
-        placement = "server on `taskset -c 0`, wrk on `taskset -c 1`" if options.pin else "not pinned"
         parts += [
             (
                 "**The reference's addresses against their routes' own** (bench/reference_routes.py: one server on "
-                f"SQLite, {placement}; `wrk -t{options.threads} -c{options.connections} -d{options.duration}s`; each "
-                f"pair alternating round by round, medians of {options.rounds} rounds; the release's pom and "
+                f"SQLite, {wrk_placement}; `wrk -t{options.threads} -c{options.connections} -d{options.duration}s`; "
+                f"each pair alternating round by round, medians of {options.rounds} rounds; the release's pom and "
                 "`ws.maven` with Basic credentials, git's ref advertisement running `git upload-pack` each time):"
             ),
             reference_table(reference),
         ]
     if backup is not None:
         parts += [backup_intro(backup), backup_table(backup)]
+    if exchange is not None:
+        parts += [
+            (
+                "**Workload identity: the exchange of a CI job's ID token against a token check** "
+                f"(bench/workload_identity.py: one server on SQLite, {wrk_placement}; `wrk -t{options.threads} "
+                f"-c{options.connections} -d{options.duration}s`, the routes alternating round by round, medians of "
+                f"{options.rounds} rounds; each exchange with an RS256 ID token of its own, the issuer's keys held; "
+                "*floor*: a POST of a JSON body to a route whose unit of work finds nothing to do):"
+            ),
+            exchange_table(exchange),
+        ]
     parts += [
         "**Targets:**",
-        targets_table(backends, timings, git, download, mixed, client, check_scale, route_scale, reference),
+        targets_table(backends, timings, git, download, mixed, client, check_scale, route_scale, reference, exchange),
     ]
     return "\n\n".join(parts)
 
@@ -854,3 +877,20 @@ def rewrite_docs(path: Path, figures: str) -> None:
     if start < 0 or end < start:
         raise SystemExit(f"{path} has no {START_MARK} … {END_MARK} section to rewrite.")
     path.write_text(text[: start + len(START_MARK)] + "\n" + figures + "\n" + text[end:])
+
+
+def exchange_table(exchange: ExchangeFigures) -> str:
+    from bench.workload_identity import CHECK, EXCHANGE, FLOOR
+
+    rows = [
+        [
+            route,
+            f"{exchange.median(route):,.0f}",
+            f"{exchange.cpu(route):,.0f}",
+            f"{exchange.cpu(route) / exchange.cpu(CHECK):.2f}",
+        ]
+        for route in (CHECK, EXCHANGE, FLOOR)
+    ]
+    return table(
+        ["route", "requests/s (median)", "server CPU µs/request", "× a token check (CPU)"], rows, right={1, 2, 3}
+    )

@@ -34,6 +34,9 @@
 11. A backup of a million tokens on SQLite and the bench repository, released once: ``tokensmith
    backup create`` plain and encrypted, ``verify``, ``restore``; seconds and the file's size
    (``bench/backup.py``).
+12. Workload identity, on SQLite: the exchange of a CI job's ID token with the issuer's keys held
+   against a token check, alternated over wrk rounds; the ratio, at most 3
+   (``bench/workload_identity.py``).
 
 ``--issue-14`` runs only the parts that hold issue 14's targets (the routes on both stores with
 the bare FastAPI route and the style sheet beside them, git clone and fetch against their
@@ -87,6 +90,7 @@ from bench.route_scale import RouteScaleFigures, measure_route_scale  # noqa: E4
 from bench.scale_out import ScaleFigures, measure_scale_out  # noqa: E402
 from bench.secret_scanning import ScanningFigures, measure_secret_scanning  # noqa: E402
 from bench.token_check import measure_token_check  # noqa: E402
+from bench.workload_identity import ExchangeFigures, measure_exchange  # noqa: E402
 from tests.support.postgres import PostgresUnavailable  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -132,6 +136,9 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-backup", action="store_true", help="no backup of the bench's store and repository")
     parser.add_argument("--backup-rounds", type=int, default=2, help="rounds of each backup command (2)")
     parser.add_argument(
+        "--skip-exchange", action="store_true", help="no exchange of CI ID tokens against a token check"
+    )
+    parser.add_argument(
         "--issue-14",
         action="store_true",
         help="only the parts issue 14's targets are measured by (routes, git, check among 1M)",
@@ -146,6 +153,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     if args.issue_14:
         args.skip_check = args.skip_mixed = args.skip_client = args.skip_scale = args.skip_download = True
         args.skip_install = args.skip_reference = args.skip_secret_scanning = args.skip_backup = True
+        args.skip_exchange = True
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(report.BACKEND_NAMES)
     if unknown:
@@ -170,6 +178,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         or args.skip_reference
         or args.skip_secret_scanning
         or args.skip_backup
+        or args.skip_exchange
         or set(args.backends) != set(report.BACKEND_NAMES)
     ):
         parser.error("--write-docs needs the full run (every part, both stores)")
@@ -207,6 +216,7 @@ def main(argv: list[str]) -> int:
     reference: ReferenceFigures | None = None
     scanning: ScanningFigures | None = None
     backup: BackupFigures | None = None
+    exchange: ExchangeFigures | None = None
     workdir = Path(tempfile.mkdtemp(prefix="tokensmith-bench-"))
     workdir.chmod(0o711)  # the postgres user must reach its cluster below
     try:
@@ -311,6 +321,12 @@ def main(argv: list[str]) -> int:
         if not args.skip_backup:
             print("Backup of a million tokens on SQLite and the bench repository: create, verify, restore")
             backup = measure_backup(workdir / "backup", options, rounds=args.backup_rounds)
+        if not args.skip_http and not args.skip_exchange:
+            print(
+                f"Workload identity, SQLite: the exchange of CI ID tokens against a token check, wrk -t1 "
+                f"-c{options.connections} -d{options.duration}s, {options.rounds} alternating rounds"
+            )
+            exchange = measure_exchange(workdir / "exchange", options)
     except BenchError as error:
         print(f"\nBenchmark failed: {error}", file=sys.stderr)
         return 1
@@ -342,6 +358,7 @@ def main(argv: list[str]) -> int:
         install,
         reference,
         backup,
+        exchange,
     )
     if scanning is not None:
         figures += "\n" + scanning.markdown()
@@ -369,6 +386,7 @@ def main(argv: list[str]) -> int:
                 "reference_routes": reference.as_dict() if reference else None,
                 "secret_scanning": scanning.as_dict() if scanning else None,
                 "backup": backup.as_dict() if backup else None,
+                "workload_identity": exchange.as_dict() if exchange else None,
             },
             indent=2,
         )

@@ -52,6 +52,11 @@ def test_environment_overrides():
         ("TOKENSMITH_TOKEN_PREFIX", "tks"),
         ("TOKENSMITH_TOKEN_PREFIX", "a_"),
         ("TOKENSMITH_PUSH_PROTECTION", "sometimes"),
+        ("TOKENSMITH_OIDC_TOKEN_MINUTES", "0"),
+        ("TOKENSMITH_OIDC_TOKEN_MINUTES", "61"),
+        ("TOKENSMITH_OIDC_TOKEN_MINUTES", "a quarter of an hour"),
+        ("TOKENSMITH_OIDC_AUDIENCE", "two words"),
+        ("TOKENSMITH_OIDC_AUDIENCE", "https://x.example/" + "a" * 300),
         ("TOKENSMITH_SECRET_SCANNING_KEYS_URL", "http://keys.example.com/secret_scanning"),
         ("TOKENSMITH_SECRET_SCANNING_KEYS_URL", "file:///etc/passwd"),
         ("TOKENSMITH_SECRET_SCANNING_KEYS_URL", "https://[::1/keys"),
@@ -136,3 +141,12 @@ def test_bad_mail_settings_are_refused_without_quoting_the_password(url, sender)
     with pytest.raises(ConfigurationError, match=r"TOKENSMITH_SMTP_URL|TOKENSMITH_MAIL_FROM") as refused:
         load_settings({"TOKENSMITH_SMTP_URL": url, "TOKENSMITH_MAIL_FROM": sender})
     assert "s3cr-et" not in str(refused.value)
+
+
+def test_the_audience_and_the_minutes_of_ci_tokens():
+    """Workload identity: the audience CI jobs ask for is the public URL unless named; their
+    tokens live 15 minutes unless told, an hour at most."""
+    defaults = load_settings({"TOKENSMITH_PUBLIC_URL": "https://tokens.example.test/"})
+    assert defaults.workload_audience == "https://tokens.example.test" and defaults.oidc_token_minutes == 15
+    named = load_settings({"TOKENSMITH_OIDC_AUDIENCE": "tokensmith", "TOKENSMITH_OIDC_TOKEN_MINUTES": "60"})
+    assert named.workload_audience == "tokensmith" and named.oidc_token_minutes == 60

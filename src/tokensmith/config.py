@@ -99,6 +99,11 @@ class Settings:
     # A git push whose new objects carry a live token is refused (push_protection.py). On unless
     # TOKENSMITH_PUSH_PROTECTION=false (the benchmark's baseline).
     push_protection: bool = True
+    # Workload identity (tokens/workload_identity.py): the ``aud`` CI jobs ask their platform for
+    # (None: the public URL), and how long the token an ID token is exchanged for lives.
+    oidc_audience: str | None = None
+    oidc_token_minutes: int = 15
+
     # Where the keys that sign GitHub's secret-scanning reports are published (secret_scanning.py).
     secret_scanning_keys_url: str = GITHUB_SCANNING_KEYS
     # Tokens unused for this many days are revoked (tokens/sweep.py); None (the default): never.
@@ -115,6 +120,11 @@ class Settings:
     @property
     def revocation_journal_dir(self) -> Path:
         return self.revocation_journal or self.data_dir / "revocations"
+
+    @property
+    def workload_audience(self) -> str:
+        """The audience an ID token must name to be exchanged here (GET /api/v1/oidc/audience)."""
+        return self.oidc_audience or self.public_url
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -176,12 +186,35 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_token_lifetime_days=_days(env, "TOKENSMITH_MAX_TOKEN_LIFETIME_DAYS"),
         mail=_mail(env),
         push_protection=_flag(env, "TOKENSMITH_PUSH_PROTECTION", default=True),
+        oidc_audience=_audience(env),
+        oidc_token_minutes=_minutes(env, "TOKENSMITH_OIDC_TOKEN_MINUTES", default=15, most=60),
         secret_scanning_keys_url=_secure_url(env, "TOKENSMITH_SECRET_SCANNING_KEYS_URL", GITHUB_SCANNING_KEYS),
         revoke_unused_after_days=_days(env, "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", minimum=MIN_UNUSED_DAYS),
         sweep_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
         require_second_factor=_flag(env, "TOKENSMITH_REQUIRE_2FA", default=False),
         revocation_journal=Path(journal) if (journal := env.get("TOKENSMITH_REVOCATION_JOURNAL")) else None,
     )
+
+
+def _audience(env: Mapping[str, str]) -> str | None:
+    audience = env.get("TOKENSMITH_OIDC_AUDIENCE", "").strip()
+    if not audience:
+        return None
+    if len(audience) > 255 or not audience.isprintable() or " " in audience:
+        raise ConfigurationError(
+            "TOKENSMITH_OIDC_AUDIENCE is the audience CI jobs ask their platform's ID token for: one word or "
+            f"URL of at most 255 printable characters, like https://tokens.example.com; got {audience[:60]!r}"
+        )
+    return audience
+
+
+def _minutes(env: Mapping[str, str], name: str, *, default: int, most: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise ConfigurationError(f"{name} is a number of minutes from 1 to {most}; got {value[:20]!r}")
+    return int(value)
 
 
 def _mail(env: Mapping[str, str]) -> MailSettings | None:

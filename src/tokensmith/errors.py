@@ -61,6 +61,13 @@ class IdentityProviderUnavailable(TokensmithError):
     code = "identity_provider_unavailable"
 
 
+class IssuerUnavailable(TokensmithError):
+    """A CI platform's OpenID Connect issuer cannot be reached, or answers what cannot be used
+    (workload identity): 503, the exchange may work in a moment; never a refusal of the job."""
+
+    code = "issuer_unavailable"
+
+
 class SignInRejected(TokensmithError):
     """A sign-in through the identity provider that must not go through (bad state, replayed
     code, an ID token that fails its checks, an account that cannot be matched)."""
@@ -145,6 +152,17 @@ class TooManyAttempts(AuthenticationFailed):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class IdTokenRejected(AuthenticationFailed):
+    """A CI job's OpenID Connect ID token that is not exchanged for a token (workload identity):
+    ``code`` says which check it failed (invalid_signature, wrong_audience, expired, replayed,
+    no_matching_publisher, malformed), the message says it in words."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = code
 
 
 class SignatureRefused(AuthenticationFailed):

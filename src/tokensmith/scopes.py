@@ -1,12 +1,14 @@
 """The five scopes a token may hold, and how a token's limits read in words.
 
 The vocabulary every part shares: tokens are held to these scopes (tokens' limits), the audit
-trail and the mail to owners say them, the pages offer them. Pure: no I/O, nothing of the domain.
+trail and the mail to owners say them, the pages offer them. Pure: no I/O, nothing of the domain (its errors aside).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+from tokensmith.errors import InvalidInput
 
 # The five scopes, in the order they are shown, each with the sentence that explains it.
 SCOPES: dict[str, str] = {
@@ -20,6 +22,23 @@ ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
 READ_ONLY: tuple[str, ...] = ("api:read", "git:read", "maven:read")
 # A scope that brings others with it: pushing without fetching is of no use to git.
 IMPLIES = {"git:write": ("git:read",)}
+
+
+def validate(scopes: Iterable[str]) -> tuple[str, ...]:
+    """The scopes asked for, known and non-empty, with what they imply, in SCOPES' order."""
+    asked = {scope.strip() for scope in scopes}
+    asked.discard("")
+    unknown = sorted(asked - set(SCOPES))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown scope {', '.join(repr(scope[:40]) for scope in unknown[:5])}: a scope is one of "
+            f"{', '.join(ALL_SCOPES)}."
+        )
+    if not asked:
+        raise InvalidInput(f"Choose at least one scope: {', '.join(ALL_SCOPES)}.")
+    for scope in list(asked):
+        asked.update(IMPLIES.get(scope, ()))
+    return tuple(scope for scope in ALL_SCOPES if scope in asked)
 
 
 def describe_scopes(scopes: Sequence[str]) -> str:

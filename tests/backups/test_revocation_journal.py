@@ -75,7 +75,7 @@ def test_every_way_a_token_ends_is_journaled_when_it_commits_without_a_secret(st
         owner = users.create_user(session, "jo", "jo@example.test", actor="tests")
         other = users.create_user(session, "kim", "kim@example.test", actor="tests")
         secrets = {}
-        for name in ("laptop", "rotated", "leaked", "ci"):
+        for name in ("laptop", "rotated", "leaked", "found", "unused", "ci"):
             secrets[name], _row = store.token(owner, name, session)
         secrets["kim's"], _row = store.token(other, "kim's", session)
     assert store.lines() == []  # making tokens is no revocation
@@ -89,6 +89,16 @@ def test_every_way_a_token_ends_is_journaled_when_it_commits_without_a_secret(st
         )
         remember(new_secret)
         token_lifecycle.revoke_reported_tokens(session, KEYS, [secrets["leaked"]], prefix="tks_", ip=None)
+        found = session.scalars(select(PersonalToken).where(PersonalToken.name == "found")).one()
+        token_lifecycle.revoke_found_tokens(
+            session,
+            [(found, {"url": "https://github.com/a/b/blob/main/x"})],
+            actor="GitHub secret scanning",
+            reason=RevokeReason.SECRET_SCANNING,
+            ip=None,
+        )
+        unused = session.scalars(select(PersonalToken).where(PersonalToken.name == "unused")).one()
+        token_lifecycle.revoke_unused_tokens(session, [(unused, {"after_days": 90})], actor="sweep")
         users.disable_user(session, session.get(User, other.id), actor="admin")
 
     lines = store.lines()
@@ -97,6 +107,8 @@ def test_every_way_a_token_ends_is_journaled_when_it_commits_without_a_secret(st
         ("token", "laptop", RevokeReason.OWNER),
         ("token", "rotated", RevokeReason.ROTATED),
         ("token", "leaked", RevokeReason.LEAK_REPORTED),
+        ("token", "found", RevokeReason.SECRET_SCANNING),
+        ("token", "unused", RevokeReason.UNUSED),
         ("account", "kim", None),  # state "disabled"
         ("token", "kim's", RevokeReason.ACCOUNT_DISABLED),
     }

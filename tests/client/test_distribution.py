@@ -153,6 +153,7 @@ def test_installing_the_client_brings_nothing_of_the_server(client_bin):
         ["tokens", "sweep"],
         ["packages", "publish", "hotfix.zip", "--coordinates", "g:a:1"],
         ["audit", "export"],
+        ["publishers", "add", "p", "--issuer", "https://gitlab.com", "--claim", "project_path=a/b"],
         ["backup", "create", "nightly.tsbackup"],
         ["users"],
     ],

@@ -194,3 +194,24 @@ def test_sqlite_migrates_up_and_down_without_a_warning_and_keeps_the_username_in
     )
     assert [(row[2], row[3], row[6]) for row in foreign_keys] == [("users", "user_id", "CASCADE")]
     engine.dispose()
+
+
+def test_the_trusted_publishers_migration_goes_down_and_up_again(store_engine, tmp_path):
+    """Migration 0016 (workload identity) on each store, on a copy of its own: down to 0015 takes
+    its three tables away, up again brings them back as the models say."""
+    from sqlalchemy import create_engine, inspect
+
+    if store_engine.dialect.name == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'publishers.db'}")
+    else:
+        url = store_engine.url.set(database=f"publishers_{tmp_path.name[-8:].lower()}".replace("-", "_"))
+        with store_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{url.database}"')
+        engine = create_engine(url)
+    tables = {"trusted_publishers", "publisher_tokens", "id_token_uses"}
+    _upgrade(engine, "head")
+    _downgrade(engine, "0015")
+    assert not tables & set(inspect(engine).get_table_names())
+    _upgrade(engine, "head")
+    assert tables <= set(inspect(engine).get_table_names())
+    engine.dispose()

@@ -1,5 +1,5 @@
 """Real Maven resolving from a Tokensmith repository: a settings file naming it (Debian's
-/usr/share/maven-repo standing in for central, which is out of reach here) and
+/usr/share/maven-repo standing in for central, which is out of reach here: RECIPES) and
 ``dependency:get`` of one artifact or version range."""
 
 from __future__ import annotations
@@ -8,14 +8,21 @@ import os
 import subprocess
 from pathlib import Path
 
-SETTINGS = """<settings>
-  <mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf><url>file:///usr/share/maven-repo</url></mirror></mirrors>
+CENTRAL_MIRROR = (
+    "<mirrors><mirror><id>debian</id><mirrorOf>central</mirrorOf><url>file:///usr/share/maven-repo</url></mirror>"
+    "</mirrors>"
+)
+SETTINGS = (
+    "<settings>\n  "
+    + CENTRAL_MIRROR
+    + """
   <servers><server><id>{id}</id><username>{username}</username><password>{token}</password></server></servers>
   <profiles><profile><id>{id}</id><repositories><repository><id>{id}</id>
     <url>{url}/maven/studio/</url></repository></repositories></profile></profiles>
   <activeProfiles><activeProfile>{id}</activeProfile></activeProfiles>
 </settings>
 """
+)
 
 
 def write_settings(path: Path, url: str, username: str, token: str, repository_id: str = "studio") -> Path:
@@ -25,13 +32,23 @@ def write_settings(path: Path, url: str, username: str, token: str, repository_i
     return path
 
 
-def dependency_get(mvn: str, settings: Path, local: Path, artifact: str) -> subprocess.CompletedProcess[str]:
-    """``mvn dependency:get -Dartifact=artifact`` into the local repository ``local``, quietly."""
+def dependency_get(
+    mvn: str,
+    settings: Path,
+    local: Path,
+    artifact: str,
+    *,
+    quiet: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``mvn dependency:get -Dartifact=artifact`` (G:A:V or a version range) into the local
+    repository ``local``; ``quiet=False`` keeps Maven's warnings and progress in the output (for
+    tests that read them); ``env``: variables on top of this process's."""
     return subprocess.run(
         [
             mvn,
             "-B",
-            "-q",
+            *(["-q"] if quiet else []),
             "-s",
             str(settings),
             f"-Dmaven.repo.local={local}",
@@ -41,5 +58,5 @@ def dependency_get(mvn: str, settings: Path, local: Path, artifact: str) -> subp
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
+        env={**os.environ, "MAVEN_OPTS": "-Xmx256m", **(env or {})},
     )

@@ -17,13 +17,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from tests.support.http_answers import QuietHandler
 from tests.support.ledger import remember
 from tests.support.ports import free_port
 
@@ -136,48 +137,30 @@ class RogueProvider:
     def running(self) -> Iterator[RogueProvider]:
         provider = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: object) -> None:  # quiet: codes are in the URLs
-                pass
-
-            def _send(
-                self,
-                status: int,
-                body: bytes,
-                content_type: str = "application/json",
-                headers: dict[str, str] | None = None,
-            ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 if parts.path == "/.well-known/openid-configuration":
-                    self._send(*provider.discovery_document())
+                    self.send(*provider.discovery_document())
                 elif parts.path == "/jwks":
-                    self._send(200, json.dumps(provider.jwks()).encode())
+                    self.send(200, json.dumps(provider.jwks()).encode())
                 elif parts.path == "/authorize":
                     query = {key: values[0] for key, values in parse_qs(parts.query).items()}
-                    self._send(302, b"", headers={"Location": provider.authorize(query)})
+                    self.send(302, b"", headers={"Location": provider.authorize(query)})
                 else:
-                    self._send(404, b"{}")
+                    self.send(404, b"{}")
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {key: values[0] for key, values in parse_qs(self.rfile.read(length).decode()).items()}
                 if urlsplit(self.path).path != "/token":
-                    self._send(404, b"{}")
+                    self.send(404, b"{}")
                     return
                 status, answer = provider.token(form)
                 if isinstance(answer, bytes):
-                    self._send(status, answer, content_type="text/html")
+                    self.send(status, answer, content_type="text/html")
                 else:
-                    self._send(status, json.dumps(answer).encode())
+                    self.send(status, json.dumps(answer).encode())
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -4,9 +4,7 @@ routes as Tokensmith's own, the releases at the reference's Maven coordinates, a
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ import pytest
 from tests.conftest import start_server
 from tests.support.git import GitUser
 from tests.support.ledger import remember
+from tests.support.maven import dependency_get
 from tests.support.pages import sign_in
 from tests.support.servers import LiveServer
 
@@ -171,21 +170,7 @@ def test_real_maven_resolves_a_release_at_the_reference_coordinates(world, mvn, 
     settings = reference_settings(tmp_path / "settings.xml", world.server.base_url, world.owner, world.token)
     local = tmp_path / "m2"
     asked = version if wanted == "exact" else "[0.0.1,99)"
-    result = subprocess.run(
-        [
-            mvn,
-            "-B",
-            "-s",
-            str(settings),
-            f"-Dmaven.repo.local={local}",
-            "org.apache.maven.plugins:maven-dependency-plugin:get",
-            f"-Dartifact=nuxeo-studio:{world.project}:{asked}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "MAVEN_OPTS": "-Xmx256m"},
-    )
+    result = dependency_get(mvn, settings, local, f"nuxeo-studio:{world.project}:{asked}", quiet=False)
     assert result.returncode == 0, result.stdout[-3000:]
     assert maven_warnings_about(result.stdout, world.project) == []  # no invalid POM, no checksum mismatch
     artifact_dir = local / "nuxeo-studio" / world.project

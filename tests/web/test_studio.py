@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import subprocess
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -228,20 +227,7 @@ def test_real_maven_is_refused_with_a_revoked_token(server, studio, mvn, tmp_pat
         me = client.get("/api/v1/me").json()
         assert client.delete(f"/api/v1/tokens/{me['token']['id']}").status_code == 204
     settings = write_settings(tmp_path / "settings.xml", server.base_url, name, doomed, "tokensmith-studio")
-    result = subprocess.run(
-        [
-            mvn,
-            "-B",
-            "-s",
-            str(settings),
-            f"-Dmaven.repo.local={tmp_path / 'm2'}",
-            "org.apache.maven.plugins:maven-dependency-plugin:get",
-            f"-Dartifact={GROUP}:{studio['id']}:0.1.0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    result = dependency_get(mvn, settings, tmp_path / "m2", f"{GROUP}:{studio['id']}:0.1.0", quiet=False)
     assert result.returncode != 0 and "401" in result.stdout
 
 

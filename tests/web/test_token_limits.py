@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,13 @@ from tests.support.git import GitUser
 from tests.support.ledger import remember
 from tests.support.pages import sign_in
 from tests.support.servers import LiveServer
+from tokensmith.clock import utcnow
+from tokensmith.config import load_settings
+from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.scopes import ALL_SCOPES
+from tokensmith.store.models import PublisherToken
+from tokensmith.store.server_keys import load_server_keys
+from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens import limits as token_limits
 from tokensmith.web import nuxeo
 from tokensmith.web.app import ROUTERS
@@ -218,8 +225,17 @@ def test_routes_without_a_project(world: World, route: Route, scope: str, addres
 # --- routes on a project ------------------------------------------------------------------------------
 
 STUDIO_READS = ("administrativeInformation", "workspace/ws.maven", "workspace/ws.registries")
+PUBLISHERS = "/api/v1/projects/{project}/publishers"
 PROJECT_ROUTES = [
     Route("POST /api/v1/instances", "api:write", "/api/v1/instances"),
+    Route("GET /api/v1/projects/{project}/publishers", "api:read", PUBLISHERS),
+    Route("POST /api/v1/projects/{project}/publishers", "api:write", PUBLISHERS),
+    Route("DELETE /api/v1/projects/{project}/publishers/{id}", "api:write", f"{PUBLISHERS}/{{publisher_id}}"),
+    Route(
+        "DELETE /api/v1/projects/{project}/publishers/{id}/tokens/{id}",
+        "api:write",
+        f"{PUBLISHERS}/{{publisher_id}}/tokens/{{token_id}}",
+    ),
     *(
         route
         for reference in (False, True)
@@ -266,6 +282,8 @@ GIT_ROUTES = [
 def call_on_project(world: World, route: Route, token: str, address: str, project: str) -> httpx.Response:
     studio = "/nuxeo/site/studio/v2" if route.reference else "/studio/v2"
     with world.client(token, address) as client:
+        if route.path.startswith(PUBLISHERS):
+            return call_on_publishers(world, client, route, project)
         if route.name.startswith("POST /api/v1/instances"):
             return client.post("/api/v1/instances", json={"project": project, "description": "matrix"})
         if route.name.endswith("/releases"):
@@ -287,6 +305,44 @@ def call_on_project(world: World, route: Route, token: str, address: str, projec
         return client.get(path)
 
 
+def call_on_publishers(world: World, client: httpx.Client, route: Route, project: str) -> httpx.Response:
+    """A project's trusted publishers (workload identity); one to remove, with a token it gave, is
+    made on A through the store."""
+    listed = f"/api/v1/projects/{project}/publishers"
+    if route.name.startswith("GET"):
+        return client.get(listed)
+    if route.name.startswith("POST"):
+        claims = {"repository": f"matrix/{uuid.uuid4().hex[:8]}"}
+        return client.post(listed, json={"issuer": trusted_publishers.GITHUB_ACTIONS, "claims": claims})
+    settings = load_settings(world.server.env)
+    with world.server.store() as session:
+        publisher = trusted_publishers.add_publisher(
+            session,
+            world.a,
+            issuer=trusted_publishers.GITHUB_ACTIONS,
+            claims={"repository": f"matrix/{uuid.uuid4().hex[:8]}"},
+            actor="tests",
+        )
+        secret, row = token_lifecycle.mint_checked(
+            session,
+            load_server_keys(settings),
+            publisher.account_id,
+            f"matrix {uuid.uuid4().hex[:8]}",
+            token_limits.Limits(("git:read",), (world.a,), None),
+            prefix=settings.token_prefix,
+            actor="tests",
+            expires_at=utcnow() + timedelta(minutes=15),
+            now=utcnow(),
+            ip=None,
+        )
+        session.add(PublisherToken(token_id=row.id, publisher_id=publisher.id))
+        remember(secret)
+        publisher_id, token_id = publisher.id, row.id
+    if route.path.endswith("{token_id}"):
+        return client.delete(f"{listed}/{publisher_id}/tokens/{token_id}")
+    return client.delete(f"{listed}/{publisher_id}")
+
+
 @pytest.mark.parametrize("address_in", [True, False], ids=["address-in", "address-out"])
 @pytest.mark.parametrize("project_in", [True, False], ids=["project-in", "project-out"])
 @pytest.mark.parametrize("scope", SCOPES)
@@ -297,7 +353,7 @@ def test_routes_on_a_project(world: World, route: Route, scope: str, project_in:
     address = INSIDE if address_in else OUTSIDE
     response = call_on_project(world, route, token, address, world.a if project_in else world.b)
     if outcome == "ok":
-        assert response.status_code in (200, 201), response.text
+        assert response.status_code in (200, 201, 204), response.text
         return
     check_refusal(
         outcome,
@@ -530,6 +586,9 @@ def test_every_route_that_takes_a_token_declares_what_it_needs() -> None:
         "/api/v1/secret-scanning/github",
         "/packages/hotfix/{path:path}",
         "/nuxeo/site/connect/tokens",
+        # Workload identity: the ID token is the credential of the exchange; the audience is public.
+        "/api/v1/oidc/audience",
+        "/api/v1/oidc/exchange",
     }
     for router in ROUTERS:
         for route in router.routes:

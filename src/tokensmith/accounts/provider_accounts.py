@@ -20,6 +20,7 @@ from tokensmith.audit import trail
 from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
 from tokensmith.errors import InvalidInput, SignInRejected
+from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.store.models import User
 
 if TYPE_CHECKING:  # the provider's client (Authlib, httpx) is the web sign-in's, not `users link`'s
@@ -50,6 +51,7 @@ def account_for(session: Session, identity: VerifiedIdentity, *, provider_name: 
 
 def link(session: Session, user: User, *, issuer: str, subject: str, actor: str) -> None:
     """Tie an existing account to a provider identity (an administrator's decision)."""
+    trusted_publishers.not_for_ci(user, "signing in through an identity provider")
     holder = find_linked_user(session, issuer, subject)
     if holder is not None and holder.id != user.id:
         raise InvalidInput(f"That identity is already linked to the account {holder.username!r}.")

@@ -26,6 +26,7 @@ from tokensmith.errors import (
     NotFound,
     PasswordIncorrect,
 )
+from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.store.models import BrowserSession, User
 from tokensmith.tokens.lifecycle import revoke_all_tokens
 
@@ -149,6 +150,7 @@ def list_users(session: Session) -> list[User]:
 def set_password(session: Session, user: User, password: str, *, token_prefix: str, actor: str) -> None:
     """Give an account a new password (an administrator resetting a lost one). Every browser
     session of the account ends: whoever held one signs in again, with the new password."""
+    trusted_publishers.not_for_ci(user, "a password")
     user.password_hash = hash_password(validate_password(password, token_prefix))
     session.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id))
     trail.record(session, AuditAction.USER_PASSWORD_SET, actor=actor, user_id=user.id)

@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from tokensmith.clock import display, utcnow
 from tokensmith.errors import InvalidInput
 from tokensmith.scopes import describe as describe_limits
+from tokensmith.scopes import describe_scopes
 from tokensmith.store.models import AuditEvent, User
 
 
@@ -43,6 +44,9 @@ class AuditAction(StrEnum):
     TOKEN_DERIVED = "token.derived"
     TOKEN_PUSH_BLOCKED = "token.push_blocked"
     TOKEN_LEAK_REPORTED = "token.leak_reported"
+    TOKEN_EXCHANGED = "token.exchanged"
+    PUBLISHER_ADDED = "publisher.added"
+    PUBLISHER_REMOVED = "publisher.removed"
     TOKEN_FOUND_BY_SCANNING = "token.found_by_scanning"
     TOKEN_UNUSED_WARNING = "token.unused_warning"
     AUTH_PASSWORD_USED = "auth.password_used"
@@ -77,6 +81,8 @@ class RevokeReason(StrEnum):
     ROTATION_REUSE = "rotation_reuse"
     APPLICATION = "application"
     PARENT_REVOKED = "parent_revoked"
+    PROJECT_MEMBER = "project_member"
+    PUBLISHER_REMOVED = "publisher_removed"
     SECRET_SCANNING = "secret_scanning"
     UNUSED = "unused"
     RESTORED_REVOCATION = "restored_revocation"
@@ -104,6 +110,12 @@ _DESCRIPTIONS: dict[str, str] = {
     "wherever it was used",
     AuditAction.TOKEN_LEAK_REPORTED: "Token “{name}” was reported leaked and has been revoked. "
     "Replace it wherever it was used{where_phrase}",
+    AuditAction.TOKEN_EXCHANGED: "CI token “{name}” made for project {project} by the trusted publisher "
+    "“{publisher}”, for an ID token of {issuer} ({subject}){limits_phrase}",
+    AuditAction.PUBLISHER_ADDED: "Trusted publisher “{name}” added to project {project}: ID tokens of {issuer} "
+    "with {claims_phrase} get a short-lived token ({scopes_phrase})",
+    AuditAction.PUBLISHER_REMOVED: "Trusted publisher “{name}” removed from project {project}; "
+    "{revoked} live token(s) it had given revoked",
     AuditAction.TOKEN_FOUND_BY_SCANNING: "Token “{name}” was found in public by GitHub's secret scanning{found_phrase} "
     "and has been revoked. Remove it from there, and replace it wherever it was used{where_phrase}",
     AuditAction.TOKEN_UNUSED_WARNING: "Token “{name}” has not been used since {unused_since}: it will be revoked "
@@ -144,6 +156,8 @@ REVOKE_REASONS: dict[str, str] = {
     ),
     RevokeReason.APPLICATION: " by the application that held it (it signed out)",
     RevokeReason.PARENT_REVOKED: " with the token it was made from",
+    RevokeReason.PROJECT_MEMBER: " by a member of its project",
+    RevokeReason.PUBLISHER_REMOVED: " when the trusted publisher it was made for was removed",
     RevokeReason.SECRET_SCANNING: " after GitHub's secret scanning found it in public",
     RevokeReason.UNUSED: " because it had not been used for too long",
     RevokeReason.RESTORED_REVOCATION: (
@@ -163,6 +177,8 @@ REVOKE_CAUSES: dict[str, str] = {
     ),
     RevokeReason.APPLICATION: "by the application that held it, which signed out",
     RevokeReason.PARENT_REVOKED: "with the personal token it was made from",
+    RevokeReason.PROJECT_MEMBER: "by a member of its project",
+    RevokeReason.PUBLISHER_REMOVED: "the trusted publisher it was made for was removed",
     RevokeReason.SECRET_SCANNING: "GitHub's secret scanning found it in public",
     RevokeReason.UNUSED: "it had not been used for too long: this server revokes unused tokens",
     RevokeReason.RESTORED_REVOCATION: "it had been revoked after the backup Tokensmith was restored from",
@@ -177,13 +193,28 @@ def record(
     user_id: int | None = None,
     ip: str | None = None,
     at: datetime | None = None,
+    at_once: bool = False,
     **details: Any,
 ) -> AuditEvent:
-    event = AuditEvent(at=at or utcnow(), action=action, actor=actor, user_id=user_id, ip=ip, details=details)
-    session.add(event)
+    """The event, written with the unit of work's commit (the ORM's flush), so that a unit that
+    writes nothing else before takes SQLite's one writer turn only as it ends. ``at_once``: the
+    same row written now by one INSERT on the unit's connection (the event returned is then not
+    in the session), for a hot path whose unit writes already (the CI exchange,
+    tokens/workload_identity.py): the ORM's flush costs several times the statement. The same
+    listeners either way."""
+    values = {"at": at or utcnow(), "action": action, "actor": actor, "user_id": user_id, "ip": ip, "details": details}
+    if at_once:
+        event = AuditEvent(id=session.connection().execute(_INSERT_EVENT, values).scalar_one(), **values)
+    else:
+        event = AuditEvent(**values)
+        session.add(event)
     for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
         listener(session, event)
     return event
+
+
+_EVENTS = AuditEvent.__table__
+_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
 
 
 Listener = Callable[[Session, AuditEvent], None]
@@ -311,6 +342,8 @@ def describe(event: AuditEvent) -> str:
     details["new_phrase"] = f" ({details['hint']})" if rotated else ""
     details["old_phrase"] = f" ({details['replaced_hint']}), which no longer works" if rotated else ""
     details["short_commit"] = str(details.get("commit", "?"))[:12]
+    details["claims_phrase"] = _claims_phrase(details.get("claims"))
+    details["scopes_phrase"] = describe_scopes(details.get("scopes") or ["?"])
     details["factor_phrase"] = f"{details.get('kind', '?')}" + (f" “{details['name']}”" if details.get("name") else "")
     details["confirmed_with"] = details.get("confirmed_with") or "password"
     details["with_phrase"] = f" ({details['second_step']})" if details.get("second_step") else ""
@@ -321,6 +354,13 @@ def _limits_phrase(details: dict[str, Any]) -> str:
     if "scopes" not in details:  # events from before tokens had limits
         return ""
     return f" ({describe_limits(details['scopes'], details.get('projects'), details.get('allowed_ips'))})"
+
+
+def _claims_phrase(claims: object) -> str:
+    """A trusted publisher's claims as its events say them: ``repository = acme/app, ref = …``."""
+    if not isinstance(claims, dict) or not claims:
+        return "?"
+    return ", ".join(f"{name} = {value}" for name, value in claims.items())
 
 
 def _where_phrase(details: dict[str, Any]) -> str:

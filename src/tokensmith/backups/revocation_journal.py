@@ -4,9 +4,9 @@ a restore can revoke again what was revoked after its backup was taken.
 A restored backup brings back the store as it was at the backup's moment: every token revoked
 since then is live in it again (the stolen laptop's token works again), and every account
 disabled since then is enabled. The store cannot know better; the journal can. It listens to
-the audit trail (a token revoked, reported leaked or rotated away; an account disabled, or
-enabled again) and,
-when the unit of work that did it commits, appends one JSON line per act to
+the audit trail (a token revoked, reported leaked, found by secret scanning or rotated away; an
+account disabled, or enabled again) and, when the unit of work that did it commits, appends one
+JSON line per act to
 ``TOKENSMITH_REVOCATION_JOURNAL/HOST.jsonl`` (default ``DATA_DIR/revocations``), synced to disk
 before the commit: a revocation that committed is in the journal. (A unit that fails after
 that leaves a line for a revocation that did not happen; replayed, it revokes a live token.
@@ -53,6 +53,7 @@ _PENDING = "revocation_journal"
 _TOKEN_ENDED: dict[str, str] = {
     AuditAction.TOKEN_REVOKED: "token_id",
     AuditAction.TOKEN_LEAK_REPORTED: "token_id",
+    AuditAction.TOKEN_FOUND_BY_SCANNING: "token_id",
     AuditAction.TOKEN_ROTATED: "replaced_token_id",
 }
 # An account disabled and enabled again before the backup must not be disabled by a replay: both

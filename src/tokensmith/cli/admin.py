@@ -22,12 +22,21 @@ from tokensmith.audit.trail import RevokeReason
 from tokensmith.backups import restore, snapshot
 from tokensmith.backups import revocation_journal as journal
 from tokensmith.cli import progress
-from tokensmith.cli.server_commands import audit_app, backup_app, packages_app, projects_app, tokens_app, users_app
+from tokensmith.cli.server_commands import (
+    audit_app,
+    backup_app,
+    packages_app,
+    projects_app,
+    publishers_app,
+    tokens_app,
+    users_app,
+)
 from tokensmith.client.output import columns
 from tokensmith.clock import display
 from tokensmith.config import Settings, load_settings
 from tokensmith.errors import ConfigurationError, InvalidInput, StoreUnavailable
 from tokensmith.projects import catalog, maven_repository
+from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.projects.maven_repository import Coordinates
 from tokensmith.scopes import ALL_SCOPES
 from tokensmith.scopes import describe as describe_limits
@@ -40,6 +49,7 @@ from tokensmith.store.database import (
     unit_of_work,
 )
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
+from tokensmith.tokens import ci_tokens
 from tokensmith.tokens import lifecycle as token_lifecycle
 
 ACTOR = "admin (shell)"
@@ -438,6 +448,114 @@ def audit_export(
                 sys.stdout.write(json.dumps({key: record[key] for key in EXPORT_COLUMNS}, ensure_ascii=False) + "\n")
             count += 1
     note(f"Exported {count} event(s){f' since {start.isoformat()}' if start else ''}.")
+
+
+@publishers_app.command("add")
+def publishers_add(
+    project_id: Annotated[str, typer.Argument(help="The project whose tokens its CI jobs get.")],
+    issuer: Annotated[
+        str,
+        typer.Option(
+            "--issuer", help=f"The CI's issuer, as its ID tokens' iss says it ({trusted_publishers.GITHUB_ACTIONS})."
+        ),
+    ],
+    claim: Annotated[
+        list[str],
+        typer.Option(
+            "--claim", help="NAME=VALUE an ID token must carry, exactly; repeat for more (one pins the repository)."
+        ),
+    ],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="A scope of its tokens; repeat for more (default: git:read and maven:read)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="What people call it (default: the issuer and repository).")
+    ] = None,
+) -> None:
+    """Trust a CI's ID tokens that carry these claims: they get a short-lived token of the project."""
+    with admin_store() as ctx:
+        publisher = trusted_publishers.add_publisher(
+            ctx.session,
+            project_id,
+            issuer=issuer,
+            claims=trusted_publishers.parse_claims(claim),
+            scopes=scope or trusted_publishers.DEFAULT_SCOPES,
+            name=name,
+            actor=ACTOR,
+        )
+        summary = (
+            f"Added trusted publisher {publisher.id} “{publisher.name}” to {publisher.project_id}: ID tokens of "
+            f"{publisher.issuer} with {', '.join(f'{k}={v}' for k, v in publisher.claims.items())} get "
+            f"{', '.join(publisher.scopes)} for {ctx.settings.oidc_token_minutes} minutes, as "
+            f"{trusted_publishers.ci_username(publisher.project_id)}."
+        )
+        minted = publisher.id
+    typer.echo(minted)
+    note(summary)
+
+
+@publishers_app.command("list")
+def publishers_list(
+    project_id: Annotated[str | None, typer.Argument(help="Only this project's.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every trusted publisher (of one project): its issuer, claims, scopes and live tokens."""
+    with admin_store() as ctx:
+        if project_id is not None:
+            catalog.get_project(ctx.session, project_id)
+        found = trusted_publishers.all_publishers(ctx.session, project_id)
+        live = {project: ci_tokens.live_tokens(ctx.session, project) for project in {p.project_id for p in found}}
+        rows = [
+            {
+                "id": p.id,
+                "project": p.project_id,
+                "name": p.name,
+                "issuer": p.issuer,
+                "claims": dict(p.claims),
+                "scopes": list(p.scopes),
+                "username": trusted_publishers.ci_username(p.project_id),
+                "live_tokens": len(live[p.project_id].get(p.id, [])),
+                "created_at": p.created_at.isoformat(),
+                "created_by": p.created_by,
+            }
+            for p in found
+        ]
+        table = [
+            [
+                str(p.id),
+                p.project_id,
+                p.name,
+                p.issuer,
+                " ".join(f"{k}={v}" for k, v in p.claims.items()),
+                " ".join(p.scopes),
+                str(len(live[p.project_id].get(p.id, []))),
+            ]
+            for p in found
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(
+        columns(
+            ["ID", "PROJECT", "NAME", "ISSUER", "CLAIMS", "SCOPES", "LIVE TOKENS"],
+            table,
+        )
+    )
+
+
+@publishers_app.command("remove")
+def publishers_remove(
+    publisher_id: Annotated[int, typer.Argument(help="The publisher's id (publishers list).")],
+) -> None:
+    """Remove a trusted publisher: every live token it gave is revoked with it."""
+    with admin_store() as ctx:
+        removed, revoked = ci_tokens.remove_publisher(ctx.session, publisher_id, actor=ACTOR)
+        summary = (
+            f"Removed trusted publisher {publisher_id} “{removed.name}” of {removed.project_id}; "
+            f"revoked {revoked} live token(s)."
+        )
+    note(summary)
 
 
 PassphraseFile = Annotated[

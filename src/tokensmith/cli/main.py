@@ -27,6 +27,7 @@ SERVER_COMMANDS = {
     "projects": (ADMIN, "Studio projects and their members (server administration)"),
     "packages": (ADMIN, "the package (hotfix) repository (server administration)"),
     "audit": (ADMIN, "the audit trail: export every event (server administration)"),
+    "publishers": (ADMIN, "trusted publishers: CI jobs that get tokens without a secret (server administration)"),
     "backup": (ADMIN, "back up or restore the whole deployment (server administration)"),
 }
 SERVER_TOKEN_COMMANDS = {

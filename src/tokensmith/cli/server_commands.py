@@ -35,6 +35,12 @@ backup_app = typer.Typer(
     add_completion=False,
 )
 tokens_app = typer.Typer(rich_markup_mode=None, add_completion=False)  # tokens create, tokens revoke-all
+publishers_app = typer.Typer(
+    help="Trusted publishers: the CI jobs whose OpenID Connect ID token gets a project's token.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+)
 
 
 def group(module: str, name: str) -> Any:
@@ -48,6 +54,7 @@ def group(module: str, name: str) -> Any:
         "projects": projects_app,
         "packages": packages_app,
         "audit": audit_app,
+        "publishers": publishers_app,
         "backup": backup_app,
     }
     if name in groups:

@@ -225,6 +225,22 @@ def parser() -> Parser:
     maven.add_argument("--file", metavar="PATH", help="the settings file (~/.m2/settings.xml)")
     maven.add_argument("--print", action="store_true", help="show the entry instead of writing it")
 
+    ci = subcommands(command(top, "ci", None, "CI jobs without a stored secret"))
+    with_json(
+        with_server(
+            command(
+                ci,
+                "token",
+                commands.ci_token,
+                "print the token this CI job's ID token gets",
+                "Exchange this CI job's OpenID Connect ID token (TOKENSMITH_ID_TOKEN, or GitHub Actions' own) "
+                "for a short-lived token of the project whose trusted publisher it matches, and print it: for "
+                "tools that take a token, like Maven's settings (${env.TOKENSMITH_CI_TOKEN}). Every other "
+                "command uses it by itself.",
+            )
+        ),
+        help="print the token, its username, project, scopes and expiry as JSON",
+    )
     shell = command(
         top,
         "completion",

@@ -302,6 +302,11 @@ def tokens_rotate(args: Namespace) -> None:
             "The token comes from TOKENSMITH_TOKEN: rotate it where that variable is set "
             "(the My Tokens page, or `tokensmith tokens rotate` where it is kept)."
         )
+    if credential.kept == "ci":
+        raise InvalidInput(
+            "The token is this CI job's, got for its OpenID Connect ID token: it expires within minutes, "
+            "and the next job gets a new one. Nothing to rotate."
+        )
     with connect(credential) as api:
         me = checked_me(api, credential)
         rotated = api.rotate(me["token"]["id"])
@@ -422,3 +427,19 @@ def register(args: Namespace) -> None:
         f"Its instance key is in {path} (mode 0600): the package repository's username is the "
         "instance id, its password the instance key."
     )
+
+
+# --- CI without a stored secret ---------------------------------------------------------------------
+
+
+def ci_token(args: Namespace) -> None:
+    """The token this CI job's ID token is exchanged for, on stdout, for tools that want one."""
+    from tokensmith.client import workload_identity
+
+    if workload_identity.source() is None:
+        raise workload_identity.not_in_ci()
+    found = workload_identity.token_for(target(args.server))
+    if args.json:
+        output.as_json(found.as_dict())
+        return
+    output.say(found.token)

@@ -25,6 +25,8 @@ from tokensmith.client import keyrings, server_url
 from tokensmith.client.errors import InvalidInput, NotLoggedIn
 
 ENV_SERVER, ENV_USERNAME, ENV_TOKEN = "TOKENSMITH_SERVER", "TOKENSMITH_USERNAME", "TOKENSMITH_TOKEN"
+# A CI job's identity (workload_identity.py): GitLab's (or any CI's) ID token, or GitHub's way to ask for one.
+CI_IDENTITY = ("TOKENSMITH_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
 # How the common backends call themselves (their ``name``), without loading them to ask.
 KEYRING_NAMES = {
     keyrings.SECRET_SERVICE: "SecretService Keyring",
@@ -39,7 +41,7 @@ class Credential:
     server: str
     username: str
     token: str = field(default="", repr=False)
-    kept: str = ""  # "environment", "keyring", "file" or "prompt"
+    kept: str = ""  # "environment", "ci" (a CI job's ID token, exchanged), "keyring", "file" or "prompt"
     where: str = ""  # the same, in words for a person
 
 
@@ -103,10 +105,11 @@ def default_server() -> str:
 
 
 def from_environment(server: str | None = None) -> Credential | None:
-    """CI's credential: TOKENSMITH_SERVER, TOKENSMITH_USERNAME and TOKENSMITH_TOKEN."""
+    """CI's credential: TOKENSMITH_SERVER, TOKENSMITH_USERNAME and TOKENSMITH_TOKEN; else the
+    token this CI job's OpenID Connect ID token is exchanged for (workload_identity.py)."""
     env = os.environ
     if not env.get(ENV_TOKEN):
-        return None
+        return _from_ci_identity(server) if any(env.get(name) for name in CI_IDENTITY) else None
     missing = [name for name in (ENV_SERVER, ENV_USERNAME) if not env.get(name)]
     if missing and not (server and env.get(ENV_USERNAME)):
         verb = "is" if len(missing) == 1 else "are"
@@ -118,6 +121,18 @@ def from_environment(server: str | None = None) -> Credential | None:
         "environment",
         f"the environment ({ENV_TOKEN})",
     )
+
+
+def _from_ci_identity(server: str | None) -> Credential:
+    from tokensmith.client import workload_identity
+
+    chosen = server or os.environ.get(ENV_SERVER)
+    if not chosen:
+        raise NotLoggedIn(
+            f"This CI job has an OpenID Connect ID token ({workload_identity.source()}) but no server to "
+            f"exchange it at: set {ENV_SERVER} to the server's URL."
+        )
+    return workload_identity.credential(server_url.parse(chosen))
 
 
 def load(server: str | None = None) -> Credential | None:

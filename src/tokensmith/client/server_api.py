@@ -132,3 +132,12 @@ class ServerApi:
 
     def projects(self) -> list[JSONObject]:
         return self._objects("GET", "/api/v1/projects")
+
+    # --- workload identity: a CI job's ID token for a token (no credential) -----------------------
+
+    def oidc_audience(self) -> str:
+        return str(self._object("GET", "/api/v1/oidc/audience")["audience"])
+
+    def exchange_id_token(self, id_token: str, project: str | None = None) -> JSONObject:
+        body = {"token": id_token, **({"project": project} if project else {})}
+        return self._object("POST", "/api/v1/oidc/exchange", json=body)

@@ -371,6 +371,47 @@ class RecordedSetting(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class TrustedPublisher(Base):
+    """A CI whose OpenID Connect ID tokens a project trusts (workload identity): those of
+    ``issuer`` that carry every one of ``claims`` are exchanged for a short-lived token of the
+    project with ``scopes``, owned by the project's CI account (projects/publishers.py)."""
+
+    __tablename__ = "trusted_publishers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    # The project's CI account, which the tokens are minted for: one per project, never signs in.
+    account_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    # Exactly as the ID tokens' "iss" says it; indexed for the exchange, which starts from it.
+    issuer: Mapped[str] = mapped_column(String(255), index=True)
+    claims: Mapped[dict[str, str]] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(80))  # who added it: a username, or the shell
+
+    __table_args__ = (Index("uq_trusted_publishers_project_name", "project_id", "name", unique=True),)
+
+
+class PublisherToken(Base):
+    """Which trusted publisher a CI token was made for: its removal revokes them."""
+
+    __tablename__ = "publisher_tokens"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("personal_tokens.id", ondelete="CASCADE"), primary_key=True)
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("trusted_publishers.id", ondelete="CASCADE"), index=True)
+
+
+class IdTokenUse(Base):
+    """An ID token exchanged once (its issuer and ``jti``, digested): refused ever after, by every
+    instance, and kept until it has expired (then pruned: it is refused as expired anyway)."""
+
+    __tablename__ = "id_token_uses"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 # --- a second factor for local accounts (accounts/second_factors.py) ------------------------------
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from tokensmith.audit.trail import RevokeReason
 from tokensmith.clock import utcnow
 from tokensmith.errors import Conflict, InsufficientScope, InvalidInput, NotPermitted, TokenExpired, TokenRevoked
+from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.store.database import rows_changed
 from tokensmith.store.models import PersonalToken
 from tokensmith.store.server_keys import ServerKeys
@@ -113,6 +114,7 @@ def derive_token(
     """A new application token under ``parent_id``, one of ``owner_id``'s live personal tokens:
     ``(secret, row)``. Show the secret once, then drop it."""
     parent = hold_live_parent(session, parent_id, owner_id)
+    trusted_publishers.not_for_ci(parent.owner, "an application token")
     if parent.parent_id is not None:
         raise NotPermitted(
             "An application token cannot make another: present the personal token it was made "

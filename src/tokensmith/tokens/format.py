@@ -36,8 +36,21 @@ def checksum(random_part: str) -> str:
 
 def generate(prefix: str) -> str:
     """A fresh token. The caller shows it once and keeps only its digest."""
-    random_part = "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_LENGTH))
+    random_part = _random_base62(RANDOM_LENGTH)
     return prefix + random_part + checksum(random_part)
+
+
+_UNBIASED = 4 * len(ALPHABET)  # 248: a random byte below it is a uniform character (b % 62)
+
+
+def _random_base62(length: int) -> str:
+    """``length`` characters drawn uniformly from ALPHABET, from one read of the system's random
+    source (``secrets.choice`` read it once per character: 32 reads a token). Bytes of 248 and
+    up are dropped, so that no character is likelier than another."""
+    drawn: list[str] = []
+    while len(drawn) < length:
+        drawn += [ALPHABET[byte % len(ALPHABET)] for byte in secrets.token_bytes(2 * length) if byte < _UNBIASED]
+    return "".join(drawn[:length])
 
 
 def looks_like_token(secret: str, prefix: str) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar, Unpack
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -28,9 +28,10 @@ from tokensmith.errors import (
     NotPermitted,
 )
 from tokensmith.identity import VerifiedToken
+from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.projects.catalog import project_ids_of
 from tokensmith.scopes import ALL_SCOPES
-from tokensmith.store.models import PersonalToken
+from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import check as token_check
 from tokensmith.tokens import format as token_format
@@ -52,6 +53,8 @@ MAX_LEAK_REPORT = 100  # tokens in one leak report (POST /api/v1/tokens/revoke)
 
 
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+_TOKENS = PersonalToken.__table__
+_INSERT_TOKEN = insert(_TOKENS).returning(_TOKENS.c.id)  # a CI token's (mint_checked, name_is_unique)
 
 
 T = TypeVar("T")
@@ -121,6 +124,9 @@ def create_token(
     Bad input is InvalidInput, and nothing is made.
     """
     name = validate_name(name)
+    owner = session.get(User, owner_id)
+    if owner is not None:
+        trusted_publishers.not_for_ci(owner, "a token made by hand")
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise InvalidInput("The expiration date must be in the future.")
@@ -146,32 +152,30 @@ def mint_checked(
     ip: str | None,
     audited: bool = True,
     parent_id: int | None = None,
+    name_is_unique: bool = False,
     **details: Any,
 ) -> tuple[str, PersonalToken]:
     """The token row and its ``token.created`` event (with ``details``), for limits checked
     already: a new token's, the ones a rotated token carries over as they were (a rotation writes
     one event of its own, ``audited=False``), or an application token's (under ``parent_id``,
-    ``token.derived``), taken from its parent (application_tokens.py)."""
-    _ensure_name_free(session, owner_id, name, now)
-    secret = token_format.generate(prefix)
-    row = PersonalToken(
-        user_id=owner_id,
-        name=name,
-        digest=_digest(keys, secret),
-        key_version=keys.current,
-        hint=token_format.hint(secret, prefix),
-        scopes=list(limits.scopes),
-        projects=_listed(limits.projects),
-        allowed_ips=_listed(limits.allowed_ips),
-        created_at=now,
-        expires_at=expires_at,
-        parent_id=parent_id,
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
+    ``token.derived``), taken from its parent (application_tokens.py). ``name_is_unique``: a name
+    made unique by its caller (a CI token's, workload_identity.py), which is not looked up; the
+    row is then written by one INSERT … RETURNING id on the session's connection, and the row
+    returned is not in the session (an ORM flush of it cost an exchange three times the
+    statement: docs/benchmarks.md)."""
+    if not name_is_unique:
+        _ensure_name_free(session, owner_id, name, now)
+    secret, values = _new_values(keys, owner_id, name, limits, prefix, expires_at, now, parent_id)
+    if name_is_unique:
+        # No savepoint: a name taken after all fails the whole unit.
+        row = PersonalToken(id=session.connection().execute(_INSERT_TOKEN, values).scalar_one(), **values)
+    else:
+        row = PersonalToken(**values)
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
     if not audited:
         return secret, row
     trail.record(
@@ -188,6 +192,34 @@ def mint_checked(
         **details,
     )
     return secret, row
+
+
+def _new_values(
+    keys: ServerKeys,
+    owner_id: int,
+    name: str,
+    limits: token_limits.Limits,
+    prefix: str,
+    expires_at: datetime | None,
+    now: datetime,
+    parent_id: int | None,
+) -> tuple[str, dict[str, Any]]:
+    """A new token and the values of its row."""
+    secret = token_format.generate(prefix)
+    values = {
+        "user_id": owner_id,
+        "name": name,
+        "digest": _digest(keys, secret),
+        "key_version": keys.current,
+        "hint": token_format.hint(secret, prefix),
+        "scopes": list(limits.scopes),
+        "projects": _listed(limits.projects),
+        "allowed_ips": _listed(limits.allowed_ips),
+        "created_at": now,
+        "expires_at": expires_at,
+        "parent_id": parent_id,
+    }
+    return secret, values
 
 
 def under_a_free_name(base: str, make: Callable[[str], T]) -> T:
@@ -419,6 +451,7 @@ def rotate_token(
     anybody else's id is a 404 as on every other route, and another of one's own tokens a 403.
     The owner ``signed_in`` to the web site (Regenerate on My Tokens) may rotate any of theirs."""
     old = token_listing.get_live_token(session, token_id, owner_id)
+    trusted_publishers.not_for_ci(old.owner, "rotating a token (a CI job asks its trusted publisher for a new one)")
     if old.parent_id is not None:
         raise NotPermitted(
             "An application token cannot be rotated: revoke it, and let the application ask "
@@ -534,6 +567,14 @@ def revoke_found_tokens(
     """Tokens found where they should not be (GitHub's secret scanning: secret_scanning.py):
     revoke them, each with where it was found (its details: url, source...). How many."""
     return len(_revoke_each(session, found, actor=actor, reason=reason, ip=ip))
+
+
+def revoke_publisher_tokens(
+    session: Session, rows: Sequence[PersonalToken], *, actor: str, ip: str | None
+) -> list[PersonalToken]:
+    """The tokens a trusted publisher gave, as it is removed (ci_tokens.remove_publisher): revoke
+    those nobody else just did, in one statement, and return them."""
+    return _revoke_each(session, [(row, {}) for row in rows], actor=actor, reason=RevokeReason.PUBLISHER_REMOVED, ip=ip)
 
 
 def revoke_unused_tokens(

@@ -16,9 +16,13 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tokensmith import scopes as scope_words
 from tokensmith.errors import AddressNotAllowed, InsufficientScope, InvalidInput, NotFound, ProjectNotFound
 from tokensmith.identity import VerifiedToken
-from tokensmith.scopes import ALL_SCOPES, IMPLIES, SCOPES
+from tokensmith.scopes import ALL_SCOPES
+
+# Which scopes a token asks for, checked: the vocabulary's own rule (trusted publishers use it too).
+validate_scopes = scope_words.validate
 
 MAX_PROJECTS = 100
 MAX_ADDRESS_BLOCKS = 50
@@ -53,23 +57,6 @@ class Need:
 
 
 # --- choosing ------------------------------------------------------------------------------------
-
-
-def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    """The scopes asked for, known and non-empty, with what they imply, in SCOPES' order."""
-    asked = {scope.strip() for scope in scopes}
-    asked.discard("")
-    unknown = sorted(asked - set(SCOPES))
-    if unknown:
-        raise InvalidInput(
-            f"Unknown scope {', '.join(repr(scope[:40]) for scope in unknown[:5])}: a scope is one of "
-            f"{', '.join(ALL_SCOPES)}."
-        )
-    if not asked:
-        raise InvalidInput(f"Choose at least one scope: {', '.join(ALL_SCOPES)}.")
-    for scope in list(asked):
-        asked.update(IMPLIES.get(scope, ()))
-    return tuple(scope for scope in ALL_SCOPES if scope in asked)
 
 
 def validate_projects(project_ids: Iterable[str] | None, reachable: Collection[str]) -> tuple[str, ...] | None:

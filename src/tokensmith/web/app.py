@@ -29,6 +29,7 @@ from tokensmith.web import (
     security,
     security_settings,
     studio,
+    workload_identity,
 )
 from tokensmith.web.access_log import ACCESS_LOG
 from tokensmith.web.assets import Assets
@@ -46,6 +47,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 # Every route of the server, in the order they are matched.
 ROUTERS = (
     api.router,
+    workload_identity.router,
     secret_scanning.router,
     monitoring.router,
     git_routes.router,
@@ -55,6 +57,7 @@ ROUTERS = (
     scim.router,
     nuxeo.router,
     pages.router,
+    workload_identity.pages_router,
     security.router,
     security_settings.router,
     second_step.router,

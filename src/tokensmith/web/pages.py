@@ -17,8 +17,10 @@ from tokensmith.audit import trail
 from tokensmith.errors import AuthenticationFailed, Conflict, CsrfFailed, InvalidInput, TooManyAttempts
 from tokensmith.identity import Identity
 from tokensmith.projects import catalog, releases
+from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.scopes import ALL_SCOPES, READ_ONLY, SCOPES
 from tokensmith.store.models import PendingSignIn, User
+from tokensmith.tokens import ci_tokens
 from tokensmith.tokens import lifecycle as token_lifecycle
 from tokensmith.tokens import listing as token_listing
 from tokensmith.web.auth import BrowserIdentity, Db, optional_browser_identity, session_secret
@@ -503,12 +505,15 @@ def revoke_token(
 
 
 @router.get("/applications")
-def applications_page(request: Request, db: Db, identity: BrowserIdentity) -> Response:
-    return _applications_page(request, db, identity)
+def show_applications(request: Request, db: Db, identity: BrowserIdentity) -> Response:
+    return applications_page(request, db, identity)
 
 
-def _applications_page(request: Request, db: Db, identity: Identity, **context: object) -> Response:
-    base = get_runtime(request).settings.public_url
+def applications_page(
+    request: Request, db: Session, identity: Identity, *, status: int = 200, **context: object
+) -> Response:
+    settings = get_runtime(request).settings
+    base = settings.public_url
     mine = catalog.projects_of(db, identity.user.id)
     return render(
         request,
@@ -519,8 +524,14 @@ def _applications_page(request: Request, db: Db, identity: Identity, **context: 
             "git_base": f"{base}/git",
             "maven_url": f"{base}/maven/studio/",
             "server_id": MAVEN_SERVER_ID,
+            # The Trusted publishers section, for the projects the person may write to (workload identity).
+            "publishers": {project.id: ci_tokens.overview(db, project.id) for project, role in mine if role == "write"},
+            "audience": settings.workload_audience,
+            "scopes": SCOPES,
+            "default_publisher_scopes": trusted_publishers.DEFAULT_SCOPES,
             **context,
         },
+        status=status,
     )
 
 
@@ -555,4 +566,4 @@ def fill_maven_token(
         ip=client_ip(request),
     )
     db.commit()  # as for a token made on My Tokens: before the page is drawn
-    return _applications_page(request, db, identity, new_token=secret, new_row=row)
+    return applications_page(request, db, identity, new_token=secret, new_row=row)

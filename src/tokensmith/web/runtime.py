@@ -57,9 +57,11 @@ from tokensmith.store.database import (
 from tokensmith.store.postgresql import AsyncReads
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
+from tokensmith.tokens.oidc_issuers import IssuerDirectory
 from tokensmith.tokens.secret_scanning import PublishedKeys
 from tokensmith.tokens.sweep import Sweep
 from tokensmith.tokens.usage import UsageWriter
+from tokensmith.tokens.workload_identity import SpentIdTokensPruner
 
 T = TypeVar("T")
 
@@ -79,6 +81,8 @@ class Runtime:
     housekeeping: list[Periodic] = field(default_factory=list)  # jobs on a timer, see housekeeping.py
     mail_engine: Engine | None = None  # the mail sender's and the sweep's (mail.py, sweep.py), when either runs
     reads: AsyncReads | None = None  # token lookups on the event loop (PostgreSQL), see the module
+    # The CI issuers' keys this process has needed (workload identity, oidc_issuers.py).
+    issuers: IssuerDirectory = field(default_factory=IssuerDirectory)
     _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
     _checkers: ThreadPoolExecutor | None = field(default=None, repr=False)  # see check_on_store
 
@@ -89,9 +93,9 @@ class Runtime:
         # On SQLite, checkpoints are the WalCheckpointer's: no request waits for the disk.
         engine = create_store_engine(settings, checkpoints=False, bounded=True)
         # One connection each for the threads behind the requests: the usage writer, the
-        # throttle's pruner and, on SQLite, the checkpointer.
+        # throttle's pruner, the pruner of the ID tokens exchanged and, on SQLite, the checkpointer.
         usage = UsageWriter(
-            create_store_engine(settings, pool=Pool(size=3, overflow=0), checkpoints=False, bounded=True)
+            create_store_engine(settings, pool=Pool(size=4, overflow=0), checkpoints=False, bounded=True)
         ).start()
         throttle = SignInThrottle(keys)
         local = engine.dialect.name == "sqlite"
@@ -115,6 +119,7 @@ class Runtime:
             scanning_keys=PublishedKeys(settings.secret_scanning_keys_url),
             housekeeping=[
                 ThrottlePruner(throttle, usage.engine).start(),
+                SpentIdTokensPruner(usage.engine).start(),
                 *([WalCheckpointer(usage.engine).start()] if local else []),
                 *mail_jobs,
             ],
