@@ -94,11 +94,11 @@ lint: $(STAMP)
 
 # The checks first (a finding fails the run before any server starts), then the whole suite:
 # on two workers (pytest-xdist; a test file stays on one worker, so its module's servers are
-# shared), then, alone, the tests marked serial (their timing must not share the two cores).
+# shared; files are handed out in the order tests/conftest.py gives, the long ones first), then, alone, the tests marked serial (their timing must not share the two cores).
 # pytest's status 5 is "no test selected": PYTEST_ARGS may name files with none marked serial.
 PYTEST := TOKENSMITH_TEST_REQUIRE_ALL=1 $(PY) -m pytest
 test: $(STAMP) $(FUZZ_STAMP) system-packages oidc-provider nuxeo-cli lint
-	$(PYTEST) -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(PYTEST) -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" $(PYTEST_ARGS)
 	$(PYTEST) -m serial $(PYTEST_ARGS) || [ $$? = 5 ]
 
 # The inner loop: the checks, then the unit tests, those that start no server (tests/conftest.py
