@@ -190,7 +190,8 @@ def test_a_person_creates_uses_and_revokes_a_token_in_the_browser(
     page.goto("/tokens")
     last_used = read_row(page, "CI Chain")["Last used"]
     client = re.escape(f"python-httpx/{httpx.__version__}")
-    assert re.fullmatch(rf"{MOMENT} from 127\.0\.0\.1 {client}", last_used), last_used
+    # Where it was used, address by address, is written with the last use: a disclosure.
+    assert re.fullmatch(rf"{MOMENT} from 127\.0\.0\.1 {client} Where it was used", last_used), last_used
 
     # Revoked from the page, after confirming: the row goes, the very next request fails.
     token_row(page, "CI Chain").get_by_role("button", name="Revoke", exact=True).click()
