@@ -22,9 +22,9 @@ from tests.support.ledger import remember, watch, watch_database
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.servers import LiveServer
 from tests.support.smtp import SmtpServer
-from tokensmith.accounts import users
+from tokensmith.accounts import passwords, users
 from tokensmith.audit import mail, notices, trail
-from tokensmith.config import MailSettings, Settings
+from tokensmith.config import MailSettings, PasswordHashing, Settings
 from tokensmith.store.database import create_store_engine, migrate
 from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys, parse_keys
@@ -32,6 +32,14 @@ from tokensmith.tokens import lifecycle as token_lifecycle
 
 # After each session's last test, what the tests left is read for the secrets they used.
 pytest_plugins = ["tests.support.no_secrets_written"]
+
+# Passwords hashed at OWASP's floor for argon2id, here and in every server and command the tests
+# start (they inherit the environment): the suite makes and checks hundreds of passwords, each
+# 0.2 s of CPU at the default cost. tests/accounts/test_passwords.py holds the default to RFC 9106's
+# profile and starts a server with it; a hash made at either cost is remade at the other's.
+# `TOKENSMITH_PASSWORD_HASHING=rfc9106-low-memory make test` runs the whole suite at the default.
+SUITE_HASHING = PasswordHashing(os.environ.setdefault("TOKENSMITH_PASSWORD_HASHING", PasswordHashing.OWASP_MINIMUM))
+passwords.use(SUITE_HASHING)
 
 # `make test` sets this: there, a missing browser or PostgreSQL is a failure, not a skip.
 REQUIRE_ALL = os.environ.get("TOKENSMITH_TEST_REQUIRE_ALL") == "1"

@@ -26,6 +26,14 @@ class PasswordPolicy(StrEnum):
     WARN = "warn"
 
 
+class PasswordHashing(StrEnum):
+    """argon2id's cost for new password hashes (accounts/passwords.py). A hash keeps the
+    parameters it was made with; at a sign-in, one made with others is made again with these."""
+
+    RFC_9106_LOW_MEMORY = "rfc9106-low-memory"  # t=3, 64 MiB, 4 lanes: RFC 9106's second choice
+    OWASP_MINIMUM = "owasp-minimum"  # t=2, 19 MiB, 1 lane: OWASP's floor for argon2id
+
+
 _TOKEN_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}_$")
 MIN_BEARER_SECRET_LENGTH = 24
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -110,6 +118,8 @@ class Settings:
     revoke_unused_after_days: int | None = None
     # How often one instance sweeps: unused tokens, and the notices of tokens about to expire.
     sweep_seconds: float = 900.0
+    # TOKENSMITH_PASSWORD_HASHING: the cost of new password hashes (accounts/passwords.py).
+    password_hashing: PasswordHashing = PasswordHashing.RFC_9106_LOW_MEMORY
     # TOKENSMITH_REQUIRE_2FA: people who sign in with a password enrol a second factor before
     # anything else (accounts/second_factors.py).
     require_second_factor: bool = False
@@ -162,6 +172,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         password_policy = PasswordPolicy(policy)
     except ValueError:
         raise ConfigurationError(f"TOKENSMITH_PASSWORD_POLICY must be 'deny' or 'warn'; got {policy!r}") from None
+    hashing = env.get("TOKENSMITH_PASSWORD_HASHING", PasswordHashing.RFC_9106_LOW_MEMORY).strip().lower()
+    try:
+        password_hashing = PasswordHashing(hashing)
+    except ValueError:
+        choices = " or ".join(f"'{choice}'" for choice in PasswordHashing)
+        raise ConfigurationError(f"TOKENSMITH_PASSWORD_HASHING must be {choices}; got {hashing!r}") from None
     identity_provider = _identity_provider(env)
     local_login = _flag(env, "TOKENSMITH_LOCAL_LOGIN", default=True)
     if not local_login and identity_provider is None:
@@ -192,6 +208,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         revoke_unused_after_days=_days(env, "TOKENSMITH_REVOKE_UNUSED_AFTER_DAYS", minimum=MIN_UNUSED_DAYS),
         sweep_seconds=_seconds(env, "TOKENSMITH_MAIL_REMINDER_SECONDS", 900.0),
         require_second_factor=_flag(env, "TOKENSMITH_REQUIRE_2FA", default=False),
+        password_hashing=password_hashing,
         revocation_journal=Path(journal) if (journal := env.get("TOKENSMITH_REVOCATION_JOURNAL")) else None,
     )
 

@@ -1,21 +1,18 @@
 """Users and their passwords.
 
 A password only ever signs in to the web site (and, under the ``warn`` policy, still opens
-the API for a while). Passwords are hashed with argon2id; a user may have none at all.
+the API for a while). Passwords are hashed with argon2id (passwords.py); a user may have none at all.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import secrets
 import unicodedata
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from tokensmith.accounts import passwords
 from tokensmith.audit import trail
 from tokensmith.audit.trail import AuditAction, RevokeReason
 from tokensmith.clock import utcnow
@@ -36,15 +33,6 @@ USERNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._@-]{0,62}[A-Za-z0-9])?$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
-
-_hasher = PasswordHasher()
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """Verified when the username is unknown, so that a wrong username takes as long as a
-    wrong password and the timing does not tell which usernames exist."""
-    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def validate_username(username: str) -> str:
@@ -85,10 +73,6 @@ def validate_display_name(name: str | None) -> str | None:
     return name
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
 def find_user(session: Session, username: str) -> User | None:
     query = select(User).where(func.lower(User.username) == username.strip().lower())
     return session.scalars(query).one_or_none()
@@ -125,7 +109,7 @@ def create_user(
         raise Conflict(f"A user named {username!r} already exists.")
     password_hash = None
     if password is not None:
-        password_hash = hash_password(validate_password(password, token_prefix))
+        password_hash = passwords.hashed(validate_password(password, token_prefix))
     user = User(
         username=username,
         email=email,
@@ -151,7 +135,7 @@ def set_password(session: Session, user: User, password: str, *, token_prefix: s
     """Give an account a new password (an administrator resetting a lost one). Every browser
     session of the account ends: whoever held one signs in again, with the new password."""
     trusted_publishers.not_for_ci(user, "a password")
-    user.password_hash = hash_password(validate_password(password, token_prefix))
+    user.password_hash = passwords.hashed(validate_password(password, token_prefix))
     session.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id))
     trail.record(session, AuditAction.USER_PASSWORD_SET, actor=actor, user_id=user.id)
 
@@ -159,17 +143,15 @@ def set_password(session: Session, user: User, password: str, *, token_prefix: s
 def check_password(session: Session, username: str, password: str) -> User:
     """The user whose password this is; PasswordIncorrect otherwise, in the same time."""
     user = find_user(session, username)
-    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
-    try:
-        _hasher.verify(stored, password)
-    except (VerificationError, InvalidHashError):
-        raise PasswordIncorrect("Incorrect username or password.") from None
+    stored = user.password_hash if user is not None and user.password_hash else passwords.unknown_account_hash()
+    if not passwords.matches(stored, password):
+        raise PasswordIncorrect("Incorrect username or password.")
     if user is None or not user.password_hash:
         raise PasswordIncorrect("Incorrect username or password.")
     if not user.is_active:
         raise AccountDisabled("This account is disabled. Ask an administrator to enable it.")
-    if _hasher.check_needs_rehash(stored):
-        user.password_hash = hash_password(password)
+    if passwords.outdated(stored):
+        user.password_hash = passwords.hashed(password)
     return user
 
 

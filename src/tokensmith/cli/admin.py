@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from tokensmith.accounts import provider_accounts, second_factors, users
+from tokensmith.accounts import passwords, provider_accounts, second_factors, users
 from tokensmith.audit import notices, trail
 from tokensmith.audit.trail import RevokeReason
 from tokensmith.backups import restore, snapshot
@@ -68,6 +68,7 @@ def admin_store() -> Iterator[AdminContext]:
     settings with the public URL the running server recorded (deployment.py)."""
     settings = load_settings()
     require_existing_store(settings)
+    passwords.use(settings.password_hashing)  # users create, users set-password
     engine = create_store_engine(settings)
     try:
         try:

@@ -15,6 +15,7 @@ from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from tokensmith import metrics
+from tokensmith.accounts import passwords
 from tokensmith.accounts.first_start import ADMIN_USERNAME, FirstStart, first_start
 from tokensmith.cli.server_commands import app
 from tokensmith.config import Settings, load_settings
@@ -28,6 +29,7 @@ from tokensmith.web.draining import DrainingProtocol
 def prepare_store(settings: Settings) -> FirstStart | None:
     """Apply migrations and bootstrap; what the very first start made (admin's password), else None."""
     data_dir.ensure(settings.data_dir)
+    passwords.use(settings.password_hashing)  # the first start's admin password
     load_server_keys(settings)  # generated now, on first start, rather than mid-request
     engine = create_store_engine(settings)
     try:

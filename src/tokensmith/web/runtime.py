@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics
+from tokensmith.accounts import passwords
 from tokensmith.accounts.authentication import Authenticator
 from tokensmith.accounts.identity_provider import OpenIdProvider
 from tokensmith.accounts.throttle import SignInThrottle, ThrottlePruner
@@ -89,6 +90,7 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         keys = load_server_keys(settings)
+        passwords.use(settings.password_hashing)
         metrics.worker_started()
         # On SQLite, checkpoints are the WalCheckpointer's: no request waits for the disk.
         engine = create_store_engine(settings, checkpoints=False, bounded=True)
