@@ -113,12 +113,17 @@ def main(calls: int, tasks: int) -> None:
 
         async def verify_on_loop() -> None:
             digests = keys.all_digests(token_check.PURPOSE, secret)
-            row = await reads.fetch_one(*token_check.postgresql_lookup(digests))
+            row = await reads.fetch_keyed(token_check.ASYNCPG_BY_DIGESTS, token_check.DIGEST_AT, digests)
             token_check.verify_token(token_check.Fetched(digests, row), keys, secret, prefix=PREFIX)
 
         print(f"PostgreSQL, {calls:,} calls by {tasks} tasks:")
+
+        async def all_then_close(*pieces) -> None:
+            await _all(*pieces)
+            reads.close()  # on the loop its connections belong to
+
         asyncio.run(
-            _all(
+            all_then_close(
                 calls,
                 tasks,
                 noop,
@@ -132,7 +137,6 @@ def main(calls: int, tasks: int) -> None:
                 verify_on_loop,
             )
         )
-        reads.close()
         check.dispose()
     finally:
         postgres.stop()

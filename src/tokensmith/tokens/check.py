@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, any_, bindparam, select
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from tokensmith.audit import trail
 from tokensmith.audit.trail import RevokeReason
@@ -67,7 +68,7 @@ _FIELDS_AT = tuple(_AT[name] for name in _TOKEN_FIELDS)
 _JSON_AT = tuple(_AT[name] for name in ("scopes", "projects", "allowed_ips"))  # projects, allowed_ips: NULL for most
 _TIMES_AT = tuple(_AT[name] for name in ("created_at", "expires_at", "last_used_at", "revoked_at"))
 _FLAGS_AT = tuple(_AT[name] for name in ("owner_is_admin", "owner_active"))
-_DIGEST_AT = _AT["digest"]
+DIGEST_AT = _AT["digest"]
 _OWNER_AT = tuple(_AT[name] for name in ("user_id", "owner_username", "owner_email", "owner_is_admin"))
 _OWNER_ACTIVE_AT = _AT["owner_active"]
 
@@ -102,31 +103,37 @@ def _from_postgresql(row: tuple[Any, ...]) -> list[Any]:
     return values
 
 
+def _from_asyncpg(row: tuple[Any, ...]) -> list[Any]:
+    """A row as asyncpg returns it: JSON as its text, timestamps aware."""
+    values = list(row)
+    for index in _JSON_AT:
+        if values[index] is not None:
+            values[index] = list(_json_list(values[index]))
+    for index in _TIMES_AT:
+        if values[index] is not None:
+            values[index] = values[index].astimezone(UTC)
+    return values
+
+
 def _verified(row: Sequence[Any]) -> VerifiedToken:
     owner = Account(*(row[index] for index in _OWNER_AT))
     return VerifiedToken(owner, row[_OWNER_ACTIVE_AT], *(row[index] for index in _FIELDS_AT))
 
 
 _DRIVER_READS = ("sqlite", "postgresql")
-_BY_ANY_DIGEST_POSTGRESQL = str(
-    _LOOKUP.where(_TOKENS.c.digest == any_(bindparam("digests"))).compile(dialect=postgresql_dialect.dialect())
+# The lookup as asyncpg reads it for the event loop's reads on PostgreSQL: the rows of an array
+# of digests ($1), the digests of several requests read together (store/postgresql.AsyncReads),
+# each request's row found by its digest, at DIGEST_AT.
+ASYNCPG_BY_DIGESTS = str(
+    _LOOKUP.where(_TOKENS.c.digest == any_(bindparam("digests"))).compile(dialect=asyncpg_dialect.dialect())
 )
-
-
-def postgresql_lookup(digests: list[bytes]) -> tuple[str, dict[str, Any]]:
-    """The lookup of a token by its digests (one per key version) as PostgreSQL's driver reads
-    it, with its parameters, for a caller that reads it itself (Fetched). One key, the usual
-    case, is one digest compared: the array of several costs the driver 25–30 µs more."""
-    if len(digests) == 1:
-        return _BY_DIGEST_POSTGRESQL, {"digest": digests[0]}
-    return _BY_ANY_DIGEST_POSTGRESQL, {"digests": digests}
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """The lookup's answer, read by the caller before the check: on PostgreSQL the server reads
-    it on the event loop (store/postgresql.AsyncReads) with ``postgresql_lookup``, then runs
-    the check on this in place of a connection. ``row`` is the driver's (None: no such token)."""
+    it on the event loop (store/postgresql.AsyncReads) with ``ASYNCPG_BY_DIGESTS``, then runs
+    the check on this in place of a connection. ``row`` is asyncpg's (None: no such token)."""
 
     digests: list[bytes]
     row: tuple[Any, ...] | None
@@ -152,7 +159,7 @@ def lookup(store: Connectable | Fetched, keys: ServerKeys, secret: str) -> Verif
     if isinstance(store, Fetched):
         if digests != store.digests:
             raise ValueError("the row fetched is not this token's lookup")
-        row = None if store.row is None else _from_postgresql(store.row)
+        row = None if store.row is None else _from_asyncpg(store.row)
     elif len(digests) == 1 and isinstance(store, Connection) and store.dialect.name in _DRIVER_READS:
         row = _read_on_driver(store, digests[0])
     elif len(digests) == 1:
@@ -161,7 +168,7 @@ def lookup(store: Connectable | Fetched, keys: ServerKeys, secret: str) -> Verif
         row = store.execute(_BY_ANY_DIGEST, {"digests": digests}).one_or_none()
     if row is None:
         return None
-    if not any(hmac.compare_digest(row[_DIGEST_AT], candidate) for candidate in digests):
+    if not any(hmac.compare_digest(row[DIGEST_AT], candidate) for candidate in digests):
         return None
     return _verified(row)
 

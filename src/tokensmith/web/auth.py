@@ -150,7 +150,7 @@ async def _checked_token(
     digests = runtime.authenticator.token_digests(credentials) if runtime.reads is not None else None
     if runtime.reads is None or digests is None:
         return await runtime.check_on_store(_check_token, runtime, credentials, ip, agent, need)
-    row = await runtime.reads.fetch_one(*token_check.postgresql_lookup(digests))
+    row = await runtime.reads.fetch_keyed(token_check.ASYNCPG_BY_DIGESTS, token_check.DIGEST_AT, digests)
     fetched = token_check.Fetched(digests, row)
     return runtime.authenticator.check(
         lambda: contextlib.nullcontext(fetched), credentials, ip=ip, agent=agent, need=need
