@@ -202,19 +202,46 @@ def record(
     in the session), for a hot path whose unit writes already (the CI exchange,
     tokens/workload_identity.py): the ORM's flush costs several times the statement. The same
     listeners either way."""
-    values = {"at": at or utcnow(), "action": action, "actor": actor, "user_id": user_id, "ip": ip, "details": details}
+    values = event_values(action, actor=actor, user_id=user_id, ip=ip, at=at, **details)
     if at_once:
-        event = AuditEvent(id=session.connection().execute(_INSERT_EVENT, values).scalar_one(), **values)
-    else:
-        event = AuditEvent(**values)
-        session.add(event)
-    for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
-        listener(session, event)
+        return record_now(session, [values])[0]
+    event = AuditEvent(**values)
+    session.add(event)
+    _tell_listeners(session, event)
     return event
 
 
+def event_values(
+    action: AuditAction,
+    *,
+    actor: str,
+    user_id: int | None = None,
+    ip: str | None = None,
+    at: datetime | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """An event's row, as ``record`` writes it: for ``record_now``."""
+    return {"at": at or utcnow(), "action": action, "actor": actor, "user_id": user_id, "ip": ip, "details": details}
+
+
+def record_now(session: Session, rows: list[dict[str, Any]]) -> list[AuditEvent]:
+    """Events (``event_values``) written now by one INSERT of all their rows on the unit's
+    connection (``record(…, at_once=True)``'s, or a batch of CI exchanges'), each told to the
+    listeners as ``record`` tells them. The events returned are not in the session."""
+    ids = session.connection().execute(_INSERT_EVENTS, rows).scalars().all()
+    events = [AuditEvent(id=event_id, **values) for values, event_id in zip(rows, ids, strict=True)]
+    for event in events:
+        _tell_listeners(session, event)
+    return events
+
+
+def _tell_listeners(session: Session, event: AuditEvent) -> None:
+    for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
+        listener(session, event)
+
+
 _EVENTS = AuditEvent.__table__
-_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
 
 
 Listener = Callable[[Session, AuditEvent], None]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar, Unpack
 
@@ -54,7 +55,8 @@ MAX_LEAK_REPORT = 100  # tokens in one leak report (POST /api/v1/tokens/revoke)
 
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 _TOKENS = PersonalToken.__table__
-_INSERT_TOKEN = insert(_TOKENS).returning(_TOKENS.c.id)  # a CI token's (mint_checked, name_is_unique)
+# CI tokens' (mint_checked with name_is_unique, mint_uniquely_named): ids back in the rows' order.
+_INSERT_TOKENS = insert(_TOKENS).returning(_TOKENS.c.id, sort_by_parameter_order=True)
 
 
 T = TypeVar("T")
@@ -165,11 +167,12 @@ def mint_checked(
     statement: docs/benchmarks.md)."""
     if not name_is_unique:
         _ensure_name_free(session, owner_id, name, now)
-    secret, values = _new_values(keys, owner_id, name, limits, prefix, expires_at, now, parent_id)
     if name_is_unique:
         # No savepoint: a name taken after all fails the whole unit.
-        row = PersonalToken(id=session.connection().execute(_INSERT_TOKEN, values).scalar_one(), **values)
+        wanted = UniquelyNamed(owner_id, name, limits, expires_at, now)
+        secret, row = mint_uniquely_named(session, keys, [wanted], prefix=prefix, parent_id=parent_id)[0]
     else:
+        secret, values = _new_values(keys, owner_id, name, limits, prefix, expires_at, now, parent_id)
         row = PersonalToken(**values)
         try:
             with session.begin_nested():
@@ -192,6 +195,40 @@ def mint_checked(
         **details,
     )
     return secret, row
+
+
+@dataclass(frozen=True)
+class UniquelyNamed:
+    """A token to mint under a name its caller made unique (a CI token's: its ID token's own)."""
+
+    owner_id: int
+    name: str
+    limits: token_limits.Limits
+    expires_at: datetime | None
+    created_at: datetime
+
+
+def mint_uniquely_named(
+    session: Session,
+    keys: ServerKeys,
+    wanted: Sequence[UniquelyNamed],
+    *,
+    prefix: str,
+    parent_id: int | None = None,
+) -> list[tuple[str, PersonalToken]]:
+    """Tokens whose limits were checked and whose names are unique already, written by one
+    ``INSERT … RETURNING id`` of all their rows (SQLAlchemy's insertmanyvalues) on the session's
+    connection: a CI token's (``mint_checked``), or the tokens of a batch of exchanges
+    (tokens/exchange_batches.py). No event: their callers write their own. The rows returned are
+    not in the session."""
+    made = [
+        _new_values(keys, one.owner_id, one.name, one.limits, prefix, one.expires_at, one.created_at, parent_id)
+        for one in wanted
+    ]
+    ids = session.connection().execute(_INSERT_TOKENS, [values for _secret, values in made]).scalars().all()
+    return [
+        (secret, PersonalToken(id=token_id, **values)) for (secret, values), token_id in zip(made, ids, strict=True)
+    ]
 
 
 def _new_values(
