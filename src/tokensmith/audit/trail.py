@@ -193,19 +193,12 @@ def record(
     user_id: int | None = None,
     ip: str | None = None,
     at: datetime | None = None,
-    at_once: bool = False,
     **details: Any,
 ) -> AuditEvent:
     """The event, written with the unit of work's commit (the ORM's flush), so that a unit that
-    writes nothing else before takes SQLite's one writer turn only as it ends. ``at_once``: the
-    same row written now by one INSERT on the unit's connection (the event returned is then not
-    in the session), for a hot path whose unit writes already (the CI exchange,
-    tokens/workload_identity.py): the ORM's flush costs several times the statement. The same
-    listeners either way."""
-    values = event_values(action, actor=actor, user_id=user_id, ip=ip, at=at, **details)
-    if at_once:
-        return record_now(session, [values])[0]
-    event = AuditEvent(**values)
+    writes nothing else before takes SQLite's one writer turn only as it ends (``record_now``
+    writes events at once, for the CI exchanges)."""
+    event = AuditEvent(**event_values(action, actor=actor, user_id=user_id, ip=ip, at=at, **details))
     session.add(event)
     _tell_listeners(session, event)
     return event
@@ -224,15 +217,15 @@ def event_values(
     return {"at": at or utcnow(), "action": action, "actor": actor, "user_id": user_id, "ip": ip, "details": details}
 
 
-def record_now(session: Session, rows: list[dict[str, Any]]) -> list[AuditEvent]:
-    """Events (``event_values``) written now by one INSERT of all their rows on the unit's
-    connection (``record(…, at_once=True)``'s, or a batch of CI exchanges'), each told to the
-    listeners as ``record`` tells them. The events returned are not in the session."""
-    ids = session.connection().execute(_INSERT_EVENTS, rows).scalars().all()
-    events = [AuditEvent(id=event_id, **values) for values, event_id in zip(rows, ids, strict=True)]
-    for event in events:
-        _tell_listeners(session, event)
-    return events
+def record_now(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Events (``event_values``) written now by one executemany INSERT on the unit's connection,
+    for a hot path whose unit writes already (the CI exchanges, one or a batch of them,
+    tokens/workload_identity.py: an ORM flush costs several times the statement), each told to
+    the listeners as ``record`` tells them — without its id, as an event ``record`` keeps for the
+    flush (no listener needs it; a RETURNING of ids in order would cost SQLite a statement a row)."""
+    session.connection().execute(_INSERT_EVENTS, rows)
+    for values in rows:
+        _tell_listeners(session, AuditEvent(**values))
 
 
 def _tell_listeners(session: Session, event: AuditEvent) -> None:
@@ -241,7 +234,7 @@ def _tell_listeners(session: Session, event: AuditEvent) -> None:
 
 
 _EVENTS = AuditEvent.__table__
-_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+_INSERT_EVENTS = insert(_EVENTS)
 
 
 Listener = Callable[[Session, AuditEvent], None]

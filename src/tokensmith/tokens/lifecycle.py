@@ -55,8 +55,9 @@ MAX_LEAK_REPORT = 100  # tokens in one leak report (POST /api/v1/tokens/revoke)
 
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 _TOKENS = PersonalToken.__table__
-# CI tokens' (mint_checked with name_is_unique, mint_uniquely_named): ids back in the rows' order.
-_INSERT_TOKENS = insert(_TOKENS).returning(_TOKENS.c.id, sort_by_parameter_order=True)
+# CI tokens' (mint_uniquely_named): each row's id back with its digest, which is unique (asking
+# SQLAlchemy for the rows' order would cost SQLite one statement a row).
+_INSERT_TOKENS = insert(_TOKENS).returning(_TOKENS.c.id, _TOKENS.c.digest)
 
 
 T = TypeVar("T")
@@ -154,31 +155,21 @@ def mint_checked(
     ip: str | None,
     audited: bool = True,
     parent_id: int | None = None,
-    name_is_unique: bool = False,
     **details: Any,
 ) -> tuple[str, PersonalToken]:
     """The token row and its ``token.created`` event (with ``details``), for limits checked
     already: a new token's, the ones a rotated token carries over as they were (a rotation writes
     one event of its own, ``audited=False``), or an application token's (under ``parent_id``,
-    ``token.derived``), taken from its parent (application_tokens.py). ``name_is_unique``: a name
-    made unique by its caller (a CI token's, workload_identity.py), which is not looked up; the
-    row is then written by one INSERT … RETURNING id on the session's connection, and the row
-    returned is not in the session (an ORM flush of it cost an exchange three times the
-    statement: docs/benchmarks.md)."""
-    if not name_is_unique:
-        _ensure_name_free(session, owner_id, name, now)
-    if name_is_unique:
-        # No savepoint: a name taken after all fails the whole unit.
-        wanted = UniquelyNamed(owner_id, name, limits, expires_at, now)
-        secret, row = mint_uniquely_named(session, keys, [wanted], prefix=prefix, parent_id=parent_id)[0]
-    else:
-        secret, values = _new_values(keys, owner_id, name, limits, prefix, expires_at, now, parent_id)
-        row = PersonalToken(**values)
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
+    ``token.derived``), taken from its parent (application_tokens.py). CI tokens, whose names
+    are unique already, are written by ``mint_uniquely_named``."""
+    _ensure_name_free(session, owner_id, name, now)
+    secret, values = _new_values(keys, owner_id, name, limits, prefix, expires_at, now, parent_id)
+    row = PersonalToken(**values)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
     if not audited:
         return secret, row
     trail.record(
@@ -218,17 +209,17 @@ def mint_uniquely_named(
 ) -> list[tuple[str, PersonalToken]]:
     """Tokens whose limits were checked and whose names are unique already, written by one
     ``INSERT … RETURNING id`` of all their rows (SQLAlchemy's insertmanyvalues) on the session's
-    connection: a CI token's (``mint_checked``), or the tokens of a batch of exchanges
-    (tokens/exchange_batches.py). No event: their callers write their own. The rows returned are
-    not in the session."""
+    connection: the tokens of one CI exchange or of a batch of them (workload_identity.py,
+    exchange_batches.py). No savepoint: a name taken after all fails the whole unit. No event:
+    their caller writes its own. The rows returned are not in the session (an ORM flush cost an
+    exchange three times the statement: docs/benchmarks.md)."""
     made = [
         _new_values(keys, one.owner_id, one.name, one.limits, prefix, one.expires_at, one.created_at, parent_id)
         for one in wanted
     ]
-    ids = session.connection().execute(_INSERT_TOKENS, [values for _secret, values in made]).scalars().all()
-    return [
-        (secret, PersonalToken(id=token_id, **values)) for (secret, values), token_id in zip(made, ids, strict=True)
-    ]
+    written = session.connection().execute(_INSERT_TOKENS, [values for _secret, values in made])
+    ids = {digest: token_id for token_id, digest in written}
+    return [(secret, PersonalToken(id=ids[values["digest"]], **values)) for secret, values in made]
 
 
 def _new_values(

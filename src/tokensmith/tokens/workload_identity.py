@@ -232,7 +232,7 @@ def mint(session: Session, keys: ServerKeys, spent: list[Checked], *, prefix: st
         )
         for checked in spent
     ]
-    # name_is_unique: the jti's own digest is in it.
+    # Names unique already: the jti's own digest is in each.
     made = token_lifecycle.mint_uniquely_named(session, keys, wanted, prefix=prefix)
     session.connection().execute(
         _LINK,
@@ -248,11 +248,11 @@ def mint(session: Session, keys: ServerKeys, spent: list[Checked], *, prefix: st
             checked.publisher.username,
             checked.publisher.project_id,
             tuple(row.scopes),
-            row.expires_at,
+            wanted_one.expires_at or checked.now,  # set for every CI token
             row.id,
             checked.publisher.name,
         )
-        for checked, (secret, row) in zip(spent, made, strict=True)
+        for checked, wanted_one, (secret, row) in zip(spent, wanted, made, strict=True)
     ]
 
 
