@@ -1,14 +1,15 @@
-"""Where an exchange's unit of work spends its CPU, step by step, in process, on SQLite.
+"""Where an exchange spends its CPU, step by step, in process, on SQLite.
 
-    PYTHONPATH=src:. .venv/bin/python -m bench.exchange_steps [COUNT]
+    PYTHONPATH=src:. .venv/bin/python -m bench.exchange_steps [COUNT [BATCH]]
 
 A store of its own (migrated, a project with a trusted publisher of the tests' CI issuer on
-loopback, its keys fetched once), then COUNT exchanges (500 by default, after 50 to warm up),
-each with an ID token of its own, replaying ``workload_identity.exchange``'s steps in one unit of
-work with the thread's CPU clock read between them. Prints each step's median and mean in µs.
-It calls the exchange's own pieces (``_spend``, ``mint_checked``, ``trail.record`` at once…): a
-step added to ``exchange`` must be added here too. No profiler runs meanwhile (cProfile doubles the
-cost of Python calls and hardly that of C ones: the proportions it gives are not the real ones).
+loopback, its keys fetched once), then COUNT ID tokens (500 by default, after 60 to warm up),
+each of its own: first ``exchange_batches.ready``'s steps, what runs on the event loop, with the
+thread's CPU clock read between them; then ``exchange_batches.write_batch`` for BATCH of them at a
+time (20 by default: wrk's connections), one unit each, what runs in the batch's thread, per
+exchange. Prints each step's median and mean in µs. It calls the exchange's own pieces: a step
+added to ``ready`` must be added here too. No profiler runs meanwhile (cProfile doubles the cost of
+Python calls and hardly that of C ones: the proportions it gives are not the real ones).
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import timedelta
 from pathlib import Path
 
 from tests.support.ci_issuer import CiIssuer
 from tokensmith.accounts import users
-from tokensmith.audit import trail
-from tokensmith.audit.trail import AuditAction
 from tokensmith.cli.serve import prepare_store
 from tokensmith.clock import utcnow
 from tokensmith.config import Settings
@@ -33,12 +31,11 @@ from tokensmith.projects import catalog
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.store.database import create_store_engine, session_factory, unit_of_work
 from tokensmith.store.server_keys import load_server_keys
-from tokensmith.tokens import id_tokens, workload_identity
-from tokensmith.tokens import lifecycle as token_lifecycle
-from tokensmith.tokens import limits as token_limits
+from tokensmith.tokens import exchange_batches, id_tokens, workload_identity
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
 
-WARM = 50
+WARM = 60
+BATCH = int(sys.argv[2]) if len(sys.argv) > 2 else 20  # exchanges a batch
 
 
 def measure(count: int) -> dict[str, list[int]]:
@@ -66,54 +63,46 @@ def measure(count: int) -> dict[str, list[int]]:
         def mark(label: str) -> None:
             marks.append((label, time.thread_time_ns()))
 
+        ready: list[exchange_batches.Ready] = []
         for number, raw in enumerate(tokens):
+            # On the event loop: exchange_batches.ready's steps.
             marks.clear()
             mark("start")
-            with unit_of_work(sessions) as session:
-                mark("session begun")
-                now = utcnow()
-                presented = id_tokens.read(raw)
-                mark("the ID token read")
-                candidates = trusted_publishers.candidates_for_issuer(session, presented.issuer)
-                mark("the publishers of its issuer (BEGIN, one SELECT)")
-                key = workload_identity._signing_key(directory, presented, False)
-                mark("the issuer's key found in the cache")
-                id_tokens.verify(presented, key)
-                mark("the signature verified")
-                expires = id_tokens.check(presented, audience=audience, now=now)
-                publisher = workload_identity._chosen(candidates, presented)
-                mark("audience, times, jti; the publisher matched")
-                digest = workload_identity._spend(session, presented, expires)
-                mark("the jti recorded")
-                limits = token_limits.Limits(tuple(publisher.scopes), (publisher.project_id,), None)
-                actor = workload_identity._actor(presented)
-                _secret, row = token_lifecycle.mint_checked(
-                    session, keys, publisher.account_id, workload_identity._token_name(presented, digest), limits,
-                    prefix=settings.token_prefix, actor=actor, expires_at=now + timedelta(minutes=15), now=now,
-                    ip=None, audited=False, name_is_unique=True,
-                )  # fmt: skip
-                mark("the token minted")
-                session.connection().execute(
-                    workload_identity._LINK, {"token_id": row.id, "publisher_id": publisher.id}
-                )
-                mark("its link to the publisher")
-                trail.record(
-                    session, AuditAction.TOKEN_EXCHANGED, at_once=True, actor=actor, user_id=publisher.account_id,
-                    ip=None, at=now,
-                    token_id=row.id, name=row.name, hint=row.hint, project=publisher.project_id,
-                    publisher=publisher.name, publisher_id=publisher.id, issuer=presented.issuer,
-                    subject=presented.text("sub", 255), jti=presented.text("jti", 255), matched=dict(publisher.claims),
-                    **token_lifecycle.limits_of(row),
-                )  # fmt: skip
-                mark("the event written, its listeners told")
-                session.flush()
-                mark("anything left for the ORM to flush")
-            mark("COMMIT, the session closed")
+            now = utcnow()
+            presented = id_tokens.read(raw)
+            mark("loop: the ID token read")
+            held = directory.cached(presented.issuer)
+            assert held is not None
+            key = held.find(presented.key_id, presented.algorithm)
+            assert key is not None and exchange_batches._quick_to_verify(key)
+            mark("loop: the issuer's key found, its size checked")
+            id_tokens.verify(presented, key)
+            mark("loop: the signature verified (cryptography)")
+            expires = id_tokens.check(presented, audience=audience, now=now)
+            mark("loop: audience, times, jti")
+            ready.append(exchange_batches.Ready(presented, expires, None, None, now))
             if number < WARM:
                 continue
             for (_before, start), (label, end) in itertools.pairwise(marks):
                 spent[label].append(end - start)
-            spent["the unit"].append(marks[-1][1] - marks[0][1])
+        # In the batch's thread: write_batch, for batches of BATCH exchanges (its unit's steps).
+        for first in range(0, len(ready), BATCH):
+            batch = ready[first : first + BATCH]
+            start = time.thread_time_ns()
+            with unit_of_work(sessions) as session:
+                outcomes = exchange_batches.write_batch(
+                    session, keys, batch, prefix=settings.token_prefix, minutes=settings.oidc_token_minutes
+                )
+                assert all(isinstance(outcome, workload_identity.Exchanged) for outcome in outcomes)
+                written = time.thread_time_ns()
+            end = time.thread_time_ns()
+            if first < WARM:
+                continue
+            spent[f"batch: its unit's statements, per exchange ({BATCH} a batch)"].append(
+                (written - start) // len(batch)
+            )
+            spent["batch: COMMIT, the session closed, per exchange"].append((end - written) // len(batch))
+            spent["the batch, per exchange"].append((end - start) // len(batch))
     engine.dispose()
     return spent
 

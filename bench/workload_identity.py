@@ -125,8 +125,8 @@ def measure_exchange(workdir: Path, options: LoadOptions) -> ExchangeFigures:
             )  # fmt: skip
             fastest = trial.requests_per_second
             for number in range(options.rounds):
-                # Twice what the fastest round so far would use: a round out of ID tokens is no measure.
-                per_round = int(fastest * options.duration * 2) + 1000
+                # Three times what the fastest round so far would use: a round out of ID tokens is no measure.
+                per_round = int(fastest * options.duration * 3) + 4000
                 minted = _id_tokens(issuer, server.base_url, per_round, workdir / f"round-{number}.txt")
                 order = [CHECK, EXCHANGE, FLOOR] if number % 2 == 0 else [FLOOR, EXCHANGE, CHECK]
                 for route in order:

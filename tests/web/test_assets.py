@@ -95,7 +95,7 @@ def test_names_and_their_fingerprints():
     assert unfingerprinted("site.notahash12.js") == "site.notahash12.js"
 
 
-def test_only_a_plain_get_of_a_fixed_path_is_served_at_the_edge():
+def test_only_a_plain_get_or_post_of_a_fixed_path_is_served_at_the_edge():
     """What the edge serves is checked once, at start: a route it could not serve as FastAPI
     would (a path parameter, a dependency) fails the start instead of answering wrongly."""
     app = FastAPI()
@@ -105,7 +105,12 @@ def test_only_a_plain_get_of_a_fixed_path_is_served_at_the_edge():
     async def fine(request: Request) -> Response:
         return Response()
 
-    assert set(edge_routes(app)) == {"/fine"}
+    @app.post("/posted")
+    @at_the_edge
+    async def posted(request: Request) -> Response:
+        return Response()
+
+    assert set(edge_routes(app)) == {("GET", "/fine"), ("POST", "/posted")}
 
     @app.get("/items/{item}")
     @at_the_edge

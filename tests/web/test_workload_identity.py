@@ -429,3 +429,25 @@ def test_readers_strangers_narrow_tokens_and_ci_tokens_do_not_manage_publishers(
         assert sneaky.status_code == 403 and "A CI token cannot change" in sneaky.json()["message"]
         assert ci.delete(f"{path}/{acme['publisher']}").status_code == 403
         assert ci.get(f"/api/v1/projects/{acme['id']}/publishers").status_code == 403
+
+
+def test_exchanges_sent_at_once_each_get_a_token_and_one_id_token_is_still_exchanged_once(server, issuer, acme):
+    """Exchanges arriving together are checked on the event loop and written in batches
+    (tokens/exchange_batches.py): each its own token, and an ID token sent four times at once is
+    exchanged once, whether its copies share a batch (the batch refuses the second) or not (the
+    ledger does)."""
+    before = ci_tokens_of(server, acme["id"])
+    distinct = [github(issuer, server) for _ in range(12)]
+    copied = github(issuer, server)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda id_token: post_exchange(server, id_token), [*distinct, *[copied] * 4]))
+    for answer in answers:
+        if answer.status_code == 201:
+            remember(answer.json()["token"])
+    assert [answer.status_code for answer in answers[:12]] == [201] * 12, [answer.text for answer in answers]
+    assert len({answer.json()["token"] for answer in answers[:12]}) == 12
+    copies = answers[12:]
+    assert sorted(answer.status_code for answer in copies) == [201, 401, 401, 401]
+    assert all(answer.json()["error"] == "replayed" for answer in copies if answer.status_code == 401)
+    assert all(spent(server, id_token) for id_token in [*distinct, copied])
+    assert ci_tokens_of(server, acme["id"]) == before + 13

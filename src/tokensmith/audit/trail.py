@@ -193,28 +193,48 @@ def record(
     user_id: int | None = None,
     ip: str | None = None,
     at: datetime | None = None,
-    at_once: bool = False,
     **details: Any,
 ) -> AuditEvent:
     """The event, written with the unit of work's commit (the ORM's flush), so that a unit that
-    writes nothing else before takes SQLite's one writer turn only as it ends. ``at_once``: the
-    same row written now by one INSERT on the unit's connection (the event returned is then not
-    in the session), for a hot path whose unit writes already (the CI exchange,
-    tokens/workload_identity.py): the ORM's flush costs several times the statement. The same
-    listeners either way."""
-    values = {"at": at or utcnow(), "action": action, "actor": actor, "user_id": user_id, "ip": ip, "details": details}
-    if at_once:
-        event = AuditEvent(id=session.connection().execute(_INSERT_EVENT, values).scalar_one(), **values)
-    else:
-        event = AuditEvent(**values)
-        session.add(event)
-    for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
-        listener(session, event)
+    writes nothing else before takes SQLite's one writer turn only as it ends (``record_now``
+    writes events at once, for the CI exchanges)."""
+    event = AuditEvent(**event_values(action, actor=actor, user_id=user_id, ip=ip, at=at, **details))
+    session.add(event)
+    _tell_listeners(session, event)
     return event
 
 
+def event_values(
+    action: AuditAction,
+    *,
+    actor: str,
+    user_id: int | None = None,
+    ip: str | None = None,
+    at: datetime | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """An event's row, as ``record`` writes it: for ``record_now``."""
+    return {"at": at or utcnow(), "action": action, "actor": actor, "user_id": user_id, "ip": ip, "details": details}
+
+
+def record_now(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Events (``event_values``) written now by one executemany INSERT on the unit's connection,
+    for a hot path whose unit writes already (the CI exchanges, one or a batch of them,
+    tokens/workload_identity.py: an ORM flush costs several times the statement), each told to
+    the listeners as ``record`` tells them — without its id, as an event ``record`` keeps for the
+    flush (no listener needs it; a RETURNING of ids in order would cost SQLite a statement a row)."""
+    session.connection().execute(_INSERT_EVENTS, rows)
+    for values in rows:
+        _tell_listeners(session, AuditEvent(**values))
+
+
+def _tell_listeners(session: Session, event: AuditEvent) -> None:
+    for listener in _listeners:  # notices.py: the owner may be told by mail, in this same transaction
+        listener(session, event)
+
+
 _EVENTS = AuditEvent.__table__
-_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_INSERT_EVENTS = insert(_EVENTS)
 
 
 Listener = Callable[[Session, AuditEvent], None]

@@ -4,8 +4,9 @@
 claims' number, JSON that orjson refuses past 1,024 levels) and refuses every algorithm that is
 not asymmetric: ``none``, and the HS* family, with which a public key used as an HMAC secret
 would verify anything (the classic confusion). ``verify`` checks the signature with a key of
-the issuer's JWKS (oidc_issuers.py) through joserfc, told to accept the token's one algorithm,
-and that the key is of that algorithm's kind; ``check`` the audience, the times (60 seconds of
+the issuer's JWKS (oidc_issuers.py) by ``cryptography``, on the key object parsed once when the
+JWKS was fetched, with the token's one algorithm, once the key is of that algorithm's kind
+(about 25 µs for RS256 and a 2,048-bit key); ``check`` the audience, the times (60 seconds of
 leeway) and the ``jti``. Each refusal is an IdTokenRejected with its code and its words. Pure:
 no I/O, no store.
 """
@@ -21,8 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from tokensmith.errors import IdTokenRejected
@@ -149,7 +153,7 @@ def key_fits(key: PublicKey, algorithm: str) -> bool:
     kind, curves = ALGORITHMS[algorithm]
     if key.key_type != kind:
         return False
-    if curves and key.as_dict(private=False).get("crv") not in curves:
+    if curves and key.curve_name not in curves:  # type: ignore[union-attr]  # EC and OKP keys have one
         return False
     declared = key.get("alg")
     use = key.get("use")
@@ -164,10 +168,49 @@ def verify(presented: PresentedIdToken, key: PublicKey) -> None:
             f"it says it is signed with {presented.algorithm}, and the issuer's key "
             f"{presented.key_id or ''} is not a key of that algorithm",
         )
+    signed, _, encoded = presented.raw.rpartition(".")
     try:
-        jws.deserialize_compact(presented.raw, key, algorithms=[presented.algorithm])
-    except (JoseError, ValueError, TypeError):
+        signature = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
+        _verified(public_key_of(key), presented.algorithm, signature, signed.encode())
+    except (InvalidSignature, binascii.Error, ValueError, TypeError):
         raise rejected("invalid_signature", "its signature does not match the issuer's published keys") from None
+
+
+Verifier = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+
+def public_key_of(key: PublicKey) -> Verifier:
+    """The ``cryptography`` public key of a JWK (the JWKS's are public already; a test's key may
+    be a private one)."""
+    raw = key.raw_value
+    public = raw.public_key() if hasattr(raw, "public_key") else raw
+    if not isinstance(
+        public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)
+    ):
+        raise TypeError("not a public key of a kind this server verifies with")
+    return public
+
+
+def _verified(public: Verifier, algorithm: str, signature: bytes, signed: bytes) -> None:
+    """RFC 7518's signatures (RS*, PS*, ES*) and RFC 8037's (EdDSA, Ed25519), or InvalidSignature."""
+    if isinstance(public, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        public.verify(signature, signed)
+        return
+    digest = _HASHES[algorithm[2:]]()
+    if isinstance(public, rsa.RSAPublicKey):
+        if algorithm.startswith("PS"):
+            pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+            public.verify(signature, signed, pss, digest)
+        else:
+            public.verify(signature, signed, padding.PKCS1v15(), digest)
+        return
+    # ES*: r and s, each as long as the curve's order, end to end (not DER).
+    size = (public.curve.key_size + 7) // 8
+    if len(signature) != 2 * size:
+        raise InvalidSignature
+    r, s = int.from_bytes(signature[:size]), int.from_bytes(signature[size:])
+    public.verify(encode_dss_signature(r, s), signed, ec.ECDSA(digest))
 
 
 def _moment(claims: Mapping[str, Any], name: str, *, required: bool) -> datetime | None:

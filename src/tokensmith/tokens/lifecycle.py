@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar, Unpack
 
@@ -54,7 +55,9 @@ MAX_LEAK_REPORT = 100  # tokens in one leak report (POST /api/v1/tokens/revoke)
 
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 _TOKENS = PersonalToken.__table__
-_INSERT_TOKEN = insert(_TOKENS).returning(_TOKENS.c.id)  # a CI token's (mint_checked, name_is_unique)
+# CI tokens' (mint_uniquely_named): each row's id back with its digest, which is unique (asking
+# SQLAlchemy for the rows' order would cost SQLite one statement a row).
+_INSERT_TOKENS = insert(_TOKENS).returning(_TOKENS.c.id, _TOKENS.c.digest)
 
 
 T = TypeVar("T")
@@ -152,30 +155,21 @@ def mint_checked(
     ip: str | None,
     audited: bool = True,
     parent_id: int | None = None,
-    name_is_unique: bool = False,
     **details: Any,
 ) -> tuple[str, PersonalToken]:
     """The token row and its ``token.created`` event (with ``details``), for limits checked
     already: a new token's, the ones a rotated token carries over as they were (a rotation writes
     one event of its own, ``audited=False``), or an application token's (under ``parent_id``,
-    ``token.derived``), taken from its parent (application_tokens.py). ``name_is_unique``: a name
-    made unique by its caller (a CI token's, workload_identity.py), which is not looked up; the
-    row is then written by one INSERT … RETURNING id on the session's connection, and the row
-    returned is not in the session (an ORM flush of it cost an exchange three times the
-    statement: docs/benchmarks.md)."""
-    if not name_is_unique:
-        _ensure_name_free(session, owner_id, name, now)
+    ``token.derived``), taken from its parent (application_tokens.py). CI tokens, whose names
+    are unique already, are written by ``mint_uniquely_named``."""
+    _ensure_name_free(session, owner_id, name, now)
     secret, values = _new_values(keys, owner_id, name, limits, prefix, expires_at, now, parent_id)
-    if name_is_unique:
-        # No savepoint: a name taken after all fails the whole unit.
-        row = PersonalToken(id=session.connection().execute(_INSERT_TOKEN, values).scalar_one(), **values)
-    else:
-        row = PersonalToken(**values)
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
+    row = PersonalToken(**values)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise Conflict(f"You already have a token named “{name}”. Choose another name.") from None
     if not audited:
         return secret, row
     trail.record(
@@ -192,6 +186,40 @@ def mint_checked(
         **details,
     )
     return secret, row
+
+
+@dataclass(frozen=True)
+class UniquelyNamed:
+    """A token to mint under a name its caller made unique (a CI token's: its ID token's own)."""
+
+    owner_id: int
+    name: str
+    limits: token_limits.Limits
+    expires_at: datetime | None
+    created_at: datetime
+
+
+def mint_uniquely_named(
+    session: Session,
+    keys: ServerKeys,
+    wanted: Sequence[UniquelyNamed],
+    *,
+    prefix: str,
+    parent_id: int | None = None,
+) -> list[tuple[str, PersonalToken]]:
+    """Tokens whose limits were checked and whose names are unique already, written by one
+    ``INSERT … RETURNING id`` of all their rows (SQLAlchemy's insertmanyvalues) on the session's
+    connection: the tokens of one CI exchange or of a batch of them (workload_identity.py,
+    exchange_batches.py). No savepoint: a name taken after all fails the whole unit. No event:
+    their caller writes its own. The rows returned are not in the session (an ORM flush cost an
+    exchange three times the statement: docs/benchmarks.md)."""
+    made = [
+        _new_values(keys, one.owner_id, one.name, one.limits, prefix, one.expires_at, one.created_at, parent_id)
+        for one in wanted
+    ]
+    written = session.connection().execute(_INSERT_TOKENS, [values for _secret, values in made])
+    ids = {digest: token_id for token_id, digest in written}
+    return [(secret, PersonalToken(id=ids[values["digest"]], **values)) for secret, values in made]
 
 
 def _new_values(

@@ -21,6 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import ModuleType
+from typing import Any
 
 from sqlalchemy import CursorResult, Engine, Insert, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,12 +30,12 @@ from sqlalchemy.orm import Session
 from tokensmith.audit import trail
 from tokensmith.audit.trail import AuditAction
 from tokensmith.clock import utcnow
-from tokensmith.errors import InvalidInput, NotPermitted
+from tokensmith.errors import IdTokenRejected, InvalidInput, NotPermitted
 from tokensmith.housekeeping import Periodic
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.projects.publishers import Candidate
 from tokensmith.store.database import session_factory, unit_of_work
-from tokensmith.store.models import IdTokenUse, PublisherToken
+from tokensmith.store.models import IdTokenUse, PersonalToken, PublisherToken
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import id_tokens
 from tokensmith.tokens import lifecycle as token_lifecycle
@@ -96,9 +97,31 @@ def exchange(
     the token matches publishers of several. ``now``: the moment it happens (tests set it)."""
     now = now or utcnow()
     presented = id_tokens.read(id_token)
-    candidates = trusted_publishers.candidates_for_issuer(session, presented.issuer)
-    if project is not None:
-        candidates = [publisher for publisher in candidates if publisher.project_id == project]
+    candidates = candidates_of(session, presented, project)
+    id_tokens.verify(presented, _signing_key(directory, presented, fetched))
+    expires = id_tokens.check(presented, audience=audience, now=now)
+    checked = Checked(presented, expires, chosen(candidates, presented), ip, now)
+    if not spend(session, [checked]):
+        raise replayed(presented)
+    return mint(session, keys, [checked], prefix=prefix, minutes=minutes)[0]
+
+
+def candidates_of(
+    session: Session,
+    presented: PresentedIdToken,
+    project: str | None,
+    read: dict[str, list[Candidate]] | None = None,
+) -> list[Candidate]:
+    """The trusted publishers the token's issuer has (of ``project``, when named): none is
+    ``no_matching_publisher``, before the issuer is ever asked anything. ``read``: the issuers'
+    publishers read already in this unit (a batch of exchanges reads each once)."""
+    if read is None or presented.issuer not in read:
+        found = trusted_publishers.candidates_for_issuer(session, presented.issuer)
+        if read is not None:
+            read[presented.issuer] = found
+    else:
+        found = read[presented.issuer]
+    candidates = found if project is None else [publisher for publisher in found if publisher.project_id == project]
     if not candidates:
         raise rejected(
             "no_matching_publisher",
@@ -106,16 +129,7 @@ def exchange(
             f"{presented.text('iss', 255)}: a write member of the project adds it as a trusted publisher "
             "(My Applications)",
         )
-    id_tokens.verify(presented, _signing_key(directory, presented, fetched))
-    expires = id_tokens.check(presented, audience=audience, now=now)
-    publisher = _chosen(candidates, presented)
-    if not publisher.account_active:
-        raise NotPermitted(
-            f"The CI account of project {publisher.project_id} is disabled: its trusted publishers get no "
-            "token until an administrator enables it again (tokensmith users enable)."
-        )
-    digest = _spend(session, presented, expires)
-    return _mint(session, keys, presented, publisher, digest, prefix=prefix, minutes=minutes, ip=ip, now=now)
+    return candidates
 
 
 def _signing_key(directory: IssuerDirectory, presented: PresentedIdToken, fetched: bool) -> id_tokens.PublicKey:
@@ -131,7 +145,9 @@ def _signing_key(directory: IssuerDirectory, presented: PresentedIdToken, fetche
     raise rejected("invalid_signature", f"it names {named}, which its issuer does not publish")
 
 
-def _chosen(candidates: list[Candidate], presented: PresentedIdToken) -> Candidate:
+def chosen(candidates: list[Candidate], presented: PresentedIdToken) -> Candidate:
+    """The publisher the token matches, exactly (the most specific); its project's CI account
+    must be enabled."""
     matches = trusted_publishers.matching(candidates, presented.claims)
     if not matches:
         said = ", ".join(f"{name} = {value}" for name in LOGGED_CLAIMS if (value := presented.text(name)) is not None)
@@ -146,29 +162,55 @@ def _chosen(candidates: list[Candidate], presented: PresentedIdToken) -> Candida
             f"This ID token matches trusted publishers of several projects ({', '.join(projects[:5])}): name the "
             'one you want ("project" in the request; TOKENSMITH_PROJECT for the client).'
         )
-    return matches[0]
+    publisher = matches[0]
+    if not publisher.account_active:
+        raise NotPermitted(
+            f"The CI account of project {publisher.project_id} is disabled: its trusted publishers get no "
+            "token until an administrator enables it again (tokensmith users enable)."
+        )
+    return publisher
 
 
-def _spend(session: Session, presented: PresentedIdToken, expires: datetime) -> bytes:
-    """Record the token's ``jti`` for every instance: a second exchange of it is refused."""
-    digest = hashlib.sha256(f"{presented.issuer}\n{presented.jti}".encode()).digest()
-    # Inserted unless there: no savepoint, no error to recover from. Of two instances inserting
-    # one digest at once, PostgreSQL lets the second wait for the first's commit, then finds it.
+@dataclass(frozen=True)
+class Checked:
+    """An ID token whose signature, audience and times held, and the publisher it matches: what
+    is written for it (``spend`` then ``mint``) once its ``jti`` is known to be new."""
+
+    presented: PresentedIdToken
+    expires: datetime
+    publisher: Candidate
+    ip: str | None
+    now: datetime
+
+    @property
+    def digest(self) -> bytes:
+        """The ledger's key: SHA-256 of the issuer and the jti."""
+        return hashlib.sha256(f"{self.presented.issuer}\n{self.presented.jti}".encode()).digest()
+
+
+def spend(session: Session, checked: list[Checked]) -> set[bytes]:
+    """Record ID tokens' ``jti`` for every instance (each ID token once in the list), by one
+    INSERT of all of them: the ledger keys recorded now; one not among them was there already.
+    Inserted unless there: no savepoint, no error to recover from. Of two instances inserting one
+    digest at once, PostgreSQL lets the second wait for the first's commit, then finds it."""
     connection = session.connection()
     statement = _SPEND[connection.dialect.name]
-    if connection.execute(statement, {"digest": digest, "expires_at": expires + id_tokens.LEEWAY}).first() is None:
-        raise rejected(
-            "replayed",
-            f"it was exchanged already (jti {presented.text('jti', 60)}): an ID token is exchanged once; ask "
-            "the CI for a new one",
-        )
-    return digest
+    rows = [{"digest": one.digest, "expires_at": one.expires + id_tokens.LEEWAY} for one in checked]
+    return set(connection.execute(statement, rows).scalars().all())
+
+
+def replayed(presented: PresentedIdToken) -> IdTokenRejected:
+    return rejected(
+        "replayed",
+        f"it was exchanged already (jti {presented.text('jti', 60)}): an ID token is exchanged once; ask "
+        "the CI for a new one",
+    )
 
 
 def _insert_unless_there(dialect: ModuleType) -> Insert:
-    """Each store's INSERT … ON CONFLICT DO NOTHING of a spent ID token, built once by its own
-    dialect. The row inserted comes back, none when it was there: a driver's rowcount is not to be
-    trusted for an INSERT (psycopg's is -1 here)."""
+    """Each store's INSERT … ON CONFLICT DO NOTHING of spent ID tokens, built once by its own
+    dialect. The rows inserted come back, none of those that were there: a driver's rowcount is
+    not to be trusted for an INSERT (psycopg's is -1 here)."""
     statement: Insert = dialect.insert(_SPENT).on_conflict_do_nothing()
     return statement.returning(_SPENT.c.digest)
 
@@ -176,47 +218,57 @@ def _insert_unless_there(dialect: ModuleType) -> Insert:
 _SPEND = {"sqlite": _insert_unless_there(sqlite), "postgresql": _insert_unless_there(postgresql)}
 
 
-def _mint(
-    session: Session,
-    keys: ServerKeys,
-    presented: PresentedIdToken,
-    publisher: Candidate,
-    digest: bytes,
-    *,
-    prefix: str,
-    minutes: int,
-    ip: str | None,
-    now: datetime,
-) -> Exchanged:
-    limits = token_limits.Limits(tuple(publisher.scopes), (publisher.project_id,), None)
-    expires_at = now + timedelta(minutes=min(minutes, MAX_MINUTES))
-    secret, row = token_lifecycle.mint_checked(
-        session,
-        keys,
-        publisher.account_id,
-        _token_name(presented, digest),
-        limits,
-        prefix=prefix,
-        actor=_actor(presented),
-        expires_at=expires_at,
-        now=now,
-        ip=ip,
-        audited=False,
-        name_is_unique=True,  # the jti's own digest is in it
+def mint(session: Session, keys: ServerKeys, spent: list[Checked], *, prefix: str, minutes: int) -> list[Exchanged]:
+    """The tokens of ID tokens just spent, each through token_lifecycle (the one way tokens are
+    made), its link to its publisher and its ``token.exchanged`` event through the trail: three
+    INSERTs of all their rows, whether one exchange or a batch's."""
+    wanted = [
+        token_lifecycle.UniquelyNamed(
+            checked.publisher.account_id,
+            _token_name(checked.presented, checked.digest),
+            token_limits.Limits(tuple(checked.publisher.scopes), (checked.publisher.project_id,), None),
+            checked.now + timedelta(minutes=min(minutes, MAX_MINUTES)),
+            checked.now,
+        )
+        for checked in spent
+    ]
+    # Names unique already: the jti's own digest is in each.
+    made = token_lifecycle.mint_uniquely_named(session, keys, wanted, prefix=prefix)
+    session.connection().execute(
+        _LINK,
+        [
+            {"token_id": row.id, "publisher_id": checked.publisher.id}
+            for checked, (_, row) in zip(spent, made, strict=True)
+        ],
     )
-    session.connection().execute(_LINK, {"token_id": row.id, "publisher_id": publisher.id})
-    trail.record(
-        session,
+    trail.record_now(session, [_event(checked, row) for checked, (_secret, row) in zip(spent, made, strict=True)])
+    return [
+        Exchanged(
+            secret,
+            checked.publisher.username,
+            checked.publisher.project_id,
+            tuple(row.scopes),
+            wanted_one.expires_at or checked.now,  # set for every CI token
+            row.id,
+            checked.publisher.name,
+        )
+        for checked, wanted_one, (secret, row) in zip(spent, wanted, made, strict=True)
+    ]
+
+
+def _event(checked: Checked, row: PersonalToken) -> dict[str, Any]:
+    presented, publisher = checked.presented, checked.publisher
+    assert row.expires_at is not None  # a CI token's expiry is always set
+    return trail.event_values(
         AuditAction.TOKEN_EXCHANGED,
-        at_once=True,
         actor=_actor(presented),
         user_id=publisher.account_id,
-        ip=ip,
-        at=now,
+        ip=checked.ip,
+        at=checked.now,
         token_id=row.id,
         name=row.name,
         hint=row.hint,
-        expires_at=expires_at.isoformat(),
+        expires_at=row.expires_at.isoformat(),
         project=publisher.project_id,
         publisher=publisher.name,
         publisher_id=publisher.id,
@@ -226,9 +278,6 @@ def _mint(
         matched=dict(publisher.claims),
         claims={name: value for name in LOGGED_CLAIMS if (value := presented.text(name, 255)) is not None},
         **token_lifecycle.limits_of(row),
-    )
-    return Exchanged(
-        secret, publisher.username, publisher.project_id, tuple(row.scopes), expires_at, row.id, publisher.name
     )
 
 

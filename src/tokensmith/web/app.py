@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app = create_fastapi_app(settings)
     static = Assets(STATIC_DIR, api_docs.SWAGGER_UI)
     use_assets(static)
-    served: ASGIApp = Edge(app, static, addresses=nuxeo.ADDRESSES)
+    served: ASGIApp = Edge(app, static, addresses=nuxeo.ADDRESSES, body_limit=MAX_BODY)
     trusted = app.state.runtime.settings.trusted_proxies
     if trusted:
         # Who the client is, from X-Forwarded-For, only when the request comes from a proxy we

@@ -126,21 +126,26 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_of(scope["path"])
-        scope[LIMIT_SCOPE_KEY] = limit
-        declared = declared_length(Headers(scope=scope))
-        too_large = declared is not None and declared > limit
-        received = 0
+        await self.app(scope, within(scope, receive, self.limit_of(scope["path"])), send)
 
-        async def limited() -> Message:
-            nonlocal received
-            if too_large:
+
+def within(scope: Scope, receive: Receive, limit: int) -> Receive:
+    """``receive``, failing with LimitExceeded past ``limit`` bytes (declared or sent): BodyLimit's,
+    and the routes served before the framework's dispatch (web/edge.py)."""
+    scope[LIMIT_SCOPE_KEY] = limit
+    declared = declared_length(Headers(scope=scope))
+    too_large = declared is not None and declared > limit
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        if too_large:
+            raise LimitExceeded(limit)
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
                 raise LimitExceeded(limit)
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise LimitExceeded(limit)
-            return message
+        return message
 
-        await self.app(scope, limited, send)
+    return limited

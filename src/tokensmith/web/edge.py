@@ -5,12 +5,14 @@ stack), a linear scan of the routes, the dependency solver, the response's valid
 about as much as the route's whole work does on the token path (docs/benchmarks.md has the
 profile). Three kinds of request do not need any of it:
 
-- the routes marked ``@at_the_edge``: a GET without parameters whose endpoint takes the
-  ``Request`` and returns its ``Response``: ``GET /api/v1/me``, which every client calls to
+- the routes marked ``@at_the_edge``: a GET or a POST of a fixed path whose endpoint takes
+  the ``Request`` and returns its ``Response``: ``GET /api/v1/me``, which every client calls to
   check its token (``/healthz`` is not one: a load balancer asks every few seconds, and it is
-  the yardstick of the token route's ratio in docs/benchmarks.md). The same route stays
-  registered with FastAPI, where it is documented and where every other method of its path
-  gets its 405;
+  the yardstick of the token route's ratio in docs/benchmarks.md), and ``POST
+  /api/v1/oidc/exchange``, a CI job's exchange (web/workload_identity.py). A POST's body is
+  held to the application's limit (``body_limit``, as BodyLimit holds every other). The same
+  route stays registered with FastAPI, where it is documented and where every other method of
+  its path gets its 405;
 - the static files (web/assets.py), served from memory, and ``/favicon.ico``.
 
 It also gives the reference's addresses (``/nuxeo/git/…``, web/nuxeo.py) the path of the route
@@ -39,6 +41,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokensmith.web import assets
+from tokensmith.web.bodies import within
 from tokensmith.web.errors import answer_error
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -49,14 +52,14 @@ _MARKED: set[Endpoint] = set()  # route functions, which live as long as the pro
 
 
 def at_the_edge(endpoint: Endpoint) -> Endpoint:
-    """Serve this route's GET before the framework's dispatch (see the module's docstring)."""
+    """Serve this route's GET or POST before the framework's dispatch (see the module's docstring)."""
     _MARKED.add(endpoint)
     return endpoint
 
 
-def edge_routes(app: FastAPI) -> dict[str, Endpoint]:
-    """The marked routes' paths and endpoints, checked once at start to be what the edge can
-    serve: a fixed path, GET, and the request as the only parameter."""
+def edge_routes(app: FastAPI) -> dict[tuple[str, str], Endpoint]:
+    """The marked routes' methods, paths and endpoints, checked once at start to be what the
+    edge can serve: a fixed path, GET or POST, and the request as the only parameter."""
     found = {}
     for route in app.router.routes:
         if not (isinstance(route, APIRoute) and route.endpoint in _MARKED):
@@ -64,15 +67,15 @@ def edge_routes(app: FastAPI) -> dict[str, Endpoint]:
         parameters = list(inspect.signature(route.endpoint).parameters.values())
         if (
             route.param_convertors
-            or route.methods != {"GET"}
+            or route.methods not in ({"GET"}, {"POST"})
             or len(parameters) != 1
             or parameters[0].annotation not in (Request, "Request")
         ):
             raise TypeError(
-                f"{route.path} cannot be served at the edge: a GET of a fixed path whose "
+                f"{route.path} cannot be served at the edge: a GET or POST of a fixed path whose "
                 "endpoint takes only the request"
             )
-        found[route.path] = route.endpoint
+        found[(next(iter(route.methods)), route.path)] = route.endpoint
     return found
 
 
@@ -85,13 +88,16 @@ class Edge:
         static: assets.Assets,
         inner: ASGIApp | None = None,
         addresses: tuple[tuple[str, str], ...] = (),
+        body_limit: int = 64 * 1024,
     ) -> None:
-        """``addresses``: (prefix, the route's own prefix) pairs, as web/nuxeo.ADDRESSES."""
+        """``addresses``: (prefix, the route's own prefix) pairs, as web/nuxeo.ADDRESSES;
+        ``body_limit``: the bytes a POST served here may send (the application's, web/app.py)."""
         self.app = app
         self.inner = inner or app  # the framework, behind whatever wraps it
         self.static = static
         self.routes = edge_routes(app)
         self.addresses = addresses
+        self.body_limit = body_limit
         self.aliased = tuple({prefix[: prefix.index("/", 1) + 1] for prefix, _own in addresses})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,7 +107,9 @@ class Edge:
             if path.startswith(self.aliased):
                 scope = self._served_as(scope)
                 path = scope["path"]
-            if scope["method"] == "GET" and (endpoint := self.routes.get(path)) is not None:
+            if (endpoint := self.routes.get((scope["method"], path))) is not None:
+                if scope["method"] == "POST":
+                    receive = within(scope, receive, self.body_limit)
                 request = self._request(scope, receive)
                 try:
                     response = await endpoint(request)

@@ -58,6 +58,7 @@ from tokensmith.store.database import (
 from tokensmith.store.postgresql import AsyncReads
 from tokensmith.store.server_keys import ServerKeys, load_server_keys
 from tokensmith.store.sqlite import WalCheckpointer
+from tokensmith.tokens.exchange_batches import ExchangeBatches
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
 from tokensmith.tokens.secret_scanning import PublishedKeys
 from tokensmith.tokens.sweep import Sweep
@@ -85,6 +86,7 @@ class Runtime:
     # The CI issuers' keys this process has needed (workload identity, oidc_issuers.py).
     issuers: IssuerDirectory = field(default_factory=IssuerDirectory)
     _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
+    _exchanges: ExchangeBatches | None = field(default=None, repr=False)  # see exchanges
     _checkers: ThreadPoolExecutor | None = field(default=None, repr=False)  # see check_on_store
 
     @classmethod
@@ -182,6 +184,18 @@ class Runtime:
         if self._loop_connection is None:
             self._loop_connection = self.check_engine.connect()
         return contextlib.nullcontext(self._loop_connection)
+
+    @property
+    def exchanges(self) -> ExchangeBatches:
+        """The CI exchanges checked on the loop, written in batches (tokens/exchange_batches.py)."""
+        if self._exchanges is None:
+            self._exchanges = ExchangeBatches(
+                self.run_unit,
+                self.keys,
+                prefix=self.settings.token_prefix,
+                minutes=self.settings.oidc_token_minutes,
+            )
+        return self._exchanges
 
     async def run_unit(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` as one unit of work in one trip to a thread, once admitted."""

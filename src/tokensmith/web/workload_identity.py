@@ -1,9 +1,14 @@
 """Workload identity over HTTP: the exchange of a CI job's ID token, the audience to ask for, a
 project's trusted publishers (the API, and the Trusted publishers section of My Applications).
 
-The exchange takes no credential: the ID token is the credential. It runs as one unit of work in
-a thread (tokens/workload_identity.py); when the issuer's keys are not in this process yet, they
-are fetched in a thread of their own, holding no connection to the store, and the unit runs again.
+The exchange takes no credential: the ID token is the credential. It is served before FastAPI's
+dispatch (web/edge.py; the route stays declared for the OpenAPI document and any other method):
+the body read within the application's limit and validated as the model says, the ID token
+checked on the event loop when this process holds its issuer's keys, and written with the other
+exchanges of the moment in one unit of work in a thread (tokens/exchange_batches.py). Otherwise —
+the keys not held, any refusal — it runs as one unit of work in a thread
+(tokens/workload_identity.py); when the issuer's keys are not in this process yet, they are
+fetched in a thread of their own, holding no connection to the store, and the unit runs again.
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from tokensmith import metrics
+from tokensmith.clock import utcnow
 from tokensmith.errors import AuthenticationFailed, Conflict, InvalidInput, IssuerUnavailable
 from tokensmith.identity import Identity
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.store.models import PersonalToken, TrustedPublisher
-from tokensmith.tokens import ci_tokens, workload_identity
+from tokensmith.tokens import ci_tokens, exchange_batches, workload_identity
 from tokensmith.tokens.workload_identity import Exchanged, KeysNeeded
 from tokensmith.web import pages
 from tokensmith.web.api import CARRIES_A_SECRET
 from tokensmith.web.auth import BrowserIdentity, Db, ProjectIn, Requires
-from tokensmith.web.bodies import authenticated_json_body, documented, json_body
+from tokensmith.web.bodies import authenticated_json_body, documented, read_json
+from tokensmith.web.edge import at_the_edge
 from tokensmith.web.reauthentication import recent_sign_in
 from tokensmith.web.runtime import Runtime, client_ip, get_runtime
 from tokensmith.web.schemas import AUTHENTICATED, refusals
@@ -160,11 +167,15 @@ def read_audience(request: Request) -> Audience:
     openapi_extra=documented(ExchangeRequest),
     responses=refusals(401, 403, 413, 422, 503),
 )
-async def exchange_id_token(body: Annotated[ExchangeRequest, json_body(ExchangeRequest)], request: Request) -> Response:
+@at_the_edge
+async def exchange_id_token(request: Request) -> Response:
     """A CI job's OpenID Connect ID token for a short-lived token of the project whose trusted
     publisher it matches; no other credential. Refusals are 401 with a code: invalid_signature,
     wrong_audience, expired, replayed, no_matching_publisher, malformed. An issuer that cannot be
     reached is 503."""
+    # Served before FastAPI's dispatch (web/edge.py): the body read and validated here, as
+    # json_body would; openapi_extra documents it.
+    body = await read_json(request, ExchangeRequest)
     runtime = get_runtime(request)
     try:
         done = await _exchange(runtime, body, client_ip(request))
@@ -186,6 +197,17 @@ async def exchange_id_token(body: Annotated[ExchangeRequest, json_body(ExchangeR
 
 async def _exchange(runtime: Runtime, body: ExchangeRequest, ip: str | None) -> Exchanged:
     settings = runtime.settings
+    # The issuer's keys held: checked here, on the loop (tens of µs), then written in a batch.
+    ready = exchange_batches.ready(
+        body.token,
+        directory=runtime.issuers,
+        audience=settings.workload_audience,
+        project=body.project,
+        ip=ip,
+        now=utcnow(),
+    )
+    if ready is not None:
+        return await runtime.exchanges.exchange(ready)
 
     def unit(fetched: bool) -> Callable[[Session], Exchanged]:
         return lambda session: workload_identity.exchange(
