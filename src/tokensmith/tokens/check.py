@@ -80,12 +80,17 @@ def _json_list(text: str) -> tuple[Any, ...]:
     return tuple(json.loads(text))
 
 
-def _from_sqlite(row: tuple[Any, ...]) -> list[Any]:
-    """A row as SQLite's driver returns it, typed as SQLAlchemy would type it."""
-    values = list(row)
+def _json_decoded(values: list[Any]) -> list[Any]:
+    """The row's JSON lists decoded, where its driver returns them as their text."""
     for index in _JSON_AT:
         if values[index] is not None:
             values[index] = list(_json_list(values[index]))
+    return values
+
+
+def _from_sqlite(row: tuple[Any, ...]) -> list[Any]:
+    """A row as SQLite's driver returns it, typed as SQLAlchemy would type it."""
+    values = _json_decoded(list(row))
     for index in _TIMES_AT:
         if values[index] is not None:
             values[index] = datetime.fromisoformat(values[index] + "+00:00")  # stored in UTC
@@ -94,7 +99,7 @@ def _from_sqlite(row: tuple[Any, ...]) -> list[Any]:
     return values
 
 
-def _from_postgresql(row: tuple[Any, ...]) -> list[Any]:
+def _from_postgresql(row: Sequence[Any]) -> list[Any]:
     """A row as psycopg returns it (typed already), with timestamps in UTC as UTCDateTime has them."""
     values = list(row)
     for index in _TIMES_AT:
@@ -104,15 +109,8 @@ def _from_postgresql(row: tuple[Any, ...]) -> list[Any]:
 
 
 def _from_asyncpg(row: tuple[Any, ...]) -> list[Any]:
-    """A row as asyncpg returns it: JSON as its text, timestamps aware."""
-    values = list(row)
-    for index in _JSON_AT:
-        if values[index] is not None:
-            values[index] = list(_json_list(values[index]))
-    for index in _TIMES_AT:
-        if values[index] is not None:
-            values[index] = values[index].astimezone(UTC)
-    return values
+    """A row as asyncpg returns it: as psycopg's, but for JSON, which it leaves as text."""
+    return _from_postgresql(_json_decoded(list(row)))
 
 
 def _verified(row: Sequence[Any]) -> VerifiedToken:
