@@ -37,6 +37,7 @@ from tokensmith.tokens.oidc_issuers import IssuerDirectory
 from tokensmith.tokens.workload_identity import Checked, Exchanged
 
 MAX_BATCH = 64  # exchanges in one transaction
+GATHER_TURNS = 32
 # What is verified on the loop: RSA keys up to this size, with a usual public exponent.
 MAX_RSA_BITS_ON_LOOP = 4096
 MAX_RSA_EXPONENT = 2**17
@@ -149,10 +150,22 @@ class ExchangeBatches:
     async def _write(self) -> None:
         try:
             while self._waiting:
+                await self._gathered()
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
                 await self._commit(batch)
         finally:
             self._writer = None
+
+    async def _gathered(self) -> None:
+        """Let the loop take in what has arrived before the batch is cut: more turns while the
+        turns bring exchanges (two turns without one end it; a lone exchange waits two turns)."""
+        quiet = 0
+        for _turn in range(GATHER_TURNS):
+            before = len(self._waiting)
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if len(self._waiting) == before else 0
+            if quiet >= 2 or len(self._waiting) >= MAX_BATCH:
+                return
 
     async def _commit(self, batch: list[tuple[Ready, asyncio.Future[Exchanged]]]) -> None:
         items = [one for one, _future in batch]
