@@ -47,9 +47,10 @@ from tokensmith.tokens.id_tokens import PresentedIdToken, rejected
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
 
 MAX_MINUTES = 60
-# Core statements on the tables, on the session's connection: no ORM flush on the exchange's path
-# (the token is made by token_lifecycle.mint_checked and its event by trail.record, at_once: the
-# one way each is made, both by one INSERT too).
+# Statements of all the rows of an exchange or a batch, compiled once per number of rows
+# (store/bulk_insert.py), on the session's connection: no ORM flush on the exchange's path (the
+# tokens are made by token_lifecycle.mint_uniquely_named and their events by trail.record_now:
+# the one way each is made, each by one INSERT too).
 _SPENT = IdTokenUse.__table__
 _LINK = BulkInsert(
     PublisherToken.__table__,
