@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from tests.support.ci_issuer import CiIssuer
 from tokensmith.accounts import users
 from tokensmith.cli.serve import prepare_store
@@ -40,7 +42,15 @@ ROUNDS = 5
 LOOP_SHARE: list[float] = []  # the event loop's thread's CPU a request, each round
 
 
-async def _call(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+async def _call(
+    app: Any,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    answer: dict[str, Any] | None = None,
+) -> int:
+    """One request through the application: its status (``answer``: filled with its JSON body)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -70,6 +80,8 @@ async def _call(app: Any, method: str, path: str, headers: list[tuple[bytes, byt
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+        elif answer is not None:
+            answer.update(orjson.loads(message["body"]))
 
     await app(scope, receive, send)
     return status
@@ -121,17 +133,9 @@ def main(argv: list[str]) -> int:
             return _call(app, "POST", "/api/v1/oidc/exchange", [json_type], body)
 
         async def run() -> dict[str, list[float]]:
-            import orjson
-
             first: dict[str, Any] = {}
-
-            async def send_first(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.body":
-                    first.update(orjson.loads(message["body"]))
-
             body = b'{"token": "' + next(id_tokens).encode() + b'"}'
-            scope_app = app
-            await _call_collect(scope_app, body, send_first)
+            await _call(app, "POST", "/api/v1/oidc/exchange", [json_type], body, first)
             bearer = [(b"authorization", f"Bearer {first['token']}".encode())]
 
             def check() -> Any:
@@ -172,34 +176,6 @@ def main(argv: list[str]) -> int:
             f"({runtime.exchanges.written / max(batches, 1):.1f} exchanges a batch)"
         )
     return 0
-
-
-async def _call_collect(app: Any, body: bytes, send: Callable[[dict[str, Any]], Any]) -> None:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/oidc/exchange",
-        "raw_path": b"/api/v1/oidc/exchange",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    done = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal done
-        if done:
-            await asyncio.Event().wait()
-        done = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    await app(scope, receive, send)
 
 
 def _runtime(app: Any) -> Any:
