@@ -86,6 +86,21 @@ def mail_failed() -> None:
     _MAIL["failed"].inc()
 
 
+EXCHANGE_BATCHES = Counter(
+    "tokensmith_exchange_batches",
+    "Batches of CI exchanges written, one transaction each (tokens/exchange_batches.py).",
+)
+EXCHANGES_BATCHED = Counter(
+    "tokensmith_exchanges_batched",
+    "CI exchanges written in those batches: divided by the batches, how many a batch held.",
+)
+
+
+def exchange_batch_written(size: int) -> None:
+    EXCHANGE_BATCHES.inc()
+    EXCHANGES_BATCHED.inc(size)
+
+
 WORKERS = Gauge(
     "tokensmith_workers",
     "Worker processes serving this instance (each counts 1 while it lives).",

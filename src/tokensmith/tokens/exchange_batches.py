@@ -29,6 +29,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.orm import Session
 
+from tokensmith import metrics
 from tokensmith.errors import TokensmithError
 from tokensmith.projects.publishers import Candidate
 from tokensmith.store.server_keys import ServerKeys
@@ -190,6 +191,7 @@ class ExchangeBatches:
             return
         self.batches += 1
         self.written += len(batch)
+        metrics.exchange_batch_written(len(batch))
         for (_one, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():  # its request was cancelled (the client went away)
                 continue
