@@ -40,14 +40,15 @@ class BulkInsert:
         self.table = table
         self.columns = tuple(columns)
         self.build = build
-        self._statements: dict[tuple[str, int], tuple[str, list[tuple[str, int, int]]]] = {}
-        self._processors: dict[str, tuple[tuple[str, Processor], ...]] = {}
+        # By dialect and driver (one of each per store), and number of rows.
+        self._statements: dict[tuple[str, str, int], tuple[str, list[tuple[str, int, int]]]] = {}
+        self._processors: dict[tuple[str, str], tuple[tuple[str, Processor], ...]] = {}
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
         """Insert ``rows`` (at least one) by one statement: the rows it returns, if it returns any."""
         dialect = connection.dialect
         sql, order = self._statement(dialect, len(rows))
-        processors = self._processors.get(dialect.name) or self._processors_of(dialect)
+        processors = self._processors.get((dialect.name, dialect.driver)) or self._processors_of(dialect)
         converted = [
             [row[column] if process is None else process(row[column]) for column, process in processors] for row in rows
         ]
@@ -62,7 +63,7 @@ class BulkInsert:
     def _statement(self, dialect: Dialect, count: int) -> tuple[str, list[tuple[str, int, int]]]:
         """The statement's text for ``count`` rows, and its parameters in their order: each
         one's name, row and column (of ``columns``)."""
-        key = (dialect.name, count)
+        key = (dialect.name, dialect.driver, count)
         found = self._statements.get(key)
         if found is None:
             where = {
@@ -84,5 +85,5 @@ class BulkInsert:
         processors = tuple(
             (column, self.table.c[column].type.dialect_impl(dialect).bind_processor(dialect)) for column in self.columns
         )
-        self._processors[dialect.name] = processors
+        self._processors[dialect.name, dialect.driver] = processors
         return processors
