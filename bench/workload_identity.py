@@ -16,7 +16,8 @@ once, for its keys), and wrk on CPU 1 alternating round by round between
   under any such route (the exchange is one).
 
 Prints each round, the medians and how many token checks an exchange costs, by requests/s and by
-the server's CPU time per request (the target: at most 3). The server is stopped by its pid.
+the server's CPU time per request (the target: at most 3), and how many exchanges the server's
+batches held (its /metrics). The server is stopped by its pid.
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.load import BenchError, BenchServer, LoadOptions, clean_environment, options_of, run_wrk, wrk_parser
+from bench.load import (
+    BenchError,
+    BenchServer,
+    LoadOptions,
+    clean_environment,
+    http_get,
+    options_of,
+    run_wrk,
+    wrk_parser,
+)
 from tests.support.ci_issuer import CiIssuer
 
 ROOT = Path(__file__).resolve().parent
@@ -43,6 +53,7 @@ class ExchangeFigures:
     requests_per_second: dict[str, list[float]] = field(default_factory=dict)
     server_cpu_us: dict[str, list[float]] = field(default_factory=dict)
     jwks_fetches: int = 0
+    per_batch: list[float] = field(default_factory=list)  # exchanges a batch, each exchange round
 
     def median(self, route: str) -> float:
         return statistics.median(self.requests_per_second[route])
@@ -75,7 +86,7 @@ class ExchangeFigures:
             f"{self.median(EXCHANGE):,.0f} req/s ({self.cpu(EXCHANGE):.0f} µs): an exchange costs {self.ratio:.2f} "
             f"token checks by throughput, {self.cpu_ratio:.2f} by CPU (target ≤ {TARGET:g}); the floor of such a "
             f"route, {self.cpu(FLOOR):.0f} µs, {self.floor_ratio:.2f} token checks; JWKS fetched {self.jwks_fetches} "
-            "time(s)"
+            f"time(s); {statistics.median(self.per_batch or [0]):.1f} exchanges a batch"
         )
 
 
@@ -91,6 +102,20 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
+
+
+def _batched(base_url: str) -> tuple[float, float]:
+    """The server's batches of exchanges so far, and the exchanges in them (its /metrics, read
+    from this machine)."""
+    status, body = http_get(f"{base_url}/metrics")
+    if status != 200:
+        raise BenchError(f"/metrics answered {status}")
+    found = dict.fromkeys(("tokensmith_exchange_batches_total", "tokensmith_exchanges_batched_total"), 0.0)
+    for line in body.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["tokensmith_exchange_batches_total"], found["tokensmith_exchanges_batched_total"]
 
 
 def _id_tokens(issuer: CiIssuer, audience: str, count: int, path: Path) -> Path:
@@ -124,6 +149,7 @@ def measure_exchange(workdir: Path, options: LoadOptions) -> ExchangeFigures:
                 server_pid=server.process.pid,
             )  # fmt: skip
             fastest = trial.requests_per_second
+            batched = _batched(server.base_url)
             for number in range(options.rounds):
                 # Three times what the fastest round so far would use: a round out of ID tokens is no measure.
                 per_round = int(fastest * options.duration * 3) + 4000
@@ -145,13 +171,20 @@ def measure_exchange(workdir: Path, options: LoadOptions) -> ExchangeFigures:
                             EXCHANGE, server.base_url, options, seconds=options.duration, headers={},
                             script=ROOT / "exchanges.lua", script_args=[str(minted)], server_pid=server.process.pid,
                         )  # fmt: skip
+                    shown = ""
+                    if route == EXCHANGE:  # how many exchanges the server's batches held, this round
+                        now_batched = _batched(server.base_url)
+                        per_batch = (now_batched[1] - batched[1]) / max(now_batched[0] - batched[0], 1)
+                        batched = now_batched
+                        figures.per_batch.append(per_batch)
+                        shown = f"  {per_batch:.1f} exchanges a batch"
                     figures.requests_per_second[route].append(run.requests_per_second)
                     if route == EXCHANGE:
                         fastest = max(fastest, run.requests_per_second)
                     figures.server_cpu_us[route].append(run.server_cpu_us_per_request)
                     print(
                         f"  round {number + 1}  {route:<52} {run.requests_per_second:9,.0f} req/s  "
-                        f"{run.server_cpu_us_per_request:7.0f} µs CPU/request  p99 {run.p99_ms:.1f} ms"
+                        f"{run.server_cpu_us_per_request:7.0f} µs CPU/request  p99 {run.p99_ms:.1f} ms{shown}"
                     )
             figures.jwks_fetches = issuer.jwks_fetches
         finally:

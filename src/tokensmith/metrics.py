@@ -47,6 +47,9 @@ OUTCOMES = (
 # Every series exists from the start, at 0, so that rates and alerts work before the first
 # event; and counting is a dict lookup, not a label resolution, on every request.
 _SERIES = {(method, outcome): AUTHENTICATIONS.labels(method, outcome) for method in METHODS for outcome in OUTCOMES}
+# A CI job's ID token exchanged (web/workload_identity.py): its refusals are counted by their codes
+# as they come; its success, on every exchange, is looked up like the others.
+_SERIES["id_token", "ok"] = AUTHENTICATIONS.labels("id_token", "ok")
 
 
 def count_authentication(method: str, outcome: str) -> None:
@@ -81,6 +84,21 @@ def mail_sent() -> None:
 
 def mail_failed() -> None:
     _MAIL["failed"].inc()
+
+
+EXCHANGE_BATCHES = Counter(
+    "tokensmith_exchange_batches",
+    "Batches of CI exchanges written, one transaction each (tokens/exchange_batches.py).",
+)
+EXCHANGES_BATCHED = Counter(
+    "tokensmith_exchanges_batched",
+    "CI exchanges written in those batches: divided by the batches, how many a batch held.",
+)
+
+
+def exchange_batch_written(size: int) -> None:
+    EXCHANGE_BATCHES.inc()
+    EXCHANGES_BATCHED.inc(size)
 
 
 WORKERS = Gauge(

@@ -28,11 +28,11 @@ from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
 from tokensmith.audit import mail, trail
-from tokensmith.audit.trail import AuditAction, RevokeReason
+from tokensmith.audit.trail import AuditAction, Event, RevokeReason
 from tokensmith.clock import display, utcnow
 from tokensmith.config import Settings
 from tokensmith.scopes import describe as describe_limits
-from tokensmith.store.models import AuditEvent, MailOutbox, PersonalToken, TokenReminder, User
+from tokensmith.store.models import MailOutbox, PersonalToken, TokenReminder, User
 
 # Expiry reminders: a token expiring within each of these is reminded once, at the nearest, if
 # it lived longer than that (a shorter one's creation mail said when it ends). The 7 days' kind
@@ -62,7 +62,7 @@ class _Pending:
     row: MailOutbox
     owner: User
     config: mail.MailConfig
-    events: list[AuditEvent] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     written: bool = False
 
 
@@ -74,7 +74,7 @@ def listen(settings: Settings) -> mail.MailConfig | None:
     return config
 
 
-def for_event(session: Session, event: AuditEvent) -> None:
+def for_event(session: Session, event: Event) -> None:
     """Queue the mail an audit event calls for, if any, in the event's transaction."""
     config = mail.current()
     if config is None or event.user_id is None:
@@ -119,7 +119,7 @@ def _write_pending(session: Session, _context: object, _instances: object) -> No
             entry.written = True
 
 
-def _compose(owner: User, events: list[AuditEvent], config: mail.MailConfig) -> tuple[str, str]:
+def _compose(owner: User, events: list[Event], config: mail.MailConfig) -> tuple[str, str]:
     first = events[0]
     if first.action == AuditAction.TOKEN_CREATED:
         subject, lines = _created(first, rotated=False)
@@ -183,12 +183,12 @@ def _token(details: dict[str, Any]) -> str:
     return f"“{details.get('name', '?')}” ({details.get('hint', '?')})"
 
 
-def _by(event: AuditEvent) -> str:
+def _by(event: Event) -> str:
     where = f", from {event.ip}" if event.ip else ""
     return f"{event.actor}{where}"
 
 
-def _created(event: AuditEvent, *, rotated: bool) -> tuple[str, list[str]]:
+def _created(event: Event, *, rotated: bool) -> tuple[str, list[str]]:
     details = event.details or {}
     expires = details.get("expires_at")
     limits = (
@@ -219,7 +219,7 @@ def _created(event: AuditEvent, *, rotated: bool) -> tuple[str, list[str]]:
     ]
 
 
-def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
+def _revoked(events: list[Event]) -> tuple[str, list[str]]:
     first = events[0]
     details = first.details or {}
     reason = (
@@ -253,14 +253,14 @@ def _revoked(events: list[AuditEvent]) -> tuple[str, list[str]]:
     ]
 
 
-def _more(events: list[AuditEvent]) -> list[str]:
+def _more(events: list[Event]) -> list[str]:
     """The tokens past those a mail names: how many, and where they all are."""
     if len(events) <= LISTED:
         return []
     return [f"    … and {len(events) - LISTED} more: every one is on My Tokens."]
 
 
-def _unused_warning(events: list[AuditEvent]) -> tuple[str, list[str]]:
+def _unused_warning(events: list[Event]) -> tuple[str, list[str]]:
     first = events[0].details or {}
     if len(events) == 1:
         subject = (
@@ -290,7 +290,7 @@ def _unused_warning(events: list[AuditEvent]) -> tuple[str, list[str]]:
     ]
 
 
-def _where_used(events: list[AuditEvent]) -> list[str]:
+def _where_used(events: list[Event]) -> list[str]:
     """Where the owner last used a reported token: where to go and replace it."""
     lines = []
     for event in events:
@@ -311,7 +311,7 @@ def _where_used(events: list[AuditEvent]) -> list[str]:
 _NEW_TOKEN = "create a new token on My Tokens and put it where the old one was used"
 
 
-def _leak(event: AuditEvent) -> tuple[str, str, list[str]]:
+def _leak(event: Event) -> tuple[str, str, list[str]]:
     return (
         " after it was reported leaked",
         (
@@ -325,7 +325,7 @@ def _leak(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-def _secret_scanning(event: AuditEvent) -> tuple[str, str, list[str]]:
+def _secret_scanning(event: Event) -> tuple[str, str, list[str]]:
     details = event.details or {}
     where = details.get("url") or "a public place it does not say"
     source = f" ({str(details['source']).replace('_', ' ')})" if details.get("source") else ""
@@ -345,7 +345,7 @@ def _secret_scanning(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-def _push_protection(event: AuditEvent) -> tuple[str, str, list[str]]:
+def _push_protection(event: Event) -> tuple[str, str, list[str]]:
     details = event.details or {}
     where = ", ".join(
         f"{label} {details[key]}"
@@ -365,7 +365,7 @@ def _push_protection(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-def _admin(event: AuditEvent) -> tuple[str, str, list[str]]:
+def _admin(event: Event) -> tuple[str, str, list[str]]:
     return (
         " by an administrator",
         f"an administrator ({event.actor}) revoked it",
@@ -373,7 +373,7 @@ def _admin(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-def _account_disabled(event: AuditEvent) -> tuple[str, str, list[str]]:
+def _account_disabled(event: Event) -> tuple[str, str, list[str]]:
     by = "your identity provider" if event.actor in _IDENTITY_PROVIDER_ACTORS else event.actor
     return (
         " when your account was disabled",
@@ -385,7 +385,7 @@ def _account_disabled(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-def _rotation_reuse(event: AuditEvent) -> tuple[str, str, list[str]]:
+def _rotation_reuse(event: Event) -> tuple[str, str, list[str]]:
     return (
         " after a rotated token was used again",
         (
@@ -399,7 +399,7 @@ def _rotation_reuse(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-def _unused(event: AuditEvent) -> tuple[str, str, list[str]]:
+def _unused(event: Event) -> tuple[str, str, list[str]]:
     details = event.details or {}
     return (
         " because it was not used",
@@ -411,7 +411,7 @@ def _unused(event: AuditEvent) -> tuple[str, str, list[str]]:
     )
 
 
-def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
+def _generic_revocation(event: Event) -> tuple[str, str, list[str]]:
     reason = str((event.details or {}).get("reason") or "no reason given").replace("_", " ")
     by = "your identity provider" if event.actor in _IDENTITY_PROVIDER_ACTORS else event.actor
     return (
@@ -422,7 +422,7 @@ def _generic_revocation(event: AuditEvent) -> tuple[str, str, list[str]]:
 
 
 # Keyed by the enum, looked up by the event's stored reason (a plain str).
-_REVOCATION_WORDS: dict[str, Callable[[AuditEvent], tuple[str, str, list[str]]]] = {
+_REVOCATION_WORDS: dict[str, Callable[[Event], tuple[str, str, list[str]]]] = {
     RevokeReason.LEAK_REPORTED: _leak,
     RevokeReason.SECRET_SCANNING: _secret_scanning,
     RevokeReason.UNUSED: _unused,
@@ -444,7 +444,7 @@ _SECOND_FACTOR_CHANGES = {
 }
 
 
-def _second_factor_changed(event: AuditEvent) -> tuple[str, list[str]]:
+def _second_factor_changed(event: Event) -> tuple[str, list[str]]:
     return _SECOND_FACTOR_CHANGES[AuditAction(event.action)], [
         f"{trail.describe(event)}.",
         "",

@@ -42,7 +42,7 @@ from tokensmith.audit.trail import AuditAction
 from tokensmith.config import Settings
 from tokensmith.errors import InvalidInput
 from tokensmith.store import data_dir
-from tokensmith.store.models import AuditEvent, PersonalToken, User
+from tokensmith.store.models import PersonalToken, User
 from tokensmith.tokens import lifecycle as token_lifecycle
 
 log = logging.getLogger("tokensmith.revocation_journal")
@@ -79,7 +79,7 @@ def stop() -> None:
     trail.unsubscribe(for_event)
 
 
-def for_event(session: Session, recorded: AuditEvent) -> None:
+def for_event(session: Session, recorded: trail.Event) -> None:
     """Keep the line an event calls for until its unit of work commits."""
     details = recorded.details or {}
     line: dict[str, Any] | None = None

@@ -9,8 +9,9 @@ the caller runs ``workload_identity.exchange`` as one unit in a thread, which an
 same checks in the same order (a refusal costs what it did).
 
 ``ExchangeBatches`` writes what ``ready`` passed as a group commit: the exchanges that arrive
-while a batch is being written wait for the next, and each batch is one unit of work in one trip
-to a thread — the publishers of its issuers read once, each exchange matched as
+while a batch is being written wait for the next (which, under load, waits a moment for as many
+as the last one had: ``_gathered``), and each batch is one unit of work in one trip to a thread —
+the publishers of its issuers read once, each exchange matched as
 ``workload_identity.exchange`` matches it, the ``jti`` of all of them recorded by one INSERT (a
 ``jti`` twice in a batch, or recorded already: ``replayed``), their tokens, links and events by
 one INSERT each, through token_lifecycle and the audit trail. An exchange refused in the batch
@@ -28,6 +29,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.orm import Session
 
+from tokensmith import metrics
 from tokensmith.errors import TokensmithError
 from tokensmith.projects.publishers import Candidate
 from tokensmith.store.server_keys import ServerKeys
@@ -37,6 +39,7 @@ from tokensmith.tokens.oidc_issuers import IssuerDirectory
 from tokensmith.tokens.workload_identity import Checked, Exchanged
 
 MAX_BATCH = 64  # exchanges in one transaction
+GATHER_S = 0.002  # the longest a batch waits for the exchanges of a wave
 # What is verified on the loop: RSA keys up to this size, with a usual public exponent.
 MAX_RSA_BITS_ON_LOOP = 4096
 MAX_RSA_EXPONENT = 2**17
@@ -135,6 +138,8 @@ class ExchangeBatches:
         self.minutes = minutes
         self._waiting: list[tuple[Ready, asyncio.Future[Exchanged]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._enough: asyncio.Event | None = None  # set once as many wait as the last batch had
+        self._last = 0  # exchanges in the last batch
         self.batches = 0  # for the benchmark: how many transactions, for how many exchanges
         self.written = 0
 
@@ -142,6 +147,8 @@ class ExchangeBatches:
         """The token for ``one``, once its batch is committed; its refusal, or its batch's failure."""
         future: asyncio.Future[Exchanged] = asyncio.get_running_loop().create_future()
         self._waiting.append((one, future))
+        if self._enough is not None and len(self._waiting) >= self._last:
+            self._enough.set()
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
         return await future
@@ -149,10 +156,27 @@ class ExchangeBatches:
     async def _write(self) -> None:
         try:
             while self._waiting:
+                await self._gathered()
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                self._last = len(batch)
                 await self._commit(batch)
         finally:
             self._writer = None
+
+    async def _gathered(self) -> None:
+        """Under load, exchanges come in waves: a batch's answers go out and its clients send
+        their next while the other batch is written. The next batch waits for as many as the last
+        one had, for at most GATHER_S (a lone exchange after a lone one does not wait), so
+        that waves are written together rather than a few at a time."""
+        if len(self._waiting) >= min(self._last, MAX_BATCH):
+            return
+        self._enough = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._enough.wait(), GATHER_S)
+        except TimeoutError:
+            pass
+        finally:
+            self._enough = None
 
     async def _commit(self, batch: list[tuple[Ready, asyncio.Future[Exchanged]]]) -> None:
         items = [one for one, _future in batch]
@@ -167,6 +191,7 @@ class ExchangeBatches:
             return
         self.batches += 1
         self.written += len(batch)
+        metrics.exchange_batch_written(len(batch))
         for (_one, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():  # its request was cancelled (the client went away)
                 continue

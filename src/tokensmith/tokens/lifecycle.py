@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar, Unpack
 
@@ -32,6 +32,7 @@ from tokensmith.identity import VerifiedToken
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.projects.catalog import project_ids_of
 from tokensmith.scopes import ALL_SCOPES
+from tokensmith.store.bulk_insert import BulkInsert
 from tokensmith.store.models import PersonalToken, User
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import check as token_check
@@ -57,7 +58,23 @@ _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 _TOKENS = PersonalToken.__table__
 # CI tokens' (mint_uniquely_named): each row's id back with its digest, which is unique (asking
 # SQLAlchemy for the rows' order would cost SQLite one statement a row).
-_INSERT_TOKENS = insert(_TOKENS).returning(_TOKENS.c.id, _TOKENS.c.digest)
+_INSERT_TOKENS = BulkInsert(
+    _TOKENS,
+    (
+        "user_id",
+        "name",
+        "digest",
+        "key_version",
+        "hint",
+        "scopes",
+        "projects",
+        "allowed_ips",
+        "created_at",
+        "expires_at",
+        "parent_id",
+    ),
+    lambda _dialect, rows: insert(_TOKENS).values(rows).returning(_TOKENS.c.id, _TOKENS.c.digest),
+)
 
 
 T = TypeVar("T")
@@ -199,6 +216,24 @@ class UniquelyNamed:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A token ``mint_uniquely_named`` wrote: its secret (shown once), its id and its row's
+    values, plain (a ``PersonalToken`` object for each cost a batch of exchanges a tenth of its
+    CPU: docs/benchmarks.md)."""
+
+    secret: str = field(repr=False)
+    id: int
+    user_id: int
+    name: str
+    hint: str
+    scopes: list[str]
+    projects: list[str] | None
+    allowed_ips: list[str] | None
+    created_at: datetime
+    expires_at: datetime | None
+
+
 def mint_uniquely_named(
     session: Session,
     keys: ServerKeys,
@@ -206,20 +241,34 @@ def mint_uniquely_named(
     *,
     prefix: str,
     parent_id: int | None = None,
-) -> list[tuple[str, PersonalToken]]:
+) -> list[Minted]:
     """Tokens whose limits were checked and whose names are unique already, written by one
     ``INSERT … RETURNING id`` of all their rows (SQLAlchemy's insertmanyvalues) on the session's
     connection: the tokens of one CI exchange or of a batch of them (workload_identity.py,
     exchange_batches.py). No savepoint: a name taken after all fails the whole unit. No event:
-    their caller writes its own. The rows returned are not in the session (an ORM flush cost an
-    exchange three times the statement: docs/benchmarks.md)."""
+    their caller writes its own. What comes back are plain values, not rows of the session (an
+    ORM flush cost an exchange three times the statement: docs/benchmarks.md)."""
     made = [
         _new_values(keys, one.owner_id, one.name, one.limits, prefix, one.expires_at, one.created_at, parent_id)
         for one in wanted
     ]
-    written = session.connection().execute(_INSERT_TOKENS, [values for _secret, values in made])
-    ids = {digest: token_id for token_id, digest in written}
-    return [(secret, PersonalToken(id=ids[values["digest"]], **values)) for secret, values in made]
+    written = _INSERT_TOKENS.execute(session.connection(), [values for _secret, values in made])
+    ids = {row[1]: row[0] for row in written}  # digest: id
+    return [
+        Minted(
+            secret,
+            ids[values["digest"]],
+            values["user_id"],
+            values["name"],
+            values["hint"],
+            values["scopes"],
+            values["projects"],
+            values["allowed_ips"],
+            values["created_at"],
+            values["expires_at"],
+        )
+        for secret, values in made
+    ]
 
 
 def _new_values(
@@ -270,7 +319,7 @@ def _tupled(values: list[str] | None) -> tuple[str, ...] | None:
     return None if values is None else tuple(values)
 
 
-def limits_of(row: PersonalToken | VerifiedToken) -> dict[str, Any]:
+def limits_of(row: PersonalToken | VerifiedToken | Minted) -> dict[str, Any]:
     """A token's limits as the audit trail keeps them."""
     return {"scopes": list(row.scopes), "projects": row.projects, "allowed_ips": row.allowed_ips}
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from types import ModuleType
 from typing import Any
 
 from sqlalchemy import CursorResult, Engine, Insert, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from tokensmith.audit import trail
@@ -34,8 +36,9 @@ from tokensmith.errors import IdTokenRejected, InvalidInput, NotPermitted
 from tokensmith.housekeeping import Periodic
 from tokensmith.projects import publishers as trusted_publishers
 from tokensmith.projects.publishers import Candidate
+from tokensmith.store.bulk_insert import BulkInsert
 from tokensmith.store.database import session_factory, unit_of_work
-from tokensmith.store.models import IdTokenUse, PersonalToken, PublisherToken
+from tokensmith.store.models import IdTokenUse, PublisherToken
 from tokensmith.store.server_keys import ServerKeys
 from tokensmith.tokens import id_tokens
 from tokensmith.tokens import lifecycle as token_lifecycle
@@ -44,11 +47,16 @@ from tokensmith.tokens.id_tokens import PresentedIdToken, rejected
 from tokensmith.tokens.oidc_issuers import IssuerDirectory
 
 MAX_MINUTES = 60
-# Core statements on the tables, on the session's connection: no ORM flush on the exchange's path
-# (the token is made by token_lifecycle.mint_checked and its event by trail.record, at_once: the
-# one way each is made, both by one INSERT too).
+# Statements of all the rows of an exchange or a batch, compiled once per number of rows
+# (store/bulk_insert.py), on the session's connection: no ORM flush on the exchange's path (the
+# tokens are made by token_lifecycle.mint_uniquely_named and their events by trail.record_now:
+# the one way each is made, each by one INSERT too).
 _SPENT = IdTokenUse.__table__
-_LINK = insert(PublisherToken.__table__)
+_LINK = BulkInsert(
+    PublisherToken.__table__,
+    ("token_id", "publisher_id"),
+    lambda _dialect, rows: insert(PublisherToken.__table__).values(rows),
+)
 # The claims that say which job it was, in the token's name and the security log.
 IDENTIFYING_CLAIMS = ("repository", "project_path", "pipeline_slug", "sub")
 RUN_CLAIMS = ("run_id", "pipeline_id", "build_number", "job_id")
@@ -182,7 +190,7 @@ class Checked:
     ip: str | None
     now: datetime
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
         """The ledger's key: SHA-256 of the issuer and the jti."""
         return hashlib.sha256(f"{self.presented.issuer}\n{self.presented.jti}".encode()).digest()
@@ -193,10 +201,8 @@ def spend(session: Session, checked: list[Checked]) -> set[bytes]:
     INSERT of all of them: the ledger keys recorded now; one not among them was there already.
     Inserted unless there: no savepoint, no error to recover from. Of two instances inserting one
     digest at once, PostgreSQL lets the second wait for the first's commit, then finds it."""
-    connection = session.connection()
-    statement = _SPEND[connection.dialect.name]
     rows = [{"digest": one.digest, "expires_at": one.expires + id_tokens.LEEWAY} for one in checked]
-    return set(connection.execute(statement, rows).scalars().all())
+    return {row[0] for row in _SPEND.execute(session.connection(), rows)}
 
 
 def replayed(presented: PresentedIdToken) -> IdTokenRejected:
@@ -207,15 +213,16 @@ def replayed(presented: PresentedIdToken) -> IdTokenRejected:
     )
 
 
-def _insert_unless_there(dialect: ModuleType) -> Insert:
-    """Each store's INSERT … ON CONFLICT DO NOTHING of spent ID tokens, built once by its own
-    dialect. The rows inserted come back, none of those that were there: a driver's rowcount is
-    not to be trusted for an INSERT (psycopg's is -1 here)."""
-    statement: Insert = dialect.insert(_SPENT).on_conflict_do_nothing()
+def _insert_unless_there(dialect: Dialect, rows: list[dict[str, Any]]) -> Insert:
+    """Each store's INSERT … ON CONFLICT DO NOTHING of spent ID tokens, by its own dialect. The
+    rows inserted come back, none of those that were there: a driver's rowcount is not to be
+    trusted for an INSERT (psycopg's is -1 here)."""
+    statement: Insert = _DIALECTS[dialect.name].insert(_SPENT).values(rows).on_conflict_do_nothing()
     return statement.returning(_SPENT.c.digest)
 
 
-_SPEND = {"sqlite": _insert_unless_there(sqlite), "postgresql": _insert_unless_there(postgresql)}
+_DIALECTS: dict[str, ModuleType] = {"sqlite": sqlite, "postgresql": postgresql}
+_SPEND = BulkInsert(_SPENT, ("digest", "expires_at"), _insert_unless_there)
 
 
 def mint(session: Session, keys: ServerKeys, spent: list[Checked], *, prefix: str, minutes: int) -> list[Exchanged]:
@@ -234,29 +241,26 @@ def mint(session: Session, keys: ServerKeys, spent: list[Checked], *, prefix: st
     ]
     # Names unique already: the jti's own digest is in each.
     made = token_lifecycle.mint_uniquely_named(session, keys, wanted, prefix=prefix)
-    session.connection().execute(
-        _LINK,
-        [
-            {"token_id": row.id, "publisher_id": checked.publisher.id}
-            for checked, (_, row) in zip(spent, made, strict=True)
-        ],
+    _LINK.execute(
+        session.connection(),
+        [{"token_id": row.id, "publisher_id": checked.publisher.id} for checked, row in zip(spent, made, strict=True)],
     )
-    trail.record_now(session, [_event(checked, row) for checked, (_secret, row) in zip(spent, made, strict=True)])
+    trail.record_now(session, [_event(checked, row) for checked, row in zip(spent, made, strict=True)])
     return [
         Exchanged(
-            secret,
+            row.secret,
             checked.publisher.username,
             checked.publisher.project_id,
             tuple(row.scopes),
-            wanted_one.expires_at or checked.now,  # set for every CI token
+            row.expires_at or checked.now,  # set for every CI token
             row.id,
             checked.publisher.name,
         )
-        for checked, wanted_one, (secret, row) in zip(spent, wanted, made, strict=True)
+        for checked, row in zip(spent, made, strict=True)
     ]
 
 
-def _event(checked: Checked, row: PersonalToken) -> dict[str, Any]:
+def _event(checked: Checked, row: token_lifecycle.Minted) -> dict[str, Any]:
     presented, publisher = checked.presented, checked.publisher
     assert row.expires_at is not None  # a CI token's expiry is always set
     return trail.event_values(

@@ -88,6 +88,7 @@ class Runtime:
     _loop_connection: Connection | None = field(default=None, repr=False)  # see check_connection
     _exchanges: ExchangeBatches | None = field(default=None, repr=False)  # see exchanges
     _checkers: ThreadPoolExecutor | None = field(default=None, repr=False)  # see check_on_store
+    _batch_writer: ThreadPoolExecutor | None = field(default=None, repr=False)  # see run_batch
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -138,8 +139,9 @@ class Runtime:
             job.stop()
         if self._loop_connection is not None:
             self._loop_connection.close()
-        if self._checkers is not None:
-            self._checkers.shutdown(wait=True)
+        for executor in (self._checkers, self._batch_writer):
+            if executor is not None:
+                executor.shutdown(wait=True)
         if self.reads is not None:
             self.reads.close()
         for engine in (self.engine, self.check_engine, self.usage.engine, self.mail_engine):
@@ -190,7 +192,7 @@ class Runtime:
         """The CI exchanges checked on the loop, written in batches (tokens/exchange_batches.py)."""
         if self._exchanges is None:
             self._exchanges = ExchangeBatches(
-                self.run_unit,
+                self.run_batch,
                 self.keys,
                 prefix=self.settings.token_prefix,
                 minutes=self.settings.oidc_token_minutes,
@@ -201,6 +203,16 @@ class Runtime:
         """Run ``work`` as one unit of work in one trip to a thread, once admitted."""
         async with self.admission:
             return await run_in_threadpool(_in_unit_of_work, self.sessions, work)
+
+    async def run_batch(self, work: Callable[[Session], T]) -> T:
+        """``run_unit`` for the exchanges' batches, which are written one at a time: on a thread of
+        their own, reached with the loop's run_in_executor (half the CPU of AnyIO's worker threads
+        a trip, as ``check_on_store`` found), admitted as any unit."""
+        async with self.admission:
+            if self._batch_writer is None:
+                self._batch_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exchange-batches")
+            call = functools.partial(contextvars.copy_context().run, _in_unit_of_work, self.sessions, work)
+            return await asyncio.get_running_loop().run_in_executor(self._batch_writer, call)
 
 
 def _mail_jobs(settings: Settings) -> tuple[Engine | None, list[Periodic]]:
