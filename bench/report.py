@@ -553,8 +553,11 @@ def targets_table(
     if exchange is not None:
         rows.append(
             [
-                f"an exchange of a CI job's ID token (keys held) ≤ {EXCHANGE_TARGET:g} × a token check, over HTTP",
-                f"{exchange.ratio:.2f} × ({exchange.cpu_ratio:.1f} × by server CPU)",
+                (
+                    f"an exchange of a CI job's ID token (keys held) costs ≤ {EXCHANGE_TARGET:g} × a token check "
+                    "on the server (its CPU), over HTTP"
+                ),
+                f"{exchange.cpu_ratio:.2f} × ({exchange.ratio:.2f} × by throughput)",
                 verdict(exchange.met()),
             ]
         )

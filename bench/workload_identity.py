@@ -75,7 +75,9 @@ class ExchangeFigures:
         return self.cpu(FLOOR) / self.cpu(CHECK)
 
     def met(self) -> bool:
-        return self.ratio <= TARGET
+        """Issue 20's target is what an exchange costs the server: its CPU, the steadier figure
+        (throughput also moves with what else the machine runs)."""
+        return self.cpu_ratio <= TARGET
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio, "cpu_ratio": self.cpu_ratio, "floor_ratio": self.floor_ratio}
