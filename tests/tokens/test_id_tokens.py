@@ -12,7 +12,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from tests.support.ci_issuer import CiIssuer
 from tokensmith.errors import IdTokenRejected
-from tokensmith.tokens import id_tokens
+from tokensmith.tokens import exchange_batches, id_tokens
 
 AUDIENCE = "https://tokens.example.test"
 
@@ -181,3 +181,20 @@ def test_claims_shown_in_words_are_text_printable_and_short(issuer):
     shown = presented.text("environment")
     assert shown is not None and "\x1b" not in shown and shown.endswith("…") and len(shown) <= 101
     assert presented.text("run_number") == "17" and presented.text("missing") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "on_the_loop"),
+    [
+        (lambda: RSAKey.generate_key(2048), True),
+        (lambda: RSAKey.generate_key(4096), True),
+        (lambda: ECKey.generate_key("P-256"), True),
+        (lambda: OKPKey.generate_key("Ed25519"), True),
+        (lambda: ECKey.generate_key("P-384"), False),
+        (lambda: ECKey.generate_key("P-521"), False),
+        (lambda: OKPKey.generate_key("Ed448"), False),
+    ],
+)
+def test_only_keys_quick_to_verify_with_are_used_on_the_event_loop(key, on_the_loop):
+    """What costs tens of µs is verified on the loop; P-384, P-521, Ed448 (hundreds) in a thread."""
+    assert exchange_batches.quick_to_verify(key()) is on_the_loop
