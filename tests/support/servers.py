@@ -125,6 +125,10 @@ class LiveServer:
             time.sleep(0.05)
         return console
 
+    def console_since_start(self) -> str:
+        """What the server wrote since it was last launched."""
+        return self.console(since=self._console_offset)
+
     def console(self, since: int = 0) -> str:
         with self.log_path.open("rb") as log:
             log.seek(since)
