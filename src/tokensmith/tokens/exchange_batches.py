@@ -122,7 +122,10 @@ def write_batch(
         made = workload_identity.mint(session, keys, [checked for _, checked in fresh], prefix=prefix, minutes=minutes)
         for (number, _checked), exchanged in zip(fresh, made, strict=True):
             outcomes[number] = exchanged
-    return [outcome for outcome in outcomes if outcome is not None]
+    answered = [outcome for outcome in outcomes if outcome is not None]
+    if len(answered) != len(batch):  # each exchange is refused or minted above: never dropped
+        raise RuntimeError("an exchange of the batch got no answer")
+    return answered
 
 
 Unit = Callable[[Session], list[Exchanged | TokensmithError]]
